@@ -1,0 +1,443 @@
+//! The token endpoint client (RFC 6749 4.1.3, 6, 5.1, 5.2) and revocation (RFC 7009).
+//!
+//! Written over `reqwest` rather than taken from an OAuth crate because providers differ in
+//! ways those crates do not tolerate: token requests as JSON (Salesmate's article), responses
+//! as form encoding, `expires_in` as a numeric string, unknown fields that must be kept, and
+//! a response size cap. What a provider sends is bad input until proven otherwise: an HTML
+//! page, a 200 without `access_token` or a 10 MB body is an error, never a stored connection.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::SecretString;
+use crate::catalog::{BodyFormat, ClientAuth};
+use crate::credentials::OAuth2Tokens;
+use crate::integration::OAuth2Client;
+use crate::outbound::{CappedResponse, Outbound, OutboundError};
+
+/// Why a token request failed. Messages never carry a token or a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The provider refused with an RFC 6749 5.2 error (`invalid_grant`, `invalid_client`...).
+    #[error("the provider refused the token request: {error}")]
+    Rejected {
+        status: u16,
+        error: String,
+        description: Option<String>,
+    },
+    /// The provider is down, slow or rate limiting: try again later.
+    #[error("the provider is unavailable: {reason}")]
+    Unavailable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The provider answered something that is not a token response.
+    #[error("the provider's token response is invalid: {0}")]
+    InvalidResponse(String),
+}
+
+impl TokenError {
+    /// Whether this failure means the grant is gone and the end user must connect again.
+    pub fn needs_reauth(&self, reauth_errors: &[String]) -> bool {
+        matches!(self, TokenError::Rejected { error, .. } if reauth_errors.iter().any(|e| e == error))
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TokenError::Unavailable { .. })
+    }
+
+    /// A short, stable reason for logs, metrics and webhooks.
+    pub fn reason(&self) -> String {
+        match self {
+            TokenError::Rejected { error, .. } => error.clone(),
+            TokenError::Unavailable { reason, .. } => reason.clone(),
+            TokenError::InvalidResponse(_) => "invalid_response".into(),
+        }
+    }
+}
+
+impl From<OutboundError> for TokenError {
+    fn from(err: OutboundError) -> Self {
+        match err {
+            OutboundError::Timeout => TokenError::Unavailable {
+                reason: "timeout".into(),
+                retry_after: None,
+            },
+            OutboundError::Network(_) => TokenError::Unavailable {
+                reason: "network_error".into(),
+                retry_after: None,
+            },
+            OutboundError::TooLarge(limit) => {
+                TokenError::InvalidResponse(format!("response larger than {limit} bytes"))
+            }
+        }
+    }
+}
+
+/// Exchanges an authorization code (RFC 6749 4.1.3; RFC 7636 4.5 adds the verifier).
+pub async fn exchange_code(
+    http: &Outbound,
+    client: &OAuth2Client,
+    code: &str,
+    redirect_uri: &Url,
+    code_verifier: Option<&SecretString>,
+    now: i64,
+) -> Result<OAuth2Tokens, TokenError> {
+    let mut params = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri.as_str()),
+    ];
+    if let Some(verifier) = code_verifier {
+        params.push(("code_verifier", verifier.expose()));
+    }
+    let response = post_token_request(http, client, &params).await?;
+    parse_token_response(&response, now)
+}
+
+/// Refreshes (RFC 6749 6). A response without a new refresh token keeps the old one.
+pub async fn refresh(
+    http: &Outbound,
+    client: &OAuth2Client,
+    current: &OAuth2Tokens,
+    now: i64,
+) -> Result<OAuth2Tokens, TokenError> {
+    let refresh_token = current
+        .refresh_token
+        .as_ref()
+        .ok_or_else(|| TokenError::Rejected {
+            status: 0,
+            error: "invalid_grant".into(),
+            description: Some("no refresh token was issued for this connection".into()),
+        })?;
+    let params = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token.expose()),
+    ];
+    let response = post_token_request(http, client, &params).await?;
+    let mut tokens = parse_token_response(&response, now)?;
+    if tokens.refresh_token.is_none() {
+        tokens.refresh_token = current.refresh_token.clone();
+    }
+    if tokens.scope.is_none() {
+        tokens.scope = current.scope.clone();
+    }
+    Ok(tokens)
+}
+
+/// Revokes a token (RFC 7009 2.1). Success or an unsupported token type both end the matter.
+pub async fn revoke(
+    http: &Outbound,
+    client: &OAuth2Client,
+    token: &SecretString,
+    token_type_hint: &str,
+) -> Result<(), TokenError> {
+    let Some(url) = client.revocation_url.clone() else {
+        return Ok(());
+    };
+    let params = [
+        ("token", token.expose()),
+        ("token_type_hint", token_type_hint),
+    ];
+    let request = authenticated(http.request(reqwest::Method::POST, url), client, &params);
+    let response = http.send(request).await?;
+    if response.status.is_success() {
+        return Ok(());
+    }
+    Err(classify_failure(&response))
+}
+
+async fn post_token_request(
+    http: &Outbound,
+    client: &OAuth2Client,
+    params: &[(&str, &str)],
+) -> Result<CappedResponse, TokenError> {
+    let request = authenticated(
+        http.request(reqwest::Method::POST, client.token_url.clone()),
+        client,
+        params,
+    );
+    Ok(http.send(request).await?)
+}
+
+/// Adds client authentication (RFC 6749 2.3.1) and the body in the provider's format.
+fn authenticated(
+    request: reqwest::RequestBuilder,
+    client: &OAuth2Client,
+    params: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
+    let mut body: Vec<(&str, &str)> = params.to_vec();
+    let mut request = request.header(reqwest::header::ACCEPT, "application/json");
+    match (&client.client_secret, client.client_auth) {
+        (Some(secret), ClientAuth::ClientSecretBasic) => {
+            // 2.3.1: id and secret are form-urlencoded before being joined and base64-encoded.
+            let mut joined: String =
+                url::form_urlencoded::byte_serialize(client.client_id.as_bytes()).collect();
+            joined.push(':');
+            joined.extend(url::form_urlencoded::byte_serialize(
+                secret.expose().as_bytes(),
+            ));
+            let mut value = String::from("Basic ");
+            value.push_str(&STANDARD.encode(joined.as_bytes()));
+            zeroize::Zeroize::zeroize(&mut joined);
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
+        (Some(secret), ClientAuth::ClientSecretPost) => {
+            body.push(("client_id", &client.client_id));
+            body.push(("client_secret", secret.expose()));
+        }
+        // A public client identifies itself in the body (RFC 6749 4.1.3).
+        (None, _) => body.push(("client_id", &client.client_id)),
+    }
+    match client.token_request_format {
+        BodyFormat::Form => request.form(&body),
+        BodyFormat::Json => {
+            let object: Map<String, Value> = body
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+                .collect();
+            request.json(&object)
+        }
+    }
+}
+
+/// Reads a token endpoint response: a token set on success, a classified error otherwise.
+pub fn parse_token_response(
+    response: &CappedResponse,
+    now: i64,
+) -> Result<OAuth2Tokens, TokenError> {
+    if !response.status.is_success() {
+        return Err(classify_failure(response));
+    }
+    let object = body_object(response).ok_or_else(|| {
+        TokenError::InvalidResponse(format!(
+            "expected a JSON or form-encoded token response, got {}",
+            shown_media_type(response)
+        ))
+    })?;
+    // Some providers report errors with a 200 (RFC 6749 5.2 says 400, not all listen).
+    if let Some(error) = object.get("error").and_then(Value::as_str) {
+        return Err(TokenError::Rejected {
+            status: response.status.as_u16(),
+            error: error.to_owned(),
+            description: description(&object),
+        });
+    }
+    tokens_from_object(object, now)
+}
+
+fn tokens_from_object(
+    mut object: Map<String, Value>,
+    now: i64,
+) -> Result<OAuth2Tokens, TokenError> {
+    let access_token = match object.remove("access_token") {
+        Some(Value::String(token)) if !token.is_empty() => SecretString::new(token),
+        Some(_) => {
+            return Err(TokenError::InvalidResponse(
+                "access_token is not a string".into(),
+            ));
+        }
+        None => {
+            return Err(TokenError::InvalidResponse(
+                "access_token is missing".into(),
+            ));
+        }
+    };
+    let refresh_token = match object.remove("refresh_token") {
+        Some(Value::String(token)) if !token.is_empty() => Some(SecretString::new(token)),
+        None | Some(Value::Null) => None,
+        Some(Value::String(_)) => None,
+        Some(_) => {
+            return Err(TokenError::InvalidResponse(
+                "refresh_token is not a string".into(),
+            ));
+        }
+    };
+    let token_type = match object.remove("token_type") {
+        Some(Value::String(t)) if !t.is_empty() => t,
+        _ => "Bearer".into(),
+    };
+    let scope = match object.remove("scope") {
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        _ => None,
+    };
+    let expires_in = match object.remove("expires_in") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => Some(
+            s.trim()
+                .parse::<f64>()
+                .map_err(|_| TokenError::InvalidResponse("expires_in is not a number".into()))?,
+        ),
+        Some(_) => {
+            return Err(TokenError::InvalidResponse(
+                "expires_in is not a number".into(),
+            ));
+        }
+    };
+    // A negative or absurd lifetime is clamped rather than trusted: 0 s to 10 years.
+    let expires_at = expires_in.map(|secs| now + secs.clamp(0.0, 315_360_000.0) as i64);
+    Ok(OAuth2Tokens {
+        access_token,
+        refresh_token,
+        token_type,
+        scope,
+        expires_at,
+        extra: object,
+    })
+}
+
+/// Turns a non-success response into an error, reading RFC 6749 5.2 bodies when present.
+fn classify_failure(response: &CappedResponse) -> TokenError {
+    let status = response.status.as_u16();
+    if status == 429 || response.status.is_server_error() {
+        let retry_after = response
+            .headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let reason = if status == 429 {
+            "rate_limited".to_owned()
+        } else {
+            format!("http_{status}")
+        };
+        return TokenError::Unavailable {
+            reason,
+            retry_after,
+        };
+    }
+    match body_object(response) {
+        Some(object) => match object.get("error").and_then(Value::as_str) {
+            Some(error) => TokenError::Rejected {
+                status,
+                error: error.to_owned(),
+                description: description(&object),
+            },
+            None => TokenError::InvalidResponse(format!("HTTP {status} without an error code")),
+        },
+        None if response.status.is_redirection() => {
+            TokenError::InvalidResponse(format!("HTTP {status} redirect (not followed)"))
+        }
+        None => TokenError::InvalidResponse(format!(
+            "HTTP {status} with {}",
+            shown_media_type(response)
+        )),
+    }
+}
+
+/// The body as a JSON object, from JSON or form encoding; `None` for anything else.
+fn body_object(response: &CappedResponse) -> Option<Map<String, Value>> {
+    let media_type = response.media_type();
+    if media_type == "application/x-www-form-urlencoded" {
+        let pairs: Map<String, Value> = url::form_urlencoded::parse(&response.body)
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect();
+        return (!pairs.is_empty()).then_some(pairs);
+    }
+    // JSON, or an unlabelled body that is JSON (some providers send text/plain).
+    match serde_json::from_slice::<Value>(&response.body) {
+        Ok(Value::Object(object)) => Some(object),
+        _ => None,
+    }
+}
+
+fn description(object: &Map<String, Value>) -> Option<String> {
+    object
+        .get("error_description")
+        .and_then(Value::as_str)
+        .map(|d| d.chars().take(300).collect())
+}
+
+fn shown_media_type(response: &CappedResponse) -> String {
+    let media_type = response.media_type();
+    if media_type.is_empty() {
+        "no content type".into()
+    } else {
+        media_type
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::StatusCode;
+    use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+
+    fn response(status: u16, content_type: &str, body: &str) -> CappedResponse {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
+        CappedResponse {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers,
+            body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn json_with_string_expiry_and_unknown_fields() {
+        let r = response(
+            200,
+            "application/json; charset=utf-8",
+            r#"{"access_token":"a","refresh_token":"r","expires_in":"3600","account_id":"x"}"#,
+        );
+        let t = parse_token_response(&r, 1000).unwrap();
+        assert_eq!(t.access_token.expose(), "a");
+        assert_eq!(t.expires_at, Some(4600));
+        assert_eq!(t.extra["account_id"], "x");
+        assert_eq!(t.token_type, "Bearer");
+    }
+
+    #[test]
+    fn form_encoded_response() {
+        let r = response(
+            200,
+            "application/x-www-form-urlencoded",
+            "access_token=a&token_type=bearer&expires_in=60",
+        );
+        let t = parse_token_response(&r, 0).unwrap();
+        assert_eq!(t.expires_at, Some(60));
+        assert!(t.refresh_token.is_none());
+    }
+
+    #[test]
+    fn failures_are_classified() {
+        let reauth = vec!["invalid_grant".to_owned()];
+        let e = parse_token_response(
+            &response(400, "application/json", r#"{"error":"invalid_grant"}"#),
+            0,
+        )
+        .unwrap_err();
+        assert!(e.needs_reauth(&reauth));
+        let e = parse_token_response(&response(500, "text/html", "<html>"), 0).unwrap_err();
+        assert!(e.is_transient());
+        let e = parse_token_response(&response(200, "text/html", "<html>"), 0).unwrap_err();
+        assert!(matches!(e, TokenError::InvalidResponse(_)));
+        let e = parse_token_response(&response(200, "application/json", "{}"), 0).unwrap_err();
+        assert!(e.to_string().contains("access_token is missing"));
+        let e = parse_token_response(
+            &response(401, "application/json", r#"{"error":"invalid_client"}"#),
+            0,
+        )
+        .unwrap_err();
+        assert!(!e.needs_reauth(&reauth) && !e.is_transient());
+        let e = parse_token_response(
+            &response(200, "application/json", r#"{"error":"invalid_grant"}"#),
+            0,
+        )
+        .unwrap_err();
+        assert!(e.needs_reauth(&reauth));
+    }
+}

@@ -1,0 +1,296 @@
+//! The catalog's small template language for header values and base URLs.
+//!
+//! A template is literal text with `${...}` expressions. An expression is a reference
+//! `scope.name` (scopes: `credential`, `connection`, `settings`, `input`) or a call
+//! `base64(arg, arg, ...)` whose arguments are references or single-quoted literals, joined
+//! and then base64-encoded. Examples:
+//!
+//! ```text
+//! Bearer ${credential.access_token}
+//! UserKeyAuth ${base64(settings.api_key, ':', credential.user_key)}
+//! https://${connection.link_name}.salesmate.io
+//! ```
+//!
+//! Written by hand because it is Tether's own: a general template engine would let catalog
+//! files do far more than build a header, and would not know which scopes hold secrets.
+//! Rendering never logs values; an error names only the missing reference.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+/// A parsed template, checked once when the catalog loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Expr(Expr),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Expr {
+    Ref(Reference),
+    Base64(Vec<Arg>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Arg {
+    Ref(Reference),
+    Literal(String),
+}
+
+/// `scope.name`: where a value comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    pub scope: Scope,
+    pub name: String,
+}
+
+/// The places a template may read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The connection's secret credential values (`access_token`, `user_key`, ...).
+    Credential,
+    /// The connection's non-secret metadata (`link_name`, ...).
+    Connection,
+    /// The integration's operator-configured settings (`api_key`, ...).
+    Settings,
+    /// What the end user typed into the Connect form (during an exchange or probe only).
+    Input,
+}
+
+/// A template that does not parse, or a value that is missing at render time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template syntax: {0}")]
+    Syntax(String),
+    #[error("no value for {0}")]
+    Missing(String),
+}
+
+/// Supplies values for references while rendering.
+pub trait Values {
+    fn get(&self, scope: Scope, name: &str) -> Option<&str>;
+}
+
+impl Template {
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            if start > 0 {
+                parts.push(Part::Literal(rest[..start].to_owned()));
+            }
+            let after = &rest[start + 2..];
+            let end = find_close(after)
+                .ok_or_else(|| TemplateError::Syntax(format!("unclosed ${{ in {text:?}")))?;
+            parts.push(Part::Expr(parse_expr(after[..end].trim())?));
+            rest = &after[end + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_owned()));
+        }
+        Ok(Template { parts })
+    }
+
+    /// Every reference the template reads, so the catalog loader can check them.
+    pub fn references(&self) -> Vec<&Reference> {
+        let mut refs = Vec::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(_) => {}
+                Part::Expr(Expr::Ref(r)) => refs.push(r),
+                Part::Expr(Expr::Base64(args)) => {
+                    refs.extend(args.iter().filter_map(|a| match a {
+                        Arg::Ref(r) => Some(r),
+                        Arg::Literal(_) => None,
+                    }))
+                }
+            }
+        }
+        refs
+    }
+
+    pub fn render(&self, values: &dyn Values) -> Result<String, TemplateError> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => out.push_str(text),
+                Part::Expr(Expr::Ref(r)) => out.push_str(lookup(values, r)?),
+                Part::Expr(Expr::Base64(args)) => {
+                    let mut joined = String::new();
+                    for arg in args {
+                        match arg {
+                            Arg::Literal(text) => joined.push_str(text),
+                            Arg::Ref(r) => joined.push_str(lookup(values, r)?),
+                        }
+                    }
+                    out.push_str(&STANDARD.encode(joined.as_bytes()));
+                    zeroize::Zeroize::zeroize(&mut joined);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn lookup<'a>(values: &'a dyn Values, r: &Reference) -> Result<&'a str, TemplateError> {
+    values
+        .get(r.scope, &r.name)
+        .ok_or_else(|| TemplateError::Missing(format!("{}.{}", r.scope.as_str(), r.name)))
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Credential => "credential",
+            Scope::Connection => "connection",
+            Scope::Settings => "settings",
+            Scope::Input => "input",
+        }
+    }
+}
+
+/// Index of the `}` closing an expression, skipping quoted literals.
+fn find_close(text: &str) -> Option<usize> {
+    let mut quoted = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '}' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn parse_expr(text: &str) -> Result<Expr, TemplateError> {
+    if let Some(inner) = text
+        .strip_prefix("base64(")
+        .and_then(|t| t.strip_suffix(')'))
+    {
+        let args = split_args(inner)?
+            .into_iter()
+            .map(|arg| {
+                if let Some(lit) = arg.strip_prefix('\'').and_then(|a| a.strip_suffix('\'')) {
+                    Ok(Arg::Literal(lit.to_owned()))
+                } else {
+                    parse_ref(arg).map(Arg::Ref)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if args.is_empty() {
+            return Err(TemplateError::Syntax("base64() needs arguments".into()));
+        }
+        return Ok(Expr::Base64(args));
+    }
+    parse_ref(text).map(Expr::Ref)
+}
+
+fn split_args(text: &str) -> Result<Vec<&str>, TemplateError> {
+    let mut args = Vec::new();
+    let mut quoted = false;
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            ',' if !quoted => {
+                args.push(text[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if quoted {
+        return Err(TemplateError::Syntax(format!("unclosed quote in {text:?}")));
+    }
+    let last = text[start..].trim();
+    if !last.is_empty() {
+        args.push(last);
+    }
+    Ok(args)
+}
+
+fn parse_ref(text: &str) -> Result<Reference, TemplateError> {
+    let (scope, name) = text
+        .split_once('.')
+        .ok_or_else(|| TemplateError::Syntax(format!("expected scope.name, got {text:?}")))?;
+    let scope = match scope {
+        "credential" => Scope::Credential,
+        "connection" => Scope::Connection,
+        "settings" => Scope::Settings,
+        "input" => Scope::Input,
+        other => return Err(TemplateError::Syntax(format!("unknown scope {other:?}"))),
+    };
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(TemplateError::Syntax(format!("bad name {name:?}")));
+    }
+    Ok(Reference {
+        scope,
+        name: name.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Map(HashMap<(&'static str, &'static str), &'static str>);
+    impl Values for Map {
+        fn get(&self, scope: Scope, name: &str) -> Option<&str> {
+            self.0
+                .iter()
+                .find(|((s, n), _)| *s == scope.as_str() && *n == name)
+                .map(|(_, v)| *v)
+        }
+    }
+
+    #[test]
+    fn renders_references_and_base64() {
+        let values = Map(HashMap::from([
+            (("settings", "api_key"), "KEY"),
+            (("credential", "user_key"), "UK"),
+            (("credential", "access_token"), "tok"),
+        ]));
+        let t =
+            Template::parse("UserKeyAuth ${base64(settings.api_key, ':', credential.user_key)}")
+                .unwrap();
+        assert_eq!(t.render(&values).unwrap(), "UserKeyAuth S0VZOlVL");
+        let t = Template::parse("Bearer ${credential.access_token}").unwrap();
+        assert_eq!(t.render(&values).unwrap(), "Bearer tok");
+        assert_eq!(t.references().len(), 1);
+        let t = Template::parse("${credential.nope}").unwrap();
+        assert_eq!(
+            t.render(&values),
+            Err(TemplateError::Missing("credential.nope".into()))
+        );
+    }
+
+    #[test]
+    fn rejects_bad_syntax() {
+        for bad in [
+            "${",
+            "${nope}",
+            "${secret.x}",
+            "${base64()}",
+            "${base64('x)}",
+        ] {
+            assert!(Template::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Template::parse("plain")
+                .unwrap()
+                .render(&Map(HashMap::new()))
+                .unwrap(),
+            "plain"
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! The vault: seals and opens secrets with AES-256-GCM under a keyring.
+//!
+//! Each ciphertext records the id of the key that sealed it, so keys can rotate: new data is
+//! sealed under the primary (first) key, and any key of the ring opens what it sealed. The
+//! caller passes the row's identity (e.g. `connections/<id>/credentials`) as associated data,
+//! so a ciphertext copied into another row fails to open. There is no plaintext mode.
+//!
+//! Keys come from `TETHER_ENCRYPTION_KEYS` (`id:base64key,id:base64key`, primary first) or a
+//! key file in the same format, one key a line, created with mode 0600 on first run.
+//!
+//! Sealed layout: `0x01 | len(key id) | key id | 12-byte nonce | ciphertext and tag`; the
+//! header is authenticated too (it is part of the associated data).
+
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand::RngCore;
+
+const FORMAT_V1: u8 = 1;
+const NONCE_LEN: usize = 12;
+const KEY_LEN: usize = 32;
+
+/// Why the vault could not do its work. Never carries key material or plaintext.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("no encryption key configured")]
+    NoKeys,
+    #[error("encryption key entry {0} is malformed: expected id:base64 of 32 bytes")]
+    BadKey(usize),
+    #[error("encryption key id {0:?} appears twice")]
+    DuplicateKeyId(String),
+    #[error("ciphertext was sealed with key {0:?}, which is not in the keyring")]
+    UnknownKey(String),
+    #[error("ciphertext is malformed")]
+    Malformed,
+    #[error("ciphertext does not open (wrong key, wrong row, or tampered)")]
+    Open,
+    #[error("key file {path}: {source}")]
+    KeyFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("key file {0} is readable by other users; run chmod 600 on it")]
+    KeyFileMode(String),
+}
+
+struct VaultKey {
+    id: String,
+    cipher: Aes256Gcm,
+}
+
+/// The keyring. Cheap to share behind an `Arc`.
+pub struct Vault {
+    keys: Vec<VaultKey>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
+        f.debug_struct("Vault").field("key_ids", &ids).finish()
+    }
+}
+
+impl Vault {
+    /// Parses `id:base64,id:base64` (commas or newlines between entries); the first is primary.
+    pub fn from_spec(spec: &str) -> Result<Self, VaultError> {
+        let mut keys: Vec<VaultKey> = Vec::new();
+        let entries = spec
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|e| !e.is_empty() && !e.starts_with('#'));
+        for (index, entry) in entries.enumerate() {
+            let (id, material) = entry.split_once(':').ok_or(VaultError::BadKey(index + 1))?;
+            let id = id.trim();
+            let bytes = STANDARD
+                .decode(material.trim())
+                .map_err(|_| VaultError::BadKey(index + 1))?;
+            if id.is_empty() || id.len() > 64 || bytes.len() != KEY_LEN {
+                return Err(VaultError::BadKey(index + 1));
+            }
+            if keys.iter().any(|k| k.id == id) {
+                return Err(VaultError::DuplicateKeyId(id.to_owned()));
+            }
+            let cipher =
+                Aes256Gcm::new_from_slice(&bytes).map_err(|_| VaultError::BadKey(index + 1))?;
+            keys.push(VaultKey {
+                id: id.to_owned(),
+                cipher,
+            });
+        }
+        if keys.is_empty() {
+            return Err(VaultError::NoKeys);
+        }
+        Ok(Vault { keys })
+    }
+
+    /// A new random key entry (`id:base64`), for key files and `tether keys generate`.
+    pub fn generate_key_entry() -> String {
+        let mut bytes = [0u8; KEY_LEN];
+        rand::rng().fill_bytes(&mut bytes);
+        let id = format!("k{}", crate::unix_time::now());
+        let entry = format!("{id}:{}", STANDARD.encode(bytes));
+        zeroize::Zeroize::zeroize(&mut bytes);
+        entry
+    }
+
+    /// Loads the key file at `path`, creating it (mode 0600, one fresh key) when missing.
+    /// Refuses a file that group or others can read.
+    pub fn load_or_create_key_file(path: &Path) -> Result<Self, VaultError> {
+        let shown = path.display().to_string();
+        let io = |source| VaultError::KeyFile {
+            path: shown.clone(),
+            source,
+        };
+        if !path.exists() {
+            write_key_file(path, &Self::generate_key_entry()).map_err(io)?;
+        }
+        check_private(path)?;
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        Self::from_spec(&text)
+    }
+
+    /// The id of the key that seals new data.
+    pub fn primary_key_id(&self) -> &str {
+        &self.keys[0].id
+    }
+
+    /// Seals `plaintext`, bound to `context` (the row's identity).
+    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Vec<u8> {
+        let key = &self.keys[0];
+        let mut sealed = Vec::with_capacity(2 + key.id.len() + NONCE_LEN + plaintext.len() + 16);
+        sealed.push(FORMAT_V1);
+        sealed.push(key.id.len() as u8);
+        sealed.extend_from_slice(key.id.as_bytes());
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        sealed.extend_from_slice(&nonce);
+        let aad = associated_data(&sealed, context);
+        let ciphertext = key
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+        sealed.extend_from_slice(&ciphertext);
+        sealed
+    }
+
+    /// Opens what [`Vault::seal`] sealed with the same `context`.
+    pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let (key_id, header_len) = parse_header(sealed)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.id == key_id)
+            .ok_or_else(|| VaultError::UnknownKey(key_id.to_owned()))?;
+        let nonce = &sealed[header_len - NONCE_LEN..header_len];
+        let aad = associated_data(&sealed[..header_len], context);
+        key.cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: &sealed[header_len..],
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| VaultError::Open)
+    }
+
+    /// The id of the key a ciphertext was sealed with (for `tether keys rotate`).
+    pub fn key_id_of(sealed: &[u8]) -> Result<&str, VaultError> {
+        parse_header(sealed).map(|(id, _)| id)
+    }
+}
+
+/// Returns the key id and the length of the header (format byte, id, nonce).
+fn parse_header(sealed: &[u8]) -> Result<(&str, usize), VaultError> {
+    let (&format, rest) = sealed.split_first().ok_or(VaultError::Malformed)?;
+    if format != FORMAT_V1 {
+        return Err(VaultError::Malformed);
+    }
+    let (&id_len, rest) = rest.split_first().ok_or(VaultError::Malformed)?;
+    let id_len = id_len as usize;
+    // The tag alone is 16 bytes, so anything shorter than header + 16 cannot be ours.
+    if rest.len() < id_len + NONCE_LEN + 16 {
+        return Err(VaultError::Malformed);
+    }
+    let key_id = std::str::from_utf8(&rest[..id_len]).map_err(|_| VaultError::Malformed)?;
+    Ok((key_id, 2 + id_len + NONCE_LEN))
+}
+
+fn associated_data(header: &[u8], context: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(header.len() + context.len());
+    aad.extend_from_slice(header);
+    aad.extend_from_slice(context.as_bytes());
+    aad
+}
+
+/// Writes a key file readable by its owner only.
+pub fn write_key_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()
+}
+
+fn check_private(path: &Path) -> Result<(), VaultError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| VaultError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if meta.permissions().mode() & 0o077 != 0 {
+            return Err(VaultError::KeyFileMode(path.display().to_string()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn vault() -> Vault {
+        Vault::from_spec(&Vault::generate_key_entry()).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn seal_open_round_trip(plain in proptest::collection::vec(any::<u8>(), 0..2048), ctx in "[a-z0-9/_-]{1,40}") {
+            let v = vault();
+            let sealed = v.seal(&ctx, &plain);
+            prop_assert_eq!(v.open(&ctx, &sealed).unwrap(), plain);
+        }
+
+        #[test]
+        fn another_row_fails_to_open(plain in proptest::collection::vec(any::<u8>(), 0..256), a in "[a-z0-9]{1,20}", b in "[a-z0-9]{1,20}") {
+            prop_assume!(a != b);
+            let v = vault();
+            let sealed = v.seal(&a, &plain);
+            prop_assert!(matches!(v.open(&b, &sealed), Err(VaultError::Open)));
+        }
+
+        #[test]
+        fn any_flipped_bit_fails(plain in proptest::collection::vec(any::<u8>(), 1..128), bit in 0usize..1024) {
+            let v = vault();
+            let mut sealed = v.seal("row", &plain);
+            let bit = bit % (sealed.len() * 8);
+            sealed[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(v.open("row", &sealed).is_err());
+        }
+    }
+
+    #[test]
+    fn rotation_opens_old_and_seals_new() {
+        let old = Vault::generate_key_entry();
+        let new = format!("z{}", &Vault::generate_key_entry()[1..]);
+        let before = Vault::from_spec(&old).unwrap();
+        let sealed = before.seal("ctx", b"secret");
+        let after = Vault::from_spec(&format!("{new},{old}")).unwrap();
+        assert_eq!(after.open("ctx", &sealed).unwrap(), b"secret");
+        let resealed = after.seal("ctx", b"secret");
+        assert_eq!(Vault::key_id_of(&resealed).unwrap(), after.primary_key_id());
+        assert!(matches!(
+            before.open("ctx", &resealed),
+            Err(VaultError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        assert!(matches!(Vault::from_spec(""), Err(VaultError::NoKeys)));
+        assert!(matches!(
+            Vault::from_spec("k1:short"),
+            Err(VaultError::BadKey(1))
+        ));
+        let e = Vault::generate_key_entry();
+        assert!(matches!(
+            Vault::from_spec(&format!("{e},{e}")),
+            Err(VaultError::DuplicateKeyId(_))
+        ));
+        assert!(matches!(
+            Vault::from_spec("\x01"),
+            Err(VaultError::BadKey(1))
+        ));
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reloaded() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tether.keys");
+        let first = Vault::load_or_create_key_file(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let sealed = first.seal("c", b"x");
+        let again = Vault::load_or_create_key_file(&path).unwrap();
+        assert_eq!(again.open("c", &sealed).unwrap(), b"x");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            Vault::load_or_create_key_file(&path),
+            Err(VaultError::KeyFileMode(_))
+        ));
+    }
+}

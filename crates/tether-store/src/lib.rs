@@ -1,0 +1,152 @@
+//! Tether's storage layer: the [`Store`] trait and its sqlx implementations.
+//!
+//! The store keeps rows, nothing more. It never sees a plaintext secret (credentials arrive
+//! sealed by the vault, session tokens and `state` values arrive hashed), it knows no HTTP, and
+//! it does not interpret provider data. Timestamps are UTC unix seconds.
+//!
+//! One trait, one implementation per backend, each with its own `migrations/` folder; the
+//! conformance suite in `tests/` runs against every backend.
+
+mod error;
+mod records;
+pub mod sqlite;
+
+pub use error::{StoreError, StoreResult};
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+use std::future::Future;
+
+/// Everything Tether persists. Implementations are cheap to clone (a pool handle).
+///
+/// Methods return `impl Future + Send` so that the server can stay generic over the backend
+/// (`AppState<S: Store>`) without boxing every call.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// Answers when the database answers (`GET /health`).
+    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    // ----- connect sessions --------------------------------------------------------------
+
+    /// Stores a new connect session. Its token is stored only as a hash.
+    fn insert_connect_session(
+        &self,
+        session: &ConnectSessionRow,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The session with this token hash, expired or not (the caller decides what expiry means).
+    fn get_connect_session(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = StoreResult<Option<ConnectSessionRow>>> + Send;
+
+    // ----- OAuth flow states -------------------------------------------------------------
+
+    /// Stores the state of one authorization-code flow, between the redirect to the provider
+    /// and the callback.
+    fn insert_flow_state(
+        &self,
+        flow: &FlowStateRow,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Takes a flow state exactly once: when the state hash exists AND was issued to this
+    /// browser (`browser_hash`), the row is deleted and returned, atomically, so that two
+    /// concurrent callbacks cannot both succeed. Expiry is the caller's check (an expired row
+    /// is still consumed, so it cannot be tried again). A state presented by another browser
+    /// is NOT consumed, so an attacker cannot burn a victim's flow.
+    fn consume_flow_state(
+        &self,
+        state_hash: &str,
+        browser_hash: &str,
+    ) -> impl Future<Output = StoreResult<ConsumeOutcome>> + Send;
+
+    /// Deletes flow states and connect sessions that expired before `now`; returns how many.
+    fn purge_expired(&self, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    // ----- connections -------------------------------------------------------------------
+
+    /// Inserts a new connection. Fails with [`StoreError::Conflict`] when the
+    /// (integration, end_user_id) pair already has one.
+    fn insert_connection(
+        &self,
+        connection: &ConnectionRow,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The connection of this end user for this integration, if any (reconnect keeps its id).
+    fn find_connection(
+        &self,
+        integration: &str,
+        end_user_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<ConnectionRow>>> + Send;
+
+    /// The connection with this id, if any.
+    fn get_connection(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<ConnectionRow>>> + Send;
+
+    /// Connections matching every given filter, oldest first, at most `filter.limit`.
+    fn list_connections(
+        &self,
+        filter: &ConnectionFilter,
+    ) -> impl Future<Output = StoreResult<Vec<ConnectionRow>>> + Send;
+
+    /// Replaces a connection's credentials (and expiry, metadata, status, end-user details)
+    /// when its `credentials_version` still equals `expected_version`, bumping the version.
+    /// Returns false, changing nothing, when another writer got there first. This is the one
+    /// write that makes a refreshed token set durable: access and refresh token together.
+    fn replace_credentials(
+        &self,
+        update: &CredentialsUpdate,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Sets a connection's status (e.g. `needs_reauth`) with the reason; false when not found.
+    fn set_connection_status(
+        &self,
+        id: &str,
+        status: ConnectionStatus,
+        last_error: Option<&str>,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Deletes a connection; false when it did not exist.
+    fn delete_connection(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    // ----- refresh leases (one refresh per connection, across instances) ------------------
+
+    /// Takes the refresh lease of a connection for `owner` until `until`, when nobody holds
+    /// it or the holder's lease has expired (a crashed holder never blocks refresh forever).
+    /// Records `now` as the start of a refresh attempt. Returns whether `owner` holds it.
+    fn try_acquire_refresh_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        until: i64,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Gives the lease back (only if `owner` still holds it).
+    fn release_refresh_lease(
+        &self,
+        id: &str,
+        owner: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Connections in status `active` whose access token expires before `before`, and that
+    /// are not in back-off (`next_refresh_at` is null or <= `now`), soonest first.
+    fn connections_due_for_refresh(
+        &self,
+        before: i64,
+        now: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<ConnectionRow>>> + Send;
+
+    /// Records a transient refresh failure: increments `refresh_failures`, sets
+    /// `next_refresh_at` and `last_error`. Status is left as it is.
+    fn record_refresh_failure(
+        &self,
+        id: &str,
+        next_refresh_at: i64,
+        last_error: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+}

@@ -1,0 +1,230 @@
+//! SQLite implementation of [`Store`]: one database file (or `sqlite::memory:` for tests) in
+//! WAL mode behind a small sqlx pool.
+//!
+//! Every method is a handful of single statements; where a decision must be atomic (taking a
+//! flow state, a credentials compare-and-swap, a refresh lease) it is ONE conditional
+//! statement, never a read followed by a write, so several tasks (or, on PostgreSQL, several
+//! instances) cannot both win. This module never logs a secret, a token hash or a state hash.
+
+mod connections;
+mod flows;
+mod leases;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::{
+    ConnectSessionRow, ConnectionFilter, ConnectionRow, ConnectionStatus, ConsumeOutcome,
+    CredentialsUpdate, FlowStateRow, Store, StoreResult,
+};
+
+/// Connections kept for a file database. SQLite has one writer at a time anyway; the extra
+/// connections let WAL readers proceed while a write is in progress.
+const FILE_POOL_SIZE: u32 = 8;
+
+/// How long a statement waits for another connection's write lock before failing with
+/// "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The [`Store`] on SQLite. Cloning is cheap: it clones the pool handle.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file if missing) the database at `url` and applies the embedded
+    /// migrations. Accepts `sqlite://path`, `sqlite:path` and `sqlite::memory:`.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let in_memory = is_in_memory(url);
+        let mut options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT);
+        // An in-memory database has no WAL (SQLite would answer "memory" anyway); asking only
+        // for files keeps the intent readable.
+        if !in_memory {
+            options = options.journal_mode(SqliteJournalMode::Wal);
+        }
+
+        let pool_options = if in_memory {
+            // The database lives as long as its last connection: keep exactly one, forever.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(FILE_POOL_SIZE)
+        };
+        let pool = pool_options.connect_with(options).await?;
+
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the migrations embedded from `migrations/sqlite` that are not applied yet.
+    /// Idempotent; [`SqliteStore::connect`] already calls it.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The underlying pool, for tools and tests that need raw SQL.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// Whether `url` names an in-memory database (`sqlite::memory:` or `?mode=memory`).
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn insert_connect_session(&self, session: &ConnectSessionRow) -> StoreResult<()> {
+        flows::insert_connect_session(&self.pool, session).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn get_connect_session(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<ConnectSessionRow>> {
+        flows::get_connect_session(&self.pool, token_hash).await
+    }
+
+    #[tracing::instrument(skip_all, fields(integration = %flow.integration), err)]
+    async fn insert_flow_state(&self, flow: &FlowStateRow) -> StoreResult<()> {
+        flows::insert_flow_state(&self.pool, flow).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn consume_flow_state(
+        &self,
+        state_hash: &str,
+        browser_hash: &str,
+    ) -> StoreResult<ConsumeOutcome> {
+        flows::consume_flow_state(&self.pool, state_hash, browser_hash).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
+        flows::purge_expired(&self.pool, now).await
+    }
+
+    #[tracing::instrument(
+        skip_all,
+        fields(id = %connection.id, integration = %connection.integration),
+        err
+    )]
+    async fn insert_connection(&self, connection: &ConnectionRow) -> StoreResult<()> {
+        connections::insert(&self.pool, connection).await
+    }
+
+    #[tracing::instrument(skip_all, fields(integration = %integration), err)]
+    async fn find_connection(
+        &self,
+        integration: &str,
+        end_user_id: &str,
+    ) -> StoreResult<Option<ConnectionRow>> {
+        connections::find(&self.pool, integration, end_user_id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %id), err)]
+    async fn get_connection(&self, id: &str) -> StoreResult<Option<ConnectionRow>> {
+        connections::get(&self.pool, id).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn list_connections(&self, filter: &ConnectionFilter) -> StoreResult<Vec<ConnectionRow>> {
+        connections::list(&self.pool, filter).await
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %update.id), err)]
+    async fn replace_credentials(&self, update: &CredentialsUpdate) -> StoreResult<bool> {
+        connections::replace_credentials(&self.pool, update).await
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %id, status = status.as_str()), err)]
+    async fn set_connection_status(
+        &self,
+        id: &str,
+        status: ConnectionStatus,
+        last_error: Option<&str>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        connections::set_status(&self.pool, id, status, last_error, now).await
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %id), err)]
+    async fn delete_connection(&self, id: &str) -> StoreResult<bool> {
+        connections::delete(&self.pool, id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %id, owner = %owner), err)]
+    async fn try_acquire_refresh_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        until: i64,
+        now: i64,
+    ) -> StoreResult<bool> {
+        leases::try_acquire(&self.pool, id, owner, until, now).await
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %id, owner = %owner), err)]
+    async fn release_refresh_lease(&self, id: &str, owner: &str) -> StoreResult<()> {
+        leases::release(&self.pool, id, owner).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn connections_due_for_refresh(
+        &self,
+        before: i64,
+        now: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ConnectionRow>> {
+        leases::due_for_refresh(&self.pool, before, now, limit).await
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %id), err)]
+    async fn record_refresh_failure(
+        &self,
+        id: &str,
+        next_refresh_at: i64,
+        last_error: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        leases::record_refresh_failure(&self.pool, id, next_refresh_at, last_error, now).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_in_memory;
+
+    #[test]
+    fn recognises_in_memory_urls() {
+        assert!(is_in_memory("sqlite::memory:"));
+        assert!(is_in_memory("sqlite://:memory:"));
+        assert!(is_in_memory("sqlite://file.db?mode=memory"));
+        assert!(!is_in_memory("sqlite://tether.db"));
+        assert!(!is_in_memory("sqlite:data/tether.db"));
+    }
+}

@@ -1,0 +1,1034 @@
+//! The store conformance suite: every behaviour the [`Store`] trait promises, written once,
+//! generic over the backend, and instantiated per backend by `conformance_suite!` at the
+//! bottom. A new backend (PostgreSQL) adds one `conformance_suite!` line with its opener.
+//!
+//! Tests never depend on each other or on wall-clock time: every test gets a fresh database
+//! and all timestamps derive from the fixed [`NOW`].
+
+use std::sync::Arc;
+
+use tempfile::TempDir;
+use tether_store::{
+    ConnectSessionRow, ConnectionFilter, ConnectionRow, ConnectionStatus, ConsumeOutcome,
+    CredentialsUpdate, FlowStateRow, SqliteStore, Store, StoreError,
+};
+use tokio::sync::Barrier;
+
+/// The suite's "current time", in unix seconds.
+const NOW: i64 = 1_800_000_000;
+
+/// How many tasks race in the concurrency tests.
+const RACERS: usize = 16;
+
+// ----- fixtures --------------------------------------------------------------------------
+
+fn session(token_hash: &str, expires_at: i64) -> ConnectSessionRow {
+    ConnectSessionRow {
+        token_hash: token_hash.to_owned(),
+        end_user_id: "user-1".to_owned(),
+        end_user_email: Some("ada@example.com".to_owned()),
+        end_user_display_name: None,
+        integrations: Some(r#"["github"]"#.to_owned()),
+        return_url: Some("https://app.example.com/done".to_owned()),
+        expires_at,
+        created_at: NOW - 10,
+    }
+}
+
+fn flow(state_hash: &str, browser_hash: &str, expires_at: i64) -> FlowStateRow {
+    FlowStateRow {
+        state_hash: state_hash.to_owned(),
+        browser_hash: browser_hash.to_owned(),
+        session_token_hash: "session-hash".to_owned(),
+        integration: "github".to_owned(),
+        end_user_id: "user-1".to_owned(),
+        pkce_verifier: vec![0, 1, 2, 255, 254],
+        redirect_uri: "https://tether.example.com/oauth/callback".to_owned(),
+        return_url: None,
+        display: "popup".to_owned(),
+        expires_at,
+        created_at: NOW - 5,
+    }
+}
+
+fn connection(id: &str, integration: &str, end_user_id: &str) -> ConnectionRow {
+    ConnectionRow {
+        id: id.to_owned(),
+        integration: integration.to_owned(),
+        end_user_id: end_user_id.to_owned(),
+        end_user_email: Some(format!("{end_user_id}@example.com")),
+        end_user_display_name: Some("Ada".to_owned()),
+        status: ConnectionStatus::Active,
+        credentials: format!("sealed:{id}").into_bytes(),
+        credentials_version: 1,
+        access_expires_at: Some(NOW + 3600),
+        metadata: r#"{"scopes":["repo"]}"#.to_owned(),
+        last_error: None,
+        refresh_failures: 0,
+        next_refresh_at: None,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+fn update(id: &str, expected_version: i64) -> CredentialsUpdate {
+    CredentialsUpdate {
+        id: id.to_owned(),
+        expected_version,
+        credentials: b"sealed:new".to_vec(),
+        access_expires_at: Some(NOW + 7200),
+        metadata: r#"{"scopes":["repo","user"]}"#.to_owned(),
+        status: ConnectionStatus::Active,
+        end_user_email: Some("new@example.com".to_owned()),
+        end_user_display_name: None,
+        now: NOW + 100,
+    }
+}
+
+fn ids(rows: &[ConnectionRow]) -> Vec<&str> {
+    rows.iter().map(|r| r.id.as_str()).collect()
+}
+
+async fn get<S: Store>(store: &S, id: &str) -> ConnectionRow {
+    store
+        .get_connection(id)
+        .await
+        .unwrap()
+        .expect("connection exists")
+}
+
+// ----- the suite ---------------------------------------------------------------------------
+
+async fn ping<S: Store>(store: S) {
+    store.ping().await.unwrap();
+}
+
+async fn connect_sessions<S: Store>(store: S) {
+    let row = session("token-hash-1", NOW + 600);
+    store.insert_connect_session(&row).await.unwrap();
+
+    assert_eq!(
+        store.get_connect_session("token-hash-1").await.unwrap(),
+        Some(row.clone())
+    );
+    assert_eq!(store.get_connect_session("unknown").await.unwrap(), None);
+
+    // An expired session is still returned: expiry is the caller's decision.
+    let expired = session("token-hash-2", NOW - 1);
+    store.insert_connect_session(&expired).await.unwrap();
+    assert_eq!(
+        store.get_connect_session("token-hash-2").await.unwrap(),
+        Some(expired)
+    );
+
+    let again = store.insert_connect_session(&row).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+}
+
+async fn flow_state_single_use<S: Store>(store: S) {
+    let row = flow("state-1", "browser-1", NOW + 600);
+    store.insert_flow_state(&row).await.unwrap();
+
+    let first = store
+        .consume_flow_state("state-1", "browser-1")
+        .await
+        .unwrap();
+    assert_eq!(first, ConsumeOutcome::Consumed(row));
+    let second = store
+        .consume_flow_state("state-1", "browser-1")
+        .await
+        .unwrap();
+    assert_eq!(second, ConsumeOutcome::Unknown);
+    let never = store
+        .consume_flow_state("never-issued", "browser-1")
+        .await
+        .unwrap();
+    assert_eq!(never, ConsumeOutcome::Unknown);
+}
+
+async fn flow_state_expired_is_still_consumed<S: Store>(store: S) {
+    let row = flow("state-old", "browser-1", NOW - 1);
+    store.insert_flow_state(&row).await.unwrap();
+    let outcome = store
+        .consume_flow_state("state-old", "browser-1")
+        .await
+        .unwrap();
+    assert_eq!(outcome, ConsumeOutcome::Consumed(row));
+    let again = store
+        .consume_flow_state("state-old", "browser-1")
+        .await
+        .unwrap();
+    assert_eq!(again, ConsumeOutcome::Unknown);
+}
+
+async fn flow_state_wrong_browser_leaves_it<S: Store>(store: S) {
+    let row = flow("state-1", "victim", NOW + 600);
+    store.insert_flow_state(&row).await.unwrap();
+
+    for _ in 0..2 {
+        let outcome = store
+            .consume_flow_state("state-1", "attacker")
+            .await
+            .unwrap();
+        assert_eq!(outcome, ConsumeOutcome::WrongBrowser);
+    }
+    let outcome = store.consume_flow_state("state-1", "victim").await.unwrap();
+    assert_eq!(outcome, ConsumeOutcome::Consumed(row));
+}
+
+async fn flow_state_concurrent_consume<S: Store>(store: S) {
+    let row = flow("state-race", "browser-1", NOW + 600);
+    store.insert_flow_state(&row).await.unwrap();
+
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .consume_flow_state("state-race", "browser-1")
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut consumed = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            ConsumeOutcome::Consumed(got) => {
+                assert_eq!(got, row);
+                consumed += 1;
+            }
+            ConsumeOutcome::Unknown => {}
+            ConsumeOutcome::WrongBrowser => panic!("same browser reported as wrong"),
+        }
+    }
+    assert_eq!(consumed, 1, "exactly one callback may win");
+}
+
+async fn connection_insert_get_find<S: Store>(store: S) {
+    let row = connection("conn-1", "github", "user-1");
+    store.insert_connection(&row).await.unwrap();
+
+    assert_eq!(
+        store.get_connection("conn-1").await.unwrap(),
+        Some(row.clone())
+    );
+    assert_eq!(
+        store.find_connection("github", "user-1").await.unwrap(),
+        Some(row)
+    );
+    assert_eq!(store.get_connection("conn-2").await.unwrap(), None);
+    assert_eq!(
+        store.find_connection("github", "user-2").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.find_connection("slack", "user-1").await.unwrap(),
+        None
+    );
+
+    // Optional fields round-trip as NULL.
+    let mut bare = connection("conn-2", "slack", "user-1");
+    bare.end_user_email = None;
+    bare.end_user_display_name = None;
+    bare.access_expires_at = None;
+    bare.status = ConnectionStatus::NeedsReauth;
+    bare.last_error = Some("invalid_grant".to_owned());
+    bare.refresh_failures = 2;
+    bare.next_refresh_at = Some(NOW + 30);
+    bare.credentials_version = 7;
+    store.insert_connection(&bare).await.unwrap();
+    assert_eq!(store.get_connection("conn-2").await.unwrap(), Some(bare));
+}
+
+async fn connection_duplicate_conflicts<S: Store>(store: S) {
+    let original = connection("conn-1", "github", "user-1");
+    store.insert_connection(&original).await.unwrap();
+
+    let same_pair = connection("conn-2", "github", "user-1");
+    let err = store.insert_connection(&same_pair).await;
+    assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+
+    let same_id = connection("conn-1", "slack", "user-9");
+    let err = store.insert_connection(&same_id).await;
+    assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+
+    // Nothing was overwritten, and other pairs are fine.
+    assert_eq!(get(&store, "conn-1").await, original);
+    assert_eq!(store.get_connection("conn-2").await.unwrap(), None);
+    store
+        .insert_connection(&connection("conn-3", "slack", "user-1"))
+        .await
+        .unwrap();
+    store
+        .insert_connection(&connection("conn-4", "github", "user-2"))
+        .await
+        .unwrap();
+}
+
+async fn list_connections_filters<S: Store>(store: S) {
+    // Inserted out of creation order, to prove the ordering comes from created_at, then id.
+    let mut rows = vec![
+        connection("c", "github", "user-1"),
+        connection("a", "slack", "user-1"),
+        connection("d", "github", "user-2"),
+        connection("b", "github", "user-3"),
+    ];
+    rows[0].created_at = NOW + 1;
+    rows[1].created_at = NOW + 2;
+    rows[2].created_at = NOW + 1;
+    rows[3].created_at = NOW;
+    rows[2].status = ConnectionStatus::Revoked;
+    for row in &rows {
+        store.insert_connection(row).await.unwrap();
+    }
+
+    let list = |filter: ConnectionFilter| {
+        let store = store.clone();
+        async move { store.list_connections(&filter).await.unwrap() }
+    };
+
+    let all = list(ConnectionFilter::default()).await;
+    assert_eq!(ids(&all), ["b", "c", "d", "a"]);
+    assert_eq!(all[0], rows[3]);
+
+    let by_user = list(ConnectionFilter {
+        end_user_id: Some("user-1".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&by_user), ["c", "a"]);
+
+    let by_integration = list(ConnectionFilter {
+        integration: Some("github".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&by_integration), ["b", "c", "d"]);
+
+    let by_status = list(ConnectionFilter {
+        status: Some(ConnectionStatus::Revoked),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&by_status), ["d"]);
+
+    let combined = list(ConnectionFilter {
+        end_user_id: Some("user-1".to_owned()),
+        integration: Some("github".to_owned()),
+        status: Some(ConnectionStatus::Active),
+        limit: 0,
+    })
+    .await;
+    assert_eq!(ids(&combined), ["c"]);
+
+    let none = list(ConnectionFilter {
+        end_user_id: Some("nobody".to_owned()),
+        ..Default::default()
+    })
+    .await;
+    assert!(none.is_empty());
+
+    let limited = list(ConnectionFilter {
+        limit: 2,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids(&limited), ["b", "c"]);
+}
+
+async fn list_connections_limits<S: Store>(store: S) {
+    for n in 0..1001 {
+        let row = connection(&format!("conn-{n:04}"), "github", &format!("user-{n:04}"));
+        store.insert_connection(&row).await.unwrap();
+    }
+    let default = store
+        .list_connections(&ConnectionFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(default.len(), 100, "limit 0 means the default of 100");
+    assert_eq!(default[0].id, "conn-0000");
+    let capped = store
+        .list_connections(&ConnectionFilter {
+            limit: 5000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(capped.len(), 1000, "the limit is capped at 1000");
+}
+
+async fn replace_credentials_cas<S: Store>(store: S) {
+    let mut original = connection("conn-1", "github", "user-1");
+    original.status = ConnectionStatus::NeedsReauth;
+    original.last_error = Some("timeout".to_owned());
+    original.refresh_failures = 3;
+    original.next_refresh_at = Some(NOW + 300);
+    store.insert_connection(&original).await.unwrap();
+
+    // A stale writer changes nothing.
+    assert!(
+        !store
+            .replace_credentials(&update("conn-1", 0))
+            .await
+            .unwrap()
+    );
+    assert_eq!(get(&store, "conn-1").await, original);
+
+    // The current version wins, bumps the version and resets the refresh bookkeeping.
+    assert!(
+        store
+            .replace_credentials(&update("conn-1", 1))
+            .await
+            .unwrap()
+    );
+    let after = get(&store, "conn-1").await;
+    let expected = ConnectionRow {
+        credentials: b"sealed:new".to_vec(),
+        credentials_version: 2,
+        access_expires_at: Some(NOW + 7200),
+        metadata: r#"{"scopes":["repo","user"]}"#.to_owned(),
+        status: ConnectionStatus::Active,
+        end_user_email: Some("new@example.com".to_owned()),
+        // `None` in the update keeps the stored value.
+        end_user_display_name: Some("Ada".to_owned()),
+        last_error: None,
+        refresh_failures: 0,
+        next_refresh_at: None,
+        updated_at: NOW + 100,
+        ..original.clone()
+    };
+    assert_eq!(after, expected);
+
+    // The version that just won is now stale.
+    assert!(
+        !store
+            .replace_credentials(&update("conn-1", 1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(get(&store, "conn-1").await, expected);
+
+    // Credentials that stop expiring are stored as such.
+    let mut forever = update("conn-1", 2);
+    forever.access_expires_at = None;
+    assert!(store.replace_credentials(&forever).await.unwrap());
+    let after = get(&store, "conn-1").await;
+    assert_eq!(after.access_expires_at, None);
+    assert_eq!(after.credentials_version, 3);
+
+    assert!(
+        !store
+            .replace_credentials(&update("missing", 1))
+            .await
+            .unwrap()
+    );
+}
+
+async fn replace_credentials_concurrent<S: Store>(store: S) {
+    store
+        .insert_connection(&connection("conn-1", "github", "user-1"))
+        .await
+        .unwrap();
+
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|n| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                let mut write = update("conn-1", 1);
+                write.credentials = format!("sealed:writer-{n}").into_bytes();
+                barrier.wait().await;
+                store
+                    .replace_credentials(&write)
+                    .await
+                    .unwrap()
+                    .then_some(write.credentials)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        winners.extend(task.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer may win");
+    let after = get(&store, "conn-1").await;
+    assert_eq!(after.credentials_version, 2);
+    assert_eq!(after.credentials, winners[0]);
+}
+
+async fn set_connection_status<S: Store>(store: S) {
+    store
+        .insert_connection(&connection("conn-1", "github", "user-1"))
+        .await
+        .unwrap();
+
+    let changed = store
+        .set_connection_status(
+            "conn-1",
+            ConnectionStatus::NeedsReauth,
+            Some("invalid_grant"),
+            NOW + 5,
+        )
+        .await
+        .unwrap();
+    assert!(changed);
+    let row = get(&store, "conn-1").await;
+    assert_eq!(row.status, ConnectionStatus::NeedsReauth);
+    assert_eq!(row.last_error.as_deref(), Some("invalid_grant"));
+    assert_eq!(row.updated_at, NOW + 5);
+    assert_eq!(
+        row.credentials_version, 1,
+        "a status change is not a credentials write"
+    );
+
+    let changed = store
+        .set_connection_status("conn-1", ConnectionStatus::Revoked, None, NOW + 6)
+        .await
+        .unwrap();
+    assert!(changed);
+    let row = get(&store, "conn-1").await;
+    assert_eq!(row.status, ConnectionStatus::Revoked);
+    assert_eq!(row.last_error, None);
+
+    let missing = store
+        .set_connection_status("missing", ConnectionStatus::Revoked, None, NOW)
+        .await
+        .unwrap();
+    assert!(!missing);
+}
+
+async fn delete_connection<S: Store>(store: S) {
+    store
+        .insert_connection(&connection("conn-1", "github", "user-1"))
+        .await
+        .unwrap();
+    store
+        .insert_connection(&connection("conn-2", "github", "user-2"))
+        .await
+        .unwrap();
+
+    assert!(store.delete_connection("conn-1").await.unwrap());
+    assert_eq!(store.get_connection("conn-1").await.unwrap(), None);
+    assert_eq!(
+        store.find_connection("github", "user-1").await.unwrap(),
+        None
+    );
+    assert!(!store.delete_connection("conn-1").await.unwrap());
+    assert!(
+        store.get_connection("conn-2").await.unwrap().is_some(),
+        "only that one"
+    );
+
+    // The end user can connect again afterwards.
+    store
+        .insert_connection(&connection("conn-3", "github", "user-1"))
+        .await
+        .unwrap();
+}
+
+async fn refresh_leases<S: Store>(store: S) {
+    store
+        .insert_connection(&connection("conn-1", "github", "user-1"))
+        .await
+        .unwrap();
+    let until = NOW + 30;
+
+    assert!(
+        store
+            .try_acquire_refresh_lease("conn-1", "a", until, NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .try_acquire_refresh_lease("conn-1", "b", until, NOW + 1)
+            .await
+            .unwrap()
+    );
+    // The holder may take it again (extend it).
+    assert!(
+        store
+            .try_acquire_refresh_lease("conn-1", "a", until + 10, NOW + 2)
+            .await
+            .unwrap()
+    );
+
+    // A non-owner's release does nothing.
+    store.release_refresh_lease("conn-1", "b").await.unwrap();
+    assert!(
+        !store
+            .try_acquire_refresh_lease("conn-1", "b", until, NOW + 3)
+            .await
+            .unwrap()
+    );
+
+    // The owner's release frees it at once.
+    store.release_refresh_lease("conn-1", "a").await.unwrap();
+    assert!(
+        store
+            .try_acquire_refresh_lease("conn-1", "b", NOW + 60, NOW + 4)
+            .await
+            .unwrap()
+    );
+
+    // An expired lease (a crashed holder) can be taken over, from its expiry on.
+    assert!(
+        !store
+            .try_acquire_refresh_lease("conn-1", "c", NOW + 120, NOW + 59)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_acquire_refresh_lease("conn-1", "c", NOW + 120, NOW + 60)
+            .await
+            .unwrap()
+    );
+    // ...and the former holder, late, cannot release the new holder's lease.
+    store.release_refresh_lease("conn-1", "b").await.unwrap();
+    assert!(
+        !store
+            .try_acquire_refresh_lease("conn-1", "b", NOW + 120, NOW + 61)
+            .await
+            .unwrap()
+    );
+
+    // Leases do not touch the credentials.
+    assert_eq!(get(&store, "conn-1").await.credentials_version, 1);
+
+    assert!(
+        !store
+            .try_acquire_refresh_lease("missing", "a", until, NOW)
+            .await
+            .unwrap()
+    );
+    store.release_refresh_lease("missing", "a").await.unwrap();
+}
+
+async fn refresh_lease_concurrent<S: Store>(store: S) {
+    store
+        .insert_connection(&connection("conn-1", "github", "user-1"))
+        .await
+        .unwrap();
+
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|n| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let owner = format!("instance-{n}");
+                store
+                    .try_acquire_refresh_lease("conn-1", &owner, NOW + 30, NOW)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut holders = 0;
+    for task in tasks {
+        holders += usize::from(task.await.unwrap());
+    }
+    assert_eq!(holders, 1, "exactly one instance may hold the lease");
+}
+
+async fn connections_due_for_refresh<S: Store>(store: S) {
+    let mut rows = Vec::new();
+    let mut add = |id: &str, expires: Option<i64>, status, next_refresh_at| {
+        let mut row = connection(id, "github", id);
+        row.access_expires_at = expires;
+        row.status = status;
+        row.next_refresh_at = next_refresh_at;
+        rows.push(row);
+    };
+    use ConnectionStatus::*;
+    add("soon", Some(NOW + 10), Active, None);
+    add("sooner", Some(NOW + 5), Active, None);
+    add("later", Some(NOW + 100), Active, None);
+    add("never", None, Active, None);
+    add("reauth", Some(NOW + 1), NeedsReauth, None);
+    add("revoked", Some(NOW + 1), Revoked, None);
+    add("backing-off", Some(NOW + 2), Active, Some(NOW + 60));
+    add("back-off-over", Some(NOW + 3), Active, Some(NOW));
+    add("already-expired", Some(NOW - 100), Active, None);
+    for row in &rows {
+        store.insert_connection(row).await.unwrap();
+    }
+
+    let due = store
+        .connections_due_for_refresh(NOW + 50, NOW, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&due),
+        ["already-expired", "back-off-over", "sooner", "soon"]
+    );
+    assert_eq!(due[1], rows[7]);
+
+    let limited = store
+        .connections_due_for_refresh(NOW + 50, NOW, 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(&limited), ["already-expired", "back-off-over"]);
+
+    // Once the back-off is over, that connection is due again.
+    let later = store
+        .connections_due_for_refresh(NOW + 50, NOW + 60, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&later),
+        [
+            "already-expired",
+            "backing-off",
+            "back-off-over",
+            "sooner",
+            "soon"
+        ]
+    );
+
+    // `before` is exclusive.
+    let strict = store
+        .connections_due_for_refresh(NOW + 5, NOW, 100)
+        .await
+        .unwrap();
+    assert_eq!(ids(&strict), ["already-expired", "back-off-over"]);
+}
+
+async fn record_refresh_failure<S: Store>(store: S) {
+    let mut row = connection("conn-1", "github", "user-1");
+    row.access_expires_at = Some(NOW + 10);
+    store.insert_connection(&row).await.unwrap();
+
+    store
+        .record_refresh_failure("conn-1", NOW + 30, "provider 503", NOW + 1)
+        .await
+        .unwrap();
+    store
+        .record_refresh_failure("conn-1", NOW + 90, "timeout", NOW + 31)
+        .await
+        .unwrap();
+    let after = get(&store, "conn-1").await;
+    assert_eq!(after.refresh_failures, 2);
+    assert_eq!(after.next_refresh_at, Some(NOW + 90));
+    assert_eq!(after.last_error.as_deref(), Some("timeout"));
+    assert_eq!(after.updated_at, NOW + 31);
+    assert_eq!(
+        after.status,
+        ConnectionStatus::Active,
+        "status is left as it is"
+    );
+    assert_eq!(after.credentials, row.credentials);
+
+    // In back-off until next_refresh_at.
+    let due = store
+        .connections_due_for_refresh(NOW + 60, NOW + 89, 10)
+        .await
+        .unwrap();
+    assert!(due.is_empty());
+    let due = store
+        .connections_due_for_refresh(NOW + 60, NOW + 90, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&due), ["conn-1"]);
+
+    // A successful refresh clears the bookkeeping.
+    assert!(
+        store
+            .replace_credentials(&update("conn-1", 1))
+            .await
+            .unwrap()
+    );
+    let after = get(&store, "conn-1").await;
+    assert_eq!(after.refresh_failures, 0);
+    assert_eq!(after.next_refresh_at, None);
+    assert_eq!(after.last_error, None);
+
+    // Unknown ids are not an error.
+    store
+        .record_refresh_failure("missing", NOW, "x", NOW)
+        .await
+        .unwrap();
+}
+
+async fn purge_expired<S: Store>(store: S) {
+    store
+        .insert_connect_session(&session("s-expired", NOW - 1))
+        .await
+        .unwrap();
+    store
+        .insert_connect_session(&session("s-boundary", NOW))
+        .await
+        .unwrap();
+    store
+        .insert_connect_session(&session("s-live", NOW + 600))
+        .await
+        .unwrap();
+    store
+        .insert_flow_state(&flow("f-expired", "b", NOW - 1))
+        .await
+        .unwrap();
+    store
+        .insert_flow_state(&flow("f-expired-2", "b", NOW - 100))
+        .await
+        .unwrap();
+    let live = flow("f-live", "b", NOW + 600);
+    store.insert_flow_state(&live).await.unwrap();
+    store
+        .insert_connection(&connection("conn-1", "github", "user-1"))
+        .await
+        .unwrap();
+
+    assert_eq!(store.purge_expired(NOW).await.unwrap(), 3);
+
+    assert_eq!(store.get_connect_session("s-expired").await.unwrap(), None);
+    assert!(
+        store
+            .get_connect_session("s-boundary")
+            .await
+            .unwrap()
+            .is_some(),
+        "expires AT now"
+    );
+    assert!(store.get_connect_session("s-live").await.unwrap().is_some());
+    let gone = store.consume_flow_state("f-expired", "b").await.unwrap();
+    assert_eq!(gone, ConsumeOutcome::Unknown);
+    let kept = store.consume_flow_state("f-live", "b").await.unwrap();
+    assert_eq!(kept, ConsumeOutcome::Consumed(live));
+    assert!(
+        store.get_connection("conn-1").await.unwrap().is_some(),
+        "connections untouched"
+    );
+
+    assert_eq!(store.purge_expired(NOW).await.unwrap(), 0);
+}
+
+/// First half of the restart test: writes one of everything.
+async fn seed_before_restart<S: Store>(store: S) {
+    store
+        .insert_connect_session(&session("s-1", NOW + 600))
+        .await
+        .unwrap();
+    store
+        .insert_flow_state(&flow("f-1", "b", NOW + 600))
+        .await
+        .unwrap();
+    store
+        .insert_connection(&connection("conn-1", "github", "user-1"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .replace_credentials(&update("conn-1", 1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_acquire_refresh_lease("conn-1", "a", NOW + 30, NOW)
+            .await
+            .unwrap()
+    );
+}
+
+/// Second half of the restart test, on a new store over the same database.
+async fn check_after_restart<S: Store>(store: S) {
+    assert_eq!(
+        store.get_connect_session("s-1").await.unwrap(),
+        Some(session("s-1", NOW + 600))
+    );
+    let conn = get(&store, "conn-1").await;
+    assert_eq!(conn.credentials_version, 2);
+    assert_eq!(conn.credentials, b"sealed:new");
+    assert!(
+        !store
+            .try_acquire_refresh_lease("conn-1", "b", NOW + 30, NOW)
+            .await
+            .unwrap()
+    );
+    let outcome = store.consume_flow_state("f-1", "b").await.unwrap();
+    assert_eq!(
+        outcome,
+        ConsumeOutcome::Consumed(flow("f-1", "b", NOW + 600))
+    );
+}
+
+// ----- instantiation per backend ---------------------------------------------------------
+
+/// Instantiates every suite test for one backend. `$open` is an async fn returning the store
+/// and a guard that keeps its database alive for the test's duration.
+macro_rules! conformance_suite {
+    ($backend:ident, $open:ident) => {
+        conformance_suite!(@tests $backend, $open;
+            ping,
+            connect_sessions,
+            flow_state_single_use,
+            flow_state_expired_is_still_consumed,
+            flow_state_wrong_browser_leaves_it,
+            flow_state_concurrent_consume,
+            connection_insert_get_find,
+            connection_duplicate_conflicts,
+            list_connections_filters,
+            list_connections_limits,
+            replace_credentials_cas,
+            replace_credentials_concurrent,
+            set_connection_status,
+            delete_connection,
+            refresh_leases,
+            refresh_lease_concurrent,
+            connections_due_for_refresh,
+            record_refresh_failure,
+            purge_expired,
+        );
+    };
+    (@tests $backend:ident, $open:ident; $($test:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                // Several worker threads, so the concurrency tests really race.
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let (store, _guard) = super::$open().await;
+                    super::$test(store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance_suite!(sqlite_file, open_sqlite_file);
+conformance_suite!(sqlite_memory, open_sqlite_memory);
+
+/// A fresh SQLite database in a temporary directory, removed when the guard drops.
+async fn open_sqlite_file() -> (SqliteStore, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::connect(&sqlite_url(&dir)).await.unwrap();
+    (store, dir)
+}
+
+/// A fresh in-memory SQLite database; it lives as long as the store.
+async fn open_sqlite_memory() -> (SqliteStore, ()) {
+    (SqliteStore::connect("sqlite::memory:").await.unwrap(), ())
+}
+
+fn sqlite_url(dir: &TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("tether.db").display())
+}
+
+// ----- SQLite specifics --------------------------------------------------------------------
+
+mod sqlite {
+    use super::*;
+
+    #[tokio::test]
+    async fn data_survives_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = sqlite_url(&dir);
+
+        let store = SqliteStore::connect(&url).await.unwrap();
+        seed_before_restart(store.clone()).await;
+        store.pool().close().await;
+        drop(store);
+
+        let reopened = SqliteStore::connect(&url).await.unwrap();
+        check_after_restart(reopened).await;
+    }
+
+    #[tokio::test]
+    async fn accepts_url_forms_and_creates_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for (n, prefix) in ["sqlite://", "sqlite:"].into_iter().enumerate() {
+            let path = dir.path().join(format!("db-{n}.sqlite"));
+            assert!(!path.exists());
+            let store = SqliteStore::connect(&format!("{prefix}{}", path.display()))
+                .await
+                .unwrap();
+            store.ping().await.unwrap();
+            assert!(path.exists(), "{prefix} creates the file");
+        }
+    }
+
+    #[tokio::test]
+    async fn file_database_uses_wal_and_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::connect(&sqlite_url(&dir)).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(fk, 1);
+        let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(busy, 5000);
+    }
+
+    #[tokio::test]
+    async fn migrate_is_idempotent() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        store.migrate().await.unwrap();
+        store
+            .insert_connection(&connection("conn-1", "github", "user-1"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn memory_databases_are_separate() {
+        let a = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let b = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        a.insert_connection(&connection("conn-1", "github", "user-1"))
+            .await
+            .unwrap();
+        assert_eq!(b.get_connection("conn-1").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn unknown_status_is_corrupt() {
+        // The CHECK constraint keeps bad statuses out; switch it off to simulate a row
+        // written by something else. A memory store has one connection, so the pragma holds.
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store
+            .insert_connection(&connection("conn-1", "github", "user-1"))
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA ignore_check_constraints = ON")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE connections SET status = 'paused' WHERE id = 'conn-1'")
+            .execute(store.pool())
+            .await
+            .unwrap();
+
+        let err = store.get_connection("conn-1").await;
+        assert!(matches!(err, Err(StoreError::Corrupt(_))), "{err:?}");
+        let err = store.list_connections(&ConnectionFilter::default()).await;
+        assert!(matches!(err, Err(StoreError::Corrupt(_))), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn status_check_constraint_is_not_a_conflict() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        let result = sqlx::query(
+            "INSERT INTO connections (id, integration, end_user_id, status, credentials, \
+             created_at, updated_at) VALUES ('x', 'github', 'u', 'paused', x'00', 0, 0)",
+        )
+        .execute(store.pool())
+        .await;
+        let err = StoreError::from(result.unwrap_err());
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    }
+}

@@ -25,6 +25,19 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Answers when the database answers (`GET /health`).
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
 
+    // ----- API keys made by Tether (stored as hashes) ------------------------------------
+
+    /// Stores the SHA-256 (hex) of an API key Tether generated.
+    fn insert_api_key_hash(
+        &self,
+        key_hash: &str,
+        label: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Every stored API key hash.
+    fn api_key_hashes(&self) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
     // ----- connect sessions --------------------------------------------------------------
 
     /// Stores a new connect session. Its token is stored only as a hash.

@@ -863,6 +863,17 @@ async fn check_after_restart<S: Store>(store: S) {
 
 /// Instantiates every suite test for one backend. `$open` is an async fn returning the store
 /// and a guard that keeps its database alive for the test's duration.
+async fn api_key_hashes<S: Store>(store: S) {
+    assert!(store.api_key_hashes().await.unwrap().is_empty());
+    store.insert_api_key_hash("aa", "first run", 1).await.unwrap();
+    store.insert_api_key_hash("bb", "second", 2).await.unwrap();
+    assert_eq!(store.api_key_hashes().await.unwrap(), ["aa", "bb"]);
+    assert!(matches!(
+        store.insert_api_key_hash("aa", "again", 3).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
 macro_rules! conformance_suite {
     ($backend:ident, $open:ident) => {
         conformance_suite!(@tests $backend, $open;
@@ -885,6 +896,7 @@ macro_rules! conformance_suite {
             connections_due_for_refresh,
             record_refresh_failure,
             purge_expired,
+            api_key_hashes,
         );
     };
     (@tests $backend:ident, $open:ident; $($test:ident),* $(,)?) => {

@@ -124,6 +124,27 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all, err)]
+    async fn insert_api_key_hash(&self, key_hash: &str, label: &str, now: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (key_hash, label, created_at, updated_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(key_hash)
+        .bind(label)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn api_key_hashes(&self) -> StoreResult<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT key_hash FROM api_keys ORDER BY created_at")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
         flows::purge_expired(&self.pool, now).await
     }

@@ -1,0 +1,256 @@
+//! `ANY /v1/proxy/{id}/{path...}`: forwards the app's request to the provider's API with the
+//! connection's auth added, and streams the response back as is.
+//!
+//! The path is checked segment by segment on its raw (still percent-encoded) form, so it can
+//! never leave the provider's base URL: no `..` or `.`, no empty segments (`//host`), no
+//! encoded slash or backslash. The app's own `Authorization` and `Cookie` headers and
+//! hop-by-hop headers are dropped. The request body is buffered up to a limit so the request
+//! can be sent once more after a refresh on a provider 401.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, header};
+use axum::routing::any;
+use futures_util::TryStreamExt;
+use tether_core::credentials::Credentials;
+use tether_store::Store;
+use url::Url;
+
+use crate::api::connections::parse_id;
+use crate::api_keys::App;
+use crate::error::ApiError;
+use crate::provider_auth::{self, ConnectionValues};
+use crate::refresh::{self, Freshness, Live};
+use crate::state::AppState;
+
+pub fn router<S: Store>() -> Router<AppState<S>> {
+    Router::new()
+        .route("/v1/proxy/{id}", any(proxy::<S>))
+        .route("/v1/proxy/{id}/", any(proxy::<S>))
+        .route("/v1/proxy/{id}/{*path}", any(proxy::<S>))
+}
+
+/// Headers that describe one hop (RFC 9110 7.6.1) or the app's own credentials.
+const DROPPED_REQUEST_HEADERS: &[HeaderName] = &[
+    header::CONNECTION,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    header::AUTHORIZATION,
+    header::COOKIE,
+    header::CONTENT_LENGTH,
+];
+
+const DROPPED_RESPONSE_HEADERS: &[HeaderName] = &[
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::CONTENT_LENGTH,
+];
+
+async fn proxy<S: Store>(
+    _app: App,
+    State(state): State<AppState<S>>,
+    Path(params): Path<Vec<(String, String)>>,
+    request: Request,
+) -> Result<Response<Body>, ApiError> {
+    let id_text = params
+        .iter()
+        .find(|(k, _)| k == "id")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    let id = parse_id(id_text)?;
+    let raw_path = raw_provider_path(request.uri().path(), id.as_str())?;
+    let raw_query = request.uri().query().map(str::to_owned);
+    let method = request.method().clone();
+    let incoming_headers = request.headers().clone();
+    let limit = state.config.proxy_max_body_bytes;
+    let body: Bytes = axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(limit))?;
+
+    let live = refresh::live(&state, id.as_str(), Freshness::Normal).await?;
+    let response = send(&state, &live, &method, &raw_path, raw_query.as_deref(), &incoming_headers, &body).await?;
+    let response = if response.status() == reqwest::StatusCode::UNAUTHORIZED
+        && matches!(live.credentials.as_ref(), Credentials::Oauth2(_))
+    {
+        // The provider says the token is bad: refresh once (unless someone already did)
+        // and send the same request again.
+        let version = live.row.credentials_version;
+        let live = refresh::live(&state, id.as_str(), Freshness::Rejected { version }).await?;
+        send(&state, &live, &method, &raw_path, raw_query.as_deref(), &incoming_headers, &body).await?
+    } else {
+        response
+    };
+    Ok(stream_back(response))
+}
+
+/// The part of the request path after `/v1/proxy/{id}`, checked so it stays under the base.
+fn raw_provider_path(path: &str, id: &str) -> Result<String, ApiError> {
+    let marker_end = path
+        .find(id)
+        .map(|at| at + id.len())
+        .ok_or_else(|| ApiError::bad_request("invalid_proxy_path", "malformed proxy path"))?;
+    let rest = path[marker_end..].strip_prefix('/').unwrap_or("");
+    if rest.is_empty() {
+        return Ok(String::new());
+    }
+    for segment in rest.split('/') {
+        let decoded = percent_decode(segment);
+        let bad = segment.is_empty()
+            || decoded == "."
+            || decoded == ".."
+            || decoded.contains(['/', '\\'])
+            || decoded.chars().any(char::is_control)
+            || (segment == rest.split('/').next().unwrap_or("") && decoded.contains(':'));
+        if bad {
+            return Err(ApiError::bad_request(
+                "invalid_proxy_path",
+                "the proxied path must stay under the provider's base URL: no '..', '.', empty \
+                 segments, encoded slashes or absolute URLs",
+            ));
+        }
+    }
+    Ok(rest.to_owned())
+}
+
+fn percent_decode(segment: &str) -> String {
+    url::form_urlencoded::parse(segment.replace('+', "%2B").as_bytes())
+        .map(|(k, v)| if v.is_empty() { k.into_owned() } else { format!("{k}={v}") })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The provider URL: base URL path + the checked path; the query passes through untouched.
+fn provider_url(base: &Url, raw_path: &str, raw_query: Option<&str>) -> Url {
+    let mut url = base.clone();
+    let mut path = String::from(base.path().trim_end_matches('/'));
+    if !raw_path.is_empty() {
+        path.push('/');
+        path.push_str(raw_path);
+    }
+    url.set_path(&path);
+    url.set_query(raw_query);
+    url
+}
+
+async fn send<S: Store>(
+    state: &AppState<S>,
+    live: &Live,
+    method: &axum::http::Method,
+    raw_path: &str,
+    raw_query: Option<&str>,
+    incoming: &HeaderMap,
+    body: &Bytes,
+) -> Result<reqwest::Response, ApiError> {
+    let metadata = provider_auth::metadata_of(&live.row);
+    let values = ConnectionValues {
+        credentials: &live.credentials,
+        metadata: &metadata,
+        integration: &live.integration,
+    };
+    let url = provider_url(&provider_auth::base_url(&values)?, raw_path, raw_query);
+    let mut headers = HeaderMap::with_capacity(incoming.len() + 2);
+    let listed_in_connection: Vec<String> = incoming
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_ascii_lowercase())
+        .collect();
+    for (name, value) in incoming {
+        if DROPPED_REQUEST_HEADERS.contains(name)
+            || name.as_str() == "keep-alive"
+            || listed_in_connection.iter().any(|n| n == name.as_str())
+        {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    for (name, value) in provider_auth::headers(&values)? {
+        let name = HeaderName::try_from(name.as_str())
+            .map_err(|_| anyhow::anyhow!("catalog header name {name:?} is invalid"))?;
+        let mut value = HeaderValue::try_from(value)
+            .map_err(|_| anyhow::anyhow!("rendered header {name} is not a valid value"))?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    let result = state
+        .proxy_client
+        .request(method.clone(), url)
+        .headers(headers)
+        .body(body.clone())
+        .send()
+        .await;
+    result.map_err(|err| {
+        tracing::warn!(connection_id = %live.row.id, error = %err, "proxied request failed");
+        if err.is_timeout() || err.is_connect() {
+            ApiError::ProviderUnavailable("the provider could not be reached".into())
+        } else {
+            ApiError::Provider("the provider's response could not be read".into())
+        }
+    })
+}
+
+fn stream_back(response: reqwest::Response) -> Response<Body> {
+    let status = response.status();
+    let mut headers = response.headers().clone();
+    for name in DROPPED_RESPONSE_HEADERS {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    let body = Body::from_stream(response.bytes_stream().map_err(std::io::Error::other));
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "conn_0123456789abcdef0123456789abcdef";
+
+    fn check(path: &str) -> Result<String, ApiError> {
+        let mut full = String::from("/v1/proxy/");
+        full.push_str(ID);
+        full.push_str(path);
+        raw_provider_path(&full, ID)
+    }
+
+    #[test]
+    fn accepts_ordinary_paths() {
+        assert_eq!(check("/v1/deals").unwrap(), "v1/deals");
+        assert_eq!(check("/contacts/search").unwrap(), "contacts/search");
+        assert_eq!(check("").unwrap(), "");
+        assert_eq!(check("/a%20b").unwrap(), "a%20b");
+    }
+
+    #[test]
+    fn rejects_escapes() {
+        for bad in [
+            "/../x", "/a/../../x", "/%2e%2e/x", "/.%2E/x", "/a%2Fb", "/a%2fb", "//evil.example/x",
+            "/a//b", "/./x", "/https:/evil", "/a%5Cb", "/a\\b",
+        ] {
+            assert!(check(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn builds_provider_urls() {
+        let base = Url::parse("http://127.0.0.1:9/api/public/v1").unwrap();
+        assert_eq!(
+            provider_url(&base, "contacts", Some("page=2")).as_str(),
+            "http://127.0.0.1:9/api/public/v1/contacts?page=2"
+        );
+        let base = Url::parse("http://127.0.0.1:9/").unwrap();
+        assert_eq!(provider_url(&base, "v1/deals", None).as_str(), "http://127.0.0.1:9/v1/deals");
+    }
+}

@@ -1,0 +1,133 @@
+//! `POST /v1/connect/sessions`: the app asks for a short-lived token that lets one end user's
+//! browser connect. The token is returned once and stored only as a hash.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router, extract::rejection::JsonRejection};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tether_core::ids::EndUserId;
+use tether_core::{random, unix_time};
+use tether_store::{ConnectSessionRow, Store};
+use url::Url;
+
+use crate::api_keys::App;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router<S: Store>() -> Router<AppState<S>> {
+    Router::new().route("/v1/connect/sessions", post(create::<S>))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSession {
+    end_user: EndUser,
+    #[serde(default)]
+    integrations: Option<Vec<String>>,
+    #[serde(default)]
+    return_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndUser {
+    id: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+async fn create<S: Store>(
+    _app: App,
+    State(state): State<AppState<S>>,
+    body: Result<Json<CreateSession>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) = body?;
+    let end_user = EndUserId::try_from(body.end_user.id.as_str())
+        .map_err(|e| ApiError::bad_request("invalid_end_user", e.to_string()))?;
+    for (name, value) in [
+        ("end_user.email", &body.end_user.email),
+        ("end_user.display_name", &body.end_user.display_name),
+    ] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.len() > 320 || v.chars().any(char::is_control))
+        {
+            return Err(ApiError::bad_request(
+                "invalid_end_user",
+                format!("{name} must be at most 320 characters with no control characters"),
+            ));
+        }
+    }
+    let integrations = match &body.integrations {
+        Some(keys) if keys.is_empty() => {
+            return Err(ApiError::bad_request(
+                "invalid_integrations",
+                "integrations, when given, must name at least one integration",
+            ));
+        }
+        Some(keys) => {
+            for key in keys {
+                if state.integration(key).is_none() {
+                    return Err(ApiError::bad_request(
+                        "integration_not_found",
+                        format!("no integration is configured with key {key:?}"),
+                    ));
+                }
+            }
+            Some(serde_json::to_string(keys).expect("strings serialize"))
+        }
+        None => None,
+    };
+    if state.integrations.is_empty() {
+        return Err(ApiError::bad_request(
+            "no_integrations",
+            "no integration is configured; add one to tether.toml",
+        ));
+    }
+    let return_url = match &body.return_url {
+        None => None,
+        Some(text) => {
+            let url = Url::parse(text).map_err(|_| {
+                ApiError::bad_request("invalid_return_url", "return_url is not an absolute URL")
+            })?;
+            if !state.config.return_url_allowed(&url) {
+                return Err(ApiError::bad_request(
+                    "return_url_not_allowed",
+                    "return_url's origin is not in [connect] allowed_return_origins",
+                ));
+            }
+            Some(url.to_string())
+        }
+    };
+
+    let token = random::prefixed_token("cs_");
+    let now = unix_time::now();
+    let expires_at = now + state.config.connect_session_ttl.as_secs() as i64;
+    state
+        .store
+        .insert_connect_session(&ConnectSessionRow {
+            token_hash: random::sha256_hex(&token),
+            end_user_id: end_user.as_str().to_owned(),
+            end_user_email: body.end_user.email,
+            end_user_display_name: body.end_user.display_name,
+            integrations,
+            return_url,
+            expires_at,
+            created_at: now,
+        })
+        .await?;
+    let mut connect_url = state.config.public_path(&["connect"]);
+    connect_url.query_pairs_mut().append_pair("session", &token);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "token": token,
+            "connect_url": connect_url.as_str(),
+            "expires_at": unix_time::rfc3339(expires_at),
+        })),
+    ))
+}

@@ -1,0 +1,108 @@
+//! The app's API keys: held in memory as SHA-256 hashes only, checked in constant time, and
+//! the `App` extractor that handlers take to prove the caller is the app.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+use tether_core::SecretString;
+use tether_core::random::constant_time_eq;
+use tether_store::Store;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Hashes of the keys that may call the API.
+#[derive(Clone, Debug, Default)]
+pub struct ApiKeys {
+    hashes: Vec<[u8; 32]>,
+}
+
+impl ApiKeys {
+    pub fn from_keys<'a>(keys: impl IntoIterator<Item = &'a SecretString>) -> Self {
+        ApiKeys {
+            hashes: keys.into_iter().map(|k| hash(k.expose())).collect(),
+        }
+    }
+
+    /// From hashes stored earlier (hex SHA-256), e.g. the key made on first run.
+    pub fn with_hex_hashes<'a>(mut self, hex_hashes: impl IntoIterator<Item = &'a str>) -> Self {
+        for h in hex_hashes {
+            let mut bytes = [0u8; 32];
+            if hex_decode(h, &mut bytes) {
+                self.hashes.push(bytes);
+            }
+        }
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// Checks a presented key against every hash, without an early exit.
+    pub fn verify(&self, presented: &str) -> bool {
+        let presented = hash(presented);
+        self.hashes
+            .iter()
+            .fold(false, |found, h| constant_time_eq(h, &presented) | found)
+    }
+}
+
+fn hash(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+fn hex_decode(text: &str, out: &mut [u8; 32]) -> bool {
+    text.len() == 64
+        && (0..32).all(|i| match u8::from_str_radix(&text[2 * i..2 * i + 2], 16) {
+            Ok(b) => {
+                out[i] = b;
+                true
+            }
+            Err(_) => false,
+        })
+}
+
+/// Proof that the request carries a valid API key. Handlers that read or use credentials
+/// take it, so no route reaches a secret without it.
+pub struct App;
+
+impl<S: Store> FromRequestParts<AppState<S>> for App {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState<S>,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .ok_or(ApiError::Unauthorized)?;
+        if state.api_keys.verify(presented) {
+            Ok(App)
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifies_only_known_keys() {
+        let keys = ApiKeys::from_keys([&SecretString::new("k1")]);
+        assert!(keys.verify("k1"));
+        assert!(!keys.verify("k2"));
+        let hex = tether_core::random::sha256_hex("k3");
+        let keys = keys.with_hex_hashes([hex.as_str()]);
+        assert!(keys.verify("k3"));
+    }
+}

@@ -1,0 +1,256 @@
+//! `GET /oauth/callback`: finishes an authorization-code flow (RFC 6749 4.1.2).
+//!
+//! The `state` is consumed exactly once and only by the browser that started the flow; an
+//! unknown, replayed, expired or foreign state stores nothing. The code is exchanged with the
+//! PKCE verifier, the tokens are sealed and stored, and the browser goes back to the app.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Redirect, IntoResponse, Response};
+use serde::Deserialize;
+use tether_core::credentials::Credentials;
+use tether_core::oauth2::{self, TokenError};
+use tether_core::{SecretString, random, unix_time};
+use tether_store::{ConsumeOutcome, FlowStateRow, Store};
+use url::Url;
+
+use super::pages::{self, Chrome, Failure, ResultPage, script_json};
+use super::session::{BROWSER_COOKIE, expired_failure, read_cookie};
+use super::start::verifier_context;
+use crate::persist::{EndUser, save_connection};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+pub async fn callback<S: Store>(
+    State(state): State<AppState<S>>,
+    Query(query): Query<CallbackQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let flow = match take_flow(&state, &query, &headers).await {
+        Ok(flow) => flow,
+        Err(failure) => return failure.into_page(&state.config, false),
+    };
+    let popup = flow.display == "popup";
+    match finish(&state, &query, &flow).await {
+        Ok(connection_id) => connected(&state, &flow, &connection_id, popup),
+        Err(failure) => failure.into_page(&state.config, popup),
+    }
+}
+
+async fn take_flow<S: Store>(
+    state: &AppState<S>,
+    query: &CallbackQuery,
+    headers: &HeaderMap,
+) -> Result<FlowStateRow, Failure> {
+    let Some(state_value) = query.state.as_deref().filter(|s| !s.is_empty() && s.len() <= 128)
+    else {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_state",
+            "This sign-in could not be completed",
+            "The provider sent you back without the information we need. Go back to the app and \
+             start connecting again.",
+        ));
+    };
+    let browser = read_cookie(headers, BROWSER_COOKIE).unwrap_or_default();
+    let outcome = state
+        .store
+        .consume_flow_state(&random::sha256_hex(state_value), &random::sha256_hex(&browser))
+        .await
+        .map_err(|err| internal("consuming flow state", &err))?;
+    match outcome {
+        ConsumeOutcome::Consumed(flow) if flow.expires_at > unix_time::now() => Ok(flow),
+        ConsumeOutcome::Consumed(_) => Err(expired_failure()),
+        ConsumeOutcome::WrongBrowser => {
+            tracing::warn!("oauth callback presented by a browser that did not start the flow");
+            Err(Failure::new(
+                StatusCode::BAD_REQUEST,
+                "wrong_browser",
+                "This sign-in was started elsewhere",
+                "Finish connecting in the same browser you started in, or go back to the app and \
+                 start again here.",
+            ))
+        }
+        ConsumeOutcome::Unknown => Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_state",
+            "This sign-in link was already used",
+            "Each sign-in link works once. Go back to the app and start connecting again.",
+        )),
+    }
+}
+
+async fn finish<S: Store>(
+    state: &AppState<S>,
+    query: &CallbackQuery,
+    flow: &FlowStateRow,
+) -> Result<String, Failure> {
+    if let Some(error) = &query.error {
+        // RFC 6749 4.1.2.1: the provider (or the user) refused.
+        tracing::info!(integration = %flow.integration, error = %error, "authorization refused at the provider");
+        let failure = if error == "access_denied" {
+            Failure::new(
+                StatusCode::OK,
+                "access_denied",
+                "Access was not granted",
+                "You chose not to connect your account. You can try again whenever you like.",
+            )
+        } else {
+            let reference = crate::reference::new();
+            tracing::warn!(reference = %reference, integration = %flow.integration, error = %error,
+                description = ?query.error_description, "authorization error from the provider");
+            let mut f = Failure::new(
+                StatusCode::BAD_GATEWAY,
+                "provider_error",
+                "The service reported a problem",
+                "The service could not authorize the connection. Try again, and contact the \
+                 app's support if it keeps happening.",
+            );
+            f.reference = Some(reference);
+            f
+        };
+        return Err(failure);
+    }
+    let Some(code) = query.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 4096) else {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "This sign-in could not be completed",
+            "The provider sent you back without an authorization code. Go back to the app and \
+             start again.",
+        ));
+    };
+    let Some(integration) = state.integration(&flow.integration).cloned() else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "integration_not_found",
+            "This service is no longer available",
+            "The app no longer offers this service.",
+        ));
+    };
+    let client = integration.oauth2.as_ref().ok_or_else(|| {
+        internal("callback for a non-OAuth integration", &"misconfigured")
+    })?;
+    let verifier = if flow.pkce_verifier.is_empty() {
+        None
+    } else {
+        let plain = state
+            .vault
+            .open(&verifier_context(&flow.state_hash), &flow.pkce_verifier)
+            .map_err(|err| internal("opening PKCE verifier", &err))?;
+        Some(SecretString::new(
+            String::from_utf8(plain).map_err(|err| internal("PKCE verifier", &err))?,
+        ))
+    };
+    let redirect_uri = Url::parse(&flow.redirect_uri)
+        .map_err(|err| internal("stored redirect_uri", &err))?;
+    let tokens = oauth2::exchange_code(
+        &state.outbound,
+        client,
+        code,
+        &redirect_uri,
+        verifier.as_ref(),
+        unix_time::now(),
+    )
+    .await
+    .map_err(|err| exchange_failure(&flow.integration, &err))?;
+
+    let session = state
+        .store
+        .get_connect_session(&flow.session_token_hash)
+        .await
+        .map_err(|err| internal("loading connect session", &err))?;
+    let end_user = EndUser {
+        id: flow.end_user_id.clone(),
+        email: session.as_ref().and_then(|s| s.end_user_email.clone()),
+        display_name: session.and_then(|s| s.end_user_display_name),
+    };
+    let mut metadata = serde_json::Map::new();
+    if let Some(scope) = &tokens.scope {
+        metadata.insert("scope".into(), serde_json::Value::String(scope.clone()));
+    }
+    save_connection(
+        state,
+        &flow.integration,
+        &end_user,
+        &Credentials::Oauth2(tokens),
+        &metadata,
+    )
+    .await
+    .map_err(|err| internal("saving connection", &err))
+}
+
+fn exchange_failure(integration: &str, err: &TokenError) -> Failure {
+    let reference = crate::reference::new();
+    tracing::warn!(reference = %reference, integration, error = %err, "token exchange failed");
+    let mut failure = Failure::new(
+        StatusCode::BAD_GATEWAY,
+        "provider_error",
+        "The service did not complete the connection",
+        "The service could not finish connecting your account. Go back to the app and try \
+         again; if it keeps happening, contact the app's support with the reference below.",
+    );
+    failure.reference = Some(reference);
+    failure
+}
+
+fn internal(what: &str, err: &dyn std::fmt::Debug) -> Failure {
+    let reference = crate::reference::new();
+    tracing::error!(reference = %reference, error = ?err, "{what}");
+    let mut failure = Failure::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "Something went wrong",
+        "We could not finish connecting your account. Try again in a moment.",
+    );
+    failure.reference = Some(reference);
+    failure
+}
+
+/// The success outcome: back to the app's return URL, or a page that tells the opener.
+fn connected<S: Store>(
+    state: &AppState<S>,
+    flow: &FlowStateRow,
+    connection_id: &str,
+    popup: bool,
+) -> Response {
+    if !popup {
+        if let Some(mut url) = flow.return_url.as_deref().and_then(|u| Url::parse(u).ok()) {
+            url.query_pairs_mut()
+                .append_pair("connection_id", connection_id)
+                .append_pair("integration", &flow.integration);
+            return Redirect::to(url.as_str()).into_response();
+        }
+    }
+    let chrome = Chrome::new(&state.config);
+    let nonce = chrome.nonce.clone();
+    let name = state
+        .integration(&flow.integration)
+        .map(|i| i.display_name.clone())
+        .unwrap_or_else(|| flow.integration.clone());
+    let page = ResultPage {
+        chrome,
+        success: true,
+        heading: "Connected".into(),
+        message: format!("Your {name} account is connected. You can close this window."),
+        reference: None,
+        retry_href: None,
+        message_json: popup.then(|| {
+            script_json(&serde_json::json!({
+                "type": "tether:connected",
+                "connection_id": connection_id,
+                "integration": flow.integration,
+            }))
+        }),
+        origins_json: pages::origins_json(&state.config),
+    };
+    pages::render(&state.config, StatusCode::OK, &nonce, page.render())
+}

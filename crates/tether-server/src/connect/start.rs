@@ -1,0 +1,185 @@
+//! `GET /connect?session=T` (the list of integrations) and `GET /connect/{integration}`
+//! (start: a redirect to the provider for OAuth, the credential form otherwise).
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use tether_core::catalog::AuthMode;
+use tether_core::{pkce, random, unix_time};
+use tether_store::{FlowStateRow, Store};
+
+use super::pages::{self, Chrome, ConnectItem, ConnectPage, Failure};
+use super::session::{self, Session};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct StartQuery {
+    session: Option<String>,
+    /// `popup` when the app opened the Connect page with `window.open`.
+    display: Option<String>,
+}
+
+impl StartQuery {
+    fn popup(&self) -> bool {
+        self.display.as_deref() == Some("popup")
+    }
+}
+
+pub async fn connect_page<S: Store>(
+    State(state): State<AppState<S>>,
+    Query(query): Query<StartQuery>,
+) -> Response {
+    let popup = query.popup();
+    let session = match session::load(&state, query.session.as_deref()).await {
+        Ok(session) => session,
+        Err(failure) => return failure.into_page(&state.config, popup),
+    };
+    let items = state
+        .integrations
+        .values()
+        .filter(|i| session.allows(i.key.as_str()))
+        .map(|i| {
+            let mut href = state.config.public_path(&["connect", i.key.as_str()]);
+            href.query_pairs_mut().append_pair("session", &session.token);
+            if popup {
+                href.query_pairs_mut().append_pair("display", "popup");
+            }
+            ConnectItem {
+                key: i.key.to_string(),
+                name: i.display_name.clone(),
+                href: href.to_string(),
+                mark_text: i.provider.mark.text.clone(),
+                mark_color: safe_color(&i.provider.mark.color),
+            }
+        })
+        .collect();
+    let chrome = Chrome::new(&state.config);
+    let nonce = chrome.nonce.clone();
+    let page = ConnectPage { chrome, items };
+    pages::render(&state.config, StatusCode::OK, &nonce, page.render())
+}
+
+/// A CSS colour from the catalog, or a neutral one if it is not plain `#rgb`/`#rrggbb`.
+fn safe_color(color: &str) -> String {
+    let ok = color.starts_with('#')
+        && matches!(color.len(), 4 | 7)
+        && color[1..].bytes().all(|b| b.is_ascii_hexdigit());
+    if ok { color.to_owned() } else { "#4b5563".into() }
+}
+
+pub async fn start<S: Store>(
+    State(state): State<AppState<S>>,
+    Path(integration_key): Path<String>,
+    Query(query): Query<StartQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let popup = query.popup();
+    let session = match session::load(&state, query.session.as_deref()).await {
+        Ok(session) => session,
+        Err(failure) => return failure.into_page(&state.config, popup),
+    };
+    let Some(integration) = state
+        .integration(&integration_key)
+        .filter(|_| session.allows(&integration_key))
+        .cloned()
+    else {
+        return Failure::new(
+            StatusCode::NOT_FOUND,
+            "integration_not_found",
+            "This service is not available",
+            "This connect link does not offer that service. Go back to the app and choose again.",
+        )
+        .into_page(&state.config, popup);
+    };
+    match integration.auth_mode() {
+        AuthMode::Oauth2 => start_oauth(&state, &session, &integration_key, popup, &headers)
+            .await
+            .unwrap_or_else(|failure| failure.into_page(&state.config, popup)),
+        _ => Failure::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "unsupported_auth_mode",
+            "This service cannot be connected here yet",
+            "Ask the app's team to check their Tether configuration.",
+        )
+        .into_page(&state.config, popup),
+    }
+}
+
+/// Stores a flow state and sends the browser to the provider (RFC 6749 4.1.1, RFC 7636).
+async fn start_oauth<S: Store>(
+    state: &AppState<S>,
+    session: &Session,
+    integration_key: &str,
+    popup: bool,
+    headers: &HeaderMap,
+) -> Result<Response, Failure> {
+    let integration = state.integration(integration_key).expect("checked by caller");
+    let client = integration
+        .oauth2
+        .as_ref()
+        .expect("oauth2 integrations have a client");
+    let state_value = random::token();
+    let state_hash = random::sha256_hex(&state_value);
+    let verifier = client.pkce.then(pkce::new_verifier);
+    let challenge = verifier.as_ref().map(pkce::s256_challenge);
+    let (browser, set_cookie) = session::browser_binding(headers, state.config.secure_cookies());
+    let redirect_uri = state.config.callback_url();
+    let now = unix_time::now();
+    let sealed_verifier = verifier
+        .as_ref()
+        .map(|v| state.vault.seal(&verifier_context(&state_hash), v.expose().as_bytes()))
+        .unwrap_or_default();
+    let flow = FlowStateRow {
+        state_hash: state_hash.clone(),
+        browser_hash: random::sha256_hex(&browser),
+        session_token_hash: session.row.token_hash.clone(),
+        integration: integration_key.to_owned(),
+        end_user_id: session.row.end_user_id.clone(),
+        pkce_verifier: sealed_verifier,
+        redirect_uri: redirect_uri.to_string(),
+        return_url: session.row.return_url.clone(),
+        display: if popup { "popup" } else { "page" }.into(),
+        expires_at: now + state.config.flow_ttl.as_secs() as i64,
+        created_at: now,
+    };
+    if let Err(err) = state.store.insert_flow_state(&flow).await {
+        let reference = crate::reference::new();
+        tracing::error!(reference = %reference, error = ?err, "storing flow state");
+        let mut failure = Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong",
+            "We could not start connecting. Try again in a moment.",
+        );
+        failure.reference = Some(reference);
+        return Err(failure);
+    }
+    let url = tether_core::oauth2::authorization_url(
+        client,
+        &state_value,
+        &redirect_uri,
+        challenge.as_deref(),
+    );
+    tracing::info!(integration = %integration_key, "oauth flow started");
+    let mut response = Redirect::to(url.as_str()).into_response();
+    if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+        .headers_mut()
+        .insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Vault context of a flow's PKCE verifier: bound to its flow row.
+pub fn verifier_context(state_hash: &str) -> String {
+    let mut ctx = String::from("flow_states/");
+    ctx.push_str(state_hash);
+    ctx.push_str("/pkce_verifier");
+    ctx
+}

@@ -1,0 +1,138 @@
+//! The API's one error type. Every error leaves as RFC 9457 `application/problem+json` with a
+//! stable `code`. Internal errors log their detail under a reference and return a generic 500:
+//! a client never sees `err.to_string()` of something internal.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error answered by the JSON API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 401: no or wrong API key.
+    #[error("a valid API key is required")]
+    Unauthorized,
+    /// 400: the request is malformed; `code` says how, `detail` says what to change.
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    /// 404: the thing does not exist (or is not the caller's to see).
+    #[error("{detail}")]
+    NotFound { code: &'static str, detail: String },
+    /// 409: the connection must be connected again by its end user.
+    #[error("the connection needs to be connected again by its end user")]
+    NeedsReauth,
+    /// 413: the request body is over the proxy's buffer.
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// 502: the provider answered, but not usefully.
+    #[error("{0}")]
+    Provider(String),
+    /// 503: the provider is unreachable or rate limiting; try later.
+    #[error("{0}")]
+    ProviderUnavailable(String),
+    /// 500: our fault. The detail is logged with a reference, never sent.
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'a str,
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn connection_not_found() -> Self {
+        ApiError::NotFound {
+            code: "connection_not_found",
+            detail: "no connection has this id".into(),
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, "Bad request"),
+            ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code, "Not found"),
+            ApiError::NeedsReauth => (StatusCode::CONFLICT, "needs_reauth", "Needs reauthorization"),
+            ApiError::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+            ),
+            ApiError::Provider(_) => (StatusCode::BAD_GATEWAY, "provider_error", "Provider error"),
+            ApiError::ProviderUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "provider_unavailable",
+                "Provider unavailable",
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal error",
+            ),
+        }
+    }
+}
+
+impl From<tether_store::StoreError> for ApiError {
+    fn from(err: tether_store::StoreError) -> Self {
+        ApiError::Internal(anyhow::Error::new(err).context("store"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, title) = self.parts();
+        let detail = match &self {
+            ApiError::Internal(err) => {
+                let reference = crate::reference::new();
+                tracing::error!(reference = %reference, error = ?err, "internal error");
+                format!("something went wrong on our side (reference {reference})")
+            }
+            other => other.to_string(),
+        };
+        let problem = Problem {
+            kind: format!("https://tether.dev/problems/{code}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            code,
+        };
+        let mut response = (status, axum::Json(problem)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Rejections of axum's extractors (bad JSON, bad query) as problem+json too.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        ApiError::bad_request("invalid_body", rejection.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query", rejection.body_text())
+    }
+}

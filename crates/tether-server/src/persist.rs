@@ -1,0 +1,77 @@
+//! Saving a newly connected account. A reconnect (same end user, same integration) keeps the
+//! connection id the app already holds, replaces the credentials and clears `needs_reauth`.
+
+use tether_core::credentials::Credentials;
+use tether_core::ids::ConnectionId;
+use tether_core::unix_time;
+use tether_store::{ConnectionRow, ConnectionStatus, CredentialsUpdate, Store, StoreError};
+
+use crate::state::AppState;
+
+/// Who connected.
+pub struct EndUser {
+    pub id: String,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+}
+
+/// Stores credentials for (integration, end user); returns the connection id.
+pub async fn save_connection<S: Store>(
+    state: &AppState<S>,
+    integration: &str,
+    end_user: &EndUser,
+    credentials: &Credentials,
+    metadata: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String, StoreError> {
+    let metadata = serde_json::Value::Object(metadata.clone()).to_string();
+    // Two tries: a concurrent first connect may insert between our find and our insert.
+    for _ in 0..2 {
+        let now = unix_time::now();
+        if let Some(existing) = state.store.find_connection(integration, &end_user.id).await? {
+            let update = CredentialsUpdate {
+                id: existing.id.clone(),
+                expected_version: existing.credentials_version,
+                credentials: credentials.seal(&state.vault, &existing.id),
+                access_expires_at: credentials.expires_at(),
+                metadata: metadata.clone(),
+                status: ConnectionStatus::Active,
+                end_user_email: end_user.email.clone(),
+                end_user_display_name: end_user.display_name.clone(),
+                now,
+            };
+            if state.store.replace_credentials(&update).await? {
+                state.cache.invalidate(&existing.id);
+                tracing::info!(connection_id = %existing.id, integration, "connection reconnected");
+                return Ok(existing.id);
+            }
+            continue;
+        }
+        let id = ConnectionId::generate().to_string();
+        let row = ConnectionRow {
+            id: id.clone(),
+            integration: integration.to_owned(),
+            end_user_id: end_user.id.clone(),
+            end_user_email: end_user.email.clone(),
+            end_user_display_name: end_user.display_name.clone(),
+            status: ConnectionStatus::Active,
+            credentials: credentials.seal(&state.vault, &id),
+            credentials_version: 1,
+            access_expires_at: credentials.expires_at(),
+            metadata: metadata.clone(),
+            last_error: None,
+            refresh_failures: 0,
+            next_refresh_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        match state.store.insert_connection(&row).await {
+            Ok(()) => {
+                tracing::info!(connection_id = %id, integration, "connection created");
+                return Ok(id);
+            }
+            Err(StoreError::Conflict(_)) => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Err(StoreError::Conflict("connection changed concurrently; try again"))
+}

@@ -1,0 +1,65 @@
+//! What the provider expects on each call: the base URL and the auth headers, rendered from
+//! the catalog's templates with the connection's credentials, metadata and the integration's
+//! settings. Shared by the proxy and the credentials endpoint.
+
+use tether_core::credentials::Credentials;
+use tether_core::integration::{Integration, parse_endpoint};
+use tether_core::template::{Scope, Values};
+use tether_store::ConnectionRow;
+use url::Url;
+
+use crate::error::ApiError;
+
+/// Template values of one connection.
+pub struct ConnectionValues<'a> {
+    pub credentials: &'a Credentials,
+    pub metadata: &'a serde_json::Map<String, serde_json::Value>,
+    pub integration: &'a Integration,
+}
+
+impl Values for ConnectionValues<'_> {
+    fn get(&self, scope: Scope, name: &str) -> Option<&str> {
+        match scope {
+            Scope::Credential => self.credentials.get(name),
+            Scope::Connection => self.metadata.get(name).and_then(|v| v.as_str()),
+            Scope::Settings => self.integration.settings.get(name).map(|s| s.expose()),
+            Scope::Input => None,
+        }
+    }
+}
+
+/// Parses a row's metadata column (a JSON object).
+pub fn metadata_of(row: &ConnectionRow) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::from_str(&row.metadata) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// The provider's API base URL for this connection.
+pub fn base_url(values: &ConnectionValues<'_>) -> Result<Url, ApiError> {
+    let template = values
+        .integration
+        .api_base_url
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("integration has no api_base_url"))?;
+    let text = template
+        .render(values)
+        .map_err(|e| anyhow::anyhow!("rendering api_base_url: {e}"))?;
+    parse_endpoint(&text).map_err(|m| ApiError::Internal(anyhow::anyhow!("api_base_url: {m}")))
+}
+
+/// The headers the provider's API wants, as (name, value).
+pub fn headers(values: &ConnectionValues<'_>) -> Result<Vec<(String, String)>, ApiError> {
+    values
+        .integration
+        .headers
+        .iter()
+        .map(|(name, template)| {
+            template
+                .render(values)
+                .map(|value| (name.clone(), value))
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("rendering header {name}: {e}")))
+        })
+        .collect()
+}

@@ -1,0 +1,94 @@
+//! Shared state of the gateway: the store, the vault, the integrations, the outbound clients.
+//! Generic over the store (`AppState<S: Store>`); no global statics.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tether_core::catalog::Catalog;
+use tether_core::integration::Integration;
+use tether_core::outbound::{Outbound, OutboundLimits};
+use tether_core::vault::Vault;
+use tether_store::Store;
+
+use crate::api_keys::ApiKeys;
+use crate::cache::CredentialCache;
+use crate::config::GatewayConfig;
+use crate::refresh::RefreshLocks;
+
+/// Cheap to clone: everything sits behind one `Arc`.
+pub struct AppState<S: Store> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: Store> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        AppState {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+pub struct Inner<S: Store> {
+    pub store: S,
+    pub vault: Vault,
+    pub config: GatewayConfig,
+    pub catalog: Catalog,
+    pub integrations: BTreeMap<String, Arc<Integration>>,
+    pub api_keys: ApiKeys,
+    /// Token endpoints, exchanges, probes: no redirects, capped responses.
+    pub outbound: Outbound,
+    /// The proxy's pooled client: no redirects, no overall timeout (bodies stream).
+    pub proxy_client: reqwest::Client,
+    pub cache: CredentialCache,
+    pub refresh_locks: RefreshLocks,
+    /// Identifies this instance as a refresh-lease owner.
+    pub instance_id: String,
+}
+
+impl<S: Store> std::ops::Deref for AppState<S> {
+    type Target = Inner<S>;
+    fn deref(&self) -> &Inner<S> {
+        &self.inner
+    }
+}
+
+impl<S: Store> AppState<S> {
+    pub(crate) fn new(
+        store: S,
+        vault: Vault,
+        config: GatewayConfig,
+        catalog: Catalog,
+        integrations: BTreeMap<String, Arc<Integration>>,
+        api_keys: ApiKeys,
+        limits: OutboundLimits,
+    ) -> Self {
+        let outbound = Outbound::new(limits.clone());
+        let proxy_client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(limits.connect_timeout)
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .expect("the proxy client builds with static settings");
+        AppState {
+            inner: Arc::new(Inner {
+                store,
+                vault,
+                config,
+                catalog,
+                integrations,
+                api_keys,
+                outbound,
+                proxy_client,
+                cache: CredentialCache::new(10_000, std::time::Duration::from_secs(300)),
+                refresh_locks: RefreshLocks::default(),
+                instance_id: tether_core::random::prefixed_token("inst_"),
+            }),
+        }
+    }
+
+    pub fn integration(&self, key: &str) -> Option<&Arc<Integration>> {
+        self.integrations.get(key)
+    }
+}

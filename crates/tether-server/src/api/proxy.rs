@@ -76,7 +76,16 @@ async fn proxy<S: Store>(
         .map_err(|_| ApiError::PayloadTooLarge(limit))?;
 
     let live = refresh::live(&state, id.as_str(), Freshness::Normal).await?;
-    let response = send(&state, &live, &method, &raw_path, raw_query.as_deref(), &incoming_headers, &body).await?;
+    let response = send(
+        &state,
+        &live,
+        &method,
+        &raw_path,
+        raw_query.as_deref(),
+        &incoming_headers,
+        &body,
+    )
+    .await?;
     let response = if response.status() == reqwest::StatusCode::UNAUTHORIZED
         && matches!(live.credentials.as_ref(), Credentials::Oauth2(_))
     {
@@ -84,7 +93,16 @@ async fn proxy<S: Store>(
         // and send the same request again.
         let version = live.row.credentials_version;
         let live = refresh::live(&state, id.as_str(), Freshness::Rejected { version }).await?;
-        send(&state, &live, &method, &raw_path, raw_query.as_deref(), &incoming_headers, &body).await?
+        send(
+            &state,
+            &live,
+            &method,
+            &raw_path,
+            raw_query.as_deref(),
+            &incoming_headers,
+            &body,
+        )
+        .await?
     } else {
         response
     };
@@ -122,7 +140,13 @@ fn raw_provider_path(path: &str, id: &str) -> Result<String, ApiError> {
 
 fn percent_decode(segment: &str) -> String {
     url::form_urlencoded::parse(segment.replace('+', "%2B").as_bytes())
-        .map(|(k, v)| if v.is_empty() { k.into_owned() } else { format!("{k}={v}") })
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.into_owned()
+            } else {
+                format!("{k}={v}")
+            }
+        })
         .collect::<Vec<_>>()
         .join("&")
 }
@@ -236,8 +260,18 @@ mod tests {
     #[test]
     fn rejects_escapes() {
         for bad in [
-            "/../x", "/a/../../x", "/%2e%2e/x", "/.%2E/x", "/a%2Fb", "/a%2fb", "//evil.example/x",
-            "/a//b", "/./x", "/https:/evil", "/a%5Cb", "/a\\b",
+            "/../x",
+            "/a/../../x",
+            "/%2e%2e/x",
+            "/.%2E/x",
+            "/a%2Fb",
+            "/a%2fb",
+            "//evil.example/x",
+            "/a//b",
+            "/./x",
+            "/https:/evil",
+            "/a%5Cb",
+            "/a\\b",
         ] {
             assert!(check(bad).is_err(), "{bad} should be rejected");
         }
@@ -251,6 +285,9 @@ mod tests {
             "http://127.0.0.1:9/api/public/v1/contacts?page=2"
         );
         let base = Url::parse("http://127.0.0.1:9/").unwrap();
-        assert_eq!(provider_url(&base, "v1/deals", None).as_str(), "http://127.0.0.1:9/v1/deals");
+        assert_eq!(
+            provider_url(&base, "v1/deals", None).as_str(),
+            "http://127.0.0.1:9/v1/deals"
+        );
     }
 }

@@ -1,0 +1,175 @@
+//! Loading `tether.toml`, then `TETHER_<SECTION>__<KEY>` environment variables over it (a
+//! `.env` file is read first when present). Unknown keys are errors that name the file or the
+//! variable; secrets may be given as `env:NAME` or `file:/path`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use tether_core::catalog::Catalog;
+use tether_core::integration::Integration;
+use tether_core::secret::resolve_secret_ref;
+use tether_server::GatewayConfig;
+use url::Url;
+
+/// The whole configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub database: DatabaseSection,
+    #[serde(default)]
+    pub api: ApiSection,
+    #[serde(default)]
+    pub connect: ConnectSection,
+    #[serde(default)]
+    pub integrations: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: default_listen(),
+            public_url: None,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 3003))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    #[serde(default = "default_database_url")]
+    pub url: String,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        DatabaseSection {
+            url: default_database_url(),
+        }
+    }
+}
+
+fn default_database_url() -> String {
+    "sqlite://tether.db".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// The app's keys, as literals or `env:`/`file:` references.
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectSection {
+    #[serde(default)]
+    pub allowed_return_origins: Vec<String>,
+    #[serde(default)]
+    pub app_name: Option<String>,
+}
+
+/// Reads `.env` (if any), the TOML file (if it exists) and the environment.
+pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+    match dotenvy::dotenv() {
+        Ok(_) => {}
+        Err(err) if err.not_found() => {}
+        Err(err) => return Err(err).context("reading .env"),
+    }
+    let mut figment = Figment::new();
+    if path.exists() {
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    // Only `SECTION__KEY` variables are configuration; TETHER_API_KEY and
+    // TETHER_ENCRYPTION_KEYS are read on their own.
+    figment = figment.merge(
+        Env::prefixed("TETHER_")
+            .filter(|key| key.as_str().contains("__"))
+            .split("__"),
+    );
+    figment.extract().map_err(|err| {
+        let mut message = String::new();
+        for e in err {
+            if !message.is_empty() {
+                message.push_str("; ");
+            }
+            message.push_str(&e.to_string());
+        }
+        anyhow::anyhow!("configuration: {message}")
+    })
+}
+
+impl FileConfig {
+    /// The gateway settings.
+    pub fn gateway(&self) -> anyhow::Result<GatewayConfig> {
+        let public_url = match &self.server.public_url {
+            Some(text) => Url::parse(text)
+                .with_context(|| format!("server.public_url {text:?} is not an absolute URL"))?,
+            None => {
+                let mut url = Url::parse("http://127.0.0.1/").expect("static URL");
+                url.set_ip_host(self.server.listen.ip())
+                    .map_err(|_| anyhow::anyhow!("server.listen has no usable address"))?;
+                url.set_port(Some(self.server.listen.port()))
+                    .map_err(|_| anyhow::anyhow!("server.listen has no usable port"))?;
+                url
+            }
+        };
+        if !matches!(public_url.scheme(), "http" | "https") {
+            bail!("server.public_url must be http or https");
+        }
+        let mut config = GatewayConfig::new(public_url);
+        for origin in &self.connect.allowed_return_origins {
+            let url = Url::parse(origin).with_context(|| {
+                format!("connect.allowed_return_origins: {origin:?} is not a URL such as https://app.example.com")
+            })?;
+            config.allowed_return_origins.push(url.origin());
+        }
+        if let Some(name) = &self.connect.app_name {
+            config.app_name = name.clone();
+        }
+        Ok(config)
+    }
+
+    /// The integrations, resolved against the catalog (secrets read now).
+    pub fn integrations(&self, catalog: &Catalog) -> anyhow::Result<Vec<Integration>> {
+        self.integrations
+            .iter()
+            .map(|(key, table)| Integration::from_config(key, table, catalog).map_err(Into::into))
+            .collect()
+    }
+
+    /// The API keys given by configuration: `TETHER_API_KEY`, then `[api] keys`.
+    pub fn api_keys(&self) -> anyhow::Result<Vec<tether_core::SecretString>> {
+        let mut keys = Vec::new();
+        if let Ok(key) = std::env::var("TETHER_API_KEY") {
+            if !key.is_empty() {
+                keys.push(tether_core::SecretString::new(key));
+            }
+        }
+        for (index, value) in self.api.keys.iter().enumerate() {
+            keys.push(resolve_secret_ref(value).with_context(|| format!("api.keys[{index}]"))?);
+        }
+        Ok(keys)
+    }
+}

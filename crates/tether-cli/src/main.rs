@@ -1,0 +1,102 @@
+//! The `tether` binary: a thin layer that parses the command line and hands over to the
+//! subcommand. Errors end as one line on stderr and a non-zero exit.
+
+mod commands;
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tether",
+    version,
+    about = "Connect your users' CRMs: OAuth, sealed credentials, refresh and an authenticated proxy"
+)]
+struct Cli {
+    /// Configuration file (read when present).
+    #[arg(long, global = true, default_value = "tether.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve,
+    /// List the providers in the built-in catalog.
+    Providers {
+        #[command(subcommand)]
+        command: ListOnly,
+    },
+    /// List the configured integrations.
+    Integrations {
+        #[command(subcommand)]
+        command: ListOnly,
+    },
+    /// Inspect and manage connections.
+    Connections {
+        #[command(subcommand)]
+        command: commands::ConnectionsCommand,
+    },
+    /// Encryption keys.
+    Keys {
+        #[command(subcommand)]
+        command: commands::KeysCommand,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[derive(Subcommand)]
+enum ListOnly {
+    List,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("tether: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: the error and its causes.
+            let mut line = err.to_string();
+            for cause in err.chain().skip(1) {
+                line.push_str(": ");
+                line.push_str(&cause.to_string());
+            }
+            eprintln!("tether: {line}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => serve::run(&cli.config).await,
+        Command::Providers { .. } => commands::providers_list(),
+        Command::Integrations { .. } => commands::integrations_list(&cli.config),
+        Command::Connections { command } => commands::connections(&cli.config, command).await,
+        Command::Keys { command } => commands::keys(&cli.config, command).await,
+        Command::Migrate => commands::migrate(&cli.config).await,
+    }
+}

@@ -1,0 +1,125 @@
+//! `tether serve`: opens the database, the vault and the API keys (creating what a first run
+//! needs), and serves the gateway until Ctrl-C or SIGTERM.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use tether_core::catalog::Catalog;
+use tether_core::vault::Vault;
+use tether_server::{ApiKeys, Gateway};
+use tether_store::{SqliteStore, Store};
+
+use crate::config::{self, FileConfig};
+
+/// The key file used when `TETHER_ENCRYPTION_KEYS` is not set.
+pub const KEY_FILE: &str = "tether.keys";
+
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    let file = config::load(config_path)?;
+    let store = open_store(&file).await?;
+    let vault = open_vault()?;
+    let catalog = Catalog::embedded().context("loading the built-in catalog")?;
+    let gateway_config = file.gateway()?;
+    let integrations = file.integrations(&catalog)?;
+    let api_keys = api_keys(&file, &store).await?;
+    let listen = file.server.listen;
+    let public_url = gateway_config.public_url.clone();
+    let integration_count = integrations.len();
+    let gateway = Gateway::new(
+        store,
+        vault,
+        gateway_config,
+        catalog,
+        integrations,
+        api_keys,
+    );
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(%listen, %public_url, integrations = integration_count, "tether is serving");
+    if integration_count == 0 {
+        tracing::warn!("no integrations are configured; add [integrations.NAME] to tether.toml");
+    }
+    axum::serve(listener, gateway.router())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    tracing::info!("tether stopped");
+    Ok(())
+}
+
+/// Opens the database named by the configuration and applies migrations.
+pub async fn open_store(file: &FileConfig) -> anyhow::Result<SqliteStore> {
+    let url = &file.database.url;
+    if !url.starts_with("sqlite:") {
+        anyhow::bail!(
+            "database.url {url:?} is not supported by this build; use sqlite://path (PostgreSQL support is planned)"
+        );
+    }
+    SqliteStore::connect(url)
+        .await
+        .with_context(|| format!("opening database {url}"))
+}
+
+/// The vault: `TETHER_ENCRYPTION_KEYS`, or the key file (created with mode 0600 on first run).
+pub fn open_vault() -> anyhow::Result<Vault> {
+    match std::env::var("TETHER_ENCRYPTION_KEYS") {
+        Ok(spec) if !spec.trim().is_empty() => Vault::from_spec(&spec)
+            .context("TETHER_ENCRYPTION_KEYS (make one with `tether keys generate`)"),
+        _ => {
+            let path = PathBuf::from(KEY_FILE);
+            let existed = path.exists();
+            let vault = Vault::load_or_create_key_file(&path)?;
+            if !existed {
+                tracing::info!(
+                    path = KEY_FILE,
+                    "created a new encryption key file (mode 0600); back it up: without it stored credentials cannot be opened"
+                );
+            }
+            Ok(vault)
+        }
+    }
+}
+
+/// Configured keys, else keys made earlier, else a new key printed once.
+async fn api_keys(file: &FileConfig, store: &SqliteStore) -> anyhow::Result<ApiKeys> {
+    let configured = file.api_keys()?;
+    if !configured.is_empty() {
+        return Ok(ApiKeys::from_keys(configured.iter()));
+    }
+    let stored = store.api_key_hashes().await.context("reading API keys")?;
+    if !stored.is_empty() {
+        return Ok(ApiKeys::default().with_hex_hashes(stored.iter().map(String::as_str)));
+    }
+    let key = tether_core::random::prefixed_token("tether_sk_");
+    let hash = tether_core::random::sha256_hex(&key);
+    store
+        .insert_api_key_hash(&hash, "first run", tether_core::unix_time::now())
+        .await
+        .context("storing the new API key")?;
+    // Printed once, on stdout, so it can be captured; only its hash is kept.
+    println!("Created an API key (shown only this once; store it in your app's secrets):");
+    println!("TETHER_API_KEY={key}");
+    Ok(ApiKeys::default().with_hex_hashes([hash.as_str()]))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

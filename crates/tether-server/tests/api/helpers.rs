@@ -1,0 +1,302 @@
+//! The test harness: `spawn_app()` starts a gateway (port 0, temp SQLite file, fresh vault
+//! key and API key) in front of a seed OAuth emulator, and drives the connect flow like a
+//! browser would (a cookie-keeping client that follows redirects).
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reqwest::redirect::Policy;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tether_core::catalog::Catalog;
+use tether_core::integration::Integration;
+use tether_core::vault::Vault;
+use tether_emulators::Running;
+use tether_emulators::seed_oauth::{self, SeedOAuthConfig, SeedOAuthControl};
+use tether_server::{ApiKeys, Gateway, GatewayConfig};
+use tether_store::SqliteStore;
+use tokio::sync::oneshot;
+use url::Url;
+
+/// The origin the tests' "app" lives at; its return URL is never actually served.
+pub const APP_ORIGIN: &str = "http://app.localhost:9";
+pub const RETURN_URL: &str = "http://app.localhost:9/app/return";
+
+/// Knobs for one test's gateway.
+pub struct AppOptions {
+    pub seed: SeedOAuthConfig,
+    /// Extra keys merged into the `crm` integration's table (e.g. `client_auth`).
+    pub crm: serde_json::Map<String, Value>,
+    /// Extra integrations, by key (tables as in tether.toml).
+    pub integrations: Vec<(String, Value)>,
+    /// Adjusts the gateway configuration before start.
+    pub configure: Option<Arc<dyn Fn(&mut GatewayConfig) + Send + Sync>>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        AppOptions {
+            seed: SeedOAuthConfig::default(),
+            crm: serde_json::Map::new(),
+            integrations: Vec::new(),
+            configure: None,
+        }
+    }
+}
+
+struct RunningServer {
+    shutdown: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A gateway under test, its emulator, and clients.
+pub struct TestApp {
+    pub base: Url,
+    pub addr: SocketAddr,
+    pub api_key: String,
+    /// Talks to the API; follows no redirects.
+    pub http: reqwest::Client,
+    pub seed: Running<SeedOAuthControl>,
+    pub db_url: String,
+    pub key_spec: String,
+    pub dir: TempDir,
+    options: AppOptions,
+    server: Option<RunningServer>,
+    pub gateway_state: Option<tether_server::AppState<SqliteStore>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    tether_core::outbound::install_crypto_provider();
+    let seed = seed_oauth::spawn(options.seed.clone())
+        .await
+        .expect("seed emulator starts");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_url = format!("sqlite://{}", dir.path().join("tether.db").display());
+    let key_spec = Vault::generate_key_entry();
+    let api_key = tether_core::random::prefixed_token("tether_sk_");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = Url::parse(&format!("http://{addr}/")).unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let mut app = TestApp {
+        base,
+        addr,
+        api_key,
+        http,
+        seed,
+        db_url,
+        key_spec,
+        dir,
+        options,
+        server: None,
+        gateway_state: None,
+    };
+    app.start(listener).await;
+    app
+}
+
+impl TestApp {
+    /// The integrations every test has: `crm` on the generic OAuth provider, pointed at the
+    /// seed emulator, plus the options' extras.
+    pub fn integration_tables(&self) -> Vec<(String, Value)> {
+        let emu = self.seed.base_url();
+        let mut crm = json!({
+            "provider": "oauth2",
+            "client_id": "seed-client",
+            "client_secret": "seed-secret",
+            "authorization_url": emu.join("oauth/authorize").unwrap().as_str(),
+            "token_url": emu.join("oauth/token").unwrap().as_str(),
+            "revocation_url": emu.join("oauth/revoke").unwrap().as_str(),
+            "api_base_url": emu.as_str(),
+            "scopes": ["read", "write"],
+        });
+        for (k, v) in &self.options.crm {
+            crm[k] = v.clone();
+        }
+        let mut all = vec![("crm".to_owned(), crm)];
+        all.extend(self.options.integrations.iter().cloned());
+        all
+    }
+
+    async fn start(&mut self, listener: tokio::net::TcpListener) {
+        let store = SqliteStore::connect(&self.db_url)
+            .await
+            .expect("store opens");
+        let vault = Vault::from_spec(&self.key_spec).unwrap();
+        let mut config = GatewayConfig::new(self.base.clone());
+        config.allowed_return_origins = vec![Url::parse(APP_ORIGIN).unwrap().origin()];
+        if let Some(configure) = &self.options.configure {
+            configure(&mut config);
+        }
+        let catalog = Catalog::embedded().unwrap();
+        let integrations = self
+            .integration_tables()
+            .iter()
+            .map(|(key, table)| {
+                Integration::from_config(key, table.as_object().unwrap(), &catalog).unwrap()
+            })
+            .collect();
+        let keys = ApiKeys::from_keys([&tether_core::SecretString::new(self.api_key.clone())]);
+        let gateway = Gateway::new(store, vault, config, catalog, integrations, keys);
+        let router = gateway.router();
+        self.gateway_state = Some(gateway.state().clone());
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        self.server = Some(RunningServer { shutdown: tx, task });
+    }
+
+    /// Stops the gateway and starts a new one on the same port, database and key: a restart.
+    pub async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            let _ = server.shutdown.send(());
+            let _ = server.task.await;
+        }
+        self.gateway_state = None;
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.start(listener).await;
+    }
+
+    pub fn url(&self, path: &str) -> Url {
+        self.base.join(path).unwrap()
+    }
+
+    /// An API request with the app's key.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&self.api_key)
+    }
+
+    /// `POST /v1/connect/sessions` for an end user; returns the response body.
+    pub async fn create_session(&self, end_user: &str, return_url: Option<&str>) -> Value {
+        let mut body = json!({"end_user": {"id": end_user, "email": "user@example.com"}});
+        if let Some(url) = return_url {
+            body["return_url"] = json!(url);
+        }
+        let response = self
+            .api(reqwest::Method::POST, "v1/connect/sessions")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "session creation failed");
+        response.json().await.unwrap()
+    }
+
+    /// Connects `end_user` to `crm` through the whole OAuth flow; returns the connection id.
+    pub async fn connect(&self, end_user: &str) -> String {
+        let browser = Browser::new();
+        let session = self.create_session(end_user, Some(RETURN_URL)).await;
+        let start = self.connect_start_url(&session, "crm");
+        let landed = browser.follow(start).await;
+        let location = landed.expect("the flow ends at the app's return URL");
+        assert_eq!(location.path(), "/app/return");
+        let pairs: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+        assert_eq!(pairs.get("integration").map(String::as_str), Some("crm"));
+        pairs["connection_id"].clone()
+    }
+
+    /// `/connect/{integration}?session=T` for a session response.
+    pub fn connect_start_url(&self, session: &Value, integration: &str) -> Url {
+        let connect_url = Url::parse(session["connect_url"].as_str().unwrap()).unwrap();
+        let token = connect_url
+            .query_pairs()
+            .find(|(k, _)| k == "session")
+            .unwrap()
+            .1
+            .into_owned();
+        let mut url = self.url("connect/");
+        url.path_segments_mut()
+            .unwrap()
+            .pop_if_empty()
+            .push(integration);
+        url.query_pairs_mut().append_pair("session", &token);
+        url
+    }
+
+    pub async fn get_connection(&self, id: &str) -> Value {
+        let mut path = String::from("v1/connections/");
+        path.push_str(id);
+        let response = self.api(reqwest::Method::GET, &path).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// `GET /v1/connections?...` count.
+    pub async fn connection_count(&self) -> usize {
+        let body: Value = self
+            .api(reqwest::Method::GET, "v1/connections")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["connections"].as_array().unwrap().len()
+    }
+}
+
+/// A browser: keeps cookies, follows redirects, and stops at the app's return URL.
+pub struct Browser {
+    pub client: reqwest::Client,
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        let policy = Policy::custom(|attempt| {
+            if attempt.url().path().starts_with("/app/") || attempt.previous().len() > 10 {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        });
+        Browser {
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(policy)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// Follows redirects from `url`; returns the app URL it was sent to, if it got there.
+    pub async fn follow(&self, url: Url) -> Option<Url> {
+        let response = self.client.get(url).send().await.unwrap();
+        redirect_target(&response)
+    }
+
+    /// GET without the app-URL stop, returning the final response.
+    pub async fn get(&self, url: Url) -> reqwest::Response {
+        self.client.get(url).send().await.unwrap()
+    }
+}
+
+/// Where a stopped redirect pointed.
+pub fn redirect_target(response: &reqwest::Response) -> Option<Url> {
+    if !response.status().is_redirection() {
+        return None;
+    }
+    let location = response.headers().get("location")?.to_str().ok()?;
+    response.url().join(location).ok()
+}
+
+/// The `Location` of a response as a URL (relative locations resolved).
+pub fn location(response: &reqwest::Response) -> Url {
+    redirect_target(response).expect("a redirect")
+}

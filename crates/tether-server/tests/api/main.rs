@@ -1,0 +1,8 @@
+//! Tether's integration tests: one binary, every test over real HTTP on loopback against a
+//! gateway on port 0 with a fresh SQLite file, and providers served by the emulators.
+
+mod helpers;
+
+mod oauth_flow;
+mod proxy;
+mod refresh_on_read;

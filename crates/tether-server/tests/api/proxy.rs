@@ -1,0 +1,181 @@
+//! The authenticated proxy: auth added, the app's own credentials dropped, paths confined to
+//! the provider's base URL, and one refresh-and-retry on a provider 401.
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn proxied_deals_carry_the_bearer_token() {
+    let app = spawn_app().await;
+    let id = app.connect("deals").await;
+    let response = app
+        .api(reqwest::Method::GET, &format!("v1/proxy/{id}/v1/deals"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert!(!body["deals"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn headers_and_query_pass_but_the_apps_credentials_do_not() {
+    let app = spawn_app().await;
+    let id = app.connect("echo").await;
+    let creds: Value = app
+        .api(
+            reqwest::Method::GET,
+            &format!("v1/connections/{id}/credentials"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let echoed: Value = app
+        .api(
+            reqwest::Method::GET,
+            &format!("v1/proxy/{id}/v1/echo?page=2&q=a%20b"),
+        )
+        .header("cookie", "app_session=secret")
+        .header("x-custom", "kept")
+        .header("connection", "x-hop")
+        .header("x-hop", "dropped")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let headers = &echoed["headers"];
+    let expected = format!("Bearer {}", creds["access_token"].as_str().unwrap());
+    assert_eq!(headers["authorization"], expected.as_str());
+    assert!(headers.get("cookie").is_none(), "{echoed}");
+    assert!(headers.get("x-hop").is_none(), "{echoed}");
+    assert_eq!(headers["x-custom"], "kept");
+    assert_eq!(echoed["path"], "/v1/echo");
+    assert!(echoed["query"].to_string().contains("page"), "{echoed}");
+}
+
+/// Sends a raw request line, so no client normalises the path first.
+async fn raw_status(app: &TestApp, path: &str) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        app.addr, app.api_key
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn paths_cannot_leave_the_base_url() {
+    let app = spawn_app().await;
+    let id = app.connect("escape").await;
+    let before = app.seed.control.api_calls();
+    for escape in [
+        "/../oauth/token",
+        "/v1/../../x",
+        "/%2e%2e/oauth/token",
+        "/v1%2Fdeals",
+        "//evil.example/v1/deals",
+        "/http:%2F%2Fevil.example",
+        "/v1/%2E/deals",
+    ] {
+        let mut path = format!("/v1/proxy/{id}");
+        path.push_str(escape);
+        assert_eq!(raw_status(&app, &path).await, 400, "{escape}");
+    }
+    assert_eq!(
+        app.seed.control.api_calls(),
+        before,
+        "nothing reached the provider"
+    );
+    assert_eq!(
+        raw_status(&app, &format!("/v1/proxy/{id}/v1/deals")).await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_provider_401_refreshes_once_and_retries_with_the_body() {
+    let app = spawn_app().await;
+    let id = app.connect("retry").await;
+    app.seed.control.expire_access_tokens();
+    let before = app.seed.control.api_calls();
+    let response = app
+        .api(reqwest::Method::POST, &format!("v1/proxy/{id}/v1/deals"))
+        .json(&json!({"title": "Retried deal", "value": 1200}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    assert!(created.to_string().contains("Retried deal"), "{created}");
+    assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
+    assert_eq!(
+        app.seed.control.api_calls() - before,
+        2,
+        "sent, refused, refreshed, resent"
+    );
+    // The refreshed token is used from now on without further refreshes.
+    let again = app
+        .api(reqwest::Method::GET, &format!("v1/proxy/{id}/v1/deals"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
+}
+
+#[tokio::test]
+async fn unknown_connections_and_missing_keys_are_problems() {
+    let app = spawn_app().await;
+    let response = app
+        .api(
+            reqwest::Method::GET,
+            "v1/proxy/conn_0123456789abcdef0123456789abcdef/v1/deals",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "connection_not_found");
+    let response = app
+        .http
+        .get(app.url("v1/proxy/conn_0123456789abcdef0123456789abcdef/v1/deals"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let app = spawn_app_with(AppOptions {
+        configure: Some(std::sync::Arc::new(|c| c.proxy_max_body_bytes = 1024)),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect("big").await;
+    let response = app
+        .api(reqwest::Method::POST, &format!("v1/proxy/{id}/v1/deals"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "payload_too_large");
+}

@@ -121,16 +121,17 @@ pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
 }
 
 impl FileConfig {
-    /// The gateway settings.
-    pub fn gateway(&self) -> anyhow::Result<GatewayConfig> {
+    /// The gateway settings; `bound` is the address actually listened on (the default public
+    /// URL points there, so port 0 works).
+    pub fn gateway(&self, bound: SocketAddr) -> anyhow::Result<GatewayConfig> {
         let public_url = match &self.server.public_url {
             Some(text) => Url::parse(text)
                 .with_context(|| format!("server.public_url {text:?} is not an absolute URL"))?,
             None => {
                 let mut url = Url::parse("http://127.0.0.1/").expect("static URL");
-                url.set_ip_host(self.server.listen.ip())
+                url.set_ip_host(bound.ip())
                     .map_err(|_| anyhow::anyhow!("server.listen has no usable address"))?;
-                url.set_port(Some(self.server.listen.port()))
+                url.set_port(Some(bound.port()))
                     .map_err(|_| anyhow::anyhow!("server.listen has no usable port"))?;
                 url
             }

@@ -19,10 +19,13 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let store = open_store(&file).await?;
     let vault = open_vault()?;
     let catalog = Catalog::embedded().context("loading the built-in catalog")?;
-    let gateway_config = file.gateway()?;
     let integrations = file.integrations(&catalog)?;
     let api_keys = api_keys(&file, &store).await?;
-    let listen = file.server.listen;
+    let listener = tokio::net::TcpListener::bind(file.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", file.server.listen))?;
+    let bound = listener.local_addr().context("reading the bound address")?;
+    let gateway_config = file.gateway(bound)?;
     let public_url = gateway_config.public_url.clone();
     let integration_count = integrations.len();
     let gateway = Gateway::new(
@@ -33,10 +36,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         integrations,
         api_keys,
     );
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(%listen, %public_url, integrations = integration_count, "tether is serving");
+    tracing::info!(listen = %bound, %public_url, integrations = integration_count, "tether is serving");
+    println!("Tether is listening on {public_url}");
     if integration_count == 0 {
         tracing::warn!("no integrations are configured; add [integrations.NAME] to tether.toml");
     }

@@ -1,0 +1,204 @@
+//! `tether demo`: the gateway and emulated CRMs (Redtail CRM, Salesmate, and the seeds' OAuth
+//! CRM) on loopback, offline, with an in-memory database, a generated vault key and API key,
+//! and integrations already configured. Prints a Connect URL, the demo credentials and curl
+//! lines, then runs until Ctrl-C.
+//!
+//! Everything is throwaway: nothing is written to disk, and this must never listen on
+//! anything but 127.0.0.1 nor talk to a real provider.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use tether_core::catalog::Catalog;
+use tether_core::integration::Integration;
+use tether_core::vault::Vault;
+use tether_core::{SecretString, random, unix_time};
+use tether_emulators::redtail::{self, RedtailConfig};
+use tether_emulators::salesmate::{self, SalesmateConfig};
+use tether_emulators::seed_oauth::{self, SeedOAuthConfig};
+use tether_server::{ApiKeys, Gateway, GatewayConfig};
+use tether_store::{ConnectSessionRow, SqliteStore, Store};
+use tokio::net::TcpListener;
+use url::Url;
+
+/// The port the demo prefers (the same as `serve`); any free port if it is taken.
+const PREFERRED_PORT: u16 = 3003;
+/// The demo end user's id.
+const END_USER: &str = "demo-user";
+
+/// Runs the demo until Ctrl-C.
+pub async fn run() -> anyhow::Result<()> {
+    tether_core::outbound::install_crypto_provider();
+    let seed_config = SeedOAuthConfig::default();
+    let redtail_config = RedtailConfig::default();
+    let salesmate_config = SalesmateConfig::default();
+    let seed = seed_oauth::spawn(seed_config.clone())
+        .await
+        .context("starting the OAuth CRM emulator")?;
+    let redtail = redtail::spawn(redtail_config.clone())
+        .await
+        .context("starting the Redtail CRM emulator")?;
+    let salesmate = salesmate::spawn(salesmate_config.clone())
+        .await
+        .context("starting the Salesmate emulator")?;
+
+    let listener = match TcpListener::bind((Ipv4Addr::LOCALHOST, PREFERRED_PORT)).await {
+        Ok(listener) => listener,
+        Err(_) => TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context("binding a loopback port")?,
+    };
+    let addr: SocketAddr = listener.local_addr()?;
+    let public_url = Url::parse(&["http://", &addr.to_string(), "/"].concat())?;
+
+    let seed_base = seed.base_url();
+    let tables: Vec<(&str, Value)> = vec![
+        (
+            "crm",
+            json!({
+                "provider": "oauth2",
+                "display_name": "Demo OAuth CRM",
+                "client_id": seed_config.client_id,
+                "client_secret": seed_config.client_secret,
+                "authorization_url": seed_base.join("oauth/authorize")?.as_str(),
+                "token_url": seed_base.join("oauth/token")?.as_str(),
+                "revocation_url": seed_base.join("oauth/revoke")?.as_str(),
+                "api_base_url": seed_base.as_str(),
+                "scopes": ["read", "write"],
+            }),
+        ),
+        (
+            "redtail",
+            json!({
+                "provider": "redtail",
+                "api_key": redtail_config.api_key,
+                "api_base_url": redtail.base_url().join("api/public/v1")?.as_str(),
+            }),
+        ),
+        (
+            // The emulator picks the account from `x-linkname`, so the link name only
+            // travels in the header here, not in the host.
+            "salesmate",
+            json!({
+                "provider": "salesmate",
+                "api_base_url": salesmate.base_url().as_str(),
+            }),
+        ),
+    ];
+    let catalog = Catalog::embedded().context("loading the catalog")?;
+    let integrations = tables
+        .iter()
+        .map(|(key, table)| {
+            let table = table.as_object().expect("tables are objects");
+            Integration::from_config(key, table, &catalog).map_err(anyhow::Error::from)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let store = SqliteStore::connect("sqlite::memory:")
+        .await
+        .context("opening the in-memory database")?;
+    let vault = Vault::from_spec(&Vault::generate_key_entry()).context("generating a key")?;
+    let api_key = random::prefixed_token("tether_sk_");
+    let api_keys = ApiKeys::from_keys([&SecretString::new(api_key.clone())]);
+    let config = GatewayConfig::new(public_url.clone());
+    let session_ttl = config.connect_session_ttl;
+    let gateway = Gateway::new(store, vault, config, catalog, integrations, api_keys);
+
+    // The session is created directly in the store, as `POST /v1/connect/sessions` would.
+    let token = random::prefixed_token("cs_");
+    let now = unix_time::now();
+    gateway
+        .state()
+        .store
+        .insert_connect_session(&ConnectSessionRow {
+            token_hash: random::sha256_hex(&token),
+            end_user_id: END_USER.into(),
+            end_user_email: Some("demo@example.com".into()),
+            end_user_display_name: Some("Demo User".into()),
+            integrations: None,
+            return_url: None,
+            expires_at: now + session_ttl.as_secs() as i64,
+            created_at: now,
+        })
+        .await
+        .context("creating the demo connect session")?;
+    let mut connect_url = public_url.join("connect")?;
+    connect_url.query_pairs_mut().append_pair("session", &token);
+
+    print_banner(&Banner {
+        public_url: &public_url,
+        connect_url: &connect_url,
+        api_key: &api_key,
+        session_minutes: session_ttl.as_secs() / 60,
+        redtail: &redtail_config,
+        salesmate: &salesmate_config,
+    })?;
+
+    axum::serve(listener, gateway.router())
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving the demo gateway")?;
+    println!("\nDemo stopped; everything it held is gone.");
+    drop((seed, redtail, salesmate));
+    Ok(())
+}
+
+struct Banner<'a> {
+    public_url: &'a Url,
+    connect_url: &'a Url,
+    api_key: &'a str,
+    session_minutes: u64,
+    redtail: &'a RedtailConfig,
+    salesmate: &'a SalesmateConfig,
+}
+
+fn print_banner(b: &Banner<'_>) -> anyhow::Result<()> {
+    let api = |path: &str| -> anyhow::Result<Url> { Ok(b.public_url.join(path)?) };
+    let redtail_user = b.redtail.users.first().context("the Redtail emulator has a user")?;
+    let salesmate_account = b
+        .salesmate
+        .accounts
+        .first()
+        .context("the Salesmate emulator has an account")?;
+    let list = api("v1/connections")?;
+    let mut proxy_redtail = api("v1/proxy/CONNECTION_ID/contacts")?;
+    proxy_redtail.query_pairs_mut().append_pair("page", "2");
+    let proxy_salesmate = api("v1/proxy/CONNECTION_ID/apis/deal/v4/search")?;
+    println!(
+        "\
+Tether demo: the gateway, emulated Redtail CRM, Salesmate and an OAuth CRM, on loopback and offline.
+
+1. Open the Connect page as the demo end user \"{END_USER}\" (valid {minutes} minutes):
+
+     {connect}
+
+2. Connect with these demo credentials:
+
+     Redtail CRM      username: {rt_user}    password: {rt_pass}
+     Salesmate        access key: {sm_key}    link name: {sm_link}
+     Demo OAuth CRM   nothing to type: it approves at once
+
+3. Call the CRM through Tether (API key {key}):
+
+     curl -s -H 'Authorization: Bearer {key}' '{list}'
+
+   then, with a connection id from that list:
+
+     curl -s -H 'Authorization: Bearer {key}' '{proxy_redtail}'
+     curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\
+          -d '{{\"displayingFields\":[\"deal.id\",\"deal.title\"],\"moduleId\":4}}' '{proxy_salesmate}'
+
+Press Ctrl-C to stop; the database lives in memory and disappears with the demo.",
+        minutes = b.session_minutes,
+        connect = b.connect_url,
+        rt_user = redtail_user.username,
+        rt_pass = redtail_user.password,
+        sm_key = salesmate_account.access_key,
+        sm_link = salesmate_account.link_name,
+        key = b.api_key,
+    );
+    Ok(())
+}

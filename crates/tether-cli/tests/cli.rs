@@ -1,0 +1,171 @@
+//! The `tether` binary from the outside: first run with no configuration, configured keys,
+//! and configuration errors as one line with a non-zero exit.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tether");
+
+fn tether(dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TETHER_SERVER__LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+struct Served {
+    child: Child,
+    url: String,
+    printed_key: Option<String>,
+    _lines: Lines<BufReader<ChildStdout>>,
+}
+
+/// Starts `tether serve` and reads stdout until it says where it listens (bounded).
+async fn serve(mut command: Command) -> Served {
+    let mut child = command.arg("serve").spawn().expect("tether starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed_key = None;
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(key) = line.strip_prefix("TETHER_API_KEY=") {
+                printed_key = Some(key.to_owned());
+            }
+            if let Some(url) = line.strip_prefix("Tether is listening on ") {
+                return url.to_owned();
+            }
+        }
+        panic!("tether exited before listening");
+    })
+    .await
+    .expect("tether listens within 30 s");
+    Served {
+        child,
+        url,
+        printed_key,
+        _lines: lines,
+    }
+}
+
+impl Served {
+    async fn status_with_key(&self, key: &str) -> u16 {
+        reqwest::Client::new()
+            .get(format!("{}v1/connections", self.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn stop(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn first_run_creates_a_private_key_file_and_prints_an_api_key_once() {
+    tether_core_free_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve(tether(dir.path())).await;
+    let key = served
+        .printed_key
+        .clone()
+        .expect("an API key is printed on first run");
+    let mode = std::fs::metadata(dir.path().join("tether.keys"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(dir.path().join("tether.db").exists());
+    let health = reqwest::get(format!("{}health", served.url)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(served.status_with_key(&key).await, 200);
+    assert_eq!(served.status_with_key("tether_sk_wrong").await, 401);
+    served.stop().await;
+
+    let again = serve(tether(dir.path())).await;
+    assert!(again.printed_key.is_none(), "the key is printed only once");
+    assert_eq!(
+        again.status_with_key(&key).await,
+        200,
+        "the first-run key still works"
+    );
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn a_configured_api_key_is_used_and_none_is_created() {
+    tether_core_free_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tether(dir.path());
+    command.env("TETHER_API_KEY", "configured-key-for-tests");
+    let served = serve(command).await;
+    assert!(served.printed_key.is_none());
+    assert_eq!(
+        served.status_with_key("configured-key-for-tests").await,
+        200
+    );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn configuration_errors_are_one_line_and_exit_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("surprise = 1\n", "surprise"),
+        (
+            "[integrations.crm]\nprovider = \"oauth2\"\nclient_id = \"c\"\ntokn_url = \"x\"\n",
+            "integrations.crm: unknown key \"tokn_url\"",
+        ),
+        (
+            "[integrations.crm]\nprovider = \"oauth2\"\nclient_id = \"c\"\nclient_secret = \"env:TETHER_TEST_MISSING\"\nauthorization_url = \"https://a.example/auth\"\ntoken_url = \"https://a.example/token\"\napi_base_url = \"https://a.example\"\n",
+            "TETHER_TEST_MISSING is not set",
+        ),
+    ];
+    for (toml, expected) in cases {
+        std::fs::write(dir.path().join("tether.toml"), toml).unwrap();
+        let output = tether(dir.path()).arg("serve").output().await.unwrap();
+        assert!(!output.status.success(), "{toml}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        assert!(lines[0].starts_with("tether: "), "{stderr}");
+        assert!(
+            lines[0].contains(expected),
+            "{stderr} should say {expected}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn providers_list_shows_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tether(dir.path())
+        .args(["providers", "list"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("oauth2"), "{stdout}");
+}
+
+/// reqwest is built without a TLS provider; these tests only speak plain HTTP on loopback,
+/// but building a client still needs one installed.
+fn tether_core_free_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,8 +1,9 @@
 //! Binding, serving and stopping one emulator.
 //!
-//! Every emulator listens on `127.0.0.1:0` (an OS-chosen port, so tests run in parallel) and
-//! stops gracefully when its [`Running`] handle is shut down or dropped. This module must never
-//! bind a fixed port or a non-loopback address.
+//! Every emulator listens on loopback: on `127.0.0.1:0` (an OS-chosen port, so tests run in
+//! parallel), or on a port a person chose for a walkthrough, and stops gracefully when its
+//! [`Running`] handle is shut down or dropped. This module must never bind a non-loopback
+//! address.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -76,7 +77,12 @@ impl<C: std::fmt::Debug> std::fmt::Debug for Running<C> {
 /// Binds `127.0.0.1:0` and returns the listener with its base URL, so the caller can build
 /// state that needs to know its own address (the OAuth issuer) before serving.
 pub(crate) async fn bind() -> std::io::Result<(TcpListener, Url)> {
-    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await?;
+    bind_port(0).await
+}
+
+/// Like [`bind`], on a chosen loopback port (0 lets the OS choose).
+pub(crate) async fn bind_port(port: u16) -> std::io::Result<(TcpListener, Url)> {
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
     let addr = listener.local_addr()?;
     let mut base_url = Url::parse("http://127.0.0.1/").map_err(std::io::Error::other)?;
     base_url

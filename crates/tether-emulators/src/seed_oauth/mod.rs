@@ -238,7 +238,15 @@ pub(crate) type Shared = Arc<Mutex<State>>;
 
 /// Starts a seed OAuth emulator on `127.0.0.1:0`.
 pub async fn spawn(config: SeedOAuthConfig) -> std::io::Result<Running<SeedOAuthControl>> {
-    let (listener, base_url) = server::bind().await?;
+    spawn_on(config, 0).await
+}
+
+/// Like [`spawn`], on a chosen loopback port (for walkthroughs; tests use [`spawn`]).
+pub async fn spawn_on(
+    config: SeedOAuthConfig,
+    port: u16,
+) -> std::io::Result<Running<SeedOAuthControl>> {
+    let (listener, base_url) = server::bind_port(port).await?;
     let state: Shared = Arc::new(Mutex::new(State::new(config, base_url.clone())));
     let router = router(state.clone());
     Ok(server::start(

@@ -157,7 +157,11 @@ struct Banner<'a> {
 
 fn print_banner(b: &Banner<'_>) -> anyhow::Result<()> {
     let api = |path: &str| -> anyhow::Result<Url> { Ok(b.public_url.join(path)?) };
-    let redtail_user = b.redtail.users.first().context("the Redtail emulator has a user")?;
+    let redtail_user = b
+        .redtail
+        .users
+        .first()
+        .context("the Redtail emulator has a user")?;
     let salesmate_account = b
         .salesmate
         .accounts

@@ -3,6 +3,7 @@
 
 mod commands;
 mod config;
+mod demo;
 mod serve;
 
 use std::path::PathBuf;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Run the gateway.
     Serve,
+    /// Run the gateway with emulated Redtail CRM, Salesmate and an OAuth CRM, offline.
+    Demo,
     /// List the providers in the built-in catalog.
     Providers {
         #[command(subcommand)]
@@ -94,6 +97,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve::run(&cli.config).await,
+        Command::Demo => demo::run().await,
         Command::Providers { .. } => commands::providers_list(),
         Command::Integrations { .. } => commands::integrations_list(&cli.config),
         Command::Connections { command } => commands::connections(&cli.config, command).await,

@@ -169,3 +169,21 @@ async fn providers_list_shows_the_catalog() {
 fn tether_core_free_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
+
+#[tokio::test]
+async fn the_seed_flows_example_configures_both_integrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/seed-flows.toml");
+    let output = tether(dir.path())
+        .arg("--config")
+        .arg(example)
+        .args(["integrations", "list"])
+        .env("REDTAIL_CLIENT_SECRET", "test-secret")
+        .env("SALESMATE_CLIENT_SECRET", "test-secret")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("redtail-oauth") && stdout.contains("salesmate-oauth"), "{stdout}");
+}

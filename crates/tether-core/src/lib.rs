@@ -5,6 +5,7 @@
 //! outbound client in [`outbound`], which follows no redirects and trusts no response's size.
 
 pub mod catalog;
+pub mod credential_flow;
 pub mod credentials;
 pub mod ids;
 pub mod integration;

@@ -13,10 +13,24 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The catalog files compiled into the binary: (file name, contents).
-const EMBEDDED: &[(&str, &str)] = &[(
-    "providers/oauth2.toml",
-    include_str!("../../../../providers/oauth2.toml"),
-)];
+const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "providers/oauth2.toml",
+        include_str!("../../../../providers/oauth2.toml"),
+    ),
+    (
+        "providers/redtail.toml",
+        include_str!("../../../../providers/redtail.toml"),
+    ),
+    (
+        "providers/redtail-sandbox.toml",
+        include_str!("../../../../providers/redtail-sandbox.toml"),
+    ),
+    (
+        "providers/salesmate.toml",
+        include_str!("../../../../providers/salesmate.toml"),
+    ),
+];
 
 /// A catalog file that does not parse or does not make sense. Names the file and the key.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +102,9 @@ mod tests {
     #[test]
     fn embedded_catalog_loads() {
         let catalog = Catalog::embedded().unwrap();
-        assert!(catalog.get("oauth2").is_some());
+        for id in ["oauth2", "redtail", "redtail-sandbox", "salesmate"] {
+            assert!(catalog.get(id).is_some(), "{id}");
+        }
     }
 
     #[test]

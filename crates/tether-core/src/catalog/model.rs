@@ -262,6 +262,12 @@ pub struct BodyFailure {
     pub field: String,
     /// Values of that field that mean failure.
     pub values: Vec<String>,
+    /// The form field to blame, if one can be named; otherwise the whole form is blamed.
+    #[serde(default)]
+    pub blame: Option<String>,
+    /// What the end user is told (what to check, what to do).
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// An HTTP status that blames a form field.
@@ -302,6 +308,19 @@ impl ProviderDef {
         };
         if let Some(base) = &self.api.base_url {
             check_template("api.base_url".into(), base, false)?;
+            // A value the end user typed must never be able to steer the proxy to another
+            // host, so every form field the base URL reads must be held to a pattern.
+            let template =
+                Template::parse(base).map_err(|e| ("api.base_url".into(), e.to_string()))?;
+            for r in template.references() {
+                let field = self.fields.iter().find(|f| f.name == r.name);
+                if r.scope == Scope::Connection && field.is_some_and(|f| f.pattern.is_none()) {
+                    return bad(
+                        format!("fields.{}.pattern", r.name),
+                        "a field used in api.base_url needs a pattern".into(),
+                    );
+                }
+            }
         }
         for (name, value) in &self.api.headers {
             check_template(format!("api.headers.{name}"), value, false)?;
@@ -314,11 +333,22 @@ impl ProviderDef {
             for (name, value) in &request.query {
                 check_template(format!("{label}.query.{name}"), value, true)?;
             }
-            for rejection in &request.rejections {
-                if !field_names.contains(&rejection.field.as_str()) {
+            if !matches!(request.method.as_str(), "GET" | "POST") {
+                return bad(
+                    format!("{label}.method"),
+                    "must be \"GET\" or \"POST\"".into(),
+                );
+            }
+            let blamed = request
+                .rejections
+                .iter()
+                .map(|r| Some(&r.field))
+                .chain(request.failure.iter().map(|f| f.blame.as_ref()));
+            for field in blamed.flatten() {
+                if !field_names.contains(&field.as_str()) {
                     return bad(
                         format!("{label}.rejections"),
-                        format!("field {:?} is not defined", rejection.field),
+                        format!("field {field:?} is not defined"),
                     );
                 }
             }

@@ -13,6 +13,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, header};
 use axum::routing::any;
 use futures_util::TryStreamExt;
+use percent_encoding::percent_decode_str;
 use tether_core::credentials::Credentials;
 use tether_store::Store;
 use url::Url;
@@ -75,17 +76,15 @@ async fn proxy<S: Store>(
         .await
         .map_err(|_| ApiError::PayloadTooLarge(limit))?;
 
+    let outgoing = Outgoing {
+        method,
+        raw_path,
+        raw_query,
+        headers: incoming_headers,
+        body,
+    };
     let live = refresh::live(&state, id.as_str(), Freshness::Normal).await?;
-    let response = send(
-        &state,
-        &live,
-        &method,
-        &raw_path,
-        raw_query.as_deref(),
-        &incoming_headers,
-        &body,
-    )
-    .await?;
+    let response = send(&state, &live, &outgoing).await?;
     let response = if response.status() == reqwest::StatusCode::UNAUTHORIZED
         && matches!(live.credentials.as_ref(), Credentials::Oauth2(_))
     {
@@ -93,16 +92,7 @@ async fn proxy<S: Store>(
         // and send the same request again.
         let version = live.row.credentials_version;
         let live = refresh::live(&state, id.as_str(), Freshness::Rejected { version }).await?;
-        send(
-            &state,
-            &live,
-            &method,
-            &raw_path,
-            raw_query.as_deref(),
-            &incoming_headers,
-            &body,
-        )
-        .await?
+        send(&state, &live, &outgoing).await?
     } else {
         response
     };
@@ -119,36 +109,24 @@ fn raw_provider_path(path: &str, id: &str) -> Result<String, ApiError> {
     if rest.is_empty() {
         return Ok(String::new());
     }
-    for segment in rest.split('/') {
-        let decoded = percent_decode(segment);
-        let bad = segment.is_empty()
+    let escapes = rest.split('/').enumerate().any(|(index, segment)| {
+        let decoded = percent_decode_str(segment).decode_utf8_lossy();
+        segment.is_empty()
             || decoded == "."
             || decoded == ".."
             || decoded.contains(['/', '\\'])
             || decoded.chars().any(char::is_control)
-            || (segment == rest.split('/').next().unwrap_or("") && decoded.contains(':'));
-        if bad {
-            return Err(ApiError::bad_request(
-                "invalid_proxy_path",
-                "the proxied path must stay under the provider's base URL: no '..', '.', empty \
-                 segments, encoded slashes or absolute URLs",
-            ));
-        }
+            // `http:` as the first segment would read as an absolute URL to some servers.
+            || (index == 0 && decoded.contains(':'))
+    });
+    if escapes {
+        return Err(ApiError::bad_request(
+            "invalid_proxy_path",
+            "the proxied path must stay under the provider's base URL: no '..', '.', empty \
+             segments, encoded slashes or absolute URLs",
+        ));
     }
     Ok(rest.to_owned())
-}
-
-fn percent_decode(segment: &str) -> String {
-    url::form_urlencoded::parse(segment.replace('+', "%2B").as_bytes())
-        .map(|(k, v)| {
-            if v.is_empty() {
-                k.into_owned()
-            } else {
-                format!("{k}={v}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 /// The provider URL: base URL path + the checked path; the query passes through untouched.
@@ -164,22 +142,32 @@ fn provider_url(base: &Url, raw_path: &str, raw_query: Option<&str>) -> Url {
     url
 }
 
+/// The app's request, kept so it can be sent a second time after a refresh.
+struct Outgoing {
+    method: axum::http::Method,
+    raw_path: String,
+    raw_query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
 async fn send<S: Store>(
     state: &AppState<S>,
     live: &Live,
-    method: &axum::http::Method,
-    raw_path: &str,
-    raw_query: Option<&str>,
-    incoming: &HeaderMap,
-    body: &Bytes,
+    outgoing: &Outgoing,
 ) -> Result<reqwest::Response, ApiError> {
+    let incoming = &outgoing.headers;
     let metadata = provider_auth::metadata_of(&live.row);
     let values = ConnectionValues {
         credentials: &live.credentials,
         metadata: &metadata,
         integration: &live.integration,
     };
-    let url = provider_url(&provider_auth::base_url(&values)?, raw_path, raw_query);
+    let url = provider_url(
+        &provider_auth::base_url(&values)?,
+        &outgoing.raw_path,
+        outgoing.raw_query.as_deref(),
+    );
     let mut headers = HeaderMap::with_capacity(incoming.len() + 2);
     let listed_in_connection: Vec<String> = incoming
         .get_all(header::CONNECTION)
@@ -207,9 +195,9 @@ async fn send<S: Store>(
     }
     let result = state
         .proxy_client
-        .request(method.clone(), url)
+        .request(outgoing.method.clone(), url)
         .headers(headers)
-        .body(body.clone())
+        .body(outgoing.body.clone())
         .send()
         .await;
     result.map_err(|err| {

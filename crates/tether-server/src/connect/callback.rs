@@ -4,10 +4,9 @@
 //! unknown, replayed, expired or foreign state stores nothing. The code is exchanged with the
 //! PKCE verifier, the tokens are sealed and stored, and the browser goes back to the app.
 
-use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Redirect, IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use tether_core::credentials::Credentials;
 use tether_core::oauth2::{self, TokenError};
@@ -15,7 +14,7 @@ use tether_core::{SecretString, random, unix_time};
 use tether_store::{ConsumeOutcome, FlowStateRow, Store};
 use url::Url;
 
-use super::pages::{self, Chrome, Failure, ResultPage, script_json};
+use super::pages::{self, Failure};
 use super::session::{BROWSER_COOKIE, expired_failure, read_cookie};
 use super::start::verifier_context;
 use crate::persist::{EndUser, save_connection};
@@ -50,7 +49,10 @@ async fn take_flow<S: Store>(
     query: &CallbackQuery,
     headers: &HeaderMap,
 ) -> Result<FlowStateRow, Failure> {
-    let Some(state_value) = query.state.as_deref().filter(|s| !s.is_empty() && s.len() <= 128)
+    let Some(state_value) = query
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty() && s.len() <= 128)
     else {
         return Err(Failure::new(
             StatusCode::BAD_REQUEST,
@@ -63,7 +65,10 @@ async fn take_flow<S: Store>(
     let browser = read_cookie(headers, BROWSER_COOKIE).unwrap_or_default();
     let outcome = state
         .store
-        .consume_flow_state(&random::sha256_hex(state_value), &random::sha256_hex(&browser))
+        .consume_flow_state(
+            &random::sha256_hex(state_value),
+            &random::sha256_hex(&browser),
+        )
         .await
         .map_err(|err| internal("consuming flow state", &err))?;
     match outcome {
@@ -119,7 +124,11 @@ async fn finish<S: Store>(
         };
         return Err(failure);
     }
-    let Some(code) = query.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 4096) else {
+    let Some(code) = query
+        .code
+        .as_deref()
+        .filter(|c| !c.is_empty() && c.len() <= 4096)
+    else {
         return Err(Failure::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
@@ -136,9 +145,10 @@ async fn finish<S: Store>(
             "The app no longer offers this service.",
         ));
     };
-    let client = integration.oauth2.as_ref().ok_or_else(|| {
-        internal("callback for a non-OAuth integration", &"misconfigured")
-    })?;
+    let client = integration
+        .oauth2
+        .as_ref()
+        .ok_or_else(|| internal("callback for a non-OAuth integration", &"misconfigured"))?;
     let verifier = if flow.pkce_verifier.is_empty() {
         None
     } else {
@@ -150,8 +160,8 @@ async fn finish<S: Store>(
             String::from_utf8(plain).map_err(|err| internal("PKCE verifier", &err))?,
         ))
     };
-    let redirect_uri = Url::parse(&flow.redirect_uri)
-        .map_err(|err| internal("stored redirect_uri", &err))?;
+    let redirect_uri =
+        Url::parse(&flow.redirect_uri).map_err(|err| internal("stored redirect_uri", &err))?;
     let tokens = oauth2::exchange_code(
         &state.outbound,
         client,
@@ -215,42 +225,25 @@ fn internal(what: &str, err: &dyn std::fmt::Debug) -> Failure {
     failure
 }
 
-/// The success outcome: back to the app's return URL, or a page that tells the opener.
+/// The success outcome for an OAuth flow (shared with the credential form).
 fn connected<S: Store>(
     state: &AppState<S>,
     flow: &FlowStateRow,
     connection_id: &str,
     popup: bool,
 ) -> Response {
-    if !popup {
-        if let Some(mut url) = flow.return_url.as_deref().and_then(|u| Url::parse(u).ok()) {
-            url.query_pairs_mut()
-                .append_pair("connection_id", connection_id)
-                .append_pair("integration", &flow.integration);
-            return Redirect::to(url.as_str()).into_response();
-        }
-    }
-    let chrome = Chrome::new(&state.config);
-    let nonce = chrome.nonce.clone();
     let name = state
         .integration(&flow.integration)
         .map(|i| i.display_name.clone())
         .unwrap_or_else(|| flow.integration.clone());
-    let page = ResultPage {
-        chrome,
-        success: true,
-        heading: "Connected".into(),
-        message: format!("Your {name} account is connected. You can close this window."),
-        reference: None,
-        retry_href: None,
-        message_json: popup.then(|| {
-            script_json(&serde_json::json!({
-                "type": "tether:connected",
-                "connection_id": connection_id,
-                "integration": flow.integration,
-            }))
-        }),
-        origins_json: pages::origins_json(&state.config),
-    };
-    pages::render(&state.config, StatusCode::OK, &nonce, page.render())
+    pages::connected(
+        &state.config,
+        &pages::Outcome {
+            integration: &flow.integration,
+            display_name: &name,
+            return_url: flow.return_url.as_deref(),
+            connection_id,
+            popup,
+        },
+    )
 }

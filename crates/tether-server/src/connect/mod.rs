@@ -3,6 +3,7 @@
 //! JSON error or a blank screen.
 
 mod callback;
+mod form;
 mod pages;
 mod session;
 mod start;
@@ -13,11 +14,13 @@ use tether_store::Store;
 
 use crate::state::AppState;
 
-pub use pages::Failure;
-
+/// The browser-facing routes.
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new()
         .route("/connect", get(start::connect_page::<S>))
-        .route("/connect/{integration}", get(start::start::<S>))
+        .route(
+            "/connect/{integration}",
+            get(start::start::<S>).post(form::submit::<S>),
+        )
         .route("/oauth/callback", get(callback::callback::<S>))
 }

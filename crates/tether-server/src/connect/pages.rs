@@ -5,7 +5,8 @@
 
 use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
+use url::Url;
 
 use crate::config::GatewayConfig;
 
@@ -99,7 +100,10 @@ pub fn render(
     if let Ok(value) = HeaderValue::from_str(&csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, value);
     }
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -121,7 +125,12 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn new(status: StatusCode, code: &'static str, heading: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        heading: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
         Failure {
             status,
             heading,
@@ -167,4 +176,51 @@ pub fn origins_json(config: &GatewayConfig) -> String {
         .map(|o| o.ascii_serialization())
         .collect();
     script_json(&serde_json::json!(origins))
+}
+
+/// A connection that was just stored, and where its browser goes next.
+pub struct Outcome<'a> {
+    pub integration: &'a str,
+    pub display_name: &'a str,
+    /// The connect session's return URL (already checked against the allow-list).
+    pub return_url: Option<&'a str>,
+    pub connection_id: &'a str,
+    pub popup: bool,
+}
+
+/// The success outcome of any connect flow: back to the app's return URL with
+/// `connection_id` and `integration`, or a "Connected" page that tells the opener (popup).
+pub fn connected(config: &GatewayConfig, outcome: &Outcome<'_>) -> Response {
+    if let Some(mut url) = outcome
+        .return_url
+        .filter(|_| !outcome.popup)
+        .and_then(|u| Url::parse(u).ok())
+    {
+        url.query_pairs_mut()
+            .append_pair("connection_id", outcome.connection_id)
+            .append_pair("integration", outcome.integration);
+        return Redirect::to(url.as_str()).into_response();
+    }
+    let chrome = Chrome::new(config);
+    let nonce = chrome.nonce.clone();
+    let page = ResultPage {
+        chrome,
+        success: true,
+        heading: "Connected".into(),
+        message: format!(
+            "Your {} account is connected. You can close this window.",
+            outcome.display_name
+        ),
+        reference: None,
+        retry_href: None,
+        message_json: outcome.popup.then(|| {
+            script_json(&serde_json::json!({
+                "type": "tether:connected",
+                "connection_id": outcome.connection_id,
+                "integration": outcome.integration,
+            }))
+        }),
+        origins_json: origins_json(config),
+    };
+    render(config, StatusCode::OK, &nonce, page.render())
 }

@@ -16,13 +16,13 @@ use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct StartQuery {
-    session: Option<String>,
+    pub session: Option<String>,
     /// `popup` when the app opened the Connect page with `window.open`.
-    display: Option<String>,
+    pub display: Option<String>,
 }
 
 impl StartQuery {
-    fn popup(&self) -> bool {
+    pub fn popup(&self) -> bool {
         self.display.as_deref() == Some("popup")
     }
 }
@@ -42,7 +42,8 @@ pub async fn connect_page<S: Store>(
         .filter(|i| session.allows(i.key.as_str()))
         .map(|i| {
             let mut href = state.config.public_path(&["connect", i.key.as_str()]);
-            href.query_pairs_mut().append_pair("session", &session.token);
+            href.query_pairs_mut()
+                .append_pair("session", &session.token);
             if popup {
                 href.query_pairs_mut().append_pair("display", "popup");
             }
@@ -62,11 +63,15 @@ pub async fn connect_page<S: Store>(
 }
 
 /// A CSS colour from the catalog, or a neutral one if it is not plain `#rgb`/`#rrggbb`.
-fn safe_color(color: &str) -> String {
+pub fn safe_color(color: &str) -> String {
     let ok = color.starts_with('#')
         && matches!(color.len(), 4 | 7)
         && color[1..].bytes().all(|b| b.is_ascii_hexdigit());
-    if ok { color.to_owned() } else { "#4b5563".into() }
+    if ok {
+        color.to_owned()
+    } else {
+        "#4b5563".into()
+    }
 }
 
 pub async fn start<S: Store>(
@@ -97,6 +102,9 @@ pub async fn start<S: Store>(
         AuthMode::Oauth2 => start_oauth(&state, &session, &integration_key, popup, &headers)
             .await
             .unwrap_or_else(|failure| failure.into_page(&state.config, popup)),
+        mode if super::form::is_form_mode(mode) => {
+            super::form::blank(&state, &session, &integration, popup)
+        }
         _ => Failure::new(
             StatusCode::NOT_IMPLEMENTED,
             "unsupported_auth_mode",
@@ -115,7 +123,9 @@ async fn start_oauth<S: Store>(
     popup: bool,
     headers: &HeaderMap,
 ) -> Result<Response, Failure> {
-    let integration = state.integration(integration_key).expect("checked by caller");
+    let integration = state
+        .integration(integration_key)
+        .expect("checked by caller");
     let client = integration
         .oauth2
         .as_ref()
@@ -129,7 +139,11 @@ async fn start_oauth<S: Store>(
     let now = unix_time::now();
     let sealed_verifier = verifier
         .as_ref()
-        .map(|v| state.vault.seal(&verifier_context(&state_hash), v.expose().as_bytes()))
+        .map(|v| {
+            state
+                .vault
+                .seal(&verifier_context(&state_hash), v.expose().as_bytes())
+        })
         .unwrap_or_default();
     let flow = FlowStateRow {
         state_hash: state_hash.clone(),
@@ -167,9 +181,10 @@ async fn start_oauth<S: Store>(
     if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
-    response
-        .headers_mut()
-        .insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -4,5 +4,6 @@
 mod helpers;
 
 mod oauth_flow;
+mod providers;
 mod proxy;
 mod refresh_on_read;

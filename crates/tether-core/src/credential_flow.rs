@@ -1,0 +1,638 @@
+//! The credential-form auth modes (`two_step`, `api_key`, `basic`), driven entirely by the
+//! catalog: normalise and validate what the end user typed, send the provider's exchange or
+//! probe request, classify the answer, and build what is kept.
+//!
+//! Nothing here knows a provider by name; every difference between Redtail CRM, Salesmate and
+//! the rest is catalog data ([`crate::catalog::RequestDef`], [`crate::catalog::FieldDef`]).
+//! This module must never keep a value the catalog does not say to keep (a two-step password
+//! is used once and dropped), never log what the user typed, and never trust the size or shape
+//! of a provider's answer: anything but a well-formed answer is an error, never a connection.
+
+use std::collections::BTreeMap;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value};
+use zeroize::Zeroizing;
+
+use crate::SecretString;
+use crate::catalog::{AuthMode, Keep, ProviderDef, RequestDef};
+use crate::credentials::Credentials;
+use crate::integration::{Integration, parse_endpoint};
+use crate::outbound::{CappedResponse, Outbound, OutboundError};
+use crate::template::{Scope, Template, Values};
+
+/// Longest value accepted in a form field.
+pub const MAX_FIELD_CHARS: usize = 1024;
+/// Longest credential value accepted from a provider's answer.
+const MAX_CREDENTIAL_CHARS: usize = 4096;
+/// Longest metadata string accepted from a provider's answer.
+const MAX_METADATA_CHARS: usize = 256;
+
+/// What the end user entered, normalised and validated. Every value is held as a secret, so
+/// that none can be printed by accident; non-secret ones are exposed only to be stored.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    values: BTreeMap<String, SecretString>,
+}
+
+impl Inputs {
+    /// A field's normalised value, if the user gave one.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(SecretString::expose)
+    }
+}
+
+/// A field the end user must correct, with a message saying what to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// What a successful connect keeps: sealed credential values and plain metadata.
+#[derive(Debug)]
+pub struct Connected {
+    pub credentials: Credentials,
+    pub metadata: Map<String, Value>,
+}
+
+/// Why the provider did not give us a connection. Display strings never carry a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    /// What the end user entered is wrong: `field` names the form field to blame, if any,
+    /// and `message` (catalog text) says what to do.
+    #[error("the provider rejected the details entered (HTTP {status})")]
+    Rejected {
+        field: Option<String>,
+        message: String,
+        status: u16,
+    },
+    /// The provider is down, slow, rate limiting, or answered something unreadable: try again.
+    #[error("the provider is unavailable: {reason}")]
+    Unavailable { reason: String },
+    /// The catalog or the integration cannot produce the request (operator's problem).
+    #[error("the integration is misconfigured: {0}")]
+    Misconfigured(String),
+}
+
+/// Message for a refusal the catalog has no words for.
+const GENERIC_REJECTION: &str =
+    "The service did not accept these details. Check what you entered and try again.";
+
+/// Normalises (trim, lowercase, strip a suffix) and validates the form against the catalog's
+/// fields. On failure returns every field's problem at once, in form order.
+pub fn normalise(
+    provider: &ProviderDef,
+    raw: &BTreeMap<String, SecretString>,
+) -> Result<Inputs, Vec<FieldError>> {
+    let mut inputs = Inputs::default();
+    let mut errors = Vec::new();
+    for field in &provider.fields {
+        let mut error = |message: String| {
+            errors.push(FieldError {
+                field: field.name.clone(),
+                message,
+            })
+        };
+        let given = raw.get(&field.name).map(SecretString::expose).unwrap_or("");
+        let mut value = Zeroizing::new(if field.trim {
+            given.trim().to_owned()
+        } else {
+            given.to_owned()
+        });
+        if field.lowercase {
+            value = Zeroizing::new(value.to_lowercase());
+        }
+        if let Some(suffix) = &field.strip_suffix {
+            let len = value.len();
+            if len > suffix.len()
+                && value.is_char_boundary(len - suffix.len())
+                && value[len - suffix.len()..].eq_ignore_ascii_case(suffix)
+            {
+                value.truncate(len - suffix.len());
+            }
+        }
+        if value.is_empty() {
+            if field.required {
+                error(format!("{} is required.", field.label));
+            }
+            continue;
+        }
+        if value.chars().count() > MAX_FIELD_CHARS {
+            error(format!(
+                "{} is too long (at most {MAX_FIELD_CHARS} characters).",
+                field.label
+            ));
+            continue;
+        }
+        // Control characters have no place in a credential and could split a header.
+        if value.chars().any(char::is_control) {
+            error(format!(
+                "{} contains characters that are not allowed (such as line breaks).",
+                field.label
+            ));
+            continue;
+        }
+        if let Some(pattern) = &field.pattern {
+            let anchored = ["^(?:", pattern, ")$"].concat();
+            let matches = regex_lite::Regex::new(&anchored)
+                .map(|re| re.is_match(&value))
+                .unwrap_or(false);
+            if !matches {
+                error(
+                    field.pattern_hint.clone().unwrap_or_else(|| {
+                        format!("{} is not in the expected format.", field.label)
+                    }),
+                );
+                continue;
+            }
+        }
+        inputs
+            .values
+            .insert(field.name.clone(), SecretString::new(value.as_str()));
+    }
+    if errors.is_empty() {
+        Ok(inputs)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Runs the integration's credential flow: for `two_step` the exchange, for `api_key` and
+/// `basic` the probe (when the catalog has one). Stores nothing; the caller stores the result.
+#[tracing::instrument(skip_all, fields(integration = %integration.key, provider = %integration.provider.id))]
+pub async fn connect(
+    http: &Outbound,
+    integration: &Integration,
+    inputs: &Inputs,
+) -> Result<Connected, FlowError> {
+    let provider = &integration.provider;
+    let request = match provider.auth_mode {
+        AuthMode::TwoStep => Some(provider.exchange.as_ref().ok_or_else(|| {
+            FlowError::Misconfigured("two_step provider without [exchange]".into())
+        })?),
+        AuthMode::ApiKey | AuthMode::Basic => provider.probe.as_ref(),
+        AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {
+            return Err(FlowError::Misconfigured(
+                "OAuth integrations are not connected with a form".into(),
+            ));
+        }
+    };
+    let values = FlowValues {
+        integration,
+        inputs,
+    };
+    let answer = match request {
+        Some(request) => {
+            let response = send(http, &values, request).await?;
+            Some(classify(request, &response)?)
+        }
+        None => None,
+    };
+    assemble(provider, inputs, request.zip(answer.as_ref()))
+}
+
+/// Template values while connecting: the form's inputs, and the connection's values as they
+/// will be once stored (so a base URL that reads `connection.link_name` works for the probe).
+struct FlowValues<'a> {
+    integration: &'a Integration,
+    inputs: &'a Inputs,
+}
+
+impl Values for FlowValues<'_> {
+    fn get(&self, scope: Scope, name: &str) -> Option<&str> {
+        let kept_as = |keep: Keep| {
+            let provider = &self.integration.provider;
+            let field = provider.fields.iter().find(|f| f.name == name)?;
+            (field.keep_in(provider.auth_mode) == keep)
+                .then(|| self.inputs.get(name))
+                .flatten()
+        };
+        match scope {
+            Scope::Settings => self
+                .integration
+                .settings
+                .get(name)
+                .map(SecretString::expose),
+            Scope::Input => self.inputs.get(name),
+            Scope::Connection => kept_as(Keep::Metadata),
+            Scope::Credential => kept_as(Keep::Credential),
+        }
+    }
+}
+
+/// Renders and sends an exchange or probe request.
+async fn send(
+    http: &Outbound,
+    values: &FlowValues<'_>,
+    request: &RequestDef,
+) -> Result<CappedResponse, FlowError> {
+    let misconfigured = |what: &str, e: &dyn std::fmt::Display| {
+        FlowError::Misconfigured([what, ": ", &e.to_string()].concat())
+    };
+    let render = |text: &str| -> Result<String, FlowError> {
+        Template::parse(text)
+            .and_then(|t| t.render(values))
+            .map_err(|e| misconfigured("template", &e))
+    };
+    let base = values
+        .integration
+        .api_base_url
+        .as_ref()
+        .ok_or_else(|| FlowError::Misconfigured("no api_base_url".into()))?
+        .render(values)
+        .map_err(|e| misconfigured("api_base_url", &e))?;
+    let mut url = parse_endpoint(&base).map_err(|e| misconfigured("api_base_url", &e))?;
+    url.path_segments_mut()
+        .map_err(|()| FlowError::Misconfigured("api_base_url cannot have a path".into()))?
+        .pop_if_empty()
+        .extend(request.path.split('/').filter(|s| !s.is_empty()));
+    if !request.query.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (name, value) in &request.query {
+            pairs.append_pair(name, &render(value)?);
+        }
+    }
+    let mut headers = HeaderMap::new();
+    for (name, value) in &request.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| misconfigured("header name", &e))?;
+        let rendered = Zeroizing::new(render(value)?);
+        let mut value =
+            HeaderValue::from_str(&rendered).map_err(|e| misconfigured("header value", &e))?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|e| misconfigured("method", &e))?;
+    let builder = http
+        .request(method, url)
+        .headers(headers)
+        .header(reqwest::header::ACCEPT, "application/json");
+    http.send(builder).await.map_err(|err| match err {
+        OutboundError::Timeout => FlowError::Unavailable {
+            reason: "timeout".into(),
+        },
+        OutboundError::Network(_) => FlowError::Unavailable {
+            reason: "network_error".into(),
+        },
+        OutboundError::TooLarge(limit) => FlowError::Unavailable {
+            reason: format!("response larger than {limit} bytes"),
+        },
+    })
+}
+
+/// Reads a provider's answer: a rejection (by status or by a failure value in the body), an
+/// outage, or the JSON body of a success.
+fn classify(request: &RequestDef, response: &CappedResponse) -> Result<Value, FlowError> {
+    let status = response.status.as_u16();
+    if let Some(rejection) = request
+        .rejections
+        .iter()
+        .find(|r| r.status.contains(&status))
+    {
+        return Err(FlowError::Rejected {
+            field: Some(rejection.field.clone()),
+            message: rejection.message.clone(),
+            status,
+        });
+    }
+    let unavailable = |reason: String| Err(FlowError::Unavailable { reason });
+    match status {
+        200..=299 => {}
+        429 => return unavailable("rate limited (HTTP 429)".into()),
+        400..=499 => {
+            return Err(FlowError::Rejected {
+                field: None,
+                message: GENERIC_REJECTION.into(),
+                status,
+            });
+        }
+        // 3xx too: redirects are not followed, so one here is not an answer.
+        _ => return unavailable(format!("HTTP {status}")),
+    }
+    let body: Value = if response.body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&response.body).map_err(|_| FlowError::Unavailable {
+            reason: format!(
+                "HTTP {status} with a body that is not JSON (content type {:?})",
+                response.media_type()
+            ),
+        })?
+    };
+    if let Some(failure) = &request.failure {
+        let said = body.pointer(&failure.field).and_then(Value::as_str);
+        if said.is_some_and(|s| failure.values.iter().any(|v| v.eq_ignore_ascii_case(s))) {
+            return Err(FlowError::Rejected {
+                field: failure.blame.clone(),
+                message: failure
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| GENERIC_REJECTION.into()),
+                status,
+            });
+        }
+    }
+    Ok(body)
+}
+
+/// Builds what is kept: inputs where their field says, then values read from the answer.
+fn assemble(
+    provider: &ProviderDef,
+    inputs: &Inputs,
+    answer: Option<(&RequestDef, &Value)>,
+) -> Result<Connected, FlowError> {
+    let mut credential = BTreeMap::new();
+    let mut metadata = Map::new();
+    for field in &provider.fields {
+        let Some(value) = inputs.values.get(&field.name) else {
+            continue;
+        };
+        match field.keep_in(provider.auth_mode) {
+            Keep::Credential => {
+                credential.insert(field.name.clone(), value.clone());
+            }
+            Keep::Metadata => {
+                metadata.insert(field.name.clone(), Value::String(value.expose().to_owned()));
+            }
+            Keep::Nowhere => {}
+        }
+    }
+    if let Some((request, body)) = answer {
+        for (name, pointers) in &request.credential {
+            let value = first(body, pointers)
+                .and_then(|v| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .filter(|s| !s.is_empty() && s.len() <= MAX_CREDENTIAL_CHARS)
+                .ok_or_else(|| FlowError::Unavailable {
+                    reason: ["the answer has no usable ", name].concat(),
+                })?;
+            credential.insert(name.clone(), SecretString::new(value));
+        }
+        for (name, pointers) in &request.metadata {
+            // Metadata is informative; a missing or odd value is left out, not fatal.
+            let value = match first(body, pointers) {
+                Some(Value::String(s)) if s.len() <= MAX_METADATA_CHARS => Value::String(s.clone()),
+                Some(v @ (Value::Number(_) | Value::Bool(_))) => v.clone(),
+                _ => continue,
+            };
+            metadata.insert(name.clone(), value);
+        }
+    }
+    if credential.is_empty() {
+        return Err(FlowError::Misconfigured(
+            "the catalog keeps no credential value for this provider".into(),
+        ));
+    }
+    Ok(Connected {
+        credentials: Credentials::Fields { values: credential },
+        metadata,
+    })
+}
+
+/// The first non-null value among JSON pointers, tried in order.
+fn first<'a>(body: &'a Value, pointers: &[String]) -> Option<&'a Value> {
+    pointers
+        .iter()
+        .find_map(|p| body.pointer(p).filter(|v| !v.is_null()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use serde_json::json;
+
+    fn raw(pairs: &[(&str, &str)]) -> BTreeMap<String, SecretString> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), SecretString::new(*v)))
+            .collect()
+    }
+
+    fn provider(id: &str) -> std::sync::Arc<ProviderDef> {
+        Catalog::embedded().unwrap().get(id).unwrap().clone()
+    }
+
+    fn response(status: u16, content_type: &str, body: &str) -> CappedResponse {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_str(content_type).unwrap(),
+        );
+        CappedResponse {
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            headers,
+            body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn link_names_normalise_to_a_plain_label() {
+        let salesmate = provider("salesmate");
+        for typed in ["acme", " ACME ", "acme.salesmate.io", "Acme.Salesmate.IO"] {
+            let inputs = normalise(
+                &salesmate,
+                &raw(&[("access_key", " k "), ("link_name", typed)]),
+            )
+            .unwrap();
+            assert_eq!(inputs.get("link_name"), Some("acme"), "{typed}");
+            assert_eq!(inputs.get("access_key"), Some("k"));
+        }
+    }
+
+    #[test]
+    fn link_names_that_could_steer_the_host_are_refused() {
+        let salesmate = provider("salesmate");
+        for typed in [
+            "evil.com/x",
+            "acme.evil.com",
+            "a.b",
+            "acme.salesmate.io.evil.com",
+            "evil.com#",
+            "user@evil",
+            "-acme",
+            "acme-",
+            "ac me",
+            "acme:8080",
+            ".salesmate.io",
+            "%2e",
+        ] {
+            let errors = normalise(
+                &salesmate,
+                &raw(&[("access_key", "k"), ("link_name", typed)]),
+            )
+            .unwrap_err();
+            assert_eq!(errors.len(), 1, "{typed}");
+            assert_eq!(errors[0].field, "link_name", "{typed}");
+        }
+    }
+
+    #[test]
+    fn missing_fields_are_all_reported_by_name() {
+        let errors = normalise(&provider("redtail"), &raw(&[("username", "  ")])).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["username", "password"]);
+        assert!(errors[0].message.contains("Redtail username"));
+        let errors = normalise(
+            &provider("redtail"),
+            &raw(&[("username", "demo"), ("password", "a\r\nb")]),
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].field, "password");
+    }
+
+    #[test]
+    fn passwords_keep_their_spaces_and_colons() {
+        let inputs = normalise(
+            &provider("redtail"),
+            &raw(&[("username", " demo "), ("password", " pa:ss ")]),
+        )
+        .unwrap();
+        assert_eq!(inputs.get("username"), Some("demo"));
+        assert_eq!(inputs.get("password"), Some(" pa:ss "));
+    }
+
+    #[test]
+    fn classify_reads_status_rules_and_body_failures() {
+        let salesmate = provider("salesmate");
+        let probe = salesmate.probe.as_ref().unwrap();
+        let cases = [
+            (403, "application/json", "{}", Some("access_key")),
+            (404, "application/json", "{}", Some("link_name")),
+        ];
+        for (status, ct, body, field) in cases {
+            match classify(probe, &response(status, ct, body)) {
+                Err(FlowError::Rejected { field: f, .. }) => assert_eq!(f.as_deref(), field),
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+        let failure = r#"{"Status":"failure","Error":{"Name":"X"}}"#;
+        assert!(matches!(
+            classify(probe, &response(200, "application/json", failure)),
+            Err(FlowError::Rejected {
+                field: None,
+                status: 200,
+                ..
+            })
+        ));
+        for (status, ct, body) in [
+            (500, "application/json", "{}"),
+            (502, "text/html", "<html>bad gateway</html>"),
+            (200, "text/html", "<html>login</html>"),
+            (429, "application/json", "{}"),
+            (302, "text/html", ""),
+        ] {
+            assert!(
+                matches!(
+                    classify(probe, &response(status, ct, body)),
+                    Err(FlowError::Unavailable { .. })
+                ),
+                "{status} {ct}"
+            );
+        }
+        let ok = r#"{"Status":"success","Data":[]}"#;
+        assert!(classify(probe, &response(200, "application/json", ok)).is_ok());
+    }
+
+    #[test]
+    fn redtail_keeps_the_user_key_and_ids_never_the_password() {
+        let redtail = provider("redtail");
+        let exchange = redtail.exchange.as_ref().unwrap();
+        let inputs = normalise(
+            &redtail,
+            &raw(&[("username", "demo"), ("password", "secret-pw")]),
+        )
+        .unwrap();
+        for body in [
+            json!({"authenticated_user": {"user_key": "UK", "redtail_database_id": 1, "redtail_user_id": 2}}),
+            json!({"user_key": "UK", "redtail_database_id": 1, "redtail_user_id": 2}),
+        ] {
+            let connected = assemble(&redtail, &inputs, Some((exchange, &body))).unwrap();
+            assert_eq!(connected.credentials.get("user_key"), Some("UK"));
+            assert_eq!(connected.credentials.get("password"), None);
+            assert_eq!(connected.credentials.get("username"), None);
+            assert_eq!(connected.metadata.get("database_id"), Some(&json!(1)));
+            assert_eq!(connected.metadata.get("user_id"), Some(&json!(2)));
+            let dump = serde_json::to_string(&connected.metadata).unwrap();
+            assert!(!dump.contains("secret-pw"));
+        }
+        for body in [
+            json!({}),
+            json!({"user_key": ""}),
+            json!({"user_key": {"x": 1}}),
+        ] {
+            assert!(matches!(
+                assemble(&redtail, &inputs, Some((exchange, &body))),
+                Err(FlowError::Unavailable { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn salesmate_keeps_key_as_credential_and_link_as_metadata() {
+        let salesmate = provider("salesmate");
+        let inputs = normalise(
+            &salesmate,
+            &raw(&[("access_key", "KEY"), ("link_name", "acme.salesmate.io")]),
+        )
+        .unwrap();
+        let connected = assemble(&salesmate, &inputs, None).unwrap();
+        assert_eq!(connected.credentials.get("access_key"), Some("KEY"));
+        assert_eq!(connected.metadata.get("link_name"), Some(&json!("acme")));
+        assert!(connected.metadata.get("access_key").is_none());
+    }
+
+    #[test]
+    fn basic_mode_is_catalog_data_too() {
+        let toml = r#"
+            id = "basicish"
+            display_name = "Basic"
+            auth_mode = "basic"
+            [api]
+            base_url = "https://api.example.com"
+            [api.headers]
+            Authorization = "Basic ${base64(credential.username, ':', credential.password)}"
+            [[fields]]
+            name = "username"
+            label = "Username"
+            keep = "credential"
+            [[fields]]
+            name = "password"
+            label = "Password"
+            secret = true
+        "#;
+        let catalog = Catalog::from_files([("providers/basic.toml", toml)]).unwrap();
+        let def = catalog.get("basicish").unwrap();
+        let inputs = normalise(def, &raw(&[("username", "u"), ("password", "p")])).unwrap();
+        let connected = assemble(def, &inputs, None).unwrap();
+        assert_eq!(connected.credentials.get("username"), Some("u"));
+        assert_eq!(connected.credentials.get("password"), Some("p"));
+    }
+
+    #[test]
+    fn base_url_fields_need_a_pattern() {
+        let toml = r#"
+            id = "loose"
+            display_name = "Loose"
+            auth_mode = "api_key"
+            [api]
+            base_url = "https://${connection.tenant}.example.com"
+            [[fields]]
+            name = "tenant"
+            label = "Tenant"
+            [[fields]]
+            name = "key"
+            label = "Key"
+            secret = true
+        "#;
+        let err = Catalog::from_files([("providers/loose.toml", toml)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fields.tenant.pattern"), "{err}");
+    }
+}

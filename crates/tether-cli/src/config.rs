@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tether_core::catalog::Catalog;
 use tether_core::integration::Integration;
 use tether_core::secret::resolve_secret_ref;
-use tether_server::GatewayConfig;
+use tether_server::{GatewayConfig, WebhookConfig};
 use url::Url;
 
 /// The whole configuration file.
@@ -30,6 +30,17 @@ pub struct FileConfig {
     pub connect: ConnectSection,
     #[serde(default)]
     pub integrations: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub webhooks: Option<WebhooksSection>,
+}
+
+/// Where events go, and the key that signs them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksSection {
+    pub url: String,
+    /// The signing secret, as a literal or an `env:`/`file:` reference.
+    pub secret: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +160,12 @@ impl FileConfig {
         if let Some(name) = &self.connect.app_name {
             config.app_name = name.clone();
         }
+        if let Some(webhooks) = &self.webhooks {
+            let url = tether_core::integration::parse_endpoint(&webhooks.url)
+                .map_err(|m| anyhow::anyhow!("webhooks.url: {m}"))?;
+            let secret = resolve_secret_ref(&webhooks.secret).context("webhooks.secret")?;
+            config.webhooks = Some(WebhookConfig::new(url, secret));
+        }
         Ok(config)
     }
 
@@ -163,10 +180,10 @@ impl FileConfig {
     /// The API keys given by configuration: `TETHER_API_KEY`, then `[api] keys`.
     pub fn api_keys(&self) -> anyhow::Result<Vec<tether_core::SecretString>> {
         let mut keys = Vec::new();
-        if let Ok(key) = std::env::var("TETHER_API_KEY") {
-            if !key.is_empty() {
-                keys.push(tether_core::SecretString::new(key));
-            }
+        if let Ok(key) = std::env::var("TETHER_API_KEY")
+            && !key.is_empty()
+        {
+            keys.push(tether_core::SecretString::new(key));
         }
         for (index, value) in self.api.keys.iter().enumerate() {
             keys.push(resolve_secret_ref(value).with_context(|| format!("api.keys[{index}]"))?);

@@ -135,12 +135,19 @@ pub async fn run() -> anyhow::Result<()> {
         salesmate: &salesmate_config,
     })?;
 
-    axum::serve(listener, gateway.router())
+    let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+    let background = gateway.spawn_background(background_stopped);
+    let served = axum::serve(listener, gateway.router())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .context("serving the demo gateway")?;
+        .context("serving the demo gateway");
+    let _ = stop_background.send(true);
+    for task in background {
+        let _ = task.await;
+    }
+    served?;
     println!("\nDemo stopped; everything it held is gone.");
     drop((seed, redtail, salesmate));
     Ok(())

@@ -41,10 +41,18 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     if integration_count == 0 {
         tracing::warn!("no integrations are configured; add [integrations.NAME] to tether.toml");
     }
-    axum::serve(listener, gateway.router())
+    // The refresher and the webhook worker run beside the server and stop after it.
+    let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+    let background = gateway.spawn_background(background_stopped);
+    let served = axum::serve(listener, gateway.router())
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .context("serving")?;
+        .context("serving");
+    let _ = stop_background.send(true);
+    for task in background {
+        let _ = task.await;
+    }
+    served?;
     tracing::info!("tether stopped");
     Ok(())
 }

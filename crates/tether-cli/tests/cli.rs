@@ -184,6 +184,13 @@ async fn the_seed_flows_example_configures_both_integrations() {
         .await
         .unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("redtail-oauth") && stdout.contains("salesmate-oauth"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("redtail-oauth") && stdout.contains("salesmate-oauth"),
+        "{stdout}"
+    );
 }

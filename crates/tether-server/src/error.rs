@@ -65,7 +65,11 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, "Bad request"),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code, "Not found"),
-            ApiError::NeedsReauth => (StatusCode::CONFLICT, "needs_reauth", "Needs reauthorization"),
+            ApiError::NeedsReauth => (
+                StatusCode::CONFLICT,
+                "needs_reauth",
+                "Needs reauthorization",
+            ),
             ApiError::PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -2,7 +2,9 @@
 //! users, and the authenticated proxy.
 //!
 //! [`Gateway`] is the entry point: build it from a store, a vault and the configuration, and
-//! mount [`Gateway::router`] into any axum app (or serve it alone, as `tether serve` does).
+//! mount [`Gateway::router`] into any axum app (or serve it alone, as `tether serve` does),
+//! and start its background work (refresher, webhook delivery) with
+//! [`Gateway::spawn_background`].
 
 mod api;
 mod api_keys;
@@ -10,11 +12,14 @@ mod cache;
 mod config;
 mod connect;
 mod error;
+mod metrics;
 mod persist;
 mod provider_auth;
 mod reference;
 mod refresh;
+mod refresher;
 mod state;
+pub mod webhooks;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,7 +32,7 @@ use tether_core::vault::Vault;
 use tether_store::Store;
 
 pub use api_keys::ApiKeys;
-pub use config::GatewayConfig;
+pub use config::{GatewayConfig, RefresherConfig, WebhookConfig};
 pub use error::ApiError;
 pub use state::AppState;
 
@@ -72,5 +77,29 @@ impl<S: Store> Gateway<S> {
 
     pub fn state(&self) -> &AppState<S> {
         &self.state
+    }
+
+    /// Starts the background work: the ahead-of-expiry refresher and, when webhooks are
+    /// configured, the webhook delivery worker. Each task stops when `shutdown` turns true
+    /// (or its sender is dropped); await the handles to wait for them.
+    pub fn spawn_background(
+        &self,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        self.state.spawn_background(shutdown)
+    }
+}
+
+impl<S: Store> AppState<S> {
+    /// See [`Gateway::spawn_background`]; here for callers that only hold the state.
+    pub fn spawn_background(
+        &self,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut handles = vec![tokio::spawn(refresher::run(self.clone(), shutdown.clone()))];
+        if self.config.webhooks.is_some() {
+            handles.push(tokio::spawn(webhooks::run_worker(self.clone(), shutdown)));
+        }
+        handles
     }
 }

@@ -1,12 +1,23 @@
 //! Saving a newly connected account. A reconnect (same end user, same integration) keeps the
 //! connection id the app already holds, replaces the credentials and clears `needs_reauth`.
+//! Either way the `connection.created` webhook (with `reconnected` saying which) is written in
+//! the same transaction as the credentials.
 
+use serde_json::{Map, Value};
 use tether_core::credentials::Credentials;
 use tether_core::ids::ConnectionId;
 use tether_core::unix_time;
 use tether_store::{ConnectionRow, ConnectionStatus, CredentialsUpdate, Store, StoreError};
 
 use crate::state::AppState;
+use crate::webhooks::{self, EventType};
+
+/// The `connection.created` event's extra field.
+fn created_extra(reconnected: bool) -> Map<String, Value> {
+    let mut extra = Map::new();
+    extra.insert("reconnected".into(), Value::Bool(reconnected));
+    extra
+}
 
 /// Who connected.
 pub struct EndUser {
@@ -27,7 +38,11 @@ pub async fn save_connection<S: Store>(
     // Two tries: a concurrent first connect may insert between our find and our insert.
     for _ in 0..2 {
         let now = unix_time::now();
-        if let Some(existing) = state.store.find_connection(integration, &end_user.id).await? {
+        if let Some(existing) = state
+            .store
+            .find_connection(integration, &end_user.id)
+            .await?
+        {
             let update = CredentialsUpdate {
                 id: existing.id.clone(),
                 expected_version: existing.credentials_version,
@@ -39,8 +54,14 @@ pub async fn save_connection<S: Store>(
                 end_user_display_name: end_user.display_name.clone(),
                 now,
             };
-            if state.store.replace_credentials(&update).await? {
+            let event = webhooks::event(state, EventType::Created, &existing, created_extra(true));
+            if state
+                .store
+                .replace_credentials_with_event(&update, event.as_ref())
+                .await?
+            {
                 state.cache.invalidate(&existing.id);
+                webhooks::wake(state, event.as_ref());
                 tracing::info!(connection_id = %existing.id, integration, "connection reconnected");
                 return Ok(existing.id);
             }
@@ -64,8 +85,14 @@ pub async fn save_connection<S: Store>(
             created_at: now,
             updated_at: now,
         };
-        match state.store.insert_connection(&row).await {
+        let event = webhooks::event(state, EventType::Created, &row, created_extra(false));
+        match state
+            .store
+            .insert_connection_with_event(&row, event.as_ref())
+            .await
+        {
             Ok(()) => {
+                webhooks::wake(state, event.as_ref());
                 tracing::info!(connection_id = %id, integration, "connection created");
                 return Ok(id);
             }
@@ -73,5 +100,7 @@ pub async fn save_connection<S: Store>(
             Err(err) => return Err(err),
         }
     }
-    Err(StoreError::Conflict("connection changed concurrently; try again"))
+    Err(StoreError::Conflict(
+        "connection changed concurrently; try again",
+    ))
 }

@@ -5,20 +5,27 @@
 //! row's `credentials_version` moved) and take that result; across instances a lease in the
 //! database decides who calls the token endpoint. The new token set is written in one
 //! compare-and-swap before anyone is handed it, so a rotated refresh token is never lost.
+//!
+//! Every outcome is reported in the same transaction as the change: a new token set with
+//! `connection.refreshed`, a refused grant (`needs_reauth`) with `connection.refresh_failed`.
+//! A transient failure changes no status: the connection backs off (capped, exponential,
+//! jittered) and keeps serving its access token while that is still valid.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use serde_json::{Map, Value, json};
 use tether_core::credentials::Credentials;
 use tether_core::integration::Integration;
 use tether_core::oauth2::{self, TokenError};
 use tether_core::unix_time;
-use tether_store::{ConnectionRow, ConnectionStatus, CredentialsUpdate, Store};
+use tether_store::{ConnectionRow, ConnectionStatus, CredentialsUpdate, StatusChange, Store};
 
 use crate::cache::CachedConnection;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::webhooks::{self, EventType};
 
 /// Per-connection locks for in-process single flight.
 #[derive(Default)]
@@ -64,10 +71,10 @@ pub async fn live<S: Store>(
     freshness: Freshness,
 ) -> Result<Live, ApiError> {
     if freshness == Freshness::Normal {
-        if let Some(cached) = state.cache.get(id) {
-            if !expires_soon(state, &cached.credentials) {
-                return into_live(state, cached);
-            }
+        if let Some(cached) = state.cache.get(id)
+            && !expires_soon(state, &cached.credentials)
+        {
+            return into_live(state, cached);
         }
     } else {
         state.cache.invalidate(id);
@@ -77,7 +84,9 @@ pub async fn live<S: Store>(
     let integration = integration_of(state, &current.row)?;
     let must_refresh = is_refreshable(&current.credentials)
         && match freshness {
-            Freshness::Normal => expires_soon(state, &current.credentials),
+            // In back-off after a transient failure, a still valid token is served as is:
+            // reads must not turn a provider outage into a refresh storm.
+            Freshness::Normal => expires_soon(state, &current.credentials) && !in_backoff(&current),
             Freshness::Force => true,
             Freshness::Rejected { version } => current.row.credentials_version == version,
         };
@@ -85,7 +94,8 @@ pub async fn live<S: Store>(
         state.cache.insert(current.clone());
         return into_live(state, current);
     }
-    let refreshed = refresh(state, &integration, current).await?;
+    let respect_backoff = freshness == Freshness::Normal;
+    let refreshed = refresh(state, &integration, current, respect_backoff).await?;
     Ok(Live {
         row: refreshed.row,
         credentials: refreshed.credentials,
@@ -106,13 +116,16 @@ fn integration_of<S: Store>(
     state: &AppState<S>,
     row: &ConnectionRow,
 ) -> Result<Arc<Integration>, ApiError> {
-    state.integration(&row.integration).cloned().ok_or_else(|| ApiError::NotFound {
-        code: "integration_not_found",
-        detail: format!(
-            "the connection's integration {:?} is no longer configured",
-            row.integration
-        ),
-    })
+    state
+        .integration(&row.integration)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound {
+            code: "integration_not_found",
+            detail: format!(
+                "the connection's integration {:?} is no longer configured",
+                row.integration
+            ),
+        })
 }
 
 /// Reads and opens a connection from the store, refusing unusable ones.
@@ -151,10 +164,49 @@ fn still_valid(credentials: &Credentials) -> bool {
         .is_none_or(|at| at > unix_time::now())
 }
 
+/// Whether a transient failure put this connection in back-off and its token still works.
+fn in_backoff(current: &CachedConnection) -> bool {
+    current
+        .row
+        .next_refresh_at
+        .is_some_and(|at| at > unix_time::now())
+        && still_valid(&current.credentials)
+}
+
+/// Refreshes a connection ahead of expiry, for the background refresher: only when it is
+/// still active, refreshable, expiring within `window`, and not in back-off. Failures are
+/// handled (and recorded) as on read; the error is returned for the caller's log.
+pub(crate) async fn refresh_ahead<S: Store>(
+    state: &AppState<S>,
+    id: &str,
+    window: Duration,
+) -> Result<(), ApiError> {
+    let current = match load(state, id).await {
+        Ok(current) => current,
+        // Deleted or no longer active since it was listed: nothing to do.
+        Err(ApiError::NeedsReauth | ApiError::NotFound { .. }) => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    let due = current
+        .credentials
+        .expires_at()
+        .is_some_and(|at| at - unix_time::now() <= window.as_secs() as i64);
+    if !is_refreshable(&current.credentials) || !due || in_backoff(&current) {
+        return Ok(());
+    }
+    let integration = integration_of(state, &current.row)?;
+    refresh(state, &integration, current, true)
+        .await
+        .map(|_| ())
+}
+
+/// Refreshes `seen` unless someone else did meanwhile. With `respect_backoff`, a connection
+/// that went into back-off while we waited for the lock is served as it is.
 async fn refresh<S: Store>(
     state: &AppState<S>,
     integration: &Arc<Integration>,
     seen: CachedConnection,
+    respect_backoff: bool,
 ) -> Result<CachedConnection, ApiError> {
     let id = seen.row.id.clone();
     let lock = state.refresh_locks.lock_for(&id);
@@ -162,7 +214,9 @@ async fn refresh<S: Store>(
 
     // Someone may have refreshed while we waited for the lock: share their result.
     let current = load(state, &id).await?;
-    if current.row.credentials_version != seen.row.credentials_version {
+    if current.row.credentials_version != seen.row.credentials_version
+        || (respect_backoff && in_backoff(&current))
+    {
         state.cache.insert(current.clone());
         return Ok(current);
     }
@@ -197,11 +251,15 @@ async fn refresh<S: Store>(
         Ok(credentials) => store_refreshed(state, &current, credentials).await,
         Err(err) => Err(handle_failure(state, integration, &current, err).await),
     };
-    if let Err(err) = state.store.release_refresh_lease(&id, &state.instance_id).await {
+    if let Err(err) = state
+        .store
+        .release_refresh_lease(&id, &state.instance_id)
+        .await
+    {
         tracing::warn!(connection_id = %id, error = ?err, "could not release refresh lease");
     }
     match outcome {
-        Ok(refreshed) => Ok(refreshed),
+        Ok(refreshed) | Err(Fallback::Use(refreshed)) => Ok(refreshed),
         Err(Fallback::Serve) => Ok(current),
         Err(Fallback::Fail(err)) => Err(err),
     }
@@ -215,10 +273,20 @@ async fn call_token_endpoint<S: Store>(
     let (Some(client), Credentials::Oauth2(tokens)) =
         (&integration.oauth2, current.credentials.as_ref())
     else {
-        return Err(TokenError::InvalidResponse("connection is not refreshable".into()));
+        return Err(TokenError::InvalidResponse(
+            "connection is not refreshable".into(),
+        ));
     };
     let started = std::time::Instant::now();
+    state.metrics.refresh_attempts.inc();
     let result = oauth2::refresh(&state.outbound, client, tokens, unix_time::now()).await;
+    state
+        .metrics
+        .refresh_duration
+        .observe(started.elapsed().as_secs_f64());
+    if let Err(err) = &result {
+        state.metrics.refresh_failed(err);
+    }
     tracing::info!(
         connection_id = %current.row.id,
         integration = %current.row.integration,
@@ -233,6 +301,8 @@ async fn call_token_endpoint<S: Store>(
 enum Fallback {
     /// Keep serving the current, still valid, access token.
     Serve,
+    /// Serve these credentials instead (a reconnect replaced the ones that failed).
+    Use(CachedConnection),
     Fail(ApiError),
 }
 
@@ -253,11 +323,20 @@ async fn store_refreshed<S: Store>(
         end_user_display_name: None,
         now,
     };
+    let mut extra = Map::new();
+    extra.insert(
+        "expires_at".into(),
+        json!(credentials.expires_at().map(unix_time::rfc3339)),
+    );
+    let event = webhooks::event(state, EventType::Refreshed, &current.row, extra);
     let written = state
         .store
-        .replace_credentials(&update)
+        .replace_credentials_with_event(&update, event.as_ref())
         .await
         .map_err(|e| Fallback::Fail(e.into()))?;
+    if written {
+        webhooks::wake(state, event.as_ref());
+    }
     if !written {
         // We held the lease, so this means the connection was deleted or replaced by a
         // reconnect meanwhile; its new credentials win.
@@ -286,23 +365,46 @@ async fn handle_failure<S: Store>(
     if err.needs_reauth(reauth_errors) {
         tracing::warn!(connection_id = %id, reason = %err.reason(), "refresh refused: connection needs reauthorization");
         state.cache.invalidate(id);
-        if let Err(e) = state
+        let change = StatusChange {
+            id: id.clone(),
+            status: ConnectionStatus::NeedsReauth,
+            last_error: Some(err.reason()),
+            // Only the credentials that were refused: a reconnect meanwhile wins.
+            expected_version: Some(current.row.credentials_version),
+            now,
+        };
+        let mut extra = Map::new();
+        extra.insert(
+            "status".into(),
+            Value::from(ConnectionStatus::NeedsReauth.as_str()),
+        );
+        extra.insert("reason".into(), Value::from(err.reason()));
+        let event = webhooks::event(state, EventType::RefreshFailed, &current.row, extra);
+        match state
             .store
-            .set_connection_status(id, ConnectionStatus::NeedsReauth, Some(&err.reason()), now)
+            .set_connection_status_with_event(&change, event.as_ref())
             .await
         {
-            return Fallback::Fail(e.into());
+            Ok(true) => webhooks::wake(state, event.as_ref()),
+            Ok(false) => {
+                // Already marked, or reconnected with new credentials: serve those if so.
+                return match load(state, id).await {
+                    Ok(fresh)
+                        if fresh.row.credentials_version != current.row.credentials_version =>
+                    {
+                        state.cache.insert(fresh.clone());
+                        Fallback::Use(fresh)
+                    }
+                    Ok(_) => Fallback::Fail(ApiError::NeedsReauth),
+                    Err(e) => Fallback::Fail(e),
+                };
+            }
+            Err(e) => return Fallback::Fail(e.into()),
         }
         return Fallback::Fail(ApiError::NeedsReauth);
     }
     tracing::warn!(connection_id = %id, reason = %err.reason(), "refresh failed; will retry");
-    let backoff = match &err {
-        TokenError::Unavailable {
-            retry_after: Some(after),
-            ..
-        } => after.as_secs() as i64,
-        _ => 30,
-    };
+    let backoff = backoff_secs(state, current.row.refresh_failures, &err);
     if let Err(e) = state
         .store
         .record_refresh_failure(id, now + backoff, &err.reason(), now)
@@ -310,6 +412,8 @@ async fn handle_failure<S: Store>(
     {
         tracing::warn!(connection_id = %id, error = ?e, "could not record refresh failure");
     }
+    // Later reads must see the back-off, not a cached row from before it.
+    state.cache.invalidate(id);
     if still_valid(&current.credentials) {
         return Fallback::Serve;
     }
@@ -319,4 +423,28 @@ async fn handle_failure<S: Store>(
         )),
         other => ApiError::Provider(other.to_string()),
     })
+}
+
+/// Seconds of back-off after a transient failure, the connection having failed
+/// `failures_before` times in a row already: `backoff_base * 2^failures_before` capped at
+/// `backoff_max`, with up to 25% jitter so that connections failing together do not retry
+/// together, and never less than the provider's `Retry-After`.
+fn backoff_secs<S: Store>(state: &AppState<S>, failures_before: i64, err: &TokenError) -> i64 {
+    let config = &state.config.refresher;
+    let exponent = failures_before.clamp(0, 20) as u32;
+    let wait = config
+        .backoff_base
+        .saturating_mul(1u32 << exponent)
+        .min(config.backoff_max)
+        .as_secs()
+        .max(1);
+    let jitter = rand::random_range(0..=wait / 4);
+    let retry_after = match err {
+        TokenError::Unavailable {
+            retry_after: Some(after),
+            ..
+        } => after.as_secs(),
+        _ => 0,
+    };
+    (wait + jitter).max(retry_after) as i64
 }

@@ -13,6 +13,7 @@ use tether_store::Store;
 use crate::api_keys::ApiKeys;
 use crate::cache::CredentialCache;
 use crate::config::GatewayConfig;
+use crate::metrics::Metrics;
 use crate::refresh::RefreshLocks;
 
 /// Cheap to clone: everything sits behind one `Arc`.
@@ -41,8 +42,12 @@ pub struct Inner<S: Store> {
     pub proxy_client: reqwest::Client,
     pub cache: CredentialCache,
     pub refresh_locks: RefreshLocks,
-    /// Identifies this instance as a refresh-lease owner.
+    /// Identifies this instance as a refresh-lease and webhook-claim owner.
     pub instance_id: String,
+    /// The one metrics registry of this gateway (`GET /metrics`).
+    pub metrics: Metrics,
+    /// Wakes the webhook worker when an event was committed.
+    pub webhook_wake: tokio::sync::Notify,
 }
 
 impl<S: Store> std::ops::Deref for AppState<S> {
@@ -84,6 +89,8 @@ impl<S: Store> AppState<S> {
                 cache: CredentialCache::new(10_000, std::time::Duration::from_secs(300)),
                 refresh_locks: RefreshLocks::default(),
                 instance_id: tether_core::random::prefixed_token("inst_"),
+                metrics: Metrics::new(),
+                webhook_wake: tokio::sync::Notify::new(),
             }),
         }
     }

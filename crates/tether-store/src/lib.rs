@@ -124,6 +124,41 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Deletes a connection; false when it did not exist.
     fn delete_connection(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
 
+    // ----- changes that emit a webhook (the outbox row commits with the change) -----------
+
+    /// [`Store::insert_connection`], and `event` in the outbox in the same transaction.
+    fn insert_connection_with_event(
+        &self,
+        connection: &ConnectionRow,
+        event: Option<&NewWebhookEvent>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// [`Store::replace_credentials`]; `event` is written, in the same transaction, only when
+    /// the compare-and-swap wins.
+    fn replace_credentials_with_event(
+        &self,
+        update: &CredentialsUpdate,
+        event: Option<&NewWebhookEvent>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Sets the status only when it is a change: the row exists, its status differs from
+    /// `change.status`, and (when given) its `credentials_version` equals
+    /// `change.expected_version`. Returns whether it changed; `event` is written, in the same
+    /// transaction, only then, so racing writers emit one event between them.
+    fn set_connection_status_with_event(
+        &self,
+        change: &StatusChange,
+        event: Option<&NewWebhookEvent>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// [`Store::delete_connection`]; `event` is written, in the same transaction, only when a
+    /// row was deleted.
+    fn delete_connection_with_event(
+        &self,
+        id: &str,
+        event: Option<&NewWebhookEvent>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
     // ----- refresh leases (one refresh per connection, across instances) ------------------
 
     /// Takes the refresh lease of a connection for `owner` until `until`, when nobody holds
@@ -162,4 +197,45 @@ pub trait Store: Clone + Send + Sync + 'static {
         last_error: &str,
         now: i64,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    // ----- webhook outbox and delivery log ------------------------------------------------
+
+    /// Claims up to `limit` pending events that are due (`next_attempt_at <= now`), not
+    /// claimed by a live worker, and the oldest pending event of their connection (so each
+    /// connection's events go out in order, one at a time). Claimed rows are leased to
+    /// `owner` until `lease_until`; a crashed worker's claims expire. Oldest first.
+    fn claim_webhook_events(
+        &self,
+        owner: &str,
+        lease_until: i64,
+        now: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<WebhookEventRow>>> + Send;
+
+    /// Records one delivery attempt of an event `attempt.owner` claimed, and releases the
+    /// claim. Returns false, changing nothing, when the claim is no longer that owner's.
+    fn record_webhook_attempt(
+        &self,
+        attempt: &WebhookAttempt,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// The delivery log: events matching the filter, newest first.
+    fn list_webhook_events(
+        &self,
+        filter: &WebhookEventFilter,
+    ) -> impl Future<Output = StoreResult<Vec<WebhookEventRow>>> + Send;
+
+    /// One event by its public id.
+    fn get_webhook_event(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<WebhookEventRow>>> + Send;
+
+    /// Queues an event again (whatever its status): pending, due at `now`, attempts reset.
+    /// False when there is no such event.
+    fn redeliver_webhook_event(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 }

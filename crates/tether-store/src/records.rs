@@ -124,3 +124,115 @@ pub struct ConnectionFilter {
     /// At most this many rows; 0 means the default of 100, and anything above 1000 is 1000.
     pub limit: u32,
 }
+
+/// A status change made only when it is one: see
+/// [`crate::Store::set_connection_status_with_event`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusChange {
+    pub id: String,
+    pub status: ConnectionStatus,
+    pub last_error: Option<String>,
+    /// When `Some`, the change applies only while `credentials_version` still equals it, so
+    /// a refresh that failed with old credentials cannot mark a reconnected connection.
+    pub expected_version: Option<i64>,
+    pub now: i64,
+}
+
+// ----- webhooks ----------------------------------------------------------------------------
+
+/// Delivery state of one webhook event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WebhookStatus {
+    /// Not delivered yet; the worker will (re)try at `next_attempt_at`.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Every attempt failed; only a redelivery sends it again.
+    Failed,
+}
+
+impl WebhookStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookStatus::Pending => "pending",
+            WebhookStatus::Delivered => "delivered",
+            WebhookStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pending" => Some(WebhookStatus::Pending),
+            "delivered" => Some(WebhookStatus::Delivered),
+            "failed" => Some(WebhookStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// An event to put in the outbox, together with the change it reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewWebhookEvent {
+    /// Public id (`evt_...`), also inside the payload so receivers can deduplicate.
+    pub id: String,
+    /// `connection.created`, `connection.refreshed`, ...
+    pub event_type: String,
+    pub connection_id: String,
+    /// The JSON body to deliver, fixed when the event is created (no secrets in it).
+    pub payload: String,
+    pub created_at: i64,
+}
+
+/// One outbox row: the event and how its delivery went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookEventRow {
+    /// Insertion order; deliveries follow it per connection.
+    pub seq: i64,
+    pub id: String,
+    pub event_type: String,
+    pub connection_id: String,
+    pub payload: String,
+    pub status: WebhookStatus,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_attempt_at: Option<i64>,
+    /// HTTP status of the last attempt, when the receiver answered at all.
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What one delivery attempt decided; see [`crate::Store::record_webhook_attempt`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    /// Failed; try again at this time.
+    Retry {
+        next_attempt_at: i64,
+    },
+    /// Failed for the last time.
+    GiveUp,
+}
+
+/// The result of one delivery attempt of a claimed event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookAttempt {
+    pub id: String,
+    /// The worker that claimed the event; a stale worker's result is ignored.
+    pub owner: String,
+    pub at: i64,
+    pub status_code: Option<i64>,
+    pub error: Option<String>,
+    pub outcome: AttemptOutcome,
+}
+
+/// Filters for the delivery log; `None` means any. Newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebhookEventFilter {
+    pub connection_id: Option<String>,
+    pub status: Option<WebhookStatus>,
+    /// At most this many rows; 0 means the default of 100, and anything above 1000 is 1000.
+    pub limit: u32,
+}

@@ -18,6 +18,7 @@ use crate::error::ApiError;
 use crate::provider_auth::{self, ConnectionValues};
 use crate::refresh::{self, Freshness};
 use crate::state::AppState;
+use crate::webhooks::{self, EventType};
 
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new()
@@ -86,7 +87,9 @@ async fn list<S: Store>(
             limit: query.limit.unwrap_or(100).min(1000),
         })
         .await?;
-    Ok(Json(json!({ "connections": rows.iter().map(view).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "connections": rows.iter().map(view).collect::<Vec<_>>() }),
+    ))
 }
 
 async fn show<S: Store>(
@@ -163,9 +166,15 @@ async fn delete<S: Store>(
         .ok_or_else(ApiError::connection_not_found)?;
     revoke_at_provider(&state, &row).await;
     state.cache.invalidate(id.as_str());
-    if !state.store.delete_connection(id.as_str()).await? {
+    let event = webhooks::event(&state, EventType::Deleted, &row, serde_json::Map::new());
+    if !state
+        .store
+        .delete_connection_with_event(id.as_str(), event.as_ref())
+        .await?
+    {
         return Err(ApiError::connection_not_found());
     }
+    webhooks::wake(&state, event.as_ref());
     tracing::info!(connection_id = %row.id, integration = %row.integration, "connection deleted");
     Ok(StatusCode::NO_CONTENT)
 }

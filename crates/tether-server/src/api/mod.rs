@@ -1,9 +1,11 @@
-//! The JSON API for the app (`/v1/...`) and `/health`. Each module exports `router()`.
+//! The JSON API for the app (`/v1/...`), `/health` and `/metrics`. Each module exports `router()`.
 
 mod connections;
 mod health;
+mod metrics;
 mod proxy;
 mod sessions;
+mod webhooks;
 
 use axum::Router;
 use tether_store::Store;
@@ -16,4 +18,6 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .merge(sessions::router())
         .merge(connections::router())
         .merge(proxy::router())
+        .merge(webhooks::router())
+        .merge(metrics::router())
 }

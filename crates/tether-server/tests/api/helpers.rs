@@ -24,6 +24,9 @@ use url::Url;
 pub const APP_ORIGIN: &str = "http://app.localhost:9";
 pub const RETURN_URL: &str = "http://app.localhost:9/app/return";
 
+/// A change to the gateway configuration before it starts.
+pub type Configure = Arc<dyn Fn(&mut GatewayConfig) + Send + Sync>;
+
 /// Knobs for one test's gateway.
 pub struct AppOptions {
     pub seed: SeedOAuthConfig,
@@ -32,7 +35,7 @@ pub struct AppOptions {
     /// Extra integrations, by key (tables as in tether.toml).
     pub integrations: Vec<(String, Value)>,
     /// Adjusts the gateway configuration before start.
-    pub configure: Option<Arc<dyn Fn(&mut GatewayConfig) + Send + Sync>>,
+    pub configure: Option<Configure>,
 }
 
 impl Default for AppOptions {

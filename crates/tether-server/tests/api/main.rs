@@ -6,4 +6,6 @@ mod helpers;
 mod oauth_flow;
 mod providers;
 mod proxy;
+mod refresh;
 mod refresh_on_read;
+mod webhooks;

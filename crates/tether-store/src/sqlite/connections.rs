@@ -4,8 +4,10 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
+use super::webhooks::insert_event;
 use crate::{
-    ConnectionFilter, ConnectionRow, ConnectionStatus, CredentialsUpdate, StoreError, StoreResult,
+    ConnectionFilter, ConnectionRow, ConnectionStatus, CredentialsUpdate, NewWebhookEvent,
+    StatusChange, StoreError, StoreResult,
 };
 
 /// The columns of [`ConnectionRecord`], in a macro so that `concat!` can build `&'static`
@@ -79,7 +81,12 @@ pub(super) fn into_rows(records: Vec<ConnectionRecord>) -> StoreResult<Vec<Conne
     records.into_iter().map(ConnectionRow::try_from).collect()
 }
 
-pub(super) async fn insert(pool: &SqlitePool, c: &ConnectionRow) -> StoreResult<()> {
+pub(super) async fn insert(
+    pool: &SqlitePool,
+    c: &ConnectionRow,
+    event: Option<&NewWebhookEvent>,
+) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
     // A duplicate (integration, end_user_id) or id breaks a UNIQUE constraint, which
     // `From<sqlx::Error>` turns into `StoreError::Conflict`.
     sqlx::query(concat!(
@@ -102,8 +109,12 @@ pub(super) async fn insert(pool: &SqlitePool, c: &ConnectionRow) -> StoreResult<
     .bind(c.next_refresh_at)
     .bind(c.created_at)
     .bind(c.updated_at)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    if let Some(event) = event {
+        insert_event(&mut tx, event).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -174,7 +185,9 @@ pub(super) async fn list(
 pub(super) async fn replace_credentials(
     pool: &SqlitePool,
     u: &CredentialsUpdate,
+    event: Option<&NewWebhookEvent>,
 ) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
     // One statement, guarded by the version: a stale writer matches no row. New credentials
     // also end any back-off and clear the last error, since they are known good.
     let result = sqlx::query(
@@ -194,9 +207,14 @@ pub(super) async fn replace_credentials(
     .bind(u.now)
     .bind(&u.id)
     .bind(u.expected_version)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(result.rows_affected() == 1)
+    let written = result.rows_affected() == 1;
+    if written && let Some(event) = event {
+        insert_event(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    Ok(written)
 }
 
 pub(super) async fn set_status(
@@ -218,10 +236,48 @@ pub(super) async fn set_status(
     Ok(result.rows_affected() == 1)
 }
 
-pub(super) async fn delete(pool: &SqlitePool, id: &str) -> StoreResult<bool> {
+pub(super) async fn change_status(
+    pool: &SqlitePool,
+    change: &StatusChange,
+    event: Option<&NewWebhookEvent>,
+) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
+    // One conditional statement: of several writers making the same change, one matches.
+    let result = sqlx::query(
+        "UPDATE connections SET status = ?, last_error = ?, updated_at = ? \
+         WHERE id = ? AND status <> ? AND (? IS NULL OR credentials_version = ?)",
+    )
+    .bind(change.status.as_str())
+    .bind(&change.last_error)
+    .bind(change.now)
+    .bind(&change.id)
+    .bind(change.status.as_str())
+    .bind(change.expected_version)
+    .bind(change.expected_version)
+    .execute(&mut *tx)
+    .await?;
+    let changed = result.rows_affected() == 1;
+    if changed && let Some(event) = event {
+        insert_event(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    Ok(changed)
+}
+
+pub(super) async fn delete(
+    pool: &SqlitePool,
+    id: &str,
+    event: Option<&NewWebhookEvent>,
+) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
     let result = sqlx::query("DELETE FROM connections WHERE id = ?")
         .bind(id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
-    Ok(result.rows_affected() == 1)
+    let deleted = result.rows_affected() == 1;
+    if deleted && let Some(event) = event {
+        insert_event(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    Ok(deleted)
 }

@@ -9,6 +9,7 @@
 mod connections;
 mod flows;
 mod leases;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -18,7 +19,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use crate::{
     ConnectSessionRow, ConnectionFilter, ConnectionRow, ConnectionStatus, ConsumeOutcome,
-    CredentialsUpdate, FlowStateRow, Store, StoreResult,
+    CredentialsUpdate, FlowStateRow, NewWebhookEvent, StatusChange, Store, StoreResult,
+    WebhookAttempt, WebhookEventFilter, WebhookEventRow,
 };
 
 /// Connections kept for a file database. SQLite has one writer at a time anyway; the extra
@@ -124,7 +126,6 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(skip_all, err)]
-    #[tracing::instrument(skip_all, err)]
     async fn insert_api_key_hash(&self, key_hash: &str, label: &str, now: i64) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO api_keys (key_hash, label, created_at, updated_at) VALUES (?, ?, ?, ?)",
@@ -140,9 +141,11 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all, err)]
     async fn api_key_hashes(&self) -> StoreResult<Vec<String>> {
-        Ok(sqlx::query_scalar("SELECT key_hash FROM api_keys ORDER BY created_at")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT key_hash FROM api_keys ORDER BY created_at")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
@@ -155,7 +158,7 @@ impl Store for SqliteStore {
         err
     )]
     async fn insert_connection(&self, connection: &ConnectionRow) -> StoreResult<()> {
-        connections::insert(&self.pool, connection).await
+        connections::insert(&self.pool, connection, None).await
     }
 
     #[tracing::instrument(skip_all, fields(integration = %integration), err)]
@@ -179,7 +182,7 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(id = %update.id), err)]
     async fn replace_credentials(&self, update: &CredentialsUpdate) -> StoreResult<bool> {
-        connections::replace_credentials(&self.pool, update).await
+        connections::replace_credentials(&self.pool, update, None).await
     }
 
     #[tracing::instrument(skip_all, fields(id = %id, status = status.as_str()), err)]
@@ -195,7 +198,51 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(id = %id), err)]
     async fn delete_connection(&self, id: &str) -> StoreResult<bool> {
-        connections::delete(&self.pool, id).await
+        connections::delete(&self.pool, id, None).await
+    }
+
+    #[tracing::instrument(
+        skip_all,
+        fields(id = %connection.id, integration = %connection.integration),
+        err
+    )]
+    async fn insert_connection_with_event(
+        &self,
+        connection: &ConnectionRow,
+        event: Option<&NewWebhookEvent>,
+    ) -> StoreResult<()> {
+        connections::insert(&self.pool, connection, event).await
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %update.id), err)]
+    async fn replace_credentials_with_event(
+        &self,
+        update: &CredentialsUpdate,
+        event: Option<&NewWebhookEvent>,
+    ) -> StoreResult<bool> {
+        connections::replace_credentials(&self.pool, update, event).await
+    }
+
+    #[tracing::instrument(
+        skip_all,
+        fields(id = %change.id, status = change.status.as_str()),
+        err
+    )]
+    async fn set_connection_status_with_event(
+        &self,
+        change: &StatusChange,
+        event: Option<&NewWebhookEvent>,
+    ) -> StoreResult<bool> {
+        connections::change_status(&self.pool, change, event).await
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %id), err)]
+    async fn delete_connection_with_event(
+        &self,
+        id: &str,
+        event: Option<&NewWebhookEvent>,
+    ) -> StoreResult<bool> {
+        connections::delete(&self.pool, id, event).await
     }
 
     #[tracing::instrument(skip_all, fields(id = %id, owner = %owner), err)]
@@ -233,6 +280,40 @@ impl Store for SqliteStore {
         now: i64,
     ) -> StoreResult<()> {
         leases::record_refresh_failure(&self.pool, id, next_refresh_at, last_error, now).await
+    }
+
+    #[tracing::instrument(skip_all, fields(owner = %owner), err)]
+    async fn claim_webhook_events(
+        &self,
+        owner: &str,
+        lease_until: i64,
+        now: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookEventRow>> {
+        webhooks::claim(&self.pool, owner, lease_until, now, limit).await
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %attempt.id), err)]
+    async fn record_webhook_attempt(&self, attempt: &WebhookAttempt) -> StoreResult<bool> {
+        webhooks::record_attempt(&self.pool, attempt).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn list_webhook_events(
+        &self,
+        filter: &WebhookEventFilter,
+    ) -> StoreResult<Vec<WebhookEventRow>> {
+        webhooks::list(&self.pool, filter).await
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %id), err)]
+    async fn get_webhook_event(&self, id: &str) -> StoreResult<Option<WebhookEventRow>> {
+        webhooks::get(&self.pool, id).await
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %id), err)]
+    async fn redeliver_webhook_event(&self, id: &str, now: i64) -> StoreResult<bool> {
+        webhooks::redeliver(&self.pool, id, now).await
     }
 }
 

@@ -1,0 +1,194 @@
+//! The gateway's metrics: one `prometheus-client` registry owned by [`crate::AppState`] (no
+//! global recorder, so two gateways in one process, as in tests, never share counts), served
+//! as Prometheus/OpenMetrics text at `GET /metrics`.
+//!
+//! Label values are always from a small fixed set: never a connection id, an end user or a
+//! provider's free-text error, which would make the series count grow without bound.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tether_core::oauth2::TokenError;
+
+/// `reason` label of a failed refresh.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+/// `outcome` label of a webhook delivery attempt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+/// Every metric the gateway records, and the registry that renders them.
+pub struct Metrics {
+    registry: Registry,
+    /// Calls to a token endpoint to refresh (on read, on a 401, ahead of expiry).
+    pub refresh_attempts: Counter,
+    /// Failed refreshes by reason (`invalid_grant`, `timeout`, `http_500`, ...).
+    pub refresh_failures: Family<ReasonLabel, Counter>,
+    /// Seconds per token-endpoint call.
+    pub refresh_duration: Histogram,
+    /// Webhook delivery attempts by outcome: `delivered`, `retry`, `gave_up`.
+    pub webhook_deliveries: Family<OutcomeLabel, Counter>,
+    /// Seconds per webhook delivery attempt.
+    pub webhook_duration: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tether");
+        let refresh_attempts = Counter::default();
+        registry.register(
+            "refresh_attempts",
+            "Token refresh calls to providers",
+            refresh_attempts.clone(),
+        );
+        let refresh_failures = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "refresh_failures",
+            "Failed token refreshes, by reason",
+            refresh_failures.clone(),
+        );
+        // 5 ms .. ~20 s.
+        let refresh_duration = Histogram::new(exponential_buckets(0.005, 2.0, 13));
+        registry.register(
+            "refresh_duration_seconds",
+            "Duration of token refresh calls",
+            refresh_duration.clone(),
+        );
+        let webhook_deliveries = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts, by outcome",
+            webhook_deliveries.clone(),
+        );
+        let webhook_duration = Histogram::new(exponential_buckets(0.005, 2.0, 13));
+        registry.register(
+            "webhook_delivery_duration_seconds",
+            "Duration of webhook delivery attempts",
+            webhook_duration.clone(),
+        );
+        Metrics {
+            registry,
+            refresh_attempts,
+            refresh_failures,
+            refresh_duration,
+            webhook_deliveries,
+            webhook_duration,
+        }
+    }
+
+    /// Counts a failed refresh under a bounded reason.
+    pub fn refresh_failed(&self, err: &TokenError) {
+        self.refresh_failures
+            .get_or_create(&ReasonLabel {
+                reason: failure_reason(err),
+            })
+            .inc();
+    }
+
+    /// Counts one webhook attempt.
+    pub fn webhook_attempt(&self, outcome: &'static str, seconds: f64) {
+        self.webhook_deliveries
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+        self.webhook_duration.observe(seconds);
+    }
+
+    /// The registry as OpenMetrics text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// A failure reason from a fixed set: RFC 6749 5.2 codes as they are, any other provider code
+/// as `rejected`, transient failures by their own short reason (`timeout`, `http_503`, ...).
+fn failure_reason(err: &TokenError) -> String {
+    const RFC6749_ERRORS: [&str; 6] = [
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+    ];
+    match err {
+        TokenError::Rejected { error, .. } if RFC6749_ERRORS.contains(&error.as_str()) => {
+            error.clone()
+        }
+        TokenError::Rejected { .. } => "rejected".into(),
+        TokenError::Unavailable { reason, .. } => {
+            let known = reason == "timeout"
+                || reason == "network_error"
+                || reason == "rate_limited"
+                || (reason.len() == 8
+                    && reason.starts_with("http_")
+                    && reason[5..].bytes().all(|b| b.is_ascii_digit()));
+            if known {
+                reason.clone()
+            } else {
+                "unavailable".into()
+            }
+        }
+        TokenError::InvalidResponse(_) => "invalid_response".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_bounded() {
+        let rejected = |error: &str| TokenError::Rejected {
+            status: 400,
+            error: error.into(),
+            description: None,
+        };
+        let unavailable = |reason: &str| TokenError::Unavailable {
+            reason: reason.into(),
+            retry_after: None,
+        };
+        assert_eq!(failure_reason(&rejected("invalid_grant")), "invalid_grant");
+        assert_eq!(failure_reason(&rejected("made up by provider")), "rejected");
+        assert_eq!(failure_reason(&unavailable("http_503")), "http_503");
+        assert_eq!(failure_reason(&unavailable("timeout")), "timeout");
+        assert_eq!(failure_reason(&unavailable("http_5000000")), "unavailable");
+    }
+
+    #[test]
+    fn renders_prometheus_text() {
+        let metrics = Metrics::new();
+        metrics.refresh_attempts.inc();
+        metrics.refresh_failed(&TokenError::InvalidResponse("x".into()));
+        metrics.webhook_attempt("delivered", 0.01);
+        let text = metrics.render();
+        assert!(text.contains("tether_refresh_attempts_total 1"), "{text}");
+        assert!(
+            text.contains(r#"tether_refresh_failures_total{reason="invalid_response"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tether_webhook_deliveries_total{outcome="delivered"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("tether_refresh_duration_seconds_bucket"),
+            "{text}"
+        );
+    }
+}

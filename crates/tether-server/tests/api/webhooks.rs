@@ -1,0 +1,372 @@
+//! Webhooks end to end: a receiver on loopback gets every event, signed, in order per
+//! connection, including after it was down for a while; the delivery log and redelivery.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use serde_json::Value;
+use tether_core::SecretString;
+use tether_server::{GatewayConfig, WebhookConfig};
+use tokio::sync::watch;
+use url::Url;
+
+use crate::helpers::*;
+
+pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub signature: String,
+    pub raw: String,
+    pub body: Value,
+}
+
+#[derive(Default)]
+pub struct ReceiverState {
+    /// When set, every delivery gets a 503, as from an app that is down.
+    pub down: AtomicBool,
+    pub received: Mutex<Vec<Received>>,
+}
+
+/// A webhook receiver on port 0.
+pub struct Receiver {
+    pub url: Url,
+    pub state: Arc<ReceiverState>,
+}
+
+impl Receiver {
+    pub async fn spawn() -> Receiver {
+        let state = Arc::new(ReceiverState::default());
+        let router = axum::Router::new()
+            .route("/hooks", post(receive))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/hooks", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            axum::serve(listener, router).await.unwrap();
+        });
+        Receiver { url, state }
+    }
+
+    /// Events accepted (2xx) so far, in arrival order.
+    pub fn events(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    pub fn types_for(&self, connection_id: &str) -> Vec<String> {
+        self.events()
+            .iter()
+            .filter(|r| r.body["connection_id"] == connection_id)
+            .map(|r| r.body["type"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Polls until `done` holds, for at most 20 s.
+    pub async fn wait_until(&self, what: &str, done: impl Fn(&[Received]) -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if done(&self.events()) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gave up waiting for {what}; got {:?}",
+                self.events()
+                    .iter()
+                    .map(|r| r.body["type"].clone())
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<ReceiverState>>,
+    headers: HeaderMap,
+    raw: String,
+) -> StatusCode {
+    if state.down.load(Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let signature = headers
+        .get("tether-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
+    state.received.lock().unwrap().push(Received {
+        signature,
+        raw,
+        body,
+    });
+    StatusCode::NO_CONTENT
+}
+
+/// Points the gateway's webhooks at `url` with fast retries (1 s back-off, 100 ms polls).
+pub fn with_webhooks(config: &mut GatewayConfig, url: &Url) {
+    let mut webhooks = WebhookConfig::new(url.clone(), SecretString::new(WEBHOOK_SECRET));
+    webhooks.retry_base = Duration::from_secs(1);
+    webhooks.retry_max = Duration::from_secs(1);
+    webhooks.poll_interval = Duration::from_millis(100);
+    webhooks.request_timeout = Duration::from_secs(5);
+    config.webhooks = Some(webhooks);
+}
+
+/// A gateway whose webhooks go to a fresh receiver, with its background work running. Keep
+/// the sender alive for the test's length: dropping it stops the workers.
+pub async fn spawn_with_receiver(
+    mut options: AppOptions,
+) -> (TestApp, Receiver, watch::Sender<bool>) {
+    let receiver = Receiver::spawn().await;
+    let url = receiver.url.clone();
+    let inner = options.configure.take();
+    options.configure = Some(Arc::new(move |config: &mut GatewayConfig| {
+        if let Some(inner) = &inner {
+            inner(config);
+        }
+        with_webhooks(config, &url);
+    }));
+    let app = spawn_app_with(options).await;
+    let (tx, rx) = watch::channel(false);
+    app.gateway_state.as_ref().unwrap().spawn_background(rx);
+    (app, receiver, tx)
+}
+
+/// `GET /v1/webhooks/deliveries` with the app's key; the `deliveries` array.
+pub async fn deliveries(app: &TestApp, query: &str) -> Vec<Value> {
+    let response = app
+        .api(
+            reqwest::Method::GET,
+            &format!("v1/webhooks/deliveries{query}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["deliveries"].as_array().unwrap().clone()
+}
+
+async fn force_refresh(app: &TestApp, id: &str) {
+    let response = app
+        .api(
+            reqwest::Method::GET,
+            &format!("v1/connections/{id}/credentials?force_refresh=true"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn every_change_is_delivered_signed_and_in_order() {
+    let (app, receiver, _stop) = spawn_with_receiver(AppOptions::default()).await;
+    let id = app.connect("hooked").await;
+    force_refresh(&app, &id).await;
+    let response = app
+        .api(reqwest::Method::DELETE, &format!("v1/connections/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+
+    receiver
+        .wait_until("three events", |events| events.len() >= 3)
+        .await;
+    assert_eq!(
+        receiver.types_for(&id),
+        [
+            "connection.created",
+            "connection.refreshed",
+            "connection.deleted"
+        ]
+    );
+    let now = tether_core::unix_time::now();
+    for event in receiver.events() {
+        assert!(
+            tether_server::webhooks::verify(
+                WEBHOOK_SECRET.as_bytes(),
+                &event.signature,
+                event.raw.as_bytes(),
+                now,
+                300,
+            ),
+            "signature {} does not verify",
+            event.signature
+        );
+        assert!(!tether_server::webhooks::verify(
+            b"wrong secret",
+            &event.signature,
+            event.raw.as_bytes(),
+            now,
+            300,
+        ));
+        let body = &event.body;
+        assert_eq!(body["connection_id"], id.as_str());
+        assert_eq!(body["integration"], "crm");
+        assert_eq!(body["end_user_id"], "hooked");
+        assert!(body["occurred_at"].as_str().unwrap().ends_with('Z'));
+        assert!(body["id"].as_str().unwrap().starts_with("evt_"));
+        // Never a credential in a payload.
+        assert!(!event.raw.contains("token\":"), "{}", event.raw);
+    }
+    assert_eq!(receiver.events()[0].body["reconnected"], false);
+    assert!(receiver.events()[1].body["expires_at"].is_string());
+
+    // The delivery log: newest first, all delivered.
+    let log = deliveries(&app, "").await;
+    let types: Vec<&str> = log.iter().map(|d| d["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "connection.deleted",
+            "connection.refreshed",
+            "connection.created"
+        ]
+    );
+    assert!(log.iter().all(|d| d["status"] == "delivered"));
+    assert!(log.iter().all(|d| d["last_status_code"] == 204));
+}
+
+#[tokio::test]
+async fn a_receiver_that_was_down_gets_every_event_after() {
+    let (app, receiver, _stop) = spawn_with_receiver(AppOptions::default()).await;
+    receiver.state.down.store(true, Ordering::SeqCst);
+    let a = app.connect("down-a").await;
+    let b = app.connect("down-b").await;
+    force_refresh(&app, &a).await;
+    force_refresh(&app, &b).await;
+
+    // Wait until the gateway has seen the receiver fail at least twice for one event.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = deliveries(&app, "?status=pending").await;
+        if log
+            .iter()
+            .any(|d| d["attempts"].as_i64().unwrap() >= 2 && d["last_status_code"] == 503)
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failed attempts seen"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(receiver.events().is_empty());
+
+    receiver.state.down.store(false, Ordering::SeqCst);
+    receiver
+        .wait_until("all four events", |events| events.len() >= 4)
+        .await;
+    for id in [&a, &b] {
+        assert_eq!(
+            receiver.types_for(id),
+            ["connection.created", "connection.refreshed"],
+            "in order for {id}"
+        );
+    }
+    let pending = deliveries(&app, "?status=pending").await;
+    assert!(pending.is_empty(), "{pending:?}");
+}
+
+#[tokio::test]
+async fn one_delivery_can_be_sent_again() {
+    let (app, receiver, _stop) = spawn_with_receiver(AppOptions::default()).await;
+    let id = app.connect("again").await;
+    receiver
+        .wait_until("created", |events| events.len() == 1)
+        .await;
+    let log = deliveries(&app, &format!("?connection_id={id}")).await;
+    assert_eq!(log.len(), 1);
+    let event_id = log[0]["id"].as_str().unwrap().to_owned();
+
+    let response = app
+        .api(
+            reqwest::Method::POST,
+            &format!("v1/webhooks/deliveries/{event_id}/redeliver"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    receiver
+        .wait_until("the redelivery", |events| events.len() == 2)
+        .await;
+    let events = receiver.events();
+    assert_eq!(
+        events[0].raw, events[1].raw,
+        "the same event, byte for byte"
+    );
+
+    let response = app
+        .api(
+            reqwest::Method::POST,
+            "v1/webhooks/deliveries/evt_nope/redeliver",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "delivery_not_found");
+
+    // The app's key is required.
+    let response = app
+        .http
+        .get(app.url("v1/webhooks/deliveries"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+}
+
+#[tokio::test]
+async fn without_a_webhook_url_no_events_are_kept() {
+    let app = spawn_app().await;
+    let id = app.connect("quiet").await;
+    force_refresh(&app, &id).await;
+    assert!(deliveries(&app, "").await.is_empty());
+}
+
+#[tokio::test]
+async fn metrics_count_refreshes_and_deliveries() {
+    let (app, receiver, _stop) = spawn_with_receiver(AppOptions::default()).await;
+    let id = app.connect("counted").await;
+    force_refresh(&app, &id).await;
+    receiver
+        .wait_until("two events", |events| events.len() >= 2)
+        .await;
+    // The counter moves just after the receiver answers: poll for it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let response = app.http.get(app.url("metrics")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        if text.contains(r#"tether_webhook_deliveries_total{outcome="delivered"} 2"#) {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(text.contains("tether_refresh_attempts_total 1"), "{text}");
+    assert!(
+        text.contains("tether_refresh_duration_seconds_count 1"),
+        "{text}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The JSON API for the app (`/v1/...`), `/health` and `/metrics`. Each module exports `router()`.
 
+mod catalog;
 mod connections;
 mod health;
 mod metrics;
@@ -15,6 +16,7 @@ use crate::state::AppState;
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new()
         .merge(health::router())
+        .merge(catalog::router())
         .merge(sessions::router())
         .merge(connections::router())
         .merge(proxy::router())

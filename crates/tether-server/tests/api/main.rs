@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod catalog;
 mod oauth_flow;
 mod providers;
 mod proxy;

@@ -69,6 +69,20 @@ impl Credentials {
         parsed
     }
 
+    /// Re-encrypts a row's sealed credentials under the vault's primary key (key rotation),
+    /// without interpreting them.
+    pub fn reseal(
+        vault: &Vault,
+        connection_id: &str,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        let ctx = context(connection_id);
+        let mut plain = vault.open(&ctx, sealed)?;
+        let resealed = vault.seal(&ctx, &plain);
+        plain.zeroize();
+        Ok(resealed)
+    }
+
     /// A credential value by name, as templates read it (`credential.NAME`).
     pub fn get(&self, name: &str) -> Option<&str> {
         match self {

@@ -102,7 +102,13 @@ impl Vault {
     pub fn generate_key_entry() -> String {
         let mut bytes = [0u8; KEY_LEN];
         rand::rng().fill_bytes(&mut bytes);
-        let id = format!("k{}", crate::unix_time::now());
+        // The time tells an operator which key is older; the random part keeps two keys made
+        // in the same second distinct.
+        let id = format!(
+            "k{}-{:06x}",
+            crate::unix_time::now(),
+            rand::random::<u32>() & 0xff_ffff
+        );
         let entry = format!("{id}:{}", STANDARD.encode(bytes));
         zeroize::Zeroize::zeroize(&mut bytes);
         entry
@@ -120,6 +126,32 @@ impl Vault {
             write_key_file(path, &Self::generate_key_entry()).map_err(io)?;
         }
         check_private(path)?;
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        Self::from_spec(&text)
+    }
+
+    /// Puts a fresh key at the top of the key file at `path` (it seals new data from now on)
+    /// and keeps the others, so existing ciphertexts still open. The new file is written
+    /// beside the old one (mode 0600) and renamed over it, so a crash leaves one or the other,
+    /// never a half-written key file.
+    pub fn rotate_key_file(path: &Path) -> Result<Self, VaultError> {
+        let shown = path.display().to_string();
+        let io = |source| VaultError::KeyFile {
+            path: shown.clone(),
+            source,
+        };
+        check_private(path)?;
+        let old = std::fs::read_to_string(path).map_err(io)?;
+        Self::from_spec(&old)?;
+        let mut contents = Self::generate_key_entry();
+        contents.push('\n');
+        contents.push_str(old.trim_end());
+        let mut staging = path.as_os_str().to_owned();
+        staging.push(".new");
+        let staging = std::path::PathBuf::from(staging);
+        write_key_file(&staging, &contents).map_err(io)?;
+        zeroize::Zeroize::zeroize(&mut contents);
+        std::fs::rename(&staging, path).map_err(io)?;
         let text = std::fs::read_to_string(path).map_err(io)?;
         Self::from_spec(&text)
     }
@@ -281,6 +313,19 @@ mod tests {
             before.open("ctx", &resealed),
             Err(VaultError::UnknownKey(_))
         ));
+    }
+
+    #[test]
+    fn rotating_the_key_file_keeps_old_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tether.keys");
+        let before = Vault::load_or_create_key_file(&path).unwrap();
+        let sealed = before.seal("c", b"x");
+        let after = Vault::rotate_key_file(&path).unwrap();
+        assert_ne!(after.primary_key_id(), before.primary_key_id());
+        assert_eq!(after.open("c", &sealed).unwrap(), b"x");
+        let reloaded = Vault::load_or_create_key_file(&path).unwrap();
+        assert_eq!(reloaded.primary_key_id(), after.primary_key_id());
     }
 
     #[test]

@@ -124,6 +124,24 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Deletes a connection; false when it did not exist.
     fn delete_connection(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
 
+    /// Up to `limit` connections with an id greater than `after_id`, by id: a cursor over
+    /// every connection, for maintenance such as key rotation.
+    fn connections_after(
+        &self,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<ConnectionRow>>> + Send;
+
+    /// Replaces only the sealed credential bytes (re-encryption under another key) when the
+    /// version still matches, bumping it; false when another writer got there first.
+    fn reseal_credentials(
+        &self,
+        id: &str,
+        expected_version: i64,
+        credentials: &[u8],
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
     // ----- changes that emit a webhook (the outbox row commits with the change) -----------
 
     /// [`Store::insert_connection`], and `event` in the outbox in the same transaction.

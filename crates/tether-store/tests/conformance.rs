@@ -532,6 +532,49 @@ async fn delete_connection<S: Store>(store: S) {
         .unwrap();
 }
 
+async fn cursor_and_reseal<S: Store>(store: S) {
+    for n in 0..5 {
+        let id = format!("conn-{n}");
+        store
+            .insert_connection(&connection(&id, "github", &format!("user-{n}")))
+            .await
+            .unwrap();
+    }
+    let first = store.connections_after(None, 2).await.unwrap();
+    let ids: Vec<&str> = first.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["conn-0", "conn-1"]);
+    let rest = store.connections_after(Some("conn-1"), 10).await.unwrap();
+    assert_eq!(rest.len(), 3);
+    assert!(
+        store
+            .connections_after(Some("conn-4"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let before = get(&store, "conn-2").await;
+    assert!(
+        store
+            .reseal_credentials("conn-2", before.credentials_version, b"resealed", 50)
+            .await
+            .unwrap()
+    );
+    let after = get(&store, "conn-2").await;
+    assert_eq!(after.credentials, b"resealed");
+    assert_eq!(after.credentials_version, before.credentials_version + 1);
+    assert_eq!(after.metadata, before.metadata);
+    assert_eq!(after.access_expires_at, before.access_expires_at);
+    // A stale version changes nothing.
+    assert!(
+        !store
+            .reseal_credentials("conn-2", before.credentials_version, b"stale", 60)
+            .await
+            .unwrap()
+    );
+    assert_eq!(get(&store, "conn-2").await.credentials, b"resealed");
+}
+
 async fn refresh_leases<S: Store>(store: S) {
     store
         .insert_connection(&connection("conn-1", "github", "user-1"))
@@ -1244,6 +1287,7 @@ macro_rules! conformance_suite {
             replace_credentials_concurrent,
             set_connection_status,
             delete_connection,
+            cursor_and_reseal,
             refresh_leases,
             refresh_lease_concurrent,
             connections_due_for_refresh,

@@ -147,6 +147,45 @@ pub(super) async fn get(pool: &SqlitePool, id: &str) -> StoreResult<Option<Conne
     record.map(ConnectionRow::try_from).transpose()
 }
 
+pub(super) async fn page_after(
+    pool: &SqlitePool,
+    after_id: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<ConnectionRow>> {
+    let records: Vec<ConnectionRecord> = sqlx::query_as(concat!(
+        "SELECT ",
+        connection_columns!(),
+        " FROM connections WHERE id > ? ORDER BY id LIMIT ?"
+    ))
+    .bind(after_id.unwrap_or(""))
+    .bind(i64::from(limit.clamp(1, 1000)))
+    .fetch_all(pool)
+    .await?;
+    records.into_iter().map(ConnectionRow::try_from).collect()
+}
+
+/// Swaps the sealed bytes only (same plaintext, new key): nothing else about the connection
+/// changes, but the version moves so a concurrent refresh cannot overwrite with a stale read.
+pub(super) async fn reseal(
+    pool: &SqlitePool,
+    id: &str,
+    expected_version: i64,
+    credentials: &[u8],
+    now: i64,
+) -> StoreResult<bool> {
+    let result = sqlx::query(
+        "UPDATE connections SET credentials = ?, credentials_version = credentials_version + 1, \
+         updated_at = ? WHERE id = ? AND credentials_version = ?",
+    )
+    .bind(credentials)
+    .bind(now)
+    .bind(id)
+    .bind(expected_version)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
 pub(super) async fn list(
     pool: &SqlitePool,
     filter: &ConnectionFilter,

@@ -201,6 +201,26 @@ impl Store for SqliteStore {
         connections::delete(&self.pool, id, None).await
     }
 
+    #[tracing::instrument(skip_all, err)]
+    async fn connections_after(
+        &self,
+        after_id: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<ConnectionRow>> {
+        connections::page_after(&self.pool, after_id, limit).await
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %id), err)]
+    async fn reseal_credentials(
+        &self,
+        id: &str,
+        expected_version: i64,
+        credentials: &[u8],
+        now: i64,
+    ) -> StoreResult<bool> {
+        connections::reseal(&self.pool, id, expected_version, credentials, now).await
+    }
+
     #[tracing::instrument(
         skip_all,
         fields(id = %connection.id, integration = %connection.integration),

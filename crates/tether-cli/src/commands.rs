@@ -12,7 +12,7 @@ use tether_core::vault::Vault;
 use tether_store::{ConnectionFilter, Store};
 
 use crate::config;
-use crate::serve::{KEY_FILE, open_store};
+use crate::serve::{KEY_FILE, gateway_for_commands, open_store};
 
 #[derive(Subcommand)]
 pub enum ConnectionsCommand {
@@ -24,6 +24,10 @@ pub enum ConnectionsCommand {
     },
     /// Show one connection (no secrets).
     Show { id: String },
+    /// Refresh a connection's tokens now.
+    Refresh { id: String },
+    /// Revoke a connection at the provider where possible, then delete it.
+    Delete { id: String },
 }
 
 #[derive(Subcommand)]
@@ -73,52 +77,73 @@ pub fn integrations_list(config_path: &Path) -> anyhow::Result<()> {
 
 pub async fn connections(config_path: &Path, command: ConnectionsCommand) -> anyhow::Result<()> {
     let file = config::load(config_path)?;
-    let store = open_store(&file).await?;
     match command {
-        ConnectionsCommand::List { end_user } => {
-            let rows = store
-                .list_connections(&ConnectionFilter {
-                    end_user_id: end_user,
-                    limit: 1000,
-                    ..ConnectionFilter::default()
-                })
-                .await?;
-            println!(
-                "{:<38} {:<16} {:<24} {:<13} EXPIRES",
-                "ID", "INTEGRATION", "END USER", "STATUS"
-            );
-            for row in rows {
-                println!(
-                    "{:<38} {:<16} {:<24} {:<13} {}",
-                    row.id,
-                    row.integration,
-                    row.end_user_id,
-                    row.status.as_str(),
-                    row.access_expires_at
-                        .map(rfc3339)
-                        .unwrap_or_else(|| "-".into())
-                );
-            }
-        }
-        ConnectionsCommand::Show { id } => {
-            let row = store
-                .get_connection(&id)
-                .await?
-                .with_context(|| format!("no connection has id {id}"))?;
-            let view = serde_json::json!({
-                "id": row.id,
-                "integration": row.integration,
-                "end_user_id": row.end_user_id,
-                "status": row.status.as_str(),
-                "expires_at": row.access_expires_at.map(rfc3339),
-                "metadata": serde_json::from_str::<serde_json::Value>(&row.metadata).unwrap_or_default(),
-                "last_error": row.last_error,
-                "created_at": rfc3339(row.created_at),
-                "updated_at": rfc3339(row.updated_at),
-            });
+        ConnectionsCommand::List { end_user } => list_connections(&file, end_user).await,
+        ConnectionsCommand::Show { id } => show_connection(&file, &id).await,
+        ConnectionsCommand::Refresh { id } => {
+            let gateway = gateway_for_commands(&file).await?;
+            let view = gateway.refresh_connection(&id).await?;
             println!("{}", serde_json::to_string_pretty(&view)?);
+            Ok(())
+        }
+        ConnectionsCommand::Delete { id } => {
+            let gateway = gateway_for_commands(&file).await?;
+            gateway.delete_connection(&id).await?;
+            println!("deleted {id}");
+            Ok(())
         }
     }
+}
+
+async fn list_connections(
+    file: &config::FileConfig,
+    end_user: Option<String>,
+) -> anyhow::Result<()> {
+    let store = open_store(file).await?;
+    let rows = store
+        .list_connections(&ConnectionFilter {
+            end_user_id: end_user,
+            limit: 1000,
+            ..ConnectionFilter::default()
+        })
+        .await?;
+    println!(
+        "{:<38} {:<16} {:<24} {:<13} EXPIRES",
+        "ID", "INTEGRATION", "END USER", "STATUS"
+    );
+    for row in rows {
+        println!(
+            "{:<38} {:<16} {:<24} {:<13} {}",
+            row.id,
+            row.integration,
+            row.end_user_id,
+            row.status.as_str(),
+            row.access_expires_at
+                .map(rfc3339)
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    Ok(())
+}
+
+async fn show_connection(file: &config::FileConfig, id: &str) -> anyhow::Result<()> {
+    let store = open_store(file).await?;
+    let row = store
+        .get_connection(id)
+        .await?
+        .with_context(|| format!("no connection has id {id}"))?;
+    let view = serde_json::json!({
+        "id": row.id,
+        "integration": row.integration,
+        "end_user_id": row.end_user_id,
+        "status": row.status.as_str(),
+        "expires_at": row.access_expires_at.map(rfc3339),
+        "metadata": serde_json::from_str::<serde_json::Value>(&row.metadata).unwrap_or_default(),
+        "last_error": row.last_error,
+        "created_at": rfc3339(row.created_at),
+        "updated_at": rfc3339(row.updated_at),
+    });
+    println!("{}", serde_json::to_string_pretty(&view)?);
     Ok(())
 }
 

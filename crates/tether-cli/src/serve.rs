@@ -17,7 +17,7 @@ pub const KEY_FILE: &str = "tether.keys";
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let file = config::load(config_path)?;
     let store = open_store(&file).await?;
-    let vault = open_vault()?;
+    let vault = open_vault(true)?;
     let catalog = Catalog::embedded().context("loading the built-in catalog")?;
     let integrations = file.integrations(&catalog)?;
     let api_keys = api_keys(&file, &store).await?;
@@ -70,14 +70,38 @@ pub async fn open_store(file: &FileConfig) -> anyhow::Result<SqliteStore> {
         .with_context(|| format!("opening database {url}"))
 }
 
-/// The vault: `TETHER_ENCRYPTION_KEYS`, or the key file (created with mode 0600 on first run).
-pub fn open_vault() -> anyhow::Result<Vault> {
+/// The gateway as configured, without listening: for maintenance commands, which must find
+/// the existing keys rather than create new ones.
+pub async fn gateway_for_commands(file: &FileConfig) -> anyhow::Result<Gateway<SqliteStore>> {
+    let store = open_store(file).await?;
+    let vault = open_vault(false)?;
+    let catalog = Catalog::embedded().context("loading the built-in catalog")?;
+    let integrations = file.integrations(&catalog)?;
+    let config = file.gateway(file.server.listen)?;
+    Ok(Gateway::new(
+        store,
+        vault,
+        config,
+        catalog,
+        integrations,
+        ApiKeys::default(),
+    ))
+}
+
+/// The vault: `TETHER_ENCRYPTION_KEYS`, or the key file (created with mode 0600 on first run
+/// when `create` is set).
+pub fn open_vault(create: bool) -> anyhow::Result<Vault> {
     match std::env::var("TETHER_ENCRYPTION_KEYS") {
         Ok(spec) if !spec.trim().is_empty() => Vault::from_spec(&spec)
             .context("TETHER_ENCRYPTION_KEYS (make one with `tether keys generate`)"),
         _ => {
             let path = PathBuf::from(KEY_FILE);
             let existed = path.exists();
+            if !existed && !create {
+                anyhow::bail!(
+                    "no key file {KEY_FILE} here and TETHER_ENCRYPTION_KEYS is not set: run this where tether serve runs"
+                );
+            }
             let vault = Vault::load_or_create_key_file(&path)?;
             if !existed {
                 tracing::info!(

@@ -18,6 +18,7 @@ mod provider_auth;
 mod reference;
 mod refresh;
 mod refresher;
+mod removal;
 mod state;
 pub mod webhooks;
 
@@ -42,6 +43,20 @@ pub struct Gateway<S: Store> {
 }
 
 impl<S: Store> Gateway<S> {
+    /// Refreshes a connection's tokens now (what `?force_refresh=true` does) and returns its
+    /// public view (no secrets). For the CLI and for apps that embed the gateway.
+    pub async fn refresh_connection(&self, id: &str) -> Result<serde_json::Value, ApiError> {
+        let id = api::parse_connection_id(id)?;
+        let live = refresh::live(&self.state, id.as_str(), refresh::Freshness::Force).await?;
+        Ok(api::connection_view(&live.row))
+    }
+
+    /// Revokes at the provider where possible, then deletes (as `DELETE /v1/connections/{id}`).
+    pub async fn delete_connection(&self, id: &str) -> Result<(), ApiError> {
+        let id = api::parse_connection_id(id)?;
+        removal::delete_connection(&self.state, id.as_str()).await
+    }
+
     /// Builds a gateway. `integrations` are already resolved against `catalog`.
     pub fn new(
         store: S,

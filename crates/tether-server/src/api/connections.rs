@@ -9,7 +9,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tether_core::credentials::Credentials;
 use tether_core::ids::ConnectionId;
-use tether_core::oauth2;
 use tether_core::unix_time::rfc3339;
 use tether_store::{ConnectionFilter, ConnectionRow, ConnectionStatus, Store};
 
@@ -17,8 +16,8 @@ use crate::api_keys::App;
 use crate::error::ApiError;
 use crate::provider_auth::{self, ConnectionValues};
 use crate::refresh::{self, Freshness};
+use crate::removal;
 use crate::state::AppState;
-use crate::webhooks::{self, EventType};
 
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new()
@@ -159,48 +158,6 @@ async fn delete<S: Store>(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    let row = state
-        .store
-        .get_connection(id.as_str())
-        .await?
-        .ok_or_else(ApiError::connection_not_found)?;
-    revoke_at_provider(&state, &row).await;
-    state.cache.invalidate(id.as_str());
-    let event = webhooks::event(&state, EventType::Deleted, &row, serde_json::Map::new());
-    if !state
-        .store
-        .delete_connection_with_event(id.as_str(), event.as_ref())
-        .await?
-    {
-        return Err(ApiError::connection_not_found());
-    }
-    webhooks::wake(&state, event.as_ref());
-    tracing::info!(connection_id = %row.id, integration = %row.integration, "connection deleted");
+    removal::delete_connection(&state, id.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Best effort (RFC 7009): the connection is deleted even when the provider cannot be told.
-async fn revoke_at_provider<S: Store>(state: &AppState<S>, row: &ConnectionRow) {
-    let Some(client) = state
-        .integration(&row.integration)
-        .and_then(|i| i.oauth2.as_ref())
-    else {
-        return;
-    };
-    if client.revocation_url.is_none() {
-        return;
-    }
-    let Ok(Credentials::Oauth2(tokens)) =
-        Credentials::open(&state.vault, &row.id, &row.credentials)
-    else {
-        return;
-    };
-    // Revoking the refresh token also ends its access tokens at most providers (7009 2.1).
-    let (token, hint) = match &tokens.refresh_token {
-        Some(refresh) => (refresh, "refresh_token"),
-        None => (&tokens.access_token, "access_token"),
-    };
-    if let Err(err) = oauth2::revoke(&state.outbound, client, token, hint).await {
-        tracing::warn!(connection_id = %row.id, error = %err, "revocation at the provider failed");
-    }
 }

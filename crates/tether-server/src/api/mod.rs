@@ -13,6 +13,8 @@ use tether_store::Store;
 
 use crate::state::AppState;
 
+pub(crate) use connections::{parse_id as parse_connection_id, view as connection_view};
+
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new()
         .merge(health::router())

@@ -68,6 +68,8 @@ pub struct TestApp {
     options: AppOptions,
     server: Option<RunningServer>,
     pub gateway_state: Option<tether_server::AppState<SqliteStore>>,
+    /// The gateway itself, for library-level calls.
+    pub gateway: Option<Arc<Gateway<SqliteStore>>>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -102,6 +104,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         options,
         server: None,
         gateway_state: None,
+        gateway: None,
     };
     app.start(listener).await;
     app
@@ -152,6 +155,7 @@ impl TestApp {
         let gateway = Gateway::new(store, vault, config, catalog, integrations, keys);
         let router = gateway.router();
         self.gateway_state = Some(gateway.state().clone());
+        self.gateway = Some(Arc::new(gateway));
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(async move {
             axum::serve(listener, router)

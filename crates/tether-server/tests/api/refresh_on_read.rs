@@ -168,3 +168,23 @@ async fn delete_revokes_at_the_provider_then_forgets() {
     let response = credentials(&app, &id, false).await;
     assert_eq!(response.status(), 404);
 }
+
+#[tokio::test]
+async fn the_gateway_refreshes_and_deletes_for_embedding_apps_and_the_cli() {
+    let app = spawn_app().await;
+    let id = app.connect("library").await;
+    let gateway = app.gateway.clone().unwrap();
+    let view = gateway.refresh_connection(&id).await.unwrap();
+    assert_eq!(view["status"], "active");
+    assert!(!view.to_string().contains("token"), "no secrets in the view: {view}");
+    assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
+    let missing = gateway
+        .refresh_connection("conn_0123456789abcdef0123456789abcdef")
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("no connection"), "{missing}");
+    gateway.delete_connection(&id).await.unwrap();
+    assert_eq!(app.seed.control.revoke_calls(), 1);
+    assert_eq!(app.connection_count().await, 0);
+    assert!(gateway.delete_connection(&id).await.is_err());
+}

@@ -1,0 +1,58 @@
+//! Deleting a connection: revoke at the provider where possible (RFC 7009), then delete the
+//! row together with its `connection.deleted` event. Shared by the API and the CLI.
+
+use tether_core::credentials::Credentials;
+use tether_core::oauth2;
+use tether_store::{ConnectionRow, Store};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::webhooks::{self, EventType};
+
+/// Revokes (best effort) and deletes; `connection_not_found` when there is no such row.
+pub async fn delete_connection<S: Store>(state: &AppState<S>, id: &str) -> Result<(), ApiError> {
+    let row = state
+        .store
+        .get_connection(id)
+        .await?
+        .ok_or_else(ApiError::connection_not_found)?;
+    revoke_at_provider(state, &row).await;
+    state.cache.invalidate(id);
+    let event = webhooks::event(state, EventType::Deleted, &row, serde_json::Map::new());
+    if !state
+        .store
+        .delete_connection_with_event(id, event.as_ref())
+        .await?
+    {
+        return Err(ApiError::connection_not_found());
+    }
+    webhooks::wake(state, event.as_ref());
+    tracing::info!(connection_id = %row.id, integration = %row.integration, "connection deleted");
+    Ok(())
+}
+
+/// Best effort: the connection is deleted even when the provider cannot be told.
+async fn revoke_at_provider<S: Store>(state: &AppState<S>, row: &ConnectionRow) {
+    let Some(client) = state
+        .integration(&row.integration)
+        .and_then(|i| i.oauth2.as_ref())
+    else {
+        return;
+    };
+    if client.revocation_url.is_none() {
+        return;
+    }
+    let Ok(Credentials::Oauth2(tokens)) =
+        Credentials::open(&state.vault, &row.id, &row.credentials)
+    else {
+        return;
+    };
+    // Revoking the refresh token also ends its access tokens at most providers (7009 2.1).
+    let (token, hint) = match &tokens.refresh_token {
+        Some(refresh) => (refresh, "refresh_token"),
+        None => (&tokens.access_token, "access_token"),
+    };
+    if let Err(err) = oauth2::revoke(&state.outbound, client, token, hint).await {
+        tracing::warn!(connection_id = %row.id, error = %err, "revocation at the provider failed");
+    }
+}

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use crate::SecretString;
-use crate::catalog::{AuthMode, Keep, ProviderDef, RequestDef};
+use crate::catalog::{AuthMode, FieldDef, Keep, ProviderDef, RequestDef};
 use crate::credentials::Credentials;
 use crate::integration::{Integration, parse_endpoint};
 use crate::outbound::{CappedResponse, Outbound, OutboundError};
@@ -88,68 +88,17 @@ pub fn normalise(
     let mut inputs = Inputs::default();
     let mut errors = Vec::new();
     for field in &provider.fields {
-        let mut error = |message: String| {
-            errors.push(FieldError {
+        let given = raw.get(&field.name).map(SecretString::expose).unwrap_or("");
+        match normalise_field(field, given) {
+            Ok(Some(value)) => {
+                inputs.values.insert(field.name.clone(), value);
+            }
+            Ok(None) => {}
+            Err(message) => errors.push(FieldError {
                 field: field.name.clone(),
                 message,
-            })
-        };
-        let given = raw.get(&field.name).map(SecretString::expose).unwrap_or("");
-        let mut value = Zeroizing::new(if field.trim {
-            given.trim().to_owned()
-        } else {
-            given.to_owned()
-        });
-        if field.lowercase {
-            value = Zeroizing::new(value.to_lowercase());
+            }),
         }
-        if let Some(suffix) = &field.strip_suffix {
-            let len = value.len();
-            if len > suffix.len()
-                && value.is_char_boundary(len - suffix.len())
-                && value[len - suffix.len()..].eq_ignore_ascii_case(suffix)
-            {
-                value.truncate(len - suffix.len());
-            }
-        }
-        if value.is_empty() {
-            if field.required {
-                error(format!("{} is required.", field.label));
-            }
-            continue;
-        }
-        if value.chars().count() > MAX_FIELD_CHARS {
-            error(format!(
-                "{} is too long (at most {MAX_FIELD_CHARS} characters).",
-                field.label
-            ));
-            continue;
-        }
-        // Control characters have no place in a credential and could split a header.
-        if value.chars().any(char::is_control) {
-            error(format!(
-                "{} contains characters that are not allowed (such as line breaks).",
-                field.label
-            ));
-            continue;
-        }
-        if let Some(pattern) = &field.pattern {
-            let anchored = ["^(?:", pattern, ")$"].concat();
-            let matches = regex_lite::Regex::new(&anchored)
-                .map(|re| re.is_match(&value))
-                .unwrap_or(false);
-            if !matches {
-                error(
-                    field.pattern_hint.clone().unwrap_or_else(|| {
-                        format!("{} is not in the expected format.", field.label)
-                    }),
-                );
-                continue;
-            }
-        }
-        inputs
-            .values
-            .insert(field.name.clone(), SecretString::new(value.as_str()));
     }
     if errors.is_empty() {
         Ok(inputs)
@@ -158,8 +107,186 @@ pub fn normalise(
     }
 }
 
-/// Runs the integration's credential flow: for `two_step` the exchange, for `api_key` and
-/// `basic` the probe (when the catalog has one). Stores nothing; the caller stores the result.
+/// One field's normalised value (`None` when empty and optional), or what is wrong with it.
+fn normalise_field(field: &FieldDef, given: &str) -> Result<Option<SecretString>, String> {
+    let mut value = Zeroizing::new(if field.trim {
+        given.trim().to_owned()
+    } else {
+        given.to_owned()
+    });
+    if field.lowercase {
+        value = Zeroizing::new(value.to_lowercase());
+    }
+    if let Some(suffix) = &field.strip_suffix {
+        let len = value.len();
+        if len > suffix.len()
+            && value.is_char_boundary(len - suffix.len())
+            && value[len - suffix.len()..].eq_ignore_ascii_case(suffix)
+        {
+            value.truncate(len - suffix.len());
+        }
+    }
+    if value.is_empty() {
+        if field.required {
+            return Err(format!("{} is required.", field.label));
+        }
+        return Ok(None);
+    }
+    if value.chars().count() > MAX_FIELD_CHARS {
+        return Err(format!(
+            "{} is too long (at most {MAX_FIELD_CHARS} characters).",
+            field.label
+        ));
+    }
+    // Control characters have no place in a credential and could split a header.
+    if value.chars().any(char::is_control) {
+        return Err(format!(
+            "{} contains characters that are not allowed (such as line breaks).",
+            field.label
+        ));
+    }
+    if let Some(pattern) = &field.pattern {
+        let anchored = ["^(?:", pattern, ")$"].concat();
+        let matches = regex_lite::Regex::new(&anchored)
+            .map(|re| re.is_match(&value))
+            .unwrap_or(false);
+        if !matches {
+            return Err(field
+                .pattern_hint
+                .clone()
+                .unwrap_or_else(|| format!("{} is not in the expected format.", field.label)));
+        }
+    }
+    Ok(Some(SecretString::new(value.as_str())))
+}
+
+/// Credentials obtained elsewhere (`POST /v1/connections`), checked against the catalog as
+/// strictly as the form: only names the provider keeps are accepted, form fields are
+/// normalised and pattern-checked (so an imported link name cannot point the proxy at another
+/// host either), and everything the proxy's templates read must be present.
+pub fn import(
+    provider: &ProviderDef,
+    credentials: &BTreeMap<String, SecretString>,
+    metadata: &Map<String, Value>,
+) -> Result<Connected, Vec<FieldError>> {
+    let mode = provider.auth_mode;
+    let requests = [&provider.exchange, &provider.probe];
+    let keeps = |name: &str, keep: Keep| {
+        provider
+            .fields
+            .iter()
+            .any(|f| f.name == name && f.keep_in(mode) == keep)
+            || requests
+                .iter()
+                .filter_map(|r| r.as_ref())
+                .any(|r| match keep {
+                    Keep::Credential => r.credential.contains_key(name),
+                    Keep::Metadata => r.metadata.contains_key(name),
+                    Keep::Nowhere => false,
+                })
+    };
+    let mut errors = Vec::new();
+    let mut kept_credentials = BTreeMap::new();
+    for (name, value) in credentials {
+        if !keeps(name, Keep::Credential) {
+            errors.push(field_error(
+                name,
+                format!("{name} is not a credential this provider keeps"),
+            ));
+            continue;
+        }
+        let checked = match provider.fields.iter().find(|f| &f.name == name) {
+            Some(field) => normalise_field(field, value.expose()),
+            None if value.is_empty() || value.expose().len() > MAX_CREDENTIAL_CHARS => Err(
+                format!("{name} must be 1 to {MAX_CREDENTIAL_CHARS} characters"),
+            ),
+            None if value.expose().chars().any(char::is_control) => {
+                Err(format!("{name} contains control characters"))
+            }
+            None => Ok(Some(value.clone())),
+        };
+        match checked {
+            Ok(Some(v)) => {
+                kept_credentials.insert(name.clone(), v);
+            }
+            Ok(None) => {}
+            Err(message) => errors.push(field_error(name, message)),
+        }
+    }
+    let mut kept_metadata = Map::new();
+    for (name, value) in metadata {
+        if !keeps(name, Keep::Metadata) {
+            errors.push(field_error(
+                name,
+                format!("{name} is not metadata this provider keeps"),
+            ));
+            continue;
+        }
+        match (provider.fields.iter().find(|f| &f.name == name), value) {
+            (Some(field), Value::String(text)) => match normalise_field(field, text) {
+                Ok(Some(v)) => {
+                    kept_metadata.insert(name.clone(), Value::String(v.expose().to_owned()));
+                }
+                Ok(None) => {}
+                Err(message) => errors.push(field_error(name, message)),
+            },
+            (Some(_), _) => errors.push(field_error(name, format!("{name} must be a string"))),
+            (None, Value::String(text)) if text.len() <= MAX_METADATA_CHARS => {
+                kept_metadata.insert(name.clone(), value.clone());
+            }
+            (None, Value::Number(_) | Value::Bool(_)) => {
+                kept_metadata.insert(name.clone(), value.clone());
+            }
+            (None, _) => errors.push(field_error(
+                name,
+                format!("{name} must be a short string, a number or a boolean"),
+            )),
+        }
+    }
+    // Everything the proxy will read must be there, or every call would fail later.
+    let templates = provider
+        .api
+        .headers
+        .values()
+        .chain(provider.api.base_url.iter());
+    for text in templates {
+        let Ok(template) = Template::parse(text) else {
+            continue;
+        };
+        for reference in template.references() {
+            let present = match reference.scope {
+                Scope::Credential => kept_credentials.contains_key(&reference.name),
+                Scope::Connection => kept_metadata.contains_key(&reference.name),
+                Scope::Settings | Scope::Input => true,
+            };
+            let already = errors.iter().any(|e| e.field == reference.name);
+            if !present && !already {
+                errors.push(field_error(
+                    &reference.name,
+                    format!("{} is required", reference.name),
+                ));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Connected {
+        credentials: Credentials::Fields {
+            values: kept_credentials,
+        },
+        metadata: kept_metadata,
+    })
+}
+
+/// A problem with one named value.
+fn field_error(field: &str, message: String) -> FieldError {
+    FieldError {
+        field: field.to_owned(),
+        message,
+    }
+}
+
 #[tracing::instrument(skip_all, fields(integration = %integration.key, provider = %integration.provider.id))]
 pub async fn connect(
     http: &Outbound,
@@ -634,5 +761,69 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("fields.tenant.pattern"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod import_tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use serde_json::json;
+
+    fn provider(id: &str) -> std::sync::Arc<ProviderDef> {
+        Catalog::embedded().unwrap().get(id).unwrap().clone()
+    }
+
+    fn secrets(pairs: &[(&str, &str)]) -> BTreeMap<String, SecretString> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), SecretString::new(*v)))
+            .collect()
+    }
+
+    fn metadata(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn salesmate_import_is_normalised_and_checked_like_the_form() {
+        let p = provider("salesmate");
+        let ok = import(
+            &p,
+            &secrets(&[("access_key", " key ")]),
+            &metadata(json!({"link_name": "Acme.salesmate.io"})),
+        )
+        .unwrap();
+        assert_eq!(ok.credentials.get("access_key"), Some("key"));
+        assert_eq!(ok.metadata["link_name"], "acme");
+        let errors = import(
+            &p,
+            &secrets(&[("access_key", "key")]),
+            &metadata(json!({"link_name": "evil.example/x"})),
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].field, "link_name");
+        let errors = import(&p, &secrets(&[("access_key", "key")]), &Map::new()).unwrap_err();
+        assert!(errors.iter().any(|e| e.field == "link_name"), "{errors:?}");
+    }
+
+    #[test]
+    fn redtail_import_takes_the_user_key_but_never_a_password() {
+        let p = provider("redtail");
+        let ok = import(
+            &p,
+            &secrets(&[("user_key", "UK")]),
+            &metadata(json!({"database_id": 7})),
+        )
+        .unwrap();
+        assert_eq!(ok.credentials.get("user_key"), Some("UK"));
+        let errors = import(
+            &p,
+            &secrets(&[("user_key", "UK"), ("password", "hunter2")]),
+            &Map::new(),
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].field, "password");
+        assert!(!format!("{errors:?}").contains("hunter2"));
     }
 }

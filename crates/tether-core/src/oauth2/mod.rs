@@ -6,4 +6,6 @@ mod authorize;
 mod token;
 
 pub use authorize::authorization_url;
-pub use token::{TokenError, exchange_code, parse_token_response, refresh, revoke};
+pub use token::{
+    TokenError, exchange_code, parse_token_response, refresh, revoke, tokens_from_object,
+};

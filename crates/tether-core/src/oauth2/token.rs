@@ -231,7 +231,9 @@ pub fn parse_token_response(
     tokens_from_object(object, now)
 }
 
-fn tokens_from_object(
+/// A token set from a JSON object shaped like RFC 6749 5.1 (`access_token`, `expires_in` as
+/// a number or numeric string, ...); unknown fields are kept in `extra`.
+pub fn tokens_from_object(
     mut object: Map<String, Value>,
     now: i64,
 ) -> Result<OAuth2Tokens, TokenError> {

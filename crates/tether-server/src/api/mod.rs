@@ -3,6 +3,7 @@
 mod catalog;
 mod connections;
 mod health;
+mod import;
 mod metrics;
 mod proxy;
 mod sessions;
@@ -21,6 +22,7 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .merge(catalog::router())
         .merge(sessions::router())
         .merge(connections::router())
+        .merge(import::router())
         .merge(proxy::router())
         .merge(webhooks::router())
         .merge(metrics::router())

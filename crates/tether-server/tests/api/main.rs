@@ -4,6 +4,7 @@
 mod helpers;
 
 mod catalog;
+mod import;
 mod oauth_flow;
 mod providers;
 mod proxy;

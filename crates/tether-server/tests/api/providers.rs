@@ -15,15 +15,16 @@ use crate::helpers::*;
 
 const REDTAIL_API_KEY: &str = "demo-redtail-api-key";
 const REDTAIL_PASSWORD: &str = "demo-password";
-const SALESMATE_KEY: &str = "demo-salesmate-access-key";
+pub(crate) const SALESMATE_KEY: &str = "demo-salesmate-access-key";
 
-struct Providers {
-    app: TestApp,
-    redtail: Running<RedtailControl>,
-    salesmate: Running<SalesmateControl>,
+/// A gateway with `redtail` and `salesmate` integrations pointed at their emulators.
+pub(crate) struct Providers {
+    pub(crate) app: TestApp,
+    pub(crate) redtail: Running<RedtailControl>,
+    pub(crate) salesmate: Running<SalesmateControl>,
 }
 
-async fn spawn() -> Providers {
+pub(crate) async fn spawn() -> Providers {
     let redtail = redtail::spawn(RedtailConfig::default()).await.unwrap();
     let salesmate = salesmate::spawn(SalesmateConfig::default()).await.unwrap();
     let redtail_base = redtail.base_url().join("api/public/v1").unwrap();

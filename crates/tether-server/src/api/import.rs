@@ -1,0 +1,168 @@
+//! `POST /v1/connections`: import credentials the app obtained elsewhere (a migration from
+//! another platform, tokens from the app's own OAuth flow). They are checked as strictly as a
+//! connect: OAuth tokens parse like a token response, other modes go through the catalog's
+//! fields and patterns. Importing for an end user who already has a connection to the
+//! integration replaces its credentials and keeps its id.
+
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::{Json, Router, routing::post};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tether_core::catalog::AuthMode;
+use tether_core::credential_flow;
+use tether_core::credentials::Credentials;
+use tether_core::ids::EndUserId;
+use tether_core::{SecretString, oauth2, unix_time};
+use tether_store::Store;
+
+use crate::api::connections::view;
+use crate::api_keys::App;
+use crate::error::ApiError;
+use crate::persist::{EndUser, save_connection};
+use crate::state::AppState;
+
+pub fn router<S: Store>() -> Router<AppState<S>> {
+    Router::new().route("/v1/connections", post(import::<S>))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportBody {
+    integration: String,
+    end_user: EndUserBody,
+    /// OAuth: `{access_token, refresh_token?, expires_in? | expires_at?, token_type?, scope?}`;
+    /// other modes: the credential values the provider keeps, by name.
+    credentials: Map<String, Value>,
+    #[serde(default)]
+    metadata: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndUserBody {
+    id: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+async fn import<S: Store>(
+    _app: App,
+    State(state): State<AppState<S>>,
+    body: Result<Json<ImportBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(body) = body?;
+    let end_user = EndUserId::try_from(body.end_user.id.as_str())
+        .map_err(|e| ApiError::bad_request("invalid_end_user", e.to_string()))?;
+    let integration = state
+        .integration(&body.integration)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "integration_not_found",
+                format!(
+                    "no integration is configured with key {:?}",
+                    body.integration
+                ),
+            )
+        })?;
+    let now = unix_time::now();
+    let (credentials, metadata) = match integration.auth_mode() {
+        AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {
+            (oauth_credentials(body.credentials, now)?, body.metadata)
+        }
+        _ => {
+            let values = string_values(&body.credentials)?;
+            let connected = credential_flow::import(&integration.provider, &values, &body.metadata)
+                .map_err(|errors| {
+                    let detail = errors
+                        .iter()
+                        .map(|e| [e.field.as_str(), ": ", e.message.as_str()].concat())
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    ApiError::bad_request("invalid_credentials", detail)
+                })?;
+            (connected.credentials, connected.metadata)
+        }
+    };
+    let existed = state
+        .store
+        .find_connection(integration.key.as_str(), end_user.as_str())
+        .await?
+        .is_some();
+    let id = save_connection(
+        &state,
+        integration.key.as_str(),
+        &EndUser {
+            id: end_user.as_str().to_owned(),
+            email: body.end_user.email,
+            display_name: body.end_user.display_name,
+        },
+        &credentials,
+        &metadata,
+    )
+    .await?;
+    let row = state
+        .store
+        .get_connection(&id)
+        .await?
+        .ok_or_else(ApiError::connection_not_found)?;
+    let status = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(view(&row))))
+}
+
+/// OAuth tokens as a token response would carry them; `expires_at` (RFC 3339) is accepted
+/// too, since an exporting system usually knows the deadline rather than the lifetime.
+fn oauth_credentials(mut object: Map<String, Value>, now: i64) -> Result<Credentials, ApiError> {
+    if let Some(at) = object.remove("expires_at") {
+        let text = at.as_str().ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_credentials",
+                "expires_at must be an RFC 3339 string",
+            )
+        })?;
+        let deadline =
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_credentials",
+                        "expires_at must be an RFC 3339 time",
+                    )
+                })?;
+        object.insert(
+            "expires_in".into(),
+            Value::from(deadline.unix_timestamp() - now),
+        );
+    }
+    oauth2::tokens_from_object(object, now)
+        .map(Credentials::Oauth2)
+        .map_err(|err| {
+            // The parser speaks of a provider's "response"; here it is the app's body.
+            let detail = err
+                .to_string()
+                .replace("the provider's token response is invalid: ", "");
+            ApiError::bad_request("invalid_credentials", detail)
+        })
+}
+
+fn string_values(
+    object: &Map<String, Value>,
+) -> Result<std::collections::BTreeMap<String, SecretString>, ApiError> {
+    object
+        .iter()
+        .map(|(name, value)| match value {
+            Value::String(text) => Ok((name.clone(), SecretString::new(text.as_str()))),
+            _ => Err(ApiError::bad_request(
+                "invalid_credentials",
+                format!("credentials.{name} must be a string"),
+            )),
+        })
+        .collect()
+}

@@ -99,6 +99,12 @@ pub struct ConnectSection {
     pub allowed_return_origins: Vec<String>,
     #[serde(default)]
     pub app_name: Option<String>,
+    /// The Connect page's accent colour, `#rgb` or `#rrggbb`.
+    #[serde(default)]
+    pub accent_color: Option<String>,
+    /// The app's logo on the Connect page: https (http only on loopback), served by the app.
+    #[serde(default)]
+    pub logo_url: Option<String>,
 }
 
 /// Reads `.env` (if any), the TOML file (if it exists) and the environment.
@@ -159,6 +165,16 @@ impl FileConfig {
         }
         if let Some(name) = &self.connect.app_name {
             config.app_name = name.clone();
+        }
+        if let Some(color) = &self.connect.accent_color {
+            config
+                .set_accent_color(color)
+                .map_err(|m| anyhow::anyhow!("connect.accent_color: {m}"))?;
+        }
+        if let Some(logo) = &self.connect.logo_url {
+            config
+                .set_logo_url(logo)
+                .map_err(|m| anyhow::anyhow!("connect.logo_url: {m}"))?;
         }
         if let Some(webhooks) = &self.webhooks {
             let url = tether_core::integration::parse_endpoint(&webhooks.url)

@@ -4,9 +4,14 @@
 //! lines, then runs until Ctrl-C.
 //!
 //! Everything is throwaway: nothing is written to disk, and this must never listen on
-//! anything but 127.0.0.1 nor talk to a real provider.
+//! anything but loopback nor talk to a real provider.
+//!
+//! For scripts (the browser tests in `e2e/`), the flags choose the address, the app's origins
+//! and branding, a consent page on the OAuth emulator and the session lifetime, and the demo
+//! prints one machine-readable line, `TETHER_DEMO {json}`, before the banner.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -16,7 +21,7 @@ use tether_core::vault::Vault;
 use tether_core::{SecretString, random, unix_time};
 use tether_emulators::redtail::{self, RedtailConfig};
 use tether_emulators::salesmate::{self, SalesmateConfig};
-use tether_emulators::seed_oauth::{self, SeedOAuthConfig};
+use tether_emulators::seed_oauth::{self, Consent, SeedOAuthConfig};
 use tether_server::{ApiKeys, Gateway, GatewayConfig};
 use tether_store::{ConnectSessionRow, SqliteStore, Store};
 use tokio::net::TcpListener;
@@ -27,10 +32,45 @@ const PREFERRED_PORT: u16 = 3003;
 /// The demo end user's id.
 const END_USER: &str = "demo-user";
 
+/// `tether demo` options; the defaults give the interactive demo.
+#[derive(Debug, Default, clap::Args)]
+pub struct DemoArgs {
+    /// Loopback address to listen on (default 127.0.0.1:3003, or any free port if taken).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// An origin the app sends end users back to and receives popup messages on
+    /// (repeatable), such as http://127.0.0.1:3000.
+    #[arg(long = "allowed-origin", value_name = "URL")]
+    pub allowed_origins: Vec<String>,
+    /// Show a consent page (Approve / Deny) on the OAuth CRM instead of approving at once.
+    #[arg(long)]
+    pub consent_page: bool,
+    /// The app's name on the Connect page.
+    #[arg(long, value_name = "NAME")]
+    pub app_name: Option<String>,
+    /// The Connect page's accent colour (#rgb or #rrggbb).
+    #[arg(long, value_name = "COLOR")]
+    pub accent_color: Option<String>,
+    /// The app's logo on the Connect page (https, or http on loopback).
+    #[arg(long, value_name = "URL")]
+    pub logo_url: Option<String>,
+    /// How long connect sessions stay valid, in seconds (default 1800).
+    #[arg(long, value_name = "SECONDS")]
+    pub session_ttl: Option<u64>,
+}
+
 /// Runs the demo until Ctrl-C.
-pub async fn run() -> anyhow::Result<()> {
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     tether_core::outbound::install_crypto_provider();
-    let seed_config = SeedOAuthConfig::default();
+    if let Some(addr) = args.listen
+        && !addr.ip().is_loopback()
+    {
+        anyhow::bail!("--listen {addr}: the demo only listens on loopback (such as 127.0.0.1:0)");
+    }
+    let mut seed_config = SeedOAuthConfig::default();
+    if args.consent_page {
+        seed_config.consent = Consent::Page;
+    }
     let redtail_config = RedtailConfig::default();
     let salesmate_config = SalesmateConfig::default();
     let seed = seed_oauth::spawn(seed_config.clone())
@@ -43,11 +83,16 @@ pub async fn run() -> anyhow::Result<()> {
         .await
         .context("starting the Salesmate emulator")?;
 
-    let listener = match TcpListener::bind((Ipv4Addr::LOCALHOST, PREFERRED_PORT)).await {
-        Ok(listener) => listener,
-        Err(_) => TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+    let listener = match args.listen {
+        Some(addr) => TcpListener::bind(addr)
             .await
-            .context("binding a loopback port")?,
+            .with_context(|| format!("binding {addr}"))?,
+        None => match TcpListener::bind((Ipv4Addr::LOCALHOST, PREFERRED_PORT)).await {
+            Ok(listener) => listener,
+            Err(_) => TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .await
+                .context("binding a loopback port")?,
+        },
     };
     let addr: SocketAddr = listener.local_addr()?;
     let public_url = Url::parse(&["http://", &addr.to_string(), "/"].concat())?;
@@ -101,7 +146,8 @@ pub async fn run() -> anyhow::Result<()> {
     let vault = Vault::from_spec(&Vault::generate_key_entry()).context("generating a key")?;
     let api_key = random::prefixed_token("tether_sk_");
     let api_keys = ApiKeys::from_keys([&SecretString::new(api_key.clone())]);
-    let config = GatewayConfig::new(public_url.clone());
+    let mut config = GatewayConfig::new(public_url.clone());
+    configure(&mut config, &args)?;
     let session_ttl = config.connect_session_ttl;
     let gateway = Gateway::new(store, vault, config, catalog, integrations, api_keys);
 
@@ -126,6 +172,22 @@ pub async fn run() -> anyhow::Result<()> {
     let mut connect_url = public_url.join("connect")?;
     connect_url.query_pairs_mut().append_pair("session", &token);
 
+    let mut integration_keys: Vec<&str> = tables.iter().map(|(key, _)| *key).collect();
+    integration_keys.sort_unstable();
+    let machine = json!({
+        "base_url": public_url.as_str(),
+        "api_key": api_key,
+        "connect_url": connect_url.as_str(),
+        "integrations": integration_keys,
+        "end_user_id": END_USER,
+        "emulators": {
+            "oauth": seed_base.as_str(),
+            "redtail": redtail.base_url().as_str(),
+            "salesmate": salesmate.base_url().as_str(),
+        },
+    });
+    // One line a script can find; the API key is a throwaway made for this run.
+    println!("TETHER_DEMO {machine}");
     print_banner(&Banner {
         public_url: &public_url,
         connect_url: &connect_url,
@@ -133,6 +195,7 @@ pub async fn run() -> anyhow::Result<()> {
         session_minutes: session_ttl.as_secs() / 60,
         redtail: &redtail_config,
         salesmate: &salesmate_config,
+        consent_page: args.consent_page,
     })?;
 
     let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
@@ -153,6 +216,35 @@ pub async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Applies the command line's gateway settings.
+fn configure(config: &mut GatewayConfig, args: &DemoArgs) -> anyhow::Result<()> {
+    for origin in &args.allowed_origins {
+        let url = Url::parse(origin)
+            .with_context(|| format!("--allowed-origin {origin:?} is not a URL"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            anyhow::bail!("--allowed-origin {origin:?} must be http or https");
+        }
+        config.allowed_return_origins.push(url.origin());
+    }
+    if let Some(name) = &args.app_name {
+        config.app_name = name.clone();
+    }
+    if let Some(color) = &args.accent_color {
+        config
+            .set_accent_color(color)
+            .map_err(|m| anyhow::anyhow!("--accent-color: {m}"))?;
+    }
+    if let Some(logo) = &args.logo_url {
+        config
+            .set_logo_url(logo)
+            .map_err(|m| anyhow::anyhow!("--logo-url: {m}"))?;
+    }
+    if let Some(seconds) = args.session_ttl {
+        config.connect_session_ttl = Duration::from_secs(seconds.max(1));
+    }
+    Ok(())
+}
+
 struct Banner<'a> {
     public_url: &'a Url,
     connect_url: &'a Url,
@@ -160,6 +252,7 @@ struct Banner<'a> {
     session_minutes: u64,
     redtail: &'a RedtailConfig,
     salesmate: &'a SalesmateConfig,
+    consent_page: bool,
 }
 
 fn print_banner(b: &Banner<'_>) -> anyhow::Result<()> {
@@ -190,7 +283,7 @@ Tether demo: the gateway, emulated Redtail CRM, Salesmate and an OAuth CRM, on l
 
      Redtail CRM      username: {rt_user}    password: {rt_pass}
      Salesmate        access key: {sm_key}    link name: {sm_link}
-     Demo OAuth CRM   nothing to type: it approves at once
+     Demo OAuth CRM   nothing to type: {oauth_note}
 
 3. Call the CRM through Tether (API key {key}):
 
@@ -210,6 +303,11 @@ Press Ctrl-C to stop; the database lives in memory and disappears with the demo.
         sm_key = salesmate_account.access_key,
         sm_link = salesmate_account.link_name,
         key = b.api_key,
+        oauth_note = if b.consent_page {
+            "click Approve on its consent page"
+        } else {
+            "it approves at once"
+        },
     );
     Ok(())
 }

@@ -29,7 +29,7 @@ enum Command {
     /// Run the gateway.
     Serve,
     /// Run the gateway with emulated Redtail CRM, Salesmate and an OAuth CRM, offline.
-    Demo,
+    Demo(demo::DemoArgs),
     /// List the providers in the built-in catalog.
     Providers {
         #[command(subcommand)]
@@ -97,7 +97,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve::run(&cli.config).await,
-        Command::Demo => demo::run().await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Providers { .. } => commands::providers_list(),
         Command::Integrations { .. } => commands::integrations_list(&cli.config),
         Command::Connections { command } => commands::connections(&cli.config, command).await,

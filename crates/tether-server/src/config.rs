@@ -6,6 +6,9 @@ use std::time::Duration;
 use tether_core::secret::SecretString;
 use url::{Origin, Url};
 
+/// The Connect page's accent colour when none is configured (white text on it: 5.2:1).
+pub const DEFAULT_ACCENT: &str = "#2563eb";
+
 /// Settings of one gateway instance.
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
@@ -26,6 +29,12 @@ pub struct GatewayConfig {
     pub proxy_max_body_bytes: usize,
     /// The app's name, shown on the Connect page.
     pub app_name: String,
+    /// The Connect page's accent colour (`#rgb` or `#rrggbb`); set with
+    /// [`GatewayConfig::set_accent_color`], which checks it, since it is written into CSS.
+    accent_color: String,
+    /// The app's logo, shown on the Connect page (https, or http on loopback); set with
+    /// [`GatewayConfig::set_logo_url`]. The app serves it; the page's CSP allows its origin.
+    logo_url: Option<Url>,
     /// Where and how to deliver webhooks; `None` writes no events and sends nothing.
     pub webhooks: Option<WebhookConfig>,
     /// The background refresher's schedule.
@@ -104,6 +113,8 @@ impl GatewayConfig {
             refresh_lease: Duration::from_secs(30),
             proxy_max_body_bytes: 10 * 1024 * 1024,
             app_name: "Tether".into(),
+            accent_color: DEFAULT_ACCENT.into(),
+            logo_url: None,
             webhooks: None,
             refresher: RefresherConfig::default(),
         }
@@ -135,4 +146,55 @@ impl GatewayConfig {
     pub fn secure_cookies(&self) -> bool {
         self.public_url.scheme() == "https"
     }
+
+    /// Sets the accent colour; only `#rgb` or `#rrggbb`, because it is written into CSS.
+    pub fn set_accent_color(&mut self, color: &str) -> Result<(), String> {
+        if !is_hex_color(color) {
+            return Err(format!(
+                "{color:?} is not a colour such as #2563eb (# and 3 or 6 hex digits)"
+            ));
+        }
+        self.accent_color = color.to_ascii_lowercase();
+        Ok(())
+    }
+
+    /// The accent colour, always `#rgb` or `#rrggbb`.
+    pub fn accent_color(&self) -> &str {
+        &self.accent_color
+    }
+
+    /// Sets the logo URL: https, or http on a loopback host (for local development); never a
+    /// `data:` or `javascript:` URL, and no credentials in it.
+    pub fn set_logo_url(&mut self, text: &str) -> Result<(), String> {
+        let url = Url::parse(text).map_err(|_| format!("{text:?} is not an absolute URL"))?;
+        let loopback = match url.host() {
+            Some(url::Host::Domain(host)) => host == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
+        if !scheme_ok || url.host().is_none() {
+            return Err(format!(
+                "{text:?} must be an https URL (http only on localhost or 127.0.0.1)"
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("a logo URL must not carry a user name or password".into());
+        }
+        self.logo_url = Some(url);
+        Ok(())
+    }
+
+    /// The logo URL, if one is configured (already checked by `set_logo_url`).
+    pub fn logo_url(&self) -> Option<&Url> {
+        self.logo_url.as_ref()
+    }
+}
+
+/// Whether `color` is `#rgb` or `#rrggbb`.
+pub fn is_hex_color(color: &str) -> bool {
+    color.starts_with('#')
+        && matches!(color.len(), 4 | 7)
+        && color[1..].bytes().all(|b| b.is_ascii_hexdigit())
 }

@@ -35,12 +35,12 @@ pub async fn callback<S: Store>(
 ) -> Response {
     let flow = match take_flow(&state, &query, &headers).await {
         Ok(flow) => flow,
-        Err(failure) => return failure.into_page(&state.config, false),
+        Err(failure) => return failure.into_page(&state.config),
     };
     let popup = flow.display == "popup";
     match finish(&state, &query, &flow).await {
         Ok(connection_id) => connected(&state, &flow, &connection_id, popup),
-        Err(failure) => failure.into_page(&state.config, popup),
+        Err(failure) => failure.into_page(&state.config),
     }
 }
 
@@ -101,7 +101,7 @@ async fn finish<S: Store>(
     if let Some(error) = &query.error {
         // RFC 6749 4.1.2.1: the provider (or the user) refused.
         tracing::info!(integration = %flow.integration, error = %error, "authorization refused at the provider");
-        let failure = if error == "access_denied" {
+        let mut failure = if error == "access_denied" {
             Failure::new(
                 StatusCode::OK,
                 "access_denied",
@@ -122,6 +122,7 @@ async fn finish<S: Store>(
             f.reference = Some(reference);
             f
         };
+        failure.retry_last_start = true;
         return Err(failure);
     }
     let Some(code) = query
@@ -209,6 +210,8 @@ fn exchange_failure(integration: &str, err: &TokenError) -> Failure {
          again; if it keeps happening, contact the app's support with the reference below.",
     );
     failure.reference = Some(reference);
+    // A new attempt starts a new flow, so offering one is safe.
+    failure.retry_last_start = true;
     failure
 }
 
@@ -222,6 +225,8 @@ fn internal(what: &str, err: &dyn std::fmt::Debug) -> Failure {
         "We could not finish connecting your account. Try again in a moment.",
     );
     failure.reference = Some(reference);
+    // A new attempt starts a new flow, so offering one is safe.
+    failure.retry_last_start = true;
     failure
 }
 

@@ -106,11 +106,11 @@ pub async fn submit<S: Store>(
             "For your security, connect only from the page the app opened. Go back to the app \
              and start connecting again.",
         )
-        .into_page(&state.config, popup);
+        .into_page(&state.config);
     }
     let session = match session::load(&state, query.session.as_deref()).await {
         Ok(session) => session,
-        Err(failure) => return failure.into_page(&state.config, popup),
+        Err(failure) => return failure.into_page(&state.config),
     };
     let Some(integration) = state
         .integration(&integration_key)
@@ -123,7 +123,7 @@ pub async fn submit<S: Store>(
             "This service is not available",
             "This connect link does not offer that service. Go back to the app and choose again.",
         )
-        .into_page(&state.config, popup);
+        .into_page(&state.config);
     };
     let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
         return Failure::new(
@@ -132,7 +132,7 @@ pub async fn submit<S: Store>(
             "The form could not be read",
             "Go back, fill in the form again and send it.",
         )
-        .into_page(&state.config, popup);
+        .into_page(&state.config);
     };
     // Wrapped at once so a password cannot reach a log through a stray `Debug`.
     let raw: BTreeMap<String, SecretString> = pairs

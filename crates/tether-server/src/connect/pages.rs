@@ -8,25 +8,81 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use url::Url;
 
-use crate::config::GatewayConfig;
+use crate::config::{DEFAULT_ACCENT, GatewayConfig, is_hex_color};
 
-/// What every page shows around its content.
+/// What every page shows around its content: the app's branding and the response's nonce.
 pub struct Chrome {
     pub app_name: String,
+    /// `#rgb`/`#rrggbb` only: it is written into a `<style>` element.
     pub accent: String,
+    /// Text drawn on the accent (white or near-black, whichever contrasts more).
+    pub accent_ink: String,
+    /// Focus rings and links: the accent, unless it is too pale to see on white (WCAG 1.4.11
+    /// asks 3:1 for focus indicators), then near-black.
+    pub focus: String,
     pub logo_url: Option<String>,
     pub nonce: String,
 }
 
+/// Near-black used for text.
+const INK: &str = "#111827";
+
 impl Chrome {
     pub fn new(config: &GatewayConfig) -> Self {
+        // Checked again here so that nothing but a hex colour ever reaches the CSS.
+        let accent = if is_hex_color(config.accent_color()) {
+            config.accent_color().to_owned()
+        } else {
+            DEFAULT_ACCENT.to_owned()
+        };
+        let on_white = contrast(&accent, "#ffffff");
+        let accent_ink = if on_white >= contrast(&accent, INK) {
+            "#ffffff"
+        } else {
+            INK
+        };
         Chrome {
             app_name: config.app_name.clone(),
-            accent: "#2563eb".into(),
-            logo_url: None,
+            focus: if on_white >= 3.0 {
+                accent.clone()
+            } else {
+                INK.into()
+            },
+            accent_ink: accent_ink.into(),
+            accent,
+            logo_url: config.logo_url().map(|u| u.to_string()),
             nonce: tether_core::random::token(),
         }
     }
+}
+
+/// WCAG 2.x contrast ratio of two `#rgb`/`#rrggbb` colours.
+pub fn contrast(a: &str, b: &str) -> f64 {
+    let (la, lb) = (luminance(a), luminance(b));
+    (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+}
+
+/// WCAG relative luminance; 0 for anything that is not a hex colour.
+fn luminance(color: &str) -> f64 {
+    if !is_hex_color(color) {
+        return 0.0;
+    }
+    let hex = &color[1..];
+    let channel = |i: usize| -> f64 {
+        let v = if hex.len() == 3 {
+            let d = u8::from_str_radix(&hex[i..i + 1], 16).unwrap_or(0);
+            d * 17
+        } else {
+            u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0)
+        };
+        let c = f64::from(v) / 255.0;
+        if c <= 0.039_28 {
+            c / 12.92
+        } else {
+            ((c + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    0.2126 * channel(0) + 0.7152 * channel(1) + 0.0722 * channel(2)
 }
 
 /// One integration offered on the Connect page.
@@ -36,6 +92,8 @@ pub struct ConnectItem {
     pub href: String,
     pub mark_text: String,
     pub mark_color: String,
+    /// What happens on click, in a few words ("You sign in on ...'s site").
+    pub hint: String,
 }
 
 #[derive(Template)]
@@ -54,6 +112,10 @@ pub struct ResultPage {
     pub message: String,
     pub reference: Option<String>,
     pub retry_href: Option<String>,
+    /// Offer "Try again" pointing at the last connect link this tab followed (remembered in
+    /// `sessionStorage` by the Connect page), for outcomes where the server no longer knows
+    /// the session token (the OAuth callback keeps only its hash).
+    pub retry_last_start: bool,
     /// JSON posted to `window.opener` (popup mode), already safe to embed in a script.
     pub message_json: Option<String>,
     pub origins_json: String,
@@ -84,19 +146,7 @@ pub fn render(
     };
     let mut response = (status, axum::response::Html(html)).into_response();
     let headers = response.headers_mut();
-    let mut frame_ancestors = String::new();
-    for origin in &config.allowed_return_origins {
-        frame_ancestors.push(' ');
-        frame_ancestors.push_str(&origin.ascii_serialization());
-    }
-    if frame_ancestors.is_empty() {
-        frame_ancestors.push_str(" 'none'");
-    }
-    let csp = format!(
-        "default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; \
-         img-src 'self' data: https:; form-action 'self'; base-uri 'none'; \
-         frame-ancestors{frame_ancestors}"
-    );
+    let csp = content_security_policy(config, nonce);
     if let Ok(value) = HeaderValue::from_str(&csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, value);
     }
@@ -112,6 +162,37 @@ pub fn render(
     response
 }
 
+/// The pages' Content-Security-Policy: nothing loads but this response's own nonce'd style
+/// and script, and the configured logo; forms post only here, or (the redirect after a form)
+/// to the app; only the app's origins may frame the page.
+pub fn content_security_policy(config: &GatewayConfig, nonce: &str) -> String {
+    let origins: Vec<String> = config
+        .allowed_return_origins
+        .iter()
+        .map(|o| o.ascii_serialization())
+        .filter(|o| o != "null")
+        .collect();
+    let frame_ancestors = if origins.is_empty() {
+        "'none'".to_owned()
+    } else {
+        origins.join(" ")
+    };
+    // Chromium applies form-action to the redirect that follows a form post too, so the app's
+    // origins must be listed for the credential form's redirect to the return URL.
+    let mut form_action = vec!["'self'".to_owned()];
+    form_action.extend(origins.iter().cloned());
+    let img_src = config
+        .logo_url()
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|| "'none'".into());
+    format!(
+        "default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; \
+         img-src {img_src}; form-action {form_action}; base-uri 'none'; \
+         frame-ancestors {frame_ancestors}",
+        form_action = form_action.join(" "),
+    )
+}
+
 /// A result page for an outcome that is not a success.
 pub struct Failure {
     pub status: StatusCode,
@@ -120,6 +201,8 @@ pub struct Failure {
     /// Set when the failure is logged, so the person can quote it.
     pub reference: Option<String>,
     pub retry_href: Option<String>,
+    /// Offer to follow the last connect link again (see [`ResultPage::retry_last_start`]).
+    pub retry_last_start: bool,
     /// Stable code posted to the opener in popup mode (`tether:error`).
     pub code: &'static str,
 }
@@ -137,23 +220,24 @@ impl Failure {
             message: message.into(),
             reference: None,
             retry_href: None,
+            retry_last_start: false,
             code,
         }
     }
 }
 
 impl Failure {
-    /// The failure as a page; in popup mode it also posts `tether:error` to the opener.
-    pub fn into_page(self, config: &GatewayConfig, popup: bool) -> Response {
+    /// The failure as a page. When the page has a `window.opener` (the app opened it with
+    /// `window.open`), it also posts `tether:error` to the opener and closes: a failure can come
+    /// before the page knew it was a popup (an expired link opened straight in one).
+    pub fn into_page(self, config: &GatewayConfig) -> Response {
         let chrome = Chrome::new(config);
         let nonce = chrome.nonce.clone();
-        let message_json = popup.then(|| {
-            script_json(&serde_json::json!({
-                "type": "tether:error",
-                "code": self.code,
-                "reference": self.reference,
-            }))
-        });
+        let message_json = Some(script_json(&serde_json::json!({
+            "type": "tether:error",
+            "code": self.code,
+            "reference": self.reference,
+        })));
         let page = ResultPage {
             chrome,
             success: false,
@@ -161,6 +245,7 @@ impl Failure {
             message: self.message,
             reference: self.reference,
             retry_href: self.retry_href,
+            retry_last_start: self.retry_last_start,
             message_json,
             origins_json: origins_json(config),
         };
@@ -213,6 +298,7 @@ pub fn connected(config: &GatewayConfig, outcome: &Outcome<'_>) -> Response {
         ),
         reference: None,
         retry_href: None,
+        retry_last_start: false,
         message_json: outcome.popup.then(|| {
             script_json(&serde_json::json!({
                 "type": "tether:connected",

@@ -34,13 +34,18 @@ pub async fn connect_page<S: Store>(
     let popup = query.popup();
     let session = match session::load(&state, query.session.as_deref()).await {
         Ok(session) => session,
-        Err(failure) => return failure.into_page(&state.config, popup),
+        Err(failure) => return failure.into_page(&state.config),
     };
     let items = state
         .integrations
         .values()
         .filter(|i| session.allows(i.key.as_str()))
         .map(|i| {
+            let hint = if i.auth_mode() == AuthMode::Oauth2 {
+                ["Sign in on ", &i.display_name, "'s own site"].concat()
+            } else {
+                ["Enter your ", &i.display_name, " details"].concat()
+            };
             let mut href = state.config.public_path(&["connect", i.key.as_str()]);
             href.query_pairs_mut()
                 .append_pair("session", &session.token);
@@ -53,6 +58,7 @@ pub async fn connect_page<S: Store>(
                 href: href.to_string(),
                 mark_text: i.provider.mark.text.clone(),
                 mark_color: safe_color(&i.provider.mark.color),
+                hint,
             }
         })
         .collect();
@@ -64,10 +70,7 @@ pub async fn connect_page<S: Store>(
 
 /// A CSS colour from the catalog, or a neutral one if it is not plain `#rgb`/`#rrggbb`.
 pub fn safe_color(color: &str) -> String {
-    let ok = color.starts_with('#')
-        && matches!(color.len(), 4 | 7)
-        && color[1..].bytes().all(|b| b.is_ascii_hexdigit());
-    if ok {
+    if crate::config::is_hex_color(color) {
         color.to_owned()
     } else {
         "#4b5563".into()
@@ -83,7 +86,7 @@ pub async fn start<S: Store>(
     let popup = query.popup();
     let session = match session::load(&state, query.session.as_deref()).await {
         Ok(session) => session,
-        Err(failure) => return failure.into_page(&state.config, popup),
+        Err(failure) => return failure.into_page(&state.config),
     };
     let Some(integration) = state
         .integration(&integration_key)
@@ -96,12 +99,12 @@ pub async fn start<S: Store>(
             "This service is not available",
             "This connect link does not offer that service. Go back to the app and choose again.",
         )
-        .into_page(&state.config, popup);
+        .into_page(&state.config);
     };
     match integration.auth_mode() {
         AuthMode::Oauth2 => start_oauth(&state, &session, &integration_key, popup, &headers)
             .await
-            .unwrap_or_else(|failure| failure.into_page(&state.config, popup)),
+            .unwrap_or_else(|failure| failure.into_page(&state.config)),
         mode if super::form::is_form_mode(mode) => {
             super::form::blank(&state, &session, &integration, popup)
         }
@@ -111,7 +114,7 @@ pub async fn start<S: Store>(
             "This service cannot be connected here yet",
             "Ask the app's team to check their Tether configuration.",
         )
-        .into_page(&state.config, popup),
+        .into_page(&state.config),
     }
 }
 

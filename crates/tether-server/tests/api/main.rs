@@ -6,6 +6,7 @@ mod helpers;
 mod catalog;
 mod import;
 mod oauth_flow;
+mod pages;
 mod providers;
 mod proxy;
 mod refresh;

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: the Rust tests, then the Connect page in a real browser (Debian's
+# chromium driven by playwright-core against `tether demo` on loopback; see e2e/).
+# Never downloads a browser: chromium must already be at /usr/bin/chromium (CHROMIUM_PATH).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo tests"
+cargo test --workspace --locked
+
+echo "== browser tests"
+cargo build --locked -p tether-cli
+if [ ! -d e2e/node_modules/playwright-core ]; then
+  (cd e2e && npm ci --no-audit --no-fund)
+fi
+# The tests fail, rather than skip, when chromium or the binary is missing.
+cd e2e
+node --test tests/

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use tether_core::outbound::OutboundLimits;
 use tether_core::secret::SecretString;
 use url::{Origin, Url};
 
@@ -39,6 +40,9 @@ pub struct GatewayConfig {
     pub webhooks: Option<WebhookConfig>,
     /// The background refresher's schedule.
     pub refresher: RefresherConfig,
+    /// Timeouts and response cap of Tether's own calls to providers (token endpoints,
+    /// exchanges, probes, revocation); the proxy uses its connect timeout.
+    pub outbound: OutboundLimits,
 }
 
 /// Webhook delivery (`[webhooks]` in `tether.toml`). `Debug` never shows the secret.
@@ -117,6 +121,7 @@ impl GatewayConfig {
             logo_url: None,
             webhooks: None,
             refresher: RefresherConfig::default(),
+            outbound: OutboundLimits::default(),
         }
     }
 

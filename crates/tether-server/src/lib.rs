@@ -28,7 +28,6 @@ use std::sync::Arc;
 use axum::Router;
 use tether_core::catalog::Catalog;
 use tether_core::integration::Integration;
-use tether_core::outbound::OutboundLimits;
 use tether_core::vault::Vault;
 use tether_store::Store;
 
@@ -70,15 +69,7 @@ impl<S: Store> Gateway<S> {
             .into_iter()
             .map(|i| (i.key.to_string(), Arc::new(i)))
             .collect();
-        let state = AppState::new(
-            store,
-            vault,
-            config,
-            catalog,
-            integrations,
-            api_keys,
-            OutboundLimits::default(),
-        );
+        let state = AppState::new(store, vault, config, catalog, integrations, api_keys);
         Gateway { state }
     }
 

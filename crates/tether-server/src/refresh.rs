@@ -201,7 +201,8 @@ pub(crate) async fn refresh_ahead<S: Store>(
 }
 
 /// Refreshes `seen` unless someone else did meanwhile. With `respect_backoff`, a connection
-/// that went into back-off while we waited for the lock is served as it is.
+/// that went into back-off while we waited for the lock, or whose lease another holder has
+/// while its token is still valid, is served as it is.
 async fn refresh<S: Store>(
     state: &AppState<S>,
     integration: &Arc<Integration>,
@@ -231,7 +232,13 @@ async fn refresh<S: Store>(
         {
             break;
         }
-        // Another instance is refreshing: wait for its result rather than racing it.
+        // Another instance (or a crashed one, until its lease expires) is refreshing. A read
+        // that only refreshes ahead of expiry, and the background refresher, keep the still
+        // valid token rather than wait up to a whole lease for it.
+        if respect_backoff && still_valid(&current.credentials) {
+            return Ok(current);
+        }
+        // Otherwise wait for its result rather than racing it.
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited += Duration::from_millis(100);
         let latest = load(state, &id).await?;

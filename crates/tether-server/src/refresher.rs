@@ -5,7 +5,8 @@
 //! back-off, and refreshes them through the same single-flight path as reads (per-connection
 //! lock, database lease, compare-and-swap), at most `concurrency` at once, each after a small
 //! random delay so that many instances (or many connections created together) spread out.
-//! Between rounds it sleeps `interval` (jittered): it never busy-loops, even when a
+//! Between rounds it sleeps `interval` (jittered), or only a short floor after a full round
+//! (a backlog, such as many tokens expiring together): it never busy-loops, even when a
 //! provider's tokens live shorter than the window. It stops when shutdown is signalled.
 
 use std::sync::Arc;
@@ -35,15 +36,27 @@ pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Recei
         if *shutdown.borrow() {
             break;
         }
+        let round_started = unix_time::now();
         let round = round(&state, &semaphore, config.window);
-        tokio::select! {
-            _ = round => {}
+        let backlog = tokio::select! {
+            // Full, and even the last listed token expires before the next round would come.
+            latest = round => latest.is_some_and(|at| {
+                at < round_started + config.interval.as_secs() as i64
+            }),
             // Dropping the round drops its JoinSet, which aborts refreshes in flight; their
             // leases expire and the compare-and-swap keeps the stored tokens consistent.
             _ = shutdown.changed() => break,
-        }
-        // A floor, so a zero interval in configuration cannot make this spin.
-        let pause = jittered(config.interval.max(Duration::from_millis(100)));
+        };
+        // A backlog (many tokens expiring together) goes on after the floor rather than a
+        // whole interval, or it would drain at ROUND_LIMIT per interval while its tokens
+        // expire. Tokens that merely live shorter than the window wait for the interval. The
+        // floor keeps a zero interval in configuration from making this spin.
+        let floor = Duration::from_millis(100);
+        let pause = if backlog {
+            floor
+        } else {
+            jittered(config.interval.max(floor))
+        };
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             changed = shutdown.changed() => {
@@ -56,8 +69,13 @@ pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Recei
     tracing::info!("background refresher stopped");
 }
 
-/// One round: every due connection, refreshed with bounded concurrency.
-async fn round<S: Store>(state: &AppState<S>, semaphore: &Arc<Semaphore>, window: Duration) {
+/// One round: every due connection, refreshed with bounded concurrency. When the round was
+/// full (`ROUND_LIMIT` listed, so more may be due), returns the latest expiry it listed.
+async fn round<S: Store>(
+    state: &AppState<S>,
+    semaphore: &Arc<Semaphore>,
+    window: Duration,
+) -> Option<i64> {
     let now = unix_time::now();
     let due = match state
         .store
@@ -67,30 +85,37 @@ async fn round<S: Store>(state: &AppState<S>, semaphore: &Arc<Semaphore>, window
         Ok(due) => due,
         Err(err) => {
             tracing::warn!(error = ?err, "could not list connections due for refresh");
-            return;
+            return None;
         }
     };
     if due.is_empty() {
-        return;
+        return None;
     }
+    // Listed soonest first: the last row expires latest.
+    let latest = (due.len() >= ROUND_LIMIT as usize)
+        .then(|| due.last().and_then(|row| row.access_expires_at))
+        .flatten();
     tracing::debug!(count = due.len(), "refreshing ahead of expiry");
     let mut tasks = JoinSet::new();
     for row in due {
-        let Ok(permit) = semaphore.clone().acquire_owned().await else {
-            break;
-        };
+        let semaphore = semaphore.clone();
         let state = state.clone();
         tasks.spawn(async move {
-            let _permit = permit;
-            // Up to 250 ms: enough to spread instances apart, small next to any window.
+            // Up to 250 ms: enough to spread instances apart, small next to any window. Taken
+            // before the permit, so that the delay does not cap throughput at `concurrency`
+            // refreshes per 125 ms.
             let jitter = Duration::from_millis(rand::random_range(0..250));
             tokio::time::sleep(jitter).await;
+            let Ok(_permit) = semaphore.acquire_owned().await else {
+                return;
+            };
             if let Err(err) = refresh::refresh_ahead(&state, &row.id, window).await {
                 tracing::debug!(connection_id = %row.id, error = %err, "ahead-of-expiry refresh failed");
             }
         });
     }
     while tasks.join_next().await.is_some() {}
+    latest
 }
 
 /// `interval` plus up to 10%.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tether_core::catalog::Catalog;
 use tether_core::integration::Integration;
-use tether_core::outbound::{Outbound, OutboundLimits};
+use tether_core::outbound::Outbound;
 use tether_core::vault::Vault;
 use tether_store::Store;
 
@@ -65,8 +65,8 @@ impl<S: Store> AppState<S> {
         catalog: Catalog,
         integrations: BTreeMap<String, Arc<Integration>>,
         api_keys: ApiKeys,
-        limits: OutboundLimits,
     ) -> Self {
+        let limits = config.outbound.clone();
         let outbound = Outbound::new(limits.clone());
         let proxy_client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

@@ -223,6 +223,21 @@ impl SeedOAuthControl {
     pub fn last_token_request(&self) -> Option<RecordedTokenRequest> {
         self.lock().last_token_request.clone()
     }
+
+    /// Mints a refresh token for the registered client with `scope`, in a grant family of
+    /// its own, as if a user had just authorized the client; no token endpoint call is
+    /// counted. For benchmarks and tests that need many connections without running the
+    /// authorization flow for each. The token behaves like any other: it refreshes, rotates
+    /// (when configured) and can be revoked.
+    pub fn issue_refresh_token(&self, scope: &str) -> String {
+        let mut state = self.lock();
+        let family = state.new_family();
+        let client_id = state.config.client_id.clone();
+        state
+            .issue_tokens(family, &client_id, scope, true)
+            .refresh_token
+            .expect("asked for a refresh token")
+    }
 }
 
 /// Locks the shared state; a poisoned lock (a panicking test thread) still yields the data,
@@ -267,4 +282,57 @@ fn router(state: Shared) -> Router {
         .route("/v1/deals", get(api::list_deals).post(api::create_deal))
         .route("/v1/echo", any(api::echo))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn refresh(base: &url::Url, refresh_token: &str) -> serde_json::Value {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let response = reqwest::Client::new()
+            .post(base.join("oauth/token").unwrap())
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+                ("client_id", "seed-client"),
+                ("client_secret", "seed-secret"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_minted_refresh_token_refreshes_rotates_and_detects_reuse() {
+        let emu = spawn(SeedOAuthConfig {
+            rotate_refresh_tokens: true,
+            ..SeedOAuthConfig::default()
+        })
+        .await
+        .unwrap();
+        let minted = emu.control.issue_refresh_token("read write");
+        let other = emu.control.issue_refresh_token("read");
+        assert_ne!(minted, other);
+        assert_eq!(emu.control.token_calls(), 0, "minting calls no endpoint");
+
+        let body = refresh(&emu.base_url, &minted).await;
+        assert_eq!(body["scope"], "read write");
+        assert!(body["access_token"].is_string());
+        let rotated = body["refresh_token"].as_str().unwrap().to_owned();
+        assert_ne!(rotated, minted);
+
+        // The old token is now reuse: its family (and only its family) is revoked.
+        assert_eq!(
+            refresh(&emu.base_url, &minted).await["error"],
+            "invalid_grant"
+        );
+        assert_eq!(
+            refresh(&emu.base_url, &rotated).await["error"],
+            "invalid_grant"
+        );
+        assert_eq!(emu.control.reuse_events(), 1);
+        assert!(refresh(&emu.base_url, &other).await["access_token"].is_string());
+    }
 }

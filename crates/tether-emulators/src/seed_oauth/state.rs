@@ -136,8 +136,7 @@ impl State {
         let now = Instant::now();
         self.codes
             .retain(|_, grant| grant.expires_at + CODE_MEMORY > now);
-        let family = self.next_family;
-        self.next_family += 1;
+        let family = self.new_family();
         let code = random_token(32);
         self.codes.insert(
             code.clone(),
@@ -152,6 +151,13 @@ impl State {
             },
         );
         code
+    }
+
+    /// A new grant family: what one approved authorization starts.
+    pub(crate) fn new_family(&mut self) -> u64 {
+        let family = self.next_family;
+        self.next_family += 1;
+        family
     }
 
     /// Issues an access token (and, when asked, a refresh token) in `family`.

@@ -260,3 +260,93 @@ async fn the_background_refresher_refreshes_ahead_of_expiry() {
     // Refreshed once: the new token is outside the window.
     assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
 }
+
+#[tokio::test]
+async fn a_token_endpoint_slower_than_the_timeout_is_an_outage_not_a_lost_connection() {
+    let app = spawn_app_with(AppOptions {
+        seed: short_lived(),
+        configure: Some(Arc::new(|config: &mut GatewayConfig| {
+            config.outbound.request_timeout = Duration::from_millis(300);
+            config.refresher.backoff_base = Duration::from_secs(1);
+            config.refresher.backoff_max = Duration::from_secs(1);
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect("slow-provider").await;
+    app.seed
+        .control
+        .set_token_fault(Some(TokenFault::Delay(Duration::from_secs(1))));
+
+    // Every read wants a refresh (the token is inside the margin), the refresh times out,
+    // and the still valid token is served; back-off keeps reads from waiting on each try.
+    let started = tokio::time::Instant::now();
+    for _ in 0..5 {
+        assert_eq!(proxy(&app, &id).await.status(), 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "reads waited on the slow provider: {:?}",
+        started.elapsed()
+    );
+    let tries = app.seed.control.token_calls_by_grant("refresh_token");
+    assert!((1..=3).contains(&tries), "{tries} token calls");
+    let connection = app.get_connection(&id).await;
+    assert_eq!(connection["status"], "active");
+    assert!(connection["last_error"].is_string(), "{connection}");
+
+    // The provider answers in time again: once the back-off ends a read refreshes.
+    app.seed.control.set_token_fault(None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        assert_eq!(proxy(&app, &id).await.status(), 200);
+        if app.get_connection(&id).await["last_error"].is_null() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never refreshed after the timeouts"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.get_connection(&id).await["status"], "active");
+}
+
+#[tokio::test]
+async fn a_lease_held_elsewhere_does_not_stall_reads_of_a_valid_token() {
+    use tether_store::Store as _;
+
+    let app = spawn_app_with(AppOptions {
+        seed: short_lived(),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect("leased").await;
+    // Another instance (or one that was killed mid-refresh) holds the lease for 30 s.
+    let store = &app.gateway_state.as_ref().unwrap().store;
+    let now = tether_core::unix_time::now();
+    assert!(
+        store
+            .try_acquire_refresh_lease(&id, "inst_elsewhere", now + 30, now)
+            .await
+            .unwrap()
+    );
+    let started = tokio::time::Instant::now();
+    for _ in 0..3 {
+        assert_eq!(proxy(&app, &id).await.status(), 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "reads waited for the lease: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 0);
+
+    // Once the holder lets go, the next read refreshes.
+    store
+        .release_refresh_lease(&id, "inst_elsewhere")
+        .await
+        .unwrap();
+    assert_eq!(proxy(&app, &id).await.status(), 200);
+    assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
+}

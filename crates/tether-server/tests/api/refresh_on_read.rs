@@ -176,7 +176,10 @@ async fn the_gateway_refreshes_and_deletes_for_embedding_apps_and_the_cli() {
     let gateway = app.gateway.clone().unwrap();
     let view = gateway.refresh_connection(&id).await.unwrap();
     assert_eq!(view["status"], "active");
-    assert!(!view.to_string().contains("token"), "no secrets in the view: {view}");
+    assert!(
+        !view.to_string().contains("token"),
+        "no secrets in the view: {view}"
+    );
     assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
     let missing = gateway
         .refresh_connection("conn_0123456789abcdef0123456789abcdef")

@@ -1,0 +1,226 @@
+//! The refresh storm: N OAuth connections whose access tokens all expired at the same moment,
+//! refreshed by the background refresher against the seed OAuth emulator (in this process, on
+//! loopback), on a SQLite database in a temporary directory.
+//!
+//! ```sh
+//! cargo run --release -p tether-server --example refresh_storm -- --connections 10000
+//! cargo run --release -p tether-server --example refresh_storm -- --connections 10000 --concurrency 32
+//! ```
+//!
+//! Each connection holds a real refresh token the emulator minted for it (as if its user had
+//! authorized the app; see `SeedOAuthControl::issue_refresh_token`) and an access token that
+//! expired a second ago, written directly through the store. The gateway's refresher then runs
+//! with its default settings except where a flag says otherwise. Printed: N, the time until
+//! every stored access token is in the future again, the refresh-grant calls the token
+//! endpoint saw (must equal N: no connection refreshed twice, none skipped), refreshes per
+//! second, and the peak resident memory of the whole process (gateway and emulator together).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use tether_core::catalog::Catalog;
+use tether_core::credentials::{Credentials, OAuth2Tokens};
+use tether_core::ids::ConnectionId;
+use tether_core::integration::Integration;
+use tether_core::secret::SecretString;
+use tether_core::unix_time;
+use tether_core::vault::Vault;
+use tether_emulators::seed_oauth::{self, SeedOAuthConfig};
+use tether_server::{ApiKeys, Gateway, GatewayConfig, RefresherConfig};
+use tether_store::{ConnectionRow, ConnectionStatus, SqliteStore, Store};
+use url::Url;
+
+struct Args {
+    connections: usize,
+    concurrency: usize,
+    interval: Duration,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let defaults = RefresherConfig::default();
+    let mut parsed = Args {
+        connections: 10_000,
+        concurrency: defaults.concurrency,
+        interval: defaults.interval,
+    };
+    let mut words = std::env::args().skip(1);
+    while let Some(flag) = words.next() {
+        let value = words
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--connections" => parsed.connections = value.parse()?,
+            "--concurrency" => parsed.concurrency = value.parse()?,
+            "--interval-ms" => parsed.interval = Duration::from_millis(value.parse()?),
+            _ => {
+                bail!("unknown flag {flag}; use --connections N, --concurrency N, --interval-ms MS")
+            }
+        }
+    }
+    if parsed.connections == 0 {
+        bail!("--connections must be at least 1");
+    }
+    Ok(parsed)
+}
+
+/// The process's peak resident set size, from `/proc/self/status` (Linux).
+fn peak_rss() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(format!("{:.1} MiB", kib as f64 / 1024.0))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = args()?;
+    tether_core::outbound::install_crypto_provider();
+
+    let emulator = seed_oauth::spawn(SeedOAuthConfig::default())
+        .await
+        .context("starting the seed OAuth emulator")?;
+    let dir = tempfile::tempdir().context("making a temporary directory")?;
+    let db_url = format!("sqlite://{}", dir.path().join("tether.db").display());
+    let store = SqliteStore::connect(&db_url).await?;
+    let vault = Vault::from_spec(&Vault::generate_key_entry())?;
+
+    let catalog = Catalog::embedded()?;
+    let base = emulator.base_url();
+    let table = json!({
+        "provider": "oauth2",
+        "client_id": "seed-client",
+        "client_secret": "seed-secret",
+        "authorization_url": base.join("oauth/authorize")?.as_str(),
+        "token_url": base.join("oauth/token")?.as_str(),
+        "api_base_url": base.as_str(),
+        "scopes": ["read", "write"],
+    });
+    let crm = Integration::from_config("crm", table.as_object().expect("an object"), &catalog)?;
+
+    // Every connection expired a second ago.
+    let expired = unix_time::now() - 1;
+    let inserting = Instant::now();
+    let mut ids = Vec::with_capacity(args.connections);
+    for user in 0..args.connections {
+        let id = ConnectionId::generate().as_str().to_owned();
+        let credentials = Credentials::Oauth2(OAuth2Tokens {
+            access_token: SecretString::new(format!("expired-{user}")),
+            refresh_token: Some(SecretString::new(
+                emulator.control.issue_refresh_token("read write"),
+            )),
+            token_type: "Bearer".into(),
+            scope: Some("read write".into()),
+            expires_at: Some(expired),
+            extra: Default::default(),
+        });
+        store
+            .insert_connection(&ConnectionRow {
+                id: id.clone(),
+                integration: "crm".into(),
+                end_user_id: format!("storm-user-{user}"),
+                end_user_email: None,
+                end_user_display_name: None,
+                status: ConnectionStatus::Active,
+                credentials: credentials.seal(&vault, &id),
+                credentials_version: 1,
+                access_expires_at: Some(expired),
+                metadata: "{}".into(),
+                last_error: None,
+                refresh_failures: 0,
+                next_refresh_at: None,
+                created_at: expired,
+                updated_at: expired,
+            })
+            .await?;
+        ids.push(id);
+    }
+    println!(
+        "inserted {} expired connections in {:.2?}",
+        args.connections,
+        inserting.elapsed()
+    );
+
+    let mut config = GatewayConfig::new(Url::parse("http://127.0.0.1:9/")?);
+    config.refresher.concurrency = args.concurrency;
+    config.refresher.interval = args.interval;
+    let gateway = Gateway::new(
+        store.clone(),
+        vault,
+        config,
+        catalog,
+        vec![crm],
+        ApiKeys::default(),
+    );
+
+    let started = Instant::now();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let background = gateway.spawn_background(stopped);
+
+    // Cheap to poll: the emulator's count. Then the store, for the connections not yet seen
+    // with a future expiry (each is read until it is, then never again).
+    let target = args.connections as u64;
+    let deadline = Instant::now() + Duration::from_secs(30 * 60);
+    let mut last_report = Instant::now();
+    while emulator.control.token_calls_by_grant("refresh_token") < target {
+        if Instant::now() > deadline {
+            bail!("gave up after 30 minutes");
+        }
+        if last_report.elapsed() > Duration::from_secs(10) {
+            println!(
+                "  {:>6.1?}: {} refreshed",
+                started.elapsed(),
+                emulator.control.token_calls_by_grant("refresh_token")
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut pending: VecDeque<String> = ids.into();
+    while let Some(id) = pending.pop_front() {
+        let row = store
+            .get_connection(&id)
+            .await?
+            .context("a connection vanished")?;
+        if row.status != ConnectionStatus::Active {
+            bail!("{id} is {:?}: {:?}", row.status, row.last_error);
+        }
+        if row
+            .access_expires_at
+            .is_none_or(|at| at <= unix_time::now())
+        {
+            if Instant::now() > deadline {
+                bail!("{id} was never refreshed");
+            }
+            pending.push_front(id);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let elapsed = started.elapsed();
+    let calls = emulator.control.token_calls_by_grant("refresh_token");
+
+    let _ = stop.send(true);
+    for task in background {
+        let _ = task.await;
+    }
+    println!("connections:          {}", args.connections);
+    println!(
+        "refresher:            concurrency {}, interval {:?}",
+        args.concurrency, args.interval
+    );
+    println!("all refreshed after:  {elapsed:.2?}");
+    println!("token-endpoint calls: {calls} (refresh_token grant)");
+    println!(
+        "refreshes per second: {:.0}",
+        args.connections as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "peak RSS:             {}",
+        peak_rss().unwrap_or_else(|| "unknown (no /proc/self/status)".into())
+    );
+    if calls != target {
+        bail!("expected exactly {target} refresh calls, the token endpoint saw {calls}");
+    }
+    Ok(())
+}

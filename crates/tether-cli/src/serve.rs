@@ -25,7 +25,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", file.server.listen))?;
     let bound = listener.local_addr().context("reading the bound address")?;
-    let gateway_config = file.gateway(bound)?;
+    let mut gateway_config = file.gateway(bound)?;
+    // Held (locked) until serve returns; see instance_identity.
+    let (instance_id, _instance_lock) = instance_identity();
+    gateway_config.instance_id = Some(instance_id);
     let public_url = gateway_config.public_url.clone();
     let integration_count = integrations.len();
     let gateway = Gateway::new(
@@ -134,6 +137,48 @@ async fn api_keys(file: &FileConfig, store: &SqliteStore) -> anyhow::Result<ApiK
     println!("Created an API key (shown only this once; store it in your app's secrets):");
     println!("TETHER_API_KEY={key}");
     Ok(ApiKeys::default().with_hex_hashes([hash.as_str()]))
+}
+
+/// Where this instance keeps its owner id for refresh leases and webhook claims.
+pub const INSTANCE_FILE: &str = "tether.instance";
+
+/// This instance's owner id, and the locked file that holds it (keep it open while serving).
+///
+/// The id lives in `tether.instance` under an exclusive lock held for the life of the process,
+/// so it is reused only once the process that held it has died (the kernel drops the lock
+/// even on SIGKILL): a restarted instance then takes back at once the refresh leases and
+/// webhook claims it held, instead of waiting for them to expire. A second instance in the
+/// same directory cannot take the lock and runs under a fresh random id instead.
+fn instance_identity() -> (String, Option<std::fs::File>) {
+    let random = || tether_core::random::prefixed_token("inst_");
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let Ok(mut file) = options.open(INSTANCE_FILE) else {
+        return (random(), None);
+    };
+    if file.try_lock().is_err() {
+        tracing::warn!("another tether runs in this directory; using a fresh instance id");
+        return (random(), None);
+    }
+    use std::io::{Read, Seek, Write};
+    let mut id = String::new();
+    let _ = file.read_to_string(&mut id);
+    let id = id.trim().to_owned();
+    let valid = id.starts_with("inst_") && id.len() <= 80;
+    if valid {
+        return (id, Some(file));
+    }
+    let id = random();
+    let written = file.set_len(0).is_ok()
+        && file.rewind().is_ok()
+        && file.write_all(id.as_bytes()).is_ok()
+        && file.sync_all().is_ok();
+    if !written {
+        tracing::warn!(path = INSTANCE_FILE, "could not record the instance id");
+    }
+    (id, Some(file))
 }
 
 async fn shutdown_signal() {

@@ -43,6 +43,11 @@ pub struct GatewayConfig {
     /// Timeouts and response cap of Tether's own calls to providers (token endpoints,
     /// exchanges, probes, revocation); the proxy uses its connect timeout.
     pub outbound: OutboundLimits,
+    /// Names this instance as the owner of refresh leases and webhook claims. Keep it stable
+    /// across restarts and distinct between instances: a restarted instance then takes back
+    /// at once what it held when it died, instead of waiting for its leases to expire.
+    /// `None`: a random id per process.
+    pub instance_id: Option<String>,
 }
 
 /// Webhook delivery (`[webhooks]` in `tether.toml`). `Debug` never shows the secret.
@@ -122,6 +127,7 @@ impl GatewayConfig {
             webhooks: None,
             refresher: RefresherConfig::default(),
             outbound: OutboundLimits::default(),
+            instance_id: None,
         }
     }
 

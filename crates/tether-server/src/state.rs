@@ -76,6 +76,10 @@ impl<S: Store> AppState<S> {
             .tcp_nodelay(true)
             .build()
             .expect("the proxy client builds with static settings");
+        let instance_id = config
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| tether_core::random::prefixed_token("inst_"));
         AppState {
             inner: Arc::new(Inner {
                 store,
@@ -88,7 +92,7 @@ impl<S: Store> AppState<S> {
                 proxy_client,
                 cache: CredentialCache::new(10_000, std::time::Duration::from_secs(300)),
                 refresh_locks: RefreshLocks::default(),
-                instance_id: tether_core::random::prefixed_token("inst_"),
+                instance_id,
                 metrics: Metrics::new(),
                 webhook_wake: tokio::sync::Notify::new(),
             }),

@@ -180,7 +180,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     // ----- refresh leases (one refresh per connection, across instances) ------------------
 
     /// Takes the refresh lease of a connection for `owner` until `until`, when nobody holds
-    /// it or the holder's lease has expired (a crashed holder never blocks refresh forever).
+    /// it, the holder's lease has expired (a crashed holder never blocks refresh forever), or
+    /// `owner` already holds it (a restarted instance with the same id takes it back at once).
     /// Records `now` as the start of a refresh attempt. Returns whether `owner` holds it.
     fn try_acquire_refresh_lease(
         &self,
@@ -221,7 +222,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Claims up to `limit` pending events that are due (`next_attempt_at <= now`), not
     /// claimed by a live worker, and the oldest pending event of their connection (so each
     /// connection's events go out in order, one at a time). Claimed rows are leased to
-    /// `owner` until `lease_until`; a crashed worker's claims expire. Oldest first.
+    /// `owner` until `lease_until`; a crashed worker's claims expire, and `owner` may take
+    /// back claims it already holds (a restarted instance with the same id). Oldest first.
     fn claim_webhook_events(
         &self,
         owner: &str,

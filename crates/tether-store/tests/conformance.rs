@@ -1071,6 +1071,28 @@ async fn seed_events<S: Store>(store: &S, pairs: &[(&str, &str)]) {
     }
 }
 
+async fn webhook_claims_return_to_their_owner<S: Store>(store: S) {
+    seed_events(&store, &[("r1", "conn-r")]).await;
+    let claimed = store
+        .claim_webhook_events("w1", NOW + 60, NOW, 10)
+        .await
+        .unwrap();
+    assert_eq!(event_ids(&claimed), ["r1"]);
+    // Another worker waits for the lease; the owner (restarted) takes it back at once.
+    assert!(
+        store
+            .claim_webhook_events("w2", NOW + 60, NOW + 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_webhook_events("w1", NOW + 61, NOW + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(event_ids(&again), ["r1"]);
+}
+
 async fn webhook_claims_in_order_per_connection<S: Store>(store: S) {
     seed_events(
         &store,
@@ -1131,8 +1153,9 @@ async fn webhook_claims_in_order_per_connection<S: Store>(store: S) {
         .await
         .unwrap();
     assert_eq!(event_ids(&claimed), ["a2"]);
+    // Another worker (w1 still holds a2 and would get it back).
     let claimed = store
-        .claim_webhook_events("w1", NOW + 90, NOW + 30, 10)
+        .claim_webhook_events("w4", NOW + 90, NOW + 30, 10)
         .await
         .unwrap();
     assert_eq!(event_ids(&claimed), ["b1"]);
@@ -1183,9 +1206,9 @@ async fn webhook_give_up_redeliver_and_log<S: Store>(store: S) {
     );
     let a1 = store.get_webhook_event("a1").await.unwrap().unwrap();
     assert_eq!((a1.status, a1.attempts), (WebhookStatus::Failed, 1));
-    // A failed event no longer holds back its connection.
+    // A failed event no longer holds back its connection (w2: w1 still holds b1).
     let claimed = store
-        .claim_webhook_events("w1", NOW + 60, NOW, 10)
+        .claim_webhook_events("w2", NOW + 60, NOW, 10)
         .await
         .unwrap();
     assert_eq!(event_ids(&claimed), ["a2"]);
@@ -1296,6 +1319,7 @@ macro_rules! conformance_suite {
             api_key_hashes,
             webhook_events_commit_with_their_change,
             webhook_claims_in_order_per_connection,
+            webhook_claims_return_to_their_owner,
             webhook_give_up_redeliver_and_log,
             webhook_claim_concurrent,
         );

@@ -106,13 +106,14 @@ pub(super) async fn claim(
 ) -> StoreResult<Vec<WebhookEventRow>> {
     // One statement: the choice and the claim cannot be split by another worker. An event
     // waits while an older event of its connection is still pending (in back-off or claimed
-    // by someone), which is what keeps each connection's events in order.
+    // by someone), which is what keeps each connection's events in order. An owner may take
+    // back its own claims: that is a restarted instance picking up where it died.
     let records: Vec<EventRecord> = sqlx::query_as(concat!(
         "UPDATE webhook_events SET lease_owner = ?, lease_until = ?, updated_at = ? \
          WHERE seq IN (\
            SELECT e.seq FROM webhook_events e \
            WHERE e.status = 'pending' AND e.next_attempt_at <= ? \
-             AND (e.lease_until IS NULL OR e.lease_until <= ?) \
+             AND (e.lease_until IS NULL OR e.lease_until <= ? OR e.lease_owner = ?) \
              AND NOT EXISTS (SELECT 1 FROM webhook_events p \
                WHERE p.connection_id = e.connection_id AND p.status = 'pending' \
                  AND p.seq < e.seq) \
@@ -125,6 +126,7 @@ pub(super) async fn claim(
     .bind(now)
     .bind(now)
     .bind(now)
+    .bind(owner)
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;

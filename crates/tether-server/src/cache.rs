@@ -12,11 +12,16 @@ use std::time::{Duration, Instant};
 use tether_core::credentials::Credentials;
 use tether_store::ConnectionRow;
 
+use crate::provider_auth::PreparedSlot;
+
 /// A connection's row and opened credentials, as last read.
 #[derive(Clone)]
 pub struct CachedConnection {
     pub row: Arc<ConnectionRow>,
     pub credentials: Arc<Credentials>,
+    /// Base URL and auth headers rendered once for these credentials (the proxy's hot path
+    /// then renders no template and parses no metadata); replaced with the entry on refresh.
+    pub prepared: Arc<PreparedSlot>,
 }
 
 struct Entry {

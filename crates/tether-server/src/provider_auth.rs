@@ -2,6 +2,9 @@
 //! the catalog's templates with the connection's credentials, metadata and the integration's
 //! settings. Shared by the proxy and the credentials endpoint.
 
+use std::sync::OnceLock;
+
+use http::{HeaderName, HeaderValue};
 use tether_core::credentials::Credentials;
 use tether_core::integration::{Integration, parse_endpoint};
 use tether_core::template::{Scope, Values};
@@ -9,6 +12,7 @@ use tether_store::ConnectionRow;
 use url::Url;
 
 use crate::error::ApiError;
+use crate::refresh::Live;
 
 /// Template values of one connection.
 pub struct ConnectionValues<'a> {
@@ -62,4 +66,43 @@ pub fn headers(values: &ConnectionValues<'_>) -> Result<Vec<(String, String)>, A
                 .map_err(|e| ApiError::Internal(anyhow::anyhow!("rendering header {name}: {e}")))
         })
         .collect()
+}
+
+/// What the proxy adds to every call for one credential version, ready to use.
+pub struct PreparedAuth {
+    pub base_url: Url,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Filled on first use; a failure (a catalog template that cannot render for this
+/// connection) is kept too, so it is not retried on every request.
+pub type PreparedSlot = OnceLock<Result<PreparedAuth, String>>;
+
+/// The connection's base URL and auth headers, rendered once per cached credential version.
+pub fn prepared(live: &Live) -> Result<&PreparedAuth, ApiError> {
+    live.prepared
+        .get_or_init(|| prepare(live))
+        .as_ref()
+        .map_err(|message| ApiError::Internal(anyhow::anyhow!("{message}")))
+}
+
+fn prepare(live: &Live) -> Result<PreparedAuth, String> {
+    let metadata = metadata_of(&live.row);
+    let values = ConnectionValues {
+        credentials: &live.credentials,
+        metadata: &metadata,
+        integration: &live.integration,
+    };
+    let base_url = base_url(&values).map_err(|e| format!("base URL: {e:?}"))?;
+    let mut headers = Vec::with_capacity(live.integration.headers.len());
+    for (name, value) in self::headers(&values).map_err(|e| format!("headers: {e:?}"))? {
+        let name = HeaderName::try_from(name.as_str())
+            .map_err(|_| format!("catalog header name {name:?} is invalid"))?;
+        let mut value = HeaderValue::try_from(value)
+            .map_err(|_| format!("rendered header {name} is not a valid value"))?;
+        // Keeps the value out of HTTP/2 header compression tables and debug output.
+        value.set_sensitive(true);
+        headers.push((name, value));
+    }
+    Ok(PreparedAuth { base_url, headers })
 }

@@ -24,6 +24,7 @@ use tether_store::{ConnectionRow, ConnectionStatus, CredentialsUpdate, StatusCha
 
 use crate::cache::CachedConnection;
 use crate::error::ApiError;
+use crate::provider_auth::PreparedSlot;
 use crate::state::AppState;
 use crate::webhooks::{self, EventType};
 
@@ -62,6 +63,7 @@ pub struct Live {
     pub row: Arc<ConnectionRow>,
     pub credentials: Arc<Credentials>,
     pub integration: Arc<Integration>,
+    pub prepared: Arc<PreparedSlot>,
 }
 
 /// The connection's credentials, refreshed first when `freshness` asks for it.
@@ -100,6 +102,7 @@ pub async fn live<S: Store>(
         row: refreshed.row,
         credentials: refreshed.credentials,
         integration,
+        prepared: refreshed.prepared,
     })
 }
 
@@ -109,6 +112,7 @@ fn into_live<S: Store>(state: &AppState<S>, cached: CachedConnection) -> Result<
         row: cached.row,
         credentials: cached.credentials,
         integration,
+        prepared: cached.prepared,
     })
 }
 
@@ -144,6 +148,7 @@ async fn load<S: Store>(state: &AppState<S>, id: &str) -> Result<CachedConnectio
     Ok(CachedConnection {
         row: Arc::new(row),
         credentials: Arc::new(credentials),
+        prepared: Arc::default(),
     })
 }
 

@@ -10,9 +10,8 @@
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, header};
+use axum::http::{HeaderMap, HeaderName, Response, header};
 use axum::routing::any;
-use futures_util::TryStreamExt;
 use percent_encoding::percent_decode_str;
 use tether_core::credentials::Credentials;
 use tether_store::Store;
@@ -21,7 +20,7 @@ use url::Url;
 use crate::api::connections::parse_id;
 use crate::api_keys::App;
 use crate::error::ApiError;
-use crate::provider_auth::{self, ConnectionValues};
+use crate::provider_auth;
 use crate::refresh::{self, Freshness, Live};
 use crate::state::AppState;
 
@@ -67,20 +66,18 @@ async fn proxy<S: Store>(
         .map(|(_, v)| v.as_str())
         .unwrap_or_default();
     let id = parse_id(id_text)?;
-    let raw_path = raw_provider_path(request.uri().path(), id.as_str())?;
-    let raw_query = request.uri().query().map(str::to_owned);
-    let method = request.method().clone();
-    let incoming_headers = request.headers().clone();
+    let (parts, body) = request.into_parts();
+    let raw_path = raw_provider_path(parts.uri.path(), id.as_str())?;
+    let raw_query = parts.uri.query().map(str::to_owned);
     let limit = state.config.proxy_max_body_bytes;
-    let body: Bytes = axum::body::to_bytes(request.into_body(), limit)
+    let body: Bytes = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::PayloadTooLarge(limit))?;
-
     let outgoing = Outgoing {
-        method,
+        method: parts.method,
         raw_path,
         raw_query,
-        headers: incoming_headers,
+        headers: forwarded_headers(parts.headers),
         body,
     };
     let live = refresh::live(&state, id.as_str(), Freshness::Normal).await?;
@@ -151,47 +148,37 @@ struct Outgoing {
     body: Bytes,
 }
 
+/// The app's headers minus hop-by-hop ones (RFC 9110 7.6.1, including any the `Connection`
+/// header lists) and the app's own credentials; computed once per request.
+fn forwarded_headers(mut incoming: HeaderMap) -> HeaderMap {
+    let listed_in_connection: Vec<HeaderName> = incoming
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|v| HeaderName::try_from(v.trim()).ok())
+        .collect();
+    for name in DROPPED_REQUEST_HEADERS.iter().chain(&listed_in_connection) {
+        incoming.remove(name);
+    }
+    incoming.remove("keep-alive");
+    incoming
+}
+
 async fn send<S: Store>(
     state: &AppState<S>,
     live: &Live,
     outgoing: &Outgoing,
 ) -> Result<reqwest::Response, ApiError> {
-    let incoming = &outgoing.headers;
-    let metadata = provider_auth::metadata_of(&live.row);
-    let values = ConnectionValues {
-        credentials: &live.credentials,
-        metadata: &metadata,
-        integration: &live.integration,
-    };
+    let prepared = provider_auth::prepared(live)?;
     let url = provider_url(
-        &provider_auth::base_url(&values)?,
+        &prepared.base_url,
         &outgoing.raw_path,
         outgoing.raw_query.as_deref(),
     );
-    let mut headers = HeaderMap::with_capacity(incoming.len() + 2);
-    let listed_in_connection: Vec<String> = incoming
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|v| v.trim().to_ascii_lowercase())
-        .collect();
-    for (name, value) in incoming {
-        if DROPPED_REQUEST_HEADERS.contains(name)
-            || name.as_str() == "keep-alive"
-            || listed_in_connection.iter().any(|n| n == name.as_str())
-        {
-            continue;
-        }
-        headers.append(name.clone(), value.clone());
-    }
-    for (name, value) in provider_auth::headers(&values)? {
-        let name = HeaderName::try_from(name.as_str())
-            .map_err(|_| anyhow::anyhow!("catalog header name {name:?} is invalid"))?;
-        let mut value = HeaderValue::try_from(value)
-            .map_err(|_| anyhow::anyhow!("rendered header {name} is not a valid value"))?;
-        value.set_sensitive(true);
-        headers.insert(name, value);
+    let mut headers = outgoing.headers.clone();
+    for (name, value) in &prepared.headers {
+        headers.insert(name.clone(), value.clone());
     }
     let result = state
         .proxy_client
@@ -210,18 +197,16 @@ async fn send<S: Store>(
     })
 }
 
+/// The provider's response as ours: status, headers (minus hop-by-hop ones) and the body,
+/// handed over as it arrives without copying it through another stream.
 fn stream_back(response: reqwest::Response) -> Response<Body> {
-    let status = response.status();
-    let mut headers = response.headers().clone();
+    let response: Response<reqwest::Body> = response.into();
+    let (mut parts, body) = response.into_parts();
     for name in DROPPED_RESPONSE_HEADERS {
-        headers.remove(name);
+        parts.headers.remove(name);
     }
-    headers.remove("keep-alive");
-    let body = Body::from_stream(response.bytes_stream().map_err(std::io::Error::other));
-    let mut out = Response::new(body);
-    *out.status_mut() = status;
-    *out.headers_mut() = headers;
-    out
+    parts.headers.remove("keep-alive");
+    Response::from_parts(parts, Body::new(body))
 }
 
 #[cfg(test)]

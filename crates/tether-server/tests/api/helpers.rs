@@ -245,6 +245,23 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// `GET /v1/connections/{id}/credentials` (optionally forced), as JSON; asserts 200.
+    pub async fn credentials_json(&self, id: &str, force_refresh: bool) -> Value {
+        let mut path = format!("v1/connections/{id}/credentials");
+        if force_refresh {
+            path.push_str("?force_refresh=true");
+        }
+        let response = self.api(reqwest::Method::GET, &path).send().await.unwrap();
+        assert_eq!(response.status(), 200, "credentials of {id}");
+        response.json().await.unwrap()
+    }
+
+    /// A proxied `GET {path}` for a connection (path relative to the provider's base URL).
+    pub async fn proxy_get(&self, id: &str, path: &str) -> reqwest::Response {
+        let full = format!("v1/proxy/{id}/{path}");
+        self.api(reqwest::Method::GET, &full).send().await.unwrap()
+    }
+
     /// `GET /v1/connections?...` count.
     pub async fn connection_count(&self) -> usize {
         let body: Value = self

@@ -22,17 +22,7 @@ async fn oauth_tokens_import_and_proxy_then_replace_under_the_same_id() {
     let app = spawn_app().await;
     // Tokens the emulator knows, obtained through a real flow for someone else.
     let donor = app.connect("donor").await;
-    let creds: Value = app
-        .api(
-            reqwest::Method::GET,
-            &format!("v1/connections/{donor}/credentials"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let creds = app.credentials_json(&donor, false).await;
     let token = creds["access_token"].as_str().unwrap();
     let (status, created) = import(
         &app,
@@ -44,11 +34,7 @@ async fn oauth_tokens_import_and_proxy_then_replace_under_the_same_id() {
     assert_eq!(created["status"], "active");
     assert!(!created.to_string().contains(token), "no secret echoed");
     let id = created["id"].as_str().unwrap().to_owned();
-    let proxied = app
-        .api(reqwest::Method::GET, &format!("v1/proxy/{id}/v1/deals"))
-        .send()
-        .await
-        .unwrap();
+    let proxied = app.proxy_get(&id, "v1/deals").await;
     assert_eq!(proxied.status(), 200);
 
     let (status, replaced) = import(

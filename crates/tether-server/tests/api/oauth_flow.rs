@@ -80,17 +80,7 @@ async fn full_flow_connects_and_the_api_lists_it() {
 async fn tokens_are_sealed_in_the_database_file() {
     let app = spawn_app().await;
     let id = app.connect("sealed").await;
-    let creds: Value = app
-        .api(
-            reqwest::Method::GET,
-            &format!("v1/connections/{id}/credentials"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let creds = app.credentials_json(&id, false).await;
     let token = creds["access_token"].as_str().unwrap().to_owned();
     // The database file and its WAL, read while the gateway still has them open.
     for entry in std::fs::read_dir(app.dir.path()).unwrap() {

@@ -10,11 +10,7 @@ use crate::helpers::*;
 async fn proxied_deals_carry_the_bearer_token() {
     let app = spawn_app().await;
     let id = app.connect("deals").await;
-    let response = app
-        .api(reqwest::Method::GET, &format!("v1/proxy/{id}/v1/deals"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.proxy_get(&id, "v1/deals").await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert!(!body["deals"].as_array().unwrap().is_empty());
@@ -24,17 +20,7 @@ async fn proxied_deals_carry_the_bearer_token() {
 async fn headers_and_query_pass_but_the_apps_credentials_do_not() {
     let app = spawn_app().await;
     let id = app.connect("echo").await;
-    let creds: Value = app
-        .api(
-            reqwest::Method::GET,
-            &format!("v1/connections/{id}/credentials"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let creds = app.credentials_json(&id, false).await;
     let echoed: Value = app
         .api(
             reqwest::Method::GET,
@@ -125,11 +111,7 @@ async fn a_provider_401_refreshes_once_and_retries_with_the_body() {
         "sent, refused, refreshed, resent"
     );
     // The refreshed token is used from now on without further refreshes.
-    let again = app
-        .api(reqwest::Method::GET, &format!("v1/proxy/{id}/v1/deals"))
-        .send()
-        .await
-        .unwrap();
+    let again = app.proxy_get(&id, "v1/deals").await;
     assert_eq!(again.status(), 200);
     assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
 }

@@ -77,11 +77,7 @@ async fn force_refresh_with_rotation_never_reuses_a_refresh_token() {
     }
     assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 5);
     assert_eq!(app.seed.control.reuse_events(), 0);
-    let response = app
-        .api(reqwest::Method::GET, &format!("v1/proxy/{id}/v1/deals"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.proxy_get(&id, "v1/deals").await;
     assert_eq!(response.status(), 200);
 }
 
@@ -115,11 +111,7 @@ async fn invalid_grant_marks_needs_reauth_and_the_proxy_stops_calling() {
     assert_eq!(problem["code"], "needs_reauth");
     assert_eq!(app.get_connection(&id).await["status"], "needs_reauth");
     let before = app.seed.control.api_calls();
-    let response = app
-        .api(reqwest::Method::GET, &format!("v1/proxy/{id}/v1/deals"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.proxy_get(&id, "v1/deals").await;
     assert_eq!(response.status(), 409);
     assert_eq!(app.seed.control.api_calls(), before);
     // Reconnecting restores it under the same id.

@@ -194,3 +194,30 @@ async fn the_seed_flows_example_configures_both_integrations() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn a_dotenv_file_supplies_configuration() {
+    tether_core_free_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let dotenv = dir.path().join(".env");
+    // A malformed .env is a one-line error naming the file, not a silent skip.
+    std::fs::write(&dotenv, "TETHER_CONNECT__APP_NAME=Dotenv App\n").unwrap();
+    let output = tether(dir.path()).arg("serve").output().await.unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(".env"), "{stderr}");
+
+    std::fs::write(
+        &dotenv,
+        "TETHER_API_KEY=key-from-dotenv\nTETHER_CONNECT__APP_NAME=\"Dotenv App\"\n",
+    )
+    .unwrap();
+    let served = serve(tether(dir.path())).await;
+    assert!(
+        served.printed_key.is_none(),
+        "the .env key is used, none is made"
+    );
+    assert_eq!(served.status_with_key("key-from-dotenv").await, 200);
+    served.stop().await;
+}

@@ -209,14 +209,7 @@ async fn get_contact(
     if let Err(response) = require_user_key(&state, &headers) {
         return response;
     }
-    let found = id
-        .parse::<i64>()
-        .ok()
-        .and_then(|id| state.data.contacts.iter().find(|c| c.id == id));
-    match found {
-        Some(contact) => Json(json!({ "contact": contact })).into_response(),
-        None => not_found("Contact"),
-    }
+    one_record(&state.data.contacts, &id, |c| c.id, "contact", "Contact")
 }
 
 async fn list_opportunities(
@@ -244,13 +237,34 @@ async fn get_opportunity(
     if let Err(response) = require_user_key(&state, &headers) {
         return response;
     }
+    one_record(
+        &state.data.opportunities,
+        &id,
+        |o| o.id,
+        "opportunity",
+        "Opportunity",
+    )
+}
+
+/// `{"<key>": record}` for the record with this numeric id, or Redtail's 404.
+fn one_record<T: Serialize>(
+    records: &[T],
+    id: &str,
+    id_of: impl Fn(&T) -> i64,
+    key: &str,
+    what: &str,
+) -> Response {
     let found = id
         .parse::<i64>()
         .ok()
-        .and_then(|id| state.data.opportunities.iter().find(|o| o.id == id));
+        .and_then(|id| records.iter().find(|r| id_of(r) == id));
     match found {
-        Some(opportunity) => Json(json!({ "opportunity": opportunity })).into_response(),
-        None => not_found("Opportunity"),
+        Some(record) => {
+            let mut body = serde_json::Map::new();
+            body.insert(key.to_owned(), json!(record));
+            Json(Value::Object(body)).into_response()
+        }
+        None => not_found(what),
     }
 }
 

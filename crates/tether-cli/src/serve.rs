@@ -30,7 +30,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let (instance_id, _instance_lock) = instance_identity();
     gateway_config.instance_id = Some(instance_id);
     let public_url = gateway_config.public_url.clone();
-    let integration_count = integrations.len();
+    let configured = integrations.len();
     let gateway = Gateway::new(
         store,
         vault,
@@ -39,10 +39,17 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         integrations,
         api_keys,
     );
+    let integration_count = configured
+        + gateway
+            .load_stored_integrations()
+            .await
+            .context("loading the integrations created through the API")?;
     tracing::info!(listen = %bound, %public_url, integrations = integration_count, "tether is serving");
     println!("Tether is listening on {public_url}");
     if integration_count == 0 {
-        tracing::warn!("no integrations are configured; add [integrations.NAME] to tether.toml");
+        tracing::warn!(
+            "no integrations are configured; add [integrations.NAME] to tether.toml or PUT /v1/integrations/NAME"
+        );
     }
     // The refresher and the webhook worker run beside the server and stop after it.
     let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
@@ -81,14 +88,19 @@ pub async fn gateway_for_commands(file: &FileConfig) -> anyhow::Result<Gateway<S
     let catalog = Catalog::embedded().context("loading the built-in catalog")?;
     let integrations = file.integrations(&catalog)?;
     let config = file.gateway(file.server.listen)?;
-    Ok(Gateway::new(
+    let gateway = Gateway::new(
         store,
         vault,
         config,
         catalog,
         integrations,
         ApiKeys::default(),
-    ))
+    );
+    gateway
+        .load_stored_integrations()
+        .await
+        .context("loading the integrations created through the API")?;
+    Ok(gateway)
 }
 
 /// The vault: `TETHER_ENCRYPTION_KEYS`, or the key file (created with mode 0600 on first run

@@ -18,6 +18,9 @@ pub enum ApiError {
     /// 404: the thing does not exist (or is not the caller's to see).
     #[error("{detail}")]
     NotFound { code: &'static str, detail: String },
+    /// 409: the request conflicts with what exists (a configured integration, one in use).
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
     /// 409: the connection must be connected again by its end user.
     #[error("the connection needs to be connected again by its end user")]
     NeedsReauth,
@@ -65,6 +68,7 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, "Bad request"),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code, "Not found"),
+            ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code, "Conflict"),
             ApiError::NeedsReauth => (
                 StatusCode::CONFLICT,
                 "needs_reauth",

@@ -12,6 +12,7 @@ mod cache;
 mod config;
 mod connect;
 mod error;
+mod integrations;
 mod metrics;
 mod persist;
 mod provider_auth;
@@ -22,14 +23,13 @@ mod removal;
 mod state;
 pub mod webhooks;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
 use axum::Router;
 use tether_core::catalog::Catalog;
 use tether_core::integration::Integration;
 use tether_core::vault::Vault;
 use tether_store::Store;
+
+use crate::integrations::Integrations;
 
 pub use api_keys::ApiKeys;
 pub use config::{GatewayConfig, RefresherConfig, WebhookConfig};
@@ -65,12 +65,40 @@ impl<S: Store> Gateway<S> {
         integrations: Vec<Integration>,
         api_keys: ApiKeys,
     ) -> Self {
-        let integrations: BTreeMap<String, Arc<Integration>> = integrations
-            .into_iter()
-            .map(|i| (i.key.to_string(), Arc::new(i)))
-            .collect();
+        let integrations = Integrations::from_config(integrations);
         let state = AppState::new(store, vault, config, catalog, integrations, api_keys);
         Gateway { state }
+    }
+
+    /// Loads the integrations created earlier through the API. One that no longer resolves
+    /// (say, its provider left the catalog) is skipped with an error in the log and kept in
+    /// the store; one whose key is now in the configuration file yields to it.
+    pub async fn load_stored_integrations(&self) -> anyhow::Result<usize> {
+        let state = &self.state;
+        let stored = state.store.list_integrations().await?;
+        let mut loaded = 0;
+        for (key, sealed) in stored {
+            let resolved = integrations::open_config(&state.vault, &key, &sealed)
+                .and_then(|table| Ok(Integration::from_config(&key, &table, &state.catalog)?));
+            match resolved {
+                Ok(integration) => {
+                    if state.integrations.put_api(integration) {
+                        loaded += 1;
+                    } else {
+                        tracing::warn!(
+                            integration = %key,
+                            "a stored integration has the key of a configured one; the configuration wins"
+                        );
+                    }
+                }
+                Err(err) => tracing::error!(
+                    integration = %key,
+                    error = %err,
+                    "a stored integration could not be loaded; it is kept but not served"
+                ),
+            }
+        }
+        Ok(loaded)
     }
 
     /// The complete router: API, Connect pages, callback, proxy.

@@ -122,7 +122,6 @@ fn integration_of<S: Store>(
 ) -> Result<Arc<Integration>, ApiError> {
     state
         .integration(&row.integration)
-        .cloned()
         .ok_or_else(|| ApiError::NotFound {
             code: "integration_not_found",
             detail: format!(

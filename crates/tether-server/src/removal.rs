@@ -33,10 +33,10 @@ pub async fn delete_connection<S: Store>(state: &AppState<S>, id: &str) -> Resul
 
 /// Best effort: the connection is deleted even when the provider cannot be told.
 async fn revoke_at_provider<S: Store>(state: &AppState<S>, row: &ConnectionRow) {
-    let Some(client) = state
-        .integration(&row.integration)
-        .and_then(|i| i.oauth2.as_ref())
-    else {
+    let Some(integration) = state.integration(&row.integration) else {
+        return;
+    };
+    let Some(client) = integration.oauth2.as_ref() else {
         return;
     };
     if client.revocation_url.is_none() {

@@ -1,7 +1,6 @@
 //! Shared state of the gateway: the store, the vault, the integrations, the outbound clients.
 //! Generic over the store (`AppState<S: Store>`); no global statics.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tether_core::catalog::Catalog;
@@ -13,6 +12,7 @@ use tether_store::Store;
 use crate::api_keys::ApiKeys;
 use crate::cache::CredentialCache;
 use crate::config::GatewayConfig;
+use crate::integrations::Integrations;
 use crate::metrics::Metrics;
 use crate::refresh::RefreshLocks;
 
@@ -34,7 +34,7 @@ pub struct Inner<S: Store> {
     pub vault: Vault,
     pub config: GatewayConfig,
     pub catalog: Catalog,
-    pub integrations: BTreeMap<String, Arc<Integration>>,
+    pub integrations: Integrations,
     pub api_keys: ApiKeys,
     /// Token endpoints, exchanges, probes: no redirects, capped responses.
     pub outbound: Outbound,
@@ -63,7 +63,7 @@ impl<S: Store> AppState<S> {
         vault: Vault,
         config: GatewayConfig,
         catalog: Catalog,
-        integrations: BTreeMap<String, Arc<Integration>>,
+        integrations: Integrations,
         api_keys: ApiKeys,
     ) -> Self {
         let limits = config.outbound.clone();
@@ -99,7 +99,7 @@ impl<S: Store> AppState<S> {
         }
     }
 
-    pub fn integration(&self, key: &str) -> Option<&Arc<Integration>> {
+    pub fn integration(&self, key: &str) -> Option<Arc<Integration>> {
         self.integrations.get(key)
     }
 }

@@ -38,6 +38,24 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Every stored API key hash.
     fn api_key_hashes(&self) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
 
+    // ----- integrations created through the API -------------------------------------------
+
+    /// Creates or replaces an API-managed integration (its configuration sealed by the vault).
+    /// Returns true when it was created, false when it replaced one.
+    fn put_integration(
+        &self,
+        key: &str,
+        sealed_config: &[u8],
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Deletes an API-managed integration; false when there was none.
+    fn delete_integration(&self, key: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Every API-managed integration as (key, sealed configuration), by key.
+    fn list_integrations(&self)
+    -> impl Future<Output = StoreResult<Vec<(String, Vec<u8>)>>> + Send;
+
     // ----- connect sessions --------------------------------------------------------------
 
     /// Stores a new connect session. Its token is stored only as a hash.

@@ -532,6 +532,32 @@ async fn delete_connection<S: Store>(store: S) {
         .unwrap();
 }
 
+async fn api_managed_integrations<S: Store>(store: S) {
+    assert!(store.list_integrations().await.unwrap().is_empty());
+    assert!(store.put_integration("crm", b"sealed-1", 10).await.unwrap());
+    assert!(
+        store
+            .put_integration("alpha", b"sealed-a", 11)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.put_integration("crm", b"sealed-2", 12).await.unwrap(),
+        "a replace"
+    );
+    let all = store.list_integrations().await.unwrap();
+    assert_eq!(
+        all,
+        [
+            ("alpha".to_owned(), b"sealed-a".to_vec()),
+            ("crm".to_owned(), b"sealed-2".to_vec())
+        ]
+    );
+    assert!(store.delete_integration("crm").await.unwrap());
+    assert!(!store.delete_integration("crm").await.unwrap());
+    assert_eq!(store.list_integrations().await.unwrap().len(), 1);
+}
+
 async fn cursor_and_reseal<S: Store>(store: S) {
     for n in 0..5 {
         let id = format!("conn-{n}");
@@ -1311,6 +1337,7 @@ macro_rules! conformance_suite {
             set_connection_status,
             delete_connection,
             cursor_and_reseal,
+            api_managed_integrations,
             refresh_leases,
             refresh_lease_concurrent,
             connections_due_for_refresh,

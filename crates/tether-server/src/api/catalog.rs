@@ -7,9 +7,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use tether_core::catalog::ProviderDef;
+use tether_core::integration::Integration;
 use tether_store::Store;
 
 use crate::api_keys::App;
+use crate::integrations::Source;
 use crate::state::AppState;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {
@@ -56,27 +58,36 @@ async fn providers<S: Store>(_app: App, State(state): State<AppState<S>>) -> Jso
 async fn integrations<S: Store>(_app: App, State(state): State<AppState<S>>) -> Json<Value> {
     let integrations: Vec<Value> = state
         .integrations
-        .values()
-        .map(|i| {
-            let mut view = json!({
-                "key": i.key,
-                "provider": i.provider.id,
-                "display_name": i.display_name,
-                "auth_mode": i.auth_mode(),
-                "settings": i.settings.keys().collect::<Vec<_>>(),
-            });
-            if let Some(client) = &i.oauth2 {
-                view["oauth2"] = json!({
-                    "client_id": client.client_id,
-                    "authorization_url": client.authorization_url.as_str(),
-                    "token_url": client.token_url.as_str(),
-                    "revocation_url": client.revocation_url.as_ref().map(|u| u.as_str()),
-                    "scopes": client.scopes,
-                    "pkce": client.pkce,
-                });
-            }
-            view
-        })
+        .all()
+        .iter()
+        .map(|i| integration_view(i, state.integrations.source(i.key.as_str())))
         .collect();
     Json(json!({ "integrations": integrations }))
+}
+
+/// The public view of an integration: never a secret (setting names, not values; the OAuth
+/// client id, not its secret).
+pub(crate) fn integration_view(i: &Integration, source: Option<Source>) -> Value {
+    let mut view = json!({
+        "key": i.key,
+        "provider": i.provider.id,
+        "display_name": i.display_name,
+        "auth_mode": i.auth_mode(),
+        "settings": i.settings.keys().collect::<Vec<_>>(),
+        "managed_by": match source {
+            Some(Source::Api) => "api",
+            _ => "config",
+        },
+    });
+    if let Some(client) = &i.oauth2 {
+        view["oauth2"] = json!({
+            "client_id": client.client_id,
+            "authorization_url": client.authorization_url.as_str(),
+            "token_url": client.token_url.as_str(),
+            "revocation_url": client.revocation_url.as_ref().map(|u| u.as_str()),
+            "scopes": client.scopes,
+            "pkce": client.pkce,
+        });
+    }
+    view
 }

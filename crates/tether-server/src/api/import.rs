@@ -57,18 +57,15 @@ async fn import<S: Store>(
     let Json(body) = body?;
     let end_user = EndUserId::try_from(body.end_user.id.as_str())
         .map_err(|e| ApiError::bad_request("invalid_end_user", e.to_string()))?;
-    let integration = state
-        .integration(&body.integration)
-        .cloned()
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "integration_not_found",
-                format!(
-                    "no integration is configured with key {:?}",
-                    body.integration
-                ),
-            )
-        })?;
+    let integration = state.integration(&body.integration).ok_or_else(|| {
+        ApiError::bad_request(
+            "integration_not_found",
+            format!(
+                "no integration is configured with key {:?}",
+                body.integration
+            ),
+        )
+    })?;
     let now = unix_time::now();
     let (credentials, metadata) = match integration.auth_mode() {
         AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {

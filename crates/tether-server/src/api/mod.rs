@@ -1,9 +1,10 @@
 //! The JSON API for the app (`/v1/...`), `/health` and `/metrics`. Each module exports `router()`.
 
-mod catalog;
+pub(crate) mod catalog;
 mod connections;
 mod health;
 mod import;
+mod integrations;
 mod metrics;
 mod proxy;
 mod sessions;
@@ -23,6 +24,7 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .merge(sessions::router())
         .merge(connections::router())
         .merge(import::router())
+        .merge(integrations::router())
         .merge(proxy::router())
         .merge(webhooks::router())
         .merge(metrics::router())

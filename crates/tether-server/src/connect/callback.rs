@@ -138,7 +138,7 @@ async fn finish<S: Store>(
              start again.",
         ));
     };
-    let Some(integration) = state.integration(&flow.integration).cloned() else {
+    let Some(integration) = state.integration(&flow.integration) else {
         return Err(Failure::new(
             StatusCode::NOT_FOUND,
             "integration_not_found",

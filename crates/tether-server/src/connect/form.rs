@@ -115,7 +115,6 @@ pub async fn submit<S: Store>(
     let Some(integration) = state
         .integration(&integration_key)
         .filter(|i| session.allows(i.key.as_str()) && is_form_mode(i.auth_mode()))
-        .cloned()
     else {
         return Failure::new(
             StatusCode::NOT_FOUND,

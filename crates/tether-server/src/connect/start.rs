@@ -38,7 +38,8 @@ pub async fn connect_page<S: Store>(
     };
     let items = state
         .integrations
-        .values()
+        .all()
+        .into_iter()
         .filter(|i| session.allows(i.key.as_str()))
         .map(|i| {
             let hint = if i.auth_mode() == AuthMode::Oauth2 {
@@ -91,7 +92,6 @@ pub async fn start<S: Store>(
     let Some(integration) = state
         .integration(&integration_key)
         .filter(|_| session.allows(&integration_key))
-        .cloned()
     else {
         return Failure::new(
             StatusCode::NOT_FOUND,

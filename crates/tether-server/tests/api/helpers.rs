@@ -153,6 +153,7 @@ impl TestApp {
             .collect();
         let keys = ApiKeys::from_keys([&tether_core::SecretString::new(self.api_key.clone())]);
         let gateway = Gateway::new(store, vault, config, catalog, integrations, keys);
+        gateway.load_stored_integrations().await.unwrap();
         let router = gateway.router();
         self.gateway_state = Some(gateway.state().clone());
         self.gateway = Some(Arc::new(gateway));

@@ -5,6 +5,7 @@ mod helpers;
 
 mod catalog;
 mod import;
+mod integrations;
 mod oauth_flow;
 mod pages;
 mod providers;

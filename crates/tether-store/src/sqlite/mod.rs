@@ -148,6 +148,49 @@ impl Store for SqliteStore {
         )
     }
 
+    #[tracing::instrument(skip_all, fields(key = %key), err)]
+    async fn put_integration(
+        &self,
+        key: &str,
+        sealed_config: &[u8],
+        now: i64,
+    ) -> StoreResult<bool> {
+        // An upsert that tells insert from update: created_at survives a replace.
+        let existed: Option<i64> = sqlx::query_scalar("SELECT 1 FROM integrations WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        sqlx::query(
+            "INSERT INTO integrations (key, config, created_at, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (key) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
+        )
+        .bind(key)
+        .bind(sealed_config)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(existed.is_none())
+    }
+
+    #[tracing::instrument(skip_all, fields(key = %key), err)]
+    async fn delete_integration(&self, key: &str) -> StoreResult<bool> {
+        let result = sqlx::query("DELETE FROM integrations WHERE key = ?")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn list_integrations(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        Ok(
+            sqlx::query_as("SELECT key, config FROM integrations ORDER BY key")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {
         flows::purge_expired(&self.pool, now).await
     }

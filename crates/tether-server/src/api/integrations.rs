@@ -1,0 +1,130 @@
+//! `PUT /v1/integrations/{key}` and `DELETE /v1/integrations/{key}`: integrations managed
+//! through the API, beside those of `tether.toml`.
+//!
+//! The body is the integration's table as `tether.toml` would hold it, checked exactly as at
+//! start-up. Secrets are given as values: `env:` and `file:` references are refused here,
+//! since they would let an API caller read the server's environment or files. The stored
+//! table is sealed (it holds the client secret). Integrations of the configuration file are
+//! read-only through the API; one that still has connections cannot be deleted. Other
+//! instances sharing the database see a change when they restart.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::put;
+use axum::{Json, Router};
+use serde_json::{Map, Value};
+use tether_core::ids::IntegrationKey;
+use tether_core::integration::Integration;
+use tether_core::unix_time;
+use tether_store::{ConnectionFilter, Store};
+
+use crate::api::catalog::integration_view;
+use crate::api_keys::App;
+use crate::error::ApiError;
+use crate::integrations::{Source, seal_config};
+use crate::state::AppState;
+
+pub fn router<S: Store>() -> Router<AppState<S>> {
+    Router::new().route(
+        "/v1/integrations/{key}",
+        put(put_integration::<S>).delete(delete_integration::<S>),
+    )
+}
+
+fn managed_by_config(key: &str) -> ApiError {
+    ApiError::Conflict {
+        code: "integration_managed_by_config",
+        detail: format!("integration {key:?} is defined in tether.toml; change it there"),
+    }
+}
+
+async fn put_integration<S: Store>(
+    _app: App,
+    State(state): State<AppState<S>>,
+    Path(key): Path<String>,
+    body: Result<Json<Map<String, Value>>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(table) = body?;
+    let key = IntegrationKey::try_from(key.as_str())
+        .map_err(|e| ApiError::bad_request("invalid_integration_key", e.to_string()))?;
+    if state.integrations.source(key.as_str()) == Some(Source::Config) {
+        return Err(managed_by_config(key.as_str()));
+    }
+    if let Some(name) = secret_reference(&table) {
+        return Err(ApiError::bad_request(
+            "secret_reference_not_allowed",
+            format!("{name}: give the value itself; env: and file: references are for tether.toml"),
+        ));
+    }
+    let integration = Integration::from_config(key.as_str(), &table, &state.catalog)
+        .map_err(|e| ApiError::bad_request("invalid_integration", e.to_string()))?;
+    let sealed = seal_config(&state.vault, key.as_str(), &table);
+    let created = state
+        .store
+        .put_integration(key.as_str(), &sealed, unix_time::now())
+        .await?;
+    let view = integration_view(&integration, Some(Source::Api));
+    if !state.integrations.put_api(integration) {
+        // The configuration file cannot gain a key while we run, so this is unreachable in
+        // practice; answer as the check above would have.
+        return Err(managed_by_config(key.as_str()));
+    }
+    tracing::info!(integration = %key, created, "integration saved through the API");
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)))
+}
+
+async fn delete_integration<S: Store>(
+    _app: App,
+    State(state): State<AppState<S>>,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    match state.integrations.source(&key) {
+        None => {
+            return Err(ApiError::NotFound {
+                code: "integration_not_found",
+                detail: "no integration has this key".into(),
+            });
+        }
+        Some(Source::Config) => return Err(managed_by_config(&key)),
+        Some(Source::Api) => {}
+    }
+    let connections = state
+        .store
+        .list_connections(&ConnectionFilter {
+            integration: Some(key.clone()),
+            limit: 1,
+            ..ConnectionFilter::default()
+        })
+        .await?;
+    if !connections.is_empty() {
+        return Err(ApiError::Conflict {
+            code: "integration_in_use",
+            detail: "the integration still has connections; delete them first".into(),
+        });
+    }
+    state.store.delete_integration(&key).await?;
+    state.integrations.remove_api(&key);
+    tracing::info!(integration = %key, "integration deleted through the API");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The first key whose value is an `env:` or `file:` reference, looking into lists too.
+fn secret_reference(table: &Map<String, Value>) -> Option<&str> {
+    table.iter().find_map(|(name, value)| {
+        let is_reference = |v: &Value| {
+            v.as_str()
+                .is_some_and(|s| s.starts_with("env:") || s.starts_with("file:"))
+        };
+        let found = match value {
+            Value::Array(items) => items.iter().any(is_reference),
+            other => is_reference(other),
+        };
+        found.then_some(name.as_str())
+    })
+}

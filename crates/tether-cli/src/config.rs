@@ -16,8 +16,9 @@ use tether_core::secret::resolve_secret_ref;
 use tether_server::{GatewayConfig, WebhookConfig};
 use url::Url;
 
-/// The whole configuration file.
-#[derive(Debug, Default, Deserialize)]
+/// The whole configuration file. No `Debug`: it holds literal secrets (API keys, client
+/// secrets, the webhook secret, a database password) until they are resolved.
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     #[serde(default)]
@@ -35,7 +36,7 @@ pub struct FileConfig {
 }
 
 /// Where events go, and the key that signs them.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhooksSection {
     pub url: String,
@@ -43,7 +44,7 @@ pub struct WebhooksSection {
     pub secret: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     #[serde(default = "default_listen")]
@@ -65,7 +66,7 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 3003))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSection {
     #[serde(default = "default_database_url")]
@@ -84,7 +85,7 @@ fn default_database_url() -> String {
     "sqlite://tether.db".into()
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSection {
     /// The app's keys, as literals or `env:`/`file:` references.
@@ -92,7 +93,7 @@ pub struct ApiSection {
     pub keys: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectSection {
     #[serde(default)]

@@ -21,8 +21,9 @@ pub enum Credentials {
     },
 }
 
-/// An OAuth 2.0 token set (RFC 6749 5.1).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// An OAuth 2.0 token set (RFC 6749 5.1). `Debug` shows the names in `extra`, never their
+/// values (a provider may put an `id_token` there).
+#[derive(Clone, Serialize, Deserialize)]
 pub struct OAuth2Tokens {
     pub access_token: SecretString,
     #[serde(default)]
@@ -38,6 +39,19 @@ pub struct OAuth2Tokens {
     /// (sealed with the rest, since they may hold an `id_token` or similar).
     #[serde(default)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl std::fmt::Debug for OAuth2Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth2Tokens")
+            .field("access_token", &self.access_token)
+            .field("refresh_token", &self.refresh_token)
+            .field("token_type", &self.token_type)
+            .field("scope", &self.scope)
+            .field("expires_at", &self.expires_at)
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 fn bearer() -> String {
@@ -126,5 +140,25 @@ mod tests {
         assert_eq!(opened.get("refresh_token"), Some("rt"));
         assert!(Credentials::open(&vault, "conn_b", &sealed).is_err());
         assert!(!format!("{opened:?}").contains("at\""));
+    }
+
+    #[test]
+    fn debug_never_shows_unknown_token_response_fields() {
+        let mut extra = serde_json::Map::new();
+        extra.insert("id_token".into(), serde_json::json!("eyJ.secret.jwt"));
+        let tokens = OAuth2Tokens {
+            access_token: SecretString::new("at-value"),
+            refresh_token: None,
+            token_type: "Bearer".into(),
+            scope: None,
+            expires_at: None,
+            extra,
+        };
+        let shown = format!("{tokens:?}");
+        assert!(shown.contains("id_token"), "{shown}");
+        assert!(
+            !shown.contains("eyJ.secret.jwt") && !shown.contains("at-value"),
+            "{shown}"
+        );
     }
 }

@@ -56,7 +56,9 @@ impl OutboundError {
         if err.is_timeout() {
             OutboundError::Timeout
         } else {
-            OutboundError::Network(err)
+            // The URL may carry rendered form input in a catalog's query template; an error
+            // that reaches a log must not.
+            OutboundError::Network(err.without_url())
         }
     }
 }
@@ -140,4 +142,23 @@ pub async fn read_capped(
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn network_errors_do_not_carry_the_url() {
+        let outbound = Outbound::new(OutboundLimits::default());
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        let url = url::Url::parse("http://127.0.0.1:1/probe?key=typed-secret").unwrap();
+        let err = outbound
+            .send(outbound.request(reqwest::Method::GET, url))
+            .await
+            .unwrap_err();
+        let shown = format!("{err:?} {err}");
+        assert!(matches!(err, OutboundError::Network(_)), "{shown}");
+        assert!(!shown.contains("typed-secret"), "{shown}");
+    }
 }

@@ -188,6 +188,8 @@ async fn send<S: Store>(
         .send()
         .await;
     result.map_err(|err| {
+        // The app's query string may hold anything; keep the URL out of the log.
+        let err = err.without_url();
         tracing::warn!(connection_id = %live.row.id, error = %err, "proxied request failed");
         if err.is_timeout() || err.is_connect() {
             ApiError::ProviderUnavailable("the provider could not be reached".into())

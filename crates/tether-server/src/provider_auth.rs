@@ -1,6 +1,7 @@
 //! What the provider expects on each call: the base URL and the auth headers, rendered from
 //! the catalog's templates with the connection's credentials, metadata and the integration's
-//! settings. Shared by the proxy and the credentials endpoint.
+//! settings, once per cached credential version ([`prepared`]), for the proxy and the
+//! credentials endpoint alike.
 
 use std::sync::OnceLock;
 
@@ -15,10 +16,10 @@ use crate::error::ApiError;
 use crate::refresh::Live;
 
 /// Template values of one connection.
-pub struct ConnectionValues<'a> {
-    pub credentials: &'a Credentials,
-    pub metadata: &'a serde_json::Map<String, serde_json::Value>,
-    pub integration: &'a Integration,
+struct ConnectionValues<'a> {
+    credentials: &'a Credentials,
+    metadata: &'a serde_json::Map<String, serde_json::Value>,
+    integration: &'a Integration,
 }
 
 impl Values for ConnectionValues<'_> {
@@ -41,7 +42,7 @@ pub fn metadata_of(row: &ConnectionRow) -> serde_json::Map<String, serde_json::V
 }
 
 /// The provider's API base URL for this connection.
-pub fn base_url(values: &ConnectionValues<'_>) -> Result<Url, ApiError> {
+fn base_url(values: &ConnectionValues<'_>) -> Result<Url, ApiError> {
     let template = values
         .integration
         .api_base_url
@@ -54,7 +55,7 @@ pub fn base_url(values: &ConnectionValues<'_>) -> Result<Url, ApiError> {
 }
 
 /// The headers the provider's API wants, as (name, value).
-pub fn headers(values: &ConnectionValues<'_>) -> Result<Vec<(String, String)>, ApiError> {
+fn headers(values: &ConnectionValues<'_>) -> Result<Vec<(String, String)>, ApiError> {
     values
         .integration
         .headers
@@ -68,10 +69,19 @@ pub fn headers(values: &ConnectionValues<'_>) -> Result<Vec<(String, String)>, A
         .collect()
 }
 
-/// What the proxy adds to every call for one credential version, ready to use.
+/// What every call to the provider needs for one credential version, ready to use by the
+/// proxy and the credentials endpoint alike.
 pub struct PreparedAuth {
     pub base_url: Url,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub headers: Vec<PreparedHeader>,
+}
+
+/// One auth header: its name as the catalog writes it (what the credentials endpoint shows),
+/// and the parsed name and value the proxy sends.
+pub struct PreparedHeader {
+    pub written: String,
+    pub name: HeaderName,
+    pub value: HeaderValue,
 }
 
 /// Filled on first use; a failure (a catalog template that cannot render for this
@@ -96,13 +106,17 @@ fn prepare(live: &Live) -> Result<PreparedAuth, String> {
     let base_url = base_url(&values).map_err(|e| format!("base URL: {e:?}"))?;
     let mut headers = Vec::with_capacity(live.integration.headers.len());
     for (name, value) in self::headers(&values).map_err(|e| format!("headers: {e:?}"))? {
-        let name = HeaderName::try_from(name.as_str())
+        let parsed = HeaderName::try_from(name.as_str())
             .map_err(|_| format!("catalog header name {name:?} is invalid"))?;
         let mut value = HeaderValue::try_from(value)
             .map_err(|_| format!("rendered header {name} is not a valid value"))?;
         // Keeps the value out of HTTP/2 header compression tables and debug output.
         value.set_sensitive(true);
-        headers.push((name, value));
+        headers.push(PreparedHeader {
+            written: name,
+            name: parsed,
+            value,
+        });
     }
     Ok(PreparedAuth { base_url, headers })
 }

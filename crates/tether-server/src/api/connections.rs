@@ -14,7 +14,7 @@ use tether_store::{ConnectionFilter, ConnectionRow, ConnectionStatus, Store};
 
 use crate::api_keys::App;
 use crate::error::ApiError;
-use crate::provider_auth::{self, ConnectionValues};
+use crate::provider_auth;
 use crate::refresh::{self, Freshness};
 use crate::removal;
 use crate::state::AppState;
@@ -126,17 +126,17 @@ async fn credentials<S: Store>(
         Freshness::Normal
     };
     let live = refresh::live(&state, id.as_str(), freshness).await?;
-    let metadata = provider_auth::metadata_of(&live.row);
-    let values = ConnectionValues {
-        credentials: &live.credentials,
-        metadata: &metadata,
-        integration: &live.integration,
-    };
-    let headers: serde_json::Map<String, Value> = provider_auth::headers(&values)?
-        .into_iter()
-        .map(|(k, v)| (k, Value::String(v)))
+    let prepared = provider_auth::prepared(&live)?;
+    let headers: serde_json::Map<String, Value> = prepared
+        .headers
+        .iter()
+        .map(|h| {
+            // Rendered from UTF-8 text, so the bytes are that text again.
+            let value = String::from_utf8_lossy(h.value.as_bytes()).into_owned();
+            (h.written.clone(), Value::String(value))
+        })
         .collect();
-    let base_url = provider_auth::base_url(&values)?;
+    let base_url = &prepared.base_url;
     let mut body = json!({
         "connection_id": live.row.id,
         "integration": live.row.integration,

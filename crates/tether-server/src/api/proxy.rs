@@ -177,8 +177,8 @@ async fn send<S: Store>(
         outgoing.raw_query.as_deref(),
     );
     let mut headers = outgoing.headers.clone();
-    for (name, value) in &prepared.headers {
-        headers.insert(name.clone(), value.clone());
+    for header in &prepared.headers {
+        headers.insert(header.name.clone(), header.value.clone());
     }
     let result = state
         .proxy_client

@@ -21,11 +21,22 @@ fn short_lived() -> SeedOAuthConfig {
     }
 }
 
-async fn proxy(app: &TestApp, id: &str) -> reqwest::Response {
-    app.api(reqwest::Method::GET, &format!("v1/proxy/{id}/v1/deals"))
-        .send()
-        .await
-        .unwrap()
+/// Clears the token endpoint's fault and waits (bounded) until a read has refreshed the
+/// connection, i.e. its back-off ended and `last_error` is gone; proxied reads keep working.
+async fn recovers(app: &TestApp, id: &str, after: &str) {
+    app.seed.control.set_token_fault(None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        assert_eq!(app.proxy_get(id, "v1/deals").await.status(), 200);
+        if app.get_connection(id).await["last_error"].is_null() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never refreshed after {after}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -46,7 +57,7 @@ async fn two_hundred_calls_after_expiry_make_one_refresh() {
         .map(|_| {
             let app = app.clone();
             let id = id.clone();
-            tokio::spawn(async move { proxy(&app, &id).await.status() })
+            tokio::spawn(async move { app.proxy_get(&id, "v1/deals").await.status() })
         })
         .collect();
     for call in calls {
@@ -75,15 +86,7 @@ async fn rotation_under_concurrency_never_reuses_a_refresh_token() {
             let id = id.clone();
             tokio::spawn(async move {
                 for _ in 0..CALLS_PER_TASK {
-                    let response = app
-                        .api(
-                            reqwest::Method::GET,
-                            &format!("v1/connections/{id}/credentials?force_refresh=true"),
-                        )
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(response.status(), 200);
+                    app.credentials_json(&id, true).await;
                 }
             })
         })
@@ -95,7 +98,7 @@ async fn rotation_under_concurrency_never_reuses_a_refresh_token() {
     // Concurrent forced refreshes share one refresh, but each task's calls are sequential.
     let refreshes = app.seed.control.token_calls_by_grant("refresh_token");
     assert!(refreshes >= CALLS_PER_TASK as u64, "{refreshes} refreshes");
-    assert_eq!(proxy(&app, &id).await.status(), 200);
+    assert_eq!(app.proxy_get(&id, "v1/deals").await.status(), 200);
     assert_eq!(app.get_connection(&id).await["status"], "active");
 }
 
@@ -123,7 +126,11 @@ async fn an_outage_backs_off_keeps_the_connection_and_recovers() {
         // Reads during the outage are served with the still valid token, and back-off keeps
         // them from hammering the token endpoint.
         for _ in 0..10 {
-            assert_eq!(proxy(&app, &id).await.status(), 200, "{fault:?}");
+            assert_eq!(
+                app.proxy_get(&id, "v1/deals").await.status(),
+                200,
+                "{fault:?}"
+            );
         }
         let during = app.seed.control.token_calls_by_grant("refresh_token") - before;
         assert!(
@@ -135,19 +142,7 @@ async fn an_outage_backs_off_keeps_the_connection_and_recovers() {
         assert!(connection["last_error"].is_string(), "{connection}");
 
         // The provider recovers: once the back-off ends a read refreshes.
-        app.seed.control.set_token_fault(None);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            assert_eq!(proxy(&app, &id).await.status(), 200);
-            if app.get_connection(&id).await["last_error"].is_null() {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "never refreshed after {fault:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        recovers(&app, &id, &format!("{fault:?}")).await;
     }
 }
 
@@ -168,7 +163,7 @@ async fn invalid_grant_marks_needs_reauth_and_tells_the_app_once() {
             let app = app.clone();
             let id = id.clone();
             tokio::spawn(async move {
-                let response = proxy(&app, &id).await;
+                let response = app.proxy_get(&id, "v1/deals").await;
                 let status = response.status();
                 let content_type = response.headers()["content-type"].clone();
                 let problem: Value = response.json().await.unwrap();
@@ -189,7 +184,7 @@ async fn invalid_grant_marks_needs_reauth_and_tells_the_app_once() {
 
     // The proxy answers without calling the provider.
     let api_calls = app.seed.control.api_calls();
-    assert_eq!(proxy(&app, &id).await.status(), 409);
+    assert_eq!(app.proxy_get(&id, "v1/deals").await.status(), 409);
     assert_eq!(app.seed.control.api_calls(), api_calls);
 
     receiver
@@ -282,7 +277,7 @@ async fn a_token_endpoint_slower_than_the_timeout_is_an_outage_not_a_lost_connec
     // and the still valid token is served; back-off keeps reads from waiting on each try.
     let started = tokio::time::Instant::now();
     for _ in 0..5 {
-        assert_eq!(proxy(&app, &id).await.status(), 200);
+        assert_eq!(app.proxy_get(&id, "v1/deals").await.status(), 200);
     }
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -296,19 +291,7 @@ async fn a_token_endpoint_slower_than_the_timeout_is_an_outage_not_a_lost_connec
     assert!(connection["last_error"].is_string(), "{connection}");
 
     // The provider answers in time again: once the back-off ends a read refreshes.
-    app.seed.control.set_token_fault(None);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        assert_eq!(proxy(&app, &id).await.status(), 200);
-        if app.get_connection(&id).await["last_error"].is_null() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never refreshed after the timeouts"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    recovers(&app, &id, "the timeouts").await;
     assert_eq!(app.get_connection(&id).await["status"], "active");
 }
 
@@ -333,7 +316,7 @@ async fn a_lease_held_elsewhere_does_not_stall_reads_of_a_valid_token() {
     );
     let started = tokio::time::Instant::now();
     for _ in 0..3 {
-        assert_eq!(proxy(&app, &id).await.status(), 200);
+        assert_eq!(app.proxy_get(&id, "v1/deals").await.status(), 200);
     }
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -347,6 +330,6 @@ async fn a_lease_held_elsewhere_does_not_stall_reads_of_a_valid_token() {
         .release_refresh_lease(&id, "inst_elsewhere")
         .await
         .unwrap();
-    assert_eq!(proxy(&app, &id).await.status(), 200);
+    assert_eq!(app.proxy_get(&id, "v1/deals").await.status(), 200);
     assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
 }

@@ -17,9 +17,7 @@ async fn credentials(app: &TestApp, id: &str, force: bool) -> reqwest::Response 
 }
 
 async fn token_of(app: &TestApp, id: &str, force: bool) -> String {
-    let response = credentials(app, id, force).await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
+    let body = app.credentials_json(id, force).await;
     body["access_token"].as_str().unwrap().to_owned()
 }
 

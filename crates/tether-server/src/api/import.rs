@@ -13,14 +13,14 @@ use serde_json::{Map, Value};
 use tether_core::catalog::AuthMode;
 use tether_core::credential_flow;
 use tether_core::credentials::Credentials;
-use tether_core::ids::EndUserId;
 use tether_core::{SecretString, oauth2, unix_time};
 use tether_store::Store;
 
 use crate::api::connections::view;
+use crate::api::end_user::EndUserBody;
 use crate::api_keys::App;
 use crate::error::ApiError;
-use crate::persist::{EndUser, save_connection};
+use crate::persist::save_connection;
 use crate::state::AppState;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {
@@ -39,24 +39,13 @@ struct ImportBody {
     metadata: Map<String, Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EndUserBody {
-    id: String,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    display_name: Option<String>,
-}
-
 async fn import<S: Store>(
     _app: App,
     State(state): State<AppState<S>>,
     body: Result<Json<ImportBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body?;
-    let end_user = EndUserId::try_from(body.end_user.id.as_str())
-        .map_err(|e| ApiError::bad_request("invalid_end_user", e.to_string()))?;
+    let end_user = body.end_user.parse()?;
     let integration = state.integration(&body.integration).ok_or_else(|| {
         ApiError::bad_request(
             "integration_not_found",
@@ -87,17 +76,13 @@ async fn import<S: Store>(
     };
     let existed = state
         .store
-        .find_connection(integration.key.as_str(), end_user.as_str())
+        .find_connection(integration.key.as_str(), end_user.id.as_str())
         .await?
         .is_some();
     let id = save_connection(
         &state,
         integration.key.as_str(),
-        &EndUser {
-            id: end_user.as_str().to_owned(),
-            email: body.end_user.email,
-            display_name: body.end_user.display_name,
-        },
+        &end_user,
         &credentials,
         &metadata,
     )

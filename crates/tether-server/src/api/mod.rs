@@ -2,6 +2,7 @@
 
 pub(crate) mod catalog;
 mod connections;
+mod end_user;
 mod health;
 mod import;
 mod integrations;

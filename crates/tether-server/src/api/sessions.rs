@@ -7,11 +7,11 @@ use axum::routing::post;
 use axum::{Json, Router, extract::rejection::JsonRejection};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tether_core::ids::EndUserId;
 use tether_core::{random, unix_time};
 use tether_store::{ConnectSessionRow, Store};
 use url::Url;
 
+use crate::api::end_user::EndUserBody;
 use crate::api_keys::App;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -23,21 +23,11 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateSession {
-    end_user: EndUser,
+    end_user: EndUserBody,
     #[serde(default)]
     integrations: Option<Vec<String>>,
     #[serde(default)]
     return_url: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EndUser {
-    id: String,
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    display_name: Option<String>,
 }
 
 async fn create<S: Store>(
@@ -46,22 +36,7 @@ async fn create<S: Store>(
     body: Result<Json<CreateSession>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body?;
-    let end_user = EndUserId::try_from(body.end_user.id.as_str())
-        .map_err(|e| ApiError::bad_request("invalid_end_user", e.to_string()))?;
-    for (name, value) in [
-        ("end_user.email", &body.end_user.email),
-        ("end_user.display_name", &body.end_user.display_name),
-    ] {
-        if value
-            .as_ref()
-            .is_some_and(|v| v.len() > 320 || v.chars().any(char::is_control))
-        {
-            return Err(ApiError::bad_request(
-                "invalid_end_user",
-                format!("{name} must be at most 320 characters with no control characters"),
-            ));
-        }
-    }
+    let end_user = body.end_user.parse()?;
     let integrations = match &body.integrations {
         Some(keys) if keys.is_empty() => {
             return Err(ApiError::bad_request(
@@ -111,9 +86,9 @@ async fn create<S: Store>(
         .store
         .insert_connect_session(&ConnectSessionRow {
             token_hash: random::sha256_hex(&token),
-            end_user_id: end_user.as_str().to_owned(),
-            end_user_email: body.end_user.email,
-            end_user_display_name: body.end_user.display_name,
+            end_user_id: end_user.id,
+            end_user_email: end_user.email,
+            end_user_display_name: end_user.display_name,
             integrations,
             return_url,
             expires_at,

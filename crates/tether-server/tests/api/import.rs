@@ -80,6 +80,11 @@ async fn bad_imports_are_problems_and_store_nothing() {
             json!({"integration": "crm", "credentials": {"access_token": "a"}}),
             "invalid_body",
         ),
+        (
+            json!({"integration": "crm", "end_user": {"id": "u", "email": "a\nb@example.com"},
+                   "credentials": {"access_token": "a"}}),
+            "invalid_end_user",
+        ),
     ];
     for (body, code) in cases {
         let (status, problem) = import(&app, body.clone()).await;

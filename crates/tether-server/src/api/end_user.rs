@@ -1,0 +1,51 @@
+//! The `end_user` object of the API's request bodies (`{id, email?, display_name?}`), parsed
+//! once for every endpoint that takes one.
+
+use serde::Deserialize;
+use tether_core::ids::EndUserId;
+
+use crate::error::ApiError;
+use crate::persist::EndUser;
+
+/// `end_user` as sent.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndUserBody {
+    id: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+/// Longest email or display name kept (an email address can be 320 characters).
+const MAX_TEXT: usize = 320;
+
+impl EndUserBody {
+    /// The end user, or `invalid_end_user` naming the field to fix.
+    pub fn parse(self) -> Result<EndUser, ApiError> {
+        let id = EndUserId::try_from(self.id.as_str())
+            .map_err(|e| ApiError::bad_request("invalid_end_user", e.to_string()))?;
+        for (name, value) in [
+            ("end_user.email", &self.email),
+            ("end_user.display_name", &self.display_name),
+        ] {
+            if value
+                .as_ref()
+                .is_some_and(|v| v.len() > MAX_TEXT || v.chars().any(char::is_control))
+            {
+                return Err(ApiError::bad_request(
+                    "invalid_end_user",
+                    format!(
+                        "{name} must be at most {MAX_TEXT} characters with no control characters"
+                    ),
+                ));
+            }
+        }
+        Ok(EndUser {
+            id: id.as_str().to_owned(),
+            email: self.email,
+            display_name: self.display_name,
+        })
+    }
+}

@@ -28,6 +28,9 @@ pub struct GatewayConfig {
     /// The largest request body the proxy buffers (so a request can be sent again after a
     /// refresh); larger bodies are refused with 413.
     pub proxy_max_body_bytes: usize,
+    /// The longest a proxied call may wait for the provider's next bytes (its answer, or the
+    /// next part of a streamed body) before it fails with 503; bodies may stream for longer.
+    pub proxy_read_timeout: Duration,
     /// The app's name, shown on the Connect page.
     pub app_name: String,
     /// The Connect page's accent colour (`#rgb` or `#rrggbb`); set with
@@ -121,6 +124,7 @@ impl GatewayConfig {
             refresh_margin: Duration::from_secs(5 * 60),
             refresh_lease: Duration::from_secs(30),
             proxy_max_body_bytes: 10 * 1024 * 1024,
+            proxy_read_timeout: Duration::from_secs(60),
             app_name: "Tether".into(),
             accent_color: DEFAULT_ACCENT.into(),
             logo_url: None,

@@ -71,6 +71,8 @@ impl<S: Store> AppState<S> {
         let proxy_client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(limits.connect_timeout)
+            // A provider that accepts and then says nothing must not hold the app forever.
+            .read_timeout(config.proxy_read_timeout)
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)

@@ -161,3 +161,46 @@ async fn oversized_bodies_are_refused() {
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["code"], "payload_too_large");
 }
+
+#[tokio::test]
+async fn a_provider_that_never_answers_is_a_clear_503_not_a_hang() {
+    // Accepts connections and never writes a byte.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/", silent.local_addr().unwrap());
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let app = spawn_app_with(AppOptions {
+        integrations: vec![(
+            "silent".into(),
+            json!({"provider": "oauth2", "client_id": "c", "client_secret": "s",
+                   "authorization_url": "https://silent.example/authorize",
+                   "token_url": "https://silent.example/token",
+                   "api_base_url": silent_url}),
+        )],
+        configure: Some(std::sync::Arc::new(|c| {
+            c.proxy_read_timeout = std::time::Duration::from_millis(300)
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let imported: Value = app
+        .api(reqwest::Method::POST, "v1/connections")
+        .json(&json!({"integration": "silent", "end_user": {"id": "u"},
+                      "credentials": {"access_token": "t", "expires_in": 3600}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = imported["id"].as_str().unwrap();
+    let response = app.proxy_get(id, "v1/deals").await;
+    assert_eq!(response.status(), 503);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "provider_unavailable");
+    holder.abort();
+}

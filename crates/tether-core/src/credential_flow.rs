@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use crate::SecretString;
 use crate::catalog::{AuthMode, FieldDef, Keep, ProviderDef, RequestDef};
 use crate::credentials::Credentials;
-use crate::integration::{Integration, parse_endpoint};
+use crate::integration::Integration;
 use crate::outbound::{CappedResponse, Outbound, OutboundError};
 use crate::template::{Scope, Template, Values};
 
@@ -39,6 +39,20 @@ impl Inputs {
     /// A field's normalised value, if the user gave one.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(SecretString::expose)
+    }
+
+    /// The values the catalog keeps as connection metadata (what an OAuth provider asks before
+    /// its redirect: a subdomain, a data centre), ready to be stored.
+    pub fn metadata(&self, provider: &ProviderDef) -> Map<String, Value> {
+        provider
+            .fields
+            .iter()
+            .filter(|f| f.keep_in(provider.auth_mode) == Keep::Metadata)
+            .filter_map(|f| {
+                self.get(&f.name)
+                    .map(|v| (f.name.clone(), Value::String(v.to_owned())))
+            })
+            .collect()
     }
 }
 
@@ -116,6 +130,13 @@ fn normalise_field(field: &FieldDef, given: &str) -> Result<Option<SecretString>
     });
     if field.lowercase {
         value = Zeroizing::new(value.to_lowercase());
+    }
+    if let Some(prefix) = &field.strip_prefix
+        && value.len() > prefix.len()
+        && value.is_char_boundary(prefix.len())
+        && value[..prefix.len()].eq_ignore_ascii_case(prefix)
+    {
+        value = Zeroizing::new(value[prefix.len()..].to_owned());
     }
     if let Some(suffix) = &field.strip_suffix {
         let len = value.len();
@@ -362,14 +383,13 @@ async fn send(
             .and_then(|t| t.render(values))
             .map_err(|e| misconfigured("template", &e))
     };
-    let base = values
+    let mut url = values
         .integration
         .api_base_url
         .as_ref()
         .ok_or_else(|| FlowError::Misconfigured("no api_base_url".into()))?
-        .render(values)
+        .render(values, &values.integration.hosts)
         .map_err(|e| misconfigured("api_base_url", &e))?;
-    let mut url = parse_endpoint(&base).map_err(|e| misconfigured("api_base_url", &e))?;
     url.path_segments_mut()
         .map_err(|()| FlowError::Misconfigured("api_base_url cannot have a path".into()))?
         .pop_if_empty()

@@ -82,10 +82,10 @@ pub(crate) fn integration_view(i: &Integration, source: Option<Source>) -> Value
     if let Some(client) = &i.oauth2 {
         view["oauth2"] = json!({
             "client_id": client.client_id,
-            "authorization_url": client.authorization_url.as_str(),
-            "token_url": client.token_url.as_str(),
-            "revocation_url": client.revocation_url.as_ref().map(|u| u.as_str()),
-            "scopes": client.scopes,
+            "authorization_url": client.authorization_url.text,
+            "token_url": client.token_url.text,
+            "revocation_url": client.revocation_url.as_ref().map(|u| u.text.as_str()),
+            "scopes": client.scopes.iter().map(|s| s.text()).collect::<Vec<_>>(),
             "pkce": client.pkce,
         });
     }

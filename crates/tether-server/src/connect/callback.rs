@@ -8,7 +8,8 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
-use tether_core::credentials::Credentials;
+use tether_core::credentials::{Credentials, OAuth2Tokens};
+use tether_core::integration::Integration;
 use tether_core::oauth2::{self, TokenError};
 use tether_core::{SecretString, random, unix_time};
 use tether_store::{ConsumeOutcome, FlowStateRow, Store};
@@ -16,7 +17,7 @@ use url::Url;
 
 use super::pages::{self, Failure};
 use super::session::{BROWSER_COOKIE, expired_failure, read_cookie};
-use super::start::verifier_context;
+use super::start::{SealedFlow, verifier_context};
 use crate::persist::{EndUser, save_connection};
 use crate::state::AppState;
 
@@ -150,22 +151,28 @@ async fn finish<S: Store>(
         .oauth2
         .as_ref()
         .ok_or_else(|| internal("callback for a non-OAuth integration", &"misconfigured"))?;
-    let verifier = if flow.pkce_verifier.is_empty() {
-        None
+    let sealed = if flow.pkce_verifier.is_empty() {
+        SealedFlow {
+            verifier: None,
+            connection: serde_json::Map::new(),
+        }
     } else {
-        let plain = state
+        let mut plain = state
             .vault
             .open(&verifier_context(&flow.state_hash), &flow.pkce_verifier)
-            .map_err(|err| internal("opening PKCE verifier", &err))?;
-        Some(SecretString::new(
-            String::from_utf8(plain).map_err(|err| internal("PKCE verifier", &err))?,
-        ))
+            .map_err(|err| internal("opening the sealed flow", &err))?;
+        let sealed = SealedFlow::from_plain(&plain);
+        zeroize::Zeroize::zeroize(&mut plain);
+        sealed.ok_or_else(|| internal("sealed flow", &"malformed"))?
     };
+    let verifier = sealed.verifier.map(SecretString::new);
     let redirect_uri =
         Url::parse(&flow.redirect_uri).map_err(|err| internal("stored redirect_uri", &err))?;
+    let vars = integration.vars(&sealed.connection, None);
     let tokens = oauth2::exchange_code(
         &state.outbound,
         client,
+        &vars,
         code,
         &redirect_uri,
         verifier.as_ref(),
@@ -173,6 +180,8 @@ async fn finish<S: Store>(
     )
     .await
     .map_err(|err| exchange_failure(&flow.integration, &err))?;
+    let metadata = connection_metadata(&integration, sealed.connection, &tokens)
+        .map_err(|err| exchange_failure(&flow.integration, &err))?;
 
     let session = state
         .store
@@ -184,10 +193,6 @@ async fn finish<S: Store>(
         email: session.as_ref().and_then(|s| s.end_user_email.clone()),
         display_name: session.and_then(|s| s.end_user_display_name),
     };
-    let mut metadata = serde_json::Map::new();
-    if let Some(scope) = &tokens.scope {
-        metadata.insert("scope".into(), serde_json::Value::String(scope.clone()));
-    }
     save_connection(
         state,
         &flow.integration,
@@ -199,7 +204,27 @@ async fn finish<S: Store>(
     .map_err(|err| internal("saving connection", &err))
 }
 
-fn exchange_failure(integration: &str, err: &TokenError) -> Failure {
+/// A new connection's metadata: what the end user gave before the redirect, the granted
+/// scope, and the values the catalog keeps from the token response, refused when they would
+/// point the proxy at a host the provider's file does not allow.
+pub(crate) fn connection_metadata(
+    integration: &Integration,
+    mut metadata: serde_json::Map<String, serde_json::Value>,
+    tokens: &OAuth2Tokens,
+) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
+    if let Some(scope) = &tokens.scope {
+        metadata.insert("scope".into(), serde_json::Value::String(scope.clone()));
+    }
+    if let Some(client) = &integration.oauth2 {
+        metadata.extend(oauth2::token_metadata(client, tokens));
+    }
+    integration
+        .check_connection_values(&metadata)
+        .map_err(TokenError::InvalidResponse)?;
+    Ok(metadata)
+}
+
+pub(crate) fn exchange_failure(integration: &str, err: &TokenError) -> Failure {
     let reference = crate::reference::new();
     tracing::warn!(reference = %reference, integration, error = %err, "token exchange failed");
     let mut failure = Failure::new(

@@ -1,6 +1,8 @@
-//! The credential form of the non-OAuth auth modes (`api_key`, `two_step`, `basic`):
-//! `GET /connect/{integration}?session=T` draws it (via `start`), and
-//! `POST /connect/{integration}?session=T` checks what was entered with the provider and
+//! The credential form of the non-OAuth auth modes (`api_key`, `two_step`, `basic`), also
+//! drawn for OAuth providers that need a value before their redirect (a subdomain, a data
+//! centre): `GET /connect/{integration}?session=T` draws it (via `start`), and
+//! `POST /connect/{integration}?session=T` starts the OAuth flow with the checked values, or
+//! checks what was entered with the provider and
 //! stores the connection.
 //!
 //! The fields, their normalisation and the provider calls are catalog data run by
@@ -114,7 +116,7 @@ pub async fn submit<S: Store>(
     };
     let Some(integration) = state
         .integration(&integration_key)
-        .filter(|i| session.allows(i.key.as_str()) && is_form_mode(i.auth_mode()))
+        .filter(|i| session.allows(i.key.as_str()) && shows_form(i))
     else {
         return Failure::new(
             StatusCode::NOT_FOUND,
@@ -162,6 +164,35 @@ pub async fn submit<S: Store>(
             );
         }
     };
+    // OAuth providers ask first for what their URLs need, then go on as usual.
+    match integration.auth_mode() {
+        AuthMode::Oauth2 => {
+            let connection = inputs.metadata(&integration.provider);
+            return super::start::start_oauth(
+                &state,
+                &session,
+                integration.key.as_str(),
+                popup,
+                &headers,
+                &connection,
+            )
+            .await
+            .unwrap_or_else(|failure| failure.into_page(&state.config));
+        }
+        AuthMode::Oauth2ClientCredentials => {
+            let connection = inputs.metadata(&integration.provider);
+            return super::start::connect_client_credentials(
+                &state,
+                &session,
+                &integration,
+                popup,
+                connection,
+            )
+            .await
+            .unwrap_or_else(|failure| failure.into_page(&state.config));
+        }
+        _ => {}
+    }
     let connected = match credential_flow::connect(&state.outbound, &integration, &inputs).await {
         Ok(connected) => connected,
         Err(err) => {
@@ -209,9 +240,15 @@ pub async fn submit<S: Store>(
     )
 }
 
-/// The auth modes connected through this form.
-pub fn is_form_mode(mode: AuthMode) -> bool {
-    matches!(mode, AuthMode::ApiKey | AuthMode::TwoStep | AuthMode::Basic)
+/// Whether connecting starts with this form: always for the credential modes, and for the
+/// OAuth modes when the provider needs something from the end user before its redirect.
+pub fn shows_form(integration: &Integration) -> bool {
+    match integration.auth_mode() {
+        AuthMode::ApiKey | AuthMode::TwoStep | AuthMode::Basic => true,
+        AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {
+            !integration.provider.fields.is_empty()
+        }
+    }
 }
 
 /// Whether the request's `Origin`, if any, is ours. `Origin: null` counts as absent: browsers

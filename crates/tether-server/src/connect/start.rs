@@ -7,11 +7,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tether_core::catalog::AuthMode;
+use tether_core::credentials::Credentials;
+use tether_core::integration::Integration;
+use tether_core::oauth2;
 use tether_core::{pkce, random, unix_time};
 use tether_store::{FlowStateRow, Store};
 
 use super::pages::{self, Chrome, ConnectItem, ConnectPage, Failure};
 use super::session::{self, Session};
+use crate::persist::{EndUser, save_connection};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -42,7 +46,7 @@ pub async fn connect_page<S: Store>(
         .into_iter()
         .filter(|i| session.allows(i.key.as_str()))
         .map(|i| {
-            let hint = if i.auth_mode() == AuthMode::Oauth2 {
+            let hint = if i.auth_mode() == AuthMode::Oauth2 && i.provider.fields.is_empty() {
                 ["Sign in on ", &i.display_name, "'s own site"].concat()
             } else {
                 ["Enter your ", &i.display_name, " details"].concat()
@@ -101,30 +105,124 @@ pub async fn start<S: Store>(
         )
         .into_page(&state.config);
     };
+    // A provider that needs something from the end user first (a subdomain, a data centre)
+    // shows the form; OAuth starts when it is sent.
+    if super::form::shows_form(&integration) {
+        return super::form::blank(&state, &session, &integration, popup);
+    }
+    let nothing = serde_json::Map::new();
     match integration.auth_mode() {
-        AuthMode::Oauth2 => start_oauth(&state, &session, &integration_key, popup, &headers)
-            .await
-            .unwrap_or_else(|failure| failure.into_page(&state.config)),
-        mode if super::form::is_form_mode(mode) => {
-            super::form::blank(&state, &session, &integration, popup)
-        }
-        _ => Failure::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "unsupported_auth_mode",
-            "This service cannot be connected here yet",
-            "Ask the app's team to check their Tether configuration.",
+        AuthMode::Oauth2 => start_oauth(
+            &state,
+            &session,
+            &integration_key,
+            popup,
+            &headers,
+            &nothing,
         )
-        .into_page(&state.config),
+        .await
+        .unwrap_or_else(|failure| failure.into_page(&state.config)),
+        AuthMode::Oauth2ClientCredentials => {
+            connect_client_credentials(&state, &session, &integration, popup, nothing)
+                .await
+                .unwrap_or_else(|failure| failure.into_page(&state.config))
+        }
+        // Every other mode has fields, so `shows_form` took it.
+        _ => super::form::blank(&state, &session, &integration, popup),
     }
 }
 
+/// What a flow state seals: the PKCE verifier and what the end user gave before the
+/// redirect, both needed (and both private) when the provider sends the browser back.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SealedFlow {
+    #[serde(default)]
+    pub verifier: Option<String>,
+    #[serde(default)]
+    pub connection: serde_json::Map<String, serde_json::Value>,
+}
+
+impl SealedFlow {
+    /// Reads what [`start_oauth`] sealed; a flow stored by an older version holds the bare
+    /// verifier (PKCE verifiers never start with `{`).
+    pub fn from_plain(plain: &[u8]) -> Option<Self> {
+        if plain.first() == Some(&b'{') {
+            return serde_json::from_slice(plain).ok();
+        }
+        Some(SealedFlow {
+            verifier: Some(String::from_utf8(plain.to_vec()).ok()?),
+            connection: serde_json::Map::new(),
+        })
+    }
+}
+
+/// The client-credentials grant (RFC 6749 4.4): no browser trip to the provider; the
+/// gateway asks for a token with the integration's own client credentials and stores it.
+pub async fn connect_client_credentials<S: Store>(
+    state: &AppState<S>,
+    session: &Session,
+    integration: &Integration,
+    popup: bool,
+    connection: serde_json::Map<String, serde_json::Value>,
+) -> Result<Response, Failure> {
+    let client = integration
+        .oauth2
+        .as_ref()
+        .ok_or_else(|| internal_failure("client credentials without a client", &"misconfigured"))?;
+    let vars = integration.vars(&connection, None);
+    let tokens = oauth2::client_credentials(&state.outbound, client, &vars, unix_time::now())
+        .await
+        .map_err(|err| super::callback::exchange_failure(integration.key.as_str(), &err))?;
+    let metadata = super::callback::connection_metadata(integration, connection, &tokens)
+        .map_err(|err| super::callback::exchange_failure(integration.key.as_str(), &err))?;
+    let end_user = EndUser {
+        id: session.row.end_user_id.clone(),
+        email: session.row.end_user_email.clone(),
+        display_name: session.row.end_user_display_name.clone(),
+    };
+    let connection_id = save_connection(
+        state,
+        integration.key.as_str(),
+        &end_user,
+        &Credentials::Oauth2(tokens),
+        &metadata,
+    )
+    .await
+    .map_err(|err| internal_failure("saving connection", &err))?;
+    Ok(pages::connected(
+        &state.config,
+        &pages::Outcome {
+            integration: integration.key.as_str(),
+            display_name: &integration.display_name,
+            return_url: session.row.return_url.as_deref(),
+            connection_id: &connection_id,
+            popup,
+        },
+    ))
+}
+
+fn internal_failure(what: &str, err: &dyn std::fmt::Debug) -> Failure {
+    let reference = crate::reference::new();
+    tracing::error!(reference = %reference, error = ?err, "{what}");
+    let mut failure = Failure::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "Something went wrong",
+        "We could not connect your account. Try again in a moment.",
+    );
+    failure.reference = Some(reference);
+    failure
+}
+
 /// Stores a flow state and sends the browser to the provider (RFC 6749 4.1.1, RFC 7636).
-async fn start_oauth<S: Store>(
+/// `connection` holds what the end user gave first (a subdomain, a tenant), if anything.
+pub async fn start_oauth<S: Store>(
     state: &AppState<S>,
     session: &Session,
     integration_key: &str,
     popup: bool,
     headers: &HeaderMap,
+    connection: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Response, Failure> {
     let integration = state
         .integration(integration_key)
@@ -140,21 +238,30 @@ async fn start_oauth<S: Store>(
     let (browser, set_cookie) = session::browser_binding(headers, state.config.secure_cookies());
     let redirect_uri = state.config.callback_url();
     let now = unix_time::now();
-    let sealed_verifier = verifier
-        .as_ref()
-        .map(|v| {
-            state
-                .vault
-                .seal(&verifier_context(&state_hash), v.expose().as_bytes())
-        })
-        .unwrap_or_default();
+    // Built before anything is stored: a value that makes an unusable URL stops here.
+    let vars = integration.vars(connection, None);
+    let url = tether_core::oauth2::authorization_url(
+        client,
+        &vars,
+        &state_value,
+        &redirect_uri,
+        challenge.as_deref(),
+    )
+    .map_err(|err| internal_failure("building the authorization URL", &err))?;
+    let sealed = SealedFlow {
+        verifier: verifier.as_ref().map(|v| v.expose().to_owned()),
+        connection: connection.clone(),
+    };
+    let mut plain = serde_json::to_vec(&sealed).expect("a flow always serializes");
+    let sealed_flow = state.vault.seal(&verifier_context(&state_hash), &plain);
+    zeroize::Zeroize::zeroize(&mut plain);
     let flow = FlowStateRow {
         state_hash: state_hash.clone(),
         browser_hash: random::sha256_hex(&browser),
         session_token_hash: session.row.token_hash.clone(),
         integration: integration_key.to_owned(),
         end_user_id: session.row.end_user_id.clone(),
-        pkce_verifier: sealed_verifier,
+        pkce_verifier: sealed_flow,
         redirect_uri: redirect_uri.to_string(),
         return_url: session.row.return_url.clone(),
         display: if popup { "popup" } else { "page" }.into(),
@@ -173,12 +280,6 @@ async fn start_oauth<S: Store>(
         failure.reference = Some(reference);
         return Err(failure);
     }
-    let url = tether_core::oauth2::authorization_url(
-        client,
-        &state_value,
-        &redirect_uri,
-        challenge.as_deref(),
-    );
     tracing::info!(integration = %integration_key, "oauth flow started");
     let mut response = Redirect::to(url.as_str()).into_response();
     if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
@@ -194,7 +295,8 @@ async fn start_oauth<S: Store>(
     Ok(response)
 }
 
-/// Vault context of a flow's PKCE verifier: bound to its flow row.
+/// Vault context of a flow's sealed part (PKCE verifier, values given before the redirect):
+/// bound to its flow row.
 pub fn verifier_context(state_hash: &str) -> String {
     let mut ctx = String::from("flow_states/");
     ctx.push_str(state_hash);

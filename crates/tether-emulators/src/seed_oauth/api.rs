@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -20,8 +20,10 @@ use crate::http_util::authorization;
 
 /// Checks the Bearer token (RFC 6750 2.1); `Err` carries the 401 to send.
 fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
-    let valid = authorization(headers, "Bearer")
-        .is_some_and(|token| lock(shared).access_token_valid(token));
+    let state = lock(shared);
+    let valid = authorization(headers, &state.config.token_scheme)
+        .is_some_and(|token| state.access_token_valid(token));
+    drop(state);
     if valid {
         return Ok(());
     }
@@ -104,7 +106,8 @@ pub(crate) async fn create_deal(
 pub(crate) async fn echo(
     State(shared): State<Shared>,
     method: Method,
-    uri: Uri,
+    // The path as the client sent it, `/x/{segment}/` included.
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {

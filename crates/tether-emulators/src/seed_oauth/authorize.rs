@@ -110,9 +110,13 @@ fn validate(shared: &Shared, params: &[(String, String)]) -> Result<AuthorizeReq
             "client_id and redirect_uri may appear only once.",
         ));
     }
-    let (expected_client, require_pkce) = {
+    let (expected_client, require_pkce, scope_rules) = {
         let state = lock(shared);
-        (state.config.client_id.clone(), state.config.require_pkce)
+        (
+            state.config.client_id.clone(),
+            state.config.require_pkce,
+            super::token::ScopeRules::of(&state.config),
+        )
     };
     let client_id = match first(params, "client_id") {
         Some(id) if !id.is_empty() => id.to_owned(),
@@ -179,6 +183,10 @@ fn validate(shared: &Shared, params: &[(String, String)]) -> Result<AuthorizeReq
             return Err(redirect("invalid_request", "code_challenge is malformed"));
         }
         (Some(_), _) => {}
+    }
+    let scope = first(params, "scope").unwrap_or_default();
+    if let Err(description) = scope_rules.check(scope) {
+        return Err(redirect("invalid_scope", description));
     }
     Ok(AuthorizeRequest {
         client_id,

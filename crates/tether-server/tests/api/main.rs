@@ -10,6 +10,7 @@ mod oauth_flow;
 mod pages;
 mod providers;
 mod proxy;
+mod quirks;
 mod refresh;
 mod refresh_on_read;
 mod webhooks;

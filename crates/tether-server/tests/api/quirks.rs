@@ -1,0 +1,317 @@
+//! Each quirk class of real CRMs, end to end through the real catalog file with its endpoints
+//! overridden to the seed emulator in the matching profile: connect, proxy to the right host,
+//! a 401 from the API, refresh, proxy again.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tether_emulators::seed_oauth::SeedOAuthConfig;
+use url::Url;
+
+use crate::helpers::*;
+
+/// Where a proxied `GET v1/echo` landed: (Host header, path).
+async fn echo(app: &TestApp, id: &str) -> (String, String) {
+    let response = app.proxy_get(id, "v1/echo").await;
+    assert_eq!(response.status(), 200, "proxied echo of {id}");
+    let body: Value = response.json().await.unwrap();
+    (
+        body["headers"]["host"].as_str().unwrap().to_owned(),
+        body["path"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Proxies, makes the API answer 401 (every access token expired), proxies again: the second
+/// call must have refreshed once (with `grant`) and reached the same place.
+async fn survives_expiry(app: &TestApp, id: &str, grant: &str, expected: &(String, String)) {
+    assert_eq!(&echo(app, id).await, expected);
+    let before = app.seed.control.token_calls_by_grant(grant);
+    app.seed.control.expire_access_tokens();
+    assert_eq!(&echo(app, id).await, expected);
+    assert_eq!(
+        app.seed.control.token_calls_by_grant(grant),
+        before + 1,
+        "one {grant} call after the 401"
+    );
+}
+
+/// `http://localhost:PORT/x/instance-1/`: the instance URL the emulator's token responses name.
+fn instance_url(emulator: &Url) -> Url {
+    let mut url = emulator.clone();
+    url.set_host(Some("localhost")).unwrap();
+    url.set_path("/x/instance-1/");
+    url
+}
+
+fn host_of(url: &Url) -> String {
+    let mut host = url.host_str().unwrap().to_owned();
+    host.push(':');
+    host.push_str(&url.port().unwrap().to_string());
+    host
+}
+
+/// `{emulator}{rest}` as text: `rest` may hold `${...}` expressions, which a URL would encode.
+fn at(emulator: &Url, rest: &str) -> String {
+    [emulator.as_str(), rest].concat()
+}
+
+#[tokio::test]
+async fn salesforce_proxies_to_its_instance_and_keeps_its_refresh_token() {
+    let app = spawn_app_with(AppOptions {
+        seed: SeedOAuthConfig::salesforce_like(),
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            vec![(
+                "salesforce".into(),
+                json!({
+                    "provider": "salesforce",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "authorization_url": at(emu, "oauth/authorize"),
+                    "token_url": at(emu, "oauth/token"),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect_through("sf-user", "salesforce", None).await;
+    let instance = instance_url(app.seed.base_url());
+    let connection = app.get_connection(&id).await;
+    assert_eq!(connection["metadata"]["instance_url"], instance.as_str());
+    assert!(
+        connection["expires_at"].is_null(),
+        "no expires_in: the lifetime is unknown"
+    );
+    let credentials = app.credentials_json(&id, false).await;
+    assert_eq!(credentials["base_url"], instance.as_str());
+
+    let expected = (host_of(&instance), "/x/instance-1/v1/echo".to_owned());
+    survives_expiry(&app, &id, "refresh_token", &expected).await;
+    // The refresh answered no refresh token; the one kept from the connect works again.
+    survives_expiry(&app, &id, "refresh_token", &expected).await;
+    assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 2);
+    assert_eq!(app.get_connection(&id).await["status"], "active");
+}
+
+#[tokio::test]
+async fn pipedrive_calls_the_api_domain_of_its_token_response() {
+    let app = spawn_app_with(AppOptions {
+        seed: SeedOAuthConfig::api_domain(),
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            vec![(
+                "pipedrive".into(),
+                json!({
+                    "provider": "pipedrive",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "authorization_url": at(emu, "oauth/authorize"),
+                    "token_url": at(emu, "oauth/token"),
+                    "revocation_url": at(emu, "oauth/revoke"),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect_through("pd-user", "pipedrive", None).await;
+    let instance = instance_url(app.seed.base_url());
+    assert_eq!(
+        app.get_connection(&id).await["metadata"]["api_domain"],
+        instance.as_str()
+    );
+    let expected = (host_of(&instance), "/x/instance-1/v1/echo".to_owned());
+    survives_expiry(&app, &id, "refresh_token", &expected).await;
+}
+
+#[tokio::test]
+async fn zoho_joins_scopes_with_commas_and_follows_api_domain() {
+    let scopes = [
+        "ZohoCRM.modules.ALL",
+        "ZohoCRM.settings.ALL",
+        "ZohoCRM.users.READ",
+    ];
+    let app = spawn_app_with(AppOptions {
+        seed: SeedOAuthConfig::zoho_like(&scopes),
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            vec![(
+                "zoho".into(),
+                json!({
+                    "provider": "zoho-crm",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "authorization_url": at(emu, "oauth/authorize"),
+                    "token_url": at(emu, "oauth/token"),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    // The data centre is asked before the redirect; the emulator refuses a space-joined list.
+    let id = app
+        .connect_through("zoho-user", "zoho", Some(&[("data_center", " EU ")]))
+        .await;
+    let connection = app.get_connection(&id).await;
+    assert_eq!(connection["metadata"]["data_center"], "eu");
+    assert_eq!(connection["metadata"]["scope"], scopes.join(","));
+    let instance = instance_url(app.seed.base_url());
+    let expected = (host_of(&instance), "/x/instance-1/v1/echo".to_owned());
+    survives_expiry(&app, &id, "refresh_token", &expected).await;
+}
+
+#[tokio::test]
+async fn kommo_uses_the_account_subdomain_json_bodies_and_redirect_uri_on_refresh() {
+    let app = spawn_app_with(AppOptions {
+        seed: SeedOAuthConfig::per_account("acme"),
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            vec![(
+                "kommo".into(),
+                json!({
+                    "provider": "kommo",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    // The account stands in the path here, as it does in the host at Kommo.
+                    "authorization_url": at(emu, "x/${connection.subdomain}/oauth/authorize"),
+                    "token_url": at(emu, "x/${connection.subdomain}/oauth/token"),
+                    "api_base_url": at(emu, "x/${connection.subdomain}"),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let form: &[(&str, &str)] = &[("subdomain", "https://ACME.kommo.com")];
+    let id = app.connect_through("kommo-user", "kommo", Some(form)).await;
+    assert_eq!(
+        app.get_connection(&id).await["metadata"]["subdomain"],
+        "acme"
+    );
+    let expected = (host_of(app.seed.base_url()), "/x/acme/v1/echo".to_owned());
+    survives_expiry(&app, &id, "refresh_token", &expected).await;
+    let last = app.seed.control.last_token_request().unwrap();
+    assert!(
+        last.content_type
+            .as_deref()
+            .is_some_and(|ct| ct.starts_with("application/json")),
+        "{last:?}"
+    );
+    assert!(
+        last.body_fields.iter().any(|f| f == "redirect_uri"),
+        "{last:?}"
+    );
+    // Refresh tokens rotate: the rotated one was stored, so a second refresh works too.
+    survives_expiry(&app, &id, "refresh_token", &expected).await;
+    assert_eq!(app.seed.control.reuse_events(), 0);
+}
+
+#[tokio::test]
+async fn a_typed_subdomain_that_could_move_the_host_is_refused_on_the_form() {
+    let app = spawn_app_with(AppOptions {
+        seed: SeedOAuthConfig::per_account("acme"),
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            vec![(
+                "kommo".into(),
+                json!({
+                    "provider": "kommo",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "authorization_url": at(emu, "x/${connection.subdomain}/oauth/authorize"),
+                    "token_url": at(emu, "x/${connection.subdomain}/oauth/token"),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let browser = Browser::new();
+    let session = app.create_session("kommo-evil", Some(RETURN_URL)).await;
+    let start = app.connect_start_url(&session, "kommo");
+    for evil in ["evil.example/x", "acme.evil.example", "a@evil"] {
+        let response = browser
+            .client
+            .post(start.clone())
+            .form(&[("subdomain", evil)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{evil} accepted");
+    }
+    assert_eq!(app.seed.control.token_calls(), 0);
+    assert_eq!(app.connection_count().await, 0);
+}
+
+#[tokio::test]
+async fn dynamics_puts_the_tenant_in_the_url_and_the_organisation_in_the_scope() {
+    let app = spawn_app_with(AppOptions {
+        seed: SeedOAuthConfig::tenant(
+            "contoso-tenant",
+            "https://contoso.crm.dynamics.com/user_impersonation",
+        ),
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            vec![(
+                "dynamics".into(),
+                json!({
+                    "provider": "dynamics-365",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "tenant": "contoso-tenant",
+                    "authorization_url": at(emu, "x/${settings.tenant}/oauth/authorize"),
+                    "token_url": at(emu, "x/${settings.tenant}/oauth/token"),
+                    "api_base_url": at(emu, "x/${settings.tenant}"),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let form: &[(&str, &str)] = &[("org_host", "https://Contoso.crm.dynamics.com/")];
+    let id = app
+        .connect_through("dyn-user", "dynamics", Some(form))
+        .await;
+    assert_eq!(
+        app.get_connection(&id).await["metadata"]["org_host"],
+        "contoso.crm.dynamics.com"
+    );
+    let expected = (
+        host_of(app.seed.base_url()),
+        "/x/contoso-tenant/v1/echo".to_owned(),
+    );
+    survives_expiry(&app, &id, "refresh_token", &expected).await;
+}
+
+#[tokio::test]
+async fn client_credentials_connect_without_a_browser_trip_and_ask_again_on_401() {
+    let app = spawn_app_with(AppOptions {
+        seed: SeedOAuthConfig {
+            required_segment: Some("contoso-tenant".into()),
+            ..SeedOAuthConfig::client_credentials("https://contoso.crm.dynamics.com/.default")
+        },
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            vec![(
+                "dynamics-app".into(),
+                json!({
+                    "provider": "dynamics-365-s2s",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "tenant": "contoso-tenant",
+                    "org_host": "contoso.crm.dynamics.com",
+                    "token_url": at(emu, "x/${settings.tenant}/oauth/token"),
+                    "api_base_url": at(emu, "x/contoso-tenant"),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect_through("s2s", "dynamics-app", None).await;
+    assert_eq!(
+        app.seed.control.token_calls_by_grant("client_credentials"),
+        1
+    );
+    let expected = (
+        host_of(app.seed.base_url()),
+        "/x/contoso-tenant/v1/echo".to_owned(),
+    );
+    survives_expiry(&app, &id, "client_credentials", &expected).await;
+    assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 0);
+}

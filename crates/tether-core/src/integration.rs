@@ -52,6 +52,8 @@ pub struct Integration {
     pub hosts: HostRules,
     /// Headers the proxy adds, as templates.
     pub headers: Vec<(String, Template)>,
+    /// Query parameters the proxy adds, as templates.
+    pub query: Vec<(String, Template)>,
     /// Operator-configured values the catalog declares (e.g. an API key); all kept secret.
     pub settings: BTreeMap<String, SecretString>,
 }
@@ -314,6 +316,17 @@ impl Integration {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        let query = provider
+            .api
+            .query
+            .iter()
+            .map(|(name, value)| {
+                Template::parse(value)
+                    .map(|t| (name.clone(), t))
+                    .map_err(|e| err(format!("query parameter {name}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
         let oauth2 = match provider.auth_mode {
             AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {
                 Some(resolve_oauth2(table, &provider).map_err(&err)?)
@@ -340,6 +353,7 @@ impl Integration {
             api_base_url,
             hosts,
             headers,
+            query,
             settings,
         })
     }

@@ -40,6 +40,8 @@ fn headers(integration: &Integration, values: &Vars<'_>) -> Result<Vec<(String, 
 pub struct PreparedAuth {
     pub base_url: Url,
     pub headers: Vec<PreparedHeader>,
+    /// Query parameters added to every call (most providers have none).
+    pub query: Vec<(String, String)>,
 }
 
 /// One auth header: its name as the catalog writes it (what the credentials endpoint shows),
@@ -85,5 +87,20 @@ fn prepare(live: &Live) -> Result<PreparedAuth, String> {
             value,
         });
     }
-    Ok(PreparedAuth { base_url, headers })
+    let query = live
+        .integration
+        .query
+        .iter()
+        .map(|(name, template)| {
+            template
+                .render(&values)
+                .map(|value| (name.clone(), value))
+                .map_err(|e| format!("rendering query parameter {name}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PreparedAuth {
+        base_url,
+        headers,
+        query,
+    })
 }

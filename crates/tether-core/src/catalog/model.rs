@@ -92,6 +92,10 @@ pub struct ApiDef {
     /// Headers the proxy adds to every call (templates).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Query parameters the proxy adds to every call (templates), for APIs that take the
+    /// token as a parameter (Bitrix24's `auth`).
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
     /// Host patterns (`api.example.com`, `*.my.salesforce.com`) a URL may point at when its
     /// host comes from a connection value (a token response, or what the user typed). A
     /// template whose host reads a token-response value needs at least one.
@@ -446,6 +450,9 @@ impl ProviderDef {
         }
         for (name, value) in &self.api.headers {
             check_template(format!("api.headers.{name}"), value, false)?;
+        }
+        for (name, value) in &self.api.query {
+            check_template(format!("api.query.{name}"), value, false)?;
         }
         for (label, request) in [("exchange", &self.exchange), ("probe", &self.probe)] {
             let Some(request) = request else { continue };

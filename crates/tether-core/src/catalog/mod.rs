@@ -5,6 +5,7 @@
 //! which headers carry the credential, how the base URL is built), never as
 //! `if provider == ...` in code.
 
+pub mod describe;
 mod model;
 
 pub use model::*;

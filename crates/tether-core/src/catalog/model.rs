@@ -368,6 +368,17 @@ impl ProviderDef {
         if !id_ok {
             return bad("id".into(), "must be lowercase kebab case".into());
         }
+        // The Connect page draws the mark in a small square: a few letters and a plain colour.
+        let mark_ok = (1..=4).contains(&self.mark.text.chars().count())
+            && self.mark.color.len() == 7
+            && self.mark.color.starts_with('#')
+            && self.mark.color[1..].bytes().all(|b| b.is_ascii_hexdigit());
+        if !mark_ok {
+            return bad(
+                "mark".into(),
+                "needs text of 1 to 4 characters and a #rrggbb color".into(),
+            );
+        }
         let setting_names: Vec<&str> = self.settings.iter().map(|s| s.name.as_str()).collect();
         let field_names: Vec<&str> = self.fields.iter().map(|f| f.name.as_str()).collect();
         let provider_values = self.provider_value_names();
@@ -578,10 +589,11 @@ impl ProviderDef {
     /// The provider's quirks, in words, derived from the file (for `providers show` and the
     /// docs table): what Tether does differently from plain RFC 6749 for this provider.
     pub fn quirks(&self) -> Vec<String> {
+        let code = |text: &str| ["`", text, "`"].concat();
         let mut quirks = Vec::new();
         if let Some(def) = self.oauth2.as_ref().filter(|_| self.is_oauth()) {
             if def.scope_separator != " " {
-                quirks.push(format!("scopes joined by {:?}", def.scope_separator));
+                quirks.push(["scopes joined by ", &code(&def.scope_separator)].concat());
             }
             if def.token_request_format == BodyFormat::Json {
                 quirks.push("JSON token requests".into());
@@ -593,30 +605,77 @@ impl ProviderDef {
                 quirks.push("no PKCE".into());
             }
             if def.redirect_uri_on_refresh {
-                quirks.push("redirect_uri on refresh".into());
+                quirks.push("`redirect_uri` on refresh".into());
             }
             for (name, value) in &def.authorization_params {
-                quirks.push(format!("{name}={value} on authorization"));
+                quirks.push(
+                    [
+                        &code(&[name.as_str(), "=", value].concat()),
+                        " on authorization",
+                    ]
+                    .concat(),
+                );
             }
             for (name, pointers) in &def.token_metadata {
-                quirks.push(format!(
-                    "keeps {name} from the token response ({})",
-                    pointers.as_slice().join(" or ")
-                ));
+                let pointers: Vec<String> = pointers.as_slice().iter().map(|p| code(p)).collect();
+                quirks.push(
+                    [
+                        "keeps ",
+                        &code(name),
+                        " from the token response (",
+                        &pointers.join(" or "),
+                        ")",
+                    ]
+                    .concat(),
+                );
             }
             if def.revocation_url.is_some() {
-                quirks.push("revocation endpoint".into());
+                quirks.push("revokes on delete".into());
             }
         }
-        if !self.fields.is_empty() && self.is_oauth() {
-            let names: Vec<&str> = self.fields.iter().map(|f| f.name.as_str()).collect();
-            quirks.push(format!("asks {} before the redirect", names.join(", ")));
+        if self.auth_mode == AuthMode::Oauth2ClientCredentials {
+            quirks.push("client-credentials grant, asked again instead of refreshed".into());
+        }
+        if self.is_oauth() && !self.fields.is_empty() {
+            let names: Vec<String> = self.fields.iter().map(|f| code(&f.name)).collect();
+            quirks.push(["asks ", &names.join(", "), " before the redirect"].concat());
+        }
+        for name in self.api.query.keys() {
+            quirks.push(["query parameter ", &code(name), " on every call"].concat());
+        }
+        for name in self
+            .api
+            .headers
+            .keys()
+            .filter(|n| !n.eq_ignore_ascii_case("authorization"))
+        {
+            quirks.push(["header ", &code(name), " on every call"].concat());
+        }
+        if let Some(probe) = &self.probe {
+            quirks.push(
+                [
+                    "checks the key with ",
+                    &probe.method,
+                    " ",
+                    &code(&probe.path),
+                ]
+                .concat(),
+            );
+        }
+        if let Some(exchange) = &self.exchange {
+            quirks.push(
+                [
+                    "exchanges what is entered at ",
+                    &exchange.method,
+                    " ",
+                    &code(&exchange.path),
+                ]
+                .concat(),
+            );
         }
         if !self.api.allowed_hosts.is_empty() {
-            quirks.push(format!(
-                "API host limited to {}",
-                self.api.allowed_hosts.join(", ")
-            ));
+            let hosts: Vec<String> = self.api.allowed_hosts.iter().map(|h| code(h)).collect();
+            quirks.push(["API host limited to ", &hosts.join(", ")].concat());
         }
         quirks
     }

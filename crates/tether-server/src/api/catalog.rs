@@ -47,6 +47,12 @@ fn provider_view(provider: &ProviderDef) -> Value {
         "description": provider.description,
         "fields": fields,
         "settings": settings,
+        "operator": provider.operator_items(),
+        "end_user": provider.end_user_items(),
+        "quirks": provider.quirks(),
+        "allowed_hosts": provider.api.allowed_hosts,
+        "docs_url": provider.docs_url,
+        "mark": {"text": provider.mark.text, "color": provider.mark.color},
     })
 }
 

@@ -18,9 +18,9 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::{
-    ConnectSessionRow, ConnectionFilter, ConnectionRow, ConnectionStatus, ConsumeOutcome,
-    CredentialsUpdate, FlowStateRow, NewWebhookEvent, StatusChange, Store, StoreResult,
-    WebhookAttempt, WebhookEventFilter, WebhookEventRow,
+    AttemptWindow, ConnectSessionRow, ConnectionFilter, ConnectionRow, ConnectionStatus,
+    ConsumeOutcome, CredentialsUpdate, FlowStateRow, NewWebhookEvent, StatusChange, Store,
+    StoreResult, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
 };
 
 /// Connections kept for a file database. SQLite has one writer at a time anyway; the extra
@@ -111,9 +111,62 @@ impl Store for SqliteStore {
         flows::get_connect_session(&self.pool, token_hash).await
     }
 
+    #[tracing::instrument(skip_all, err)]
+    async fn bind_connect_session(
+        &self,
+        token_hash: &str,
+        browser_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
+        flows::bind_connect_session(&self.pool, token_hash, browser_hash, now).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn complete_connect_session(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
+        flows::complete_connect_session(&self.pool, token_hash, now).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn reopen_connect_session(&self, token_hash: &str, now: i64) -> StoreResult<()> {
+        flows::reopen_connect_session(&self.pool, token_hash, now).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn count_session_attempt(
+        &self,
+        token_hash: &str,
+        now: i64,
+        window_secs: i64,
+    ) -> StoreResult<Option<AttemptWindow>> {
+        flows::count_session_attempt(&self.pool, token_hash, now, window_secs).await
+    }
+
     #[tracing::instrument(skip_all, fields(integration = %flow.integration), err)]
-    async fn insert_flow_state(&self, flow: &FlowStateRow) -> StoreResult<()> {
-        flows::insert_flow_state(&self.pool, flow).await
+    async fn insert_flow_state(
+        &self,
+        flow: &FlowStateRow,
+        max_per_session: u32,
+    ) -> StoreResult<bool> {
+        flows::insert_flow_state(&self.pool, flow, max_per_session).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn flow_states_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<FlowStateRow>> {
+        flows::flow_states_after(&self.pool, after, limit).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn reseal_flow_verifier(
+        &self,
+        state_hash: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool> {
+        flows::reseal_flow_verifier(&self.pool, state_hash, old, new).await
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -189,6 +242,26 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    #[tracing::instrument(skip_all, fields(key = %key), err)]
+    async fn reseal_integration(
+        &self,
+        key: &str,
+        old: &[u8],
+        new: &[u8],
+        now: i64,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE integrations SET config = ?, updated_at = ? WHERE key = ? AND config = ?",
+        )
+        .bind(new)
+        .bind(now)
+        .bind(key)
+        .bind(old)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {

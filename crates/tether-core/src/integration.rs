@@ -22,6 +22,7 @@ const COMMON_KEYS: &[&str] = &[
     "authorization_url",
     "token_url",
     "revocation_url",
+    "issuer",
     "api_base_url",
     "scopes",
     "client_auth",
@@ -61,6 +62,9 @@ pub struct OAuth2Client {
     pub authorization_url: Url,
     pub token_url: Url,
     pub revocation_url: Option<Url>,
+    /// RFC 9207: the `iss` the authorization response must carry; `None` when the provider
+    /// declares none (then `iss` is not required).
+    pub issuer: Option<String>,
     pub scopes: Vec<String>,
     pub scope_separator: String,
     pub pkce: bool,
@@ -243,12 +247,27 @@ fn resolve_oauth2(
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err("pkce must be true or false".into()),
     };
+    if !pkce && provider.auth_mode == AuthMode::Oauth2 {
+        // Allowed for providers that reject PKCE, but never silently: without it a stolen
+        // authorization code can be redeemed by whoever holds the client secret.
+        tracing::warn!(
+            provider = %provider.id,
+            "PKCE is switched off for this integration (pkce = false); keep it on unless the provider rejects it"
+        );
+    }
+    let issuer = match string(table, "issuer")?.or_else(|| def.issuer.clone()) {
+        Some(issuer) if issuer.trim().is_empty() => {
+            return Err("issuer must not be empty".into());
+        }
+        other => other,
+    };
     Ok(OAuth2Client {
         client_id,
         client_secret,
         authorization_url,
         token_url,
         revocation_url,
+        issuer,
         scopes,
         scope_separator: def.scope_separator,
         pkce,

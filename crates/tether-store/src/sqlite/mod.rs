@@ -20,7 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use crate::{
     AttemptWindow, ConnectSessionRow, ConnectionFilter, ConnectionRow, ConnectionStatus,
     ConsumeOutcome, CredentialsUpdate, FlowStateRow, NewWebhookEvent, StatusChange, Store,
-    StoreResult, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
+    StoreError, StoreResult, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
 };
 
 /// Connections kept for a file database. SQLite has one writer at a time anyway; the extra
@@ -52,6 +52,7 @@ impl SqliteStore {
         // for files keeps the intent readable.
         if !in_memory {
             options = options.journal_mode(SqliteJournalMode::Wal);
+            private_files(options.get_filename())?;
         }
 
         let pool_options = if in_memory {
@@ -85,6 +86,49 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// Makes the database file private to its owner (mode 0600) before SQLite opens it: created
+/// so when missing, tightened when an older file (or its `-wal`/`-shm`) is readable by others.
+/// SQLite creates the `-wal` and `-shm` files with the database file's mode, so they follow.
+/// The file holds end users' emails, hashes and sealed secrets; no other local user needs it.
+fn private_files(path: &std::path::Path) -> StoreResult<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(StoreError::Database(sqlx::Error::Io(err))),
+        }
+        let mut names = vec![path.as_os_str().to_owned()];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            names.push(name);
+        }
+        for name in names {
+            let Ok(metadata) = std::fs::metadata(&name) else {
+                continue;
+            };
+            if metadata.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|err| StoreError::Database(sqlx::Error::Io(err)))?;
+                tracing::warn!(
+                    path = %std::path::Path::new(&name).display(),
+                    "the database file was readable by other users; it is now mode 0600"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Whether `url` names an in-memory database (`sqlite::memory:` or `?mode=memory`).

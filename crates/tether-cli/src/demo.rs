@@ -166,6 +166,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             return_url: None,
             expires_at: now + session_ttl.as_secs() as i64,
             created_at: now,
+            browser_hash: None,
+            completed_at: None,
         })
         .await
         .context("creating the demo connect session")?;

@@ -23,6 +23,7 @@ const COMMON_KEYS: &[&str] = &[
     "authorization_url",
     "token_url",
     "revocation_url",
+    "issuer",
     "api_base_url",
     "scopes",
     "client_auth",
@@ -69,6 +70,9 @@ pub struct OAuth2Client {
     pub authorization_url: UrlTemplate,
     pub token_url: UrlTemplate,
     pub revocation_url: Option<UrlTemplate>,
+    /// RFC 9207: the `iss` the authorization response must carry; `None` when the provider
+    /// declares none (then `iss` is not required).
+    pub issuer: Option<String>,
     pub scopes: Vec<Template>,
     pub scope_separator: String,
     pub pkce: bool,
@@ -490,6 +494,20 @@ fn resolve_oauth2(
                 .map_err(|e| format!("authorization_params.{name}: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if !pkce && provider.auth_mode == AuthMode::Oauth2 {
+        // Allowed for providers that reject PKCE, but never silently: without it a stolen
+        // authorization code can be redeemed by whoever holds the client secret.
+        tracing::warn!(
+            provider = %provider.id,
+            "PKCE is switched off for this integration (pkce = false); keep it on unless the provider rejects it"
+        );
+    }
+    let issuer = match string(table, "issuer")?.or_else(|| def.issuer.clone()) {
+        Some(issuer) if issuer.trim().is_empty() => {
+            return Err("issuer must not be empty".into());
+        }
+        other => other,
+    };
     Ok(OAuth2Client {
         grant,
         client_id,
@@ -497,6 +515,7 @@ fn resolve_oauth2(
         authorization_url,
         token_url,
         revocation_url,
+        issuer,
         scopes,
         scope_separator: def.scope_separator,
         pkce,

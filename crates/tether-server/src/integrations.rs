@@ -101,7 +101,7 @@ impl Integrations {
 }
 
 /// Vault context of an API-managed integration's stored configuration.
-fn config_context(key: &str) -> String {
+pub(crate) fn config_context(key: &str) -> String {
     let mut ctx = String::from("integrations/");
     ctx.push_str(key);
     ctx.push_str("/config");

@@ -14,6 +14,7 @@ use crate::cache::CredentialCache;
 use crate::config::GatewayConfig;
 use crate::integrations::Integrations;
 use crate::metrics::Metrics;
+use crate::rate_limit::FailureLimiter;
 use crate::refresh::RefreshLocks;
 
 /// Cheap to clone: everything sits behind one `Arc`.
@@ -48,6 +49,8 @@ pub struct Inner<S: Store> {
     pub metrics: Metrics,
     /// Wakes the webhook worker when an event was committed.
     pub webhook_wake: tokio::sync::Notify,
+    /// Failed API-key attempts per client address.
+    pub api_key_limiter: FailureLimiter,
 }
 
 impl<S: Store> std::ops::Deref for AppState<S> {
@@ -67,6 +70,7 @@ impl<S: Store> AppState<S> {
         api_keys: ApiKeys,
     ) -> Self {
         let limits = config.outbound.clone();
+        let config_limit = config.api_key_failures;
         let outbound = Outbound::new(limits.clone());
         let proxy_client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -97,6 +101,7 @@ impl<S: Store> AppState<S> {
                 instance_id,
                 metrics: Metrics::new(),
                 webhook_wake: tokio::sync::Notify::new(),
+                api_key_limiter: FailureLimiter::new(config_limit),
             }),
         }
     }

@@ -3,8 +3,10 @@
 //!
 //! The path is checked segment by segment on its raw (still percent-encoded) form, so it can
 //! never leave the provider's base URL: no `..` or `.`, no empty segments (`//host`), no
-//! encoded slash or backslash. The app's own `Authorization` and `Cookie` headers and
-//! hop-by-hop headers are dropped. The request body is buffered up to a limit so the request
+//! encoded slash or backslash, and no dot segment hidden behind path parameters (`..;/`, which
+//! Tomcat-style servers resolve as `..` once they strip the `;` part). The app's own `Authorization` and `Cookie` headers and
+//! hop-by-hop headers are dropped; so are the provider's `Set-Cookie` headers, which would
+//! otherwise hand the provider's session cookies (for the end user's account) to the app. The request body is buffered up to a limit so the request
 //! can be sent once more after a refresh on a provider 401.
 
 use axum::Router;
@@ -46,6 +48,7 @@ const DROPPED_REQUEST_HEADERS: &[HeaderName] = &[
 ];
 
 const DROPPED_RESPONSE_HEADERS: &[HeaderName] = &[
+    header::SET_COOKIE,
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::TRAILER,
@@ -112,6 +115,9 @@ fn raw_provider_path(path: &str, id: &str) -> Result<String, ApiError> {
             || decoded == "."
             || decoded == ".."
             || decoded.contains(['/', '\\'])
+            // Servers that strip path parameters (`name;params`) resolve what is left, so the
+            // name part must not be empty or a dot segment either (`..;/`, `.;`, `;x`).
+            || matches!(decoded.split(';').next(), Some("" | "." | ".."))
             || decoded.chars().any(char::is_control)
             // `http:` as the first segment would read as an absolute URL to some servers.
             || (index == 0 && decoded.contains(':'))
@@ -120,7 +126,7 @@ fn raw_provider_path(path: &str, id: &str) -> Result<String, ApiError> {
         return Err(ApiError::bad_request(
             "invalid_proxy_path",
             "the proxied path must stay under the provider's base URL: no '..', '.', empty \
-             segments, encoded slashes or absolute URLs",
+             segments, encoded slashes, '..;' or absolute URLs",
         ));
     }
     Ok(rest.to_owned())
@@ -221,6 +227,7 @@ fn stream_back(response: reqwest::Response) -> Response<Body> {
         parts.headers.remove(name);
     }
     parts.headers.remove("keep-alive");
+    parts.headers.remove("set-cookie2");
     Response::from_parts(parts, Body::new(body))
 }
 
@@ -243,6 +250,7 @@ mod tests {
         assert_eq!(check("/contacts/search").unwrap(), "contacts/search");
         assert_eq!(check("").unwrap(), "");
         assert_eq!(check("/a%20b").unwrap(), "a%20b");
+        assert_eq!(check("/a;v=1/b").unwrap(), "a;v=1/b");
     }
 
     #[test]
@@ -260,6 +268,12 @@ mod tests {
             "/https:/evil",
             "/a%5Cb",
             "/a\\b",
+            "/..;/x",
+            "/a/..;/b",
+            "/.;/x",
+            "/%2e%2e;/x",
+            "/..%3b/x",
+            "/;x/b",
         ] {
             assert!(check(bad).is_err(), "{bad} should be rejected");
         }

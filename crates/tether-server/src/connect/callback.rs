@@ -16,7 +16,7 @@ use tether_store::{ConsumeOutcome, FlowStateRow, Store};
 use url::Url;
 
 use super::pages::{self, Failure};
-use super::session::{BROWSER_COOKIE, expired_failure, read_cookie};
+use super::session::{self, cookie_name, expired_failure, read_cookie, used_failure};
 use super::start::{SealedFlow, verifier_context};
 use crate::persist::{EndUser, save_connection};
 use crate::state::AppState;
@@ -27,6 +27,8 @@ pub struct CallbackQuery {
     code: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
+    /// RFC 9207: the issuer of this authorization response.
+    iss: Option<String>,
 }
 
 pub async fn callback<S: Store>(
@@ -63,7 +65,7 @@ async fn take_flow<S: Store>(
              start connecting again.",
         ));
     };
-    let browser = read_cookie(headers, BROWSER_COOKIE).unwrap_or_default();
+    let browser = read_cookie(headers, cookie_name(&state.config)).unwrap_or_default();
     let outcome = state
         .store
         .consume_flow_state(
@@ -99,6 +101,37 @@ async fn finish<S: Store>(
     query: &CallbackQuery,
     flow: &FlowStateRow,
 ) -> Result<String, Failure> {
+    let Some(integration) = state.integration(&flow.integration) else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "integration_not_found",
+            "This service is no longer available",
+            "The app no longer offers this service.",
+        ));
+    };
+    let client = integration
+        .oauth2
+        .as_ref()
+        .ok_or_else(|| internal("callback for a non-OAuth integration", &"misconfigured"))?;
+    // RFC 9207 2.4: with a declared issuer, a response without `iss` or with another one may
+    // come from a mixed-up or malicious authorization server; its code is never redeemed.
+    // This holds for error responses too.
+    if let Some(expected) = &client.issuer
+        && query.iss.as_deref() != Some(expected.as_str())
+    {
+        let reference = crate::reference::new();
+        tracing::warn!(reference = %reference, integration = %flow.integration,
+            present = query.iss.is_some(), "authorization response issuer does not match; no token call made");
+        let mut failure = Failure::new(
+            StatusCode::BAD_REQUEST,
+            "issuer_mismatch",
+            "This sign-in could not be trusted",
+            "The response did not come from the service you started signing in with, so \
+             nothing was connected. Go back to the app and start again.",
+        );
+        failure.reference = Some(reference);
+        return Err(failure);
+    }
     if let Some(error) = &query.error {
         // RFC 6749 4.1.2.1: the provider (or the user) refused.
         tracing::info!(integration = %flow.integration, error = %error, "authorization refused at the provider");
@@ -139,18 +172,15 @@ async fn finish<S: Store>(
              start again.",
         ));
     };
-    let Some(integration) = state.integration(&flow.integration) else {
-        return Err(Failure::new(
-            StatusCode::NOT_FOUND,
-            "integration_not_found",
-            "This service is no longer available",
-            "The app no longer offers this service.",
-        ));
-    };
-    let client = integration
-        .oauth2
-        .as_ref()
-        .ok_or_else(|| internal("callback for a non-OAuth integration", &"misconfigured"))?;
+    let session = state
+        .store
+        .get_connect_session(&flow.session_token_hash)
+        .await
+        .map_err(|err| internal("loading connect session", &err))?
+        .ok_or_else(expired_failure)?;
+    if session.completed_at.is_some() {
+        return Err(used_failure());
+    }
     let sealed = if flow.pkce_verifier.is_empty() {
         SealedFlow {
             verifier: None,
@@ -166,10 +196,13 @@ async fn finish<S: Store>(
         sealed.ok_or_else(|| internal("sealed flow", &"malformed"))?
     };
     let verifier = sealed.verifier.map(SecretString::new);
+    let vars = integration.vars(&sealed.connection, None);
     let redirect_uri =
         Url::parse(&flow.redirect_uri).map_err(|err| internal("stored redirect_uri", &err))?;
-    let vars = integration.vars(&sealed.connection, None);
-    let tokens = oauth2::exchange_code(
+    // The session is claimed before the code is redeemed, so two flows of one session racing
+    // to the callback store one connection between them.
+    session::complete(state, &session.token_hash).await?;
+    let tokens = match oauth2::exchange_code(
         &state.outbound,
         client,
         &vars,
@@ -179,29 +212,37 @@ async fn finish<S: Store>(
         unix_time::now(),
     )
     .await
-    .map_err(|err| exchange_failure(&flow.integration, &err))?;
-    let metadata = connection_metadata(&integration, sealed.connection, &tokens)
-        .map_err(|err| exchange_failure(&flow.integration, &err))?;
-
-    let session = state
-        .store
-        .get_connect_session(&flow.session_token_hash)
-        .await
-        .map_err(|err| internal("loading connect session", &err))?;
+    .and_then(|tokens| {
+        let metadata = connection_metadata(&integration, sealed.connection, &tokens)?;
+        Ok((tokens, metadata))
+    }) {
+        Ok(answer) => answer,
+        Err(err) => {
+            session::reopen(state, &session.token_hash).await;
+            return Err(exchange_failure(&flow.integration, &err));
+        }
+    };
+    let (tokens, metadata) = tokens;
     let end_user = EndUser {
         id: flow.end_user_id.clone(),
-        email: session.as_ref().and_then(|s| s.end_user_email.clone()),
-        display_name: session.and_then(|s| s.end_user_display_name),
+        email: session.end_user_email.clone(),
+        display_name: session.end_user_display_name.clone(),
     };
-    save_connection(
+    let saved = save_connection(
         state,
         &flow.integration,
         &end_user,
         &Credentials::Oauth2(tokens),
         &metadata,
     )
-    .await
-    .map_err(|err| internal("saving connection", &err))
+    .await;
+    match saved {
+        Ok(id) => Ok(id),
+        Err(err) => {
+            session::reopen(state, &session.token_hash).await;
+            Err(internal("saving connection", &err))
+        }
+    }
 }
 
 /// A new connection's metadata: what the end user gave before the redirect, the granted

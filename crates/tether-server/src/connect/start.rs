@@ -34,9 +34,10 @@ impl StartQuery {
 pub async fn connect_page<S: Store>(
     State(state): State<AppState<S>>,
     Query(query): Query<StartQuery>,
+    headers: HeaderMap,
 ) -> Response {
     let popup = query.popup();
-    let session = match session::load(&state, query.session.as_deref()).await {
+    let session = match session::load(&state, query.session.as_deref(), &headers).await {
         Ok(session) => session,
         Err(failure) => return failure.into_page(&state.config),
     };
@@ -69,8 +70,17 @@ pub async fn connect_page<S: Store>(
         .collect();
     let chrome = Chrome::new(&state.config);
     let nonce = chrome.nonce.clone();
-    let page = ConnectPage { chrome, items };
-    pages::render(&state.config, StatusCode::OK, &nonce, page.render())
+    let page = ConnectPage {
+        chrome,
+        items,
+        for_whom: session.for_whom(),
+    };
+    session.with_cookie(pages::render(
+        &state.config,
+        StatusCode::OK,
+        &nonce,
+        page.render(),
+    ))
 }
 
 /// A CSS colour from the catalog, or a neutral one if it is not plain `#rgb`/`#rrggbb`.
@@ -89,13 +99,23 @@ pub async fn start<S: Store>(
     headers: HeaderMap,
 ) -> Response {
     let popup = query.popup();
-    let session = match session::load(&state, query.session.as_deref()).await {
+    let session = match session::load(&state, query.session.as_deref(), &headers).await {
         Ok(session) => session,
         Err(failure) => return failure.into_page(&state.config),
     };
+    let response = start_for(&state, &session, &integration_key, popup).await;
+    session.with_cookie(response)
+}
+
+async fn start_for<S: Store>(
+    state: &AppState<S>,
+    session: &Session,
+    integration_key: &str,
+    popup: bool,
+) -> Response {
     let Some(integration) = state
-        .integration(&integration_key)
-        .filter(|_| session.allows(&integration_key))
+        .integration(integration_key)
+        .filter(|_| session.allows(integration_key))
     else {
         return Failure::new(
             StatusCode::NOT_FOUND,
@@ -108,27 +128,20 @@ pub async fn start<S: Store>(
     // A provider that needs something from the end user first (a subdomain, a data centre)
     // shows the form; OAuth starts when it is sent.
     if super::form::shows_form(&integration) {
-        return super::form::blank(&state, &session, &integration, popup);
+        return super::form::blank(state, session, &integration, popup);
     }
     let nothing = serde_json::Map::new();
     match integration.auth_mode() {
-        AuthMode::Oauth2 => start_oauth(
-            &state,
-            &session,
-            &integration_key,
-            popup,
-            &headers,
-            &nothing,
-        )
-        .await
-        .unwrap_or_else(|failure| failure.into_page(&state.config)),
+        AuthMode::Oauth2 => start_oauth(state, session, integration_key, popup, &nothing)
+            .await
+            .unwrap_or_else(|failure| failure.into_page(&state.config)),
         AuthMode::Oauth2ClientCredentials => {
-            connect_client_credentials(&state, &session, &integration, popup, nothing)
+            connect_client_credentials(state, session, &integration, popup, nothing)
                 .await
                 .unwrap_or_else(|failure| failure.into_page(&state.config))
         }
         // Every other mode has fields, so `shows_form` took it.
-        _ => super::form::blank(&state, &session, &integration, popup),
+        _ => super::form::blank(state, session, &integration, popup),
     }
 }
 
@@ -158,6 +171,7 @@ impl SealedFlow {
 
 /// The client-credentials grant (RFC 6749 4.4): no browser trip to the provider; the
 /// gateway asks for a token with the integration's own client credentials and stores it.
+/// Like a credential form, it counts as an attempt and completes the session once.
 pub async fn connect_client_credentials<S: Store>(
     state: &AppState<S>,
     session: &Session,
@@ -169,6 +183,7 @@ pub async fn connect_client_credentials<S: Store>(
         .oauth2
         .as_ref()
         .ok_or_else(|| internal_failure("client credentials without a client", &"misconfigured"))?;
+    session::count_attempt(state, session).await?;
     let vars = integration.vars(&connection, None);
     let tokens = oauth2::client_credentials(&state.outbound, client, &vars, unix_time::now())
         .await
@@ -180,7 +195,8 @@ pub async fn connect_client_credentials<S: Store>(
         email: session.row.end_user_email.clone(),
         display_name: session.row.end_user_display_name.clone(),
     };
-    let connection_id = save_connection(
+    session::complete(state, &session.row.token_hash).await?;
+    let connection_id = match save_connection(
         state,
         integration.key.as_str(),
         &end_user,
@@ -188,7 +204,13 @@ pub async fn connect_client_credentials<S: Store>(
         &metadata,
     )
     .await
-    .map_err(|err| internal_failure("saving connection", &err))?;
+    {
+        Ok(id) => id,
+        Err(err) => {
+            session::reopen(state, &session.row.token_hash).await;
+            return Err(internal_failure("saving connection", &err));
+        }
+    };
     Ok(pages::connected(
         &state.config,
         &pages::Outcome {
@@ -221,7 +243,6 @@ pub async fn start_oauth<S: Store>(
     session: &Session,
     integration_key: &str,
     popup: bool,
-    headers: &HeaderMap,
     connection: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Response, Failure> {
     let integration = state
@@ -235,7 +256,6 @@ pub async fn start_oauth<S: Store>(
     let state_hash = random::sha256_hex(&state_value);
     let verifier = client.pkce.then(pkce::new_verifier);
     let challenge = verifier.as_ref().map(pkce::s256_challenge);
-    let (browser, set_cookie) = session::browser_binding(headers, state.config.secure_cookies());
     let redirect_uri = state.config.callback_url();
     let now = unix_time::now();
     // Built before anything is stored: a value that makes an unusable URL stops here.
@@ -257,7 +277,7 @@ pub async fn start_oauth<S: Store>(
     zeroize::Zeroize::zeroize(&mut plain);
     let flow = FlowStateRow {
         state_hash: state_hash.clone(),
-        browser_hash: random::sha256_hex(&browser),
+        browser_hash: random::sha256_hex(&session.browser),
         session_token_hash: session.row.token_hash.clone(),
         integration: integration_key.to_owned(),
         end_user_id: session.row.end_user_id.clone(),
@@ -268,23 +288,37 @@ pub async fn start_oauth<S: Store>(
         expires_at: now + state.config.flow_ttl.as_secs() as i64,
         created_at: now,
     };
-    if let Err(err) = state.store.insert_flow_state(&flow).await {
-        let reference = crate::reference::new();
-        tracing::error!(reference = %reference, error = ?err, "storing flow state");
-        let mut failure = Failure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "Something went wrong",
-            "We could not start connecting. Try again in a moment.",
-        );
-        failure.reference = Some(reference);
-        return Err(failure);
+    match state
+        .store
+        .insert_flow_state(&flow, state.config.max_flows_per_session)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(integration = %integration_key, "connect session over its flow limit");
+            return Err(Failure::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_flows",
+                "Too many attempts",
+                "This link was used to start signing in too many times. Go back to the app and \
+                 start connecting again.",
+            ));
+        }
+        Err(err) => {
+            let reference = crate::reference::new();
+            tracing::error!(reference = %reference, error = ?err, "storing flow state");
+            let mut failure = Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Something went wrong",
+                "We could not start connecting. Try again in a moment.",
+            );
+            failure.reference = Some(reference);
+            return Err(failure);
+        }
     }
     tracing::info!(integration = %integration_key, "oauth flow started");
     let mut response = Redirect::to(url.as_str()).into_response();
-    if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
-    }
     response.headers_mut().insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),

@@ -45,6 +45,26 @@ fn cookie_jar() -> reqwest::Client {
         .unwrap()
 }
 
+/// `PUT /v1/integrations/{key}`: the seed emulator's OAuth endpoints, API calls to `api_base`.
+async fn put_seed_integration(app: &TestApp, key: &str, api_base: &Url) {
+    let seed = app.seed.base_url();
+    let table = json!({
+        "provider": "oauth2",
+        "client_id": "seed-client",
+        "client_secret": "seed-secret",
+        "authorization_url": seed.join("oauth/authorize").unwrap().as_str(),
+        "token_url": seed.join("oauth/token").unwrap().as_str(),
+        "api_base_url": api_base.as_str(),
+    });
+    let put = app
+        .api(reqwest::Method::PUT, &["v1/integrations/", key].concat())
+        .json(&table)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+}
+
 fn set_cookies(response: &reqwest::Response) -> Vec<String> {
     response
         .headers()
@@ -524,22 +544,7 @@ async fn provider_cookies_never_reach_the_app() {
     let server = tokio::spawn(async move { axum::serve(listener, provider).await });
 
     let app = spawn_app().await;
-    let seed = app.seed.base_url();
-    let table = json!({
-        "provider": "oauth2",
-        "client_id": "seed-client",
-        "client_secret": "seed-secret",
-        "authorization_url": seed.join("oauth/authorize").unwrap().as_str(),
-        "token_url": seed.join("oauth/token").unwrap().as_str(),
-        "api_base_url": provider_url.as_str(),
-    });
-    let put = app
-        .api(reqwest::Method::PUT, "v1/integrations/cookies")
-        .json(&table)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 201);
+    put_seed_integration(&app, "cookies", &provider_url).await;
     let imported = app
         .api(reqwest::Method::POST, "v1/connections")
         .json(&json!({"integration": "cookies", "end_user": {"id": "c"},
@@ -609,22 +614,8 @@ async fn rotation_covers_every_sealed_value_and_the_old_key_can_go() {
     let mut app = spawn_app().await;
     // A connection, an integration stored through the API, and a flow in progress.
     let connection = app.connect("rotated").await;
-    let seed = app.seed.base_url();
-    let table = json!({
-        "provider": "oauth2",
-        "client_id": "seed-client",
-        "client_secret": "seed-secret",
-        "authorization_url": seed.join("oauth/authorize").unwrap().as_str(),
-        "token_url": seed.join("oauth/token").unwrap().as_str(),
-        "api_base_url": seed.as_str(),
-    });
-    let put = app
-        .api(reqwest::Method::PUT, "v1/integrations/stored")
-        .json(&table)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 201);
+    let seed = app.seed.base_url().clone();
+    put_seed_integration(&app, "stored", &seed).await;
     let browser = cookie_jar();
     let session = app.create_session("mid-flow", Some(RETURN_URL)).await;
     let to_provider = browser

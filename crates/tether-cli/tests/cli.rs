@@ -11,6 +11,9 @@ use tokio::process::{Child, ChildStdout, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
 
+/// An API key of the minimum length (32 characters).
+const CONFIGURED_KEY: &str = "configured-key-for-tests-0123456";
+
 fn tether(dir: &Path) -> Command {
     let mut command = Command::new(BIN);
     command
@@ -90,7 +93,14 @@ async fn first_run_creates_a_private_key_file_and_prints_an_api_key_once() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    assert!(dir.path().join("tether.db").exists());
+    // The database holds emails, hashes and sealed secrets: private too, with its WAL.
+    for name in ["tether.db", "tether.db-wal", "tether.db-shm"] {
+        let path = dir.path().join(name);
+        if name == "tether.db" || path.exists() {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+    }
     let health = reqwest::get(format!("{}health", served.url)).await.unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(served.status_with_key(&key).await, 200);
@@ -112,13 +122,10 @@ async fn a_configured_api_key_is_used_and_none_is_created() {
     tether_core_free_crypto();
     let dir = tempfile::tempdir().unwrap();
     let mut command = tether(dir.path());
-    command.env("TETHER_API_KEY", "configured-key-for-tests");
+    command.env("TETHER_API_KEY", CONFIGURED_KEY);
     let served = serve(command).await;
     assert!(served.printed_key.is_none());
-    assert_eq!(
-        served.status_with_key("configured-key-for-tests").await,
-        200
-    );
+    assert_eq!(served.status_with_key(CONFIGURED_KEY).await, 200);
     served.stop().await;
 }
 
@@ -253,7 +260,7 @@ async fn a_dotenv_file_supplies_configuration() {
 
     std::fs::write(
         &dotenv,
-        "TETHER_API_KEY=key-from-dotenv\nTETHER_CONNECT__APP_NAME=\"Dotenv App\"\n",
+        "TETHER_API_KEY=key-from-dotenv-0123456789abcdef0123\nTETHER_CONNECT__APP_NAME=\"Dotenv App\"\n",
     )
     .unwrap();
     let served = serve(tether(dir.path())).await;
@@ -261,6 +268,91 @@ async fn a_dotenv_file_supplies_configuration() {
         served.printed_key.is_none(),
         "the .env key is used, none is made"
     );
-    assert_eq!(served.status_with_key("key-from-dotenv").await, 200);
+    assert_eq!(
+        served
+            .status_with_key("key-from-dotenv-0123456789abcdef0123")
+            .await,
+        200
+    );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn short_api_keys_stop_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tether(dir.path());
+    command.env("TETHER_API_KEY", "abc");
+    let output = command.arg("serve").output().await.unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("at least 32"), "{stderr}");
+
+    std::fs::write(
+        dir.path().join("tether.toml"),
+        "[api]\nkeys = [\"short-but-not-enough\"]\n",
+    )
+    .unwrap();
+    let output = tether(dir.path()).arg("serve").output().await.unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("api.keys[0]"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_existing_database_readable_by_others_is_made_private() {
+    tether_core_free_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tether.db");
+    std::fs::write(&db, b"").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut command = tether(dir.path());
+    command.env("TETHER_API_KEY", CONFIGURED_KEY);
+    let served = serve(command).await;
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn server_limits_are_checked_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tether.toml"),
+        "[server]\nheader_read_timeout_secs = 0\n",
+    )
+    .unwrap();
+    let output = tether(dir.path()).arg("serve").output().await.unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("server.header_read_timeout_secs"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_their_own_address() {
+    tether_core_free_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut command = tether(dir.path());
+    command
+        .env("TETHER_API_KEY", CONFIGURED_KEY)
+        .env("TETHER_SERVER__METRICS_LISTEN", format!("127.0.0.1:{port}"));
+    let served = serve(command).await;
+    let public = reqwest::get(format!("{}metrics", served.url))
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404, "not on the public listener");
+    let private = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(private.status(), 200);
+    assert!(private.text().await.unwrap().contains("tether_"));
     served.stop().await;
 }

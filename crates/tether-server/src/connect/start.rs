@@ -305,16 +305,11 @@ pub async fn start_oauth<S: Store>(
             ));
         }
         Err(err) => {
-            let reference = crate::reference::new();
-            tracing::error!(reference = %reference, error = ?err, "storing flow state");
-            let mut failure = Failure::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "Something went wrong",
+            return Err(Failure::internal(
+                "storing flow state",
+                &err,
                 "We could not start connecting. Try again in a moment.",
-            );
-            failure.reference = Some(reference);
-            return Err(failure);
+            ));
         }
     }
     tracing::info!(integration = %integration_key, "oauth flow started");

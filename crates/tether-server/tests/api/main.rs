@@ -4,6 +4,7 @@
 mod helpers;
 
 mod catalog;
+mod edge;
 mod import;
 mod integrations;
 mod oauth_flow;

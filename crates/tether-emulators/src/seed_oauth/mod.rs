@@ -339,6 +339,12 @@ impl SeedOAuthControl {
         self.lock().revoke_calls
     }
 
+    /// Makes token responses name `url` as the instance (`instance_field`) from now on, as a
+    /// provider that moved an account would, or a malicious one; `None` restores the default.
+    pub fn set_instance_url(&self, url: Option<&str>) {
+        self.lock().instance_url_override = url.map(str::to_owned);
+    }
+
     /// What the last token request looked like (content type, client auth, grant).
     pub fn last_token_request(&self) -> Option<RecordedTokenRequest> {
         self.lock().last_token_request.clone()

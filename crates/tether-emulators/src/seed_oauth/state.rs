@@ -91,6 +91,8 @@ pub(crate) struct State {
     pub fault: Option<TokenFault>,
     pub last_token_request: Option<RecordedTokenRequest>,
     pub deals: Vec<Deal>,
+    /// When set, token responses name this instance URL instead of the emulator's own.
+    pub instance_url_override: Option<String>,
 }
 
 /// A random alphanumeric string of `len` characters from the thread RNG.
@@ -121,6 +123,7 @@ impl State {
             fault: None,
             last_token_request: None,
             deals: seed_deals(),
+            instance_url_override: None,
         }
     }
 

@@ -420,6 +420,9 @@ fn success(shared: &Shared, issued: &Issued) -> Response {
     let (as_string, as_form, omit_expires_in, instance) = {
         let state = lock(shared);
         let instance = state.config.instance_field.as_ref().map(|field| {
+            if let Some(url) = &state.instance_url_override {
+                return (field.clone(), url.clone());
+            }
             // Another host name for this same emulator, as a real provider's instance host
             // differs from its login host.
             let mut url = state.issuer.clone();

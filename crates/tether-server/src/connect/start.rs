@@ -145,6 +145,9 @@ async fn start_for<S: Store>(
     }
 }
 
+/// What the end user reads when connecting fails on our side.
+const CONNECT_FAILED: &str = "We could not connect your account. Try again in a moment.";
+
 /// What a flow state seals: the PKCE verifier and what the end user gave before the
 /// redirect, both needed (and both private) when the provider sends the browser back.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -179,10 +182,13 @@ pub async fn connect_client_credentials<S: Store>(
     popup: bool,
     connection: serde_json::Map<String, serde_json::Value>,
 ) -> Result<Response, Failure> {
-    let client = integration
-        .oauth2
-        .as_ref()
-        .ok_or_else(|| internal_failure("client credentials without a client", &"misconfigured"))?;
+    let client = integration.oauth2.as_ref().ok_or_else(|| {
+        Failure::internal(
+            "client credentials without a client",
+            &"misconfigured",
+            CONNECT_FAILED,
+        )
+    })?;
     session::count_attempt(state, session).await?;
     let vars = integration.vars(&connection, None);
     let tokens = oauth2::client_credentials(&state.outbound, client, &vars, unix_time::now())
@@ -208,7 +214,7 @@ pub async fn connect_client_credentials<S: Store>(
         Ok(id) => id,
         Err(err) => {
             session::reopen(state, &session.row.token_hash).await;
-            return Err(internal_failure("saving connection", &err));
+            return Err(Failure::internal("saving connection", &err, CONNECT_FAILED));
         }
     };
     Ok(pages::connected(
@@ -221,19 +227,6 @@ pub async fn connect_client_credentials<S: Store>(
             popup,
         },
     ))
-}
-
-fn internal_failure(what: &str, err: &dyn std::fmt::Debug) -> Failure {
-    let reference = crate::reference::new();
-    tracing::error!(reference = %reference, error = ?err, "{what}");
-    let mut failure = Failure::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
-        "Something went wrong",
-        "We could not connect your account. Try again in a moment.",
-    );
-    failure.reference = Some(reference);
-    failure
 }
 
 /// Stores a flow state and sends the browser to the provider (RFC 6749 4.1.1, RFC 7636).
@@ -267,7 +260,7 @@ pub async fn start_oauth<S: Store>(
         &redirect_uri,
         challenge.as_deref(),
     )
-    .map_err(|err| internal_failure("building the authorization URL", &err))?;
+    .map_err(|err| Failure::internal("building the authorization URL", &err, CONNECT_FAILED))?;
     let sealed = SealedFlow {
         verifier: verifier.as_ref().map(|v| v.expose().to_owned()),
         connection: connection.clone(),

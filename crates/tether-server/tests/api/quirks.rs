@@ -315,3 +315,87 @@ async fn client_credentials_connect_without_a_browser_trip_and_ask_again_on_401(
     survives_expiry(&app, &id, "client_credentials", &expected).await;
     assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 0);
 }
+
+fn salesforce_app_options() -> AppOptions {
+    AppOptions {
+        seed: SeedOAuthConfig::salesforce_like(),
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            vec![(
+                "salesforce".into(),
+                json!({
+                    "provider": "salesforce",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "authorization_url": at(emu, "oauth/authorize"),
+                    "token_url": at(emu, "oauth/token"),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn an_instance_url_outside_the_allowed_hosts_is_never_used() {
+    let app = spawn_app_with(salesforce_app_options()).await;
+    // At connect time: the token response names a host the provider file does not allow.
+    app.seed
+        .control
+        .set_instance_url(Some("https://acme.my.salesforce.com.evil.example"));
+    let browser = Browser::new();
+    let session = app.create_session("sf-evil", Some(RETURN_URL)).await;
+    let response = browser
+        .get(app.connect_start_url(&session, "salesforce"))
+        .await;
+    assert_eq!(response.status(), 502);
+    assert_eq!(app.connection_count().await, 0, "nothing stored");
+
+    // At refresh time: a connection made with a good instance must not move.
+    app.seed.control.set_instance_url(None);
+    let id = app.connect_through("sf-user", "salesforce", None).await;
+    let instance = instance_url(app.seed.base_url());
+    app.seed
+        .control
+        .set_instance_url(Some("https://evil.example"));
+    app.seed.control.expire_access_tokens();
+    // The refresh answer is refused as a whole: the old token stays in place, so the app sees
+    // the provider's own 401, and the connection records why.
+    let response = app.proxy_get(&id, "v1/echo").await;
+    assert_eq!(response.status(), 401);
+    let connection = app.get_connection(&id).await;
+    assert_eq!(connection["metadata"]["instance_url"], instance.as_str());
+    assert_eq!(connection["last_error"], "invalid_response");
+
+    // And the app cannot import one either.
+    let imported = app
+        .api(reqwest::Method::POST, "v1/connections")
+        .json(&json!({
+            "integration": "salesforce",
+            "end_user": {"id": "imported"},
+            "credentials": {"access_token": "at", "refresh_token": "rt"},
+            "metadata": {"instance_url": "https://evil.example"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(imported.status(), 400);
+    let body: Value = imported.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_metadata");
+}
+
+#[tokio::test]
+async fn a_refresh_that_moves_the_instance_updates_the_connection() {
+    let app = spawn_app_with(salesforce_app_options()).await;
+    let id = app.connect_through("sf-move", "salesforce", None).await;
+    // Same emulator under its other name: an allowed (loopback) host, another instance.
+    let mut moved = app.seed.base_url().clone();
+    moved.set_path("/x/instance-2/");
+    app.seed.control.set_instance_url(Some(moved.as_str()));
+    let expected = (host_of(&moved), "/x/instance-2/v1/echo".to_owned());
+    app.seed.control.expire_access_tokens();
+    assert_eq!(echo(&app, &id).await, expected);
+    assert_eq!(
+        app.get_connection(&id).await["metadata"]["instance_url"],
+        moved.as_str()
+    );
+}

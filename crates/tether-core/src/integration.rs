@@ -83,6 +83,8 @@ pub struct OAuth2Client {
     /// Connection values read from token responses: name and JSON pointers.
     pub token_metadata: Vec<(String, Vec<String>)>,
     pub redirect_uri_on_refresh: bool,
+    /// Extra parameters on every token request, as templates.
+    pub token_params: Vec<(String, Template)>,
     pub hosts: HostRules,
 }
 
@@ -93,6 +95,9 @@ pub enum Grant {
     AuthorizationCode,
     /// RFC 6749 4.4, server to server; "refreshed" by asking again.
     ClientCredentials,
+    /// RFC 6749 4.3, the end user's username and password sent once from the Connect form;
+    /// refreshed with the refresh token.
+    Password,
 }
 
 impl OAuth2Client {
@@ -422,8 +427,9 @@ fn resolve_oauth2(
         loopback,
     };
     let token_url = template("token_url", Some(token_text))?.expect("given");
-    let grant = match provider.auth_mode {
-        AuthMode::Oauth2ClientCredentials => Grant::ClientCredentials,
+    let grant = match (provider.auth_mode, def.grant) {
+        (AuthMode::Oauth2ClientCredentials, _) => Grant::ClientCredentials,
+        (_, crate::catalog::GrantDef::Password) => Grant::Password,
         _ => Grant::AuthorizationCode,
     };
     let authorization_url = template(
@@ -432,7 +438,8 @@ fn resolve_oauth2(
     )?;
     let authorization_url = match (grant, authorization_url) {
         (Grant::AuthorizationCode, None) => return Err("authorization_url is required".into()),
-        // Client credentials never sends a browser anywhere; the token URL stands in.
+        // Neither client credentials nor the password grant sends a browser anywhere; the
+        // token URL stands in.
         (_, url) => url.unwrap_or_else(|| token_url.clone()),
     };
     let revocation_url = template(
@@ -529,6 +536,15 @@ fn resolve_oauth2(
             .map(|(name, pointers)| (name.clone(), pointers.as_slice().to_vec()))
             .collect(),
         redirect_uri_on_refresh: def.redirect_uri_on_refresh,
+        token_params: def
+            .token_params
+            .iter()
+            .map(|(name, value)| {
+                Template::parse(value)
+                    .map(|t| (name.clone(), t))
+                    .map_err(|e| format!("token_params.{name}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
         hosts,
     })
 }

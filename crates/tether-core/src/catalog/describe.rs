@@ -3,7 +3,7 @@
 //! `docs/providers.md`. Derived from the provider file only, so the three always agree with
 //! it; nothing here may print a secret (the catalog holds none).
 
-use super::{AuthMode, Catalog, ProviderDef};
+use super::{AuthMode, Catalog, GrantDef, ProviderDef};
 
 /// One thing someone configures or enters.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -40,7 +40,10 @@ impl ProviderDef {
                 pattern: None,
             });
             let def = self.oauth2.clone().unwrap_or_default();
-            if def.authorization_url.is_none() && self.auth_mode == AuthMode::Oauth2 {
+            if def.authorization_url.is_none()
+                && self.auth_mode == AuthMode::Oauth2
+                && def.grant == GrantDef::AuthorizationCode
+            {
                 items.push(required_url("authorization_url"));
             }
             if def.token_url.is_none() {

@@ -142,6 +142,24 @@ pub struct OAuth2Def {
     /// Send `redirect_uri` with refresh requests too (some providers insist).
     #[serde(default)]
     pub redirect_uri_on_refresh: bool,
+    /// How an `oauth2` provider's tokens are first obtained.
+    #[serde(default)]
+    pub grant: GrantDef,
+    /// Extra parameters on every token request (templates), such as SugarCRM's `platform`.
+    #[serde(default)]
+    pub token_params: BTreeMap<String, String>,
+}
+
+/// The first grant of an `oauth2` provider.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantDef {
+    /// RFC 6749 4.1: the browser goes to the provider and comes back with a code.
+    #[default]
+    AuthorizationCode,
+    /// RFC 6749 4.3: the Connect form's `username` and `password` are sent to the token
+    /// endpoint once (and never kept), for providers with no authorization endpoint.
+    Password,
 }
 
 /// One JSON pointer, or several tried in order.
@@ -177,6 +195,8 @@ impl Default for OAuth2Def {
             reauth_errors: default_reauth_errors(),
             token_metadata: BTreeMap::new(),
             redirect_uri_on_refresh: false,
+            grant: GrantDef::default(),
+            token_params: BTreeMap::new(),
         }
     }
 }
@@ -503,7 +523,11 @@ impl ProviderDef {
                 regex_lite::Regex::new(pattern)
                     .map_err(|e| (format!("fields.{}.pattern", field.name), e.to_string()))?;
             }
-            if self.is_oauth() && field.secret {
+            let password_grant = self
+                .oauth2
+                .as_ref()
+                .is_some_and(|d| d.grant == GrantDef::Password);
+            if self.is_oauth() && field.secret && !password_grant {
                 return bad(
                     format!("fields.{}.secret", field.name),
                     "fields asked before an OAuth redirect are kept as metadata, so they cannot \
@@ -549,6 +573,25 @@ impl ProviderDef {
             }
             for (name, value) in &def.authorization_params {
                 check_template(format!("oauth2.authorization_params.{name}"), value, false)?;
+            }
+            for (name, value) in &def.token_params {
+                check_template(format!("oauth2.token_params.{name}"), value, false)?;
+            }
+            if def.grant == GrantDef::Password {
+                if self.auth_mode != AuthMode::Oauth2 {
+                    return bad(
+                        "oauth2.grant".into(),
+                        "the password grant needs auth_mode = \"oauth2\"".into(),
+                    );
+                }
+                for name in ["username", "password"] {
+                    if !field_names.contains(&name) {
+                        return bad(
+                            "oauth2.grant".into(),
+                            format!("the password grant needs a field named {name:?}"),
+                        );
+                    }
+                }
             }
             for (name, pointers) in &def.token_metadata {
                 if pointers.as_slice().is_empty()
@@ -611,6 +654,18 @@ impl ProviderDef {
             }
             if def.redirect_uri_on_refresh {
                 quirks.push("`redirect_uri` on refresh".into());
+            }
+            if def.grant == GrantDef::Password {
+                quirks.push("password grant: username and password sent once, never kept".into());
+            }
+            for (name, value) in &def.token_params {
+                quirks.push(
+                    [
+                        &code(&[name.as_str(), "=", value].concat()),
+                        " on token requests",
+                    ]
+                    .concat(),
+                );
             }
             for (name, value) in &def.authorization_params {
                 quirks.push(
@@ -717,6 +772,10 @@ impl FieldDef {
         match (self.keep, mode) {
             (Some(keep), _) => keep,
             (None, AuthMode::TwoStep) => Keep::Nowhere,
+            // An OAuth provider's secret fields (the password grant's password) are used once.
+            (None, AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials) if self.secret => {
+                Keep::Nowhere
+            }
             (None, _) if self.secret => Keep::Credential,
             (None, _) => Keep::Metadata,
         }

@@ -125,6 +125,29 @@ pub async fn client_credentials(
     parse_token_response(&response, now)
 }
 
+/// The resource owner password credentials grant (RFC 6749 4.3.2): the end user's username
+/// and password, sent once from the Connect form and never kept.
+pub async fn password(
+    http: &Outbound,
+    client: &OAuth2Client,
+    vars: &Vars<'_>,
+    username: &str,
+    password: &SecretString,
+    now: i64,
+) -> Result<OAuth2Tokens, TokenError> {
+    let scope = client.scope(vars)?;
+    let mut params = vec![
+        ("grant_type", "password"),
+        ("username", username),
+        ("password", password.expose()),
+    ];
+    if let Some(scope) = &scope {
+        params.push(("scope", scope));
+    }
+    let response = post_token_request(http, client, vars, &params).await?;
+    parse_token_response(&response, now)
+}
+
 /// Refreshes (RFC 6749 6). A response without a new refresh token keeps the old one. A
 /// client-credentials client simply asks again (RFC 6749 4.4.3: no refresh token).
 /// `redirect_uri` is sent only to providers whose catalog file asks for it.
@@ -196,6 +219,15 @@ async fn post_token_request(
     params: &[(&str, &str)],
 ) -> Result<CappedResponse, TokenError> {
     let url = client.token_url.render(vars, &client.hosts)?;
+    // The catalog's own parameters (SugarCRM's `platform`) go with every token request.
+    let extra = client
+        .token_params
+        .iter()
+        .map(|(name, value)| Ok((name.as_str(), value.render(vars).map_err(UrlError::from)?)))
+        .collect::<Result<Vec<_>, TokenError>>()?;
+    let mut params = params.to_vec();
+    params.extend(extra.iter().map(|(name, value)| (*name, value.as_str())));
+    let params = params.as_slice();
     let request = authenticated(http.request(reqwest::Method::POST, url), client, params);
     Ok(http.send(request).await?)
 }

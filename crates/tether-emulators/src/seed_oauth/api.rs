@@ -21,7 +21,13 @@ use crate::http_util::authorization;
 /// Checks the Bearer token (RFC 6750 2.1); `Err` carries the 401 to send.
 fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
     let state = lock(shared);
+    let in_header = state
+        .config
+        .token_header
+        .as_deref()
+        .and_then(|name| crate::http_util::header_text(headers, name));
     let valid = authorization(headers, &state.config.token_scheme)
+        .or(in_header)
         .is_some_and(|token| state.access_token_valid(token));
     drop(state);
     if valid {

@@ -92,6 +92,13 @@ pub struct SeedOAuthConfig {
     /// The `Authorization` scheme the API accepts. Default `Bearer`; Zoho says
     /// `Zoho-oauthtoken`.
     pub token_scheme: String,
+    /// When set, the API also accepts the token in this header with no scheme (SugarCRM's
+    /// `OAuth-Token`).
+    pub token_header: Option<String>,
+    /// Accept `grant_type=password` (RFC 6749 4.3) for this one username and password.
+    pub password_login: Option<(String, String)>,
+    /// Every token request must carry this parameter with this value (SugarCRM's `platform`).
+    pub required_token_param: Option<(String, String)>,
 }
 
 impl SeedOAuthConfig {
@@ -148,6 +155,19 @@ impl SeedOAuthConfig {
         }
     }
 
+    /// SugarCRM-like: the password grant for one user, a `platform` parameter on every token
+    /// request, JSON bodies, and the token in an `OAuth-Token` header.
+    pub fn password_grant(username: &str, password: &str, platform: &str) -> Self {
+        Self {
+            password_login: Some((username.into(), password.into())),
+            required_token_param: Some(("platform".into(), platform.into())),
+            require_json_body: true,
+            token_header: Some("oauth-token".into()),
+            rotate_refresh_tokens: true,
+            ..Self::default()
+        }
+    }
+
     /// A server-to-server client: the client-credentials grant.
     pub fn client_credentials(required_scope: &str) -> Self {
         Self {
@@ -184,6 +204,12 @@ impl std::fmt::Debug for SeedOAuthConfig {
                 &self.require_redirect_uri_on_refresh,
             )
             .field("client_credentials", &self.client_credentials)
+            .field("token_header", &self.token_header)
+            .field(
+                "password_login",
+                &self.password_login.as_ref().map(|(u, _)| u),
+            )
+            .field("required_token_param", &self.required_token_param)
             .finish_non_exhaustive()
     }
 }
@@ -211,6 +237,9 @@ impl Default for SeedOAuthConfig {
             require_redirect_uri_on_refresh: false,
             client_credentials: false,
             token_scheme: "Bearer".to_owned(),
+            token_header: None,
+            password_login: None,
+            required_token_param: None,
         }
     }
 }

@@ -266,6 +266,12 @@ pub(crate) async fn token(
     if lock(&shared).config.require_json_body && !json {
         return OAuthError::invalid_request("Token requests must be JSON").into_response();
     }
+    let required = lock(&shared).config.required_token_param.clone();
+    if let Some((name, value)) = required
+        && first(&params, &name) != Some(value.as_str())
+    {
+        return OAuthError::invalid_request("A required parameter is missing").into_response();
+    }
     match grant(&shared, &headers, &params) {
         Ok(issued) => success(&shared, &issued),
         Err(error) => error.into_response(),
@@ -289,6 +295,18 @@ fn grant(
         None => Err(OAuthError::invalid_request("grant_type is required")),
         Some("authorization_code") => authorization_code(&mut state, &client_id, params),
         Some("refresh_token") => refresh(&mut state, &client_id, params),
+        Some("password") if state.config.password_login.is_some() => {
+            // RFC 6749 4.3.2: the resource owner's own credentials, once.
+            let (username, password) = state.config.password_login.clone().unwrap_or_default();
+            if first(params, "username") != Some(username.as_str())
+                || first(params, "password") != Some(password.as_str())
+            {
+                return Err(OAuthError::invalid_grant("Wrong username or password"));
+            }
+            let scope = first(params, "scope").unwrap_or_default().to_owned();
+            let family = state.new_family();
+            Ok(state.issue_tokens(family, &client_id, &scope, true))
+        }
         Some("client_credentials") if state.config.client_credentials => {
             // RFC 6749 4.4.3: an access token only; the client simply asks again.
             let scope = first(params, "scope").unwrap_or_default().to_owned();

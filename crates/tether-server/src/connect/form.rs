@@ -23,7 +23,7 @@ use axum::response::Response;
 use tether_core::SecretString;
 use tether_core::catalog::AuthMode;
 use tether_core::credential_flow::{self, FieldError, FlowError};
-use tether_core::integration::Integration;
+use tether_core::integration::{Grant, Integration};
 use tether_store::Store;
 
 use super::pages::{self, Chrome, Failure};
@@ -166,33 +166,40 @@ async fn submit_for<S: Store>(
             );
         }
     };
-    // OAuth providers ask first for what their URLs need, then go on as usual.
-    match integration.auth_mode() {
-        AuthMode::Oauth2 => {
-            let connection = inputs.metadata(&integration.provider);
-            return super::start::start_oauth(
-                state,
-                session,
-                integration.key.as_str(),
-                popup,
-                &connection,
-            )
-            .await
-            .unwrap_or_else(|failure| failure.into_page(&state.config));
-        }
-        AuthMode::Oauth2ClientCredentials => {
-            let connection = inputs.metadata(&integration.provider);
-            return super::start::connect_client_credentials(
-                state,
-                session,
-                &integration,
-                popup,
-                connection,
-            )
-            .await
-            .unwrap_or_else(|failure| failure.into_page(&state.config));
-        }
-        _ => {}
+    // OAuth providers ask first for what their URLs need (or, with the password grant, for
+    // the username and password), then go on as usual.
+    if let Some(client) = &integration.oauth2 {
+        let connection = inputs.metadata(&integration.provider);
+        let result = match client.grant {
+            Grant::AuthorizationCode => {
+                super::start::start_oauth(
+                    state,
+                    session,
+                    integration.key.as_str(),
+                    popup,
+                    &connection,
+                )
+                .await
+            }
+            Grant::ClientCredentials => {
+                super::start::connect_direct(state, session, &integration, popup, connection, None)
+                    .await
+            }
+            Grant::Password => {
+                let username = inputs.get("username").unwrap_or_default();
+                let password = SecretString::new(inputs.get("password").unwrap_or_default());
+                super::start::connect_direct(
+                    state,
+                    session,
+                    &integration,
+                    popup,
+                    connection,
+                    Some((username, &password)),
+                )
+                .await
+            }
+        };
+        return result.unwrap_or_else(|failure| failure.into_page(&state.config));
     }
     // Counted before the provider is asked: each check spends the operator's keys and tells
     // whether a password is right.

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use tether_core::catalog::AuthMode;
 use tether_core::credentials::Credentials;
 use tether_core::integration::Integration;
-use tether_core::oauth2;
-use tether_core::{pkce, random, unix_time};
+use tether_core::oauth2::{self, TokenError};
+use tether_core::{SecretString, pkce, random, unix_time};
 use tether_store::{FlowStateRow, Store};
 
 use super::pages::{self, Chrome, ConnectItem, ConnectPage, Failure};
@@ -136,7 +136,7 @@ async fn start_for<S: Store>(
             .await
             .unwrap_or_else(|failure| failure.into_page(&state.config)),
         AuthMode::Oauth2ClientCredentials => {
-            connect_client_credentials(state, session, &integration, popup, nothing)
+            connect_direct(state, session, &integration, popup, nothing, None)
                 .await
                 .unwrap_or_else(|failure| failure.into_page(&state.config))
         }
@@ -172,28 +172,50 @@ impl SealedFlow {
     }
 }
 
-/// The client-credentials grant (RFC 6749 4.4): no browser trip to the provider; the
-/// gateway asks for a token with the integration's own client credentials and stores it.
-/// Like a credential form, it counts as an attempt and completes the session once.
-pub async fn connect_client_credentials<S: Store>(
+/// The grants without a browser trip to the provider: client credentials (RFC 6749 4.4, the
+/// integration's own client) or, when `login` is given, the password grant (RFC 6749 4.3,
+/// the end user's username and password from the Connect form, used once). Like a
+/// credential form, it counts as an attempt and completes the session once.
+pub async fn connect_direct<S: Store>(
     state: &AppState<S>,
     session: &Session,
     integration: &Integration,
     popup: bool,
     connection: serde_json::Map<String, serde_json::Value>,
+    login: Option<(&str, &SecretString)>,
 ) -> Result<Response, Failure> {
     let client = integration.oauth2.as_ref().ok_or_else(|| {
         Failure::internal(
-            "client credentials without a client",
+            "direct grant without a client",
             &"misconfigured",
             CONNECT_FAILED,
         )
     })?;
     session::count_attempt(state, session).await?;
     let vars = integration.vars(&connection, None);
-    let tokens = oauth2::client_credentials(&state.outbound, client, &vars, unix_time::now())
-        .await
-        .map_err(|err| super::callback::exchange_failure(integration.key.as_str(), &err))?;
+    let now = unix_time::now();
+    let tokens = match login {
+        Some((username, password)) => {
+            oauth2::password(&state.outbound, client, &vars, username, password, now).await
+        }
+        None => oauth2::client_credentials(&state.outbound, client, &vars, now).await,
+    }
+    .map_err(|err| match &err {
+        // RFC 6749 5.2: a refused password grant means the username or password is wrong.
+        TokenError::Rejected { error, .. } if login.is_some() && error == "invalid_grant" => {
+            tracing::info!(integration = %integration.key, "password grant refused");
+            let mut failure = Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_login",
+                "These sign-in details were not accepted",
+                "The service did not accept this username and password. Go back, check both \
+                 and try again.",
+            );
+            failure.retry_last_start = true;
+            failure
+        }
+        _ => super::callback::exchange_failure(integration.key.as_str(), &err),
+    })?;
     let metadata = super::callback::connection_metadata(integration, connection, &tokens)
         .map_err(|err| super::callback::exchange_failure(integration.key.as_str(), &err))?;
     let end_user = EndUser {

@@ -399,3 +399,63 @@ async fn a_refresh_that_moves_the_instance_updates_the_connection() {
         moved.as_str()
     );
 }
+
+#[tokio::test]
+async fn sugarcrm_signs_in_with_the_password_grant_and_never_keeps_the_password() {
+    let app = spawn_app_with(AppOptions {
+        seed: SeedOAuthConfig::password_grant("sally", "s3cret-pass", "tether"),
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            vec![(
+                "sugar".into(),
+                json!({
+                    "provider": "sugarcrm",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "token_url": at(emu, "oauth/token"),
+                    "api_base_url": emu.as_str(),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    // A wrong password is refused and stores nothing.
+    let browser = Browser::new();
+    let session = app.create_session("sugar-user", Some(RETURN_URL)).await;
+    let start = app.connect_start_url(&session, "sugar");
+    assert_eq!(browser.get(start.clone()).await.status(), 200);
+    let wrong = browser
+        .client
+        .post(start)
+        .form(&[
+            ("instance", "acme.sugarondemand.com"),
+            ("username", "sally"),
+            ("password", "wrong"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 422);
+    assert_eq!(app.connection_count().await, 0);
+
+    let form: &[(&str, &str)] = &[
+        ("instance", "https://ACME.sugarondemand.com/"),
+        ("username", "sally"),
+        ("password", "s3cret-pass"),
+    ];
+    let id = app
+        .connect_through("sugar-user-2", "sugar", Some(form))
+        .await;
+    assert_eq!(app.seed.control.token_calls_by_grant("password"), 2);
+    let connection = app.get_connection(&id).await;
+    assert_eq!(connection["metadata"]["instance"], "acme.sugarondemand.com");
+    assert!(
+        !connection.to_string().contains("s3cret-pass"),
+        "the password is never kept: {connection}"
+    );
+    let credentials = app.credentials_json(&id, false).await;
+    assert!(credentials["headers"]["OAuth-Token"].is_string());
+    let expected = (host_of(app.seed.base_url()), "/v1/echo".to_owned());
+    // The refresh carries the platform and a JSON body, or the emulator refuses it.
+    survives_expiry(&app, &id, "refresh_token", &expected).await;
+}

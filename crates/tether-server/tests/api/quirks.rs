@@ -459,3 +459,86 @@ async fn sugarcrm_signs_in_with_the_password_grant_and_never_keeps_the_password(
     // The refresh carries the platform and a JSON body, or the emulator refuses it.
     survives_expiry(&app, &id, "refresh_token", &expected).await;
 }
+
+/// Every provider in the catalog can be configured and started from the Connect page: a
+/// redirect to the provider (built from the file's templates and defaults), its form, or a
+/// provider answer; never 501 or 500.
+#[tokio::test]
+async fn every_catalog_provider_starts_connecting() {
+    let catalog = tether_core::catalog::Catalog::embedded().unwrap();
+    let tables: Vec<(String, Value)> = catalog
+        .iter()
+        .map(|p| {
+            let mut table = json!({"provider": p.id, "client_id": "seed-client", "client_secret": "seed-secret"});
+            for setting in &p.settings {
+                if setting.default.is_none() {
+                    let sample = match setting.name.as_str() {
+                        "org_host" => "contoso.crm.dynamics.com",
+                        _ => "contoso",
+                    };
+                    table[&setting.name] = json!(sample);
+                }
+            }
+            // The generic provider has no endpoints of its own; client credentials would
+            // call the real token endpoint, so they call the emulator instead.
+            let oauth = p.oauth2.clone().unwrap_or_default();
+            if p.api.base_url.is_none() {
+                table["api_base_url"] = json!("https://crm.example.com");
+            }
+            if oauth.authorization_url.is_none() && p.id == "oauth2" {
+                table["authorization_url"] = json!("https://crm.example.com/oauth/authorize");
+            }
+            if oauth.token_url.is_none() {
+                table["token_url"] = json!("https://crm.example.com/oauth/token");
+            }
+            if p.auth_mode == tether_core::catalog::AuthMode::Oauth2ClientCredentials {
+                table["token_url"] = json!("http://127.0.0.1:1/oauth/token");
+            }
+            (["p-", &p.id].concat(), table)
+        })
+        .collect();
+    let count = tables.len();
+    assert!(count >= 30, "{count} providers");
+    let app = spawn_app_with(AppOptions {
+        integrations: tables,
+        ..AppOptions::default()
+    })
+    .await;
+    let session = app.create_session("every", Some(RETURN_URL)).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    for provider in catalog.iter() {
+        let key = ["p-", &provider.id].concat();
+        let response = client
+            .get(app.connect_start_url(&session, &key))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let shown = response.headers().get("location").cloned();
+        match status {
+            303 => {
+                let location = Url::parse(shown.unwrap().to_str().unwrap()).unwrap();
+                assert_eq!(location.scheme(), "https", "{key}: {location}");
+                assert!(
+                    location.query_pairs().any(|(k, _)| k == "state"),
+                    "{key}: {location}"
+                );
+            }
+            200 => {
+                let page = response.text().await.unwrap();
+                assert!(page.contains("<form"), "{key}: {page}");
+            }
+            // Client credentials against nothing listening: the provider is unavailable.
+            502 => assert_eq!(
+                provider.auth_mode,
+                tether_core::catalog::AuthMode::Oauth2ClientCredentials,
+                "{key}"
+            ),
+            other => panic!("{key}: {other}"),
+        }
+    }
+}

@@ -193,11 +193,6 @@ impl UrlTemplate {
         }
         Ok(url)
     }
-
-    /// Whether the template reads anything (otherwise it renders to a fixed URL).
-    pub fn is_static(&self) -> bool {
-        self.template.references().is_empty()
-    }
 }
 
 /// Whether the host part of a URL template holds an expression.

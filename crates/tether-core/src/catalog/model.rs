@@ -443,6 +443,13 @@ impl ProviderDef {
                                 format!("a setting used in {key} needs a pattern"),
                             ));
                         }
+                        // URLs end up in logs and browsers; a secret has no place in one.
+                        if setting.is_some_and(|s| s.secret) {
+                            return Err((
+                                format!("settings.{}.secret", r.name),
+                                format!("a secret setting cannot be used in {key}"),
+                            ));
+                        }
                     }
                     Scope::Connection => {
                         if let Some(field) = self.fields.iter().find(|f| f.name == r.name) {

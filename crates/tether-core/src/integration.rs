@@ -180,6 +180,36 @@ impl UrlTemplate {
         })
     }
 
+    /// Holds an operator's URL (an override) to the catalog's rule: a host that a connection
+    /// value can change needs the provider's allowed hosts, unless only pattern-checked fields
+    /// feed it; a URL never reads a credential.
+    fn check_for(&self, provider: &ProviderDef) -> Result<(), String> {
+        for r in self.template.references() {
+            if matches!(r.scope, Scope::Credential | Scope::Input) {
+                return Err(format!(
+                    "a URL must not read {}.{}",
+                    r.scope.as_str(),
+                    r.name
+                ));
+            }
+            let patterned_field = provider
+                .fields
+                .iter()
+                .any(|f| f.name == r.name && f.pattern.is_some());
+            if self.host_varies
+                && provider.api.allowed_hosts.is_empty()
+                && r.scope == Scope::Connection
+                && !patterned_field
+            {
+                return Err(format!(
+                    "its host may come from connection.{}, but provider {:?} lists no allowed hosts",
+                    r.name, provider.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn render(&self, values: &dyn Values, hosts: &HostRules) -> Result<Url, UrlError> {
         let text = self.template.render(values)?;
         let url = parse_endpoint(&text).map_err(UrlError::Refused)?;
@@ -303,7 +333,11 @@ impl Integration {
             None => provider.api.base_url.clone(),
         };
         let api_base_url = api_base_url
-            .map(|text| UrlTemplate::parse(&text).map_err(|m| err(format!("api_base_url: {m}"))))
+            .map(|text| {
+                UrlTemplate::parse(&text)
+                    .and_then(|t| t.check_for(&provider).map(|()| t))
+                    .map_err(|m| err(format!("api_base_url: {m}")))
+            })
             .transpose()?;
         if api_base_url.is_none() {
             return Err(err("api_base_url is required".into()));
@@ -410,8 +444,12 @@ fn resolve_oauth2(
         Ok(string(table, name)?.or_else(|| fallback.clone()))
     };
     let template = |name: &str, text: Option<String>| -> Result<Option<UrlTemplate>, String> {
-        text.map(|t| UrlTemplate::parse(&t).map_err(|m| format!("{name}: {m}")))
-            .transpose()
+        text.map(|t| {
+            UrlTemplate::parse(&t)
+                .and_then(|t| t.check_for(provider).map(|()| t))
+                .map_err(|m| format!("{name}: {m}"))
+        })
+        .transpose()
     };
     let token_text = text("token_url", &def.token_url)?.ok_or("token_url is required")?;
     // An integration pointed at an emulator or a test server on this machine accepts
@@ -637,6 +675,18 @@ mod tests {
                 json!({"provider": "oauth2", "client_id": "c", "api_base_url": "http://crm.example.com",
                     "authorization_url": "https://a/auth", "token_url": "https://a/t"}),
                 "must use https",
+            ),
+            (
+                json!({"provider": "oauth2", "client_id": "c",
+                    "api_base_url": "${connection.instance_url}/api",
+                    "authorization_url": "https://a/auth", "token_url": "https://a/t"}),
+                "api_base_url: its host may come from connection.instance_url",
+            ),
+            (
+                json!({"provider": "oauth2", "client_id": "c",
+                    "api_base_url": "https://a/${credential.access_token}",
+                    "authorization_url": "https://a/auth", "token_url": "https://a/t"}),
+                "a URL must not read credential.access_token",
             ),
         ];
         for (config, expected) in cases {

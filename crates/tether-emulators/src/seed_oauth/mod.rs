@@ -95,6 +95,8 @@ pub struct SeedOAuthConfig {
     /// When set, the API also accepts the token in this header with no scheme (SugarCRM's
     /// `OAuth-Token`).
     pub token_header: Option<String>,
+    /// When set, the API also accepts the token as this query parameter (Bitrix24's `auth`).
+    pub token_query_param: Option<String>,
     /// Accept `grant_type=password` (RFC 6749 4.3) for this one username and password.
     pub password_login: Option<(String, String)>,
     /// Every token request must carry this parameter with this value (SugarCRM's `platform`).
@@ -155,6 +157,17 @@ impl SeedOAuthConfig {
         }
     }
 
+    /// Bitrix24-like: `client_endpoint` in token responses and the token as the `auth` query
+    /// parameter of API calls (not a header).
+    pub fn bitrix24_like() -> Self {
+        Self {
+            instance_field: Some("client_endpoint".into()),
+            token_query_param: Some("auth".into()),
+            require_pkce: false,
+            ..Self::default()
+        }
+    }
+
     /// SugarCRM-like: the password grant for one user, a `platform` parameter on every token
     /// request, JSON bodies, and the token in an `OAuth-Token` header.
     pub fn password_grant(username: &str, password: &str, platform: &str) -> Self {
@@ -205,6 +218,7 @@ impl std::fmt::Debug for SeedOAuthConfig {
             )
             .field("client_credentials", &self.client_credentials)
             .field("token_header", &self.token_header)
+            .field("token_query_param", &self.token_query_param)
             .field(
                 "password_login",
                 &self.password_login.as_ref().map(|(u, _)| u),
@@ -238,6 +252,7 @@ impl Default for SeedOAuthConfig {
             client_credentials: false,
             token_scheme: "Bearer".to_owned(),
             token_header: None,
+            token_query_param: None,
             password_login: None,
             required_token_param: None,
         }

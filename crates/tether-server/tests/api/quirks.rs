@@ -542,3 +542,41 @@ async fn every_catalog_provider_starts_connecting() {
         }
     }
 }
+
+#[tokio::test]
+async fn bitrix24_asks_the_portal_follows_client_endpoint_and_sends_auth_as_a_parameter() {
+    let app = spawn_app_with(AppOptions {
+        seed: SeedOAuthConfig::bitrix24_like(),
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            vec![(
+                "bitrix".into(),
+                json!({
+                    "provider": "bitrix24",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "authorization_url": at(emu, "oauth/authorize"),
+                    "token_url": at(emu, "oauth/token"),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let form: &[(&str, &str)] = &[("portal", "https://Acme.bitrix24.com/")];
+    let id = app.connect_through("b24-user", "bitrix", Some(form)).await;
+    let connection = app.get_connection(&id).await;
+    assert_eq!(connection["metadata"]["portal"], "acme.bitrix24.com");
+    let instance = instance_url(app.seed.base_url());
+    assert_eq!(connection["metadata"]["client_endpoint"], instance.as_str());
+    // No Authorization header: the token travels as `auth`, after the app's own query.
+    let response = app.proxy_get(&id, "v1/echo?start=50").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["headers"]["authorization"].is_null(), "{body}");
+    let query = body["query"].as_str().unwrap();
+    assert!(query.starts_with("start=50&auth="), "{query}");
+    let credentials = app.credentials_json(&id, false).await;
+    assert!(credentials["query"]["auth"].is_string());
+    let expected = (host_of(&instance), "/x/instance-1/v1/echo".to_owned());
+    survives_expiry(&app, &id, "refresh_token", &expected).await;
+}

@@ -309,6 +309,9 @@ async fn call_token_endpoint<S: Store>(
     )
     .await
     .and_then(|tokens| {
+        if let Some(scope) = &tokens.scope {
+            metadata.insert("scope".into(), serde_json::Value::String(scope.clone()));
+        }
         let updated = oauth2::token_metadata(client, &tokens);
         if !updated.is_empty() {
             metadata.extend(updated);

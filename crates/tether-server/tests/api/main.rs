@@ -6,6 +6,7 @@ mod helpers;
 mod catalog;
 mod import;
 mod integrations;
+mod issuer;
 mod oauth_flow;
 mod pages;
 mod providers;

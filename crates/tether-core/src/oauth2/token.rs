@@ -661,10 +661,10 @@ mod tests {
                 now in any::<i64>(),
             ) {
                 let object: Map<String, Value> = fields.into_iter().collect();
-                if let Ok(tokens) = tokens_from_object(object, now) {
-                    if let Some(at) = tokens.expires_at {
-                        prop_assert!(at >= now);
-                    }
+                if let Ok(tokens) = tokens_from_object(object, now)
+                    && let Some(at) = tokens.expires_at
+                {
+                    prop_assert!(at >= now);
                 }
             }
 

@@ -237,6 +237,12 @@ impl SeedOAuthControl {
         self.lock().revoke_calls
     }
 
+    /// Every authorization code, access token and refresh token issued so far (revoked ones
+    /// too), for tests that check these secrets never show up in logs or responses.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.lock().issued.clone()
+    }
+
     /// What the last token request looked like (content type, client auth, grant).
     pub fn last_token_request(&self) -> Option<RecordedTokenRequest> {
         self.lock().last_token_request.clone()

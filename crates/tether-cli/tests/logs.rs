@@ -1,5 +1,5 @@
 //! No secret in the logs, from outside the process: `tether serve` runs with `RUST_LOG=debug`
-//! (and `info`) in front of the seed OAuth, Redtail and Salesmate emulators, and real flows are
+//! (and `info`, and `trace`) in front of the seed OAuth, Redtail and Salesmate emulators, and real flows are
 //! driven through it: an OAuth connect in a cookie-keeping browser, forced refreshes, a refresh
 //! after a provider 401, proxied reads and writes, a Redtail connect with a wrong then the right
 //! password, a Salesmate connect with a wrong then the right key, an import, a wrong API key,
@@ -664,4 +664,10 @@ async fn no_issued_secret_reaches_the_debug_log() {
 async fn no_issued_secret_reaches_the_info_log() {
     let log = assert_no_secrets_at("info").await;
     assert_pkce_warning(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_issued_secret_reaches_the_trace_log() {
+    // The most any operator can turn on; the dependencies' own tracing included.
+    assert_no_secrets_at("trace").await;
 }

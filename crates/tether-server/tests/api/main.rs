@@ -8,6 +8,7 @@ mod edge;
 mod import;
 mod integrations;
 mod oauth_flow;
+mod observability;
 mod pages;
 mod providers;
 mod proxy;

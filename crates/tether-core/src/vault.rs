@@ -457,6 +457,53 @@ mod tests {
     }
 
     #[test]
+    fn a_running_vault_takes_a_rotated_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tether.keys");
+        let running = Vault::load_or_create_key_file(&path).unwrap();
+        let first = running.primary_key_id();
+        // Another process rotates the file and seals under the new key.
+        let other = Vault::rotate_key_file(&path).unwrap();
+        let sealed = other.seal("c", b"secret");
+        // Meeting the unknown key id makes the running vault re-read its file.
+        assert_eq!(running.open("c", &sealed).unwrap(), b"secret");
+        assert_eq!(running.primary_key_id(), other.primary_key_id());
+        assert_ne!(running.primary_key_id(), first);
+        // An explicit reload (SIGHUP) works too; an inline keyring has nothing to re-read.
+        assert_eq!(running.reload().unwrap().len(), 2);
+        let inline = Vault::from_spec(&Vault::generate_key_entry()).unwrap();
+        assert!(matches!(inline.reload(), Err(VaultError::NotReloadable)));
+        assert!(matches!(
+            inline.open("c", &sealed),
+            Err(VaultError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
+    fn the_key_file_is_never_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tether.keys");
+        std::fs::write(&path, "not mine").unwrap();
+        let err = write_key_file(&path, "k:AAAA").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "not mine");
+    }
+
+    #[test]
+    fn reseal_moves_only_what_is_under_an_old_key() {
+        let old_entry = Vault::generate_key_entry();
+        let old = Vault::from_spec(&old_entry).unwrap();
+        let sealed = old.seal("row/1", b"value");
+        let spec = [Vault::generate_key_entry(), old_entry].join(",");
+        let both = Vault::from_spec(&spec).unwrap();
+        let resealed = both.reseal("row/1", &sealed).unwrap().expect("moved");
+        assert_eq!(Vault::key_id_of(&resealed).unwrap(), both.primary_key_id());
+        assert_eq!(both.open("row/1", &resealed).unwrap(), b"value");
+        assert!(both.reseal("row/1", &resealed).unwrap().is_none());
+        assert!(both.reseal("row/2", &sealed).is_err(), "bound to its row");
+    }
+
+    #[test]
     fn bad_specs_are_refused() {
         assert!(matches!(Vault::from_spec(""), Err(VaultError::NoKeys)));
         assert!(matches!(

@@ -255,15 +255,11 @@ fn exchange_failure(integration: &str, err: &TokenError) -> Failure {
 }
 
 fn internal(what: &str, err: &dyn std::fmt::Debug) -> Failure {
-    let reference = crate::reference::new();
-    tracing::error!(reference = %reference, error = ?err, "{what}");
-    let mut failure = Failure::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
-        "Something went wrong",
+    let mut failure = Failure::internal(
+        what,
+        err,
         "We could not finish connecting your account. Try again in a moment.",
     );
-    failure.reference = Some(reference);
     // A new attempt starts a new flow, so offering one is safe.
     failure.retry_last_start = true;
     failure

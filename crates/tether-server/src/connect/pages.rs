@@ -233,6 +233,21 @@ impl Failure {
 }
 
 impl Failure {
+    /// An internal error: logged with its detail under a reference the page shows; the page
+    /// says only `message`.
+    pub fn internal(what: &str, err: &dyn std::fmt::Debug, message: &'static str) -> Self {
+        let reference = crate::reference::new();
+        tracing::error!(reference = %reference, error = ?err, "{what}");
+        let mut failure = Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong",
+            message,
+        );
+        failure.reference = Some(reference);
+        failure
+    }
+
     /// The failure as a page. When the page has a `window.opener` (the app opened it with
     /// `window.open`), it also posts `tether:error` to the opener and closes: a failure can come
     /// before the page knew it was a popup (an expired link opened straight in one).

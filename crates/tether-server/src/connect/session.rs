@@ -271,16 +271,11 @@ pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 fn internal(what: &str, err: &dyn std::fmt::Debug) -> Failure {
-    let reference = crate::reference::new();
-    tracing::error!(reference = %reference, error = ?err, "{what}");
-    let mut failure = Failure::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
-        "Something went wrong",
+    Failure::internal(
+        what,
+        err,
         "We could not load this page. Try again in a moment.",
-    );
-    failure.reference = Some(reference);
-    failure
+    )
 }
 
 #[cfg(test)]

@@ -196,16 +196,11 @@ async fn start_oauth<S: Store>(
             ));
         }
         Err(err) => {
-            let reference = crate::reference::new();
-            tracing::error!(reference = %reference, error = ?err, "storing flow state");
-            let mut failure = Failure::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "Something went wrong",
+            return Err(Failure::internal(
+                "storing flow state",
+                &err,
                 "We could not start connecting. Try again in a moment.",
-            );
-            failure.reference = Some(reference);
-            return Err(failure);
+            ));
         }
     }
     let url = tether_core::oauth2::authorization_url(

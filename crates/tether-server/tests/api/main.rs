@@ -4,10 +4,12 @@
 mod helpers;
 
 mod catalog;
+mod edge;
 mod import;
 mod integrations;
 mod issuer;
 mod oauth_flow;
+mod observability;
 mod pages;
 mod providers;
 mod proxy;

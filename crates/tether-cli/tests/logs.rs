@@ -1,5 +1,5 @@
 //! No secret in the logs, from outside the process: `tether serve` runs with `RUST_LOG=debug`
-//! (and `info`, and `trace`) in front of the seed OAuth, Redtail and Salesmate emulators, and real flows are
+//! (and `info` and `trace`, as text and as JSON) in front of the seed OAuth, Redtail and Salesmate emulators, and real flows are
 //! driven through it: an OAuth connect in a cookie-keeping browser, forced refreshes, a refresh
 //! after a provider 401, proxied reads and writes, a Redtail connect with a wrong then the right
 //! password, a Salesmate connect with a wrong then the right key, an import, a wrong API key,
@@ -347,8 +347,15 @@ struct Run {
     connection_ids: Vec<String>,
 }
 
-/// Runs every flow with `RUST_LOG=level`.
-async fn run_flows(level: &str) -> Run {
+/// Log lines as text or as JSON objects (`[log] format = "json"`).
+#[derive(Clone, Copy, PartialEq)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// Runs every flow with `RUST_LOG=level`, logging in `format`.
+async fn run_flows(level: &str, format: Format) -> Run {
     tether_core::outbound::install_crypto_provider();
     let mut secrets = Secrets::default();
 
@@ -422,7 +429,7 @@ async fn run_flows(level: &str) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let emulator = seed.base_url();
     let endpoint = |path: &str| emulator.join(path).unwrap().to_string();
-    let config = toml::toml! {
+    let mut config = toml::toml! {
         [server]
         metrics_token = (metrics_token.clone())
 
@@ -462,6 +469,12 @@ async fn run_flows(level: &str) -> Run {
         url = (hooks_url.to_string())
         secret = (webhook_secret.clone())
     };
+    if format == Format::Json {
+        config.insert(
+            "log".into(),
+            toml::Value::Table(toml::toml! { format = "json" }),
+        );
+    }
     std::fs::write(dir.path().join("tether.toml"), config.to_string()).unwrap();
 
     let tether = Tether::start(dir.path(), &api_key, level).await;
@@ -614,12 +627,12 @@ async fn run_flows(level: &str) -> Run {
     }
 }
 
-async fn assert_no_secrets_at(level: &str) -> String {
+async fn assert_no_secrets_at(level: &str, format: Format) -> String {
     let Run {
         log,
         secrets,
         connection_ids,
-    } = run_flows(level).await;
+    } = run_flows(level, format).await;
     // The capture works and saw the flows: start-up, and every connection by its id (which is
     // no secret), found by the same search that must find no secret.
     assert!(log.contains("tether is serving"), "{log}");
@@ -654,7 +667,7 @@ fn assert_pkce_warning(log: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_issued_secret_reaches_the_debug_log() {
-    let log = assert_no_secrets_at("debug").await;
+    let log = assert_no_secrets_at("debug", Format::Text).await;
     assert_pkce_warning(&log);
     // At debug the gateway's dependencies speak too: the capture is not just start-up lines.
     assert!(log.lines().count() > 50, "{log}");
@@ -662,12 +675,23 @@ async fn no_issued_secret_reaches_the_debug_log() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_issued_secret_reaches_the_info_log() {
-    let log = assert_no_secrets_at("info").await;
+    let log = assert_no_secrets_at("info", Format::Text).await;
     assert_pkce_warning(&log);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_issued_secret_reaches_the_trace_log() {
     // The most any operator can turn on; the dependencies' own tracing included.
-    assert_no_secrets_at("trace").await;
+    assert_no_secrets_at("trace", Format::Text).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_issued_secret_reaches_the_json_debug_log() {
+    let log = assert_no_secrets_at("debug", Format::Json).await;
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with('{') && l.contains("\"request_id\"")),
+        "JSON lines with the request's span: {log}"
+    );
+    assert_pkce_warning(&log);
 }

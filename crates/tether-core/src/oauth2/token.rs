@@ -241,7 +241,10 @@ pub fn tokens_from_object(
     now: i64,
 ) -> Result<OAuth2Tokens, TokenError> {
     let access_token = match object.remove("access_token") {
-        Some(Value::String(token)) if !token.is_empty() => SecretString::new(token),
+        Some(Value::String(token)) if !token.is_empty() => {
+            header_safe("access_token", &token)?;
+            SecretString::new(token)
+        }
         Some(_) => {
             return Err(TokenError::InvalidResponse(
                 "access_token is not a string".into(),
@@ -254,7 +257,10 @@ pub fn tokens_from_object(
         }
     };
     let refresh_token = match object.remove("refresh_token") {
-        Some(Value::String(token)) if !token.is_empty() => Some(SecretString::new(token)),
+        Some(Value::String(token)) if !token.is_empty() => {
+            header_safe("refresh_token", &token)?;
+            Some(SecretString::new(token))
+        }
         None | Some(Value::Null) => None,
         Some(Value::String(_)) => None,
         Some(_) => {
@@ -264,7 +270,10 @@ pub fn tokens_from_object(
         }
     };
     let token_type = match object.remove("token_type") {
-        Some(Value::String(t)) if !t.is_empty() => t,
+        Some(Value::String(t)) if !t.is_empty() => {
+            header_safe("token_type", &t)?;
+            t
+        }
         _ => "Bearer".into(),
     };
     let scope = match object.remove("scope") {
@@ -306,6 +315,18 @@ pub fn tokens_from_object(
         expires_at,
         extra: object,
     })
+}
+
+/// Refuses a token value with control characters (RFC 6749 A.12 and A.17 allow only
+/// printable characters): sent in a header, CR/LF would make every later call fail, or split
+/// the header if anything ever let it through. The message names the field, never the value.
+fn header_safe(name: &str, value: &str) -> Result<(), TokenError> {
+    if value.chars().any(char::is_control) {
+        return Err(TokenError::InvalidResponse(format!(
+            "{name} contains control characters"
+        )));
+    }
+    Ok(())
 }
 
 /// Turns a non-success response into an error, reading RFC 6749 5.2 bodies when present.
@@ -690,6 +711,29 @@ mod tests {
                 object.insert("expires_in".into(), secs.into());
                 let tokens = tokens_from_object(object, now).unwrap();
                 prop_assert!(tokens.expires_at.unwrap() >= now);
+            }
+
+            /// A control character anywhere in a token or its type refuses the response,
+            /// and the error never carries the value.
+            #[test]
+            fn tokens_with_control_characters_are_rejected(
+                field in prop_oneof![Just("access_token"), Just("refresh_token"), Just("token_type")],
+                // Upper case and digits: never part of the (lower case) message by chance.
+                before in "[A-Z0-9]{8,12}",
+                control in prop_oneof![Just('\r'), Just('\n'), Just('\0'), Just('\t'), Just('\u{7f}'), Just('\u{85}')],
+                after in "[A-Za-z0-9: -]{0,12}",
+            ) {
+                let mut value = before.clone();
+                value.push(control);
+                value.push_str(&after);
+                let mut object = Map::new();
+                object.insert("access_token".into(), "a".into());
+                object.insert(field.to_owned(), value.clone().into());
+                let err = tokens_from_object(object, 0).unwrap_err();
+                prop_assert!(matches!(err, TokenError::InvalidResponse(_)));
+                let message = err.to_string();
+                prop_assert!(message.contains(field), "{}", message);
+                prop_assert!(!message.contains(&before), "{}", message);
             }
 
             #[test]

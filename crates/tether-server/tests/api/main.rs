@@ -5,6 +5,7 @@ mod helpers;
 
 mod catalog;
 mod edge;
+mod header_injection;
 mod import;
 mod integrations;
 mod issuer;

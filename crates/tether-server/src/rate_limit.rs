@@ -62,6 +62,7 @@ impl FailureLimiter {
         let mut windows = self.windows.lock().expect("limiter lock poisoned");
         let window_length = self.limit.window;
         if windows.len() >= MAX_TRACKED && !windows.contains_key(&client) {
+            windows.retain(|_, w| w.started.elapsed() < window_length);
             if windows.len() >= MAX_TRACKED {
                 tracing::warn!("too many client addresses with failed API keys to track");
                 return;

@@ -128,6 +128,37 @@ test('popup OAuth: the app opens the Connect page with window.open and gets teth
   assert.deepEqual(listed.map((c) => c.id), [message.connection_id]);
 });
 
+test('the TypeScript client\'s openConnect resolves with the connection from the popup', async () => {
+  const user = newUser('client');
+  const session = await tether.createSession(user, { returnUrl: app.url('/connected') });
+  const opener = new URL(app.url('/client'));
+  opener.searchParams.set('connect', session.connect_url);
+  await page.goto(opener.toString());
+  const [popup] = await Promise.all([page.waitForEvent('popup'), page.click('#open')]);
+  await popup.waitForLoadState();
+  await popup.getByRole('link', { name: /Connect to Demo OAuth CRM/ }).click();
+  await popup.waitForURL((u) => u.origin === new URL(demo.info.emulators.oauth).origin);
+  await Promise.all([popup.waitForEvent('close'), popup.click('#approve')]);
+  await page.waitForFunction(() => document.getElementById('result').textContent !== '');
+  const result = JSON.parse(await page.locator('#result').innerText());
+  assert.equal(result.integration, 'crm');
+  const listed = await tether.connections(user);
+  assert.deepEqual(listed.map((c) => c.id), [result.connectionId]);
+});
+
+test('the TypeScript client\'s openConnect rejects when the person closes the popup', async () => {
+  const session = await tether.createSession(newUser('closed'), { returnUrl: app.url('/connected') });
+  const opener = new URL(app.url('/client'));
+  opener.searchParams.set('connect', session.connect_url);
+  await page.goto(opener.toString());
+  const [popup] = await Promise.all([page.waitForEvent('popup'), page.click('#open')]);
+  await popup.waitForLoadState();
+  await popup.close();
+  await page.waitForFunction(() => document.getElementById('result').textContent !== '');
+  const result = JSON.parse(await page.locator('#result').innerText());
+  assert.deepEqual(result, { error: 'ConnectError', code: 'popup_closed' });
+});
+
 test('popup with an expired link: the app gets tether:error and the popup closes', async () => {
   const expired = new URL('/connect', demo.base);
   expired.searchParams.set('session', 'cs_no_such_session');

@@ -34,6 +34,31 @@ pub struct FileConfig {
     pub integrations: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
     pub webhooks: Option<WebhooksSection>,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// How logs are written (`[log]`).
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// `text` (the default) or `json` (one object a line, for log pipelines).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The log format the configuration asks for; text when the configuration cannot be read (the
+/// command then reports why, as one line).
+pub fn log_format(path: &Path) -> LogFormat {
+    load(path).map(|file| file.log.format).unwrap_or_default()
 }
 
 /// Where events go, and the key that signs them.

@@ -356,3 +356,44 @@ async fn metrics_are_served_on_their_own_address() {
     assert!(private.text().await.unwrap().contains("tether_"));
     served.stop().await;
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id() {
+    use tokio::io::AsyncBufReadExt;
+
+    tether_core_free_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tether(dir.path());
+    command
+        .env("TETHER_API_KEY", CONFIGURED_KEY)
+        .env("TETHER_LOG__FORMAT", "json")
+        .env("RUST_LOG", "info");
+    let mut served = serve(command).await;
+    let response = reqwest::Client::new()
+        .get(format!("{}v1/connections", served.url))
+        .bearer_auth("a-wrong-key-that-gets-logged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut stderr = tokio::io::BufReader::new(served.child.stderr.take().unwrap()).lines();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            let entry: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+            if entry["span"]["request_id"] == id.as_str() {
+                return entry;
+            }
+        }
+        panic!("tether exited");
+    })
+    .await
+    .expect("a log line of that request");
+    assert_eq!(found["fields"]["message"], "request with a wrong API key");
+    assert!(!found.to_string().contains("a-wrong-key-that-gets-logged"));
+    served.stop().await;
+}

@@ -367,7 +367,7 @@ impl Integration {
 
         let oauth2 = match provider.auth_mode {
             AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {
-                Some(resolve_oauth2(table, &provider).map_err(&err)?)
+                Some(resolve_oauth2(integration_key.as_str(), table, &provider).map_err(&err)?)
             }
             _ => None,
         };
@@ -436,6 +436,7 @@ impl Integration {
 }
 
 fn resolve_oauth2(
+    key: &str,
     table: &serde_json::Map<String, Value>,
     provider: &ProviderDef,
 ) -> Result<OAuth2Client, String> {
@@ -537,7 +538,9 @@ fn resolve_oauth2(
     if !pkce && provider.auth_mode == AuthMode::Oauth2 {
         // Allowed for providers that reject PKCE, but never silently: without it a stolen
         // authorization code can be redeemed by whoever holds the client secret.
+        // The integration key says which table of the configuration to look at.
         tracing::warn!(
+            integration = %key,
             provider = %provider.id,
             "PKCE is switched off for this integration (pkce = false); keep it on unless the provider rejects it"
         );

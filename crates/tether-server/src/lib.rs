@@ -24,6 +24,7 @@ mod reference;
 mod refresh;
 mod refresher;
 mod removal;
+mod request_id;
 pub mod rotation;
 mod state;
 pub mod webhooks;
@@ -127,6 +128,11 @@ impl<S: Store> Gateway<S> {
         Router::new()
             .merge(limited)
             .merge(api::proxy_router())
+            .fallback(api::not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                request_id::track::<S>,
+            ))
             .with_state(self.state.clone())
     }
 

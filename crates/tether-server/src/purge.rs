@@ -10,6 +10,7 @@ use crate::state::AppState;
 
 /// Runs until `shutdown` turns true (or its sender is dropped).
 pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Receiver<bool>) {
+    let _running = crate::state::Running::mark(&state.workers.purge);
     let interval = state
         .config
         .purge_interval

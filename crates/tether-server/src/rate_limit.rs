@@ -4,12 +4,13 @@
 //! *failures*, counted after the key was checked, while valid requests from a clean address
 //! are never counted. A GCRA limiter consumes a cell on every check and has no "peek", so it
 //! would charge every request or need a second structure anyway. This is a fixed window per
-//! address in one bounded map; the hot path (a valid key from an address with no failures)
-//! reads it only when the map is not empty.
+//! address in one bounded map (expired windows are swept when it is full); until the first
+//! failure, the hot path reads one atomic flag and takes no lock.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
@@ -26,6 +27,8 @@ const MAX_TRACKED: usize = 100_000;
 pub struct FailureLimiter {
     limit: RateLimit,
     windows: Mutex<HashMap<IpAddr, Window>>,
+    /// Set by the first failure: until then `windows` is empty and is never locked.
+    tracking: AtomicBool,
 }
 
 struct Window {
@@ -38,15 +41,16 @@ impl FailureLimiter {
         FailureLimiter {
             limit,
             windows: Mutex::new(HashMap::new()),
+            tracking: AtomicBool::new(false),
         }
     }
 
     /// `Some(seconds)` to wait when `client` used up its failures in the current window.
     pub fn blocked(&self, client: IpAddr) -> Option<u64> {
-        let windows = self.windows.lock().expect("limiter lock poisoned");
-        if windows.is_empty() {
+        if !self.tracking.load(Ordering::Relaxed) {
             return None;
         }
+        let windows = self.windows.lock().expect("limiter lock poisoned");
         let window = windows.get(&client)?;
         let elapsed = window.started.elapsed();
         (window.failures >= self.limit.max && elapsed < self.limit.window)
@@ -75,6 +79,7 @@ impl FailureLimiter {
             };
         }
         window.failures = window.failures.saturating_add(1);
+        self.tracking.store(true, Ordering::Relaxed);
     }
 }
 

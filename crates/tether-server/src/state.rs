@@ -51,6 +51,32 @@ pub struct Inner<S: Store> {
     pub webhook_wake: tokio::sync::Notify,
     /// Failed API-key attempts per client address.
     pub api_key_limiter: FailureLimiter,
+    /// Which background workers are running (for `GET /ready`).
+    pub workers: Workers,
+}
+
+/// Liveness of the background workers, set by the workers themselves.
+#[derive(Default)]
+pub struct Workers {
+    pub refresher: std::sync::atomic::AtomicBool,
+    pub purge: std::sync::atomic::AtomicBool,
+    pub webhooks: std::sync::atomic::AtomicBool,
+}
+
+/// Marks a worker running while alive; dropped when its task ends (or panics).
+pub struct Running<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> Running<'a> {
+    pub fn mark(flag: &'a std::sync::atomic::AtomicBool) -> Self {
+        flag.store(true, std::sync::atomic::Ordering::Release);
+        Running(flag)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl<S: Store> std::ops::Deref for AppState<S> {
@@ -102,6 +128,7 @@ impl<S: Store> AppState<S> {
                 metrics: Metrics::new(),
                 webhook_wake: tokio::sync::Notify::new(),
                 api_key_limiter: FailureLimiter::new(config_limit),
+                workers: Workers::default(),
             }),
         }
     }

@@ -101,6 +101,9 @@ pub struct SeedOAuthConfig {
     pub password_login: Option<(String, String)>,
     /// Every token request must carry this parameter with this value (SugarCRM's `platform`).
     pub required_token_param: Option<(String, String)>,
+    /// The `iss` sent on every authorization response, success or error (RFC 9207 2).
+    /// Default: the emulator's own base URL.
+    pub issuer: Issuer,
 }
 
 impl SeedOAuthConfig {
@@ -191,6 +194,19 @@ impl SeedOAuthConfig {
     }
 }
 
+/// What the authorize endpoint sends as `iss` (RFC 9207 2), so tests can play a server that
+/// predates RFC 9207 or one posing as another (a mix-up attack, RFC 9207 1).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Issuer {
+    /// The emulator's base URL (`http://127.0.0.1:PORT/`), as an RFC 9207 server does.
+    #[default]
+    BaseUrl,
+    /// No `iss` parameter at all.
+    Omitted,
+    /// Exactly this value.
+    Value(String),
+}
+
 impl std::fmt::Debug for SeedOAuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SeedOAuthConfig")
@@ -224,6 +240,7 @@ impl std::fmt::Debug for SeedOAuthConfig {
                 &self.password_login.as_ref().map(|(u, _)| u),
             )
             .field("required_token_param", &self.required_token_param)
+            .field("issuer", &self.issuer)
             .finish_non_exhaustive()
     }
 }
@@ -255,6 +272,7 @@ impl Default for SeedOAuthConfig {
             token_query_param: None,
             password_login: None,
             required_token_param: None,
+            issuer: Issuer::BaseUrl,
         }
     }
 }
@@ -387,6 +405,12 @@ impl SeedOAuthControl {
     /// provider that moved an account would, or a malicious one; `None` restores the default.
     pub fn set_instance_url(&self, url: Option<&str>) {
         self.lock().instance_url_override = url.map(str::to_owned);
+    }
+
+    /// Every authorization code, access token and refresh token issued so far (revoked ones
+    /// too), for tests that check these secrets never show up in logs or responses.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.lock().issued.clone()
     }
 
     /// What the last token request looked like (content type, client auth, grant).

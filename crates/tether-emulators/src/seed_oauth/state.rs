@@ -93,6 +93,9 @@ pub(crate) struct State {
     pub deals: Vec<Deal>,
     /// When set, token responses name this instance URL instead of the emulator's own.
     pub instance_url_override: Option<String>,
+    /// Every code, access token and refresh token handed out, revoked or not, so tests can
+    /// check that none of them ever appears where it must not (logs, responses).
+    pub issued: Vec<String>,
 }
 
 /// A random alphanumeric string of `len` characters from the thread RNG.
@@ -124,6 +127,7 @@ impl State {
             last_token_request: None,
             deals: seed_deals(),
             instance_url_override: None,
+            issued: Vec::new(),
         }
     }
 
@@ -141,6 +145,7 @@ impl State {
             .retain(|_, grant| grant.expires_at + CODE_MEMORY > now);
         let family = self.new_family();
         let code = random_token(32);
+        self.issued.push(code.clone());
         self.codes.insert(
             code.clone(),
             CodeGrant {
@@ -172,6 +177,7 @@ impl State {
         with_refresh: bool,
     ) -> Issued {
         let access_token = random_token(40);
+        self.issued.push(access_token.clone());
         self.access_tokens.insert(
             access_token.clone(),
             AccessToken {
@@ -181,6 +187,7 @@ impl State {
         );
         let refresh_token = with_refresh.then(|| {
             let token = random_token(48);
+            self.issued.push(token.clone());
             self.refresh_tokens.insert(
                 token.clone(),
                 RefreshToken {

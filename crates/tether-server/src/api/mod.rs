@@ -40,3 +40,11 @@ pub fn proxy_router<S: Store>() -> Router<AppState<S>> {
 pub fn open_metrics_router<S: Store>() -> Router<AppState<S>> {
     metrics::open_router()
 }
+
+/// Any path no route matches: a problem, like every other API error.
+pub async fn not_found() -> crate::error::ApiError {
+    crate::error::ApiError::NotFound {
+        code: "not_found",
+        detail: "no such route".into(),
+    }
+}

@@ -297,4 +297,90 @@ mod tests {
             "http://127.0.0.1:9/crm.deal.list?start=50&auth=t+k"
         );
     }
+
+    mod properties {
+        //! Property tests: paths built from the pieces attackers use (dot segments, `;`,
+        //! encoded dots, slashes, backslashes and semicolons, `:`) are either refused, or
+        //! give a provider URL on the same origin, under the base path, with no segment that
+        //! any server would resolve as `.` or `..`.
+
+        use super::*;
+        use proptest::prelude::*;
+
+        fn piece() -> impl Strategy<Value = &'static str> {
+            prop_oneof![
+                Just("."),
+                Just(".."),
+                Just(";"),
+                Just("%2e"),
+                Just("%2E"),
+                Just("%2f"),
+                Just("%5c"),
+                Just("%3b"),
+                Just("/"),
+                Just("\\"),
+                Just(":"),
+                Just("a"),
+                Just("Z"),
+                Just("7"),
+                Just("%20"),
+            ]
+        }
+
+        fn attack_path() -> impl Strategy<Value = String> {
+            proptest::collection::vec(piece(), 0..12).prop_map(|pieces| {
+                let mut path = String::from("/");
+                pieces.iter().for_each(|p| path.push_str(p));
+                path
+            })
+        }
+
+        /// `.` or `..` after percent-decoding, alone or before a `;` parameter.
+        fn is_dot_segment(segment: &str) -> bool {
+            let decoded = percent_decode_str(segment).decode_utf8_lossy();
+            let name = decoded.split(';').next().unwrap_or("");
+            [decoded.as_ref(), name]
+                .iter()
+                .any(|s| *s == "." || *s == "..")
+        }
+
+        proptest! {
+            #[test]
+            fn accepted_paths_stay_under_the_base(
+                path in attack_path(),
+                query in proptest::option::of("[a-z0-9=&.%/]{0,12}"),
+            ) {
+                let Ok(raw) = check(&path) else {
+                    return Ok(());
+                };
+                let base = Url::parse("http://127.0.0.1:9/api/v1").unwrap();
+                let url = provider_url(&base, &raw, query.as_deref(), &[]);
+                prop_assert_eq!(url.scheme(), "http");
+                prop_assert_eq!(url.host_str(), Some("127.0.0.1"));
+                prop_assert_eq!(url.port(), Some(9));
+                prop_assert!(url.username().is_empty() && url.password().is_none());
+                prop_assert!(
+                    url.path() == "/api/v1" || url.path().starts_with("/api/v1/"),
+                    "{} left the base path", url
+                );
+                let segments: Vec<&str> = url.path_segments().unwrap().collect();
+                prop_assert!(
+                    !segments.iter().any(|s| is_dot_segment(s)),
+                    "{} has a dot segment", url
+                );
+                // Nothing was resolved away: every segment the app sent is still there.
+                let sent = if raw.is_empty() { 0 } else { raw.split('/').count() };
+                prop_assert_eq!(segments.len(), 2 + sent, "{}", url);
+            }
+
+            #[test]
+            fn never_panics(path in "\\PC{0,40}", query in proptest::option::of("\\PC{0,20}")) {
+                if let Ok(raw) = check(&path) {
+                    let base = Url::parse("http://127.0.0.1:9/").unwrap();
+                    let url = provider_url(&base, &raw, query.as_deref(), &[]);
+                    prop_assert_eq!(url.host_str(), Some("127.0.0.1"));
+                }
+            }
+        }
+    }
 }

@@ -580,3 +580,39 @@ async fn bitrix24_asks_the_portal_follows_client_endpoint_and_sends_auth_as_a_pa
     let expected = (host_of(&instance), "/x/instance-1/v1/echo".to_owned());
     survives_expiry(&app, &id, "refresh_token", &expected).await;
 }
+
+#[tokio::test]
+async fn the_connect_page_shows_each_provider_with_its_mark() {
+    let app = spawn_app_with(AppOptions {
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            let oauth = |provider: &str| {
+                json!({
+                    "provider": provider,
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "token_url": at(emu, "oauth/token"),
+                })
+            };
+            vec![
+                ("salesforce".into(), oauth("salesforce")),
+                ("kommo".into(), oauth("kommo")),
+            ]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let session = app.create_session("marks", Some(RETURN_URL)).await;
+    let page = Browser::new()
+        .get(Url::parse(session["connect_url"].as_str().unwrap()).unwrap())
+        .await
+        .text()
+        .await
+        .unwrap();
+    // Letters in a coloured square, from each provider file; an OAuth provider that asks
+    // something first says so.
+    assert!(page.contains(">SF</span>"), "{page}");
+    assert!(page.contains("#00a1e0"), "{page}");
+    assert!(page.contains(">KO</span>"), "{page}");
+    assert!(page.contains("Sign in on Salesforce"), "{page}");
+    assert!(page.contains("Enter your Kommo details"), "{page}");
+}

@@ -140,10 +140,12 @@ fn provider_details(provider: &tether_core::catalog::ProviderDef) -> String {
     }
     line("");
     line("The end user enters on the Connect page:");
-    let none = if provider.is_oauth() {
-        "nothing: they sign in at the provider"
-    } else {
-        "nothing"
+    let none = match provider.auth_mode {
+        tether_core::catalog::AuthMode::Oauth2 => "nothing: they sign in at the provider",
+        tether_core::catalog::AuthMode::Oauth2ClientCredentials => {
+            "nothing: the integration's own client connects"
+        }
+        _ => "nothing",
     };
     for text in show(provider.end_user_items(), none) {
         line(&text);

@@ -741,4 +741,42 @@ mod tests {
         assert!(host_varies("${connection.x}/a") && host_varies("https://${connection.x}.z.io"));
         assert!(!host_varies("https://login.z.io/${settings.tenant}/token"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Values an attacker might put in a token response's instance URL.
+        fn hostile() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "\\PC{0,40}",
+                "https://[a-z.@:/%?#-]{0,30}",
+                "(https|http)://[a-z0-9-]{1,8}\\.my\\.salesforce\\.com[@:/.a-z0-9%#?-]{0,20}",
+                "https://[a-z0-9.-]{0,12}salesforce\\.com[a-z0-9.@-]{0,12}",
+            ]
+        }
+
+        proptest! {
+            /// Whatever a token response says, a URL built from it is either refused or on a
+            /// host the provider allows, over https.
+            #[test]
+            fn instance_urls_stay_on_allowed_hosts(value in hostile(), path in "[a-z/]{0,10}") {
+                let template = UrlTemplate::parse(&["${connection.instance_url}", &path].concat()).unwrap();
+                let hosts = HostRules {
+                    patterns: vec!["*.my.salesforce.com".into()],
+                    loopback: false,
+                };
+                let settings = BTreeMap::new();
+                let mut connection = serde_json::Map::new();
+                connection.insert("instance_url".into(), json!(value));
+                let vars = Vars { settings: &settings, connection: &connection, credentials: None };
+                if let Ok(url) = template.render(&vars, &hosts) {
+                    prop_assert_eq!(url.scheme(), "https");
+                    let host = url.host_str().unwrap_or_default().to_owned();
+                    prop_assert!(host.ends_with(".my.salesforce.com"), "{}", url);
+                    prop_assert!(url.username().is_empty() && url.password().is_none());
+                }
+            }
+        }
+    }
 }

@@ -67,6 +67,8 @@ pub struct SeedOAuthConfig {
     pub issue_refresh_token_on_refresh: bool,
     /// Token responses carry no `expires_in` (Salesforce: the lifetime is an org setting).
     pub omit_expires_in: bool,
+    /// The code exchange issues no refresh token (tokens meant never to expire).
+    pub no_refresh_token: bool,
     /// Token responses carry this field naming where the account's API lives
     /// (`instance_url`, `api_domain`, `client_endpoint`): `http://localhost:PORT/x/{instance}/`,
     /// another host name than the emulator's own base URL, served by the same emulator.
@@ -114,6 +116,18 @@ impl SeedOAuthConfig {
             omit_expires_in: true,
             instance_field: Some("instance_url".into()),
             issue_refresh_token_on_refresh: false,
+            ..Self::default()
+        }
+    }
+
+    /// monday.com-like: a token that never expires (no `expires_in`, no refresh token), sent
+    /// as the whole `Authorization` value without a scheme.
+    pub fn never_expiring() -> Self {
+        Self {
+            omit_expires_in: true,
+            no_refresh_token: true,
+            token_header: Some("authorization".into()),
+            require_pkce: false,
             ..Self::default()
         }
     }
@@ -223,6 +237,7 @@ impl std::fmt::Debug for SeedOAuthConfig {
                 &self.issue_refresh_token_on_refresh,
             )
             .field("omit_expires_in", &self.omit_expires_in)
+            .field("no_refresh_token", &self.no_refresh_token)
             .field("instance_field", &self.instance_field)
             .field("required_segment", &self.required_segment)
             .field("required_scope", &self.required_scope)
@@ -258,6 +273,7 @@ impl Default for SeedOAuthConfig {
             token_response_form: false,
             issue_refresh_token_on_refresh: true,
             omit_expires_in: false,
+            no_refresh_token: false,
             instance_field: None,
             instance: "instance-1".to_owned(),
             required_segment: None,

@@ -367,7 +367,8 @@ fn authorization_code(
     }
     grant.used = true;
     let (family, scope) = (grant.family, grant.scope.clone());
-    Ok(state.issue_tokens(family, client_id, &scope, true))
+    let with_refresh = !state.config.no_refresh_token;
+    Ok(state.issue_tokens(family, client_id, &scope, with_refresh))
 }
 
 /// RFC 6749 6, with rotation and reuse detection (RFC 9700 4.14.2).

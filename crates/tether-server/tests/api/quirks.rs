@@ -616,3 +616,42 @@ async fn the_connect_page_shows_each_provider_with_its_mark() {
     assert!(page.contains("Sign in on Salesforce"), "{page}");
     assert!(page.contains("Enter your Kommo details"), "{page}");
 }
+
+#[tokio::test]
+async fn a_token_that_never_expires_works_until_revoked_then_asks_for_reauth() {
+    let app = spawn_app_with(AppOptions {
+        seed: SeedOAuthConfig::never_expiring(),
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            vec![(
+                "monday".into(),
+                json!({
+                    "provider": "monday",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "authorization_url": at(emu, "oauth/authorize"),
+                    "token_url": at(emu, "oauth/token"),
+                    "api_base_url": emu.as_str(),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect_through("monday-user", "monday", None).await;
+    let connection = app.get_connection(&id).await;
+    assert!(connection["expires_at"].is_null(), "{connection}");
+    let expected = (host_of(app.seed.base_url()), "/v1/echo".to_owned());
+    assert_eq!(echo(&app, &id).await, expected);
+    // Never refreshed ahead of time: there is nothing to refresh with, and no expiry.
+    let credentials = app.credentials_json(&id, false).await;
+    assert!(credentials["expires_at"].is_null());
+    assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 0);
+    // The user revokes the app at the provider: the next call cannot be saved by a refresh.
+    app.seed.control.revoke_all();
+    let response = app.proxy_get(&id, "v1/echo").await;
+    assert_eq!(response.status(), 409);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "needs_reauth");
+    assert_eq!(app.get_connection(&id).await["status"], "needs_reauth");
+    assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 0);
+}

@@ -198,7 +198,7 @@ async fn providers_show_tells_who_configures_what() {
     for expected in [
         "kommo: Kommo (oauth2)",
         "  client_id",
-        "  subdomain: Kommo address",
+        "keeps subdomain from the redirect back (referer)",
         "JSON token requests",
         "Documentation: https://developers.kommo.com/",
     ] {

@@ -181,6 +181,50 @@ fn normalise_field(field: &FieldDef, given: &str) -> Result<Option<SecretString>
     Ok(Some(SecretString::new(value.as_str())))
 }
 
+/// The values an OAuth provider names in its redirect back (`oauth2.callback_values`, such as
+/// Kommo's `referer`), normalised and held to their patterns. `pairs` is the callback's query.
+/// An absent, repeated or non-matching value is an error naming the parameter, never the
+/// value: nothing is redeemed with a code whose callback cannot be trusted.
+pub fn callback_values(
+    provider: &ProviderDef,
+    pairs: &[(String, String)],
+) -> Result<Map<String, Value>, String> {
+    let mut kept = Map::new();
+    let Some(def) = &provider.oauth2 else {
+        return Ok(kept);
+    };
+    for value in &def.callback_values {
+        let mut given = pairs.iter().filter(|(k, _)| *k == value.param);
+        let (Some((_, raw)), None) = (given.next(), given.next()) else {
+            return Err(["the callback has no single ", &value.param, " parameter"].concat());
+        };
+        let field = FieldDef {
+            name: value.name.clone(),
+            label: value.param.clone(),
+            help: String::new(),
+            placeholder: String::new(),
+            secret: false,
+            required: true,
+            trim: true,
+            lowercase: value.lowercase,
+            strip_suffix: value.strip_suffix.clone(),
+            strip_prefix: value.strip_prefix.clone(),
+            pattern: Some(value.pattern.clone()),
+            pattern_hint: None,
+            keep: Some(Keep::Metadata),
+        };
+        let normalised = normalise_field(&field, raw)
+            .ok()
+            .flatten()
+            .ok_or_else(|| ["the callback's ", &value.param, " is not acceptable"].concat())?;
+        kept.insert(
+            value.name.clone(),
+            Value::String(normalised.expose().to_owned()),
+        );
+    }
+    Ok(kept)
+}
+
 /// Credentials obtained elsewhere (`POST /v1/connections`), checked against the catalog as
 /// strictly as the form: only names the provider keeps are accepted, form fields are
 /// normalised and pattern-checked (so an imported link name cannot point the proxy at another
@@ -726,6 +770,39 @@ mod tests {
                 Err(FlowError::Unavailable { .. })
             ));
         }
+    }
+
+    #[test]
+    fn callback_values_are_normalised_and_held_to_their_pattern() {
+        let kommo = provider("kommo");
+        let pairs = |referer: &[&str]| -> Vec<(String, String)> {
+            let mut pairs = vec![("code".to_owned(), "c".to_owned())];
+            pairs.extend(
+                referer
+                    .iter()
+                    .map(|r| ("referer".to_owned(), (*r).to_owned())),
+            );
+            pairs
+        };
+        let kept = callback_values(&kommo, &pairs(&["ACME.kommo.com"])).unwrap();
+        assert_eq!(kept["subdomain"], "acme");
+        for bad in [
+            vec![],
+            vec!["acme.kommo.com", "other.kommo.com"],
+            vec!["evil.example"],
+            vec!["acme.kommo.com.evil.example"],
+            vec!["a@b.kommo.com"],
+            vec!["acme\n.kommo.com"],
+        ] {
+            let err = callback_values(&kommo, &pairs(&bad)).unwrap_err();
+            assert!(err.contains("referer") && !err.contains("evil"), "{err}");
+        }
+        // Providers without callback values read nothing.
+        assert!(
+            callback_values(&provider("salesforce"), &pairs(&["x"]))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

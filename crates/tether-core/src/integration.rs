@@ -195,7 +195,11 @@ impl UrlTemplate {
             let patterned_field = provider
                 .fields
                 .iter()
-                .any(|f| f.name == r.name && f.pattern.is_some());
+                .any(|f| f.name == r.name && f.pattern.is_some())
+                || provider
+                    .oauth2
+                    .as_ref()
+                    .is_some_and(|d| d.callback_values.iter().any(|c| c.name == r.name));
             if self.host_varies
                 && provider.api.allowed_hosts.is_empty()
                 && r.scope == Scope::Connection

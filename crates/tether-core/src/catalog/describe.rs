@@ -181,7 +181,10 @@ mod tests {
         assert_eq!(names, ["client_id", "client_secret", "login_host"]);
         assert!(salesforce.end_user_items().is_empty());
         let kommo = catalog.get("kommo").unwrap();
-        assert_eq!(kommo.end_user_items()[0].name, "subdomain");
+        assert!(kommo.end_user_items().is_empty());
+        assert!(kommo.quirks().iter().any(|q| q.contains("`referer`")));
+        let bitrix = catalog.get("bitrix24").unwrap();
+        assert_eq!(bitrix.end_user_items()[0].name, "portal");
         assert!(
             kommo
                 .quirks()

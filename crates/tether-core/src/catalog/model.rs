@@ -148,6 +148,28 @@ pub struct OAuth2Def {
     /// Extra parameters on every token request (templates), such as SugarCRM's `platform`.
     #[serde(default)]
     pub token_params: BTreeMap<String, String>,
+    /// Values the provider names in its redirect back (Kommo's `referer`: the account the
+    /// user picked), kept as connection metadata and usable in the token and API URLs.
+    #[serde(default)]
+    pub callback_values: Vec<CallbackValueDef>,
+}
+
+/// A connection value read from a query parameter of the authorization response. Held to
+/// a pattern, always: it may name a host, and whoever sends the browser back writes it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackValueDef {
+    pub name: String,
+    /// The callback's query parameter.
+    pub param: String,
+    /// A regular expression the normalised value must match entirely.
+    pub pattern: String,
+    #[serde(default)]
+    pub lowercase: bool,
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+    #[serde(default)]
+    pub strip_suffix: Option<String>,
 }
 
 /// The first grant of an `oauth2` provider.
@@ -197,6 +219,7 @@ impl Default for OAuth2Def {
             redirect_uri_on_refresh: false,
             grant: GrantDef::default(),
             token_params: BTreeMap::new(),
+            callback_values: Vec::new(),
         }
     }
 }
@@ -368,6 +391,7 @@ impl ProviderDef {
             names.push("scope");
             if let Some(def) = &self.oauth2 {
                 names.extend(def.token_metadata.keys().map(String::as_str));
+                names.extend(def.callback_values.iter().map(|c| c.name.as_str()));
             }
         }
         for request in [&self.exchange, &self.probe].into_iter().flatten() {
@@ -452,7 +476,13 @@ impl ProviderDef {
                         }
                     }
                     Scope::Connection => {
-                        if let Some(field) = self.fields.iter().find(|f| f.name == r.name) {
+                        let from_callback = self
+                            .oauth2
+                            .as_ref()
+                            .is_some_and(|d| d.callback_values.iter().any(|c| c.name == r.name));
+                        if from_callback {
+                            // Held to its pattern when the callback is read.
+                        } else if let Some(field) = self.fields.iter().find(|f| f.name == r.name) {
                             if field.pattern.is_none() {
                                 return Err((
                                     format!("fields.{}.pattern", r.name),
@@ -584,6 +614,16 @@ impl ProviderDef {
             for (name, value) in &def.token_params {
                 check_template(format!("oauth2.token_params.{name}"), value, false)?;
             }
+            for value in &def.callback_values {
+                let key = ["oauth2.callback_values.", &value.name].concat();
+                let anchored = ["^(?:", &value.pattern, ")$"].concat();
+                regex_lite::Regex::new(&anchored).map_err(|e| (key.clone(), e.to_string()))?;
+                if field_names.contains(&value.name.as_str())
+                    || def.token_metadata.contains_key(&value.name)
+                {
+                    return bad(key, "has the name of a field or token value".into());
+                }
+            }
             if def.grant == GrantDef::Password {
                 if self.auth_mode != AuthMode::Oauth2 {
                     return bad(
@@ -679,6 +719,18 @@ impl ProviderDef {
                     [
                         &code(&[name.as_str(), "=", value].concat()),
                         " on authorization",
+                    ]
+                    .concat(),
+                );
+            }
+            for value in &def.callback_values {
+                quirks.push(
+                    [
+                        "keeps ",
+                        &code(&value.name),
+                        " from the redirect back (",
+                        &code(&value.param),
+                        ")",
                     ]
                     .concat(),
                 );

@@ -214,12 +214,16 @@ fn approve(
     issuer: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let code = lock(shared).issue_code(
-        &request.client_id,
-        &request.redirect_uri_raw,
-        request.code_challenge.as_deref(),
-        &request.scope,
-    );
+    let (code, extra) = {
+        let mut state = lock(shared);
+        let code = state.issue_code(
+            &request.client_id,
+            &request.redirect_uri_raw,
+            request.code_challenge.as_deref(),
+            &request.scope,
+        );
+        (code, state.config.callback_params.clone())
+    };
     let mut target = request.redirect_uri.clone();
     {
         let mut query = target.query_pairs_mut();
@@ -229,6 +233,9 @@ fn approve(
         }
         if let Some(issuer) = issuer {
             query.append_pair("iss", issuer);
+        }
+        for (name, value) in &extra {
+            query.append_pair(name, value);
         }
     }
     redirect_response(status, &target)

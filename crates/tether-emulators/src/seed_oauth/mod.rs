@@ -69,6 +69,9 @@ pub struct SeedOAuthConfig {
     pub omit_expires_in: bool,
     /// The code exchange issues no refresh token (tokens meant never to expire).
     pub no_refresh_token: bool,
+    /// Extra parameters on the redirect back after approval (Kommo's `referer`, naming the
+    /// account the user picked).
+    pub callback_params: Vec<(String, String)>,
     /// Token responses carry this field naming where the account's API lives
     /// (`instance_url`, `api_domain`, `client_endpoint`): `http://localhost:PORT/x/{instance}/`,
     /// another host name than the emulator's own base URL, served by the same emulator.
@@ -141,10 +144,12 @@ impl SeedOAuthConfig {
     }
 
     /// Kommo-like: the account's subdomain (here a path segment) in the token and API URLs,
-    /// JSON token bodies, and `redirect_uri` required on refresh; refresh tokens rotate.
+    /// named in the redirect back as `referer` (`ACCOUNT.kommo.com`), JSON token bodies, and
+    /// `redirect_uri` required on refresh; refresh tokens rotate.
     pub fn per_account(account: &str) -> Self {
         Self {
             required_segment: Some(account.into()),
+            callback_params: vec![("referer".into(), [account, ".kommo.com"].concat())],
             require_json_body: true,
             require_redirect_uri_on_refresh: true,
             rotate_refresh_tokens: true,
@@ -238,6 +243,7 @@ impl std::fmt::Debug for SeedOAuthConfig {
             )
             .field("omit_expires_in", &self.omit_expires_in)
             .field("no_refresh_token", &self.no_refresh_token)
+            .field("callback_params", &self.callback_params)
             .field("instance_field", &self.instance_field)
             .field("required_segment", &self.required_segment)
             .field("required_scope", &self.required_scope)
@@ -274,6 +280,7 @@ impl Default for SeedOAuthConfig {
             issue_refresh_token_on_refresh: true,
             omit_expires_in: false,
             no_refresh_token: false,
+            callback_params: Vec::new(),
             instance_field: None,
             instance: "instance-1".to_owned(),
             required_segment: None,

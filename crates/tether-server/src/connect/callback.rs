@@ -4,10 +4,11 @@
 //! unknown, replayed, expired or foreign state stores nothing. The code is exchanged with the
 //! PKCE verifier, the tokens are sealed and stored, and the browser goes back to the app.
 
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
+use tether_core::credential_flow;
 use tether_core::credentials::{Credentials, OAuth2Tokens};
 use tether_core::integration::Integration;
 use tether_core::oauth2::{self, TokenError};
@@ -34,6 +35,7 @@ pub struct CallbackQuery {
 pub async fn callback<S: Store>(
     State(state): State<AppState<S>>,
     Query(query): Query<CallbackQuery>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let flow = match take_flow(&state, &query, &headers).await {
@@ -41,7 +43,16 @@ pub async fn callback<S: Store>(
         Err(failure) => return failure.into_page(&state.config),
     };
     let popup = flow.display == "popup";
-    match finish(&state, &query, &flow).await {
+    // Every parameter, for the values a provider names in its redirect (Kommo's `referer`).
+    let pairs: Vec<(String, String)> = raw
+        .as_deref()
+        .map(|raw| {
+            url::form_urlencoded::parse(raw.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    match finish(&state, &query, &pairs, &flow).await {
         Ok(connection_id) => connected(&state, &flow, &connection_id, popup),
         Err(failure) => failure.into_page(&state.config),
     }
@@ -99,6 +110,7 @@ async fn take_flow<S: Store>(
 async fn finish<S: Store>(
     state: &AppState<S>,
     query: &CallbackQuery,
+    pairs: &[(String, String)],
     flow: &FlowStateRow,
 ) -> Result<String, Failure> {
     let Some(integration) = state.integration(&flow.integration) else {
@@ -196,7 +208,27 @@ async fn finish<S: Store>(
         sealed.ok_or_else(|| internal("sealed flow", &"malformed"))?
     };
     let verifier = sealed.verifier.map(SecretString::new);
-    let vars = integration.vars(&sealed.connection, None);
+    let mut connection = sealed.connection;
+    // Checked before the code is redeemed: a value that fails its pattern (a host it must not
+    // name) stops the flow with no token call.
+    match credential_flow::callback_values(&integration.provider, pairs) {
+        Ok(values) => connection.extend(values),
+        Err(problem) => {
+            let reference = crate::reference::new();
+            tracing::warn!(reference = %reference, integration = %flow.integration,
+                problem = %problem, "authorization response refused; no token call made");
+            let mut failure = Failure::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_callback",
+                "This sign-in could not be completed",
+                "The service sent you back with details we cannot use, so nothing was \
+                 connected. Go back to the app and start again.",
+            );
+            failure.reference = Some(reference);
+            return Err(failure);
+        }
+    }
+    let vars = integration.vars(&connection, None);
     let redirect_uri =
         Url::parse(&flow.redirect_uri).map_err(|err| internal("stored redirect_uri", &err))?;
     // The session is claimed before the code is redeemed, so two flows of one session racing
@@ -213,7 +245,7 @@ async fn finish<S: Store>(
     )
     .await
     .and_then(|tokens| {
-        let metadata = connection_metadata(&integration, sealed.connection, &tokens)?;
+        let metadata = connection_metadata(&integration, connection, &tokens)?;
         Ok((tokens, metadata))
     }) {
         Ok(answer) => answer,

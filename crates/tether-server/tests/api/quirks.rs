@@ -160,7 +160,7 @@ async fn zoho_joins_scopes_with_commas_and_follows_api_domain() {
 }
 
 #[tokio::test]
-async fn kommo_uses_the_account_subdomain_json_bodies_and_redirect_uri_on_refresh() {
+async fn kommo_takes_the_account_from_the_redirect_json_bodies_and_redirect_uri_on_refresh() {
     let app = spawn_app_with(AppOptions {
         seed: SeedOAuthConfig::per_account("acme"),
         emulator_integrations: Some(Arc::new(|emu: &Url| {
@@ -170,8 +170,9 @@ async fn kommo_uses_the_account_subdomain_json_bodies_and_redirect_uri_on_refres
                     "provider": "kommo",
                     "client_id": "seed-client",
                     "client_secret": "seed-secret",
-                    // The account stands in the path here, as it does in the host at Kommo.
-                    "authorization_url": at(emu, "x/${connection.subdomain}/oauth/authorize"),
+                    // The account stands in the path here, as it does in the host at Kommo; the
+                    // emulator names it in the redirect back as `referer=acme.kommo.com`.
+                    "authorization_url": at(emu, "x/acme/oauth/authorize"),
                     "token_url": at(emu, "x/${connection.subdomain}/oauth/token"),
                     "api_base_url": at(emu, "x/${connection.subdomain}"),
                 }),
@@ -180,8 +181,8 @@ async fn kommo_uses_the_account_subdomain_json_bodies_and_redirect_uri_on_refres
         ..AppOptions::default()
     })
     .await;
-    let form: &[(&str, &str)] = &[("subdomain", "https://ACME.kommo.com")];
-    let id = app.connect_through("kommo-user", "kommo", Some(form)).await;
+    // Nothing is asked first: the user picks the account at Kommo.
+    let id = app.connect_through("kommo-user", "kommo", None).await;
     assert_eq!(
         app.get_connection(&id).await["metadata"]["subdomain"],
         "acme"
@@ -205,9 +206,52 @@ async fn kommo_uses_the_account_subdomain_json_bodies_and_redirect_uri_on_refres
 }
 
 #[tokio::test]
-async fn a_typed_subdomain_that_could_move_the_host_is_refused_on_the_form() {
+async fn a_typed_portal_that_could_move_the_host_is_refused_on_the_form() {
     let app = spawn_app_with(AppOptions {
-        seed: SeedOAuthConfig::per_account("acme"),
+        seed: SeedOAuthConfig::bitrix24_like(),
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            vec![(
+                "bitrix".into(),
+                json!({
+                    "provider": "bitrix24",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "token_url": at(emu, "oauth/token"),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let browser = Browser::new();
+    let session = app.create_session("b24-evil", Some(RETURN_URL)).await;
+    let start = app.connect_start_url(&session, "bitrix");
+    for evil in [
+        "evil.example/x.bitrix24.com",
+        "acme.bitrix24.com.evil.example",
+        "a@evil.bitrix24.com",
+        "acme.bitrix24.com/../x",
+    ] {
+        let response = browser
+            .client
+            .post(start.clone())
+            .form(&[("portal", evil)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{evil} accepted");
+    }
+    assert_eq!(app.seed.control.token_calls(), 0);
+    assert_eq!(app.connection_count().await, 0);
+}
+
+#[tokio::test]
+async fn a_redirect_naming_a_foreign_account_host_is_refused_before_any_token_call() {
+    let app = spawn_app_with(AppOptions {
+        seed: SeedOAuthConfig {
+            callback_params: vec![("referer".into(), "acme.kommo.com.evil.example".into())],
+            ..SeedOAuthConfig::per_account("acme")
+        },
         emulator_integrations: Some(Arc::new(|emu: &Url| {
             vec![(
                 "kommo".into(),
@@ -215,7 +259,7 @@ async fn a_typed_subdomain_that_could_move_the_host_is_refused_on_the_form() {
                     "provider": "kommo",
                     "client_id": "seed-client",
                     "client_secret": "seed-secret",
-                    "authorization_url": at(emu, "x/${connection.subdomain}/oauth/authorize"),
+                    "authorization_url": at(emu, "x/acme/oauth/authorize"),
                     "token_url": at(emu, "x/${connection.subdomain}/oauth/token"),
                 }),
             )]
@@ -225,17 +269,10 @@ async fn a_typed_subdomain_that_could_move_the_host_is_refused_on_the_form() {
     .await;
     let browser = Browser::new();
     let session = app.create_session("kommo-evil", Some(RETURN_URL)).await;
-    let start = app.connect_start_url(&session, "kommo");
-    for evil in ["evil.example/x", "acme.evil.example", "a@evil"] {
-        let response = browser
-            .client
-            .post(start.clone())
-            .form(&[("subdomain", evil)])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 422, "{evil} accepted");
-    }
+    let response = browser.get(app.connect_start_url(&session, "kommo")).await;
+    assert_eq!(response.status(), 400);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("could not be completed"), "{page}");
     assert_eq!(app.seed.control.token_calls(), 0);
     assert_eq!(app.connection_count().await, 0);
 }
@@ -595,7 +632,7 @@ async fn the_connect_page_shows_each_provider_with_its_mark() {
             };
             vec![
                 ("salesforce".into(), oauth("salesforce")),
-                ("kommo".into(), oauth("kommo")),
+                ("bitrix".into(), oauth("bitrix24")),
             ]
         })),
         ..AppOptions::default()
@@ -612,9 +649,9 @@ async fn the_connect_page_shows_each_provider_with_its_mark() {
     // something first says so.
     assert!(page.contains(">SF</span>"), "{page}");
     assert!(page.contains("#00a1e0"), "{page}");
-    assert!(page.contains(">KO</span>"), "{page}");
+    assert!(page.contains(">B24</span>"), "{page}");
     assert!(page.contains("Sign in on Salesforce"), "{page}");
-    assert!(page.contains("Enter your Kommo details"), "{page}");
+    assert!(page.contains("Enter your Bitrix24 details"), "{page}");
 }
 
 #[tokio::test]

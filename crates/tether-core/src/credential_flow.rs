@@ -195,8 +195,12 @@ pub fn callback_values(
     };
     for value in &def.callback_values {
         let mut given = pairs.iter().filter(|(k, _)| *k == value.param);
-        let (Some((_, raw)), None) = (given.next(), given.next()) else {
-            return Err(["the callback has no single ", &value.param, " parameter"].concat());
+        let raw = match (given.next(), given.next(), &value.default) {
+            (Some((_, raw)), None, _) => raw,
+            (None, _, Some(default)) => default,
+            _ => {
+                return Err(["the callback has no single ", &value.param, " parameter"].concat());
+            }
         };
         let field = FieldDef {
             name: value.name.clone(),
@@ -797,6 +801,22 @@ mod tests {
             let err = callback_values(&kommo, &pairs(&bad)).unwrap_err();
             assert!(err.contains("referer") && !err.contains("evil"), "{err}");
         }
+        // Zoho's data centre: from accounts-server, or the default when Zoho sends none.
+        let zoho = provider("zoho-crm");
+        let named = vec![(
+            "accounts-server".to_owned(),
+            "https://accounts.zoho.com.au".to_owned(),
+        )];
+        assert_eq!(
+            callback_values(&zoho, &named).unwrap()["data_center"],
+            "com.au"
+        );
+        assert_eq!(callback_values(&zoho, &[]).unwrap()["data_center"], "com");
+        let foreign = vec![(
+            "accounts-server".to_owned(),
+            "https://accounts.zoho.evil.example".to_owned(),
+        )];
+        assert!(callback_values(&zoho, &foreign).is_err());
         // Providers without callback values read nothing.
         assert!(
             callback_values(&provider("salesforce"), &pairs(&["x"]))

@@ -170,6 +170,9 @@ pub struct CallbackValueDef {
     pub strip_prefix: Option<String>,
     #[serde(default)]
     pub strip_suffix: Option<String>,
+    /// Used when the parameter is absent (never when it is present but does not match).
+    #[serde(default)]
+    pub default: Option<String>,
 }
 
 /// The first grant of an `oauth2` provider.
@@ -617,7 +620,11 @@ impl ProviderDef {
             for value in &def.callback_values {
                 let key = ["oauth2.callback_values.", &value.name].concat();
                 let anchored = ["^(?:", &value.pattern, ")$"].concat();
-                regex_lite::Regex::new(&anchored).map_err(|e| (key.clone(), e.to_string()))?;
+                let re =
+                    regex_lite::Regex::new(&anchored).map_err(|e| (key.clone(), e.to_string()))?;
+                if value.default.as_ref().is_some_and(|d| !re.is_match(d)) {
+                    return bad(key, "default does not match the pattern".into());
+                }
                 if field_names.contains(&value.name.as_str())
                     || def.token_metadata.contains_key(&value.name)
                 {

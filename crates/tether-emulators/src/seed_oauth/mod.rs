@@ -167,10 +167,15 @@ impl SeedOAuthConfig {
         }
     }
 
-    /// Zoho-like: scopes joined by commas, each one known, `api_domain` in token responses,
-    /// and the `Zoho-oauthtoken` scheme on API calls.
+    /// Zoho-like: scopes joined by commas, each one known, the user's data centre named in
+    /// the redirect back (`accounts-server=https://accounts.zoho.eu`, `location=eu`),
+    /// `api_domain` in token responses, and the `Zoho-oauthtoken` scheme on API calls.
     pub fn zoho_like(known: &[&str]) -> Self {
         Self {
+            callback_params: vec![
+                ("accounts-server".into(), "https://accounts.zoho.eu".into()),
+                ("location".into(), "eu".into()),
+            ],
             scope_separator: ",".into(),
             known_scopes: known.iter().map(|s| (*s).to_owned()).collect(),
             instance_field: Some("api_domain".into()),

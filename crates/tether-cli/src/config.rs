@@ -36,6 +36,19 @@ pub struct FileConfig {
     pub webhooks: Option<WebhooksSection>,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub cache: CacheSection,
+}
+
+/// The credential cache (`[cache]`): how many connections' opened credentials stay in
+/// memory, and for how long.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Connections kept (default 10,000; 0 turns the cache off).
+    pub capacity: Option<usize>,
+    /// Seconds an entry is served before the row is read again (default 300).
+    pub ttl_secs: Option<u64>,
 }
 
 /// How logs are written (`[log]`).
@@ -305,6 +318,16 @@ impl FileConfig {
                 bail!("server.metrics_token must be at least {MIN_SECRET_LEN} characters");
             }
             config.metrics_token = Some(token);
+        }
+        if let Some(capacity) = self.cache.capacity {
+            config.cache.capacity = capacity;
+        }
+        match self.cache.ttl_secs {
+            Some(0) => {
+                bail!("cache.ttl_secs must be at least 1 (capacity = 0 turns the cache off)")
+            }
+            Some(secs) => config.cache.ttl = Duration::from_secs(secs),
+            None => {}
         }
         if let Some(webhooks) = &self.webhooks {
             let url = tether_core::integration::parse_endpoint(&webhooks.url)

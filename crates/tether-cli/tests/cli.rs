@@ -142,6 +142,11 @@ async fn configuration_errors_are_one_line_and_exit_non_zero() {
             "[integrations.crm]\nprovider = \"oauth2\"\nclient_id = \"c\"\nclient_secret = \"env:TETHER_TEST_MISSING\"\nauthorization_url = \"https://a.example/auth\"\ntoken_url = \"https://a.example/token\"\napi_base_url = \"https://a.example\"\n",
             "TETHER_TEST_MISSING is not set",
         ),
+        (
+            "[cache]\nttl_secs = 0\n",
+            "cache.ttl_secs must be at least 1",
+        ),
+        ("[cache]\ncapacty = 5\n", "capacty"),
     ];
     for (toml, expected) in cases {
         std::fs::write(dir.path().join("tether.toml"), toml).unwrap();

@@ -1,19 +1,23 @@
 //! The hot path's credential cache: opened credentials of recently used connections, so a
 //! proxied call with a fresh token touches no database and opens no ciphertext.
 //!
-//! Bounded (oldest entry evicted when full), short-lived (entries expire), and invalidated on
-//! refresh and delete. Evicted credentials are zeroized when their last `Arc` drops, since
-//! `SecretString` zeroizes itself.
+//! Bounded and sharded ([`quick_cache`]: S3-FIFO, O(1) eviction, one lock per shard, so
+//! readers of different connections never wait for each other), short-lived (entries expire
+//! after the configured TTL), and invalidated on refresh and delete. Evicted credentials are
+//! zeroized when their last `Arc` drops: `SecretString` zeroizes itself, and the rendered
+//! auth headers live in buffers that zeroize on drop (see `provider_auth`).
 //!
 //! A read that missed loads the row from the store and then caches it; a delete (or refresh)
 //! commits and then invalidates. Between the two a reader could put back what was just
 //! removed, serving a deleted connection for a whole TTL. So every value carries the
 //! invalidation generation of its id's bucket as it was *before* the store read, and
-//! [`CredentialCache::insert`] drops a value whose bucket was invalidated since.
+//! [`CredentialCache::insert`] drops a value whose bucket was invalidated since. The cache
+//! has no global lock to make "check, then insert" atomic, so the check is made again after
+//! the insert: an invalidation bumps the generation *before* it removes, so either its
+//! removal comes after our insert, or our second check sees its bump and removes the value.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tether_core::credentials::Credentials;
@@ -33,6 +37,7 @@ pub struct CachedConnection {
     pub generation: u64,
 }
 
+#[derive(Clone)]
 struct Entry {
     value: CachedConnection,
     inserted: Instant,
@@ -43,10 +48,9 @@ struct Entry {
 const GENERATION_BUCKETS: usize = 64;
 
 pub struct CredentialCache {
-    entries: Mutex<HashMap<String, Entry>>,
-    /// Bumped (under the `entries` lock) by every invalidation of an id in the bucket.
+    entries: Option<quick_cache::sync::Cache<String, Entry>>,
+    /// Bumped by every invalidation of an id in the bucket, before the entry is removed.
     generations: [AtomicU64; GENERATION_BUCKETS],
-    capacity: usize,
     ttl: Duration,
 }
 
@@ -59,65 +63,61 @@ fn bucket(id: &str) -> usize {
 }
 
 impl CredentialCache {
+    /// A cache of at most `capacity` connections (0: no cache), each served for `ttl`.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         CredentialCache {
-            entries: Mutex::new(HashMap::new()),
+            entries: (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity)),
             generations: std::array::from_fn(|_| AtomicU64::new(0)),
-            capacity,
             ttl,
         }
     }
 
     pub fn get(&self, id: &str) -> Option<CachedConnection> {
-        let mut entries = self.entries.lock().expect("cache lock poisoned");
-        match entries.get(id) {
-            Some(entry) if entry.inserted.elapsed() < self.ttl => Some(entry.value.clone()),
-            Some(_) => {
-                entries.remove(id);
-                None
-            }
-            None => None,
+        let entries = self.entries.as_ref()?;
+        let entry = entries.get(id)?;
+        if entry.inserted.elapsed() < self.ttl {
+            return Some(entry.value);
         }
+        entries.remove(id);
+        None
     }
 
     /// The invalidation generation of `id`; read it before reading the store, and give it to
     /// the value that read produces.
     pub fn generation(&self, id: &str) -> u64 {
-        self.generations[bucket(id)].load(Ordering::Acquire)
+        self.generations[bucket(id)].load(Ordering::SeqCst)
     }
 
     /// Caches `value`, unless its id was invalidated after the value was read.
     pub fn insert(&self, value: CachedConnection) {
-        let mut entries = self.entries.lock().expect("cache lock poisoned");
-        if self.generation(&value.row.id) != value.generation {
+        let Some(entries) = &self.entries else {
+            return;
+        };
+        let generation = value.generation;
+        if self.generation(&value.row.id) != generation {
             return;
         }
-        if entries.len() >= self.capacity && !entries.contains_key(&value.row.id) {
-            let ttl = self.ttl;
-            entries.retain(|_, e| e.inserted.elapsed() < ttl);
-            if entries.len() >= self.capacity {
-                let oldest = entries
-                    .iter()
-                    .min_by_key(|(_, e)| e.inserted)
-                    .map(|(k, _)| k.clone());
-                if let Some(oldest) = oldest {
-                    entries.remove(&oldest);
-                }
-            }
-        }
+        let id = value.row.id.clone();
         entries.insert(
-            value.row.id.clone(),
+            id.clone(),
             Entry {
                 value,
                 inserted: Instant::now(),
             },
         );
+        // An invalidation between the check and the insert has bumped the generation by now
+        // (it bumps before it removes): take back what may be stale. At worst this removes a
+        // newer entry too, which costs one more store read.
+        if self.generation(&id) != generation {
+            entries.remove(id.as_str());
+        }
     }
 
     pub fn invalidate(&self, id: &str) {
-        let mut entries = self.entries.lock().expect("cache lock poisoned");
-        entries.remove(id);
-        self.generations[bucket(id)].fetch_add(1, Ordering::AcqRel);
+        self.generations[bucket(id)].fetch_add(1, Ordering::SeqCst);
+        if let Some(entries) = &self.entries {
+            entries.remove(id);
+        }
     }
 }
 
@@ -178,12 +178,53 @@ mod tests {
     }
 
     #[test]
-    fn evicts_the_oldest_when_full() {
-        let cache = CredentialCache::new(2, Duration::from_secs(60));
-        for id in ["a", "b", "c"] {
+    fn stays_within_its_capacity() {
+        let cache = CredentialCache::new(100, Duration::from_secs(60));
+        let ids: Vec<String> = (0..1_000).map(|i| format!("conn_{i}")).collect();
+        for id in &ids {
             cache.insert(value(&cache, id, None));
         }
-        assert!(cache.get("a").is_none());
-        assert!(cache.get("b").is_some() && cache.get("c").is_some());
+        let kept = ids.iter().filter(|id| cache.get(id).is_some()).count();
+        assert!(kept > 0 && kept <= 100, "{kept} entries kept");
+        // The last one inserted is there (S3-FIFO admits new entries).
+        assert!(cache.get("conn_999").is_some());
+    }
+
+    #[test]
+    fn expired_entries_are_not_served() {
+        let cache = CredentialCache::new(10, Duration::ZERO);
+        cache.insert(value(&cache, "conn_a", None));
+        assert!(cache.get("conn_a").is_none());
+    }
+
+    #[test]
+    fn a_zero_capacity_keeps_nothing() {
+        let cache = CredentialCache::new(0, Duration::from_secs(60));
+        cache.insert(value(&cache, "conn_a", None));
+        assert!(cache.get("conn_a").is_none());
+        cache.invalidate("conn_a");
+    }
+
+    #[test]
+    fn racing_invalidations_never_leave_a_stale_entry() {
+        // Readers insert values read before an invalidation while the invalidations run on
+        // another thread; after each round the invalidated id must not be served from a
+        // read that began before its invalidation.
+        let cache = Arc::new(CredentialCache::new(1_000, Duration::from_secs(60)));
+        for round in 0..200 {
+            let id = format!("conn_{round}");
+            let seen = cache.generation(&id);
+            let invalidator = {
+                let cache = cache.clone();
+                let id = id.clone();
+                std::thread::spawn(move || cache.invalidate(&id))
+            };
+            cache.insert(value(&cache, &id, Some(seen)));
+            invalidator.join().unwrap();
+            assert!(
+                cache.get(&id).is_none(),
+                "round {round}: a stale read was kept"
+            );
+        }
     }
 }

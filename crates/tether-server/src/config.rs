@@ -71,6 +71,28 @@ pub struct GatewayConfig {
     /// at once what it held when it died, instead of waiting for its leases to expire.
     /// `None`: a random id per process.
     pub instance_id: Option<String>,
+    /// The hot path's credential cache (`[cache]` in `tether.toml`).
+    pub cache: CacheConfig,
+}
+
+/// How many connections' opened credentials are kept in memory, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheConfig {
+    /// Connections kept (about 1.5 KiB each); past it the least useful entry is evicted in
+    /// O(1) and its rendered headers zeroized. 0 turns the cache off.
+    pub capacity: usize,
+    /// How long an entry is served before the row is read again (a change made by another
+    /// process without a change feed is seen after at most this long).
+    pub ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            capacity: 10_000,
+            ttl: Duration::from_secs(300),
+        }
+    }
 }
 
 /// Webhook delivery (`[webhooks]` in `tether.toml`). `Debug` never shows the secret.
@@ -199,6 +221,7 @@ impl GatewayConfig {
             purge_interval: Duration::from_secs(60),
             metrics_token: None,
             instance_id: None,
+            cache: CacheConfig::default(),
         }
     }
 

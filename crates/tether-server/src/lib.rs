@@ -38,7 +38,9 @@ use tether_store::Store;
 use crate::integrations::Integrations;
 
 pub use api_keys::ApiKeys;
-pub use config::{GatewayConfig, RateLimit, RefresherConfig, ServerLimits, WebhookConfig};
+pub use config::{
+    CacheConfig, GatewayConfig, RateLimit, RefresherConfig, ServerLimits, WebhookConfig,
+};
 pub use error::ApiError;
 pub use http_server::serve;
 pub use state::AppState;

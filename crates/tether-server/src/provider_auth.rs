@@ -64,6 +64,15 @@ pub fn prepared(live: &Live) -> Result<&PreparedAuth, ApiError> {
         .map_err(|message| ApiError::Internal(anyhow::anyhow!("{message}")))
 }
 
+/// A header value whose bytes are wiped when its last clone drops (the entry was evicted,
+/// invalidated or replaced, and no request in flight still holds it). `Bytes::from_owner`
+/// keeps the rendered `String`'s buffer as is (no copy left behind) inside `Zeroizing`.
+/// What hyper copies into a connection's write buffer is not covered.
+fn zeroized_on_drop(value: String) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    let owner = zeroize::Zeroizing::new(value.into_bytes());
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(owner))
+}
+
 fn prepare(live: &Live) -> Result<PreparedAuth, String> {
     let metadata = metadata_of(&live.row);
     let values = live.integration.vars(&metadata, Some(&live.credentials));
@@ -77,7 +86,7 @@ fn prepare(live: &Live) -> Result<PreparedAuth, String> {
     for (name, value) in self::headers(&live.integration, &values)? {
         let parsed = HeaderName::try_from(name.as_str())
             .map_err(|_| format!("catalog header name {name:?} is invalid"))?;
-        let mut value = HeaderValue::try_from(value)
+        let mut value = zeroized_on_drop(value)
             .map_err(|_| format!("rendered header {name} is not a valid value"))?;
         // Keeps the value out of HTTP/2 header compression tables and debug output.
         value.set_sensitive(true);

@@ -97,6 +97,7 @@ impl<S: Store> AppState<S> {
     ) -> Self {
         let limits = config.outbound.clone();
         let config_limit = config.api_key_failures;
+        let cache = config.cache;
         let outbound = Outbound::new(limits.clone());
         let proxy_client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -122,7 +123,7 @@ impl<S: Store> AppState<S> {
                 api_keys,
                 outbound,
                 proxy_client,
-                cache: CredentialCache::new(10_000, std::time::Duration::from_secs(300)),
+                cache: CredentialCache::new(cache.capacity, cache.ttl),
                 refresh_locks: RefreshLocks::default(),
                 instance_id,
                 metrics: Metrics::new(),

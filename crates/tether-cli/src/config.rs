@@ -108,6 +108,9 @@ pub struct ServerSection {
     /// The largest request body the proxy forwards.
     #[serde(default)]
     pub proxy_max_body_bytes: Option<usize>,
+    /// The largest proxied request body kept in memory for the 401 retry; larger ones stream.
+    #[serde(default)]
+    pub proxy_retry_body_bytes: Option<usize>,
     /// Load balancers whose `X-Forwarded-For` names the client (exact addresses).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
@@ -130,6 +133,7 @@ impl Default for ServerSection {
             max_connections: None,
             max_body_bytes: None,
             proxy_max_body_bytes: None,
+            proxy_retry_body_bytes: None,
             trusted_proxies: Vec::new(),
             metrics_listen: None,
             metrics_token: None,
@@ -318,6 +322,9 @@ impl FileConfig {
                 bail!("server.metrics_token must be at least {MIN_SECRET_LEN} characters");
             }
             config.metrics_token = Some(token);
+        }
+        if let Some(bytes) = self.server.proxy_retry_body_bytes {
+            config.proxy_retry_body_bytes = bytes;
         }
         if let Some(capacity) = self.cache.capacity {
             config.cache.capacity = capacity;

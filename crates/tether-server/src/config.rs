@@ -25,9 +25,12 @@ pub struct GatewayConfig {
     pub refresh_margin: Duration,
     /// How long one instance may hold a connection's refresh lease.
     pub refresh_lease: Duration,
-    /// The largest request body the proxy buffers (so a request can be sent again after a
-    /// refresh); larger bodies are refused with 413.
+    /// The largest request body the proxy forwards; larger bodies are refused with 413.
     pub proxy_max_body_bytes: usize,
+    /// Request bodies up to this size (and bodies with no declared length) are kept in
+    /// memory, so the request can be sent again after a refresh on a provider 401; larger
+    /// ones stream through once, and a 401 then goes back to the app after the refresh.
+    pub proxy_retry_body_bytes: usize,
     /// The longest a proxied call may wait for the provider's next bytes (its answer, or the
     /// next part of a streamed body) before it fails with 503; bodies may stream for longer.
     pub proxy_read_timeout: Duration,
@@ -201,6 +204,7 @@ impl GatewayConfig {
             refresh_lease: Duration::from_secs(30),
             proxy_max_body_bytes: 10 * 1024 * 1024,
             proxy_read_timeout: Duration::from_secs(60),
+            proxy_retry_body_bytes: 1024 * 1024,
             app_name: "Tether".into(),
             accent_color: DEFAULT_ACCENT.into(),
             logo_url: None,

@@ -18,6 +18,7 @@ mod integrations;
 mod metrics;
 mod persist;
 mod provider_auth;
+mod proxy_client;
 mod purge;
 mod rate_limit;
 mod reference;

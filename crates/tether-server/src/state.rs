@@ -14,6 +14,7 @@ use crate::cache::CredentialCache;
 use crate::config::GatewayConfig;
 use crate::integrations::Integrations;
 use crate::metrics::Metrics;
+use crate::proxy_client::ProxyClient;
 use crate::rate_limit::FailureLimiter;
 use crate::refresh::RefreshLocks;
 
@@ -40,7 +41,7 @@ pub struct Inner<S: Store> {
     /// Token endpoints, exchanges, probes: no redirects, capped responses.
     pub outbound: Outbound,
     /// The proxy's pooled client: no redirects, no overall timeout (bodies stream).
-    pub proxy_client: reqwest::Client,
+    pub proxy_client: ProxyClient,
     pub cache: CredentialCache,
     pub refresh_locks: RefreshLocks,
     /// Identifies this instance as a refresh-lease and webhook-claim owner.
@@ -99,16 +100,8 @@ impl<S: Store> AppState<S> {
         let config_limit = config.api_key_failures;
         let cache = config.cache;
         let outbound = Outbound::new(limits.clone());
-        let proxy_client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(limits.connect_timeout)
-            // A provider that accepts and then says nothing must not hold the app forever.
-            .read_timeout(config.proxy_read_timeout)
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()
-            .expect("the proxy client builds with static settings");
+        // A provider that accepts and then says nothing must not hold the app forever.
+        let proxy_client = ProxyClient::new(limits.connect_timeout, config.proxy_read_timeout);
         let instance_id = config
             .instance_id
             .clone()

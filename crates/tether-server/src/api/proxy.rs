@@ -6,14 +6,19 @@
 //! encoded slash or backslash, and no dot segment hidden behind path parameters (`..;/`, which
 //! Tomcat-style servers resolve as `..` once they strip the `;` part). The app's own `Authorization` and `Cookie` headers and
 //! hop-by-hop headers are dropped; so are the provider's `Set-Cookie` headers, which would
-//! otherwise hand the provider's session cookies (for the end user's account) to the app. The request body is buffered up to a limit so the request
-//! can be sent once more after a refresh on a provider 401.
+//! otherwise hand the provider's session cookies (for the end user's account) to the app.
+//!
+//! The request body is kept in memory up to `proxy_retry_body_bytes` (or when it declares
+//! no length), so the request can be sent once more after a refresh on a provider 401.
+//! A larger body (up to `proxy_max_body_bytes`) streams through once: on a 401 the token is
+//! still refreshed, but the 401 goes back to the app, whose own retry then succeeds.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderName, Response, header};
+use axum::http::{HeaderMap, HeaderName, Response, StatusCode, Uri, header};
 use axum::routing::any;
+use http_body_util::{Either, Full};
 use percent_encoding::percent_decode_str;
 use tether_core::credentials::Credentials;
 use tether_store::Store;
@@ -23,6 +28,7 @@ use crate::api::connections::parse_id;
 use crate::api_keys::App;
 use crate::error::ApiError;
 use crate::provider_auth;
+use crate::proxy_client::{ProxyBody, ProxyError, ProxyResponse};
 use crate::refresh::{self, Freshness, Live};
 use crate::state::AppState;
 
@@ -72,11 +78,8 @@ async fn proxy<S: Store>(
     let (parts, body) = request.into_parts();
     let raw_path = raw_provider_path(parts.uri.path(), id.as_str())?;
     let raw_query = parts.uri.query().map(str::to_owned);
-    let limit = state.config.proxy_max_body_bytes;
-    let body: Bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge(limit))?;
-    let outgoing = Outgoing {
+    let body = outgoing_body(&state, &parts.headers, body).await?;
+    let mut outgoing = Outgoing {
         method: parts.method,
         raw_path,
         raw_query,
@@ -84,19 +87,50 @@ async fn proxy<S: Store>(
         body,
     };
     let live = refresh::live(&state, id.as_str(), Freshness::Normal).await?;
-    let response = send(&state, &live, &outgoing).await?;
-    let response = if response.status() == reqwest::StatusCode::UNAUTHORIZED
+    let response = send(&state, &live, &mut outgoing).await?;
+    let response = if response.status() == StatusCode::UNAUTHORIZED
         && matches!(live.credentials.as_ref(), Credentials::Oauth2(_))
     {
         // The provider says the token is bad: refresh once (unless someone already did)
-        // and send the same request again.
+        // and send the same request again; a streamed body is gone, so then the app gets the
+        // 401 and its own retry finds the fresh token.
         let version = live.row.credentials_version;
         let live = refresh::live(&state, id.as_str(), Freshness::Rejected { version }).await?;
-        send(&state, &live, &outgoing).await?
+        if outgoing.body.can_resend() {
+            send(&state, &live, &mut outgoing).await?
+        } else {
+            response
+        }
     } else {
         response
     };
     Ok(stream_back(response))
+}
+
+/// The app's body: kept in memory when it is small enough to send again after a refresh
+/// (`proxy_retry_body_bytes`, or no declared length), streamed through once when it is
+/// larger; never more than `proxy_max_body_bytes` (413).
+async fn outgoing_body<S: Store>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<OutgoingBody, ApiError> {
+    let limit = state.config.proxy_max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => Err(ApiError::PayloadTooLarge(limit)),
+        Some(length) if length > state.config.proxy_retry_body_bytes as u64 => {
+            // hyper's server holds the body to its declared length, so it stays in bounds.
+            Ok(OutgoingBody::Streamed(Some(body)))
+        }
+        _ => axum::body::to_bytes(body, limit)
+            .await
+            .map(OutgoingBody::Kept)
+            .map_err(|_| ApiError::PayloadTooLarge(limit)),
+    }
 }
 
 /// The part of the request path after `/v1/proxy/{id}`, checked so it stays under the base.
@@ -163,7 +197,26 @@ struct Outgoing {
     raw_path: String,
     raw_query: Option<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: OutgoingBody,
+}
+
+enum OutgoingBody {
+    Kept(Bytes),
+    /// Taken by the first send.
+    Streamed(Option<Body>),
+}
+
+impl OutgoingBody {
+    fn can_resend(&self) -> bool {
+        matches!(self, OutgoingBody::Kept(_))
+    }
+
+    fn take(&mut self) -> ProxyBody {
+        match self {
+            OutgoingBody::Kept(bytes) => Either::Left(Full::new(bytes.clone())),
+            OutgoingBody::Streamed(body) => Either::Right(body.take().unwrap_or_default()),
+        }
+    }
 }
 
 /// The app's headers minus hop-by-hop ones (RFC 9110 7.6.1, including any the `Connection`
@@ -186,8 +239,8 @@ fn forwarded_headers(mut incoming: HeaderMap) -> HeaderMap {
 async fn send<S: Store>(
     state: &AppState<S>,
     live: &Live,
-    outgoing: &Outgoing,
-) -> Result<reqwest::Response, ApiError> {
+    outgoing: &mut Outgoing,
+) -> Result<ProxyResponse, ApiError> {
     let prepared = provider_auth::prepared(live)?;
     let url = provider_url(
         &prepared.base_url,
@@ -195,33 +248,38 @@ async fn send<S: Store>(
         outgoing.raw_query.as_deref(),
         &prepared.query,
     );
-    let mut headers = outgoing.headers.clone();
+    let uri = Uri::try_from(url.as_str()).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_proxy_path",
+            "the proxied path and query do not form a valid URL",
+        )
+    })?;
+    let mut request = http::Request::new(outgoing.body.take());
+    *request.method_mut() = outgoing.method.clone();
+    *request.uri_mut() = uri;
+    let headers = request.headers_mut();
+    *headers = outgoing.headers.clone();
     for header in &prepared.headers {
         headers.insert(header.name.clone(), header.value.clone());
     }
-    let result = state
-        .proxy_client
-        .request(outgoing.method.clone(), url)
-        .headers(headers)
-        .body(outgoing.body.clone())
-        .send()
-        .await;
-    result.map_err(|err| {
-        // The app's query string may hold anything; keep the URL out of the log.
-        let err = err.without_url();
-        tracing::warn!(connection_id = %live.row.id, error = %err, "proxied request failed");
-        if err.is_timeout() || err.is_connect() {
-            ApiError::ProviderUnavailable("the provider could not be reached".into())
-        } else {
-            ApiError::Provider("the provider's response could not be read".into())
+    state.proxy_client.send(request).await.map_err(|err| {
+        // The error names no URL: the app's query string may hold anything.
+        match err {
+            ProxyError::Unavailable(error) => {
+                tracing::warn!(connection_id = %live.row.id, %error, "provider unreachable");
+                ApiError::ProviderUnavailable("the provider could not be reached".into())
+            }
+            ProxyError::Failed(error) => {
+                tracing::warn!(connection_id = %live.row.id, %error, "proxied request failed");
+                ApiError::Provider("the provider's response could not be read".into())
+            }
         }
     })
 }
 
 /// The provider's response as ours: status, headers (minus hop-by-hop ones) and the body,
 /// handed over as it arrives without copying it through another stream.
-fn stream_back(response: reqwest::Response) -> Response<Body> {
-    let response: Response<reqwest::Body> = response.into();
+fn stream_back(response: ProxyResponse) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     for name in DROPPED_RESPONSE_HEADERS {
         parts.headers.remove(name);

@@ -204,3 +204,45 @@ async fn a_provider_that_never_answers_is_a_clear_503_not_a_hang() {
     assert_eq!(problem["code"], "provider_unavailable");
     holder.abort();
 }
+
+#[tokio::test]
+async fn a_body_too_large_to_keep_streams_through_and_a_401_then_goes_back_refreshed() {
+    let app = spawn_app_with(AppOptions {
+        configure: Some(std::sync::Arc::new(|c| c.proxy_retry_body_bytes = 1024)),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect("stream").await;
+    let big = "x".repeat(64 * 1024);
+    let echoed: Value = app
+        .api(reqwest::Method::POST, &format!("v1/proxy/{id}/v1/echo"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(echoed["body"].as_str().unwrap().len(), big.len());
+    assert_eq!(echoed["headers"]["content-length"], "65536");
+
+    // A streamed body cannot be sent twice: the provider's 401 reaches the app, but the
+    // token is refreshed, so the app's own retry succeeds.
+    app.seed.control.expire_access_tokens();
+    let response = app
+        .api(reqwest::Method::POST, &format!("v1/proxy/{id}/v1/echo"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
+    let retried = app
+        .api(reqwest::Method::POST, &format!("v1/proxy/{id}/v1/echo"))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), 200);
+    assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
+}

@@ -1,0 +1,104 @@
+//! The proxy's outbound client: hyper's pooled client (hyper-util's legacy client) over
+//! rustls with ring, HTTP/2 to providers that offer it by ALPN, HTTP/1.1 otherwise.
+//!
+//! Not reqwest: the proxy already has an `http::Request` and wants an `http::Response` back,
+//! and reqwest's per-request work (URL parsing, client and connector clones, its own body and
+//! response types) showed up in the profile. Redirects are never followed (hyper has no
+//! redirect support at all); a provider that stops answering fails after the per-read
+//! timeout, both for the response head and between two parts of a streamed body.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{Either, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tower_http::timeout::TimeoutBody;
+
+/// A request body: kept in memory (sent again after a 401 refresh), or streamed once.
+pub type ProxyBody = Either<Full<Bytes>, axum::body::Body>;
+
+/// The provider's response, its body timing out when the provider stops sending.
+pub type ProxyResponse = http::Response<TimeoutBody<hyper::body::Incoming>>;
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+pub struct ProxyClient {
+    client: Client<Connector, ProxyBody>,
+    read_timeout: Duration,
+}
+
+/// Why a proxied call produced no response.
+#[derive(Debug)]
+pub enum ProxyError {
+    /// No connection, or no answer within the read timeout.
+    Unavailable(String),
+    /// A connection, but no readable response.
+    Failed(String),
+}
+
+impl ProxyClient {
+    pub fn new(connect_timeout: Duration, read_timeout: Duration) -> Self {
+        tether_core::outbound::install_crypto_provider();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(connect_timeout));
+        let tls = {
+            use rustls_platform_verifier::BuilderVerifierExt;
+            rustls::ClientConfig::builder()
+                .with_platform_verifier()
+                .expect("the platform's certificate verifier is available")
+                .with_no_client_auth()
+        };
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(https);
+        ProxyClient {
+            client,
+            read_timeout,
+        }
+    }
+
+    /// Sends `request`; the response head must arrive within the read timeout.
+    pub async fn send(
+        &self,
+        request: http::Request<ProxyBody>,
+    ) -> Result<ProxyResponse, ProxyError> {
+        let response = tokio::time::timeout(self.read_timeout, self.client.request(request))
+            .await
+            .map_err(|_| ProxyError::Unavailable("no answer within the read timeout".into()))?
+            .map_err(|err| {
+                // Only the error's kind and source chain: no URL (the app's query may hold
+                // anything) is part of it.
+                let message = error_chain(&err);
+                if err.is_connect() {
+                    ProxyError::Unavailable(message)
+                } else {
+                    ProxyError::Failed(message)
+                }
+            })?;
+        Ok(response.map(|body| TimeoutBody::new(self.read_timeout, body)))
+    }
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

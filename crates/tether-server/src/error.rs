@@ -45,13 +45,20 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem: how every API error is answered (`application/problem+json`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
+    /// A URI naming the kind of problem: `https://tether.dev/problems/{code}`.
     #[serde(rename = "type")]
     kind: String,
+    /// A short summary of the kind of problem.
     title: &'a str,
+    /// The HTTP status code.
     status: u16,
+    /// What went wrong with this request, and what to change.
     detail: String,
+    /// A stable code to branch on: `unauthorized`, `connection_not_found`, `needs_reauth`,
+    /// `provider_error`, `rate_limited`, ...
     code: &'a str,
 }
 

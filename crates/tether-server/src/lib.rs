@@ -43,6 +43,12 @@ pub use error::ApiError;
 pub use http_server::serve;
 pub use state::AppState;
 
+/// The OpenAPI 3.1 description of the HTTP API, as pretty JSON (what `GET /openapi.json`
+/// serves and `docs/openapi.json` holds).
+pub fn openapi_document() -> String {
+    api::openapi::render()
+}
+
 /// A configured gateway.
 pub struct Gateway<S: Store> {
     state: AppState<S>,
@@ -54,7 +60,7 @@ impl<S: Store> Gateway<S> {
     pub async fn refresh_connection(&self, id: &str) -> Result<serde_json::Value, ApiError> {
         let id = api::parse_connection_id(id)?;
         let live = refresh::live(&self.state, id.as_str(), refresh::Freshness::Force).await?;
-        Ok(api::connection_view(&live.row))
+        Ok(serde_json::to_value(api::connection_view(&live.row)).expect("a view serializes"))
     }
 
     /// Revokes at the provider where possible, then deletes (as `DELETE /v1/connections/{id}`).

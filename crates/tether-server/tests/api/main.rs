@@ -11,6 +11,7 @@ mod integrations;
 mod issuer;
 mod oauth_flow;
 mod observability;
+mod openapi;
 mod pages;
 mod providers;
 mod proxy;

@@ -18,9 +18,9 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::{
-    ConnectSessionRow, ConnectionFilter, ConnectionRow, ConnectionStatus, ConsumeOutcome,
-    CredentialsUpdate, FlowStateRow, NewWebhookEvent, StatusChange, Store, StoreResult,
-    WebhookAttempt, WebhookEventFilter, WebhookEventRow,
+    ChangeFeed, ConnectSessionRow, ConnectionFilter, ConnectionRow, ConnectionStatus,
+    ConsumeOutcome, CredentialsUpdate, FlowStateRow, NewWebhookEvent, StatusChange, Store,
+    StoreOptions, StoreResult, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
 };
 
 /// Connections kept for a file database. SQLite has one writer at a time anyway; the extra
@@ -42,6 +42,13 @@ impl SqliteStore {
     /// migrations. Accepts `sqlite://path`, `sqlite:path` and `sqlite::memory:`.
     #[tracing::instrument(skip_all, err)]
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(url, &StoreOptions::default()).await
+    }
+
+    /// [`SqliteStore::connect`] with settings: `pool_size` sizes a file database's pool (an
+    /// in-memory one always has exactly one connection); SQLite has no statement timeout.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn connect_with(url: &str, settings: &StoreOptions) -> StoreResult<Self> {
         let in_memory = is_in_memory(url);
         let mut options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -62,7 +69,8 @@ impl SqliteStore {
                 .idle_timeout(None)
                 .max_lifetime(None)
         } else {
-            SqlitePoolOptions::new().max_connections(FILE_POOL_SIZE)
+            SqlitePoolOptions::new()
+                .max_connections(settings.pool_size.unwrap_or(FILE_POOL_SIZE).max(1))
         };
         let pool = pool_options.connect_with(options).await?;
 
@@ -96,6 +104,11 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// One process owns a SQLite database: its own writes invalidate its caches directly.
+    fn changes(&self) -> Option<ChangeFeed> {
+        None
     }
 
     #[tracing::instrument(skip_all, err)]

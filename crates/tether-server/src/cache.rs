@@ -2,10 +2,17 @@
 //! proxied call with a fresh token touches no database and opens no ciphertext.
 //!
 //! Bounded (oldest entry evicted when full), short-lived (entries expire), and invalidated on
-//! refresh and delete. Evicted credentials are zeroized when their last `Arc` drops, since
-//! `SecretString` zeroizes itself.
+//! refresh and delete, by this instance and (through the store's change feed, see
+//! `coherence.rs`) by others. Evicted credentials are zeroized when their last `Arc` drops,
+//! since `SecretString` zeroizes itself.
+//!
+//! Two rules keep an invalidation from being undone by a read that was already in flight:
+//! every entry records the cache's invalidation epoch from before its row was read, and is
+//! not stored if any invalidation happened since; and while the change feed is down (changes
+//! may go unheard) the cache is bypassed altogether.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +29,9 @@ pub struct CachedConnection {
     /// Base URL and auth headers rendered once for these credentials (the proxy's hot path
     /// then renders no template and parses no metadata); replaced with the entry on refresh.
     pub prepared: Arc<PreparedSlot>,
+    /// [`CredentialCache::epoch`] from before the row was read: an entry whose read may
+    /// predate an invalidation is not cached.
+    pub epoch: u64,
 }
 
 struct Entry {
@@ -33,6 +43,10 @@ pub struct CredentialCache {
     entries: Mutex<HashMap<String, Entry>>,
     capacity: usize,
     ttl: Duration,
+    /// Bumped by every invalidation; see [`CachedConnection::epoch`].
+    epoch: AtomicU64,
+    /// False while changes made elsewhere may go unheard: then nothing is served or kept.
+    trusted: AtomicBool,
 }
 
 impl CredentialCache {
@@ -41,10 +55,20 @@ impl CredentialCache {
             entries: Mutex::new(HashMap::new()),
             capacity,
             ttl,
+            epoch: AtomicU64::new(0),
+            trusted: AtomicBool::new(true),
         }
     }
 
+    /// The invalidation epoch; read it before reading a row that may be cached.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
     pub fn get(&self, id: &str) -> Option<CachedConnection> {
+        if !self.trusted.load(Ordering::SeqCst) {
+            return None;
+        }
         let mut entries = self.entries.lock().expect("cache lock poisoned");
         match entries.get(id) {
             Some(entry) if entry.inserted.elapsed() < self.ttl => Some(entry.value.clone()),
@@ -56,8 +80,13 @@ impl CredentialCache {
         }
     }
 
+    /// Keeps `value`, unless the cache is bypassed or something was invalidated since its
+    /// row was read (checked under the lock that invalidations take).
     pub fn insert(&self, value: CachedConnection) {
         let mut entries = self.entries.lock().expect("cache lock poisoned");
+        if !self.trusted.load(Ordering::SeqCst) || value.epoch != self.epoch() {
+            return;
+        }
         if entries.len() >= self.capacity && !entries.contains_key(&value.row.id) {
             let ttl = self.ttl;
             entries.retain(|_, e| e.inserted.elapsed() < ttl);
@@ -81,6 +110,17 @@ impl CredentialCache {
     }
 
     pub fn invalidate(&self, id: &str) {
-        self.entries.lock().expect("cache lock poisoned").remove(id);
+        let mut entries = self.entries.lock().expect("cache lock poisoned");
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        entries.remove(id);
+    }
+
+    /// Forgets everything; with `trusted` false, also stops serving and keeping entries until
+    /// called again with `trusted` true.
+    pub fn reset(&self, trusted: bool) {
+        let mut entries = self.entries.lock().expect("cache lock poisoned");
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.trusted.store(trusted, Ordering::SeqCst);
+        entries.clear();
     }
 }

@@ -133,6 +133,8 @@ fn integration_of<S: Store>(
 
 /// Reads and opens a connection from the store, refusing unusable ones.
 async fn load<S: Store>(state: &AppState<S>, id: &str) -> Result<CachedConnection, ApiError> {
+    // Before the read: an invalidation between here and a later insert voids the insert.
+    let epoch = state.cache.epoch();
     let row = state
         .store
         .get_connection(id)
@@ -148,6 +150,7 @@ async fn load<S: Store>(state: &AppState<S>, id: &str) -> Result<CachedConnectio
         row: Arc::new(row),
         credentials: Arc::new(credentials),
         prepared: Arc::default(),
+        epoch,
     })
 }
 

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod catalog;
+mod database_down;
 mod import;
 mod integrations;
 mod oauth_flow;

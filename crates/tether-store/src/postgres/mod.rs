@@ -57,14 +57,15 @@ impl PgStore {
     /// embedded migrations. Fails at once, with the cause, when the URL is malformed, the
     /// server is unreachable, the credentials or database are wrong, or the database was
     /// migrated by a newer Tether.
-    #[tracing::instrument(skip_all, err)]
+    // No `err` here: the caller reports a failed start-up, once.
+    #[tracing::instrument(skip_all)]
     pub async fn connect(url: &str, options: &StoreOptions) -> StoreResult<Self> {
         let connect = PgConnectOptions::from_str(url)?;
         Self::connect_with(connect, options).await
     }
 
     /// [`PgStore::connect`] with options built in code (tests set a `search_path` here).
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all)]
     pub async fn connect_with(
         connect: PgConnectOptions,
         options: &StoreOptions,
@@ -113,7 +114,7 @@ impl PgStore {
     /// one, so instances starting together queue on the lock and each finds the work done by
     /// the first. A database that has a migration this build does not know (a newer Tether
     /// migrated it) is refused with [`crate::StoreError::UnknownMigration`], changing nothing.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> StoreResult<()> {
         sqlx::migrate!("./migrations/postgres")
             .run(&self.pool)

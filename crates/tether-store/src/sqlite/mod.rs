@@ -40,14 +40,15 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating the file if missing) the database at `url` and applies the embedded
     /// migrations. Accepts `sqlite://path`, `sqlite:path` and `sqlite::memory:`.
-    #[tracing::instrument(skip_all, err)]
+    // No `err` here: the caller reports a failed start-up, once.
+    #[tracing::instrument(skip_all)]
     pub async fn connect(url: &str) -> StoreResult<Self> {
         Self::connect_with(url, &StoreOptions::default()).await
     }
 
     /// [`SqliteStore::connect`] with settings: `pool_size` sizes a file database's pool (an
     /// in-memory one always has exactly one connection); SQLite has no statement timeout.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all)]
     pub async fn connect_with(url: &str, settings: &StoreOptions) -> StoreResult<Self> {
         let in_memory = is_in_memory(url);
         let mut options = SqliteConnectOptions::from_str(url)?
@@ -81,7 +82,7 @@ impl SqliteStore {
 
     /// Applies the migrations embedded from `migrations/sqlite` that are not applied yet.
     /// Idempotent; [`SqliteStore::connect`] already calls it.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> StoreResult<()> {
         sqlx::migrate!("./migrations/sqlite")
             .run(&self.pool)

@@ -260,22 +260,40 @@ async fn refresh<S: Store>(
         }
     }
 
+    // Another instance may have refreshed and released its lease between our read and our
+    // taking the lease: its new tokens are in the store, and the refresh token we read may
+    // already be spent (with rotation, presenting it again revokes the whole grant). Read
+    // again now that nobody else can refresh, and use theirs if the version moved.
+    let current = match load(state, &id).await {
+        Ok(latest) if latest.row.credentials_version == seen.row.credentials_version => latest,
+        other => {
+            release_lease(state, &id).await;
+            let latest = other?;
+            state.cache.insert(latest.clone());
+            return Ok(latest);
+        }
+    };
     let result = call_token_endpoint(state, integration, &current).await;
     let outcome = match result {
         Ok(credentials) => store_refreshed(state, &current, credentials).await,
         Err(err) => Err(handle_failure(state, integration, &current, err).await),
     };
-    if let Err(err) = state
-        .store
-        .release_refresh_lease(&id, &state.instance_id)
-        .await
-    {
-        tracing::warn!(connection_id = %id, error = ?err, "could not release refresh lease");
-    }
+    release_lease(state, &id).await;
     match outcome {
         Ok(refreshed) | Err(Fallback::Use(refreshed)) => Ok(refreshed),
         Err(Fallback::Serve) => Ok(current),
         Err(Fallback::Fail(err)) => Err(err),
+    }
+}
+
+/// Gives the refresh lease back; a failure only delays the next refresh until it expires.
+async fn release_lease<S: Store>(state: &AppState<S>, id: &str) {
+    if let Err(err) = state
+        .store
+        .release_refresh_lease(id, &state.instance_id)
+        .await
+    {
+        tracing::warn!(connection_id = %id, error = ?err, "could not release refresh lease");
     }
 }
 

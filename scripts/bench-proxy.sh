@@ -72,28 +72,28 @@ authorization_url = "http://127.0.0.1:$UPSTREAM/oauth/authorize"
 token_url = "http://127.0.0.1:$UPSTREAM/oauth/token"
 api_base_url = "http://127.0.0.1:$UPSTREAM"
 CONF
-(cd "$work" && TETHER_API_KEY=bench-key RUST_LOG=warn exec "$OLDPWD/target/release/tether" --config tether.toml serve >"$work/tether.out" 2>&1) &
+(cd "$work" && TETHER_API_KEY=bench-key-0123456789abcdef0123456789 RUST_LOG=warn exec "$OLDPWD/target/release/tether" --config tether.toml serve >"$work/tether.out" 2>&1) &
 pids+=($!)
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$TETHER/health" >/dev/null && break; sleep 0.1; done
 
 # A connection whose token is fresh for a day, so the hot path never refreshes.
-conn=$(curl -sf -X POST "http://127.0.0.1:$TETHER/v1/connections" -H 'Authorization: Bearer bench-key' \
+conn=$(curl -sf -X POST "http://127.0.0.1:$TETHER/v1/connections" -H 'Authorization: Bearer bench-key-0123456789abcdef0123456789' \
   -H 'Content-Type: application/json' \
   -d '{"integration":"crm","end_user":{"id":"bench"},"credentials":{"access_token":"benchmark-access-token","expires_in":86400}}' \
   | sed -E 's/.*"id":"([^"]+)".*/\1/')
 tether_url="http://127.0.0.1:$TETHER/v1/proxy/$conn/v1/deals"
 nginx_url="http://127.0.0.1:$NGINX_PROXY/v1/deals"
-curl -sf "$tether_url" -H 'Authorization: Bearer bench-key' | grep -q 'Benchmark deal'
+curl -sf "$tether_url" -H 'Authorization: Bearer bench-key-0123456789abcdef0123456789' | grep -q 'Benchmark deal'
 curl -sf "$nginx_url" | grep -q 'Benchmark deal'
 
 rps() { wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$@" | awk '/Requests\/sec/ {print $2}'; }
 echo "warming up..."
-rps -d3s "$nginx_url" >/dev/null; rps -d3s -H 'Authorization: Bearer bench-key' "$tether_url" >/dev/null
+rps -d3s "$nginx_url" >/dev/null; rps -d3s -H 'Authorization: Bearer bench-key-0123456789abcdef0123456789' "$tether_url" >/dev/null
 # Alternating rounds, so a noisy neighbour hurts both sides alike; the median ratio is quoted.
 ratios=()
 for round in 1 2 3; do
   nginx_rps=$(rps "$nginx_url")
-  tether_rps=$(rps -H 'Authorization: Bearer bench-key' "$tether_url")
+  tether_rps=$(rps -H 'Authorization: Bearer bench-key-0123456789abcdef0123456789' "$tether_url")
   ratio=$(python3 -c "print(f'{float($tether_rps)/float($nginx_rps):.2f}')")
   ratios+=("$ratio")
   echo "round $round: nginx $nginx_rps req/s, tether $tether_rps req/s, ratio $ratio"

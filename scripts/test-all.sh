@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: the Rust tests, then the Connect page in a real browser (Debian's
-# chromium driven by playwright-core against `tether demo` on loopback; see e2e/).
+# The whole test suite: the Rust tests, the TypeScript client against `tether demo`, then the
+# Connect page in a real browser (Debian's chromium driven by playwright-core against
+# `tether demo` on loopback; see e2e/; the popup helper of the TypeScript client too).
 # Never downloads a browser: chromium must already be at /usr/bin/chromium (CHROMIUM_PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,8 +9,16 @@ cd "$(dirname "$0")/.."
 echo "== cargo tests"
 cargo test --workspace --locked
 
-echo "== browser tests"
 cargo build --locked -p tether-cli
+
+echo "== TypeScript client (against tether demo)"
+(
+  cd clients/typescript
+  if [ ! -d node_modules/typescript ]; then npm ci --no-audit --no-fund; fi
+  npm test
+)
+
+echo "== browser tests"
 if [ ! -d e2e/node_modules/playwright-core ]; then
   (cd e2e && npm ci --no-audit --no-fund)
 fi

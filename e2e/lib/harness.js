@@ -17,6 +17,8 @@ const TETHER_BIN =
   process.env.TETHER_BIN ||
   path.join(process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target'), 'debug', 'tether');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+// The TypeScript client's build (`npm run build` in clients/typescript).
+const CLIENT_DIST = path.join(ROOT, 'clients', 'typescript', 'dist');
 const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
@@ -122,6 +124,36 @@ function startApp() {
     if (url.pathname === '/connected') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       return res.end('<!doctype html><title>Back in the app</title><h1 id="back">Back in the app</h1>');
+    }
+    if (url.pathname.startsWith('/tether-client/')) {
+      // The TypeScript client's build, as an app would bundle it (clients/typescript/dist).
+      const name = path.basename(url.pathname);
+      const file = path.join(CLIENT_DIST, name);
+      if (!/^[a-z]+\.js$/.test(name) || !fs.existsSync(file)) {
+        res.writeHead(404);
+        return res.end();
+      }
+      res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' });
+      return res.end(fs.readFileSync(file));
+    }
+    if (url.pathname === '/client') {
+      // The same app, using the client's openConnect instead of its own window.open.
+      const connect = JSON.stringify(url.searchParams.get('connect') || '').replace(/</g, '\\u003c');
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      return res.end(`<!doctype html><title>Acme app</title>
+<button id="open">Connect your CRM</button><pre id="result"></pre>
+<script type="module">
+  import { openConnect } from '/tether-client/index.js';
+  const connect = ${connect};
+  document.getElementById('open').addEventListener('click', async () => {
+    const result = document.getElementById('result');
+    try {
+      result.textContent = JSON.stringify(await openConnect(connect));
+    } catch (err) {
+      result.textContent = JSON.stringify({ error: err.name, code: err.code });
+    }
+  });
+</script>`);
     }
     if (url.pathname === '/') {
       // JSON in a script: `<` escaped so the URL cannot close the element.

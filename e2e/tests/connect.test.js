@@ -1,7 +1,8 @@
 // The Connect page in a real browser (Debian's chromium via playwright-core) against
 // `tether demo` and its emulators on loopback: OAuth in the same tab and in a popup, the
 // credential forms, a denied consent, a provider failure, an expired session, keyboard only,
-// a phone-width viewport and the security headers. Saves the README's screenshots to docs/.
+// a phone-width viewport, the security headers, and a link opened in a second browser. Saves
+// the README's screenshots to docs/.
 'use strict';
 
 const { test, before, after, beforeEach, afterEach } = require('node:test');
@@ -127,6 +128,37 @@ test('popup OAuth: the app opens the Connect page with window.open and gets teth
   assert.deepEqual(listed.map((c) => c.id), [message.connection_id]);
 });
 
+test('the TypeScript client\'s openConnect resolves with the connection from the popup', async () => {
+  const user = newUser('client');
+  const session = await tether.createSession(user, { returnUrl: app.url('/connected') });
+  const opener = new URL(app.url('/client'));
+  opener.searchParams.set('connect', session.connect_url);
+  await page.goto(opener.toString());
+  const [popup] = await Promise.all([page.waitForEvent('popup'), page.click('#open')]);
+  await popup.waitForLoadState();
+  await popup.getByRole('link', { name: /Connect to Demo OAuth CRM/ }).click();
+  await popup.waitForURL((u) => u.origin === new URL(demo.info.emulators.oauth).origin);
+  await Promise.all([popup.waitForEvent('close'), popup.click('#approve')]);
+  await page.waitForFunction(() => document.getElementById('result').textContent !== '');
+  const result = JSON.parse(await page.locator('#result').innerText());
+  assert.equal(result.integration, 'crm');
+  const listed = await tether.connections(user);
+  assert.deepEqual(listed.map((c) => c.id), [result.connectionId]);
+});
+
+test('the TypeScript client\'s openConnect rejects when the person closes the popup', async () => {
+  const session = await tether.createSession(newUser('closed'), { returnUrl: app.url('/connected') });
+  const opener = new URL(app.url('/client'));
+  opener.searchParams.set('connect', session.connect_url);
+  await page.goto(opener.toString());
+  const [popup] = await Promise.all([page.waitForEvent('popup'), page.click('#open')]);
+  await popup.waitForLoadState();
+  await popup.close();
+  await page.waitForFunction(() => document.getElementById('result').textContent !== '');
+  const result = JSON.parse(await page.locator('#result').innerText());
+  assert.deepEqual(result, { error: 'ConnectError', code: 'popup_closed' });
+});
+
 test('popup with an expired link: the app gets tether:error and the popup closes', async () => {
   const expired = new URL('/connect', demo.base);
   expired.searchParams.set('session', 'cs_no_such_session');
@@ -224,6 +256,38 @@ test('Salesmate form connects, and without a return URL shows the Connected page
   assert.equal(listed[0].integration, 'salesmate');
   assert.equal(listed[0].metadata.link_name, 'acme');
   await page.screenshot({ path: path.join(DOCS, 'connected.png') });
+});
+
+test('a connect link belongs to the first browser that opens it, and connects once', async () => {
+  const user = newUser('bound');
+  const session = await tether.createSession(user);
+  await page.goto(session.connect_url);
+  assert.equal(await page.locator('#for-whom').innerText(), `for ${user}@example.com`);
+
+  // The same link in another browser (its own profile, its own cookies): refused.
+  const other = await launchBrowser();
+  try {
+    const otherPage = await other.context.newPage();
+    const refused = await otherPage.goto(session.connect_url);
+    assert.equal(refused.status(), 403);
+    assert.equal(await otherPage.locator('h1').innerText(), 'This link was opened elsewhere');
+  } finally {
+    await other.close();
+  }
+
+  // The first browser still connects, once.
+  await page.getByRole('link', { name: /Connect to Salesmate/ }).click();
+  await page.getByLabel('Access key').fill('demo-salesmate-access-key');
+  await page.getByLabel('Link name').fill('acme');
+  await Promise.all([
+    page.waitForResponse((r) => r.request().method() === 'POST'),
+    page.getByRole('button', { name: 'Connect' }).click(),
+  ]);
+  assert.equal(await page.locator('h1').innerText(), 'Connected');
+  const again = await page.goto(session.connect_url);
+  assert.equal(again.status(), 410);
+  assert.equal(await page.locator('h1').innerText(), 'This link was already used');
+  assert.equal((await tether.connections(user)).length, 1);
 });
 
 test('denied consent: a clear page, a way to try again, nothing stored', async () => {

@@ -6,9 +6,9 @@ use std::path::Path;
 use anyhow::Context;
 use clap::Subcommand;
 use tether_core::catalog::Catalog;
-use tether_core::credentials::Credentials;
 use tether_core::unix_time::rfc3339;
 use tether_core::vault::Vault;
+use tether_server::rotation;
 use tether_store::{ConnectionFilter, Store};
 
 use crate::config;
@@ -34,10 +34,10 @@ pub enum ConnectionsCommand {
 pub enum KeysCommand {
     /// Print a new encryption key entry (`id:base64`) for TETHER_ENCRYPTION_KEYS.
     Generate,
-    /// Re-encrypt every stored credential under a new key. With the key file, a new key is
-    /// added at its top; with TETHER_ENCRYPTION_KEYS, put the new key first yourself (old keys
-    /// after it) and run this. Run it while Tether is stopped: a running instance does not
-    /// know the new key.
+    /// Re-encrypt every sealed value (credentials, integrations, flows) under a new key. With
+    /// the key file, a new key is added at its top; a running `tether serve` that uses the same
+    /// file picks it up by itself (or on SIGHUP). With TETHER_ENCRYPTION_KEYS, give every
+    /// instance the new key first (old keys after it), restart them, then run this.
     Rotate,
 }
 
@@ -155,9 +155,10 @@ pub async fn keys(config_path: &Path, command: KeysCommand) -> anyhow::Result<()
     Ok(())
 }
 
-/// Re-seals every connection's credentials under the primary key, page by page, with a
-/// progress bar on a terminal. Rows already under the primary key are left alone, so an
-/// interrupted rotation can simply be run again.
+/// Re-seals every sealed value (connections' credentials, API-managed integrations, PKCE
+/// verifiers of flows in progress) under the primary key, with a progress bar on a terminal.
+/// Values already under the primary key are left alone, so an interrupted rotation can simply
+/// be run again.
 async fn rotate_keys(config_path: &Path) -> anyhow::Result<()> {
     let file = config::load(config_path)?;
     let store = open_store(&file).await?;
@@ -175,84 +176,25 @@ async fn rotate_keys(config_path: &Path) -> anyhow::Result<()> {
             Vault::rotate_key_file(path).context("adding a new key to the key file")?
         }
     };
-    let primary = vault.primary_key_id().to_owned();
-
-    let mut total = 0u64;
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = store.connections_after(cursor.as_deref(), 500).await?;
-        let Some(last) = page.last() else { break };
-        cursor = Some(last.id.clone());
-        total += page.len() as u64;
-    }
+    let primary = vault.primary_key_id();
+    let total = rotation::count(&store).await?;
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({eta} left)")
             .expect("static progress template"),
     );
     bar.set_message("re-encrypting");
-
-    let (mut resealed, mut current) = (0u64, 0u64);
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = store.connections_after(cursor.as_deref(), 500).await?;
-        let Some(last) = page.last() else { break };
-        cursor = Some(last.id.clone());
-        for row in page {
-            if reseal_one(&store, &vault, &primary, row).await? {
-                resealed += 1;
-            } else {
-                current += 1;
-            }
-            bar.inc(1);
-        }
-    }
+    let done = rotation::reseal_all(&store, &vault, || bar.inc(1)).await?;
     bar.finish_and_clear();
     println!(
-        "{resealed} connection(s) re-encrypted under key {primary}; {current} already were. \
-         Keep the older keys until every instance runs with the new key first."
+        "{} connection(s), {} integration(s) and {} OAuth flow(s) re-encrypted under key {primary}; \
+         {} already were. Once every instance has the new key, the older keys can be removed.",
+        done.connections.0,
+        done.integrations.0,
+        done.flows.0,
+        done.connections.1 + done.integrations.1 + done.flows.1,
     );
     Ok(())
-}
-
-/// Re-seals one row unless it is already under `primary`; retries when a refresh wrote it
-/// meanwhile. Returns whether it was re-sealed.
-async fn reseal_one(
-    store: &impl Store,
-    vault: &Vault,
-    primary: &str,
-    mut row: tether_store::ConnectionRow,
-) -> anyhow::Result<bool> {
-    for _ in 0..5 {
-        if Vault::key_id_of(&row.credentials).is_ok_and(|id| id == primary) {
-            return Ok(false);
-        }
-        let sealed = Credentials::reseal(vault, &row.id, &row.credentials).with_context(|| {
-            format!(
-                "opening connection {} (is every old key still configured?)",
-                row.id
-            )
-        })?;
-        if store
-            .reseal_credentials(
-                &row.id,
-                row.credentials_version,
-                &sealed,
-                tether_core::unix_time::now(),
-            )
-            .await?
-        {
-            return Ok(true);
-        }
-        match store.get_connection(&row.id).await? {
-            Some(fresh) => row = fresh,
-            None => return Ok(false),
-        }
-    }
-    anyhow::bail!(
-        "connection {} kept changing while re-encrypting it; run again",
-        row.id
-    )
 }
 
 pub async fn migrate(config_path: &Path) -> anyhow::Result<()> {

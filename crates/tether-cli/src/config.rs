@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use figment::Figment;
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use tether_core::catalog::Catalog;
 use tether_core::integration::Integration;
 use tether_core::secret::resolve_secret_ref;
-use tether_server::{GatewayConfig, WebhookConfig};
+use tether_server::{GatewayConfig, ServerLimits, WebhookConfig};
 use url::Url;
 
 /// The whole configuration file. No `Debug`: it holds literal secrets (API keys, client
@@ -33,6 +34,31 @@ pub struct FileConfig {
     pub integrations: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
     pub webhooks: Option<WebhooksSection>,
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// How logs are written (`[log]`).
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// `text` (the default) or `json` (one object a line, for log pipelines).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The log format the configuration asks for; text when the configuration cannot be read (the
+/// command then reports why, as one line).
+pub fn log_format(path: &Path) -> LogFormat {
+    load(path).map(|file| file.log.format).unwrap_or_default()
 }
 
 /// Where events go, and the key that signs them.
@@ -51,6 +77,33 @@ pub struct ServerSection {
     pub listen: SocketAddr,
     #[serde(default)]
     pub public_url: Option<String>,
+    /// Seconds a client has to send a request's headers.
+    #[serde(default)]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a whole request may take, body upload included, before it is answered 408.
+    #[serde(default)]
+    pub request_timeout_secs: Option<u64>,
+    /// Seconds an idle connection is kept open.
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Connections open at once.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// The largest request body of every route but the proxy.
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+    /// The largest request body the proxy forwards.
+    #[serde(default)]
+    pub proxy_max_body_bytes: Option<usize>,
+    /// Load balancers whose `X-Forwarded-For` names the client (exact addresses).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// A private address serving `GET /metrics` with no token.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// A bearer token for `GET /metrics` on the main listener (literal or `env:`/`file:`).
+    #[serde(default)]
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ServerSection {
@@ -58,7 +111,52 @@ impl Default for ServerSection {
         ServerSection {
             listen: default_listen(),
             public_url: None,
+            header_read_timeout_secs: None,
+            request_timeout_secs: None,
+            idle_timeout_secs: None,
+            max_connections: None,
+            max_body_bytes: None,
+            proxy_max_body_bytes: None,
+            trusted_proxies: Vec::new(),
+            metrics_listen: None,
+            metrics_token: None,
         }
+    }
+}
+
+impl ServerSection {
+    /// The HTTP server's limits: defaults, overridden by what is set; zero is refused.
+    pub fn limits(&self) -> anyhow::Result<ServerLimits> {
+        let mut limits = ServerLimits::default();
+        let seconds = |name: &str, value: Option<u64>, into: &mut Duration| {
+            match value {
+                Some(0) => bail!("server.{name} must be at least 1"),
+                Some(secs) => *into = Duration::from_secs(secs),
+                None => {}
+            }
+            Ok(())
+        };
+        seconds(
+            "header_read_timeout_secs",
+            self.header_read_timeout_secs,
+            &mut limits.header_read_timeout,
+        )?;
+        seconds(
+            "request_timeout_secs",
+            self.request_timeout_secs,
+            &mut limits.request_timeout,
+        )?;
+        seconds(
+            "idle_timeout_secs",
+            self.idle_timeout_secs,
+            &mut limits.idle_timeout,
+        )?;
+        match self.max_connections {
+            Some(0) => bail!("server.max_connections must be at least 1"),
+            Some(n) => limits.max_connections = n,
+            None => {}
+        }
+        Ok(limits)
     }
 }
 
@@ -214,6 +312,37 @@ impl FileConfig {
                 .set_logo_url(logo)
                 .map_err(|m| anyhow::anyhow!("connect.logo_url: {m}"))?;
         }
+        for (name, value, into) in [
+            (
+                "max_body_bytes",
+                self.server.max_body_bytes,
+                &mut config.max_body_bytes,
+            ),
+            (
+                "proxy_max_body_bytes",
+                self.server.proxy_max_body_bytes,
+                &mut config.proxy_max_body_bytes,
+            ),
+        ] {
+            match value {
+                Some(0) => bail!("server.{name} must be at least 1"),
+                Some(bytes) => *into = bytes,
+                None => {}
+            }
+        }
+        for proxy in &self.server.trusted_proxies {
+            let ip = proxy.parse().with_context(|| {
+                format!("server.trusted_proxies: {proxy:?} is not an IP address such as 10.0.0.2")
+            })?;
+            config.trusted_proxies.push(ip);
+        }
+        if let Some(token) = &self.server.metrics_token {
+            let token = resolve_secret_ref(token).context("server.metrics_token")?;
+            if token.expose().len() < MIN_SECRET_LEN {
+                bail!("server.metrics_token must be at least {MIN_SECRET_LEN} characters");
+            }
+            config.metrics_token = Some(token);
+        }
         if let Some(webhooks) = &self.webhooks {
             let url = tether_core::integration::parse_endpoint(&webhooks.url)
                 .map_err(|m| anyhow::anyhow!("webhooks.url: {m}"))?;
@@ -231,17 +360,35 @@ impl FileConfig {
             .collect()
     }
 
-    /// The API keys given by configuration: `TETHER_API_KEY`, then `[api] keys`.
+    /// The API keys given by configuration: `TETHER_API_KEY`, then `[api] keys`. A key
+    /// shorter than [`MIN_SECRET_LEN`] stops start-up: a short key can be guessed.
     pub fn api_keys(&self) -> anyhow::Result<Vec<tether_core::SecretString>> {
         let mut keys = Vec::new();
         if let Ok(key) = std::env::var("TETHER_API_KEY")
             && !key.is_empty()
         {
+            check_key_length("TETHER_API_KEY", &key)?;
             keys.push(tether_core::SecretString::new(key));
         }
         for (index, value) in self.api.keys.iter().enumerate() {
-            keys.push(resolve_secret_ref(value).with_context(|| format!("api.keys[{index}]"))?);
+            let key = resolve_secret_ref(value).with_context(|| format!("api.keys[{index}]"))?;
+            check_key_length(&format!("api.keys[{index}]"), key.expose())?;
+            keys.push(key);
         }
         Ok(keys)
     }
+}
+
+/// The shortest API key (or metrics token) accepted: 32 characters, as many as 192 random bits
+/// in base64 even when the characters are letters and digits only.
+pub const MIN_SECRET_LEN: usize = 32;
+
+fn check_key_length(name: &str, key: &str) -> anyhow::Result<()> {
+    if key.chars().count() < MIN_SECRET_LEN {
+        bail!(
+            "{name} is {} characters long; API keys must be at least {MIN_SECRET_LEN} (make one with `openssl rand -hex 32`)",
+            key.chars().count()
+        );
+    }
+    Ok(())
 }

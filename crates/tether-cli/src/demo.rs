@@ -166,6 +166,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             return_url: None,
             expires_at: now + session_ttl.as_secs() as i64,
             created_at: now,
+            browser_hash: None,
+            completed_at: None,
         })
         .await
         .context("creating the demo connect session")?;
@@ -200,12 +202,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
     let background = gateway.spawn_background(background_stopped);
-    let served = axum::serve(listener, gateway.router())
-        .with_graceful_shutdown(async {
+    let served = tether_server::serve(
+        listener,
+        gateway.router(),
+        tether_server::ServerLimits::default(),
+        async {
             let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving the demo gateway");
+        },
+    )
+    .await
+    .context("serving the demo gateway");
     let _ = stop_background.send(true);
     for task in background {
         let _ = task.await;

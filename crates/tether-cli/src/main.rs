@@ -18,7 +18,12 @@ use clap::{Parser, Subcommand};
 )]
 struct Cli {
     /// Configuration file (read when present).
-    #[arg(long, global = true, default_value = "tether.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "TETHER_CONFIG",
+        default_value = "tether.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -61,14 +66,7 @@ enum ListOnly {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging(config::log_format(&cli.config));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,6 +93,26 @@ fn main() -> std::process::ExitCode {
             eprintln!("tether: {line}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs go to stderr, as text (coloured on a terminal) or as one JSON object a line
+/// (`[log] format = "json"`), filtered by `RUST_LOG` (default `info`, sqlx at `warn`).
+fn init_logging(format: config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        config::LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
     }
 }
 

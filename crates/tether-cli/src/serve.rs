@@ -25,6 +25,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", file.server.listen))?;
     let bound = listener.local_addr().context("reading the bound address")?;
+    let limits = file.server.limits()?;
     let mut gateway_config = file.gateway(bound)?;
     // Held (locked) until serve returns; see instance_identity.
     let (instance_id, _instance_lock) = instance_identity();
@@ -51,11 +52,20 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             "no integrations are configured; add [integrations.NAME] to tether.toml or PUT /v1/integrations/NAME"
         );
     }
-    // The refresher and the webhook worker run beside the server and stop after it.
+    // The refresher, the purge and the webhook worker run beside the server and stop after it.
     let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
-    let background = gateway.spawn_background(background_stopped);
-    let served = axum::serve(listener, gateway.router())
-        .with_graceful_shutdown(shutdown_signal())
+    let mut background = gateway.spawn_background(background_stopped.clone());
+    #[cfg(unix)]
+    let background_stopped_for_keys = background_stopped.clone();
+    if let Some(address) = file.server.metrics_listen {
+        background.push(serve_metrics(&gateway, address, background_stopped).await?);
+    }
+    #[cfg(unix)]
+    background.push(reload_keys_on_sighup(
+        &gateway,
+        background_stopped_for_keys,
+    )?);
+    let served = tether_server::serve(listener, gateway.router(), limits, shutdown_signal())
         .await
         .context("serving");
     let _ = stop_background.send(true);
@@ -65,6 +75,55 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     served?;
     tracing::info!("tether stopped");
     Ok(())
+}
+
+/// Re-reads the key file on SIGHUP, so a rotated key is used without a restart.
+#[cfg(unix)]
+fn reload_keys_on_sighup<S: Store>(
+    gateway: &Gateway<S>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    let state = gateway.state().clone();
+    Ok(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                received = hangups.recv() => {
+                    if received.is_none() {
+                        break;
+                    }
+                    match state.vault.reload() {
+                        Ok(ids) => tracing::info!(keys = ?ids, "SIGHUP: encryption keys reloaded"),
+                        Err(err) => tracing::warn!(error = %err, "SIGHUP: encryption keys not reloaded"),
+                    }
+                }
+                _ = stop.wait_for(|stopped| *stopped) => break,
+            }
+        }
+    }))
+}
+
+/// Serves `GET /metrics` (no token) on the operator's private address until `stop` turns true.
+async fn serve_metrics<S: Store>(
+    gateway: &Gateway<S>,
+    address: std::net::SocketAddr,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on server.metrics_listen {address}"))?;
+    tracing::info!(listen = %address, "metrics are served on their own address");
+    let router = gateway.metrics_router();
+    let limits = tether_server::ServerLimits::default();
+    Ok(tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        if let Err(err) = tether_server::serve(listener, router, limits, stopped).await {
+            tracing::error!(error = %err, "the metrics listener failed");
+        }
+    }))
 }
 
 /// Opens the database named by the configuration (SQLite or PostgreSQL, by the URL's

@@ -11,6 +11,9 @@ use tokio::process::{Child, ChildStdout, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
 
+/// An API key of the minimum length (32 characters).
+const CONFIGURED_KEY: &str = "configured-key-for-tests-0123456";
+
 fn tether(dir: &Path) -> Command {
     let mut command = Command::new(BIN);
     command
@@ -90,7 +93,14 @@ async fn first_run_creates_a_private_key_file_and_prints_an_api_key_once() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    assert!(dir.path().join("tether.db").exists());
+    // The database holds emails, hashes and sealed secrets: private too, with its WAL.
+    for name in ["tether.db", "tether.db-wal", "tether.db-shm"] {
+        let path = dir.path().join(name);
+        if name == "tether.db" || path.exists() {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+    }
     let health = reqwest::get(format!("{}health", served.url)).await.unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(served.status_with_key(&key).await, 200);
@@ -112,13 +122,10 @@ async fn a_configured_api_key_is_used_and_none_is_created() {
     tether_core_free_crypto();
     let dir = tempfile::tempdir().unwrap();
     let mut command = tether(dir.path());
-    command.env("TETHER_API_KEY", "configured-key-for-tests");
+    command.env("TETHER_API_KEY", CONFIGURED_KEY);
     let served = serve(command).await;
     assert!(served.printed_key.is_none());
-    assert_eq!(
-        served.status_with_key("configured-key-for-tests").await,
-        200
-    );
+    assert_eq!(served.status_with_key(CONFIGURED_KEY).await, 200);
     served.stop().await;
 }
 
@@ -210,7 +217,7 @@ async fn a_dotenv_file_supplies_configuration() {
 
     std::fs::write(
         &dotenv,
-        "TETHER_API_KEY=key-from-dotenv\nTETHER_CONNECT__APP_NAME=\"Dotenv App\"\n",
+        "TETHER_API_KEY=key-from-dotenv-0123456789abcdef0123\nTETHER_CONNECT__APP_NAME=\"Dotenv App\"\n",
     )
     .unwrap();
     let served = serve(tether(dir.path())).await;
@@ -218,6 +225,132 @@ async fn a_dotenv_file_supplies_configuration() {
         served.printed_key.is_none(),
         "the .env key is used, none is made"
     );
-    assert_eq!(served.status_with_key("key-from-dotenv").await, 200);
+    assert_eq!(
+        served
+            .status_with_key("key-from-dotenv-0123456789abcdef0123")
+            .await,
+        200
+    );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn short_api_keys_stop_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tether(dir.path());
+    command.env("TETHER_API_KEY", "abc");
+    let output = command.arg("serve").output().await.unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("at least 32"), "{stderr}");
+
+    std::fs::write(
+        dir.path().join("tether.toml"),
+        "[api]\nkeys = [\"short-but-not-enough\"]\n",
+    )
+    .unwrap();
+    let output = tether(dir.path()).arg("serve").output().await.unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("api.keys[0]"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_existing_database_readable_by_others_is_made_private() {
+    tether_core_free_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tether.db");
+    std::fs::write(&db, b"").unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut command = tether(dir.path());
+    command.env("TETHER_API_KEY", CONFIGURED_KEY);
+    let served = serve(command).await;
+    let mode = std::fs::metadata(&db).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn server_limits_are_checked_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tether.toml"),
+        "[server]\nheader_read_timeout_secs = 0\n",
+    )
+    .unwrap();
+    let output = tether(dir.path()).arg("serve").output().await.unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("server.header_read_timeout_secs"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_their_own_address() {
+    tether_core_free_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut command = tether(dir.path());
+    command
+        .env("TETHER_API_KEY", CONFIGURED_KEY)
+        .env("TETHER_SERVER__METRICS_LISTEN", format!("127.0.0.1:{port}"));
+    let served = serve(command).await;
+    let public = reqwest::get(format!("{}metrics", served.url))
+        .await
+        .unwrap();
+    assert_eq!(public.status(), 404, "not on the public listener");
+    let private = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(private.status(), 200);
+    assert!(private.text().await.unwrap().contains("tether_"));
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id() {
+    use tokio::io::AsyncBufReadExt;
+
+    tether_core_free_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tether(dir.path());
+    command
+        .env("TETHER_API_KEY", CONFIGURED_KEY)
+        .env("TETHER_LOG__FORMAT", "json")
+        .env("RUST_LOG", "info");
+    let mut served = serve(command).await;
+    let response = reqwest::Client::new()
+        .get(format!("{}v1/connections", served.url))
+        .bearer_auth("a-wrong-key-that-gets-logged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let mut stderr = tokio::io::BufReader::new(served.child.stderr.take().unwrap()).lines();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            let entry: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+            if entry["span"]["request_id"] == id.as_str() {
+                return entry;
+            }
+        }
+        panic!("tether exited");
+    })
+    .await
+    .expect("a log line of that request");
+    assert_eq!(found["fields"]["message"], "request with a wrong API key");
+    assert!(!found.to_string().contains("a-wrong-key-that-gets-logged"));
     served.stop().await;
 }

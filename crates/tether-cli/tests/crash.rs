@@ -32,7 +32,7 @@ use tokio::process::{Child, Command};
 use url::Url;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
-const API_KEY: &str = "crash-test-api-key";
+const API_KEY: &str = "crash-test-api-key-0123456789abcdef";
 const RETURN_URL: &str = "http://app.localhost:9/app/return";
 const CONNECTIONS: usize = 5;
 const ROUNDS: usize = 8;

@@ -41,7 +41,10 @@ fn tokens(access: &str) -> Credentials {
 async fn rotation_reseals_every_connection_under_a_new_key() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("tether.db").display());
-    let old = Vault::load_or_create_key_file(&dir.path().join("tether.keys")).unwrap();
+    Vault::load_or_create_key_file(&dir.path().join("tether.keys")).unwrap();
+    // The old keyring as it is now, held inline so it cannot re-read the file later.
+    let old = Vault::from_spec(&std::fs::read_to_string(dir.path().join("tether.keys")).unwrap())
+        .unwrap();
     {
         let store = SqliteStore::connect(&url).await.unwrap();
         for n in 0..3 {
@@ -71,7 +74,10 @@ async fn rotation_reseals_every_connection_under_a_new_key() {
     }
 
     let said = rotate(dir.path());
-    assert!(said.starts_with("3 connection(s) re-encrypted"), "{said}");
+    assert!(
+        said.starts_with("3 connection(s), 0 integration(s) and 0 OAuth flow(s) re-encrypted"),
+        "{said}"
+    );
     let new = Vault::load_or_create_key_file(&dir.path().join("tether.keys")).unwrap();
     assert_ne!(new.primary_key_id(), old.primary_key_id());
     let store = SqliteStore::connect(&url).await.unwrap();
@@ -94,7 +100,107 @@ async fn rotation_reseals_every_connection_under_a_new_key() {
 
     let said = rotate(dir.path());
     assert!(
-        said.starts_with("3 connection(s) re-encrypted"),
+        said.starts_with("3 connection(s), 0 integration(s) and 0 OAuth flow(s) re-encrypted"),
         "a second rotation adds another key: {said}"
     );
+}
+
+/// A running `tether serve` whose key file gains a new key from `tether keys rotate` opens
+/// what was re-sealed under it without a restart, and SIGHUP reloads the file on demand.
+#[tokio::test]
+async fn a_running_instance_picks_up_a_rotated_key() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let api_key = "rotation-test-api-key-0123456789abcdef";
+    let mut child = tokio::process::Command::new(BIN)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("TETHER_SERVER__LISTEN", "127.0.0.1:0")
+        .env("TETHER_API_KEY", api_key)
+        .env("RUST_LOG", "info")
+        .arg("serve")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = stdout.next_line().await.unwrap() {
+            if let Some(url) = line.strip_prefix("Tether is listening on ") {
+                return url.to_owned();
+            }
+        }
+        panic!("tether exited before listening");
+    })
+    .await
+    .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let http = reqwest::Client::new();
+    // An integration and a connection, sealed under the first key.
+    let put = http
+        .put(format!("{url}v1/integrations/crm"))
+        .bearer_auth(api_key)
+        .json(&serde_json::json!({
+            "provider": "oauth2", "client_id": "c", "client_secret": "s",
+            "authorization_url": "http://127.0.0.1:9/authorize",
+            "token_url": "http://127.0.0.1:9/token",
+            "api_base_url": "http://127.0.0.1:9/api",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let imported: serde_json::Value = http
+        .post(format!("{url}v1/connections"))
+        .bearer_auth(api_key)
+        .json(
+            &serde_json::json!({"integration": "crm", "end_user": {"id": "u"},
+            "credentials": {"access_token": "token-before-rotation", "expires_in": 86400}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = imported["id"].as_str().unwrap().to_owned();
+
+    let said = rotate(dir.path());
+    assert!(
+        said.starts_with("1 connection(s), 1 integration(s)"),
+        "{said}"
+    );
+    // The running instance has never seen the new key; reading the re-sealed row makes it
+    // re-read its key file.
+    let credentials = http
+        .get(format!("{url}v1/connections/{id}/credentials"))
+        .bearer_auth(api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(credentials.status(), 200);
+    let body: serde_json::Value = credentials.json().await.unwrap();
+    assert_eq!(body["access_token"], "token-before-rotation");
+
+    // SIGHUP reloads on demand.
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reloaded = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(line) = stderr.next_line().await.unwrap() {
+            if line.contains("SIGHUP: encryption keys reloaded") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(reloaded.is_ok(), "no reload was logged after SIGHUP");
+    child.kill().await.unwrap();
 }

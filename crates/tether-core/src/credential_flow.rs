@@ -494,7 +494,13 @@ fn assemble(
                     Value::Number(n) => Some(n.to_string()),
                     _ => None,
                 })
-                .filter(|s| !s.is_empty() && s.len() <= MAX_CREDENTIAL_CHARS)
+                // A control character (CR/LF) would make every later header built from the
+                // value invalid: refused now, nothing stored, rather than a broken connection.
+                .filter(|s| {
+                    !s.is_empty()
+                        && s.len() <= MAX_CREDENTIAL_CHARS
+                        && !s.chars().any(char::is_control)
+                })
                 .ok_or_else(|| FlowError::Unavailable {
                     reason: ["the answer has no usable ", name].concat(),
                 })?;
@@ -692,6 +698,8 @@ mod tests {
             json!({}),
             json!({"user_key": ""}),
             json!({"user_key": {"x": 1}}),
+            json!({"user_key": "UK\r\nX-Injected: 1"}),
+            json!({"user_key": "UK\u{0}"}),
         ] {
             assert!(matches!(
                 assemble(&redtail, &inputs, Some((exchange, &body))),

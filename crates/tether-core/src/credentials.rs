@@ -59,7 +59,7 @@ fn bearer() -> String {
 }
 
 /// The vault context of a connection's credentials column.
-fn context(connection_id: &str) -> String {
+pub fn context(connection_id: &str) -> String {
     let mut ctx = String::from("connections/");
     ctx.push_str(connection_id);
     ctx.push_str("/credentials");

@@ -22,6 +22,7 @@ const COMMON_KEYS: &[&str] = &[
     "authorization_url",
     "token_url",
     "revocation_url",
+    "issuer",
     "api_base_url",
     "scopes",
     "client_auth",
@@ -61,6 +62,9 @@ pub struct OAuth2Client {
     pub authorization_url: Url,
     pub token_url: Url,
     pub revocation_url: Option<Url>,
+    /// RFC 9207: the `iss` the authorization response must carry; `None` when the provider
+    /// declares none (then `iss` is not required).
+    pub issuer: Option<String>,
     pub scopes: Vec<String>,
     pub scope_separator: String,
     pub pkce: bool,
@@ -154,7 +158,7 @@ impl Integration {
 
         let oauth2 = match provider.auth_mode {
             AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {
-                Some(resolve_oauth2(table, &provider).map_err(&err)?)
+                Some(resolve_oauth2(integration_key.as_str(), table, &provider).map_err(&err)?)
             }
             _ => None,
         };
@@ -180,6 +184,7 @@ impl Integration {
 }
 
 fn resolve_oauth2(
+    key: &str,
     table: &serde_json::Map<String, Value>,
     provider: &ProviderDef,
 ) -> Result<OAuth2Client, String> {
@@ -243,12 +248,29 @@ fn resolve_oauth2(
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err("pkce must be true or false".into()),
     };
+    if !pkce && provider.auth_mode == AuthMode::Oauth2 {
+        // Allowed for providers that reject PKCE, but never silently: without it a stolen
+        // authorization code can be redeemed by whoever holds the client secret.
+        // The integration key says which table of the configuration to look at.
+        tracing::warn!(
+            integration = %key,
+            provider = %provider.id,
+            "PKCE is switched off for this integration (pkce = false); keep it on unless the provider rejects it"
+        );
+    }
+    let issuer = match string(table, "issuer")?.or_else(|| def.issuer.clone()) {
+        Some(issuer) if issuer.trim().is_empty() => {
+            return Err("issuer must not be empty".into());
+        }
+        other => other,
+    };
     Ok(OAuth2Client {
         client_id,
         client_secret,
         authorization_url,
         token_url,
         revocation_url,
+        issuer,
         scopes,
         scope_separator: def.scope_separator,
         pkce,

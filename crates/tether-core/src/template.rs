@@ -293,4 +293,196 @@ mod tests {
             "plain"
         );
     }
+
+    mod properties {
+        //! Property tests: the parser is fed arbitrary text (it must never panic), and
+        //! templates assembled from known pieces must parse back into those pieces and render
+        //! to exactly the text the pieces describe.
+
+        use super::super::*;
+        use proptest::prelude::*;
+        use std::collections::HashMap;
+
+        /// Values keyed by `scope.name`, owned so generated values can be used.
+        struct Owned(HashMap<(&'static str, String), String>);
+        impl Values for Owned {
+            fn get(&self, scope: Scope, name: &str) -> Option<&str> {
+                self.0
+                    .get(&(scope.as_str(), name.to_owned()))
+                    .map(String::as_str)
+            }
+        }
+
+        /// One piece of a generated template, with the text it stands for.
+        #[derive(Clone, Debug)]
+        enum Piece {
+            /// Literal text outside any expression; never contains `${`.
+            Text(String),
+            Ref(Scope, String),
+            /// `base64(...)` with references (`Ok`) and quoted literals (`Err`).
+            Base64(Vec<Result<(Scope, String), String>>),
+        }
+
+        fn scope() -> impl Strategy<Value = Scope> {
+            prop_oneof![
+                Just(Scope::Credential),
+                Just(Scope::Connection),
+                Just(Scope::Settings),
+                Just(Scope::Input),
+            ]
+        }
+
+        fn reference() -> impl Strategy<Value = (Scope, String)> {
+            (scope(), "[a-z_][a-z0-9_-]{0,7}")
+        }
+
+        fn piece() -> impl Strategy<Value = Piece> {
+            prop_oneof![
+                // `$` and `{` appear, but a literal `${` would start an expression.
+                "[a-zA-Z0-9 :/.,'(){}$_-]{1,12}"
+                    .prop_filter("no ${ in literal text", |t| !t.contains("${"))
+                    .prop_map(Piece::Text),
+                reference().prop_map(|(s, n)| Piece::Ref(s, n)),
+                proptest::collection::vec(
+                    prop_oneof![
+                        reference().prop_map(Ok),
+                        // Quoted literals may hold `,`, `}` and `)`; never a quote.
+                        "[a-zA-Z0-9 :,}){(=-]{0,6}".prop_map(Err),
+                    ],
+                    1..4
+                )
+                .prop_map(Piece::Base64),
+            ]
+        }
+
+        /// Pieces joined as template text; adjacent literals are merged as the parser would.
+        fn source(pieces: &[Piece]) -> String {
+            let mut out = String::new();
+            for piece in pieces {
+                match piece {
+                    Piece::Text(t) => out.push_str(t),
+                    Piece::Ref(s, n) => {
+                        out.push_str("${");
+                        out.push_str(s.as_str());
+                        out.push('.');
+                        out.push_str(n);
+                        out.push('}');
+                    }
+                    Piece::Base64(args) => {
+                        out.push_str("${ base64(");
+                        for (i, arg) in args.iter().enumerate() {
+                            if i > 0 {
+                                out.push_str(", ");
+                            }
+                            match arg {
+                                Ok((s, n)) => {
+                                    out.push_str(s.as_str());
+                                    out.push('.');
+                                    out.push_str(n);
+                                }
+                                Err(lit) => {
+                                    out.push('\'');
+                                    out.push_str(lit);
+                                    out.push('\'');
+                                }
+                            }
+                        }
+                        out.push_str(") }");
+                    }
+                }
+            }
+            out
+        }
+
+        fn value_of(values: &Owned, scope: Scope, name: &str) -> String {
+            values.get(scope, name).unwrap().to_owned()
+        }
+
+        proptest! {
+            #[test]
+            fn parse_never_panics(text in any::<String>()) {
+                let _ = Template::parse(&text);
+            }
+
+            #[test]
+            fn parse_never_panics_on_template_like_text(
+                text in "[$\\{\\}'(),. a-z_:-]{0,40}|(\\$\\{[a-z64(),.' _:-]{0,20}\\}?){0,4}"
+            ) {
+                if let Ok(t) = Template::parse(&text) {
+                    // Whatever parsed renders or names a missing reference; it never panics.
+                    let _ = t.render(&Owned(HashMap::new()));
+                }
+            }
+
+            #[test]
+            fn known_pieces_round_trip(
+                pieces in proptest::collection::vec(piece(), 0..6).prop_filter(
+                    "two literal pieces would join into ${",
+                    |ps| !ps.windows(2).any(|w| matches!(
+                        (&w[0], &w[1]),
+                        (Piece::Text(a), Piece::Text(b)) if a.ends_with('$') && b.starts_with('{')
+                    )),
+                ),
+                secret in "[ -~]{0,16}",
+            ) {
+                let text = source(&pieces);
+                let template = Template::parse(&text).unwrap();
+
+                // Every reference gets a value derived from its name, plus a generated part.
+                let mut values = HashMap::new();
+                let mut expected_refs = Vec::new();
+                for piece in &pieces {
+                    let refs: Vec<&(Scope, String)> = match piece {
+                        Piece::Text(_) => vec![],
+                        Piece::Ref(s, n) => {
+                            values.insert((s.as_str(), n.clone()), format!("{}={secret}", n));
+                            expected_refs.push((*s, n.clone()));
+                            continue;
+                        }
+                        Piece::Base64(args) => args.iter().filter_map(|a| a.as_ref().ok()).collect(),
+                    };
+                    for (s, n) in refs {
+                        values.insert((s.as_str(), n.clone()), format!("{}={secret}", n));
+                        expected_refs.push((*s, n.clone()));
+                    }
+                }
+                let values = Owned(values);
+
+                let found: Vec<(Scope, String)> = template
+                    .references()
+                    .into_iter()
+                    .map(|r| (r.scope, r.name.clone()))
+                    .collect();
+                prop_assert_eq!(found, expected_refs);
+
+                let mut expected = String::new();
+                for piece in &pieces {
+                    match piece {
+                        Piece::Text(t) => expected.push_str(t),
+                        Piece::Ref(s, n) => expected.push_str(&value_of(&values, *s, n)),
+                        Piece::Base64(args) => {
+                            let mut joined = String::new();
+                            for arg in args {
+                                match arg {
+                                    Ok((s, n)) => joined.push_str(&value_of(&values, *s, n)),
+                                    Err(lit) => joined.push_str(lit),
+                                }
+                            }
+                            expected.push_str(&STANDARD.encode(joined.as_bytes()));
+                        }
+                    }
+                }
+                prop_assert_eq!(template.render(&values).unwrap(), expected);
+            }
+
+            /// A missing value is an error naming the reference, never a partial render.
+            #[test]
+            fn missing_values_name_the_reference((s, n) in reference(), prefix in "[a-z ]{0,8}") {
+                let mut text = prefix;
+                text.push_str(&source(&[Piece::Ref(s, n.clone())]));
+                let rendered = Template::parse(&text).unwrap().render(&Owned(HashMap::new()));
+                prop_assert_eq!(rendered, Err(TemplateError::Missing(format!("{}.{n}", s.as_str()))));
+            }
+        }
+    }
 }

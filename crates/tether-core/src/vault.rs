@@ -8,10 +8,17 @@
 //! Keys come from `TETHER_ENCRYPTION_KEYS` (`id:base64key,id:base64key`, primary first) or a
 //! key file in the same format, one key a line, created with mode 0600 on first run.
 //!
+//! A running vault can take a new keyring without a restart: [`Vault::reload`] re-reads its key
+//! file (the server calls it on SIGHUP), and a vault loaded from a key file re-reads it by
+//! itself, at most once a second, when it meets a ciphertext sealed under a key id it does not
+//! know yet (another process rotated the keys). Secrets stay sealed meanwhile.
+//!
 //! Sealed layout: `0x01 | len(key id) | key id | 12-byte nonce | ciphertext and tag`; the
 //! header is authenticated too (it is part of the associated data).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -46,6 +53,8 @@ pub enum VaultError {
     },
     #[error("key file {0} is readable by other users; run chmod 600 on it")]
     KeyFileMode(String),
+    #[error("the keys were given inline (TETHER_ENCRYPTION_KEYS); restart to change them")]
+    NotReloadable,
 }
 
 struct VaultKey {
@@ -53,14 +62,27 @@ struct VaultKey {
     cipher: Aes256Gcm,
 }
 
-/// The keyring. Cheap to share behind an `Arc`.
-pub struct Vault {
+/// One set of keys, primary first.
+struct Keyring {
     keys: Vec<VaultKey>,
 }
 
+/// The keyring, replaceable while in use. Share it behind an `Arc`.
+pub struct Vault {
+    ring: RwLock<Arc<Keyring>>,
+    /// The key file this vault was loaded from, for reloads; `None` for keys given inline.
+    source: Option<PathBuf>,
+    /// When an unknown key id last made the vault re-read its key file.
+    last_reload: Mutex<Option<Instant>>,
+}
+
+/// How often an unknown key id may make the vault re-read its key file.
+const RELOAD_THROTTLE: Duration = Duration::from_secs(1);
+
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
+        let ring = self.ring();
+        let ids: Vec<&str> = ring.keys.iter().map(|k| k.id.as_str()).collect();
         f.debug_struct("Vault").field("key_ids", &ids).finish()
     }
 }
@@ -68,6 +90,171 @@ impl std::fmt::Debug for Vault {
 impl Vault {
     /// Parses `id:base64,id:base64` (commas or newlines between entries); the first is primary.
     pub fn from_spec(spec: &str) -> Result<Self, VaultError> {
+        Ok(Vault {
+            ring: RwLock::new(Arc::new(Keyring::from_spec(spec)?)),
+            source: None,
+            last_reload: Mutex::new(None),
+        })
+    }
+
+    fn ring(&self) -> Arc<Keyring> {
+        self.ring.read().expect("vault lock poisoned").clone()
+    }
+
+    /// A new random key entry (`id:base64`), for key files and `tether keys generate`.
+    pub fn generate_key_entry() -> String {
+        let mut bytes = [0u8; KEY_LEN];
+        rand::rng().fill_bytes(&mut bytes);
+        // The time tells an operator which key is older; the random part keeps two keys made
+        // in the same second distinct.
+        let id = format!(
+            "k{}-{:06x}",
+            crate::unix_time::now(),
+            rand::random::<u32>() & 0xff_ffff
+        );
+        let entry = format!("{id}:{}", STANDARD.encode(bytes));
+        zeroize::Zeroize::zeroize(&mut bytes);
+        entry
+    }
+
+    /// Loads the key file at `path`, creating it (mode 0600, one fresh key) when missing.
+    /// Refuses a file that group or others can read.
+    pub fn load_or_create_key_file(path: &Path) -> Result<Self, VaultError> {
+        let shown = path.display().to_string();
+        let io = |source| VaultError::KeyFile {
+            path: shown.clone(),
+            source,
+        };
+        match write_key_file(path, &Self::generate_key_entry()) {
+            Ok(()) => {}
+            // Already there (made earlier, or by a process starting at the same moment).
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(io(err)),
+        }
+        Self::load_key_file(path)
+    }
+
+    /// Loads the key file at `path` (which must exist and be private to its owner); the vault
+    /// remembers the path for [`Vault::reload`].
+    pub fn load_key_file(path: &Path) -> Result<Self, VaultError> {
+        let ring = Keyring::from_spec(&read_key_file(path)?)?;
+        Ok(Vault {
+            ring: RwLock::new(Arc::new(ring)),
+            source: Some(path.to_owned()),
+            last_reload: Mutex::new(None),
+        })
+    }
+
+    /// Puts a fresh key at the top of the key file at `path` (it seals new data from now on)
+    /// and keeps the others, so existing ciphertexts still open. The new file is written
+    /// beside the old one (mode 0600) and renamed over it, so a crash leaves one or the other,
+    /// never a half-written key file.
+    pub fn rotate_key_file(path: &Path) -> Result<Self, VaultError> {
+        let shown = path.display().to_string();
+        let io = |source| VaultError::KeyFile {
+            path: shown.clone(),
+            source,
+        };
+        check_private(path)?;
+        let old = std::fs::read_to_string(path).map_err(io)?;
+        Self::from_spec(&old)?;
+        let mut contents = Self::generate_key_entry();
+        contents.push('\n');
+        contents.push_str(old.trim_end());
+        let mut staging = path.as_os_str().to_owned();
+        staging.push(".new");
+        let staging = std::path::PathBuf::from(staging);
+        // A staging file left by an interrupted rotation is ours to replace.
+        match std::fs::remove_file(&staging) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io(err)),
+        }
+        write_key_file(&staging, &contents).map_err(io)?;
+        zeroize::Zeroize::zeroize(&mut contents);
+        std::fs::rename(&staging, path).map_err(io)?;
+        Self::load_key_file(path)
+    }
+
+    /// The id of the key that seals new data.
+    pub fn primary_key_id(&self) -> String {
+        self.ring().keys[0].id.clone()
+    }
+
+    /// Seals `plaintext`, bound to `context` (the row's identity).
+    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Vec<u8> {
+        self.ring().seal(context, plaintext)
+    }
+
+    /// Opens what [`Vault::seal`] sealed with the same `context`. A key id this vault does not
+    /// know makes a vault loaded from a key file re-read it first (throttled).
+    pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, VaultError> {
+        match self.ring().open(context, sealed) {
+            Err(VaultError::UnknownKey(id)) if self.source.is_some() => {
+                if self.reload_throttled() {
+                    self.ring().open(context, sealed)
+                } else {
+                    Err(VaultError::UnknownKey(id))
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Re-seals `sealed` under the primary key, or `None` when it already is (for key
+    /// rotation: the plaintext never leaves this function).
+    pub fn reseal(&self, context: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>, VaultError> {
+        let ring = self.ring();
+        if Self::key_id_of(sealed)? == ring.keys[0].id {
+            return Ok(None);
+        }
+        let mut plain = ring.open(context, sealed)?;
+        let resealed = ring.seal(context, &plain);
+        zeroize::Zeroize::zeroize(&mut plain);
+        Ok(Some(resealed))
+    }
+
+    /// The id of the key a ciphertext was sealed with (for `tether keys rotate`).
+    pub fn key_id_of(sealed: &[u8]) -> Result<&str, VaultError> {
+        parse_header(sealed).map(|(id, _)| id)
+    }
+
+    /// Re-reads the key file this vault was loaded from and uses its keys from now on.
+    /// Returns the key ids now in use. A vault given its keys inline has nothing to re-read.
+    pub fn reload(&self) -> Result<Vec<String>, VaultError> {
+        let Some(path) = &self.source else {
+            return Err(VaultError::NotReloadable);
+        };
+        let ring = Keyring::from_spec(&read_key_file(path)?)?;
+        let ids = ring.keys.iter().map(|k| k.id.clone()).collect();
+        *self.ring.write().expect("vault lock poisoned") = Arc::new(ring);
+        Ok(ids)
+    }
+
+    /// [`Vault::reload`], at most once per [`RELOAD_THROTTLE`]; whether it reloaded.
+    fn reload_throttled(&self) -> bool {
+        {
+            let mut last = self.last_reload.lock().expect("vault lock poisoned");
+            if last.is_some_and(|at| at.elapsed() < RELOAD_THROTTLE) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        match self.reload() {
+            Ok(ids) => {
+                tracing::info!(keys = ?ids, "met a new encryption key id; reloaded the key file");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "re-reading the key file failed");
+                false
+            }
+        }
+    }
+}
+
+impl Keyring {
+    fn from_spec(spec: &str) -> Result<Self, VaultError> {
         let mut keys: Vec<VaultKey> = Vec::new();
         let entries = spec
             .split([',', '\n'])
@@ -95,74 +282,10 @@ impl Vault {
         if keys.is_empty() {
             return Err(VaultError::NoKeys);
         }
-        Ok(Vault { keys })
+        Ok(Keyring { keys })
     }
 
-    /// A new random key entry (`id:base64`), for key files and `tether keys generate`.
-    pub fn generate_key_entry() -> String {
-        let mut bytes = [0u8; KEY_LEN];
-        rand::rng().fill_bytes(&mut bytes);
-        // The time tells an operator which key is older; the random part keeps two keys made
-        // in the same second distinct.
-        let id = format!(
-            "k{}-{:06x}",
-            crate::unix_time::now(),
-            rand::random::<u32>() & 0xff_ffff
-        );
-        let entry = format!("{id}:{}", STANDARD.encode(bytes));
-        zeroize::Zeroize::zeroize(&mut bytes);
-        entry
-    }
-
-    /// Loads the key file at `path`, creating it (mode 0600, one fresh key) when missing.
-    /// Refuses a file that group or others can read.
-    pub fn load_or_create_key_file(path: &Path) -> Result<Self, VaultError> {
-        let shown = path.display().to_string();
-        let io = |source| VaultError::KeyFile {
-            path: shown.clone(),
-            source,
-        };
-        if !path.exists() {
-            write_key_file(path, &Self::generate_key_entry()).map_err(io)?;
-        }
-        check_private(path)?;
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        Self::from_spec(&text)
-    }
-
-    /// Puts a fresh key at the top of the key file at `path` (it seals new data from now on)
-    /// and keeps the others, so existing ciphertexts still open. The new file is written
-    /// beside the old one (mode 0600) and renamed over it, so a crash leaves one or the other,
-    /// never a half-written key file.
-    pub fn rotate_key_file(path: &Path) -> Result<Self, VaultError> {
-        let shown = path.display().to_string();
-        let io = |source| VaultError::KeyFile {
-            path: shown.clone(),
-            source,
-        };
-        check_private(path)?;
-        let old = std::fs::read_to_string(path).map_err(io)?;
-        Self::from_spec(&old)?;
-        let mut contents = Self::generate_key_entry();
-        contents.push('\n');
-        contents.push_str(old.trim_end());
-        let mut staging = path.as_os_str().to_owned();
-        staging.push(".new");
-        let staging = std::path::PathBuf::from(staging);
-        write_key_file(&staging, &contents).map_err(io)?;
-        zeroize::Zeroize::zeroize(&mut contents);
-        std::fs::rename(&staging, path).map_err(io)?;
-        let text = std::fs::read_to_string(path).map_err(io)?;
-        Self::from_spec(&text)
-    }
-
-    /// The id of the key that seals new data.
-    pub fn primary_key_id(&self) -> &str {
-        &self.keys[0].id
-    }
-
-    /// Seals `plaintext`, bound to `context` (the row's identity).
-    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Vec<u8> {
+    fn seal(&self, context: &str, plaintext: &[u8]) -> Vec<u8> {
         let key = &self.keys[0];
         let mut sealed = Vec::with_capacity(2 + key.id.len() + NONCE_LEN + plaintext.len() + 16);
         sealed.push(FORMAT_V1);
@@ -186,8 +309,7 @@ impl Vault {
         sealed
     }
 
-    /// Opens what [`Vault::seal`] sealed with the same `context`.
-    pub fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, VaultError> {
+    fn open(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, VaultError> {
         let (key_id, header_len) = parse_header(sealed)?;
         let key = self
             .keys
@@ -205,11 +327,6 @@ impl Vault {
                 },
             )
             .map_err(|_| VaultError::Open)
-    }
-
-    /// The id of the key a ciphertext was sealed with (for `tether keys rotate`).
-    pub fn key_id_of(sealed: &[u8]) -> Result<&str, VaultError> {
-        parse_header(sealed).map(|(id, _)| id)
     }
 }
 
@@ -236,11 +353,22 @@ fn associated_data(header: &[u8], context: &str) -> Vec<u8> {
     aad
 }
 
-/// Writes a key file readable by its owner only.
+/// The text of a key file, refused when group or others can read it.
+fn read_key_file(path: &Path) -> Result<String, VaultError> {
+    check_private(path)?;
+    std::fs::read_to_string(path).map_err(|source| VaultError::KeyFile {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Writes a new key file readable by its owner only; fails when something is at `path`.
 pub fn write_key_file(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
+    // `create_new`: never truncate or follow into a file that is already there (a symlink
+    // planted at the path, or another process's key file); the caller decides what exists.
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path)?;
@@ -326,6 +454,53 @@ mod tests {
         assert_eq!(after.open("c", &sealed).unwrap(), b"x");
         let reloaded = Vault::load_or_create_key_file(&path).unwrap();
         assert_eq!(reloaded.primary_key_id(), after.primary_key_id());
+    }
+
+    #[test]
+    fn a_running_vault_takes_a_rotated_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tether.keys");
+        let running = Vault::load_or_create_key_file(&path).unwrap();
+        let first = running.primary_key_id();
+        // Another process rotates the file and seals under the new key.
+        let other = Vault::rotate_key_file(&path).unwrap();
+        let sealed = other.seal("c", b"secret");
+        // Meeting the unknown key id makes the running vault re-read its file.
+        assert_eq!(running.open("c", &sealed).unwrap(), b"secret");
+        assert_eq!(running.primary_key_id(), other.primary_key_id());
+        assert_ne!(running.primary_key_id(), first);
+        // An explicit reload (SIGHUP) works too; an inline keyring has nothing to re-read.
+        assert_eq!(running.reload().unwrap().len(), 2);
+        let inline = Vault::from_spec(&Vault::generate_key_entry()).unwrap();
+        assert!(matches!(inline.reload(), Err(VaultError::NotReloadable)));
+        assert!(matches!(
+            inline.open("c", &sealed),
+            Err(VaultError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
+    fn the_key_file_is_never_written_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tether.keys");
+        std::fs::write(&path, "not mine").unwrap();
+        let err = write_key_file(&path, "k:AAAA").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "not mine");
+    }
+
+    #[test]
+    fn reseal_moves_only_what_is_under_an_old_key() {
+        let old_entry = Vault::generate_key_entry();
+        let old = Vault::from_spec(&old_entry).unwrap();
+        let sealed = old.seal("row/1", b"value");
+        let spec = [Vault::generate_key_entry(), old_entry].join(",");
+        let both = Vault::from_spec(&spec).unwrap();
+        let resealed = both.reseal("row/1", &sealed).unwrap().expect("moved");
+        assert_eq!(Vault::key_id_of(&resealed).unwrap(), both.primary_key_id());
+        assert_eq!(both.open("row/1", &resealed).unwrap(), b"value");
+        assert!(both.reseal("row/1", &resealed).unwrap().is_none());
+        assert!(both.reseal("row/2", &sealed).is_err(), "bound to its row");
     }
 
     #[test]

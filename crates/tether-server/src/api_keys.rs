@@ -10,6 +10,7 @@ use tether_core::random::constant_time_eq;
 use tether_store::Store;
 
 use crate::error::ApiError;
+use crate::rate_limit::client_address;
 use crate::state::AppState;
 
 /// Hashes of the keys that may call the API.
@@ -75,6 +76,10 @@ impl<S: Store> FromRequestParts<AppState<S>> for App {
         parts: &mut Parts,
         state: &AppState<S>,
     ) -> Result<Self, Self::Rejection> {
+        let client = client_address(parts, &state.config.trusted_proxies);
+        if let Some(wait) = client.and_then(|c| state.api_key_limiter.blocked(c)) {
+            return Err(ApiError::RateLimited(wait));
+        }
         let presented = parts
             .headers
             .get(AUTHORIZATION)
@@ -82,12 +87,18 @@ impl<S: Store> FromRequestParts<AppState<S>> for App {
             .and_then(|v| {
                 let (scheme, token) = v.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .ok_or(ApiError::Unauthorized)?;
-        if state.api_keys.verify(presented) {
-            Ok(App)
-        } else {
-            Err(ApiError::Unauthorized)
+            });
+        match presented {
+            Some(key) if state.api_keys.verify(key) => Ok(App),
+            Some(_) => {
+                // Only a wrong key counts: a request without one is a mistake, not a guess.
+                if let Some(client) = client {
+                    state.api_key_limiter.record_failure(client);
+                }
+                tracing::info!(client = ?client, "request with a wrong API key");
+                Err(ApiError::Unauthorized)
+            }
+            None => Err(ApiError::Unauthorized),
         }
     }
 }

@@ -46,6 +46,26 @@ pub struct GatewayConfig {
     /// Timeouts and response cap of Tether's own calls to providers (token endpoints,
     /// exchanges, probes, revocation); the proxy uses its connect timeout.
     pub outbound: OutboundLimits,
+    /// The largest request body of every route but the proxy (which has its own), refused
+    /// with 413 from its `Content-Length` before any other work.
+    pub max_body_bytes: usize,
+    /// Credential checks one connect session may make (each one calls the provider with the
+    /// operator's keys, so without a limit the form is a password-guessing oracle).
+    pub connect_attempts: RateLimit,
+    /// Failed API-key attempts one client address may make before it is refused for the rest
+    /// of the window (valid keys are refused too meanwhile: the address is misbehaving).
+    pub api_key_failures: RateLimit,
+    /// Peers (load balancers) whose `X-Forwarded-For` names the client; for everyone else the
+    /// client is the TCP peer. Only the rate limits use the client address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// OAuth flows one connect session may have in progress.
+    pub max_flows_per_session: u32,
+    /// How often expired connect sessions and flow states are deleted.
+    pub purge_interval: Duration,
+    /// When set, `GET /metrics` is served on the gateway's router to `Authorization: Bearer
+    /// <token>` only; when not, the router has no `/metrics` (serve [`crate::Gateway::metrics_router`]
+    /// on a private address instead).
+    pub metrics_token: Option<SecretString>,
     /// Names this instance as the owner of refresh leases and webhook claims. Keep it stable
     /// across restarts and distinct between instances: a restarted instance then takes back
     /// at once what it held when it died, instead of waiting for its leases to expire.
@@ -82,6 +102,40 @@ impl WebhookConfig {
             retry_base: Duration::from_secs(5),
             retry_max: Duration::from_secs(60 * 60),
             poll_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// At most `max` events per fixed `window`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub max: u32,
+    pub window: Duration,
+}
+
+/// Limits of the HTTP server in front of the gateway (`[server]` in `tether.toml`); see
+/// [`crate::serve`].
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// A request's headers must arrive within this time of the server starting to wait for
+    /// them (hyper starts that clock as soon as a connection waits for its next request).
+    pub header_read_timeout: Duration,
+    /// A whole request, from its headers to the start of the response (the body upload and
+    /// the handler's work), must fit in this time; then it is answered 408.
+    pub request_timeout: Duration,
+    /// A connection with no request in progress and no bytes moving is closed after this.
+    pub idle_timeout: Duration,
+    /// Connections open at once; at the cap new ones wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
         }
     }
 }
@@ -131,6 +185,19 @@ impl GatewayConfig {
             webhooks: None,
             refresher: RefresherConfig::default(),
             outbound: OutboundLimits::default(),
+            max_body_bytes: 1024 * 1024,
+            connect_attempts: RateLimit {
+                max: 10,
+                window: Duration::from_secs(10 * 60),
+            },
+            api_key_failures: RateLimit {
+                max: 10,
+                window: Duration::from_secs(60),
+            },
+            trusted_proxies: Vec::new(),
+            max_flows_per_session: 20,
+            purge_interval: Duration::from_secs(60),
+            metrics_token: None,
             instance_id: None,
         }
     }

@@ -27,6 +27,13 @@ pub enum ApiError {
     /// 413: the request body is over the proxy's buffer.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// 408: the client took longer than the request deadline (slow body, or a handler that
+    /// waited too long on something).
+    #[error("the request took longer than the server allows")]
+    RequestTimeout,
+    /// 429: too many attempts; retry after this many seconds.
+    #[error("too many attempts; try again in {0} seconds")]
+    RateLimited(u64),
     /// 502: the provider answered, but not usefully.
     #[error("{0}")]
     Provider(String),
@@ -83,6 +90,16 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "Payload too large",
+            ),
+            ApiError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "Request timeout",
+            ),
+            ApiError::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests",
             ),
             ApiError::Provider(_) => (StatusCode::BAD_GATEWAY, "provider_error", "Provider error"),
             ApiError::ProviderUnavailable(_) => (
@@ -144,6 +161,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if let ApiError::RateLimited(seconds) = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*seconds));
         }
         if status == StatusCode::UNAUTHORIZED {
             response

@@ -143,7 +143,7 @@ pub async fn sync_from_store<S: Store>(state: &AppState<S>) -> anyhow::Result<us
 }
 
 /// Vault context of an API-managed integration's stored configuration.
-fn config_context(key: &str) -> String {
+pub(crate) fn config_context(key: &str) -> String {
     let mut ctx = String::from("integrations/");
     ctx.push_str(key);
     ctx.push_str("/config");

@@ -3,24 +3,30 @@
 //!
 //! [`Gateway`] is the entry point: build it from a store, a vault and the configuration, and
 //! mount [`Gateway::router`] into any axum app (or serve it alone, as `tether serve` does),
-//! and start its background work (refresher, webhook delivery) with
+//! and start its background work (refresher, purge, webhook delivery) with
 //! [`Gateway::spawn_background`].
 
 mod api;
 mod api_keys;
+mod body_limit;
 mod cache;
 mod coherence;
 mod config;
 mod connect;
 mod error;
+mod http_server;
 mod integrations;
 mod metrics;
 mod persist;
 mod provider_auth;
+mod purge;
+mod rate_limit;
 mod reference;
 mod refresh;
 mod refresher;
 mod removal;
+mod request_id;
+pub mod rotation;
 mod state;
 pub mod webhooks;
 
@@ -33,8 +39,9 @@ use tether_store::Store;
 use crate::integrations::Integrations;
 
 pub use api_keys::ApiKeys;
-pub use config::{GatewayConfig, RefresherConfig, WebhookConfig};
+pub use config::{GatewayConfig, RateLimit, RefresherConfig, ServerLimits, WebhookConfig};
 pub use error::ApiError;
+pub use http_server::serve;
 pub use state::AppState;
 
 /// A configured gateway.
@@ -78,21 +85,48 @@ impl<S: Store> Gateway<S> {
         integrations::sync_from_store(&self.state).await
     }
 
-    /// The complete router: API, Connect pages, callback, proxy.
+    /// The complete router: API, Connect pages, callback, proxy; `/metrics` only behind
+    /// [`GatewayConfig::metrics_token`]. Every route but the proxy refuses bodies over
+    /// [`GatewayConfig::max_body_bytes`] before any other work; the proxy has its own limit.
+    ///
+    /// Connection-level limits (header and request deadlines, idle connections, the
+    /// connection cap) belong to the server: [`serve`] applies them, and records the peer
+    /// address that the rate limits need.
     pub fn router(&self) -> Router {
-        Router::new()
+        let max_body = self.state.config.max_body_bytes;
+        let limited = Router::new()
             .merge(api::router())
             .merge(connect::router())
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                body_limit::refuse_large_bodies::<S>,
+            ))
+            .layer(axum::extract::DefaultBodyLimit::max(max_body));
+        Router::new()
+            .merge(limited)
+            .merge(api::proxy_router())
+            .fallback(api::not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                request_id::track::<S>,
+            ))
             .with_state(self.state.clone())
+    }
+
+    /// `GET /metrics` with no token, to serve on an address only the operator reaches
+    /// (`[server] metrics_listen`).
+    pub fn metrics_router(&self) -> Router {
+        api::open_metrics_router().with_state(self.state.clone())
     }
 
     pub fn state(&self) -> &AppState<S> {
         &self.state
     }
 
-    /// Starts the background work: the ahead-of-expiry refresher, when webhooks are
-    /// configured the webhook delivery worker, and when the store tells of other instances'
-    /// changes the task that keeps this instance's caches coherent with them. Each task stops when `shutdown` turns true
+    /// Starts the background work: the ahead-of-expiry refresher, the purge of expired
+    /// connect sessions and flow states, when webhooks are configured the webhook delivery
+    /// worker, and when the store tells of other instances' changes the task that keeps this
+    /// instance's caches coherent with them. Each task stops when `shutdown` turns true
     /// (or its sender is dropped); await the handles to wait for them.
     pub fn spawn_background(
         &self,
@@ -108,7 +142,10 @@ impl<S: Store> AppState<S> {
         &self,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut handles = vec![tokio::spawn(refresher::run(self.clone(), shutdown.clone()))];
+        let mut handles = vec![
+            tokio::spawn(refresher::run(self.clone(), shutdown.clone())),
+            tokio::spawn(purge::run(self.clone(), shutdown.clone())),
+        ];
         if let Some(feed) = self.store.changes() {
             // Nothing is cached until the feed hears every change (its first item says so).
             self.cache.reset(false);

@@ -18,6 +18,20 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// Labels of an HTTP request: the route pattern (never the raw path, which holds ids) and the
+/// status code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub route: String,
+    pub status: u16,
+}
+
+/// `route` label of an HTTP request's duration.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: String,
+}
+
 /// `outcome` label of a webhook delivery attempt.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -37,6 +51,10 @@ pub struct Metrics {
     pub webhook_deliveries: Family<OutcomeLabel, Counter>,
     /// Seconds per webhook delivery attempt.
     pub webhook_duration: Histogram,
+    /// HTTP requests answered, by route pattern and status.
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// Seconds from a request's arrival to its response's head, by route pattern.
+    pub http_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
 }
 
 impl Metrics {
@@ -73,8 +91,24 @@ impl Metrics {
             "Duration of webhook delivery attempts",
             webhook_duration.clone(),
         );
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by route and status",
+            http_requests.clone(),
+        );
+        // 0.1 ms .. ~6.5 s: the proxy's own overhead is well under a millisecond.
+        let http_duration: Family<RouteLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 17)));
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to the response head, by route",
+            http_duration.clone(),
+        );
         Metrics {
             registry,
+            http_requests,
+            http_duration,
             refresh_attempts,
             refresh_failures,
             refresh_duration,
@@ -98,6 +132,19 @@ impl Metrics {
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
         self.webhook_duration.observe(seconds);
+    }
+
+    /// Counts one answered request; `route` is the matched pattern, `None` for no route.
+    pub fn http_request(&self, route: Option<&str>, status: u16, seconds: f64) {
+        let route = route.unwrap_or("unmatched").to_owned();
+        self.http_duration
+            .get_or_create(&RouteLabel {
+                route: route.clone(),
+            })
+            .observe(seconds);
+        self.http_requests
+            .get_or_create(&HttpLabels { route, status })
+            .inc();
     }
 
     /// The registry as OpenMetrics text.

@@ -133,8 +133,9 @@ fn integration_of<S: Store>(
 
 /// Reads and opens a connection from the store, refusing unusable ones.
 async fn load<S: Store>(state: &AppState<S>, id: &str) -> Result<CachedConnection, ApiError> {
-    // Before the read: an invalidation between here and a later insert voids the insert.
-    let epoch = state.cache.epoch();
+    // Before the read: a delete committed after it invalidates this generation, so the
+    // possibly stale row we are about to read is never cached (see `cache`).
+    let generation = state.cache.generation(id);
     let row = state
         .store
         .get_connection(id)
@@ -150,7 +151,7 @@ async fn load<S: Store>(state: &AppState<S>, id: &str) -> Result<CachedConnectio
         row: Arc::new(row),
         credentials: Arc::new(credentials),
         prepared: Arc::default(),
-        epoch,
+        generation,
     })
 }
 

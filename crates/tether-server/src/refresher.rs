@@ -25,6 +25,7 @@ const ROUND_LIMIT: u32 = 500;
 
 /// Runs until `shutdown` turns true (or its sender is dropped).
 pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Receiver<bool>) {
+    let _running = crate::state::Running::mark(&state.workers.refresher);
     let config = state.config.refresher.clone();
     let semaphore = Arc::new(Semaphore::new(config.concurrency.max(1)));
     tracing::info!(

@@ -17,13 +17,15 @@ pub async fn delete_connection<S: Store>(state: &AppState<S>, id: &str) -> Resul
         .await?
         .ok_or_else(ApiError::connection_not_found)?;
     revoke_at_provider(state, &row).await;
-    state.cache.invalidate(id);
     let event = webhooks::event(state, EventType::Deleted, &row, serde_json::Map::new());
-    if !state
+    let deleted = state
         .store
         .delete_connection_with_event(id, event.as_ref())
-        .await?
-    {
+        .await;
+    // After the delete commits (or fails): a read racing the delete may have cached the row
+    // just before; this invalidation removes it and refuses the insert of any read in flight.
+    state.cache.invalidate(id);
+    if !deleted? {
         return Err(ApiError::connection_not_found());
     }
     webhooks::wake(state, event.as_ref());

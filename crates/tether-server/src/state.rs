@@ -14,6 +14,7 @@ use crate::cache::CredentialCache;
 use crate::config::GatewayConfig;
 use crate::integrations::Integrations;
 use crate::metrics::Metrics;
+use crate::rate_limit::FailureLimiter;
 use crate::refresh::RefreshLocks;
 
 /// Cheap to clone: everything sits behind one `Arc`.
@@ -48,6 +49,34 @@ pub struct Inner<S: Store> {
     pub metrics: Metrics,
     /// Wakes the webhook worker when an event was committed.
     pub webhook_wake: tokio::sync::Notify,
+    /// Failed API-key attempts per client address.
+    pub api_key_limiter: FailureLimiter,
+    /// Which background workers are running (for `GET /ready`).
+    pub workers: Workers,
+}
+
+/// Liveness of the background workers, set by the workers themselves.
+#[derive(Default)]
+pub struct Workers {
+    pub refresher: std::sync::atomic::AtomicBool,
+    pub purge: std::sync::atomic::AtomicBool,
+    pub webhooks: std::sync::atomic::AtomicBool,
+}
+
+/// Marks a worker running while alive; dropped when its task ends (or panics).
+pub struct Running<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> Running<'a> {
+    pub fn mark(flag: &'a std::sync::atomic::AtomicBool) -> Self {
+        flag.store(true, std::sync::atomic::Ordering::Release);
+        Running(flag)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl<S: Store> std::ops::Deref for AppState<S> {
@@ -67,6 +96,7 @@ impl<S: Store> AppState<S> {
         api_keys: ApiKeys,
     ) -> Self {
         let limits = config.outbound.clone();
+        let config_limit = config.api_key_failures;
         let outbound = Outbound::new(limits.clone());
         let proxy_client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -97,6 +127,8 @@ impl<S: Store> AppState<S> {
                 instance_id,
                 metrics: Metrics::new(),
                 webhook_wake: tokio::sync::Notify::new(),
+                api_key_limiter: FailureLimiter::new(config_limit),
+                workers: Workers::default(),
             }),
         }
     }

@@ -4,10 +4,10 @@
 //! stays generic over [`Store`] and knows nothing of backends.
 
 use crate::{
-    ChangeFeed, ConnectSessionRow, ConnectionFilter, ConnectionRow, ConnectionStatus,
-    ConsumeOutcome, CredentialsUpdate, FlowStateRow, NewWebhookEvent, PgStore, SqliteStore,
-    StatusChange, Store, StoreError, StoreOptions, StoreResult, WebhookAttempt, WebhookEventFilter,
-    WebhookEventRow,
+    AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionFilter, ConnectionRow,
+    ConnectionStatus, ConsumeOutcome, CredentialsUpdate, FlowStateRow, NewWebhookEvent, PgStore,
+    SqliteStore, StatusChange, Store, StoreError, StoreOptions, StoreResult, WebhookAttempt,
+    WebhookEventFilter, WebhookEventRow,
 };
 
 /// The backend a database URL names.
@@ -120,6 +120,16 @@ impl Store for AnyStore {
         dispatch!(self, list_integrations())
     }
 
+    async fn reseal_integration(
+        &self,
+        key: &str,
+        old: &[u8],
+        new: &[u8],
+        now: i64,
+    ) -> StoreResult<bool> {
+        dispatch!(self, reseal_integration(key, old, new, now))
+    }
+
     async fn insert_connect_session(&self, session: &ConnectSessionRow) -> StoreResult<()> {
         dispatch!(self, insert_connect_session(session))
     }
@@ -131,8 +141,55 @@ impl Store for AnyStore {
         dispatch!(self, get_connect_session(token_hash))
     }
 
-    async fn insert_flow_state(&self, flow: &FlowStateRow) -> StoreResult<()> {
-        dispatch!(self, insert_flow_state(flow))
+    async fn bind_connect_session(
+        &self,
+        token_hash: &str,
+        browser_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
+        dispatch!(self, bind_connect_session(token_hash, browser_hash, now))
+    }
+
+    async fn complete_connect_session(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
+        dispatch!(self, complete_connect_session(token_hash, now))
+    }
+
+    async fn reopen_connect_session(&self, token_hash: &str, now: i64) -> StoreResult<()> {
+        dispatch!(self, reopen_connect_session(token_hash, now))
+    }
+
+    async fn count_session_attempt(
+        &self,
+        token_hash: &str,
+        now: i64,
+        window_secs: i64,
+    ) -> StoreResult<Option<AttemptWindow>> {
+        dispatch!(self, count_session_attempt(token_hash, now, window_secs))
+    }
+
+    async fn insert_flow_state(
+        &self,
+        flow: &FlowStateRow,
+        max_per_session: u32,
+    ) -> StoreResult<bool> {
+        dispatch!(self, insert_flow_state(flow, max_per_session))
+    }
+
+    async fn flow_states_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<FlowStateRow>> {
+        dispatch!(self, flow_states_after(after, limit))
+    }
+
+    async fn reseal_flow_verifier(
+        &self,
+        state_hash: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool> {
+        dispatch!(self, reseal_flow_verifier(state_hash, old, new))
     }
 
     async fn consume_flow_state(

@@ -82,6 +82,16 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn list_integrations(&self)
     -> impl Future<Output = StoreResult<Vec<(String, Vec<u8>)>>> + Send;
 
+    /// Replaces an integration's sealed configuration when it still holds `old`
+    /// (re-encryption under another key); false, changing nothing, when it is gone or changed.
+    fn reseal_integration(
+        &self,
+        key: &str,
+        old: &[u8],
+        new: &[u8],
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
     // ----- connect sessions --------------------------------------------------------------
 
     /// Stores a new connect session. Its token is stored only as a hash.
@@ -96,14 +106,70 @@ pub trait Store: Clone + Send + Sync + 'static {
         token_hash: &str,
     ) -> impl Future<Output = StoreResult<Option<ConnectSessionRow>>> + Send;
 
+    /// Binds a session to the browser that first presents it: sets `browser_hash` only when
+    /// none is set yet, in one conditional statement, so of two browsers racing exactly one
+    /// wins. Returns the hash the session is bound to afterwards (the caller compares it with
+    /// its own), or `None` when there is no such session.
+    fn bind_connect_session(
+        &self,
+        token_hash: &str,
+        browser_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+
+    /// Marks a session used by its one successful connection. True only for the caller that
+    /// changed it (it was not completed yet), so of two concurrent connects one stores.
+    fn complete_connect_session(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Undoes [`Store::complete_connect_session`] when the save that followed it failed, so
+    /// the end user can try again with the same link.
+    fn reopen_connect_session(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Counts one credential check against a session in a fixed window of `window_secs`: a
+    /// window older than that restarts at `now` with this check as its first. One statement.
+    /// `None` when there is no such session.
+    fn count_session_attempt(
+        &self,
+        token_hash: &str,
+        now: i64,
+        window_secs: i64,
+    ) -> impl Future<Output = StoreResult<Option<AttemptWindow>>> + Send;
+
     // ----- OAuth flow states -------------------------------------------------------------
 
     /// Stores the state of one authorization-code flow, between the redirect to the provider
-    /// and the callback.
+    /// and the callback, unless its session already has `max_per_session` flows in progress
+    /// (a session must not grow the table without bound). Returns whether it was stored.
     fn insert_flow_state(
         &self,
         flow: &FlowStateRow,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+        max_per_session: u32,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Up to `limit` flow states with a state hash greater than `after`, by state hash: a
+    /// cursor for maintenance such as key rotation.
+    fn flow_states_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<FlowStateRow>>> + Send;
+
+    /// Replaces a flow's sealed PKCE verifier when it still holds `old` (re-encryption under
+    /// another key); false, changing nothing, when it is gone or changed.
+    fn reseal_flow_verifier(
+        &self,
+        state_hash: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Takes a flow state exactly once: when the state hash exists AND was issued to this
     /// browser (`browser_hash`), the row is deleted and returned, atomically, so that two

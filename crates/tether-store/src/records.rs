@@ -40,6 +40,21 @@ pub struct ConnectSessionRow {
     pub return_url: Option<String>,
     pub expires_at: i64,
     pub created_at: i64,
+    /// SHA-256 (hex) of the browser-binding cookie of the first browser that opened the
+    /// session; `None` until one did. Only that browser may use the session.
+    pub browser_hash: Option<String>,
+    /// When the session's one successful connection was made; a used session connects
+    /// nothing more.
+    pub completed_at: Option<i64>,
+}
+
+/// Credential checks counted against one connect session in a fixed window (rate limiting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttemptWindow {
+    /// Checks in the current window, including the one just counted.
+    pub attempts: u32,
+    /// When the current window began (unix seconds).
+    pub since: i64,
 }
 
 /// One authorization-code flow in progress (RFC 6749 4.1, RFC 7636).

@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use tempfile::TempDir;
 use tether_store::{
-    AttemptOutcome, ConnectSessionRow, ConnectionFilter, ConnectionRow, ConnectionStatus,
-    ConsumeOutcome, CredentialsUpdate, FlowStateRow, NewWebhookEvent, PgStore, SqliteStore,
-    StatusChange, Store, StoreError, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
-    WebhookStatus,
+    AttemptOutcome, AttemptWindow, ConnectSessionRow, ConnectionFilter, ConnectionRow,
+    ConnectionStatus, ConsumeOutcome, CredentialsUpdate, FlowStateRow, NewWebhookEvent, PgStore,
+    SqliteStore, StatusChange, Store, StoreError, WebhookAttempt, WebhookEventFilter,
+    WebhookEventRow, WebhookStatus,
 };
 use tokio::sync::Barrier;
 
@@ -39,6 +39,8 @@ fn session(token_hash: &str, expires_at: i64) -> ConnectSessionRow {
         return_url: Some("https://app.example.com/done".to_owned()),
         expires_at,
         created_at: NOW - 10,
+        browser_hash: None,
+        completed_at: None,
     }
 }
 
@@ -134,7 +136,7 @@ async fn connect_sessions<S: Store>(store: S) {
 
 async fn flow_state_single_use<S: Store>(store: S) {
     let row = flow("state-1", "browser-1", NOW + 600);
-    store.insert_flow_state(&row).await.unwrap();
+    store.insert_flow_state(&row, 10).await.unwrap();
 
     let first = store
         .consume_flow_state("state-1", "browser-1")
@@ -155,7 +157,7 @@ async fn flow_state_single_use<S: Store>(store: S) {
 
 async fn flow_state_expired_is_still_consumed<S: Store>(store: S) {
     let row = flow("state-old", "browser-1", NOW - 1);
-    store.insert_flow_state(&row).await.unwrap();
+    store.insert_flow_state(&row, 10).await.unwrap();
     let outcome = store
         .consume_flow_state("state-old", "browser-1")
         .await
@@ -170,7 +172,7 @@ async fn flow_state_expired_is_still_consumed<S: Store>(store: S) {
 
 async fn flow_state_wrong_browser_leaves_it<S: Store>(store: S) {
     let row = flow("state-1", "victim", NOW + 600);
-    store.insert_flow_state(&row).await.unwrap();
+    store.insert_flow_state(&row, 10).await.unwrap();
 
     for _ in 0..2 {
         let outcome = store
@@ -185,7 +187,7 @@ async fn flow_state_wrong_browser_leaves_it<S: Store>(store: S) {
 
 async fn flow_state_concurrent_consume<S: Store>(store: S) {
     let row = flow("state-race", "browser-1", NOW + 600);
-    store.insert_flow_state(&row).await.unwrap();
+    store.insert_flow_state(&row, 10).await.unwrap();
 
     let barrier = Arc::new(Barrier::new(RACERS));
     let tasks: Vec<_> = (0..RACERS)
@@ -847,15 +849,15 @@ async fn purge_expired<S: Store>(store: S) {
         .await
         .unwrap();
     store
-        .insert_flow_state(&flow("f-expired", "b", NOW - 1))
+        .insert_flow_state(&flow("f-expired", "b", NOW - 1), 10)
         .await
         .unwrap();
     store
-        .insert_flow_state(&flow("f-expired-2", "b", NOW - 100))
+        .insert_flow_state(&flow("f-expired-2", "b", NOW - 100), 10)
         .await
         .unwrap();
     let live = flow("f-live", "b", NOW + 600);
-    store.insert_flow_state(&live).await.unwrap();
+    store.insert_flow_state(&live, 10).await.unwrap();
     store
         .insert_connection(&connection("conn-1", "github", "user-1"))
         .await
@@ -892,7 +894,7 @@ async fn seed_before_restart<S: Store>(store: S) {
         .await
         .unwrap();
     store
-        .insert_flow_state(&flow("f-1", "b", NOW + 600))
+        .insert_flow_state(&flow("f-1", "b", NOW + 600), 10)
         .await
         .unwrap();
     store
@@ -1325,11 +1327,219 @@ async fn webhook_claim_concurrent<S: Store>(store: S) {
     assert_eq!(claimed.len(), 40);
 }
 
+async fn connect_session_binds_to_first_browser<S: Store>(store: S) {
+    store
+        .insert_connect_session(&session("t", NOW + 600))
+        .await
+        .unwrap();
+    let first = store.bind_connect_session("t", "browser-a", NOW).await;
+    assert_eq!(first.unwrap().as_deref(), Some("browser-a"));
+    // A second browser does not take it over; the first one's binding is returned.
+    let second = store.bind_connect_session("t", "browser-b", NOW).await;
+    assert_eq!(second.unwrap().as_deref(), Some("browser-a"));
+    let row = store.get_connect_session("t").await.unwrap().unwrap();
+    assert_eq!(row.browser_hash.as_deref(), Some("browser-a"));
+    assert_eq!(
+        store.bind_connect_session("none", "b", NOW).await.unwrap(),
+        None
+    );
+}
+
+async fn connect_session_binding_race<S: Store>(store: S) {
+    store
+        .insert_connect_session(&session("t", NOW + 600))
+        .await
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for n in 0..RACERS {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let mine = format!("browser-{n}");
+            barrier.wait().await;
+            let bound = store.bind_connect_session("t", &mine, NOW).await.unwrap();
+            bound.as_deref() == Some(mine.as_str())
+        }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1, "exactly one browser binds the session");
+}
+
+async fn connect_session_completes_once<S: Store>(store: S) {
+    store
+        .insert_connect_session(&session("t", NOW + 600))
+        .await
+        .unwrap();
+    assert!(store.complete_connect_session("t", NOW).await.unwrap());
+    assert!(!store.complete_connect_session("t", NOW + 1).await.unwrap());
+    let row = store.get_connect_session("t").await.unwrap().unwrap();
+    assert_eq!(row.completed_at, Some(NOW));
+    // A failed save hands the session back.
+    store.reopen_connect_session("t", NOW + 2).await.unwrap();
+    assert_eq!(
+        store
+            .get_connect_session("t")
+            .await
+            .unwrap()
+            .unwrap()
+            .completed_at,
+        None
+    );
+    assert!(!store.complete_connect_session("none", NOW).await.unwrap());
+
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.complete_connect_session("t", NOW + 3).await.unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1, "exactly one connect completes a session");
+}
+
+async fn connect_session_attempt_window<S: Store>(store: S) {
+    store
+        .insert_connect_session(&session("t", NOW + 6000))
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        let counted = store
+            .count_session_attempt("t", NOW + n, 600)
+            .await
+            .unwrap();
+        assert_eq!(
+            counted,
+            Some(AttemptWindow {
+                attempts: n as u32,
+                since: NOW + 1
+            })
+        );
+    }
+    // Once the window is over, counting starts again.
+    let later = store
+        .count_session_attempt("t", NOW + 1 + 600, 600)
+        .await
+        .unwrap();
+    assert_eq!(
+        later,
+        Some(AttemptWindow {
+            attempts: 1,
+            since: NOW + 601
+        })
+    );
+    assert_eq!(
+        store.count_session_attempt("none", NOW, 600).await.unwrap(),
+        None
+    );
+}
+
+async fn flow_states_capped_per_session<S: Store>(store: S) {
+    for n in 0..3 {
+        let stored = store
+            .insert_flow_state(&flow(&format!("s-{n}"), "b", NOW + 600), 3)
+            .await
+            .unwrap();
+        assert!(stored);
+    }
+    assert!(
+        !store
+            .insert_flow_state(&flow("s-3", "b", NOW + 600), 3)
+            .await
+            .unwrap(),
+        "the fourth flow of a session is refused"
+    );
+    let mut other = flow("s-other", "b", NOW + 600);
+    other.session_token_hash = "another-session".into();
+    assert!(store.insert_flow_state(&other, 3).await.unwrap());
+}
+
+async fn flow_cursor_and_reseal<S: Store>(store: S) {
+    for n in 0..3 {
+        store
+            .insert_flow_state(&flow(&format!("s-{n}"), "b", NOW + 600), 10)
+            .await
+            .unwrap();
+    }
+    let first = store.flow_states_after(None, 2).await.unwrap();
+    let hashes: Vec<&str> = first.iter().map(|f| f.state_hash.as_str()).collect();
+    assert_eq!(hashes, ["s-0", "s-1"]);
+    assert_eq!(
+        store
+            .flow_states_after(Some("s-1"), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let old = first[0].pkce_verifier.clone();
+    assert!(
+        store
+            .reseal_flow_verifier("s-0", &old, b"resealed")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .reseal_flow_verifier("s-0", &old, b"stale")
+            .await
+            .unwrap(),
+        "a changed verifier is not overwritten"
+    );
+    let taken = store.consume_flow_state("s-0", "b").await.unwrap();
+    let ConsumeOutcome::Consumed(row) = taken else {
+        panic!("{taken:?}")
+    };
+    assert_eq!(row.pkce_verifier, b"resealed");
+}
+
+async fn integration_reseal<S: Store>(store: S) {
+    store.put_integration("crm", b"sealed-1", 10).await.unwrap();
+    assert!(
+        store
+            .reseal_integration("crm", b"sealed-1", b"sealed-2", 11)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .reseal_integration("crm", b"sealed-1", b"stale", 12)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .reseal_integration("none", b"x", b"y", 12)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.list_integrations().await.unwrap(),
+        [("crm".to_owned(), b"sealed-2".to_vec())]
+    );
+}
+
 macro_rules! conformance_suite {
     ($backend:ident, $open:ident) => {
         conformance_suite!(@tests $backend, $open;
             ping,
             connect_sessions,
+            connect_session_binds_to_first_browser,
+            connect_session_binding_race,
+            connect_session_completes_once,
+            connect_session_attempt_window,
+            flow_states_capped_per_session,
+            flow_cursor_and_reseal,
+            integration_reseal,
             flow_state_single_use,
             flow_state_expired_is_still_consumed,
             flow_state_wrong_browser_leaves_it,

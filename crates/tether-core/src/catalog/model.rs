@@ -101,6 +101,10 @@ pub struct OAuth2Def {
     pub token_url: Option<String>,
     #[serde(default)]
     pub revocation_url: Option<String>,
+    /// The authorization server's issuer identifier (RFC 9207): when set, the callback
+    /// requires an `iss` parameter equal to it and makes no token call otherwise.
+    #[serde(default)]
+    pub issuer: Option<String>,
     /// PKCE S256 (RFC 7636); switch off only for providers that reject it.
     #[serde(default = "yes")]
     pub pkce: bool,
@@ -126,6 +130,7 @@ impl Default for OAuth2Def {
             authorization_url: None,
             token_url: None,
             revocation_url: None,
+            issuer: None,
             pkce: true,
             client_auth: ClientAuth::default(),
             token_request_format: BodyFormat::default(),

@@ -231,6 +231,9 @@ pub fn parse_token_response(
     tokens_from_object(object, now)
 }
 
+/// The longest lifetime believed (10 years); longer ones are clamped to it.
+const MAX_LIFETIME_SECS: f64 = 315_360_000.0;
+
 /// A token set from a JSON object shaped like RFC 6749 5.1 (`access_token`, `expires_in` as
 /// a number or numeric string, ...); unknown fields are kept in `extra`.
 pub fn tokens_from_object(
@@ -238,7 +241,10 @@ pub fn tokens_from_object(
     now: i64,
 ) -> Result<OAuth2Tokens, TokenError> {
     let access_token = match object.remove("access_token") {
-        Some(Value::String(token)) if !token.is_empty() => SecretString::new(token),
+        Some(Value::String(token)) if !token.is_empty() => {
+            header_safe("access_token", &token)?;
+            SecretString::new(token)
+        }
         Some(_) => {
             return Err(TokenError::InvalidResponse(
                 "access_token is not a string".into(),
@@ -251,7 +257,10 @@ pub fn tokens_from_object(
         }
     };
     let refresh_token = match object.remove("refresh_token") {
-        Some(Value::String(token)) if !token.is_empty() => Some(SecretString::new(token)),
+        Some(Value::String(token)) if !token.is_empty() => {
+            header_safe("refresh_token", &token)?;
+            Some(SecretString::new(token))
+        }
         None | Some(Value::Null) => None,
         Some(Value::String(_)) => None,
         Some(_) => {
@@ -261,7 +270,10 @@ pub fn tokens_from_object(
         }
     };
     let token_type = match object.remove("token_type") {
-        Some(Value::String(t)) if !t.is_empty() => t,
+        Some(Value::String(t)) if !t.is_empty() => {
+            header_safe("token_type", &t)?;
+            t
+        }
         _ => "Bearer".into(),
     };
     let scope = match object.remove("scope") {
@@ -278,10 +290,13 @@ pub fn tokens_from_object(
     let expires_in = match object.remove("expires_in") {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => n.as_f64(),
+        // `f64::from_str` also takes "NaN" and "inf", which are no lifetime at all.
         Some(Value::String(s)) => Some(
             s.trim()
                 .parse::<f64>()
-                .map_err(|_| TokenError::InvalidResponse("expires_in is not a number".into()))?,
+                .ok()
+                .filter(|secs| secs.is_finite())
+                .ok_or_else(|| TokenError::InvalidResponse("expires_in is not a number".into()))?,
         ),
         Some(_) => {
             return Err(TokenError::InvalidResponse(
@@ -290,7 +305,8 @@ pub fn tokens_from_object(
         }
     };
     // A negative or absurd lifetime is clamped rather than trusted: 0 s to 10 years.
-    let expires_at = expires_in.map(|secs| now + secs.clamp(0.0, 315_360_000.0) as i64);
+    let expires_at =
+        expires_in.map(|secs| now.saturating_add(secs.clamp(0.0, MAX_LIFETIME_SECS) as i64));
     Ok(OAuth2Tokens {
         access_token,
         refresh_token,
@@ -299,6 +315,18 @@ pub fn tokens_from_object(
         expires_at,
         extra: object,
     })
+}
+
+/// Refuses a token value with control characters (RFC 6749 A.12 and A.17 allow only
+/// printable characters): sent in a header, CR/LF would make every later call fail, or split
+/// the header if anything ever let it through. The message names the field, never the value.
+fn header_safe(name: &str, value: &str) -> Result<(), TokenError> {
+    if value.chars().any(char::is_control) {
+        return Err(TokenError::InvalidResponse(format!(
+            "{name} contains control characters"
+        )));
+    }
+    Ok(())
 }
 
 /// Turns a non-success response into an error, reading RFC 6749 5.2 bodies when present.
@@ -441,5 +469,287 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.needs_reauth(&reauth));
+    }
+
+    mod properties {
+        //! Property tests: whatever a token endpoint sends (any status, content type or
+        //! bytes), parsing returns a value or an error and never panics; well-formed JSON and
+        //! form responses yield exactly the values they carry; lifetimes are clamped to
+        //! 0 s..10 years and never overflow.
+
+        use super::*;
+        use proptest::prelude::*;
+
+        fn raw(status: u16, content_type: Option<&str>, body: Vec<u8>) -> CappedResponse {
+            let mut headers = HeaderMap::new();
+            if let Some(ct) = content_type.and_then(|ct| HeaderValue::from_str(ct).ok()) {
+                headers.insert(CONTENT_TYPE, ct);
+            }
+            CappedResponse {
+                status: StatusCode::from_u16(status).unwrap(),
+                headers,
+                body: bytes::Bytes::from(body),
+            }
+        }
+
+        fn content_type() -> impl Strategy<Value = Option<String>> {
+            proptest::option::of(prop_oneof![
+                Just("application/json".to_owned()),
+                Just("application/json; charset=utf-8".to_owned()),
+                Just("application/x-www-form-urlencoded".to_owned()),
+                Just("APPLICATION/X-WWW-FORM-URLENCODED ; charset=x".to_owned()),
+                Just("text/plain".to_owned()),
+                Just("text/html".to_owned()),
+                "[ -~]{0,40}",
+            ])
+        }
+
+        /// A token value as providers issue them: printable, including `&`, `=`, `+`, `%`.
+        fn token() -> impl Strategy<Value = String> {
+            "[!-~]{1,40}"
+        }
+
+        /// `expires_in` as sent (a JSON number or numeric string) and the seconds it means.
+        #[derive(Clone, Debug)]
+        enum Expiry {
+            Number(i64),
+            Text(String, f64),
+        }
+
+        fn expiry() -> impl Strategy<Value = Expiry> {
+            prop_oneof![
+                any::<i64>().prop_map(Expiry::Number),
+                (-10_000i64..10_000_000).prop_map(Expiry::Number),
+                (-10_000i64..10_000_000).prop_map(|n| Expiry::Text(n.to_string(), n as f64)),
+                (0u32..100_000, 0u32..1000).prop_map(|(a, b)| {
+                    let text = format!(" {a}.{b:03} ");
+                    let secs = text.trim().parse::<f64>().unwrap();
+                    Expiry::Text(text, secs)
+                }),
+                Just(Expiry::Text("1e300".into(), 1e300)),
+                Just(Expiry::Text("-1e300".into(), -1e300)),
+            ]
+        }
+
+        impl Expiry {
+            fn seconds(&self) -> f64 {
+                match self {
+                    Expiry::Number(n) => *n as f64,
+                    Expiry::Text(_, secs) => *secs,
+                }
+            }
+        }
+
+        #[derive(Clone, Debug)]
+        struct Issued {
+            access_token: String,
+            token_type: Option<String>,
+            expires_in: Option<Expiry>,
+            refresh_token: Option<String>,
+            scope: Option<String>,
+        }
+
+        fn issued() -> impl Strategy<Value = Issued> {
+            (
+                token(),
+                proptest::option::of("[A-Za-z]{1,10}"),
+                proptest::option::of(expiry()),
+                proptest::option::of(token()),
+                proptest::option::of("[a-z:.]{1,8}( [a-z:.]{1,8}){0,3}"),
+            )
+                .prop_map(
+                    |(access_token, token_type, expires_in, refresh_token, scope)| Issued {
+                        access_token,
+                        token_type,
+                        expires_in,
+                        refresh_token,
+                        scope,
+                    },
+                )
+        }
+
+        fn json_body(issued: &Issued) -> Vec<u8> {
+            let mut object = Map::new();
+            object.insert("access_token".into(), issued.access_token.clone().into());
+            if let Some(t) = &issued.token_type {
+                object.insert("token_type".into(), t.clone().into());
+            }
+            match &issued.expires_in {
+                Some(Expiry::Number(n)) => {
+                    object.insert("expires_in".into(), (*n).into());
+                }
+                Some(Expiry::Text(text, _)) => {
+                    object.insert("expires_in".into(), text.clone().into());
+                }
+                None => {}
+            }
+            if let Some(r) = &issued.refresh_token {
+                object.insert("refresh_token".into(), r.clone().into());
+            }
+            if let Some(s) = &issued.scope {
+                object.insert("scope".into(), s.clone().into());
+            }
+            serde_json::to_vec(&object).unwrap()
+        }
+
+        fn form_body(issued: &Issued) -> Vec<u8> {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("access_token", &issued.access_token);
+            if let Some(t) = &issued.token_type {
+                form.append_pair("token_type", t);
+            }
+            match &issued.expires_in {
+                Some(Expiry::Number(n)) => {
+                    form.append_pair("expires_in", &n.to_string());
+                }
+                Some(Expiry::Text(text, _)) => {
+                    form.append_pair("expires_in", text);
+                }
+                None => {}
+            }
+            if let Some(r) = &issued.refresh_token {
+                form.append_pair("refresh_token", r);
+            }
+            if let Some(s) = &issued.scope {
+                form.append_pair("scope", s);
+            }
+            form.finish().into_bytes()
+        }
+
+        fn check(tokens: &OAuth2Tokens, issued: &Issued, now: i64) -> Result<(), TestCaseError> {
+            prop_assert_eq!(tokens.access_token.expose(), issued.access_token.as_str());
+            prop_assert_eq!(
+                tokens.refresh_token.as_ref().map(SecretString::expose),
+                issued.refresh_token.as_deref()
+            );
+            prop_assert_eq!(
+                tokens.token_type.as_str(),
+                issued.token_type.as_deref().unwrap_or("Bearer")
+            );
+            prop_assert_eq!(tokens.scope.as_deref(), issued.scope.as_deref());
+            let expected = issued
+                .expires_in
+                .as_ref()
+                .map(|e| now.saturating_add(e.seconds().clamp(0.0, MAX_LIFETIME_SECS) as i64));
+            prop_assert_eq!(tokens.expires_at, expected);
+            if let Some(at) = tokens.expires_at {
+                // Never in the past, never more than ten years ahead.
+                prop_assert!(at >= now && at - now <= MAX_LIFETIME_SECS as i64 || at == i64::MAX);
+            }
+            prop_assert!(tokens.extra.is_empty());
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn never_panics_on_arbitrary_responses(
+                status in 100u16..600,
+                content_type in content_type(),
+                body in proptest::collection::vec(any::<u8>(), 0..256),
+                now in any::<i64>(),
+            ) {
+                let response = raw(status, content_type.as_deref(), body);
+                if let Ok(tokens) = parse_token_response(&response, now) {
+                    prop_assert!((200..300).contains(&status));
+                    prop_assert!(!tokens.access_token.expose().is_empty());
+                }
+            }
+
+            #[test]
+            fn never_panics_on_arbitrary_json_objects(
+                fields in proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("access_token".to_owned()),
+                        Just("refresh_token".to_owned()),
+                        Just("expires_in".to_owned()),
+                        Just("token_type".to_owned()),
+                        Just("scope".to_owned()),
+                        Just("error".to_owned()),
+                        "[a-z_]{1,8}",
+                    ],
+                    prop_oneof![
+                        Just(Value::Null),
+                        any::<bool>().prop_map(Value::from),
+                        any::<i64>().prop_map(Value::from),
+                        any::<u64>().prop_map(Value::from),
+                        any::<f64>().prop_filter("JSON numbers are finite", |f| f.is_finite()).prop_map(Value::from),
+                        "[ -~]{0,12}".prop_map(Value::from),
+                        prop_oneof![Just("NaN"), Just("inf"), Just("-inf"), Just("1e999"), Just("-0")].prop_map(Value::from),
+                        proptest::collection::vec("[a-z]{0,4}".prop_map(Value::from), 0..3).prop_map(Value::Array),
+                    ],
+                    0..7,
+                ),
+                now in any::<i64>(),
+            ) {
+                let object: Map<String, Value> = fields.into_iter().collect();
+                if let Ok(tokens) = tokens_from_object(object, now)
+                    && let Some(at) = tokens.expires_at
+                {
+                    prop_assert!(at >= now);
+                }
+            }
+
+            #[test]
+            fn json_responses_carry_exactly_their_values(issued in issued(), now in 0i64..4_000_000_000) {
+                let response = raw(200, Some("application/json"), json_body(&issued));
+                let tokens = parse_token_response(&response, now).unwrap();
+                check(&tokens, &issued, now)?;
+            }
+
+            #[test]
+            fn form_responses_carry_exactly_their_values(issued in issued(), now in 0i64..4_000_000_000) {
+                let response = raw(200, Some("application/x-www-form-urlencoded"), form_body(&issued));
+                let tokens = parse_token_response(&response, now).unwrap();
+                check(&tokens, &issued, now)?;
+            }
+
+            /// A lifetime far in the future from a clock near the end of time saturates.
+            #[test]
+            fn lifetimes_never_overflow(secs in any::<i64>(), now in (i64::MAX - 1_000_000)..=i64::MAX) {
+                let mut object = Map::new();
+                object.insert("access_token".into(), "a".into());
+                object.insert("expires_in".into(), secs.into());
+                let tokens = tokens_from_object(object, now).unwrap();
+                prop_assert!(tokens.expires_at.unwrap() >= now);
+            }
+
+            /// A control character anywhere in a token or its type refuses the response,
+            /// and the error never carries the value.
+            #[test]
+            fn tokens_with_control_characters_are_rejected(
+                field in prop_oneof![Just("access_token"), Just("refresh_token"), Just("token_type")],
+                // Upper case and digits: never part of the (lower case) message by chance.
+                before in "[A-Z0-9]{8,12}",
+                control in prop_oneof![Just('\r'), Just('\n'), Just('\0'), Just('\t'), Just('\u{7f}'), Just('\u{85}')],
+                after in "[A-Za-z0-9: -]{0,12}",
+            ) {
+                let mut value = before.clone();
+                value.push(control);
+                value.push_str(&after);
+                let mut object = Map::new();
+                object.insert("access_token".into(), "a".into());
+                object.insert(field.to_owned(), value.clone().into());
+                let err = tokens_from_object(object, 0).unwrap_err();
+                prop_assert!(matches!(err, TokenError::InvalidResponse(_)));
+                let message = err.to_string();
+                prop_assert!(message.contains(field), "{}", message);
+                prop_assert!(!message.contains(&before), "{}", message);
+            }
+
+            #[test]
+            fn non_numeric_lifetimes_are_rejected(
+                text in prop_oneof![
+                    Just("NaN".to_owned()), Just("inf".to_owned()), Just("-infinity".to_owned()),
+                    Just("1e999".to_owned()), Just("".to_owned()), Just("3600s".to_owned()),
+                    "[a-z]{1,8}",
+                ],
+            ) {
+                let mut object = Map::new();
+                object.insert("access_token".into(), "a".into());
+                object.insert("expires_in".into(), text.into());
+                let err = tokens_from_object(object, 0).unwrap_err();
+                prop_assert!(err.to_string().contains("expires_in is not a number"), "{}", err);
+            }
+        }
     }
 }

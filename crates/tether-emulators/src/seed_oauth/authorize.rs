@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use url::Url;
 
-use super::{Consent, Shared, lock, pkce};
+use super::{Consent, Issuer, Shared, lock, pkce};
 use crate::html;
 use crate::http_util::{first, query_pairs};
 
@@ -56,14 +56,14 @@ pub(crate) async fn authorize(State(shared): State<Shared>, RawQuery(raw): RawQu
     let params = query_pairs(raw.as_deref());
     let (consent, issuer) = {
         let state = lock(&shared);
-        (state.config.consent, state.issuer.clone())
+        (state.config.consent, sent_issuer(&state))
     };
     let request = match validate(&shared, &params) {
         Ok(request) => request,
-        Err(refusal) => return refuse(refusal, &issuer, StatusCode::FOUND),
+        Err(refusal) => return refuse(refusal, issuer.as_deref(), StatusCode::FOUND),
     };
     match consent {
-        Consent::AutoApprove => approve(&shared, &request, &issuer, StatusCode::FOUND),
+        Consent::AutoApprove => approve(&shared, &request, issuer.as_deref(), StatusCode::FOUND),
         Consent::Page => consent_page(&request, &params),
     }
 }
@@ -71,7 +71,7 @@ pub(crate) async fn authorize(State(shared): State<Shared>, RawQuery(raw): RawQu
 /// `POST /oauth/authorize/decision`: the consent form's Approve or Deny.
 pub(crate) async fn decision(State(shared): State<Shared>, body: Bytes) -> Response {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-    let issuer = lock(&shared).issuer.clone();
+    let issuer = sent_issuer(&lock(&shared));
     let approved = first(&pairs, "decision") == Some("approve");
     let params: Vec<(String, String)> = pairs
         .into_iter()
@@ -82,10 +82,10 @@ pub(crate) async fn decision(State(shared): State<Shared>, body: Bytes) -> Respo
     let status = StatusCode::SEE_OTHER;
     let request = match validate(&shared, &params) {
         Ok(request) => request,
-        Err(refusal) => return refuse(refusal, &issuer, status),
+        Err(refusal) => return refuse(refusal, issuer.as_deref(), status),
     };
     if approved {
-        approve(&shared, &request, &issuer, status)
+        approve(&shared, &request, issuer.as_deref(), status)
     } else {
         refuse(
             Refusal::Redirect {
@@ -94,9 +94,18 @@ pub(crate) async fn decision(State(shared): State<Shared>, body: Bytes) -> Respo
                 description: "The user denied the request",
                 state: request.state,
             },
-            &issuer,
+            issuer.as_deref(),
             status,
         )
+    }
+}
+
+/// The `iss` value authorization responses carry, if any (see [`super::Issuer`]).
+fn sent_issuer(state: &super::state::State) -> Option<String> {
+    match &state.config.issuer {
+        Issuer::BaseUrl => Some(state.issuer.as_str().to_owned()),
+        Issuer::Omitted => None,
+        Issuer::Value(value) => Some(value.clone()),
     }
 }
 
@@ -194,7 +203,7 @@ fn validate(shared: &Shared, params: &[(String, String)]) -> Result<AuthorizeReq
 fn approve(
     shared: &Shared,
     request: &AuthorizeRequest,
-    issuer: &Url,
+    issuer: Option<&str>,
     status: StatusCode,
 ) -> Response {
     let code = lock(shared).issue_code(
@@ -210,12 +219,14 @@ fn approve(
         if let Some(state) = &request.state {
             query.append_pair("state", state);
         }
-        query.append_pair("iss", issuer.as_str());
+        if let Some(issuer) = issuer {
+            query.append_pair("iss", issuer);
+        }
     }
     redirect_response(status, &target)
 }
 
-fn refuse(refusal: Refusal, issuer: &Url, status: StatusCode) -> Response {
+fn refuse(refusal: Refusal, issuer: Option<&str>, status: StatusCode) -> Response {
     match refusal {
         Refusal::Page(message) => {
             let body = format!(
@@ -240,7 +251,9 @@ fn refuse(refusal: Refusal, issuer: &Url, status: StatusCode) -> Response {
                 if let Some(state) = &state {
                     query.append_pair("state", state);
                 }
-                query.append_pair("iss", issuer.as_str());
+                if let Some(issuer) = issuer {
+                    query.append_pair("iss", issuer);
+                }
             }
             redirect_response(status, &redirect_uri)
         }

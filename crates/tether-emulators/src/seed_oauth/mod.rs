@@ -58,6 +58,22 @@ pub struct SeedOAuthConfig {
     /// Default true. When false (and not rotating), a refresh response carries no
     /// `refresh_token`; the client must keep the one it has.
     pub issue_refresh_token_on_refresh: bool,
+    /// The `iss` sent on every authorization response, success or error (RFC 9207 2).
+    /// Default: the emulator's own base URL.
+    pub issuer: Issuer,
+}
+
+/// What the authorize endpoint sends as `iss` (RFC 9207 2), so tests can play a server that
+/// predates RFC 9207 or one posing as another (a mix-up attack, RFC 9207 1).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Issuer {
+    /// The emulator's base URL (`http://127.0.0.1:PORT/`), as an RFC 9207 server does.
+    #[default]
+    BaseUrl,
+    /// No `iss` parameter at all.
+    Omitted,
+    /// Exactly this value.
+    Value(String),
 }
 
 impl std::fmt::Debug for SeedOAuthConfig {
@@ -75,6 +91,7 @@ impl std::fmt::Debug for SeedOAuthConfig {
                 "issue_refresh_token_on_refresh",
                 &self.issue_refresh_token_on_refresh,
             )
+            .field("issuer", &self.issuer)
             .finish()
     }
 }
@@ -91,6 +108,7 @@ impl Default for SeedOAuthConfig {
             expires_in_as_string: false,
             token_response_form: false,
             issue_refresh_token_on_refresh: true,
+            issuer: Issuer::BaseUrl,
         }
     }
 }
@@ -217,6 +235,12 @@ impl SeedOAuthControl {
     /// Requests to `POST /oauth/revoke`, whatever the outcome.
     pub fn revoke_calls(&self) -> u64 {
         self.lock().revoke_calls
+    }
+
+    /// Every authorization code, access token and refresh token issued so far (revoked ones
+    /// too), for tests that check these secrets never show up in logs or responses.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.lock().issued.clone()
     }
 
     /// What the last token request looked like (content type, client auth, grant).

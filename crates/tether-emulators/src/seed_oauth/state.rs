@@ -91,6 +91,9 @@ pub(crate) struct State {
     pub fault: Option<TokenFault>,
     pub last_token_request: Option<RecordedTokenRequest>,
     pub deals: Vec<Deal>,
+    /// Every code, access token and refresh token handed out, revoked or not, so tests can
+    /// check that none of them ever appears where it must not (logs, responses).
+    pub issued: Vec<String>,
 }
 
 /// A random alphanumeric string of `len` characters from the thread RNG.
@@ -121,6 +124,7 @@ impl State {
             fault: None,
             last_token_request: None,
             deals: seed_deals(),
+            issued: Vec::new(),
         }
     }
 
@@ -138,6 +142,7 @@ impl State {
             .retain(|_, grant| grant.expires_at + CODE_MEMORY > now);
         let family = self.new_family();
         let code = random_token(32);
+        self.issued.push(code.clone());
         self.codes.insert(
             code.clone(),
             CodeGrant {
@@ -169,6 +174,7 @@ impl State {
         with_refresh: bool,
     ) -> Issued {
         let access_token = random_token(40);
+        self.issued.push(access_token.clone());
         self.access_tokens.insert(
             access_token.clone(),
             AccessToken {
@@ -178,6 +184,7 @@ impl State {
         );
         let refresh_token = with_refresh.then(|| {
             let token = random_token(48);
+            self.issued.push(token.clone());
             self.refresh_tokens.insert(
                 token.clone(),
                 RefreshToken {

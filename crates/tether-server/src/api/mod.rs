@@ -18,6 +18,7 @@ use crate::state::AppState;
 
 pub(crate) use connections::{parse_id as parse_connection_id, view as connection_view};
 
+/// Every API route but the proxy, which has its own body limit (see [`proxy_router`]).
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new()
         .merge(health::router())
@@ -26,7 +27,24 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .merge(connections::router())
         .merge(import::router())
         .merge(integrations::router())
-        .merge(proxy::router())
         .merge(webhooks::router())
-        .merge(metrics::router())
+        .merge(metrics::guarded_router())
+}
+
+/// `ANY /v1/proxy/...`.
+pub fn proxy_router<S: Store>() -> Router<AppState<S>> {
+    proxy::router()
+}
+
+/// `/metrics` without a token, for a private listener.
+pub fn open_metrics_router<S: Store>() -> Router<AppState<S>> {
+    metrics::open_router()
+}
+
+/// Any path no route matches: a problem, like every other API error.
+pub async fn not_found() -> crate::error::ApiError {
+    crate::error::ApiError::NotFound {
+        code: "not_found",
+        detail: "no such route".into(),
+    }
 }

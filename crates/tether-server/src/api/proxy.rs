@@ -3,8 +3,10 @@
 //!
 //! The path is checked segment by segment on its raw (still percent-encoded) form, so it can
 //! never leave the provider's base URL: no `..` or `.`, no empty segments (`//host`), no
-//! encoded slash or backslash. The app's own `Authorization` and `Cookie` headers and
-//! hop-by-hop headers are dropped. The request body is buffered up to a limit so the request
+//! encoded slash or backslash, and no dot segment hidden behind path parameters (`..;/`, which
+//! Tomcat-style servers resolve as `..` once they strip the `;` part). The app's own `Authorization` and `Cookie` headers and
+//! hop-by-hop headers are dropped; so are the provider's `Set-Cookie` headers, which would
+//! otherwise hand the provider's session cookies (for the end user's account) to the app. The request body is buffered up to a limit so the request
 //! can be sent once more after a refresh on a provider 401.
 
 use axum::Router;
@@ -46,6 +48,7 @@ const DROPPED_REQUEST_HEADERS: &[HeaderName] = &[
 ];
 
 const DROPPED_RESPONSE_HEADERS: &[HeaderName] = &[
+    header::SET_COOKIE,
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::TRAILER,
@@ -112,6 +115,9 @@ fn raw_provider_path(path: &str, id: &str) -> Result<String, ApiError> {
             || decoded == "."
             || decoded == ".."
             || decoded.contains(['/', '\\'])
+            // Servers that strip path parameters (`name;params`) resolve what is left, so the
+            // name part must not be empty or a dot segment either (`..;/`, `.;`, `;x`).
+            || matches!(decoded.split(';').next(), Some("" | "." | ".."))
             || decoded.chars().any(char::is_control)
             // `http:` as the first segment would read as an absolute URL to some servers.
             || (index == 0 && decoded.contains(':'))
@@ -120,7 +126,7 @@ fn raw_provider_path(path: &str, id: &str) -> Result<String, ApiError> {
         return Err(ApiError::bad_request(
             "invalid_proxy_path",
             "the proxied path must stay under the provider's base URL: no '..', '.', empty \
-             segments, encoded slashes or absolute URLs",
+             segments, encoded slashes, '..;' or absolute URLs",
         ));
     }
     Ok(rest.to_owned())
@@ -208,6 +214,7 @@ fn stream_back(response: reqwest::Response) -> Response<Body> {
         parts.headers.remove(name);
     }
     parts.headers.remove("keep-alive");
+    parts.headers.remove("set-cookie2");
     Response::from_parts(parts, Body::new(body))
 }
 
@@ -230,6 +237,7 @@ mod tests {
         assert_eq!(check("/contacts/search").unwrap(), "contacts/search");
         assert_eq!(check("").unwrap(), "");
         assert_eq!(check("/a%20b").unwrap(), "a%20b");
+        assert_eq!(check("/a;v=1/b").unwrap(), "a;v=1/b");
     }
 
     #[test]
@@ -247,6 +255,12 @@ mod tests {
             "/https:/evil",
             "/a%5Cb",
             "/a\\b",
+            "/..;/x",
+            "/a/..;/b",
+            "/.;/x",
+            "/%2e%2e;/x",
+            "/..%3b/x",
+            "/;x/b",
         ] {
             assert!(check(bad).is_err(), "{bad} should be rejected");
         }
@@ -264,5 +278,91 @@ mod tests {
             provider_url(&base, "v1/deals", None).as_str(),
             "http://127.0.0.1:9/v1/deals"
         );
+    }
+
+    mod properties {
+        //! Property tests: paths built from the pieces attackers use (dot segments, `;`,
+        //! encoded dots, slashes, backslashes and semicolons, `:`) are either refused, or
+        //! give a provider URL on the same origin, under the base path, with no segment that
+        //! any server would resolve as `.` or `..`.
+
+        use super::*;
+        use proptest::prelude::*;
+
+        fn piece() -> impl Strategy<Value = &'static str> {
+            prop_oneof![
+                Just("."),
+                Just(".."),
+                Just(";"),
+                Just("%2e"),
+                Just("%2E"),
+                Just("%2f"),
+                Just("%5c"),
+                Just("%3b"),
+                Just("/"),
+                Just("\\"),
+                Just(":"),
+                Just("a"),
+                Just("Z"),
+                Just("7"),
+                Just("%20"),
+            ]
+        }
+
+        fn attack_path() -> impl Strategy<Value = String> {
+            proptest::collection::vec(piece(), 0..12).prop_map(|pieces| {
+                let mut path = String::from("/");
+                pieces.iter().for_each(|p| path.push_str(p));
+                path
+            })
+        }
+
+        /// `.` or `..` after percent-decoding, alone or before a `;` parameter.
+        fn is_dot_segment(segment: &str) -> bool {
+            let decoded = percent_decode_str(segment).decode_utf8_lossy();
+            let name = decoded.split(';').next().unwrap_or("");
+            [decoded.as_ref(), name]
+                .iter()
+                .any(|s| *s == "." || *s == "..")
+        }
+
+        proptest! {
+            #[test]
+            fn accepted_paths_stay_under_the_base(
+                path in attack_path(),
+                query in proptest::option::of("[a-z0-9=&.%/]{0,12}"),
+            ) {
+                let Ok(raw) = check(&path) else {
+                    return Ok(());
+                };
+                let base = Url::parse("http://127.0.0.1:9/api/v1").unwrap();
+                let url = provider_url(&base, &raw, query.as_deref());
+                prop_assert_eq!(url.scheme(), "http");
+                prop_assert_eq!(url.host_str(), Some("127.0.0.1"));
+                prop_assert_eq!(url.port(), Some(9));
+                prop_assert!(url.username().is_empty() && url.password().is_none());
+                prop_assert!(
+                    url.path() == "/api/v1" || url.path().starts_with("/api/v1/"),
+                    "{} left the base path", url
+                );
+                let segments: Vec<&str> = url.path_segments().unwrap().collect();
+                prop_assert!(
+                    !segments.iter().any(|s| is_dot_segment(s)),
+                    "{} has a dot segment", url
+                );
+                // Nothing was resolved away: every segment the app sent is still there.
+                let sent = if raw.is_empty() { 0 } else { raw.split('/').count() };
+                prop_assert_eq!(segments.len(), 2 + sent, "{}", url);
+            }
+
+            #[test]
+            fn never_panics(path in "\\PC{0,40}", query in proptest::option::of("\\PC{0,20}")) {
+                if let Ok(raw) = check(&path) {
+                    let base = Url::parse("http://127.0.0.1:9/").unwrap();
+                    let url = provider_url(&base, &raw, query.as_deref());
+                    prop_assert_eq!(url.host_str(), Some("127.0.0.1"));
+                }
+            }
+        }
     }
 }

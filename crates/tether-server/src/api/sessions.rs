@@ -93,6 +93,8 @@ async fn create<S: Store>(
             return_url,
             expires_at,
             created_at: now,
+            browser_hash: None,
+            completed_at: None,
         })
         .await?;
     let mut connect_url = state.config.public_path(&["connect"]);

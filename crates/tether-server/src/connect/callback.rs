@@ -15,7 +15,7 @@ use tether_store::{ConsumeOutcome, FlowStateRow, Store};
 use url::Url;
 
 use super::pages::{self, Failure};
-use super::session::{BROWSER_COOKIE, expired_failure, read_cookie};
+use super::session::{self, cookie_name, expired_failure, read_cookie, used_failure};
 use super::start::verifier_context;
 use crate::persist::{EndUser, save_connection};
 use crate::state::AppState;
@@ -26,6 +26,8 @@ pub struct CallbackQuery {
     code: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
+    /// RFC 9207: the issuer of this authorization response.
+    iss: Option<String>,
 }
 
 pub async fn callback<S: Store>(
@@ -62,7 +64,7 @@ async fn take_flow<S: Store>(
              start connecting again.",
         ));
     };
-    let browser = read_cookie(headers, BROWSER_COOKIE).unwrap_or_default();
+    let browser = read_cookie(headers, cookie_name(&state.config)).unwrap_or_default();
     let outcome = state
         .store
         .consume_flow_state(
@@ -98,6 +100,37 @@ async fn finish<S: Store>(
     query: &CallbackQuery,
     flow: &FlowStateRow,
 ) -> Result<String, Failure> {
+    let Some(integration) = state.integration(&flow.integration) else {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "integration_not_found",
+            "This service is no longer available",
+            "The app no longer offers this service.",
+        ));
+    };
+    let client = integration
+        .oauth2
+        .as_ref()
+        .ok_or_else(|| internal("callback for a non-OAuth integration", &"misconfigured"))?;
+    // RFC 9207 2.4: with a declared issuer, a response without `iss` or with another one may
+    // come from a mixed-up or malicious authorization server; its code is never redeemed.
+    // This holds for error responses too.
+    if let Some(expected) = &client.issuer
+        && query.iss.as_deref() != Some(expected.as_str())
+    {
+        let reference = crate::reference::new();
+        tracing::warn!(reference = %reference, integration = %flow.integration,
+            present = query.iss.is_some(), "authorization response issuer does not match; no token call made");
+        let mut failure = Failure::new(
+            StatusCode::BAD_REQUEST,
+            "issuer_mismatch",
+            "This sign-in could not be trusted",
+            "The response did not come from the service you started signing in with, so \
+             nothing was connected. Go back to the app and start again.",
+        );
+        failure.reference = Some(reference);
+        return Err(failure);
+    }
     if let Some(error) = &query.error {
         // RFC 6749 4.1.2.1: the provider (or the user) refused.
         tracing::info!(integration = %flow.integration, error = %error, "authorization refused at the provider");
@@ -138,18 +171,15 @@ async fn finish<S: Store>(
              start again.",
         ));
     };
-    let Some(integration) = state.integration(&flow.integration) else {
-        return Err(Failure::new(
-            StatusCode::NOT_FOUND,
-            "integration_not_found",
-            "This service is no longer available",
-            "The app no longer offers this service.",
-        ));
-    };
-    let client = integration
-        .oauth2
-        .as_ref()
-        .ok_or_else(|| internal("callback for a non-OAuth integration", &"misconfigured"))?;
+    let session = state
+        .store
+        .get_connect_session(&flow.session_token_hash)
+        .await
+        .map_err(|err| internal("loading connect session", &err))?
+        .ok_or_else(expired_failure)?;
+    if session.completed_at.is_some() {
+        return Err(used_failure());
+    }
     let verifier = if flow.pkce_verifier.is_empty() {
         None
     } else {
@@ -163,7 +193,10 @@ async fn finish<S: Store>(
     };
     let redirect_uri =
         Url::parse(&flow.redirect_uri).map_err(|err| internal("stored redirect_uri", &err))?;
-    let tokens = oauth2::exchange_code(
+    // The session is claimed before the code is redeemed, so two flows of one session racing
+    // to the callback store one connection between them.
+    session::complete(state, &session.token_hash).await?;
+    let tokens = match oauth2::exchange_code(
         &state.outbound,
         client,
         code,
@@ -172,31 +205,37 @@ async fn finish<S: Store>(
         unix_time::now(),
     )
     .await
-    .map_err(|err| exchange_failure(&flow.integration, &err))?;
-
-    let session = state
-        .store
-        .get_connect_session(&flow.session_token_hash)
-        .await
-        .map_err(|err| internal("loading connect session", &err))?;
+    {
+        Ok(tokens) => tokens,
+        Err(err) => {
+            session::reopen(state, &session.token_hash).await;
+            return Err(exchange_failure(&flow.integration, &err));
+        }
+    };
     let end_user = EndUser {
         id: flow.end_user_id.clone(),
-        email: session.as_ref().and_then(|s| s.end_user_email.clone()),
-        display_name: session.and_then(|s| s.end_user_display_name),
+        email: session.end_user_email.clone(),
+        display_name: session.end_user_display_name.clone(),
     };
     let mut metadata = serde_json::Map::new();
     if let Some(scope) = &tokens.scope {
         metadata.insert("scope".into(), serde_json::Value::String(scope.clone()));
     }
-    save_connection(
+    let saved = save_connection(
         state,
         &flow.integration,
         &end_user,
         &Credentials::Oauth2(tokens),
         &metadata,
     )
-    .await
-    .map_err(|err| internal("saving connection", &err))
+    .await;
+    match saved {
+        Ok(id) => Ok(id),
+        Err(err) => {
+            session::reopen(state, &session.token_hash).await;
+            Err(internal("saving connection", &err))
+        }
+    }
 }
 
 fn exchange_failure(integration: &str, err: &TokenError) -> Failure {
@@ -216,15 +255,11 @@ fn exchange_failure(integration: &str, err: &TokenError) -> Failure {
 }
 
 fn internal(what: &str, err: &dyn std::fmt::Debug) -> Failure {
-    let reference = crate::reference::new();
-    tracing::error!(reference = %reference, error = ?err, "{what}");
-    let mut failure = Failure::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_error",
-        "Something went wrong",
+    let mut failure = Failure::internal(
+        what,
+        err,
         "We could not finish connecting your account. Try again in a moment.",
     );
-    failure.reference = Some(reference);
     // A new attempt starts a new flow, so offering one is safe.
     failure.retry_last_start = true;
     failure

@@ -108,12 +108,23 @@ pub async fn submit<S: Store>(
         )
         .into_page(&state.config);
     }
-    let session = match session::load(&state, query.session.as_deref()).await {
+    let session = match session::load(&state, query.session.as_deref(), &headers).await {
         Ok(session) => session,
         Err(failure) => return failure.into_page(&state.config),
     };
+    let response = submit_for(&state, &session, &integration_key, popup, &body).await;
+    session.with_cookie(response)
+}
+
+async fn submit_for<S: Store>(
+    state: &AppState<S>,
+    session: &Session,
+    integration_key: &str,
+    popup: bool,
+    body: &[u8],
+) -> Response {
     let Some(integration) = state
-        .integration(&integration_key)
+        .integration(integration_key)
         .filter(|i| session.allows(i.key.as_str()) && is_form_mode(i.auth_mode()))
     else {
         return Failure::new(
@@ -124,7 +135,7 @@ pub async fn submit<S: Store>(
         )
         .into_page(&state.config);
     };
-    let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
+    let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body) else {
         return Failure::new(
             StatusCode::BAD_REQUEST,
             "invalid_form",
@@ -138,17 +149,8 @@ pub async fn submit<S: Store>(
         .into_iter()
         .map(|(name, value)| (name, SecretString::new(value)))
         .collect();
-    let draw_again = |status, problems| {
-        draw(
-            &state,
-            &session,
-            &integration,
-            popup,
-            status,
-            &raw,
-            problems,
-        )
-    };
+    let draw_again =
+        |status, problems| draw(state, session, &integration, popup, status, &raw, problems);
 
     let inputs = match credential_flow::normalise(&integration.provider, &raw) {
         Ok(inputs) => inputs,
@@ -162,6 +164,11 @@ pub async fn submit<S: Store>(
             );
         }
     };
+    // Counted before the provider is asked: each check spends the operator's keys and tells
+    // whether a password is right.
+    if let Err(failure) = session::count_attempt(state, session).await {
+        return failure.into_page(&state.config);
+    }
     let connected = match credential_flow::connect(&state.outbound, &integration, &inputs).await {
         Ok(connected) => connected,
         Err(err) => {
@@ -174,8 +181,11 @@ pub async fn submit<S: Store>(
         email: session.row.end_user_email.clone(),
         display_name: session.row.end_user_display_name.clone(),
     };
+    if let Err(failure) = session::complete(state, &session.row.token_hash).await {
+        return failure.into_page(&state.config);
+    }
     let connection_id = match save_connection(
-        &state,
+        state,
         integration.key.as_str(),
         &end_user,
         &connected.credentials,
@@ -185,6 +195,7 @@ pub async fn submit<S: Store>(
     {
         Ok(id) => id,
         Err(err) => {
+            session::reopen(state, &session.row.token_hash).await;
             let reference = crate::reference::new();
             tracing::error!(reference = %reference, error = ?err, "saving connection");
             return draw_again(

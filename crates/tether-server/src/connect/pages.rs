@@ -101,6 +101,9 @@ pub struct ConnectItem {
 pub struct ConnectPage {
     pub chrome: Chrome,
     pub items: Vec<ConnectItem>,
+    /// Whom the link connects (the email or name the app gave), so a person who was sent
+    /// someone else's link notices.
+    pub for_whom: Option<String>,
 }
 
 #[derive(Template)]
@@ -205,6 +208,8 @@ pub struct Failure {
     pub retry_last_start: bool,
     /// Stable code posted to the opener in popup mode (`tether:error`).
     pub code: &'static str,
+    /// Seconds for a `Retry-After` header (rate limits).
+    pub retry_after: Option<u64>,
 }
 
 impl Failure {
@@ -222,11 +227,27 @@ impl Failure {
             retry_href: None,
             retry_last_start: false,
             code,
+            retry_after: None,
         }
     }
 }
 
 impl Failure {
+    /// An internal error: logged with its detail under a reference the page shows; the page
+    /// says only `message`.
+    pub fn internal(what: &str, err: &dyn std::fmt::Debug, message: &'static str) -> Self {
+        let reference = crate::reference::new();
+        tracing::error!(reference = %reference, error = ?err, "{what}");
+        let mut failure = Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Something went wrong",
+            message,
+        );
+        failure.reference = Some(reference);
+        failure
+    }
+
     /// The failure as a page. When the page has a `window.opener` (the app opened it with
     /// `window.open`), it also posts `tether:error` to the opener and closes: a failure can come
     /// before the page knew it was a popup (an expired link opened straight in one).
@@ -249,7 +270,13 @@ impl Failure {
             message_json,
             origins_json: origins_json(config),
         };
-        render(config, self.status, &nonce, page.render())
+        let mut response = render(config, self.status, &nonce, page.render());
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

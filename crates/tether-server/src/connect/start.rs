@@ -30,9 +30,10 @@ impl StartQuery {
 pub async fn connect_page<S: Store>(
     State(state): State<AppState<S>>,
     Query(query): Query<StartQuery>,
+    headers: HeaderMap,
 ) -> Response {
     let popup = query.popup();
-    let session = match session::load(&state, query.session.as_deref()).await {
+    let session = match session::load(&state, query.session.as_deref(), &headers).await {
         Ok(session) => session,
         Err(failure) => return failure.into_page(&state.config),
     };
@@ -65,8 +66,17 @@ pub async fn connect_page<S: Store>(
         .collect();
     let chrome = Chrome::new(&state.config);
     let nonce = chrome.nonce.clone();
-    let page = ConnectPage { chrome, items };
-    pages::render(&state.config, StatusCode::OK, &nonce, page.render())
+    let page = ConnectPage {
+        chrome,
+        items,
+        for_whom: session.for_whom(),
+    };
+    session.with_cookie(pages::render(
+        &state.config,
+        StatusCode::OK,
+        &nonce,
+        page.render(),
+    ))
 }
 
 /// A CSS colour from the catalog, or a neutral one if it is not plain `#rgb`/`#rrggbb`.
@@ -85,13 +95,23 @@ pub async fn start<S: Store>(
     headers: HeaderMap,
 ) -> Response {
     let popup = query.popup();
-    let session = match session::load(&state, query.session.as_deref()).await {
+    let session = match session::load(&state, query.session.as_deref(), &headers).await {
         Ok(session) => session,
         Err(failure) => return failure.into_page(&state.config),
     };
+    let response = start_for(&state, &session, &integration_key, popup).await;
+    session.with_cookie(response)
+}
+
+async fn start_for<S: Store>(
+    state: &AppState<S>,
+    session: &Session,
+    integration_key: &str,
+    popup: bool,
+) -> Response {
     let Some(integration) = state
-        .integration(&integration_key)
-        .filter(|_| session.allows(&integration_key))
+        .integration(integration_key)
+        .filter(|_| session.allows(integration_key))
     else {
         return Failure::new(
             StatusCode::NOT_FOUND,
@@ -102,11 +122,11 @@ pub async fn start<S: Store>(
         .into_page(&state.config);
     };
     match integration.auth_mode() {
-        AuthMode::Oauth2 => start_oauth(&state, &session, &integration_key, popup, &headers)
+        AuthMode::Oauth2 => start_oauth(state, session, integration_key, popup)
             .await
             .unwrap_or_else(|failure| failure.into_page(&state.config)),
         mode if super::form::is_form_mode(mode) => {
-            super::form::blank(&state, &session, &integration, popup)
+            super::form::blank(state, session, &integration, popup)
         }
         _ => Failure::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -124,7 +144,6 @@ async fn start_oauth<S: Store>(
     session: &Session,
     integration_key: &str,
     popup: bool,
-    headers: &HeaderMap,
 ) -> Result<Response, Failure> {
     let integration = state
         .integration(integration_key)
@@ -137,7 +156,6 @@ async fn start_oauth<S: Store>(
     let state_hash = random::sha256_hex(&state_value);
     let verifier = client.pkce.then(pkce::new_verifier);
     let challenge = verifier.as_ref().map(pkce::s256_challenge);
-    let (browser, set_cookie) = session::browser_binding(headers, state.config.secure_cookies());
     let redirect_uri = state.config.callback_url();
     let now = unix_time::now();
     let sealed_verifier = verifier
@@ -150,7 +168,7 @@ async fn start_oauth<S: Store>(
         .unwrap_or_default();
     let flow = FlowStateRow {
         state_hash: state_hash.clone(),
-        browser_hash: random::sha256_hex(&browser),
+        browser_hash: random::sha256_hex(&session.browser),
         session_token_hash: session.row.token_hash.clone(),
         integration: integration_key.to_owned(),
         end_user_id: session.row.end_user_id.clone(),
@@ -161,17 +179,29 @@ async fn start_oauth<S: Store>(
         expires_at: now + state.config.flow_ttl.as_secs() as i64,
         created_at: now,
     };
-    if let Err(err) = state.store.insert_flow_state(&flow).await {
-        let reference = crate::reference::new();
-        tracing::error!(reference = %reference, error = ?err, "storing flow state");
-        let mut failure = Failure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "Something went wrong",
-            "We could not start connecting. Try again in a moment.",
-        );
-        failure.reference = Some(reference);
-        return Err(failure);
+    match state
+        .store
+        .insert_flow_state(&flow, state.config.max_flows_per_session)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(integration = %integration_key, "connect session over its flow limit");
+            return Err(Failure::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_flows",
+                "Too many attempts",
+                "This link was used to start signing in too many times. Go back to the app and \
+                 start connecting again.",
+            ));
+        }
+        Err(err) => {
+            return Err(Failure::internal(
+                "storing flow state",
+                &err,
+                "We could not start connecting. Try again in a moment.",
+            ));
+        }
     }
     let url = tether_core::oauth2::authorization_url(
         client,
@@ -181,9 +211,6 @@ async fn start_oauth<S: Store>(
     );
     tracing::info!(integration = %integration_key, "oauth flow started");
     let mut response = Redirect::to(url.as_str()).into_response();
-    if let Some(cookie) = set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
-    }
     response.headers_mut().insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),

@@ -24,6 +24,7 @@ const BATCH: u32 = 32;
 /// Delivers webhooks until `shutdown` turns true (or its sender is dropped). Returns at once
 /// when no webhook URL is configured.
 pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Receiver<bool>) {
+    let _running = crate::state::Running::mark(&state.workers.webhooks);
     let Some(config) = state.config.webhooks.clone() else {
         return;
     };

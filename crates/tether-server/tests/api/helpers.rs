@@ -15,7 +15,7 @@ use tether_core::integration::Integration;
 use tether_core::vault::Vault;
 use tether_emulators::Running;
 use tether_emulators::seed_oauth::{self, SeedOAuthConfig, SeedOAuthControl};
-use tether_server::{ApiKeys, Gateway, GatewayConfig};
+use tether_server::{ApiKeys, Gateway, GatewayConfig, ServerLimits};
 use tether_store::SqliteStore;
 use tokio::sync::oneshot;
 use url::Url;
@@ -36,6 +36,8 @@ pub struct AppOptions {
     pub integrations: Vec<(String, Value)>,
     /// Adjusts the gateway configuration before start.
     pub configure: Option<Configure>,
+    /// The HTTP server's limits.
+    pub limits: ServerLimits,
 }
 
 impl Default for AppOptions {
@@ -45,6 +47,7 @@ impl Default for AppOptions {
             crm: serde_json::Map::new(),
             integrations: Vec::new(),
             configure: None,
+            limits: ServerLimits::default(),
         }
     }
 }
@@ -158,13 +161,14 @@ impl TestApp {
         self.gateway_state = Some(gateway.state().clone());
         self.gateway = Some(Arc::new(gateway));
         let (tx, rx) = oneshot::channel();
+        let limits = self.options.limits.clone();
         let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
+            // The server `tether serve` runs: its timeouts, connection cap and peer addresses.
+            tether_server::serve(listener, router, limits, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
         });
         self.server = Some(RunningServer { shutdown: tx, task });
     }

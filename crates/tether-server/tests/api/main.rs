@@ -5,9 +5,13 @@ mod helpers;
 
 mod catalog;
 mod database_down;
+mod edge;
+mod header_injection;
 mod import;
 mod integrations;
+mod issuer;
 mod oauth_flow;
+mod observability;
 mod pages;
 mod providers;
 mod proxy;

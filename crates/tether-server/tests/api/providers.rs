@@ -14,7 +14,7 @@ use url::Url;
 use crate::helpers::*;
 
 const REDTAIL_API_KEY: &str = "demo-redtail-api-key";
-const REDTAIL_PASSWORD: &str = "demo-password";
+pub(crate) const REDTAIL_PASSWORD: &str = "demo-password";
 pub(crate) const SALESMATE_KEY: &str = "demo-salesmate-access-key";
 
 /// A gateway with `redtail` and `salesmate` integrations pointed at their emulators.
@@ -25,24 +25,26 @@ pub(crate) struct Providers {
 }
 
 pub(crate) async fn spawn() -> Providers {
+    spawn_with(AppOptions::default()).await
+}
+
+/// [`spawn`] with other gateway options (the two integrations are added to them).
+pub(crate) async fn spawn_with(mut options: AppOptions) -> Providers {
     let redtail = redtail::spawn(RedtailConfig::default()).await.unwrap();
     let salesmate = salesmate::spawn(SalesmateConfig::default()).await.unwrap();
     let redtail_base = redtail.base_url().join("api/public/v1").unwrap();
-    let app = spawn_app_with(AppOptions {
-        integrations: vec![
-            (
-                "redtail".into(),
-                json!({"provider": "redtail", "api_key": REDTAIL_API_KEY,
-                       "api_base_url": redtail_base.as_str()}),
-            ),
-            (
-                "salesmate".into(),
-                json!({"provider": "salesmate", "api_base_url": salesmate.base_url().as_str()}),
-            ),
-        ],
-        ..AppOptions::default()
-    })
-    .await;
+    options.integrations.extend([
+        (
+            "redtail".into(),
+            json!({"provider": "redtail", "api_key": REDTAIL_API_KEY,
+                   "api_base_url": redtail_base.as_str()}),
+        ),
+        (
+            "salesmate".into(),
+            json!({"provider": "salesmate", "api_base_url": salesmate.base_url().as_str()}),
+        ),
+    ]);
+    let app = spawn_app_with(options).await;
     Providers {
         app,
         redtail,

@@ -358,9 +358,17 @@ async fn without_a_webhook_url_no_events_are_kept() {
     assert!(deliveries(&app, "").await.is_empty());
 }
 
+const METRICS_TOKEN: &str = "metrics-token-for-tests-0123456789abcdef";
+
 #[tokio::test]
 async fn metrics_count_refreshes_and_deliveries() {
-    let (app, receiver, _stop) = spawn_with_receiver(AppOptions::default()).await;
+    let options = AppOptions {
+        configure: Some(Arc::new(|config: &mut GatewayConfig| {
+            config.metrics_token = Some(SecretString::new(METRICS_TOKEN));
+        })),
+        ..AppOptions::default()
+    };
+    let (app, receiver, _stop) = spawn_with_receiver(options).await;
     let id = app.connect("counted").await;
     force_refresh(&app, &id).await;
     receiver
@@ -369,7 +377,13 @@ async fn metrics_count_refreshes_and_deliveries() {
     // The counter moves just after the receiver answers: poll for it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let text = loop {
-        let response = app.http.get(app.url("metrics")).send().await.unwrap();
+        let response = app
+            .http
+            .get(app.url("metrics"))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         let text = response.text().await.unwrap();
         if text.contains(r#"tether_webhook_deliveries_total{outcome="delivered"} 2"#) {

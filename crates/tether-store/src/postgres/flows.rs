@@ -4,7 +4,7 @@
 
 use sqlx::PgPool;
 
-use crate::{ConnectSessionRow, ConsumeOutcome, FlowStateRow, StoreResult};
+use crate::{AttemptWindow, ConnectSessionRow, ConsumeOutcome, FlowStateRow, StoreResult};
 
 /// A `connect_sessions` row as PostgreSQL returns it.
 #[derive(sqlx::FromRow)]
@@ -17,6 +17,8 @@ struct SessionRecord {
     return_url: Option<String>,
     expires_at: i64,
     created_at: i64,
+    browser_hash: Option<String>,
+    completed_at: Option<i64>,
 }
 
 impl From<SessionRecord> for ConnectSessionRow {
@@ -30,6 +32,8 @@ impl From<SessionRecord> for ConnectSessionRow {
             return_url: r.return_url,
             expires_at: r.expires_at,
             created_at: r.created_at,
+            browser_hash: r.browser_hash,
+            completed_at: r.completed_at,
         }
     }
 }
@@ -72,11 +76,10 @@ pub(super) async fn insert_connect_session(
     pool: &PgPool,
     s: &ConnectSessionRow,
 ) -> StoreResult<()> {
-    // Sessions are never modified, so `updated_at` starts (and stays) at `created_at`.
     sqlx::query(
         "INSERT INTO connect_sessions (token_hash, end_user_id, end_user_email, \
-         end_user_display_name, integrations, return_url, expires_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         end_user_display_name, integrations, return_url, expires_at, created_at, updated_at, \
+         browser_hash, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&s.token_hash)
     .bind(&s.end_user_id)
@@ -87,6 +90,8 @@ pub(super) async fn insert_connect_session(
     .bind(s.expires_at)
     .bind(s.created_at)
     .bind(s.created_at)
+    .bind(&s.browser_hash)
+    .bind(s.completed_at)
     .execute(pool)
     .await?;
     Ok(())
@@ -98,7 +103,8 @@ pub(super) async fn get_connect_session(
 ) -> StoreResult<Option<ConnectSessionRow>> {
     let record: Option<SessionRecord> = sqlx::query_as(
         "SELECT token_hash, end_user_id, end_user_email, end_user_display_name, integrations, \
-         return_url, expires_at, created_at FROM connect_sessions WHERE token_hash = $1",
+         return_url, expires_at, created_at, browser_hash, completed_at FROM connect_sessions \
+         WHERE token_hash = $1",
     )
     .bind(token_hash)
     .fetch_optional(pool)
@@ -106,11 +112,24 @@ pub(super) async fn get_connect_session(
     Ok(record.map(Into::into))
 }
 
-pub(super) async fn insert_flow_state(pool: &PgPool, f: &FlowStateRow) -> StoreResult<()> {
-    sqlx::query(
+pub(super) async fn insert_flow_state(
+    pool: &PgPool,
+    f: &FlowStateRow,
+    max_per_session: u32,
+) -> StoreResult<bool> {
+    // The count and the insert are one statement, but on PostgreSQL two instances' statements
+    // may each count before the other inserts: a transaction-scoped advisory lock on the
+    // session makes the starts of one session take turns (other sessions are not held up).
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(&f.session_token_hash)
+        .execute(&mut *tx)
+        .await?;
+    let result = sqlx::query(
         "INSERT INTO flow_states (state_hash, browser_hash, session_token_hash, integration, \
          end_user_id, pkce_verifier, redirect_uri, return_url, display, expires_at, created_at, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         updated_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
+         WHERE (SELECT COUNT(*) FROM flow_states WHERE session_token_hash = $13) < $14",
     )
     .bind(&f.state_hash)
     .bind(&f.browser_hash)
@@ -124,9 +143,126 @@ pub(super) async fn insert_flow_state(pool: &PgPool, f: &FlowStateRow) -> StoreR
     .bind(f.expires_at)
     .bind(f.created_at)
     .bind(f.created_at)
+    .bind(&f.session_token_hash)
+    .bind(i64::from(max_per_session))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub(super) async fn bind_connect_session(
+    pool: &PgPool,
+    token_hash: &str,
+    browser_hash: &str,
+    now: i64,
+) -> StoreResult<Option<String>> {
+    // COALESCE keeps the first binding: the statement is the decision, not a read before it.
+    let bound: Option<Option<String>> = sqlx::query_scalar(
+        "UPDATE connect_sessions SET browser_hash = COALESCE(browser_hash, $1), updated_at = $2 \
+         WHERE token_hash = $3 RETURNING browser_hash",
+    )
+    .bind(browser_hash)
+    .bind(now)
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?;
+    Ok(bound.flatten())
+}
+
+pub(super) async fn complete_connect_session(
+    pool: &PgPool,
+    token_hash: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    let result = sqlx::query(
+        "UPDATE connect_sessions SET completed_at = $1, updated_at = $2 \
+         WHERE token_hash = $3 AND completed_at IS NULL",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(token_hash)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub(super) async fn reopen_connect_session(
+    pool: &PgPool,
+    token_hash: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE connect_sessions SET completed_at = NULL, updated_at = $1 WHERE token_hash = $2",
+    )
+    .bind(now)
+    .bind(token_hash)
     .execute(pool)
     .await?;
     Ok(())
+}
+
+pub(super) async fn count_session_attempt(
+    pool: &PgPool,
+    token_hash: &str,
+    now: i64,
+    window_secs: i64,
+) -> StoreResult<Option<AttemptWindow>> {
+    // A window that began at or before `now - window_secs` is over: this check opens a new one.
+    let counted: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE connect_sessions SET \
+           attempts = CASE WHEN attempts_since IS NULL OR attempts_since <= $1 THEN 1 \
+                      ELSE attempts + 1 END, \
+           attempts_since = CASE WHEN attempts_since IS NULL OR attempts_since <= $2 THEN $3 \
+                            ELSE attempts_since END, \
+           updated_at = $4 \
+         WHERE token_hash = $5 RETURNING attempts, attempts_since",
+    )
+    .bind(now - window_secs)
+    .bind(now - window_secs)
+    .bind(now)
+    .bind(now)
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?;
+    Ok(counted.map(|(attempts, since)| AttemptWindow {
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        since,
+    }))
+}
+
+pub(super) async fn flow_states_after(
+    pool: &PgPool,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<FlowStateRow>> {
+    let records: Vec<FlowRecord> = sqlx::query_as(
+        "SELECT state_hash, browser_hash, session_token_hash, integration, end_user_id, \
+         pkce_verifier, redirect_uri, return_url, display, expires_at, created_at \
+         FROM flow_states WHERE state_hash > $1 ORDER BY state_hash LIMIT $2",
+    )
+    .bind(after.unwrap_or(""))
+    .bind(i64::from(limit.clamp(1, 1000)))
+    .fetch_all(pool)
+    .await?;
+    Ok(records.into_iter().map(Into::into).collect())
+}
+
+pub(super) async fn reseal_flow_verifier(
+    pool: &PgPool,
+    state_hash: &str,
+    old: &[u8],
+    new: &[u8],
+) -> StoreResult<bool> {
+    let result = sqlx::query(
+        "UPDATE flow_states SET pkce_verifier = $1 WHERE state_hash = $2 AND pkce_verifier = $3",
+    )
+    .bind(new)
+    .bind(state_hash)
+    .bind(old)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
 }
 
 pub(super) async fn consume_flow_state(

@@ -25,9 +25,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::{
-    ChangeFeed, ConnectSessionRow, ConnectionFilter, ConnectionRow, ConnectionStatus,
-    ConsumeOutcome, CredentialsUpdate, FlowStateRow, NewWebhookEvent, StatusChange, Store,
-    StoreOptions, StoreResult, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
+    AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionFilter, ConnectionRow,
+    ConnectionStatus, ConsumeOutcome, CredentialsUpdate, FlowStateRow, NewWebhookEvent,
+    StatusChange, Store, StoreOptions, StoreResult, WebhookAttempt, WebhookEventFilter,
+    WebhookEventRow,
 };
 
 /// Connections per instance when `[database] pool_size` is not set.
@@ -116,9 +117,22 @@ impl PgStore {
     /// migrated it) is refused with [`crate::StoreError::UnknownMigration`], changing nothing.
     #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("./migrations/postgres")
-            .run(&self.pool)
+        let mut conn = self.pool.acquire().await?;
+        // Waiting for another instance's migration, or a long ALTER, is not a stuck request:
+        // the statement timeout is lifted on this connection for the migration, and restored
+        // (to the connection's start-up value) before it goes back to the pool.
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut *conn)
             .await?;
+        // `run_direct` on the one connection: `run` would take a fresh one from the pool,
+        // without the lifted timeout.
+        let migrated = sqlx::migrate!("./migrations/postgres")
+            .run_direct(&mut *conn)
+            .await;
+        sqlx::query("RESET statement_timeout")
+            .execute(&mut *conn)
+            .await?;
+        migrated?;
         Ok(())
     }
 
@@ -159,9 +173,62 @@ impl Store for PgStore {
         flows::get_connect_session(&self.pool, token_hash).await
     }
 
+    #[tracing::instrument(skip_all, err)]
+    async fn bind_connect_session(
+        &self,
+        token_hash: &str,
+        browser_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
+        flows::bind_connect_session(&self.pool, token_hash, browser_hash, now).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn complete_connect_session(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
+        flows::complete_connect_session(&self.pool, token_hash, now).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn reopen_connect_session(&self, token_hash: &str, now: i64) -> StoreResult<()> {
+        flows::reopen_connect_session(&self.pool, token_hash, now).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn count_session_attempt(
+        &self,
+        token_hash: &str,
+        now: i64,
+        window_secs: i64,
+    ) -> StoreResult<Option<AttemptWindow>> {
+        flows::count_session_attempt(&self.pool, token_hash, now, window_secs).await
+    }
+
     #[tracing::instrument(skip_all, fields(integration = %flow.integration), err)]
-    async fn insert_flow_state(&self, flow: &FlowStateRow) -> StoreResult<()> {
-        flows::insert_flow_state(&self.pool, flow).await
+    async fn insert_flow_state(
+        &self,
+        flow: &FlowStateRow,
+        max_per_session: u32,
+    ) -> StoreResult<bool> {
+        flows::insert_flow_state(&self.pool, flow, max_per_session).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn flow_states_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<FlowStateRow>> {
+        flows::flow_states_after(&self.pool, after, limit).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn reseal_flow_verifier(
+        &self,
+        state_hash: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool> {
+        flows::reseal_flow_verifier(&self.pool, state_hash, old, new).await
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -235,6 +302,28 @@ impl Store for PgStore {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    #[tracing::instrument(skip_all, fields(key = %key), err)]
+    async fn reseal_integration(
+        &self,
+        key: &str,
+        old: &[u8],
+        new: &[u8],
+        now: i64,
+    ) -> StoreResult<bool> {
+        // Compare-and-swap on the sealed bytes: a PUT that replaced the configuration
+        // meanwhile wins, and this re-seal changes nothing.
+        let result = sqlx::query(
+            "UPDATE integrations SET config = $1, updated_at = $2 WHERE key = $3 AND config = $4",
+        )
+        .bind(new)
+        .bind(now)
+        .bind(key)
+        .bind(old)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {

@@ -3,7 +3,7 @@
 
 use sqlx::SqlitePool;
 
-use crate::{ConnectSessionRow, ConsumeOutcome, FlowStateRow, StoreResult};
+use crate::{AttemptWindow, ConnectSessionRow, ConsumeOutcome, FlowStateRow, StoreResult};
 
 /// A `connect_sessions` row as SQLite returns it.
 #[derive(sqlx::FromRow)]
@@ -16,6 +16,8 @@ struct SessionRecord {
     return_url: Option<String>,
     expires_at: i64,
     created_at: i64,
+    browser_hash: Option<String>,
+    completed_at: Option<i64>,
 }
 
 impl From<SessionRecord> for ConnectSessionRow {
@@ -29,6 +31,8 @@ impl From<SessionRecord> for ConnectSessionRow {
             return_url: r.return_url,
             expires_at: r.expires_at,
             created_at: r.created_at,
+            browser_hash: r.browser_hash,
+            completed_at: r.completed_at,
         }
     }
 }
@@ -71,11 +75,10 @@ pub(super) async fn insert_connect_session(
     pool: &SqlitePool,
     s: &ConnectSessionRow,
 ) -> StoreResult<()> {
-    // Sessions are never modified, so `updated_at` starts (and stays) at `created_at`.
     sqlx::query(
         "INSERT INTO connect_sessions (token_hash, end_user_id, end_user_email, \
-         end_user_display_name, integrations, return_url, expires_at, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         end_user_display_name, integrations, return_url, expires_at, created_at, updated_at, \
+         browser_hash, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&s.token_hash)
     .bind(&s.end_user_id)
@@ -86,6 +89,8 @@ pub(super) async fn insert_connect_session(
     .bind(s.expires_at)
     .bind(s.created_at)
     .bind(s.created_at)
+    .bind(&s.browser_hash)
+    .bind(s.completed_at)
     .execute(pool)
     .await?;
     Ok(())
@@ -97,7 +102,8 @@ pub(super) async fn get_connect_session(
 ) -> StoreResult<Option<ConnectSessionRow>> {
     let record: Option<SessionRecord> = sqlx::query_as(
         "SELECT token_hash, end_user_id, end_user_email, end_user_display_name, integrations, \
-         return_url, expires_at, created_at FROM connect_sessions WHERE token_hash = ?",
+         return_url, expires_at, created_at, browser_hash, completed_at FROM connect_sessions \
+         WHERE token_hash = ?",
     )
     .bind(token_hash)
     .fetch_optional(pool)
@@ -105,11 +111,17 @@ pub(super) async fn get_connect_session(
     Ok(record.map(Into::into))
 }
 
-pub(super) async fn insert_flow_state(pool: &SqlitePool, f: &FlowStateRow) -> StoreResult<()> {
-    sqlx::query(
+pub(super) async fn insert_flow_state(
+    pool: &SqlitePool,
+    f: &FlowStateRow,
+    max_per_session: u32,
+) -> StoreResult<bool> {
+    // The count and the insert are one statement, so the cap holds under concurrent starts.
+    let result = sqlx::query(
         "INSERT INTO flow_states (state_hash, browser_hash, session_token_hash, integration, \
          end_user_id, pkce_verifier, redirect_uri, return_url, display, expires_at, created_at, \
-         updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         updated_at) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+         WHERE (SELECT COUNT(*) FROM flow_states WHERE session_token_hash = ?) < ?",
     )
     .bind(&f.state_hash)
     .bind(&f.browser_hash)
@@ -123,9 +135,125 @@ pub(super) async fn insert_flow_state(pool: &SqlitePool, f: &FlowStateRow) -> St
     .bind(f.expires_at)
     .bind(f.created_at)
     .bind(f.created_at)
+    .bind(&f.session_token_hash)
+    .bind(i64::from(max_per_session))
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub(super) async fn bind_connect_session(
+    pool: &SqlitePool,
+    token_hash: &str,
+    browser_hash: &str,
+    now: i64,
+) -> StoreResult<Option<String>> {
+    // COALESCE keeps the first binding: the statement is the decision, not a read before it.
+    let bound: Option<Option<String>> = sqlx::query_scalar(
+        "UPDATE connect_sessions SET browser_hash = COALESCE(browser_hash, ?), updated_at = ? \
+         WHERE token_hash = ? RETURNING browser_hash",
+    )
+    .bind(browser_hash)
+    .bind(now)
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?;
+    Ok(bound.flatten())
+}
+
+pub(super) async fn complete_connect_session(
+    pool: &SqlitePool,
+    token_hash: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    let result = sqlx::query(
+        "UPDATE connect_sessions SET completed_at = ?, updated_at = ? \
+         WHERE token_hash = ? AND completed_at IS NULL",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(token_hash)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub(super) async fn reopen_connect_session(
+    pool: &SqlitePool,
+    token_hash: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE connect_sessions SET completed_at = NULL, updated_at = ? WHERE token_hash = ?",
+    )
+    .bind(now)
+    .bind(token_hash)
     .execute(pool)
     .await?;
     Ok(())
+}
+
+pub(super) async fn count_session_attempt(
+    pool: &SqlitePool,
+    token_hash: &str,
+    now: i64,
+    window_secs: i64,
+) -> StoreResult<Option<AttemptWindow>> {
+    // A window that began at or before `now - window_secs` is over: this check opens a new one.
+    let counted: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE connect_sessions SET \
+           attempts = CASE WHEN attempts_since IS NULL OR attempts_since <= ? THEN 1 \
+                      ELSE attempts + 1 END, \
+           attempts_since = CASE WHEN attempts_since IS NULL OR attempts_since <= ? THEN ? \
+                            ELSE attempts_since END, \
+           updated_at = ? \
+         WHERE token_hash = ? RETURNING attempts, attempts_since",
+    )
+    .bind(now - window_secs)
+    .bind(now - window_secs)
+    .bind(now)
+    .bind(now)
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?;
+    Ok(counted.map(|(attempts, since)| AttemptWindow {
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        since,
+    }))
+}
+
+pub(super) async fn flow_states_after(
+    pool: &SqlitePool,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<FlowStateRow>> {
+    let records: Vec<FlowRecord> = sqlx::query_as(
+        "SELECT state_hash, browser_hash, session_token_hash, integration, end_user_id, \
+         pkce_verifier, redirect_uri, return_url, display, expires_at, created_at \
+         FROM flow_states WHERE state_hash > ? ORDER BY state_hash LIMIT ?",
+    )
+    .bind(after.unwrap_or(""))
+    .bind(i64::from(limit.clamp(1, 1000)))
+    .fetch_all(pool)
+    .await?;
+    Ok(records.into_iter().map(Into::into).collect())
+}
+
+pub(super) async fn reseal_flow_verifier(
+    pool: &SqlitePool,
+    state_hash: &str,
+    old: &[u8],
+    new: &[u8],
+) -> StoreResult<bool> {
+    let result = sqlx::query(
+        "UPDATE flow_states SET pkce_verifier = ? WHERE state_hash = ? AND pkce_verifier = ?",
+    )
+    .bind(new)
+    .bind(state_hash)
+    .bind(old)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
 }
 
 pub(super) async fn consume_flow_state(

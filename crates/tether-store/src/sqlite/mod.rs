@@ -18,9 +18,10 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::{
-    ChangeFeed, ConnectSessionRow, ConnectionFilter, ConnectionRow, ConnectionStatus,
-    ConsumeOutcome, CredentialsUpdate, FlowStateRow, NewWebhookEvent, StatusChange, Store,
-    StoreOptions, StoreResult, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
+    AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionFilter, ConnectionRow,
+    ConnectionStatus, ConsumeOutcome, CredentialsUpdate, FlowStateRow, NewWebhookEvent,
+    StatusChange, Store, StoreError, StoreOptions, StoreResult, WebhookAttempt, WebhookEventFilter,
+    WebhookEventRow,
 };
 
 /// Connections kept for a file database. SQLite has one writer at a time anyway; the extra
@@ -60,6 +61,7 @@ impl SqliteStore {
         // for files keeps the intent readable.
         if !in_memory {
             options = options.journal_mode(SqliteJournalMode::Wal);
+            private_files(options.get_filename())?;
         }
 
         let pool_options = if in_memory {
@@ -96,6 +98,49 @@ impl SqliteStore {
     }
 }
 
+/// Makes the database file private to its owner (mode 0600) before SQLite opens it: created
+/// so when missing, tightened when an older file (or its `-wal`/`-shm`) is readable by others.
+/// SQLite creates the `-wal` and `-shm` files with the database file's mode, so they follow.
+/// The file holds end users' emails, hashes and sealed secrets; no other local user needs it.
+fn private_files(path: &std::path::Path) -> StoreResult<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(StoreError::Database(sqlx::Error::Io(err))),
+        }
+        let mut names = vec![path.as_os_str().to_owned()];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            names.push(name);
+        }
+        for name in names {
+            let Ok(metadata) = std::fs::metadata(&name) else {
+                continue;
+            };
+            if metadata.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|err| StoreError::Database(sqlx::Error::Io(err)))?;
+                tracing::warn!(
+                    path = %std::path::Path::new(&name).display(),
+                    "the database file was readable by other users; it is now mode 0600"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 /// Whether `url` names an in-memory database (`sqlite::memory:` or `?mode=memory`).
 fn is_in_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
@@ -125,9 +170,62 @@ impl Store for SqliteStore {
         flows::get_connect_session(&self.pool, token_hash).await
     }
 
+    #[tracing::instrument(skip_all, err)]
+    async fn bind_connect_session(
+        &self,
+        token_hash: &str,
+        browser_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<String>> {
+        flows::bind_connect_session(&self.pool, token_hash, browser_hash, now).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn complete_connect_session(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
+        flows::complete_connect_session(&self.pool, token_hash, now).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn reopen_connect_session(&self, token_hash: &str, now: i64) -> StoreResult<()> {
+        flows::reopen_connect_session(&self.pool, token_hash, now).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn count_session_attempt(
+        &self,
+        token_hash: &str,
+        now: i64,
+        window_secs: i64,
+    ) -> StoreResult<Option<AttemptWindow>> {
+        flows::count_session_attempt(&self.pool, token_hash, now, window_secs).await
+    }
+
     #[tracing::instrument(skip_all, fields(integration = %flow.integration), err)]
-    async fn insert_flow_state(&self, flow: &FlowStateRow) -> StoreResult<()> {
-        flows::insert_flow_state(&self.pool, flow).await
+    async fn insert_flow_state(
+        &self,
+        flow: &FlowStateRow,
+        max_per_session: u32,
+    ) -> StoreResult<bool> {
+        flows::insert_flow_state(&self.pool, flow, max_per_session).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn flow_states_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<FlowStateRow>> {
+        flows::flow_states_after(&self.pool, after, limit).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn reseal_flow_verifier(
+        &self,
+        state_hash: &str,
+        old: &[u8],
+        new: &[u8],
+    ) -> StoreResult<bool> {
+        flows::reseal_flow_verifier(&self.pool, state_hash, old, new).await
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -203,6 +301,26 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    #[tracing::instrument(skip_all, fields(key = %key), err)]
+    async fn reseal_integration(
+        &self,
+        key: &str,
+        old: &[u8],
+        new: &[u8],
+        now: i64,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE integrations SET config = ?, updated_at = ? WHERE key = ? AND config = ?",
+        )
+        .bind(new)
+        .bind(now)
+        .bind(key)
+        .bind(old)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<u64> {

@@ -1,0 +1,127 @@
+// The shapes of Tether's HTTP API, as the server sends and accepts them (snake_case, as on
+// the wire). `test/openapi.test.mjs` checks them against the server's OpenAPI document.
+
+/** An end user of the app, who connects their own CRM account. */
+export interface EndUser {
+  id: string;
+  email?: string | null;
+  display_name?: string | null;
+}
+
+export interface CreateConnectSession {
+  end_user: EndUser;
+  /** Integration keys the session may connect; all when absent. */
+  integrations?: string[];
+  /** Where the browser goes after connecting; must be on the allowed origins. */
+  return_url?: string;
+}
+
+export interface ConnectSession {
+  token: string;
+  connect_url: string;
+  expires_at: string;
+}
+
+export type ConnectionStatus = "active" | "needs_reauth" | "revoked";
+
+export interface Connection {
+  id: string;
+  integration: string;
+  end_user: EndUser;
+  status: ConnectionStatus;
+  expires_at: string | null;
+  metadata: Record<string, unknown>;
+  last_error: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ConnectionFilter {
+  end_user_id?: string;
+  integration?: string;
+  status?: ConnectionStatus;
+  limit?: number;
+}
+
+export interface Credentials {
+  connection_id: string;
+  integration: string;
+  auth_mode: string;
+  base_url: string;
+  /** Headers to send to the provider yourself, instead of using the proxy. */
+  headers: Record<string, string>;
+  expires_at: string | null;
+  /** OAuth connections only. */
+  access_token?: string;
+  token_type?: string;
+}
+
+export interface ImportConnection {
+  integration: string;
+  end_user: EndUser;
+  credentials: Record<string, unknown>;
+  metadata?: Record<string, unknown>;
+}
+
+export interface Integration {
+  key: string;
+  provider: string;
+  display_name: string;
+  auth_mode: string;
+  managed_by: "config" | "api";
+  [other: string]: unknown;
+}
+
+export interface Provider {
+  id: string;
+  display_name: string;
+  auth_mode: string;
+  [other: string]: unknown;
+}
+
+export type WebhookDeliveryStatus = "pending" | "delivered" | "failed";
+
+export interface WebhookDelivery {
+  id: string;
+  type: string;
+  connection_id: string;
+  status: WebhookDeliveryStatus;
+  attempts: number;
+  next_attempt_at: string | null;
+  last_attempt_at: string | null;
+  last_status_code: number | null;
+  last_error: string | null;
+  delivered_at: string | null;
+  created_at: string;
+  payload: WebhookEvent;
+}
+
+export interface WebhookDeliveryFilter {
+  connection_id?: string;
+  status?: WebhookDeliveryStatus;
+  limit?: number;
+}
+
+/** The body Tether POSTs to the app's webhook URL. */
+export interface WebhookEvent {
+  id: string;
+  type:
+    | "connection.created"
+    | "connection.refreshed"
+    | "connection.refresh_failed"
+    | "connection.deleted";
+  connection_id: string;
+  integration: string;
+  end_user_id: string;
+  occurred_at: string;
+  [other: string]: unknown;
+}
+
+/** An RFC 9457 problem, as every API error is sent. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+}

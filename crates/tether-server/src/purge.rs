@@ -1,0 +1,32 @@
+//! The purge: deletes expired connect sessions and OAuth flow states in the background, so
+//! abandoned links and flows do not pile up. Every instance may run it; the deletes are
+//! idempotent, so instances running it at the same time only repeat each other's work.
+
+use tether_core::unix_time;
+use tether_store::Store;
+use tokio::sync::watch;
+
+use crate::state::AppState;
+
+/// Runs until `shutdown` turns true (or its sender is dropped).
+pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Receiver<bool>) {
+    let _running = crate::state::Running::mark(&state.workers.purge);
+    let interval = state
+        .config
+        .purge_interval
+        .max(std::time::Duration::from_secs(1));
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        match state.store.purge_expired(unix_time::now()).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "purged expired connect sessions and flows"),
+            Err(err) => tracing::warn!(error = %err, "purging expired connect sessions failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+}

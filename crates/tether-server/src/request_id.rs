@@ -1,0 +1,76 @@
+//! Every request gets an id: taken from `X-Request-Id` when a trusted proxy (a peer listed in
+//! `trusted_proxies`) sent a well-formed one, generated otherwise. It is returned on the
+//! response, and every log line written while the request is handled carries it (the handler
+//! runs inside a span that holds it), so an app's support ticket, a page's reference and
+//! Tether's log meet. The same middleware counts the request by route and status.
+//!
+//! A client's own `X-Request-Id` is not trusted from untrusted peers: it would let anyone
+//! write arbitrary text into the operator's logs, or make their requests look like another's.
+
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tether_store::Store;
+use tracing::Instrument;
+
+use crate::state::AppState;
+
+/// The header that carries the id, both ways.
+pub const HEADER: &str = "x-request-id";
+
+/// Middleware: the request's span, id header and metrics.
+pub async fn track<S: Store>(
+    State(state): State<AppState<S>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let id = accepted_id(&state, &request).unwrap_or_else(|| {
+        // 16 random bytes are plenty to tell requests apart; the prefix says what it is.
+        let mut id = String::from("req_");
+        id.push_str(&tether_core::random::token()[..22]);
+        id
+    });
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        route = route.as_deref().unwrap_or("unmatched"),
+    );
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span).await;
+    state.metrics.http_request(
+        route.as_deref(),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    response
+}
+
+/// The proxy's id, when the peer is trusted and the id is short and plain.
+fn accepted_id<S: Store>(state: &AppState<S>, request: &Request) -> Option<String> {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()?
+        .0
+        .ip();
+    if !state.config.trusted_proxies.contains(&peer) {
+        return None;
+    }
+    let value = request.headers().get(HEADER)?.to_str().ok()?;
+    let plain = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    plain.then(|| value.to_owned())
+}

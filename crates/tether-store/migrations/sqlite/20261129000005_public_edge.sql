@@ -1,0 +1,10 @@
+-- The public edge: a connect session belongs to the first browser that opens it, ends with its
+-- first successful connection, and counts credential checks for rate limiting. Flow states are
+-- counted per session, so that lookup gets an index.
+
+ALTER TABLE connect_sessions ADD COLUMN browser_hash TEXT;
+ALTER TABLE connect_sessions ADD COLUMN completed_at INTEGER;
+ALTER TABLE connect_sessions ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE connect_sessions ADD COLUMN attempts_since INTEGER;
+
+CREATE INDEX flow_states_session ON flow_states (session_token_hash);

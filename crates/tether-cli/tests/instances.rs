@@ -455,6 +455,24 @@ async fn three_instances_behave_as_one_gateway() {
     let [a, b, c] = &instances[..] else {
         unreachable!()
     };
+    for instance in &instances {
+        within(
+            Duration::from_secs(5),
+            "each instance hears the others",
+            async || {
+                let ready: Value = instance
+                    .get("ready")
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                ready["workers"]["changes"] == "listening"
+            },
+        )
+        .await;
+    }
 
     // A connect flow started on A finishes on B: the load balancer sent the provider's
     // redirect back to another instance. Nothing of the flow lives in A's memory.

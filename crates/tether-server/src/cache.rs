@@ -89,6 +89,12 @@ impl CredentialCache {
         }
     }
 
+    /// Whether entries are served and kept (false while other instances' changes may go
+    /// unheard).
+    pub fn is_trusted(&self) -> bool {
+        self.trusted.load(Ordering::SeqCst)
+    }
+
     /// The invalidation generation of `id`; read it before reading the store, and give it to
     /// the value that read produces.
     pub fn generation(&self, id: &str) -> u64 {

@@ -19,6 +19,7 @@ pub(crate) async fn run<S: Store>(
     mut feed: ChangeFeed,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let _running = crate::state::Running::mark(&state.workers.changes);
     loop {
         let change = tokio::select! {
             change = feed.next() => change,

@@ -276,7 +276,7 @@ async fn main() -> anyhow::Result<()> {
 enum Database {
     Sqlite(String),
     Postgres {
-        options: PgConnectOptions,
+        options: Box<PgConnectOptions>,
         schema: String,
     },
 }
@@ -297,7 +297,10 @@ impl Database {
         sqlx::query(&format!("CREATE SCHEMA {schema}"))
             .execute(&mut admin)
             .await?;
-        Ok(Database::Postgres { options, schema })
+        Ok(Database::Postgres {
+            options: Box::new(options),
+            schema,
+        })
     }
 
     /// A new store (its own pool) on this database.
@@ -306,7 +309,7 @@ impl Database {
             Database::Sqlite(url) => AnyStore::connect(url, &StoreOptions::default()).await?,
             Database::Postgres { options, schema } => AnyStore::Postgres(
                 PgStore::connect_with(
-                    options.clone().options([("search_path", schema.as_str())]),
+                    PgConnectOptions::clone(options).options([("search_path", schema.as_str())]),
                     &StoreOptions::default(),
                 )
                 .await?,

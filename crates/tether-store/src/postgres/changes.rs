@@ -45,19 +45,14 @@ async fn listen(options: PgConnectOptions, channel: String, tx: mpsc::UnboundedS
                 if tx.send(Change::Resync).is_err() {
                     return;
                 }
-                loop {
-                    match listener.try_recv().await {
-                        Ok(Some(notification)) => {
-                            if let Some(change) = parse(&notification)
-                                && tx.send(change).is_err()
-                            {
-                                return;
-                            }
-                        }
-                        // The connection dropped (`None`), or failed in another way (a
-                        // terminated backend reports an error first): either way,
-                        // notifications may have been lost from here on.
-                        Ok(None) | Err(_) => break,
+                // Until the connection drops (`None`) or fails in another way (a terminated
+                // backend reports an error first): either way, notifications may be lost
+                // from then on.
+                while let Ok(Some(notification)) = listener.try_recv().await {
+                    if let Some(change) = parse(&notification)
+                        && tx.send(change).is_err()
+                    {
+                        return;
                     }
                 }
                 tracing::warn!(

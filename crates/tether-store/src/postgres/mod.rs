@@ -47,8 +47,9 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
-    /// What the notification listener connects with (same server, database and schema).
-    options: PgConnectOptions,
+    /// What the notification listener connects with (same server, database and schema);
+    /// shared, as the store is cloned into every request.
+    options: std::sync::Arc<PgConnectOptions>,
     /// The NOTIFY channel of this database schema; see `changes.rs`.
     channel: String,
 }
@@ -100,7 +101,7 @@ impl PgStore {
             .await?;
         let store = PgStore {
             pool,
-            options: connect,
+            options: std::sync::Arc::new(connect),
             channel: changes::channel_for(&schema),
         };
         store.migrate().await?;
@@ -155,7 +156,7 @@ impl Store for PgStore {
 
     fn changes(&self) -> Option<ChangeFeed> {
         Some(changes::subscribe(
-            self.options.clone(),
+            PgConnectOptions::clone(&self.options),
             self.channel.clone(),
         ))
     }

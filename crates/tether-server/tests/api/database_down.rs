@@ -1,10 +1,12 @@
 //! When the database cannot be reached, the API says so: 503 problem+json with the stable
-//! code `database_unavailable` and a `Retry-After`, never a 500 or the driver's message.
+//! code `database_unavailable` and a `Retry-After`, never a 500 or the driver's message; the
+//! Connect page says to try again in a moment.
 //! The outage is made real by closing the gateway's own connection pool (the shared server is
 //! left alone), which fails every later call exactly as an unreachable server does.
 
 use reqwest::Method;
 use serde_json::Value;
+use url::Url;
 
 use crate::helpers::spawn_app;
 
@@ -12,6 +14,7 @@ use crate::helpers::spawn_app;
 async fn a_database_outage_answers_503_problem_json() {
     let app = spawn_app().await;
     let id = app.connect("down-user").await;
+    let session = app.create_session("page-user", None).await;
     let state = app.gateway_state.as_ref().expect("the gateway runs");
     state.store.pool().close().await;
 
@@ -35,4 +38,11 @@ async fn a_database_outage_answers_503_problem_json() {
         let detail = body["detail"].as_str().unwrap();
         assert!(!detail.contains("pool"), "no driver detail leaks: {detail}");
     }
+
+    // The end user's Connect page says the same, as a page.
+    let connect_url = Url::parse(session["connect_url"].as_str().unwrap()).unwrap();
+    let page = reqwest::get(connect_url).await.unwrap();
+    assert_eq!(page.status(), 503);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Try again in a moment"), "{html}");
 }

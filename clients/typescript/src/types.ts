@@ -50,6 +50,8 @@ export interface Credentials {
   base_url: string;
   /** Headers to send to the provider yourself, instead of using the proxy. */
   headers: Record<string, string>;
+  /** Query parameters to add to every call (Bitrix24's `auth`); usually empty. */
+  query: Record<string, string>;
   expires_at: string | null;
   /** OAuth connections only. */
   access_token?: string;
@@ -72,10 +74,31 @@ export interface Integration {
   [other: string]: unknown;
 }
 
+/** Something the operator configures or the end user enters for a provider. */
+export interface ProviderItem {
+  name: string;
+  label: string;
+  required: boolean;
+  secret: boolean;
+  default?: string;
+  pattern?: string;
+}
+
 export interface Provider {
   id: string;
   display_name: string;
   auth_mode: string;
+  /** What the operator puts in the integration (client, settings). */
+  operator: ProviderItem[];
+  /** What the end user enters on the Connect page (before the redirect, for OAuth). */
+  end_user: ProviderItem[];
+  /** The provider quirks Tether handles, in words. */
+  quirks: string[];
+  /** Hosts a URL from a connection value may name (empty: fixed hosts only). */
+  allowed_hosts: string[];
+  /** The public documentation the provider file's facts come from. */
+  docs_url: string | null;
+  mark: { text: string; color: string };
   [other: string]: unknown;
 }
 

@@ -106,6 +106,10 @@ test('import and delete', async () => {
 test('integrations and providers', async () => {
   const providers = await tether.providers.list();
   assert.ok(providers.some((p) => p.id === 'redtail' && p.auth_mode === 'two_step'));
+  const salesforce = providers.find((p) => p.id === 'salesforce');
+  assert.deepEqual(salesforce.end_user, []);
+  assert.ok(salesforce.operator.some((item) => item.name === 'client_id'));
+  assert.ok(salesforce.docs_url.startsWith('https://'));
   const oauth = demo.info.emulators.oauth;
   const put = await tether.integrations.put('ts-extra', {
     provider: 'oauth2',

@@ -41,18 +41,133 @@ pub enum KeysCommand {
     Rotate,
 }
 
-pub fn providers_list() -> anyhow::Result<()> {
+#[derive(Subcommand)]
+pub enum ProvidersCommand {
+    /// List every provider: id, name, auth mode.
+    List,
+    /// What one provider needs: the operator's settings, the end user's fields, the quirks
+    /// Tether handles, and where its facts come from.
+    Show { id: String },
+}
+
+pub fn providers(command: ProvidersCommand) -> anyhow::Result<()> {
     let catalog = Catalog::embedded().context("loading the built-in catalog")?;
-    println!("{:<20} {:<28} AUTH MODE", "ID", "NAME");
-    for provider in catalog.iter() {
-        println!(
-            "{:<20} {:<28} {}",
-            provider.id,
-            provider.display_name,
-            provider.auth_mode.as_str()
-        );
+    match command {
+        ProvidersCommand::List => {
+            let mut out = format!("{:<24} {:<42} AUTH MODE\n", "ID", "NAME");
+            for provider in catalog.iter() {
+                out.push_str(&format!(
+                    "{:<24} {:<42} {}\n",
+                    provider.id,
+                    provider.display_name,
+                    provider.auth_mode.as_str()
+                ));
+            }
+            write_out(&out)
+        }
+        ProvidersCommand::Show { id } => {
+            let Some(provider) = catalog.get(&id) else {
+                anyhow::bail!(
+                    "no provider {id:?} in the catalog (tether providers list shows them)"
+                );
+            };
+            write_out(&provider_details(provider))
+        }
     }
-    Ok(())
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn write_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}
+
+/// `providers show`: plain text, one section per audience.
+fn provider_details(provider: &tether_core::catalog::ProviderDef) -> String {
+    use tether_core::catalog::describe::Item;
+    let mut out = String::new();
+    let mut line = |text: &str| {
+        out.push_str(text);
+        out.push('\n');
+    };
+    line(
+        &[
+            &provider.id,
+            ": ",
+            &provider.display_name,
+            " (",
+            provider.auth_mode.as_str(),
+            ")",
+        ]
+        .concat(),
+    );
+    if !provider.description.is_empty() {
+        line(&provider.description);
+    }
+    let show = |items: Vec<Item>, none: &str| -> Vec<String> {
+        if items.is_empty() {
+            return vec![["  ", none].concat()];
+        }
+        items
+            .into_iter()
+            .map(|i| {
+                let mut text = ["  ", &i.name].concat();
+                if !i.label.is_empty() {
+                    text.push_str(": ");
+                    text.push_str(&i.label);
+                }
+                if let Some(default) = &i.default {
+                    text.push_str(" (default ");
+                    text.push_str(default);
+                    text.push(')');
+                } else if !i.required {
+                    text.push_str(" (optional)");
+                }
+                if i.secret {
+                    text.push_str(" [secret]");
+                }
+                text
+            })
+            .collect()
+    };
+    line("");
+    line("The operator configures ([integrations.KEY], with provider = this id):");
+    for text in show(provider.operator_items(), "nothing else") {
+        line(&text);
+    }
+    line("");
+    line("The end user enters on the Connect page:");
+    let none = match provider.auth_mode {
+        tether_core::catalog::AuthMode::Oauth2 => "nothing: they sign in at the provider",
+        tether_core::catalog::AuthMode::Oauth2ClientCredentials => {
+            "nothing: the integration's own client connects"
+        }
+        _ => "nothing",
+    };
+    for text in show(provider.end_user_items(), none) {
+        line(&text);
+    }
+    line("");
+    line("Quirks handled:");
+    let quirks = provider.quirks();
+    if quirks.is_empty() {
+        line("  none");
+    }
+    for quirk in quirks {
+        line(&["  - ", &quirk.replace('`', "")].concat());
+    }
+    line("");
+    line(
+        &[
+            "Documentation: ",
+            provider.docs_url.as_deref().unwrap_or("none given"),
+        ]
+        .concat(),
+    );
+    out
 }
 
 pub fn integrations_list(config_path: &Path) -> anyhow::Result<()> {

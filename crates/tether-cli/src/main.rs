@@ -35,10 +35,10 @@ enum Command {
     Serve,
     /// Run the gateway with emulated Redtail CRM, Salesmate and an OAuth CRM, offline.
     Demo(demo::DemoArgs),
-    /// List the providers in the built-in catalog.
+    /// The providers in the built-in catalog.
     Providers {
         #[command(subcommand)]
-        command: ListOnly,
+        command: commands::ProvidersCommand,
     },
     /// List the configured integrations.
     Integrations {
@@ -120,7 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve::run(&cli.config).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Providers { .. } => commands::providers_list(),
+        Command::Providers { command } => commands::providers(command),
         Command::Integrations { .. } => commands::integrations_list(&cli.config),
         Command::Connections { command } => commands::connections(&cli.config, command).await,
         Command::Keys { command } => commands::keys(&cli.config, command).await,

@@ -237,6 +237,49 @@ async fn providers_list_shows_the_catalog() {
     assert!(output.status.success());
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("oauth2"), "{stdout}");
+    // One line per provider after the header: the whole catalog, at least 30 CRMs.
+    assert!(stdout.lines().count() > 30, "{stdout}");
+    for id in [
+        "salesforce",
+        "hubspot",
+        "wealthbox",
+        "zoho-crm",
+        "dynamics-365",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(id)),
+            "{id} missing: {stdout}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn providers_show_tells_who_configures_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tether(dir.path())
+        .args(["providers", "show", "kommo"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    for expected in [
+        "kommo: Kommo (oauth2)",
+        "  client_id",
+        "keeps subdomain from the redirect back (referer)",
+        "JSON token requests",
+        "Documentation: https://developers.kommo.com/",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} missing: {stdout}");
+    }
+    let output = tether(dir.path())
+        .args(["providers", "show", "nope"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("no provider \"nope\""), "{stderr}");
 }
 
 /// reqwest is built without a TLS provider; these tests only speak plain HTTP on loopback,

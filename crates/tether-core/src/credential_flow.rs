@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use crate::SecretString;
 use crate::catalog::{AuthMode, FieldDef, Keep, ProviderDef, RequestDef};
 use crate::credentials::Credentials;
-use crate::integration::{Integration, parse_endpoint};
+use crate::integration::Integration;
 use crate::outbound::{CappedResponse, Outbound, OutboundError};
 use crate::template::{Scope, Template, Values};
 
@@ -39,6 +39,20 @@ impl Inputs {
     /// A field's normalised value, if the user gave one.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(SecretString::expose)
+    }
+
+    /// The values the catalog keeps as connection metadata (what an OAuth provider asks before
+    /// its redirect: a subdomain, a data centre), ready to be stored.
+    pub fn metadata(&self, provider: &ProviderDef) -> Map<String, Value> {
+        provider
+            .fields
+            .iter()
+            .filter(|f| f.keep_in(provider.auth_mode) == Keep::Metadata)
+            .filter_map(|f| {
+                self.get(&f.name)
+                    .map(|v| (f.name.clone(), Value::String(v.to_owned())))
+            })
+            .collect()
     }
 }
 
@@ -117,6 +131,13 @@ fn normalise_field(field: &FieldDef, given: &str) -> Result<Option<SecretString>
     if field.lowercase {
         value = Zeroizing::new(value.to_lowercase());
     }
+    if let Some(prefix) = &field.strip_prefix
+        && value.len() > prefix.len()
+        && value.is_char_boundary(prefix.len())
+        && value[..prefix.len()].eq_ignore_ascii_case(prefix)
+    {
+        value = Zeroizing::new(value[prefix.len()..].to_owned());
+    }
     if let Some(suffix) = &field.strip_suffix {
         let len = value.len();
         if len > suffix.len()
@@ -158,6 +179,54 @@ fn normalise_field(field: &FieldDef, given: &str) -> Result<Option<SecretString>
         }
     }
     Ok(Some(SecretString::new(value.as_str())))
+}
+
+/// The values an OAuth provider names in its redirect back (`oauth2.callback_values`, such as
+/// Kommo's `referer`), normalised and held to their patterns. `pairs` is the callback's query.
+/// An absent, repeated or non-matching value is an error naming the parameter, never the
+/// value: nothing is redeemed with a code whose callback cannot be trusted.
+pub fn callback_values(
+    provider: &ProviderDef,
+    pairs: &[(String, String)],
+) -> Result<Map<String, Value>, String> {
+    let mut kept = Map::new();
+    let Some(def) = &provider.oauth2 else {
+        return Ok(kept);
+    };
+    for value in &def.callback_values {
+        let mut given = pairs.iter().filter(|(k, _)| *k == value.param);
+        let raw = match (given.next(), given.next(), &value.default) {
+            (Some((_, raw)), None, _) => raw,
+            (None, _, Some(default)) => default,
+            _ => {
+                return Err(["the callback has no single ", &value.param, " parameter"].concat());
+            }
+        };
+        let field = FieldDef {
+            name: value.name.clone(),
+            label: value.param.clone(),
+            help: String::new(),
+            placeholder: String::new(),
+            secret: false,
+            required: true,
+            trim: true,
+            lowercase: value.lowercase,
+            strip_suffix: value.strip_suffix.clone(),
+            strip_prefix: value.strip_prefix.clone(),
+            pattern: Some(value.pattern.clone()),
+            pattern_hint: None,
+            keep: Some(Keep::Metadata),
+        };
+        let normalised = normalise_field(&field, raw)
+            .ok()
+            .flatten()
+            .ok_or_else(|| ["the callback's ", &value.param, " is not acceptable"].concat())?;
+        kept.insert(
+            value.name.clone(),
+            Value::String(normalised.expose().to_owned()),
+        );
+    }
+    Ok(kept)
 }
 
 /// Credentials obtained elsewhere (`POST /v1/connections`), checked against the catalog as
@@ -362,14 +431,13 @@ async fn send(
             .and_then(|t| t.render(values))
             .map_err(|e| misconfigured("template", &e))
     };
-    let base = values
+    let mut url = values
         .integration
         .api_base_url
         .as_ref()
         .ok_or_else(|| FlowError::Misconfigured("no api_base_url".into()))?
-        .render(values)
+        .render(values, &values.integration.hosts)
         .map_err(|e| misconfigured("api_base_url", &e))?;
-    let mut url = parse_endpoint(&base).map_err(|e| misconfigured("api_base_url", &e))?;
     url.path_segments_mut()
         .map_err(|()| FlowError::Misconfigured("api_base_url cannot have a path".into()))?
         .pop_if_empty()
@@ -706,6 +774,55 @@ mod tests {
                 Err(FlowError::Unavailable { .. })
             ));
         }
+    }
+
+    #[test]
+    fn callback_values_are_normalised_and_held_to_their_pattern() {
+        let kommo = provider("kommo");
+        let pairs = |referer: &[&str]| -> Vec<(String, String)> {
+            let mut pairs = vec![("code".to_owned(), "c".to_owned())];
+            pairs.extend(
+                referer
+                    .iter()
+                    .map(|r| ("referer".to_owned(), (*r).to_owned())),
+            );
+            pairs
+        };
+        let kept = callback_values(&kommo, &pairs(&["ACME.kommo.com"])).unwrap();
+        assert_eq!(kept["subdomain"], "acme");
+        for bad in [
+            vec![],
+            vec!["acme.kommo.com", "other.kommo.com"],
+            vec!["evil.example"],
+            vec!["acme.kommo.com.evil.example"],
+            vec!["a@b.kommo.com"],
+            vec!["acme\n.kommo.com"],
+        ] {
+            let err = callback_values(&kommo, &pairs(&bad)).unwrap_err();
+            assert!(err.contains("referer") && !err.contains("evil"), "{err}");
+        }
+        // Zoho's data centre: from accounts-server, or the default when Zoho sends none.
+        let zoho = provider("zoho-crm");
+        let named = vec![(
+            "accounts-server".to_owned(),
+            "https://accounts.zoho.com.au".to_owned(),
+        )];
+        assert_eq!(
+            callback_values(&zoho, &named).unwrap()["data_center"],
+            "com.au"
+        );
+        assert_eq!(callback_values(&zoho, &[]).unwrap()["data_center"], "com");
+        let foreign = vec![(
+            "accounts-server".to_owned(),
+            "https://accounts.zoho.evil.example".to_owned(),
+        )];
+        assert!(callback_values(&zoho, &foreign).is_err());
+        // Providers without callback values read nothing.
+        assert!(
+            callback_values(&provider("salesforce"), &pairs(&["x"]))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

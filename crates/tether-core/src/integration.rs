@@ -8,10 +8,11 @@ use std::sync::Arc;
 use serde_json::Value;
 use url::Url;
 
-use crate::catalog::{AuthMode, BodyFormat, Catalog, ClientAuth, ProviderDef};
+use crate::catalog::{AuthMode, BodyFormat, Catalog, ClientAuth, ProviderDef, host_matches};
+use crate::credentials::Credentials;
 use crate::ids::IntegrationKey;
 use crate::secret::{SecretString, resolve_secret_ref};
-use crate::template::Template;
+use crate::template::{Scope, Template, TemplateError, Values};
 
 /// Keys every integration table may have, whatever its provider.
 const COMMON_KEYS: &[&str] = &[
@@ -47,31 +48,219 @@ pub struct Integration {
     /// Resolved OAuth client, for the OAuth modes.
     pub oauth2: Option<OAuth2Client>,
     /// Where API calls go (a template: it may read connection metadata).
-    pub api_base_url: Option<Template>,
+    pub api_base_url: Option<UrlTemplate>,
+    /// Which hosts a URL whose host comes from a connection value may name.
+    pub hosts: HostRules,
     /// Headers the proxy adds, as templates.
     pub headers: Vec<(String, Template)>,
+    /// Query parameters the proxy adds, as templates.
+    pub query: Vec<(String, Template)>,
     /// Operator-configured values the catalog declares (e.g. an API key); all kept secret.
     pub settings: BTreeMap<String, SecretString>,
 }
 
-/// Everything needed to run an authorization-code flow and refresh its tokens.
+/// Everything needed to run an OAuth 2.0 flow and refresh its tokens. Endpoints and scopes
+/// are templates: they may read the integration's settings and the connection's values (what
+/// the end user gave before the redirect, what the token response said).
 #[derive(Debug, Clone)]
 pub struct OAuth2Client {
+    pub grant: Grant,
     pub client_id: String,
     pub client_secret: Option<SecretString>,
-    pub authorization_url: Url,
-    pub token_url: Url,
-    pub revocation_url: Option<Url>,
+    pub authorization_url: UrlTemplate,
+    pub token_url: UrlTemplate,
+    pub revocation_url: Option<UrlTemplate>,
     /// RFC 9207: the `iss` the authorization response must carry; `None` when the provider
     /// declares none (then `iss` is not required).
     pub issuer: Option<String>,
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Template>,
     pub scope_separator: String,
     pub pkce: bool,
     pub client_auth: ClientAuth,
     pub token_request_format: BodyFormat,
-    pub authorization_params: BTreeMap<String, String>,
+    pub authorization_params: Vec<(String, Template)>,
     pub reauth_errors: Vec<String>,
+    /// Connection values read from token responses: name and JSON pointers.
+    pub token_metadata: Vec<(String, Vec<String>)>,
+    pub redirect_uri_on_refresh: bool,
+    /// Extra parameters on every token request, as templates.
+    pub token_params: Vec<(String, Template)>,
+    pub hosts: HostRules,
+}
+
+/// How an OAuth 2.0 client obtains its tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// RFC 6749 4.1, through the end user's browser; refreshed with the refresh token.
+    AuthorizationCode,
+    /// RFC 6749 4.4, server to server; "refreshed" by asking again.
+    ClientCredentials,
+    /// RFC 6749 4.3, the end user's username and password sent once from the Connect form;
+    /// refreshed with the refresh token.
+    Password,
+}
+
+impl OAuth2Client {
+    /// The scopes, rendered and joined with the provider's separator (`None` when empty).
+    pub fn scope(&self, values: &dyn Values) -> Result<Option<String>, UrlError> {
+        if self.scopes.is_empty() {
+            return Ok(None);
+        }
+        let rendered = self
+            .scopes
+            .iter()
+            .map(|t| t.render(values).map_err(UrlError::from))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(rendered.join(&self.scope_separator)))
+    }
+}
+
+/// Which hosts a URL may name when its host comes from a connection value.
+#[derive(Clone, Debug, Default)]
+pub struct HostRules {
+    /// The provider's `api.allowed_hosts`.
+    pub patterns: Vec<String>,
+    /// Loopback hosts too: the integration's token URL is on loopback (an emulator, a test).
+    pub loopback: bool,
+}
+
+impl HostRules {
+    pub fn allows(&self, url: &Url) -> bool {
+        if self.loopback && is_loopback(url) {
+            return true;
+        }
+        let Some(url::Host::Domain(host)) = url.host() else {
+            return false;
+        };
+        let host = host.to_ascii_lowercase();
+        url.scheme() == "https" && self.patterns.iter().any(|p| host_matches(p, &host))
+    }
+}
+
+/// A URL that cannot be built for this connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// A value the template reads is absent.
+    #[error("no value for {0}")]
+    Missing(String),
+    /// The rendered URL is not acceptable (scheme, shape, or a host the catalog forbids).
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl From<TemplateError> for UrlError {
+    fn from(err: TemplateError) -> Self {
+        match err {
+            TemplateError::Missing(name) => UrlError::Missing(name),
+            other => UrlError::Refused(other.to_string()),
+        }
+    }
+}
+
+/// A URL template, checked when it is rendered: https (or http on loopback), and, when its
+/// host comes from a value, a host the provider's rules allow.
+#[derive(Clone, Debug)]
+pub struct UrlTemplate {
+    /// As written (shown to operators; may hold `${...}`).
+    pub text: String,
+    template: Template,
+    host_varies: bool,
+}
+
+impl UrlTemplate {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if !text.contains("${") {
+            parse_endpoint(text)?;
+        }
+        let template = Template::parse(text).map_err(|e| e.to_string())?;
+        Ok(UrlTemplate {
+            text: text.to_owned(),
+            template,
+            host_varies: host_varies(text),
+        })
+    }
+
+    /// Holds an operator's URL (an override) to the catalog's rule: a host that a connection
+    /// value can change needs the provider's allowed hosts, unless only pattern-checked fields
+    /// feed it; a URL never reads a credential.
+    fn check_for(&self, provider: &ProviderDef) -> Result<(), String> {
+        for r in self.template.references() {
+            if matches!(r.scope, Scope::Credential | Scope::Input) {
+                return Err(format!(
+                    "a URL must not read {}.{}",
+                    r.scope.as_str(),
+                    r.name
+                ));
+            }
+            let patterned_field = provider
+                .fields
+                .iter()
+                .any(|f| f.name == r.name && f.pattern.is_some())
+                || provider
+                    .oauth2
+                    .as_ref()
+                    .is_some_and(|d| d.callback_values.iter().any(|c| c.name == r.name));
+            if self.host_varies
+                && provider.api.allowed_hosts.is_empty()
+                && r.scope == Scope::Connection
+                && !patterned_field
+            {
+                return Err(format!(
+                    "its host may come from connection.{}, but provider {:?} lists no allowed hosts",
+                    r.name, provider.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn render(&self, values: &dyn Values, hosts: &HostRules) -> Result<Url, UrlError> {
+        let text = self.template.render(values)?;
+        let url = parse_endpoint(&text).map_err(UrlError::Refused)?;
+        // With no patterns, only pattern-checked fields can reach the host (the catalog
+        // loader refuses anything else), so the URL is as safe as those patterns.
+        if self.host_varies && !hosts.patterns.is_empty() && !hosts.allows(&url) {
+            return Err(UrlError::Refused(format!(
+                "host {:?} is not one the provider allows",
+                url.host_str().unwrap_or_default()
+            )));
+        }
+        Ok(url)
+    }
+}
+
+/// Whether the host part of a URL template holds an expression.
+fn host_varies(text: &str) -> bool {
+    match text.split_once("://") {
+        None => true,
+        Some((scheme, rest)) => {
+            scheme.contains("${")
+                || rest
+                    .split(['/', '?', '#'])
+                    .next()
+                    .unwrap_or_default()
+                    .contains("${")
+        }
+    }
+}
+
+/// Template values of one connection (or of a flow that is becoming one).
+pub struct Vars<'a> {
+    pub settings: &'a BTreeMap<String, SecretString>,
+    /// The connection's metadata, or what the end user gave before an OAuth redirect.
+    pub connection: &'a serde_json::Map<String, Value>,
+    pub credentials: Option<&'a Credentials>,
+}
+
+impl Values for Vars<'_> {
+    fn get(&self, scope: Scope, name: &str) -> Option<&str> {
+        match scope {
+            Scope::Credential => self.credentials.and_then(|c| c.get(name)),
+            Scope::Connection => self.connection.get(name).and_then(Value::as_str),
+            Scope::Settings => self.settings.get(name).map(SecretString::expose),
+            Scope::Input => None,
+        }
+    }
 }
 
 impl Integration {
@@ -113,10 +302,24 @@ impl Integration {
 
         let mut settings = BTreeMap::new();
         for setting in &provider.settings {
-            match string(table, &setting.name).map_err(&err)? {
+            match string(table, &setting.name)
+                .map_err(&err)?
+                .or_else(|| setting.default.clone())
+            {
                 Some(value) => {
                     let secret = resolve_secret_ref(&value)
                         .map_err(|e| err(format!("{}: {e}", setting.name)))?;
+                    if let Some(pattern) = &setting.pattern {
+                        let anchored = ["^(?:", pattern, ")$"].concat();
+                        let matches = regex_lite::Regex::new(&anchored)
+                            .is_ok_and(|re| re.is_match(secret.expose()));
+                        if !matches {
+                            return Err(err(format!(
+                                "{} does not match the pattern {pattern:?}",
+                                setting.name
+                            )));
+                        }
+                    }
                     settings.insert(setting.name.clone(), secret);
                 }
                 None if setting.required => {
@@ -135,10 +338,9 @@ impl Integration {
         };
         let api_base_url = api_base_url
             .map(|text| {
-                if !text.contains("${") {
-                    parse_endpoint(&text).map_err(|m| err(format!("api_base_url: {m}")))?;
-                }
-                Template::parse(&text).map_err(|e| err(format!("api_base_url: {e}")))
+                UrlTemplate::parse(&text)
+                    .and_then(|t| t.check_for(&provider).map(|()| t))
+                    .map_err(|m| err(format!("api_base_url: {m}")))
             })
             .transpose()?;
         if api_base_url.is_none() {
@@ -156,12 +358,30 @@ impl Integration {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        let query = provider
+            .api
+            .query
+            .iter()
+            .map(|(name, value)| {
+                Template::parse(value)
+                    .map(|t| (name.clone(), t))
+                    .map_err(|e| err(format!("query parameter {name}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
         let oauth2 = match provider.auth_mode {
             AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {
                 Some(resolve_oauth2(integration_key.as_str(), table, &provider).map_err(&err)?)
             }
             _ => None,
         };
+        let hosts = oauth2
+            .as_ref()
+            .map(|client| client.hosts.clone())
+            .unwrap_or_else(|| HostRules {
+                patterns: provider.api.allowed_hosts.clone(),
+                loopback: false,
+            });
 
         let display_name = string(table, "display_name")
             .map_err(&err)?
@@ -173,13 +393,49 @@ impl Integration {
             display_name,
             oauth2,
             api_base_url,
+            hosts,
             headers,
+            query,
             settings,
         })
     }
 
     pub fn auth_mode(&self) -> AuthMode {
         self.provider.auth_mode
+    }
+
+    /// Template values for a connection's metadata (and credentials, when rendering headers).
+    pub fn vars<'a>(
+        &'a self,
+        connection: &'a serde_json::Map<String, Value>,
+        credentials: Option<&'a Credentials>,
+    ) -> Vars<'a> {
+        Vars {
+            settings: &self.settings,
+            connection,
+            credentials,
+        }
+    }
+
+    /// The API base URL for a connection's values.
+    pub fn base_url(&self, vars: &Vars<'_>) -> Result<Url, UrlError> {
+        let template = self
+            .api_base_url
+            .as_ref()
+            .ok_or_else(|| UrlError::Refused("the integration has no api_base_url".into()))?;
+        template.render(vars, &self.hosts)
+    }
+
+    /// Checks, before a connection is stored, that its values give an API base URL on a host
+    /// the provider allows (a value still missing is left for the proxy to report).
+    pub fn check_connection_values(
+        &self,
+        connection: &serde_json::Map<String, Value>,
+    ) -> Result<(), String> {
+        match self.base_url(&self.vars(connection, None)) {
+            Ok(_) | Err(UrlError::Missing(_)) => Ok(()),
+            Err(UrlError::Refused(message)) => Err(message),
+        }
     }
 }
 
@@ -189,28 +445,50 @@ fn resolve_oauth2(
     provider: &ProviderDef,
 ) -> Result<OAuth2Client, String> {
     let def = provider.oauth2.clone().unwrap_or_default();
-    let endpoint = |name: &str, fallback: &Option<String>| -> Result<Option<Url>, String> {
-        match string(table, name)?.or_else(|| fallback.clone()) {
-            Some(text) => parse_endpoint(&text)
-                .map(Some)
-                .map_err(|m| format!("{name}: {m}")),
-            None => Ok(None),
-        }
+    let text = |name: &str, fallback: &Option<String>| -> Result<Option<String>, String> {
+        Ok(string(table, name)?.or_else(|| fallback.clone()))
     };
-    let authorization_url = endpoint("authorization_url", &def.authorization_url)?;
-    let token_url =
-        endpoint("token_url", &def.token_url)?.ok_or_else(|| "token_url is required".to_owned())?;
-    let authorization_url = match (provider.auth_mode, authorization_url) {
-        (AuthMode::Oauth2, None) => return Err("authorization_url is required".into()),
-        // Client credentials never sends a browser anywhere; the token URL stands in.
+    let template = |name: &str, text: Option<String>| -> Result<Option<UrlTemplate>, String> {
+        text.map(|t| {
+            UrlTemplate::parse(&t)
+                .and_then(|t| t.check_for(provider).map(|()| t))
+                .map_err(|m| format!("{name}: {m}"))
+        })
+        .transpose()
+    };
+    let token_text = text("token_url", &def.token_url)?.ok_or("token_url is required")?;
+    // An integration pointed at an emulator or a test server on this machine accepts
+    // loopback URLs from that server's token responses too.
+    let loopback = Url::parse(&token_text).is_ok_and(|url| is_loopback(&url));
+    let hosts = HostRules {
+        patterns: provider.api.allowed_hosts.clone(),
+        loopback,
+    };
+    let token_url = template("token_url", Some(token_text))?.expect("given");
+    let grant = match (provider.auth_mode, def.grant) {
+        (AuthMode::Oauth2ClientCredentials, _) => Grant::ClientCredentials,
+        (_, crate::catalog::GrantDef::Password) => Grant::Password,
+        _ => Grant::AuthorizationCode,
+    };
+    let authorization_url = template(
+        "authorization_url",
+        text("authorization_url", &def.authorization_url)?,
+    )?;
+    let authorization_url = match (grant, authorization_url) {
+        (Grant::AuthorizationCode, None) => return Err("authorization_url is required".into()),
+        // Neither client credentials nor the password grant sends a browser anywhere; the
+        // token URL stands in.
         (_, url) => url.unwrap_or_else(|| token_url.clone()),
     };
-    let revocation_url = endpoint("revocation_url", &def.revocation_url)?;
+    let revocation_url = template(
+        "revocation_url",
+        text("revocation_url", &def.revocation_url)?,
+    )?;
     let client_id = string(table, "client_id")?.ok_or("client_id is required")?;
     let client_secret = string(table, "client_secret")?
         .map(|value| resolve_secret_ref(&value).map_err(|e| format!("client_secret: {e}")))
         .transpose()?;
-    let scopes = match table.get("scopes") {
+    let scopes: Vec<String> = match table.get("scopes") {
         None => def.scopes.clone(),
         Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
         Some(Value::Array(items)) => items
@@ -223,6 +501,10 @@ fn resolve_oauth2(
             .collect::<Result<_, _>>()?,
         Some(_) => return Err("scopes must be a list of strings".into()),
     };
+    let scopes = scopes
+        .iter()
+        .map(|s| Template::parse(s).map_err(|e| format!("scopes: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let client_auth = match string(table, "client_auth")?.as_deref() {
         None => def.client_auth,
         Some("client_secret_basic") => ClientAuth::ClientSecretBasic,
@@ -248,6 +530,15 @@ fn resolve_oauth2(
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err("pkce must be true or false".into()),
     };
+    let authorization_params = def
+        .authorization_params
+        .iter()
+        .map(|(name, value)| {
+            Template::parse(value)
+                .map(|t| (name.clone(), t))
+                .map_err(|e| format!("authorization_params.{name}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if !pkce && provider.auth_mode == AuthMode::Oauth2 {
         // Allowed for providers that reject PKCE, but never silently: without it a stolen
         // authorization code can be redeemed by whoever holds the client secret.
@@ -265,6 +556,7 @@ fn resolve_oauth2(
         other => other,
     };
     Ok(OAuth2Client {
+        grant,
         client_id,
         client_secret,
         authorization_url,
@@ -276,8 +568,24 @@ fn resolve_oauth2(
         pkce,
         client_auth,
         token_request_format,
-        authorization_params: def.authorization_params,
+        authorization_params,
         reauth_errors: def.reauth_errors,
+        token_metadata: def
+            .token_metadata
+            .iter()
+            .map(|(name, pointers)| (name.clone(), pointers.as_slice().to_vec()))
+            .collect(),
+        redirect_uri_on_refresh: def.redirect_uri_on_refresh,
+        token_params: def
+            .token_params
+            .iter()
+            .map(|(name, value)| {
+                Template::parse(value)
+                    .map(|t| (name.clone(), t))
+                    .map_err(|e| format!("token_params.{name}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        hosts,
     })
 }
 
@@ -345,8 +653,12 @@ mod tests {
             &catalog,
         )
         .unwrap();
-        let o = i.oauth2.unwrap();
-        assert_eq!(o.scopes, ["read", "write"]);
+        let o = i.oauth2.as_ref().unwrap();
+        let none = serde_json::Map::new();
+        assert_eq!(
+            o.scope(&i.vars(&none, None)).unwrap().as_deref(),
+            Some("read write")
+        );
         assert_eq!(o.client_auth, ClientAuth::ClientSecretPost);
         assert!(o.pkce);
         assert!(!format!("{:?}", o.client_secret).contains('s'));
@@ -371,6 +683,18 @@ mod tests {
                     "authorization_url": "https://a/auth", "token_url": "https://a/t"}),
                 "must use https",
             ),
+            (
+                json!({"provider": "oauth2", "client_id": "c",
+                    "api_base_url": "${connection.instance_url}/api",
+                    "authorization_url": "https://a/auth", "token_url": "https://a/t"}),
+                "api_base_url: its host may come from connection.instance_url",
+            ),
+            (
+                json!({"provider": "oauth2", "client_id": "c",
+                    "api_base_url": "https://a/${credential.access_token}",
+                    "authorization_url": "https://a/auth", "token_url": "https://a/t"}),
+                "a URL must not read credential.access_token",
+            ),
         ];
         for (config, expected) in cases {
             let e = Integration::from_config("crm", &table(config), &catalog)
@@ -378,6 +702,85 @@ mod tests {
                 .to_string();
             assert!(e.starts_with("integrations.crm: "), "{e}");
             assert!(e.contains(expected), "{e} should contain {expected}");
+        }
+    }
+
+    #[test]
+    fn host_rules_refuse_values_outside_the_allowed_hosts() {
+        let template = UrlTemplate::parse("${connection.instance_url}").unwrap();
+        let strict = HostRules {
+            patterns: vec!["*.my.salesforce.com".into()],
+            loopback: false,
+        };
+        let render = |value: &str, hosts: &HostRules| {
+            let settings = BTreeMap::new();
+            let mut connection = serde_json::Map::new();
+            connection.insert("instance_url".into(), json!(value));
+            let vars = Vars {
+                settings: &settings,
+                connection: &connection,
+                credentials: None,
+            };
+            template.render(&vars, hosts)
+        };
+        assert!(render("https://acme.my.salesforce.com", &strict).is_ok());
+        for bad in [
+            "https://evil.example",
+            "https://acme.my.salesforce.com.evil.example",
+            "https://acme.my.salesforce.com@evil.example",
+            "http://acme.my.salesforce.com",
+            "http://127.0.0.1:9",
+        ] {
+            assert!(
+                matches!(render(bad, &strict), Err(UrlError::Refused(_))),
+                "{bad} accepted"
+            );
+        }
+        let with_loopback = HostRules {
+            loopback: true,
+            ..strict
+        };
+        assert!(render("http://localhost:9/x", &with_loopback).is_ok());
+        assert!(render("https://evil.example", &with_loopback).is_err());
+        assert!(host_varies("${connection.x}/a") && host_varies("https://${connection.x}.z.io"));
+        assert!(!host_varies("https://login.z.io/${settings.tenant}/token"));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Values an attacker might put in a token response's instance URL.
+        fn hostile() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "\\PC{0,40}",
+                "https://[a-z.@:/%?#-]{0,30}",
+                "(https|http)://[a-z0-9-]{1,8}\\.my\\.salesforce\\.com[@:/.a-z0-9%#?-]{0,20}",
+                "https://[a-z0-9.-]{0,12}salesforce\\.com[a-z0-9.@-]{0,12}",
+            ]
+        }
+
+        proptest! {
+            /// Whatever a token response says, a URL built from it is either refused or on a
+            /// host the provider allows, over https.
+            #[test]
+            fn instance_urls_stay_on_allowed_hosts(value in hostile(), path in "[a-z/]{0,10}") {
+                let template = UrlTemplate::parse(&["${connection.instance_url}", &path].concat()).unwrap();
+                let hosts = HostRules {
+                    patterns: vec!["*.my.salesforce.com".into()],
+                    loopback: false,
+                };
+                let settings = BTreeMap::new();
+                let mut connection = serde_json::Map::new();
+                connection.insert("instance_url".into(), json!(value));
+                let vars = Vars { settings: &settings, connection: &connection, credentials: None };
+                if let Ok(url) = template.render(&vars, &hosts) {
+                    prop_assert_eq!(url.scheme(), "https");
+                    let host = url.host_str().unwrap_or_default().to_owned();
+                    prop_assert!(host.ends_with(".my.salesforce.com"), "{}", url);
+                    prop_assert!(url.username().is_empty() && url.password().is_none());
+                }
+            }
         }
     }
 }

@@ -21,6 +21,8 @@ use base64::engine::general_purpose::STANDARD;
 /// A parsed template, checked once when the catalog loads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Template {
+    /// As written, to show operators what is configured.
+    text: String,
     parts: Vec<Part>,
 }
 
@@ -93,7 +95,15 @@ impl Template {
         if !rest.is_empty() {
             parts.push(Part::Literal(rest.to_owned()));
         }
-        Ok(Template { parts })
+        Ok(Template {
+            text: text.to_owned(),
+            parts,
+        })
+    }
+
+    /// The template as written.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// Every reference the template reads, so the catalog loader can check them.

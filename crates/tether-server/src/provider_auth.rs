@@ -6,32 +6,12 @@
 use std::sync::OnceLock;
 
 use http::{HeaderName, HeaderValue};
-use tether_core::credentials::Credentials;
-use tether_core::integration::{Integration, parse_endpoint};
-use tether_core::template::{Scope, Values};
+use tether_core::integration::{Integration, Vars};
 use tether_store::ConnectionRow;
 use url::Url;
 
 use crate::error::ApiError;
 use crate::refresh::Live;
-
-/// Template values of one connection.
-struct ConnectionValues<'a> {
-    credentials: &'a Credentials,
-    metadata: &'a serde_json::Map<String, serde_json::Value>,
-    integration: &'a Integration,
-}
-
-impl Values for ConnectionValues<'_> {
-    fn get(&self, scope: Scope, name: &str) -> Option<&str> {
-        match scope {
-            Scope::Credential => self.credentials.get(name),
-            Scope::Connection => self.metadata.get(name).and_then(|v| v.as_str()),
-            Scope::Settings => self.integration.settings.get(name).map(|s| s.expose()),
-            Scope::Input => None,
-        }
-    }
-}
 
 /// Parses a row's metadata column (a JSON object).
 pub fn metadata_of(row: &ConnectionRow) -> serde_json::Map<String, serde_json::Value> {
@@ -41,30 +21,16 @@ pub fn metadata_of(row: &ConnectionRow) -> serde_json::Map<String, serde_json::V
     }
 }
 
-/// The provider's API base URL for this connection.
-fn base_url(values: &ConnectionValues<'_>) -> Result<Url, ApiError> {
-    let template = values
-        .integration
-        .api_base_url
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("integration has no api_base_url"))?;
-    let text = template
-        .render(values)
-        .map_err(|e| anyhow::anyhow!("rendering api_base_url: {e}"))?;
-    parse_endpoint(&text).map_err(|m| ApiError::Internal(anyhow::anyhow!("api_base_url: {m}")))
-}
-
 /// The headers the provider's API wants, as (name, value).
-fn headers(values: &ConnectionValues<'_>) -> Result<Vec<(String, String)>, ApiError> {
-    values
-        .integration
+fn headers(integration: &Integration, values: &Vars<'_>) -> Result<Vec<(String, String)>, String> {
+    integration
         .headers
         .iter()
         .map(|(name, template)| {
             template
                 .render(values)
                 .map(|value| (name.clone(), value))
-                .map_err(|e| ApiError::Internal(anyhow::anyhow!("rendering header {name}: {e}")))
+                .map_err(|e| format!("rendering header {name}: {e}"))
         })
         .collect()
 }
@@ -74,6 +40,8 @@ fn headers(values: &ConnectionValues<'_>) -> Result<Vec<(String, String)>, ApiEr
 pub struct PreparedAuth {
     pub base_url: Url,
     pub headers: Vec<PreparedHeader>,
+    /// Query parameters added to every call (most providers have none).
+    pub query: Vec<(String, String)>,
 }
 
 /// One auth header: its name as the catalog writes it (what the credentials endpoint shows),
@@ -98,14 +66,15 @@ pub fn prepared(live: &Live) -> Result<&PreparedAuth, ApiError> {
 
 fn prepare(live: &Live) -> Result<PreparedAuth, String> {
     let metadata = metadata_of(&live.row);
-    let values = ConnectionValues {
-        credentials: &live.credentials,
-        metadata: &metadata,
-        integration: &live.integration,
-    };
-    let base_url = base_url(&values).map_err(|e| format!("base URL: {e:?}"))?;
+    let values = live.integration.vars(&metadata, Some(&live.credentials));
+    // Refused when a connection value (a token response's instance URL, an imported value)
+    // names a host the provider's file does not allow.
+    let base_url = live
+        .integration
+        .base_url(&values)
+        .map_err(|e| format!("base URL: {e}"))?;
     let mut headers = Vec::with_capacity(live.integration.headers.len());
-    for (name, value) in self::headers(&values).map_err(|e| format!("headers: {e:?}"))? {
+    for (name, value) in self::headers(&live.integration, &values)? {
         let parsed = HeaderName::try_from(name.as_str())
             .map_err(|_| format!("catalog header name {name:?} is invalid"))?;
         let mut value = HeaderValue::try_from(value)
@@ -118,5 +87,20 @@ fn prepare(live: &Live) -> Result<PreparedAuth, String> {
             value,
         });
     }
-    Ok(PreparedAuth { base_url, headers })
+    let query = live
+        .integration
+        .query
+        .iter()
+        .map(|(name, template)| {
+            template
+                .render(&values)
+                .map(|value| (name.clone(), value))
+                .map_err(|e| format!("rendering query parameter {name}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PreparedAuth {
+        base_url,
+        headers,
+        query,
+    })
 }

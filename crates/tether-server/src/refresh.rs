@@ -281,7 +281,9 @@ async fn refresh<S: Store>(
     };
     let result = call_token_endpoint(state, integration, &current).await;
     let outcome = match result {
-        Ok(credentials) => store_refreshed(state, &current, credentials).await,
+        Ok((credentials, metadata)) => {
+            store_refreshed(state, &current, credentials, metadata).await
+        }
         Err(err) => Err(handle_failure(state, integration, &current, err).await),
     };
     release_lease(state, &id).await;
@@ -303,11 +305,13 @@ async fn release_lease<S: Store>(state: &AppState<S>, id: &str) {
     }
 }
 
+/// Refreshes at the token endpoint; returns the new credentials and the connection's
+/// metadata with the values the token response updated (a new `instance_url`).
 async fn call_token_endpoint<S: Store>(
     state: &AppState<S>,
     integration: &Integration,
     current: &CachedConnection,
-) -> Result<Credentials, TokenError> {
+) -> Result<(Credentials, String), TokenError> {
     let (Some(client), Credentials::Oauth2(tokens)) =
         (&integration.oauth2, current.credentials.as_ref())
     else {
@@ -317,7 +321,30 @@ async fn call_token_endpoint<S: Store>(
     };
     let started = std::time::Instant::now();
     state.metrics.refresh_attempts.inc();
-    let result = oauth2::refresh(&state.outbound, client, tokens, unix_time::now()).await;
+    let mut metadata = crate::provider_auth::metadata_of(&current.row);
+    let result = oauth2::refresh(
+        &state.outbound,
+        client,
+        &integration.vars(&metadata, None),
+        tokens,
+        &state.config.callback_url(),
+        unix_time::now(),
+    )
+    .await
+    .and_then(|tokens| {
+        if let Some(scope) = &tokens.scope {
+            metadata.insert("scope".into(), serde_json::Value::String(scope.clone()));
+        }
+        let updated = oauth2::token_metadata(client, &tokens);
+        if !updated.is_empty() {
+            metadata.extend(updated);
+            // A refresh must not be able to move the proxy to a host the file forbids.
+            integration
+                .check_connection_values(&metadata)
+                .map_err(TokenError::InvalidResponse)?;
+        }
+        Ok(tokens)
+    });
     state
         .metrics
         .refresh_duration
@@ -332,7 +359,8 @@ async fn call_token_endpoint<S: Store>(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "token refresh"
     );
-    result.map(Credentials::Oauth2)
+    let metadata = serde_json::Value::Object(metadata).to_string();
+    result.map(|tokens| (Credentials::Oauth2(tokens), metadata))
 }
 
 /// What to do when a refresh failed.
@@ -348,6 +376,7 @@ async fn store_refreshed<S: Store>(
     state: &AppState<S>,
     current: &CachedConnection,
     credentials: Credentials,
+    metadata: String,
 ) -> Result<CachedConnection, Fallback> {
     let now = unix_time::now();
     let update = CredentialsUpdate {
@@ -355,7 +384,7 @@ async fn store_refreshed<S: Store>(
         expected_version: current.row.credentials_version,
         credentials: credentials.seal(&state.vault, &current.row.id),
         access_expires_at: credentials.expires_at(),
-        metadata: current.row.metadata.clone(),
+        metadata,
         status: ConnectionStatus::Active,
         end_user_email: None,
         end_user_display_name: None,

@@ -5,6 +5,7 @@
 //! which headers carry the credential, how the base URL is built), never as
 //! `if provider == ...` in code.
 
+pub mod describe;
 mod model;
 
 pub use model::*;
@@ -12,25 +13,9 @@ pub use model::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The catalog files compiled into the binary: (file name, contents).
-const EMBEDDED: &[(&str, &str)] = &[
-    (
-        "providers/oauth2.toml",
-        include_str!("../../../../providers/oauth2.toml"),
-    ),
-    (
-        "providers/redtail.toml",
-        include_str!("../../../../providers/redtail.toml"),
-    ),
-    (
-        "providers/redtail-sandbox.toml",
-        include_str!("../../../../providers/redtail-sandbox.toml"),
-    ),
-    (
-        "providers/salesmate.toml",
-        include_str!("../../../../providers/salesmate.toml"),
-    ),
-];
+/// The catalog files compiled into the binary: (file name, contents), every
+/// `providers/*.toml` of the workspace, listed by the build script.
+pub const EMBEDDED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/embedded_providers.rs"));
 
 /// A catalog file that does not parse or does not make sense. Names the file and the key.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +92,36 @@ mod tests {
         }
     }
 
+    /// Every file in `providers/` is embedded and loads: a new file needs no Rust change, and
+    /// a broken one fails here.
+    #[test]
+    fn every_provider_file_on_disk_is_embedded_and_loads() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../providers");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".toml"))
+            .map(|name| ["providers/", &name].concat())
+            .collect();
+        on_disk.sort();
+        let embedded: Vec<&str> = EMBEDDED.iter().map(|(name, _)| *name).collect();
+        assert_eq!(embedded, on_disk);
+        for name in &on_disk {
+            let text = std::fs::read_to_string(dir.join(&name["providers/".len()..])).unwrap();
+            let catalog = Catalog::from_files([(name.as_str(), text.as_str())])
+                .unwrap_or_else(|e| panic!("{e}"));
+            let provider = catalog.iter().next().unwrap();
+            // The id is the file name, so `provider = "x"` is found in `providers/x.toml`.
+            assert_eq!(
+                ["providers/", &provider.id, ".toml"].concat(),
+                *name,
+                "file name and id differ"
+            );
+        }
+        let catalog = Catalog::embedded().unwrap();
+        assert_eq!(catalog.iter().count(), on_disk.len());
+    }
+
     #[test]
     fn unknown_keys_name_file_and_key() {
         let err = Catalog::from_files([(
@@ -128,5 +143,99 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("api.headers.Authorization"), "{err}");
+    }
+
+    fn load_one(text: &str) -> Result<Catalog, String> {
+        Catalog::from_files([("providers/z.toml", text)]).map_err(|e| e.to_string())
+    }
+
+    const OAUTH_HEAD: &str = "id = 'z'\ndisplay_name = 'Z'\nauth_mode = 'oauth2'\n";
+
+    #[test]
+    fn a_typed_host_without_a_pattern_is_refused_naming_file_and_key() {
+        let text = [
+            OAUTH_HEAD,
+            "[api]\nbase_url = 'https://${connection.sub}.z.example'\n",
+            "[[fields]]\nname = 'sub'\nlabel = 'Subdomain'\n",
+        ]
+        .concat();
+        let err = load_one(&text).unwrap_err();
+        assert_eq!(
+            err,
+            "providers/z.toml: fields.sub.pattern: a field used in api.base_url needs a pattern"
+        );
+        assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn a_token_response_url_without_host_rules_is_refused() {
+        let text = [
+            OAUTH_HEAD,
+            "[api]\nbase_url = '${connection.instance_url}'\n",
+            "[oauth2.token_metadata]\ninstance_url = '/instance_url'\n",
+        ]
+        .concat();
+        let err = load_one(&text).unwrap_err();
+        assert!(
+            err.starts_with("providers/z.toml: api.base_url: connection.instance_url"),
+            "{err}"
+        );
+        let fixed = [
+            OAUTH_HEAD,
+            "[api]\nbase_url = '${connection.instance_url}'\nallowed_hosts = ['*.my.z.example']\n",
+            "[oauth2.token_metadata]\ninstance_url = '/instance_url'\n",
+        ]
+        .concat();
+        load_one(&fixed).unwrap();
+    }
+
+    #[test]
+    fn settings_in_urls_need_patterns_and_oauth_fields_cannot_be_secret() {
+        let text = [
+            OAUTH_HEAD,
+            "[oauth2]\ntoken_url = 'https://login.z.example/${settings.tenant}/token'\n",
+            "[[settings]]\nname = 'tenant'\n",
+        ]
+        .concat();
+        assert!(
+            load_one(&text)
+                .unwrap_err()
+                .contains("settings.tenant.pattern"),
+        );
+        let text = [
+            OAUTH_HEAD,
+            "[[fields]]\nname = 'sub'\nlabel = 'S'\nsecret = true\n",
+        ]
+        .concat();
+        assert!(load_one(&text).unwrap_err().contains("fields.sub.secret"));
+        let text = [OAUTH_HEAD, "[api.headers]\nX = '${connection.nope}'\n"].concat();
+        assert!(
+            load_one(&text)
+                .unwrap_err()
+                .contains("connection.nope is not defined")
+        );
+    }
+
+    #[test]
+    fn host_patterns_match_subdomains_only() {
+        assert!(host_matches(
+            "*.my.salesforce.com",
+            "acme.my.salesforce.com"
+        ));
+        assert!(host_matches("*.my.salesforce.com", "a.b.my.salesforce.com"));
+        assert!(!host_matches("*.my.salesforce.com", "my.salesforce.com"));
+        assert!(!host_matches(
+            "*.my.salesforce.com",
+            "evilmy.salesforce.com"
+        ));
+        assert!(!host_matches(
+            "*.my.salesforce.com",
+            "acme.my.salesforce.com.evil.example"
+        ));
+        assert!(host_matches("api.hubapi.com", "api.hubapi.com"));
+        assert!(!host_matches("api.hubapi.com", "x.api.hubapi.com"));
+        assert!(
+            host_pattern_ok("*.force.com") && !host_pattern_ok("*") && !host_pattern_ok("a.*.com")
+        );
     }
 }

@@ -37,6 +37,9 @@ pub struct ProviderDef {
     /// `api_key` / `basic`: a cheap call that proves the credentials work before storing them.
     #[serde(default)]
     pub probe: Option<RequestDef>,
+    /// The public documentation page the file's facts come from.
+    #[serde(default)]
+    pub docs_url: Option<String>,
 }
 
 /// The auth modes of DESIGN.md.
@@ -89,6 +92,15 @@ pub struct ApiDef {
     /// Headers the proxy adds to every call (templates).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Query parameters the proxy adds to every call (templates), for APIs that take the
+    /// token as a parameter (Bitrix24's `auth`).
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// Host patterns (`api.example.com`, `*.my.salesforce.com`) a URL may point at when its
+    /// host comes from a connection value (a token response, or what the user typed). A
+    /// template whose host reads a token-response value needs at least one.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// OAuth 2.0 specifics (RFC 6749); endpoints may instead come from the integration.
@@ -122,6 +134,74 @@ pub struct OAuth2Def {
     /// Token-endpoint error codes that mean the grant is gone and the user must reconnect.
     #[serde(default = "default_reauth_errors")]
     pub reauth_errors: Vec<String>,
+    /// Values kept from the token response as connection metadata (`connection.NAME` in
+    /// templates), each read from the first JSON pointer that matches; a refresh that returns
+    /// them again updates them. Salesforce's `/instance_url`, Pipedrive's `/api_domain`.
+    #[serde(default)]
+    pub token_metadata: BTreeMap<String, Pointers>,
+    /// Send `redirect_uri` with refresh requests too (some providers insist).
+    #[serde(default)]
+    pub redirect_uri_on_refresh: bool,
+    /// How an `oauth2` provider's tokens are first obtained.
+    #[serde(default)]
+    pub grant: GrantDef,
+    /// Extra parameters on every token request (templates), such as SugarCRM's `platform`.
+    #[serde(default)]
+    pub token_params: BTreeMap<String, String>,
+    /// Values the provider names in its redirect back (Kommo's `referer`: the account the
+    /// user picked), kept as connection metadata and usable in the token and API URLs.
+    #[serde(default)]
+    pub callback_values: Vec<CallbackValueDef>,
+}
+
+/// A connection value read from a query parameter of the authorization response. Held to
+/// a pattern, always: it may name a host, and whoever sends the browser back writes it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackValueDef {
+    pub name: String,
+    /// The callback's query parameter.
+    pub param: String,
+    /// A regular expression the normalised value must match entirely.
+    pub pattern: String,
+    #[serde(default)]
+    pub lowercase: bool,
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+    #[serde(default)]
+    pub strip_suffix: Option<String>,
+    /// Used when the parameter is absent (never when it is present but does not match).
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+/// The first grant of an `oauth2` provider.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantDef {
+    /// RFC 6749 4.1: the browser goes to the provider and comes back with a code.
+    #[default]
+    AuthorizationCode,
+    /// RFC 6749 4.3: the Connect form's `username` and `password` are sent to the token
+    /// endpoint once (and never kept), for providers with no authorization endpoint.
+    Password,
+}
+
+/// One JSON pointer, or several tried in order.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Pointers {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Pointers {
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Pointers::One(one) => std::slice::from_ref(one),
+            Pointers::Many(many) => many,
+        }
+    }
 }
 
 impl Default for OAuth2Def {
@@ -138,6 +218,11 @@ impl Default for OAuth2Def {
             scope_separator: space(),
             authorization_params: BTreeMap::new(),
             reauth_errors: default_reauth_errors(),
+            token_metadata: BTreeMap::new(),
+            redirect_uri_on_refresh: false,
+            grant: GrantDef::default(),
+            token_params: BTreeMap::new(),
+            callback_values: Vec::new(),
         }
     }
 }
@@ -183,6 +268,12 @@ pub struct SettingDef {
     pub secret: bool,
     #[serde(default = "yes")]
     pub required: bool,
+    /// Used when the integration does not set it.
+    #[serde(default)]
+    pub default: Option<String>,
+    /// A regular expression the value must match entirely; required when a URL reads it.
+    #[serde(default)]
+    pub pattern: Option<String>,
 }
 
 /// A field of the Connect form.
@@ -208,6 +299,8 @@ pub struct FieldDef {
     pub lowercase: bool,
     #[serde(default)]
     pub strip_suffix: Option<String>,
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
     /// A regular expression the normalised value must match entirely.
     #[serde(default)]
     pub pattern: Option<String>,
@@ -285,22 +378,73 @@ pub struct Rejection {
 }
 
 impl ProviderDef {
-    /// Checks what serde cannot: templates parse and read only what exists, fields are
-    /// consistent with the auth mode. Returns (key, message) of the first problem.
+    /// Whether this provider connects through an OAuth 2.0 token endpoint.
+    pub fn is_oauth(&self) -> bool {
+        matches!(
+            self.auth_mode,
+            AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials
+        )
+    }
+
+    /// Names of connection values that come from the provider's answers (token response,
+    /// exchange or probe), as opposed to what the end user typed.
+    pub fn provider_value_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        if self.is_oauth() {
+            names.push("scope");
+            if let Some(def) = &self.oauth2 {
+                names.extend(def.token_metadata.keys().map(String::as_str));
+                names.extend(def.callback_values.iter().map(|c| c.name.as_str()));
+            }
+        }
+        for request in [&self.exchange, &self.probe].into_iter().flatten() {
+            names.extend(request.metadata.keys().map(String::as_str));
+        }
+        names
+    }
+
+    /// Checks what serde cannot: templates parse and read only what exists, URLs cannot be
+    /// steered to a host the file does not allow, fields are consistent with the auth mode.
+    /// Returns (key, message) of the first problem.
     pub(super) fn check(&self) -> Result<(), (String, String)> {
         let bad = |key: String, message: String| Err((key, message));
         if self.id.is_empty() {
             return bad("id".into(), "must not be empty".into());
         }
+        let id_ok = self.id.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
+        if !id_ok {
+            return bad("id".into(), "must be lowercase kebab case".into());
+        }
+        // The Connect page draws the mark in a small square: a few letters and a plain colour.
+        let mark_ok = (1..=4).contains(&self.mark.text.chars().count())
+            && self.mark.color.len() == 7
+            && self.mark.color.starts_with('#')
+            && self.mark.color[1..].bytes().all(|b| b.is_ascii_hexdigit());
+        if !mark_ok {
+            return bad(
+                "mark".into(),
+                "needs text of 1 to 4 characters and a #rrggbb color".into(),
+            );
+        }
         let setting_names: Vec<&str> = self.settings.iter().map(|s| s.name.as_str()).collect();
         let field_names: Vec<&str> = self.fields.iter().map(|f| f.name.as_str()).collect();
+        let provider_values = self.provider_value_names();
         let check_template = |key: String, text: &str, allow_input: bool| {
             let template = Template::parse(text).map_err(|e| (key.clone(), e.to_string()))?;
             for r in template.references() {
+                let name = r.name.as_str();
                 let known = match r.scope {
-                    Scope::Settings => setting_names.contains(&r.name.as_str()),
-                    Scope::Input => allow_input && field_names.contains(&r.name.as_str()),
-                    Scope::Credential | Scope::Connection => true,
+                    Scope::Settings => setting_names.contains(&name),
+                    Scope::Input => allow_input && field_names.contains(&name),
+                    Scope::Connection => {
+                        field_names.contains(&name) || provider_values.contains(&name)
+                    }
+                    Scope::Credential => true,
                 };
                 if !known {
                     return Err((
@@ -309,26 +453,82 @@ impl ProviderDef {
                     ));
                 }
             }
-            Ok(())
+            Ok(template)
         };
-        if let Some(base) = &self.api.base_url {
-            check_template("api.base_url".into(), base, false)?;
-            // A value the end user typed must never be able to steer the proxy to another
-            // host, so every form field the base URL reads must be held to a pattern.
-            let template =
-                Template::parse(base).map_err(|e| ("api.base_url".into(), e.to_string()))?;
+        // A URL may read a value someone typed only when a pattern holds that value, and a
+        // value from a provider's answer only when the file lists the hosts it may name: so
+        // neither can ever point Tether at a host the file does not allow.
+        let check_url = |key: String, text: &str| -> Result<(), (String, String)> {
+            let template = check_template(key.clone(), text, false)?;
             for r in template.references() {
-                let field = self.fields.iter().find(|f| f.name == r.name);
-                if r.scope == Scope::Connection && field.is_some_and(|f| f.pattern.is_none()) {
-                    return bad(
-                        format!("fields.{}.pattern", r.name),
-                        "a field used in api.base_url needs a pattern".into(),
-                    );
+                match r.scope {
+                    Scope::Settings => {
+                        let setting = self.settings.iter().find(|s| s.name == r.name);
+                        if setting.is_some_and(|s| s.pattern.is_none()) {
+                            return Err((
+                                format!("settings.{}.pattern", r.name),
+                                format!("a setting used in {key} needs a pattern"),
+                            ));
+                        }
+                        // URLs end up in logs and browsers; a secret has no place in one.
+                        if setting.is_some_and(|s| s.secret) {
+                            return Err((
+                                format!("settings.{}.secret", r.name),
+                                format!("a secret setting cannot be used in {key}"),
+                            ));
+                        }
+                    }
+                    Scope::Connection => {
+                        let from_callback = self
+                            .oauth2
+                            .as_ref()
+                            .is_some_and(|d| d.callback_values.iter().any(|c| c.name == r.name));
+                        if from_callback {
+                            // Held to its pattern when the callback is read.
+                        } else if let Some(field) = self.fields.iter().find(|f| f.name == r.name) {
+                            if field.pattern.is_none() {
+                                return Err((
+                                    format!("fields.{}.pattern", r.name),
+                                    format!("a field used in {key} needs a pattern"),
+                                ));
+                            }
+                        } else if self.api.allowed_hosts.is_empty() {
+                            return Err((
+                                key,
+                                format!(
+                                    "connection.{} comes from the provider's answer: list the \
+                                     hosts it may name in api.allowed_hosts",
+                                    r.name
+                                ),
+                            ));
+                        }
+                    }
+                    Scope::Credential | Scope::Input => {
+                        return Err((
+                            key,
+                            format!("a URL must not read {}.{}", r.scope.as_str(), r.name),
+                        ));
+                    }
                 }
             }
+            Ok(())
+        };
+        for (index, pattern) in self.api.allowed_hosts.iter().enumerate() {
+            if !host_pattern_ok(pattern) {
+                return bad(
+                    format!("api.allowed_hosts[{index}]"),
+                    format!("{pattern:?} is not a host name or *.suffix pattern"),
+                );
+            }
+        }
+        if let Some(base) = &self.api.base_url {
+            check_url("api.base_url".into(), base)?;
         }
         for (name, value) in &self.api.headers {
             check_template(format!("api.headers.{name}"), value, false)?;
+        }
+        for (name, value) in &self.api.query {
+            check_template(format!("api.query.{name}"), value, false)?;
         }
         for (label, request) in [("exchange", &self.exchange), ("probe", &self.probe)] {
             let Some(request) = request else { continue };
@@ -363,6 +563,114 @@ impl ProviderDef {
                 regex_lite::Regex::new(pattern)
                     .map_err(|e| (format!("fields.{}.pattern", field.name), e.to_string()))?;
             }
+            let password_grant = self
+                .oauth2
+                .as_ref()
+                .is_some_and(|d| d.grant == GrantDef::Password);
+            if self.is_oauth() && field.secret && !password_grant {
+                return bad(
+                    format!("fields.{}.secret", field.name),
+                    "fields asked before an OAuth redirect are kept as metadata, so they cannot \
+                     be secret"
+                        .into(),
+                );
+            }
+        }
+        for setting in &self.settings {
+            if let Some(pattern) = &setting.pattern {
+                let anchored = ["^(?:", pattern, ")$"].concat();
+                let re = regex_lite::Regex::new(&anchored)
+                    .map_err(|e| (format!("settings.{}.pattern", setting.name), e.to_string()))?;
+                if let Some(default) = &setting.default
+                    && !re.is_match(default)
+                {
+                    return bad(
+                        format!("settings.{}.default", setting.name),
+                        "does not match the setting's pattern".into(),
+                    );
+                }
+            }
+        }
+        if let Some(url) = &self.docs_url
+            && !url.starts_with("https://")
+        {
+            return bad("docs_url".into(), "must be an https URL".into());
+        }
+        if self.is_oauth() {
+            let def = self.oauth2.clone().unwrap_or_default();
+            let urls = [
+                ("oauth2.authorization_url", &def.authorization_url),
+                ("oauth2.token_url", &def.token_url),
+                ("oauth2.revocation_url", &def.revocation_url),
+            ];
+            for (key, url) in urls {
+                if let Some(url) = url {
+                    check_url(key.into(), url)?;
+                }
+            }
+            for (index, scope) in def.scopes.iter().enumerate() {
+                check_template(format!("oauth2.scopes[{index}]"), scope, false)?;
+            }
+            for (name, value) in &def.authorization_params {
+                check_template(format!("oauth2.authorization_params.{name}"), value, false)?;
+            }
+            for (name, value) in &def.token_params {
+                check_template(format!("oauth2.token_params.{name}"), value, false)?;
+            }
+            for value in &def.callback_values {
+                let key = ["oauth2.callback_values.", &value.name].concat();
+                let anchored = ["^(?:", &value.pattern, ")$"].concat();
+                let re =
+                    regex_lite::Regex::new(&anchored).map_err(|e| (key.clone(), e.to_string()))?;
+                if value.default.as_ref().is_some_and(|d| !re.is_match(d)) {
+                    return bad(key, "default does not match the pattern".into());
+                }
+                if field_names.contains(&value.name.as_str())
+                    || def.token_metadata.contains_key(&value.name)
+                {
+                    return bad(key, "has the name of a field or token value".into());
+                }
+            }
+            if def.grant == GrantDef::Password {
+                if self.auth_mode != AuthMode::Oauth2 {
+                    return bad(
+                        "oauth2.grant".into(),
+                        "the password grant needs auth_mode = \"oauth2\"".into(),
+                    );
+                }
+                for name in ["username", "password"] {
+                    if !field_names.contains(&name) {
+                        return bad(
+                            "oauth2.grant".into(),
+                            format!("the password grant needs a field named {name:?}"),
+                        );
+                    }
+                }
+            }
+            for (name, pointers) in &def.token_metadata {
+                if pointers.as_slice().is_empty()
+                    || pointers.as_slice().iter().any(|p| !p.starts_with('/'))
+                {
+                    return bad(
+                        format!("oauth2.token_metadata.{name}"),
+                        "must be JSON pointers such as \"/instance_url\"".into(),
+                    );
+                }
+                if field_names.contains(&name.as_str()) {
+                    return bad(
+                        format!("oauth2.token_metadata.{name}"),
+                        "has the name of a field".into(),
+                    );
+                }
+            }
+            if def.scope_separator.is_empty() {
+                return bad("oauth2.scope_separator".into(), "must not be empty".into());
+            }
+        } else if self.oauth2.is_some() {
+            return bad(
+                "oauth2".into(),
+                "only the oauth2 auth modes take an [oauth2] table".into(),
+            );
         }
         match self.auth_mode {
             AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {}
@@ -379,6 +687,149 @@ impl ProviderDef {
         }
         Ok(())
     }
+
+    /// The provider's quirks, in words, derived from the file (for `providers show` and the
+    /// docs table): what Tether does differently from plain RFC 6749 for this provider.
+    pub fn quirks(&self) -> Vec<String> {
+        let code = |text: &str| ["`", text, "`"].concat();
+        let mut quirks = Vec::new();
+        if let Some(def) = self.oauth2.as_ref().filter(|_| self.is_oauth()) {
+            if def.scope_separator != " " {
+                quirks.push(["scopes joined by ", &code(&def.scope_separator)].concat());
+            }
+            if def.token_request_format == BodyFormat::Json {
+                quirks.push("JSON token requests".into());
+            }
+            if def.client_auth == ClientAuth::ClientSecretPost {
+                quirks.push("client secret in the body".into());
+            }
+            if !def.pkce {
+                quirks.push("no PKCE".into());
+            }
+            if def.redirect_uri_on_refresh {
+                quirks.push("`redirect_uri` on refresh".into());
+            }
+            if def.grant == GrantDef::Password {
+                quirks.push("password grant: username and password sent once, never kept".into());
+            }
+            for (name, value) in &def.token_params {
+                quirks.push(
+                    [
+                        &code(&[name.as_str(), "=", value].concat()),
+                        " on token requests",
+                    ]
+                    .concat(),
+                );
+            }
+            for (name, value) in &def.authorization_params {
+                quirks.push(
+                    [
+                        &code(&[name.as_str(), "=", value].concat()),
+                        " on authorization",
+                    ]
+                    .concat(),
+                );
+            }
+            for value in &def.callback_values {
+                quirks.push(
+                    [
+                        "keeps ",
+                        &code(&value.name),
+                        " from the redirect back (",
+                        &code(&value.param),
+                        ")",
+                    ]
+                    .concat(),
+                );
+            }
+            for (name, pointers) in &def.token_metadata {
+                let pointers: Vec<String> = pointers.as_slice().iter().map(|p| code(p)).collect();
+                quirks.push(
+                    [
+                        "keeps ",
+                        &code(name),
+                        " from the token response (",
+                        &pointers.join(" or "),
+                        ")",
+                    ]
+                    .concat(),
+                );
+            }
+            if def.revocation_url.is_some() {
+                quirks.push("revokes on delete".into());
+            }
+        }
+        if self.auth_mode == AuthMode::Oauth2ClientCredentials {
+            quirks.push("client-credentials grant, asked again instead of refreshed".into());
+        }
+        if self.is_oauth() && !self.fields.is_empty() {
+            let names: Vec<String> = self.fields.iter().map(|f| code(&f.name)).collect();
+            quirks.push(["asks ", &names.join(", "), " before the redirect"].concat());
+        }
+        for name in self.api.query.keys() {
+            quirks.push(["query parameter ", &code(name), " on every call"].concat());
+        }
+        for name in self
+            .api
+            .headers
+            .keys()
+            .filter(|n| !n.eq_ignore_ascii_case("authorization"))
+        {
+            quirks.push(["header ", &code(name), " on every call"].concat());
+        }
+        if let Some(probe) = &self.probe {
+            quirks.push(
+                [
+                    "checks the key with ",
+                    &probe.method,
+                    " ",
+                    &code(&probe.path),
+                ]
+                .concat(),
+            );
+        }
+        if let Some(exchange) = &self.exchange {
+            quirks.push(
+                [
+                    "exchanges what is entered at ",
+                    &exchange.method,
+                    " ",
+                    &code(&exchange.path),
+                ]
+                .concat(),
+            );
+        }
+        if !self.api.allowed_hosts.is_empty() {
+            let hosts: Vec<String> = self.api.allowed_hosts.iter().map(|h| code(h)).collect();
+            quirks.push(["API host limited to ", &hosts.join(", ")].concat());
+        }
+        quirks
+    }
+}
+
+/// `host.example` or `*.example.com`: lowercase DNS names, a wildcard only as the first label.
+pub fn host_pattern_ok(pattern: &str) -> bool {
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    name.contains('.')
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+/// Whether `host` (lowercase) matches a pattern: equal, or for `*.suffix` one or more labels
+/// before the suffix.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host
+            .strip_suffix(suffix)
+            .and_then(|rest| rest.strip_suffix('.'))
+            .is_some_and(|label| !label.is_empty() && !label.ends_with('.')),
+        None => host == pattern,
+    }
 }
 
 impl FieldDef {
@@ -387,6 +838,10 @@ impl FieldDef {
         match (self.keep, mode) {
             (Some(keep), _) => keep,
             (None, AuthMode::TwoStep) => Keep::Nowhere,
+            // An OAuth provider's secret fields (the password grant's password) are used once.
+            (None, AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials) if self.secret => {
+                Keep::Nowhere
+            }
             (None, _) if self.secret => Keep::Credential,
             (None, _) => Keep::Metadata,
         }

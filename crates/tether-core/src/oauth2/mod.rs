@@ -1,5 +1,6 @@
 //! OAuth 2.0 (RFC 6749) as Tether runs it: building the authorization request, and the token
-//! endpoint client for the authorization-code and refresh-token grants and revocation
+//! endpoint client for the authorization-code, client-credentials and refresh-token grants,
+//! the connection values kept from token responses, and revocation
 //! (RFC 7009).
 
 mod authorize;
@@ -7,5 +8,6 @@ mod token;
 
 pub use authorize::authorization_url;
 pub use token::{
-    TokenError, exchange_code, parse_token_response, refresh, revoke, tokens_from_object,
+    TokenError, client_credentials, exchange_code, parse_token_response, password, refresh, revoke,
+    token_metadata, tokens_from_object,
 };

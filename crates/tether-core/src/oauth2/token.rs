@@ -16,7 +16,7 @@ use url::Url;
 use crate::SecretString;
 use crate::catalog::{BodyFormat, ClientAuth};
 use crate::credentials::OAuth2Tokens;
-use crate::integration::OAuth2Client;
+use crate::integration::{Grant, OAuth2Client, UrlError, Vars};
 use crate::outbound::{CappedResponse, Outbound, OutboundError};
 
 /// Why a token request failed. Messages never carry a token or a secret.
@@ -38,6 +38,14 @@ pub enum TokenError {
     /// The provider answered something that is not a token response.
     #[error("the provider's token response is invalid: {0}")]
     InvalidResponse(String),
+}
+
+impl From<UrlError> for TokenError {
+    // A token URL that cannot be built, or a response naming a host the catalog forbids, is
+    // never worth retrying as is.
+    fn from(err: UrlError) -> Self {
+        TokenError::InvalidResponse(err.to_string())
+    }
 }
 
 impl TokenError {
@@ -83,6 +91,7 @@ impl From<OutboundError> for TokenError {
 pub async fn exchange_code(
     http: &Outbound,
     client: &OAuth2Client,
+    vars: &Vars<'_>,
     code: &str,
     redirect_uri: &Url,
     code_verifier: Option<&SecretString>,
@@ -96,17 +105,63 @@ pub async fn exchange_code(
     if let Some(verifier) = code_verifier {
         params.push(("code_verifier", verifier.expose()));
     }
-    let response = post_token_request(http, client, &params).await?;
+    let response = post_token_request(http, client, vars, &params).await?;
     parse_token_response(&response, now)
 }
 
-/// Refreshes (RFC 6749 6). A response without a new refresh token keeps the old one.
+/// Asks for a token with the client's own credentials (RFC 6749 4.4.2).
+pub async fn client_credentials(
+    http: &Outbound,
+    client: &OAuth2Client,
+    vars: &Vars<'_>,
+    now: i64,
+) -> Result<OAuth2Tokens, TokenError> {
+    let scope = client.scope(vars)?;
+    let mut params = vec![("grant_type", "client_credentials")];
+    if let Some(scope) = &scope {
+        params.push(("scope", scope));
+    }
+    let response = post_token_request(http, client, vars, &params).await?;
+    parse_token_response(&response, now)
+}
+
+/// The resource owner password credentials grant (RFC 6749 4.3.2): the end user's username
+/// and password, sent once from the Connect form and never kept.
+pub async fn password(
+    http: &Outbound,
+    client: &OAuth2Client,
+    vars: &Vars<'_>,
+    username: &str,
+    password: &SecretString,
+    now: i64,
+) -> Result<OAuth2Tokens, TokenError> {
+    let scope = client.scope(vars)?;
+    let mut params = vec![
+        ("grant_type", "password"),
+        ("username", username),
+        ("password", password.expose()),
+    ];
+    if let Some(scope) = &scope {
+        params.push(("scope", scope));
+    }
+    let response = post_token_request(http, client, vars, &params).await?;
+    parse_token_response(&response, now)
+}
+
+/// Refreshes (RFC 6749 6). A response without a new refresh token keeps the old one. A
+/// client-credentials client simply asks again (RFC 6749 4.4.3: no refresh token).
+/// `redirect_uri` is sent only to providers whose catalog file asks for it.
 pub async fn refresh(
     http: &Outbound,
     client: &OAuth2Client,
+    vars: &Vars<'_>,
     current: &OAuth2Tokens,
+    redirect_uri: &Url,
     now: i64,
 ) -> Result<OAuth2Tokens, TokenError> {
+    if client.grant == Grant::ClientCredentials {
+        return client_credentials(http, client, vars, now).await;
+    }
     let refresh_token = current
         .refresh_token
         .as_ref()
@@ -115,11 +170,14 @@ pub async fn refresh(
             error: "invalid_grant".into(),
             description: Some("no refresh token was issued for this connection".into()),
         })?;
-    let params = [
+    let mut params = vec![
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh_token.expose()),
     ];
-    let response = post_token_request(http, client, &params).await?;
+    if client.redirect_uri_on_refresh {
+        params.push(("redirect_uri", redirect_uri.as_str()));
+    }
+    let response = post_token_request(http, client, vars, &params).await?;
     let mut tokens = parse_token_response(&response, now)?;
     if tokens.refresh_token.is_none() {
         tokens.refresh_token = current.refresh_token.clone();
@@ -134,12 +192,14 @@ pub async fn refresh(
 pub async fn revoke(
     http: &Outbound,
     client: &OAuth2Client,
+    vars: &Vars<'_>,
     token: &SecretString,
     token_type_hint: &str,
 ) -> Result<(), TokenError> {
-    let Some(url) = client.revocation_url.clone() else {
+    let Some(template) = &client.revocation_url else {
         return Ok(());
     };
+    let url = template.render(vars, &client.hosts)?;
     let params = [
         ("token", token.expose()),
         ("token_type_hint", token_type_hint),
@@ -155,13 +215,20 @@ pub async fn revoke(
 async fn post_token_request(
     http: &Outbound,
     client: &OAuth2Client,
+    vars: &Vars<'_>,
     params: &[(&str, &str)],
 ) -> Result<CappedResponse, TokenError> {
-    let request = authenticated(
-        http.request(reqwest::Method::POST, client.token_url.clone()),
-        client,
-        params,
-    );
+    let url = client.token_url.render(vars, &client.hosts)?;
+    // The catalog's own parameters (SugarCRM's `platform`) go with every token request.
+    let extra = client
+        .token_params
+        .iter()
+        .map(|(name, value)| Ok((name.as_str(), value.render(vars).map_err(UrlError::from)?)))
+        .collect::<Result<Vec<_>, TokenError>>()?;
+    let mut params = params.to_vec();
+    params.extend(extra.iter().map(|(name, value)| (*name, value.as_str())));
+    let params = params.as_slice();
+    let request = authenticated(http.request(reqwest::Method::POST, url), client, params);
     Ok(http.send(request).await?)
 }
 
@@ -315,6 +382,32 @@ pub fn tokens_from_object(
         expires_at,
         extra: object,
     })
+}
+
+/// Longest connection value taken from a token response.
+const MAX_TOKEN_METADATA_CHARS: usize = 2048;
+
+/// The connection values the catalog keeps from a token response (`oauth2.token_metadata`):
+/// strings only, of bounded length, each from the first pointer that matches. Pointers are
+/// read against the fields Tether does not itself interpret (`instance_url`, `api_domain`).
+pub fn token_metadata(client: &OAuth2Client, tokens: &OAuth2Tokens) -> Map<String, Value> {
+    let response = Value::Object(tokens.extra.clone());
+    let mut kept = Map::new();
+    for (name, pointers) in &client.token_metadata {
+        let found = pointers.iter().find_map(|p| {
+            response
+                .pointer(p)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty() && v.chars().count() <= MAX_TOKEN_METADATA_CHARS)
+                // Like token values (see `header_safe`): a line break has no place in a URL
+                // or a header, and the URL parser would silently drop it.
+                .filter(|v| !v.chars().any(char::is_control))
+        });
+        if let Some(value) = found {
+            kept.insert(name.clone(), Value::String(value.to_owned()));
+        }
+    }
+    kept
 }
 
 /// Refuses a token value with control characters (RFC 6749 A.12 and A.17 allow only

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -18,10 +18,26 @@ use super::state::Deal;
 use super::{Shared, lock};
 use crate::http_util::authorization;
 
-/// Checks the Bearer token (RFC 6750 2.1); `Err` carries the 401 to send.
-fn check_bearer(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
-    let valid = authorization(headers, "Bearer")
-        .is_some_and(|token| lock(shared).access_token_valid(token));
+/// Checks the Bearer token (RFC 6750 2.1), or the token where the profile puts it instead (a
+/// header without a scheme, a query parameter); `Err` carries the 401 to send.
+fn check_bearer(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Result<(), Response> {
+    let state = lock(shared);
+    let in_header = state
+        .config
+        .token_header
+        .as_deref()
+        .and_then(|name| crate::http_util::header_text(headers, name));
+    let pairs = crate::http_util::query_pairs(query);
+    let in_query = state
+        .config
+        .token_query_param
+        .as_deref()
+        .and_then(|name| crate::http_util::first(&pairs, name));
+    let valid = authorization(headers, &state.config.token_scheme)
+        .or(in_header)
+        .or(in_query)
+        .is_some_and(|token| state.access_token_valid(token));
+    drop(state);
     if valid {
         return Ok(());
     }
@@ -46,9 +62,13 @@ fn invalid_request(description: &str) -> Response {
 }
 
 /// `GET /v1/deals`: the seeded deals plus any created ones.
-pub(crate) async fn list_deals(State(shared): State<Shared>, headers: HeaderMap) -> Response {
+pub(crate) async fn list_deals(
+    State(shared): State<Shared>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
     lock(&shared).api_calls += 1;
-    if let Err(response) = check_bearer(&shared, &headers) {
+    if let Err(response) = check_bearer(&shared, &headers, uri.query()) {
         return response;
     }
     let deals = lock(&shared).deals.clone();
@@ -58,11 +78,12 @@ pub(crate) async fn list_deals(State(shared): State<Shared>, headers: HeaderMap)
 /// `POST /v1/deals`: creates a deal from `{"title", "value"?, "stage"?}` and returns it, 201.
 pub(crate) async fn create_deal(
     State(shared): State<Shared>,
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     lock(&shared).api_calls += 1;
-    if let Err(response) = check_bearer(&shared, &headers) {
+    if let Err(response) = check_bearer(&shared, &headers, uri.query()) {
         return response;
     }
     let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
@@ -104,11 +125,12 @@ pub(crate) async fn create_deal(
 pub(crate) async fn echo(
     State(shared): State<Shared>,
     method: Method,
-    uri: Uri,
+    // The path as the client sent it, `/x/{segment}/` included.
+    OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(response) = check_bearer(&shared, &headers) {
+    if let Err(response) = check_bearer(&shared, &headers, uri.query()) {
         return response;
     }
     let mut seen: BTreeMap<String, String> = BTreeMap::new();

@@ -119,9 +119,13 @@ fn validate(shared: &Shared, params: &[(String, String)]) -> Result<AuthorizeReq
             "client_id and redirect_uri may appear only once.",
         ));
     }
-    let (expected_client, require_pkce) = {
+    let (expected_client, require_pkce, scope_rules) = {
         let state = lock(shared);
-        (state.config.client_id.clone(), state.config.require_pkce)
+        (
+            state.config.client_id.clone(),
+            state.config.require_pkce,
+            super::token::ScopeRules::of(&state.config),
+        )
     };
     let client_id = match first(params, "client_id") {
         Some(id) if !id.is_empty() => id.to_owned(),
@@ -189,6 +193,10 @@ fn validate(shared: &Shared, params: &[(String, String)]) -> Result<AuthorizeReq
         }
         (Some(_), _) => {}
     }
+    let scope = first(params, "scope").unwrap_or_default();
+    if let Err(description) = scope_rules.check(scope) {
+        return Err(redirect("invalid_scope", description));
+    }
     Ok(AuthorizeRequest {
         client_id,
         redirect_uri_raw,
@@ -206,12 +214,16 @@ fn approve(
     issuer: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let code = lock(shared).issue_code(
-        &request.client_id,
-        &request.redirect_uri_raw,
-        request.code_challenge.as_deref(),
-        &request.scope,
-    );
+    let (code, extra) = {
+        let mut state = lock(shared);
+        let code = state.issue_code(
+            &request.client_id,
+            &request.redirect_uri_raw,
+            request.code_challenge.as_deref(),
+            &request.scope,
+        );
+        (code, state.config.callback_params.clone())
+    };
     let mut target = request.redirect_uri.clone();
     {
         let mut query = target.query_pairs_mut();
@@ -221,6 +233,9 @@ fn approve(
         }
         if let Some(issuer) = issuer {
             query.append_pair("iss", issuer);
+        }
+        for (name, value) in &extra {
+            query.append_pair(name, value);
         }
     }
     redirect_response(status, &target)

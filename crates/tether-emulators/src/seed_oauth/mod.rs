@@ -4,7 +4,14 @@
 //! and a small Bearer-protected API (`/v1/deals`, `/v1/echo`).
 //!
 //! Tests drive it through [`SeedOAuthControl`]: counters, injected token-endpoint faults,
-//! forced expiry and revocation. It must never redirect to a `redirect_uri` it has not
+//! forced expiry and revocation.
+//!
+//! Profiles reproduce the quirk classes of real CRMs (see [`SeedOAuthConfig::salesforce_like`]
+//! and its siblings): an instance URL in the token response without `expires_in`, an
+//! `api_domain`, a per-account or per-tenant path (`/x/{segment}/...`, standing in for a
+//! subdomain or a tenant in the URL), a scope that must be present or joined by commas, JSON
+//! token bodies with `redirect_uri` on refresh, and the client-credentials grant. Every route
+//! is served both at the root and under `/x/{segment}/`. It must never redirect to a `redirect_uri` it has not
 //! validated, never echo a client secret, and never panic on request input.
 
 mod api;
@@ -58,9 +65,157 @@ pub struct SeedOAuthConfig {
     /// Default true. When false (and not rotating), a refresh response carries no
     /// `refresh_token`; the client must keep the one it has.
     pub issue_refresh_token_on_refresh: bool,
+    /// Token responses carry no `expires_in` (Salesforce: the lifetime is an org setting).
+    pub omit_expires_in: bool,
+    /// The code exchange issues no refresh token (tokens meant never to expire).
+    pub no_refresh_token: bool,
+    /// Extra parameters on the redirect back after approval (Kommo's `referer`, naming the
+    /// account the user picked).
+    pub callback_params: Vec<(String, String)>,
+    /// Token responses carry this field naming where the account's API lives
+    /// (`instance_url`, `api_domain`, `client_endpoint`): `http://localhost:PORT/x/{instance}/`,
+    /// another host name than the emulator's own base URL, served by the same emulator.
+    pub instance_field: Option<String>,
+    /// The segment of the instance URL above. Default `instance-1`.
+    pub instance: String,
+    /// When set, every request must come under `/x/{segment}/` with this segment (an account
+    /// subdomain or a tenant in the URL); anything else gets 404.
+    pub required_segment: Option<String>,
+    /// When set, authorization (and client-credentials) requests must ask for this scope.
+    pub required_scope: Option<String>,
+    /// How requested scopes are separated. Default a space.
+    pub scope_separator: String,
+    /// When not empty, every requested scope must be one of these (`invalid_scope` otherwise):
+    /// a list joined with the wrong separator reads as one unknown scope.
+    pub known_scopes: Vec<String>,
+    /// Token requests must have a JSON body.
+    pub require_json_body: bool,
+    /// Refresh requests must carry the `redirect_uri` the code was issued for.
+    pub require_redirect_uri_on_refresh: bool,
+    /// Accept `grant_type=client_credentials` (RFC 6749 4.4): an access token, no refresh token.
+    pub client_credentials: bool,
+    /// The `Authorization` scheme the API accepts. Default `Bearer`; Zoho says
+    /// `Zoho-oauthtoken`.
+    pub token_scheme: String,
+    /// When set, the API also accepts the token in this header with no scheme (SugarCRM's
+    /// `OAuth-Token`).
+    pub token_header: Option<String>,
+    /// When set, the API also accepts the token as this query parameter (Bitrix24's `auth`).
+    pub token_query_param: Option<String>,
+    /// Accept `grant_type=password` (RFC 6749 4.3) for this one username and password.
+    pub password_login: Option<(String, String)>,
+    /// Every token request must carry this parameter with this value (SugarCRM's `platform`).
+    pub required_token_param: Option<(String, String)>,
     /// The `iss` sent on every authorization response, success or error (RFC 9207 2).
     /// Default: the emulator's own base URL.
     pub issuer: Issuer,
+}
+
+impl SeedOAuthConfig {
+    /// Salesforce-like: `instance_url` in token responses, no `expires_in`, no new refresh
+    /// token on refresh.
+    pub fn salesforce_like() -> Self {
+        Self {
+            omit_expires_in: true,
+            instance_field: Some("instance_url".into()),
+            issue_refresh_token_on_refresh: false,
+            ..Self::default()
+        }
+    }
+
+    /// monday.com-like: a token that never expires (no `expires_in`, no refresh token), sent
+    /// as the whole `Authorization` value without a scheme.
+    pub fn never_expiring() -> Self {
+        Self {
+            omit_expires_in: true,
+            no_refresh_token: true,
+            token_header: Some("authorization".into()),
+            require_pkce: false,
+            ..Self::default()
+        }
+    }
+
+    /// Pipedrive- and Zoho-like: `api_domain` in token responses.
+    pub fn api_domain() -> Self {
+        Self {
+            instance_field: Some("api_domain".into()),
+            ..Self::default()
+        }
+    }
+
+    /// Kommo-like: the account's subdomain (here a path segment) in the token and API URLs,
+    /// named in the redirect back as `referer` (`ACCOUNT.kommo.com`), JSON token bodies, and
+    /// `redirect_uri` required on refresh; refresh tokens rotate.
+    pub fn per_account(account: &str) -> Self {
+        Self {
+            required_segment: Some(account.into()),
+            callback_params: vec![("referer".into(), [account, ".kommo.com"].concat())],
+            require_json_body: true,
+            require_redirect_uri_on_refresh: true,
+            rotate_refresh_tokens: true,
+            require_pkce: false,
+            ..Self::default()
+        }
+    }
+
+    /// Dynamics-365-like: a tenant in the endpoint URLs, and a scope naming the organisation.
+    pub fn tenant(tenant: &str, required_scope: &str) -> Self {
+        Self {
+            required_segment: Some(tenant.into()),
+            required_scope: Some(required_scope.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Zoho-like: scopes joined by commas, each one known, the user's data centre named in
+    /// the redirect back (`accounts-server=https://accounts.zoho.eu`, `location=eu`),
+    /// `api_domain` in token responses, and the `Zoho-oauthtoken` scheme on API calls.
+    pub fn zoho_like(known: &[&str]) -> Self {
+        Self {
+            callback_params: vec![
+                ("accounts-server".into(), "https://accounts.zoho.eu".into()),
+                ("location".into(), "eu".into()),
+            ],
+            scope_separator: ",".into(),
+            known_scopes: known.iter().map(|s| (*s).to_owned()).collect(),
+            instance_field: Some("api_domain".into()),
+            token_scheme: "Zoho-oauthtoken".into(),
+            ..Self::default()
+        }
+    }
+
+    /// Bitrix24-like: `client_endpoint` in token responses and the token as the `auth` query
+    /// parameter of API calls (not a header).
+    pub fn bitrix24_like() -> Self {
+        Self {
+            instance_field: Some("client_endpoint".into()),
+            token_query_param: Some("auth".into()),
+            require_pkce: false,
+            ..Self::default()
+        }
+    }
+
+    /// SugarCRM-like: the password grant for one user, a `platform` parameter on every token
+    /// request, JSON bodies, and the token in an `OAuth-Token` header.
+    pub fn password_grant(username: &str, password: &str, platform: &str) -> Self {
+        Self {
+            password_login: Some((username.into(), password.into())),
+            required_token_param: Some(("platform".into(), platform.into())),
+            require_json_body: true,
+            token_header: Some("oauth-token".into()),
+            rotate_refresh_tokens: true,
+            ..Self::default()
+        }
+    }
+
+    /// A server-to-server client: the client-credentials grant.
+    pub fn client_credentials(required_scope: &str) -> Self {
+        Self {
+            client_credentials: true,
+            required_scope: Some(required_scope.into()),
+            ..Self::default()
+        }
+    }
 }
 
 /// What the authorize endpoint sends as `iss` (RFC 9207 2), so tests can play a server that
@@ -91,8 +246,28 @@ impl std::fmt::Debug for SeedOAuthConfig {
                 "issue_refresh_token_on_refresh",
                 &self.issue_refresh_token_on_refresh,
             )
+            .field("omit_expires_in", &self.omit_expires_in)
+            .field("no_refresh_token", &self.no_refresh_token)
+            .field("callback_params", &self.callback_params)
+            .field("instance_field", &self.instance_field)
+            .field("required_segment", &self.required_segment)
+            .field("required_scope", &self.required_scope)
+            .field("scope_separator", &self.scope_separator)
+            .field("require_json_body", &self.require_json_body)
+            .field(
+                "require_redirect_uri_on_refresh",
+                &self.require_redirect_uri_on_refresh,
+            )
+            .field("client_credentials", &self.client_credentials)
+            .field("token_header", &self.token_header)
+            .field("token_query_param", &self.token_query_param)
+            .field(
+                "password_login",
+                &self.password_login.as_ref().map(|(u, _)| u),
+            )
+            .field("required_token_param", &self.required_token_param)
             .field("issuer", &self.issuer)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -108,6 +283,23 @@ impl Default for SeedOAuthConfig {
             expires_in_as_string: false,
             token_response_form: false,
             issue_refresh_token_on_refresh: true,
+            omit_expires_in: false,
+            no_refresh_token: false,
+            callback_params: Vec::new(),
+            instance_field: None,
+            instance: "instance-1".to_owned(),
+            required_segment: None,
+            required_scope: None,
+            scope_separator: " ".to_owned(),
+            known_scopes: Vec::new(),
+            require_json_body: false,
+            require_redirect_uri_on_refresh: false,
+            client_credentials: false,
+            token_scheme: "Bearer".to_owned(),
+            token_header: None,
+            token_query_param: None,
+            password_login: None,
+            required_token_param: None,
             issuer: Issuer::BaseUrl,
         }
     }
@@ -237,6 +429,12 @@ impl SeedOAuthControl {
         self.lock().revoke_calls
     }
 
+    /// Makes token responses name `url` as the instance (`instance_field`) from now on, as a
+    /// provider that moved an account would, or a malicious one; `None` restores the default.
+    pub fn set_instance_url(&self, url: Option<&str>) {
+        self.lock().instance_url_override = url.map(str::to_owned);
+    }
+
     /// Every authorization code, access token and refresh token issued so far (revoked ones
     /// too), for tests that check these secrets never show up in logs or responses.
     pub fn issued_secrets(&self) -> Vec<String> {
@@ -296,7 +494,7 @@ pub async fn spawn_on(
     ))
 }
 
-fn router(state: Shared) -> Router {
+fn routes() -> Router<Shared> {
     Router::new()
         .route("/oauth/authorize", get(authorize::authorize))
         .route("/oauth/authorize/decision", post(authorize::decision))
@@ -305,7 +503,47 @@ fn router(state: Shared) -> Router {
         .route("/oauth/elsewhere", any(token::elsewhere))
         .route("/v1/deals", get(api::list_deals).post(api::create_deal))
         .route("/v1/echo", any(api::echo))
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .merge(routes())
+        // An account subdomain or a tenant, as a path segment: one emulator on loopback
+        // stands in for `acme.kommo.com` or `login.microsoftonline.com/{tenant}`.
+        .nest("/x/{segment}", routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            segment_guard,
+        ))
         .with_state(state)
+}
+
+/// Refuses requests outside the required `/x/{segment}/` (a wrong account or tenant).
+async fn segment_guard(
+    axum::extract::State(shared): axum::extract::State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let required = lock(&shared).config.required_segment.clone();
+    if let Some(required) = required {
+        let path = request
+            .extensions()
+            .get::<axum::extract::OriginalUri>()
+            .map(|uri| uri.path().to_owned())
+            .unwrap_or_else(|| request.uri().path().to_owned());
+        let segment = path
+            .strip_prefix("/x/")
+            .and_then(|rest| rest.split('/').next());
+        if segment != Some(required.as_str()) {
+            return (
+                axum::http::StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({"error": "unknown_account"})),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 #[cfg(test)]

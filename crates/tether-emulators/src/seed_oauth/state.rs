@@ -91,6 +91,8 @@ pub(crate) struct State {
     pub fault: Option<TokenFault>,
     pub last_token_request: Option<RecordedTokenRequest>,
     pub deals: Vec<Deal>,
+    /// When set, token responses name this instance URL instead of the emulator's own.
+    pub instance_url_override: Option<String>,
     /// Every code, access token and refresh token handed out, revoked or not, so tests can
     /// check that none of them ever appears where it must not (logs, responses).
     pub issued: Vec<String>,
@@ -124,6 +126,7 @@ impl State {
             fault: None,
             last_token_request: None,
             deals: seed_deals(),
+            instance_url_override: None,
             issued: Vec::new(),
         }
     }

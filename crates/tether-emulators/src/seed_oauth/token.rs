@@ -124,6 +124,41 @@ fn parse_body(
     }
 }
 
+/// The profile's rules for requested scopes.
+pub(crate) struct ScopeRules {
+    separator: String,
+    required: Option<String>,
+    known: Vec<String>,
+}
+
+impl ScopeRules {
+    pub(crate) fn of(config: &super::SeedOAuthConfig) -> Self {
+        ScopeRules {
+            separator: config.scope_separator.clone(),
+            required: config.required_scope.clone(),
+            known: config.known_scopes.clone(),
+        }
+    }
+
+    /// Checks a requested `scope` parameter; the error is an RFC 6749 description.
+    pub(crate) fn check(&self, scope: &str) -> Result<(), &'static str> {
+        let requested: Vec<&str> = scope
+            .split(self.separator.as_str())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        if let Some(required) = &self.required
+            && !requested.contains(&required.as_str())
+        {
+            return Err("A required scope is missing");
+        }
+        if !self.known.is_empty() && requested.iter().any(|s| !self.known.iter().any(|k| k == s)) {
+            return Err("Unknown scope");
+        }
+        Ok(())
+    }
+}
+
 /// Splits decoded Basic credentials into client id and secret: split on the first colon,
 /// then form-decode each part (RFC 6749 2.3.1), so ids and secrets may contain `:` when
 /// encoded.
@@ -223,6 +258,20 @@ pub(crate) async fn token(
         Ok(params) => params,
         Err(description) => return OAuthError::invalid_request(description).into_response(),
     };
+    let json = content_type.as_deref().is_some_and(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+    });
+    if lock(&shared).config.require_json_body && !json {
+        return OAuthError::invalid_request("Token requests must be JSON").into_response();
+    }
+    let required = lock(&shared).config.required_token_param.clone();
+    if let Some((name, value)) = required
+        && first(&params, &name) != Some(value.as_str())
+    {
+        return OAuthError::invalid_request("A required parameter is missing").into_response();
+    }
     match grant(&shared, &headers, &params) {
         Ok(issued) => success(&shared, &issued),
         Err(error) => error.into_response(),
@@ -246,9 +295,30 @@ fn grant(
         None => Err(OAuthError::invalid_request("grant_type is required")),
         Some("authorization_code") => authorization_code(&mut state, &client_id, params),
         Some("refresh_token") => refresh(&mut state, &client_id, params),
+        Some("password") if state.config.password_login.is_some() => {
+            // RFC 6749 4.3.2: the resource owner's own credentials, once.
+            let (username, password) = state.config.password_login.clone().unwrap_or_default();
+            if first(params, "username") != Some(username.as_str())
+                || first(params, "password") != Some(password.as_str())
+            {
+                return Err(OAuthError::invalid_grant("Wrong username or password"));
+            }
+            let scope = first(params, "scope").unwrap_or_default().to_owned();
+            let family = state.new_family();
+            Ok(state.issue_tokens(family, &client_id, &scope, true))
+        }
+        Some("client_credentials") if state.config.client_credentials => {
+            // RFC 6749 4.4.3: an access token only; the client simply asks again.
+            let scope = first(params, "scope").unwrap_or_default().to_owned();
+            ScopeRules::of(&state.config)
+                .check(&scope)
+                .map_err(|d| OAuthError::bad_request("invalid_scope", d))?;
+            let family = state.new_family();
+            Ok(state.issue_tokens(family, &client_id, &scope, false))
+        }
         Some(_) => Err(OAuthError::bad_request(
             "unsupported_grant_type",
-            "Only authorization_code and refresh_token are supported",
+            "This grant type is not enabled",
         )),
     }
 }
@@ -297,7 +367,8 @@ fn authorization_code(
     }
     grant.used = true;
     let (family, scope) = (grant.family, grant.scope.clone());
-    Ok(state.issue_tokens(family, client_id, &scope, true))
+    let with_refresh = !state.config.no_refresh_token;
+    Ok(state.issue_tokens(family, client_id, &scope, with_refresh))
 }
 
 /// RFC 6749 6, with rotation and reuse detection (RFC 9700 4.14.2).
@@ -309,6 +380,11 @@ fn refresh(
     let presented = first(params, "refresh_token")
         .ok_or(OAuthError::invalid_request("refresh_token is required"))?
         .to_owned();
+    if state.config.require_redirect_uri_on_refresh && first(params, "redirect_uri").is_none() {
+        return Err(OAuthError::invalid_request(
+            "redirect_uri is required on refresh",
+        ));
+    }
     let Some(entry) = state.refresh_tokens.get(&presented) else {
         return Err(OAuthError::invalid_grant(
             "Unknown or revoked refresh token",
@@ -360,11 +436,24 @@ fn refresh(
 
 /// The RFC 6749 5.1 success body, as JSON or (when configured) as a form.
 fn success(shared: &Shared, issued: &Issued) -> Response {
-    let (as_string, as_form) = {
+    let (as_string, as_form, omit_expires_in, instance) = {
         let state = lock(shared);
+        let instance = state.config.instance_field.as_ref().map(|field| {
+            if let Some(url) = &state.instance_url_override {
+                return (field.clone(), url.clone());
+            }
+            // Another host name for this same emulator, as a real provider's instance host
+            // differs from its login host.
+            let mut url = state.issuer.clone();
+            let _ = url.set_host(Some("localhost"));
+            url.set_path(&["/x/", &state.config.instance, "/"].concat());
+            (field.clone(), url.to_string())
+        });
         (
             state.config.expires_in_as_string,
             state.config.token_response_form,
+            state.config.omit_expires_in,
+            instance,
         )
     };
     let expires_in = if as_string {
@@ -375,7 +464,12 @@ fn success(shared: &Shared, issued: &Issued) -> Response {
     let mut body = Map::new();
     body.insert("access_token".into(), issued.access_token.clone().into());
     body.insert("token_type".into(), "Bearer".into());
-    body.insert("expires_in".into(), expires_in);
+    if !omit_expires_in {
+        body.insert("expires_in".into(), expires_in);
+    }
+    if let Some((field, url)) = instance {
+        body.insert(field, url.into());
+    }
     if let Some(refresh_token) = &issued.refresh_token {
         body.insert("refresh_token".into(), refresh_token.clone().into());
     }

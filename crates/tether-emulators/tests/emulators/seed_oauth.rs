@@ -770,3 +770,220 @@ async fn deals_can_be_created_and_echo_shows_the_request() {
     let anonymous = client().get(echo_url).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// The authorize URL of `authorize_url` under `/x/{segment}/`.
+fn under(base: &Url, segment: &str) -> Url {
+    let mut url = base.clone();
+    url.set_path(&["/x/", segment, "/"].concat());
+    url
+}
+
+#[tokio::test]
+async fn salesforce_like_names_an_instance_and_gives_no_lifetime_or_new_refresh_token() {
+    let emu = spawn(SeedOAuthConfig::salesforce_like()).await;
+    let body = tokens(&emu.base_url).await;
+    assert!(body.get("expires_in").is_none(), "{body}");
+    let instance = Url::parse(s(&body, "instance_url")).unwrap();
+    assert_eq!(instance.host_str(), Some("localhost"));
+    assert_eq!(instance.path(), "/x/instance-1/");
+    let refreshed: Value = refresh(&emu.base_url, s(&body, "refresh_token"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(refreshed.get("refresh_token").is_none(), "{refreshed}");
+    assert!(refreshed["instance_url"].is_string());
+    // The API answers under the instance path too.
+    let mut echo = at(&emu.base_url, "x/instance-1/v1/echo");
+    echo.set_query(Some("a=1"));
+    let seen: Value = client()
+        .get(echo)
+        .bearer_auth(s(&refreshed, "access_token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["path"], "/x/instance-1/v1/echo");
+}
+
+#[tokio::test]
+async fn per_account_requires_the_account_json_bodies_and_redirect_uri_on_refresh() {
+    let emu = spawn(SeedOAuthConfig::per_account("acme")).await;
+    // Outside /x/acme/: no such account.
+    let outside = client()
+        .get(authorize_url(&emu.base_url, &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outside.status(), StatusCode::NOT_FOUND);
+    let account = under(&emu.base_url, "acme");
+    let response = client()
+        .get(authorize_url(&account, &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let (_, pairs) = location_pairs(&response);
+    let code = param(&pairs, "code").unwrap().to_owned();
+    let (verifier, _) = pkce();
+    let form = client()
+        .post(at(&account, "oauth/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("client_id", "seed-client"),
+            ("client_secret", "seed-secret"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(form).await.1, "invalid_request");
+    let exchanged: Value = client()
+        .post(at(&account, "oauth/token"))
+        .json(&json!({
+            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+            "client_id": "seed-client", "client_secret": "seed-secret",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refresh_token = s(&exchanged, "refresh_token").to_owned();
+    let without = client()
+        .post(at(&account, "oauth/token"))
+        .json(&json!({
+            "grant_type": "refresh_token", "refresh_token": refresh_token,
+            "client_id": "seed-client", "client_secret": "seed-secret",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(without).await.1, "invalid_request");
+    let with = client()
+        .post(at(&account, "oauth/token"))
+        .json(&json!({
+            "grant_type": "refresh_token", "refresh_token": refresh_token,
+            "redirect_uri": REDIRECT,
+            "client_id": "seed-client", "client_secret": "seed-secret",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn comma_scopes_must_be_joined_with_commas() {
+    let emu = spawn(SeedOAuthConfig::zoho_like(&["A.read", "B.all"])).await;
+    let spaced = client()
+        .get(authorize_url(&emu.base_url, &[("scope", "A.read B.all")]))
+        .send()
+        .await
+        .unwrap();
+    let (_, pairs) = location_pairs(&spaced);
+    assert_eq!(param(&pairs, "error"), Some("invalid_scope"));
+    let joined = client()
+        .get(authorize_url(&emu.base_url, &[("scope", "A.read,B.all")]))
+        .send()
+        .await
+        .unwrap();
+    let (_, pairs) = location_pairs(&joined);
+    assert!(param(&pairs, "code").is_some());
+}
+
+#[tokio::test]
+async fn client_credentials_need_the_profile_and_its_scope() {
+    let ask = |base: &Url, scope: &str| {
+        client()
+            .post(at(base, "oauth/token"))
+            .basic_auth("seed-client", Some("seed-secret"))
+            .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+            .send()
+    };
+    let plain = spawn(SeedOAuthConfig::default()).await;
+    let refused = ask(&plain.base_url, "x").await.unwrap();
+    assert_eq!(error_of(refused).await.1, "unsupported_grant_type");
+    let emu = spawn(SeedOAuthConfig::client_credentials("api.default")).await;
+    let wrong = ask(&emu.base_url, "other").await.unwrap();
+    assert_eq!(error_of(wrong).await.1, "invalid_scope");
+    let body: Value = ask(&emu.base_url, "api.default")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    assert_eq!(
+        deals(&emu.base_url, s(&body, "access_token"))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_password_grant_checks_the_user_and_the_platform() {
+    let emu = spawn(SeedOAuthConfig::password_grant("sally", "pw", "tether")).await;
+    let ask = |password: &str, platform: Option<&str>| {
+        let mut body = json!({
+            "grant_type": "password", "username": "sally", "password": password,
+            "client_id": "seed-client", "client_secret": "seed-secret",
+        });
+        if let Some(platform) = platform {
+            body["platform"] = json!(platform);
+        }
+        client()
+            .post(at(&emu.base_url, "oauth/token"))
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        error_of(ask("pw", None).await.unwrap()).await.1,
+        "invalid_request"
+    );
+    assert_eq!(
+        error_of(ask("no", Some("tether")).await.unwrap()).await.1,
+        "invalid_grant"
+    );
+    let body: Value = ask("pw", Some("tether"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = s(&body, "access_token");
+    let api = client()
+        .get(at(&emu.base_url, "v1/deals"))
+        .header("OAuth-Token", token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bitrix24_like_takes_the_token_as_a_query_parameter() {
+    let emu = spawn(SeedOAuthConfig::bitrix24_like()).await;
+    let code = get_code(&emu.base_url).await;
+    let body: Value = exchange(&emu.base_url, &code).await.json().await.unwrap();
+    assert!(s(&body, "client_endpoint").contains("/x/instance-1/"));
+    let mut url = at(&emu.base_url, "v1/deals");
+    url.query_pairs_mut()
+        .append_pair("auth", s(&body, "access_token"));
+    assert_eq!(
+        client().get(url).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let bare = client()
+        .get(at(&emu.base_url, "v1/deals"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), StatusCode::UNAUTHORIZED);
+}

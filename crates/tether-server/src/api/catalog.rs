@@ -47,6 +47,12 @@ fn provider_view(provider: &ProviderDef) -> Value {
         "description": provider.description,
         "fields": fields,
         "settings": settings,
+        "operator": provider.operator_items(),
+        "end_user": provider.end_user_items(),
+        "quirks": provider.quirks(),
+        "allowed_hosts": provider.api.allowed_hosts,
+        "docs_url": provider.docs_url,
+        "mark": {"text": provider.mark.text, "color": provider.mark.color},
     })
 }
 
@@ -82,10 +88,10 @@ pub(crate) fn integration_view(i: &Integration, source: Option<Source>) -> Value
     if let Some(client) = &i.oauth2 {
         view["oauth2"] = json!({
             "client_id": client.client_id,
-            "authorization_url": client.authorization_url.as_str(),
-            "token_url": client.token_url.as_str(),
-            "revocation_url": client.revocation_url.as_ref().map(|u| u.as_str()),
-            "scopes": client.scopes,
+            "authorization_url": client.authorization_url.text,
+            "token_url": client.token_url.text,
+            "revocation_url": client.revocation_url.as_ref().map(|u| u.text.as_str()),
+            "scopes": client.scopes.iter().map(|s| s.text()).collect::<Vec<_>>(),
             "pkce": client.pkce,
         });
     }

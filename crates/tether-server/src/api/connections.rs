@@ -143,6 +143,11 @@ async fn credentials<S: Store>(
         "auth_mode": live.integration.auth_mode().as_str(),
         "base_url": base_url.as_str(),
         "headers": headers,
+        "query": prepared
+            .query
+            .iter()
+            .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+            .collect::<serde_json::Map<String, Value>>(),
         "expires_at": live.credentials.expires_at().map(rfc3339),
     });
     if let Credentials::Oauth2(tokens) = live.credentials.as_ref() {

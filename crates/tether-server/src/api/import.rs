@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use tether_core::catalog::AuthMode;
 use tether_core::credential_flow;
 use tether_core::credentials::Credentials;
+use tether_core::integration::Integration;
 use tether_core::{SecretString, oauth2, unix_time};
 use tether_store::Store;
 
@@ -58,7 +59,8 @@ async fn import<S: Store>(
     let now = unix_time::now();
     let (credentials, metadata) = match integration.auth_mode() {
         AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {
-            (oauth_credentials(body.credentials, now)?, body.metadata)
+            let metadata = oauth_metadata(&integration, body.metadata)?;
+            (oauth_credentials(body.credentials, now)?, metadata)
         }
         _ => {
             let values = string_values(&body.credentials)?;
@@ -147,4 +149,40 @@ fn string_values(
             )),
         })
         .collect()
+}
+
+/// An imported OAuth connection's metadata, held to the same rules as the Connect page and
+/// the token endpoint: values the provider asks before its redirect match their patterns, and
+/// the API base URL they make (with an imported `instance_url` and the like) stays on a host
+/// the provider's file allows.
+fn oauth_metadata(
+    integration: &Integration,
+    mut metadata: Map<String, Value>,
+) -> Result<Map<String, Value>, ApiError> {
+    let provider = &integration.provider;
+    if !provider.fields.is_empty() {
+        let raw = provider
+            .fields
+            .iter()
+            .filter_map(|f| {
+                metadata
+                    .get(&f.name)
+                    .and_then(Value::as_str)
+                    .map(|v| (f.name.clone(), SecretString::new(v)))
+            })
+            .collect();
+        let inputs = credential_flow::normalise(provider, &raw).map_err(|errors| {
+            let detail = errors
+                .iter()
+                .map(|e| [e.field.as_str(), ": ", e.message.as_str()].concat())
+                .collect::<Vec<_>>()
+                .join("; ");
+            ApiError::bad_request("invalid_metadata", detail)
+        })?;
+        metadata.extend(inputs.metadata(provider));
+    }
+    integration
+        .check_connection_values(&metadata)
+        .map_err(|message| ApiError::bad_request("invalid_metadata", message))?;
+    Ok(metadata)
 }

@@ -132,8 +132,14 @@ fn raw_provider_path(path: &str, id: &str) -> Result<String, ApiError> {
     Ok(rest.to_owned())
 }
 
-/// The provider URL: base URL path + the checked path; the query passes through untouched.
-fn provider_url(base: &Url, raw_path: &str, raw_query: Option<&str>) -> Url {
+/// The provider URL: base URL path + the checked path; the query passes through untouched,
+/// followed by the catalog's own parameters (if any).
+fn provider_url(
+    base: &Url,
+    raw_path: &str,
+    raw_query: Option<&str>,
+    added: &[(String, String)],
+) -> Url {
     let mut url = base.clone();
     let mut path = String::from(base.path().trim_end_matches('/'));
     if !raw_path.is_empty() {
@@ -142,6 +148,12 @@ fn provider_url(base: &Url, raw_path: &str, raw_query: Option<&str>) -> Url {
     }
     url.set_path(&path);
     url.set_query(raw_query);
+    if !added.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (name, value) in added {
+            pairs.append_pair(name, value);
+        }
+    }
     url
 }
 
@@ -181,6 +193,7 @@ async fn send<S: Store>(
         &prepared.base_url,
         &outgoing.raw_path,
         outgoing.raw_query.as_deref(),
+        &prepared.query,
     );
     let mut headers = outgoing.headers.clone();
     for header in &prepared.headers {
@@ -270,13 +283,18 @@ mod tests {
     fn builds_provider_urls() {
         let base = Url::parse("http://127.0.0.1:9/api/public/v1").unwrap();
         assert_eq!(
-            provider_url(&base, "contacts", Some("page=2")).as_str(),
+            provider_url(&base, "contacts", Some("page=2"), &[]).as_str(),
             "http://127.0.0.1:9/api/public/v1/contacts?page=2"
         );
         let base = Url::parse("http://127.0.0.1:9/").unwrap();
         assert_eq!(
-            provider_url(&base, "v1/deals", None).as_str(),
+            provider_url(&base, "v1/deals", None, &[]).as_str(),
             "http://127.0.0.1:9/v1/deals"
+        );
+        let added = [("auth".to_owned(), "t k".to_owned())];
+        assert_eq!(
+            provider_url(&base, "crm.deal.list", Some("start=50"), &added).as_str(),
+            "http://127.0.0.1:9/crm.deal.list?start=50&auth=t+k"
         );
     }
 
@@ -336,7 +354,7 @@ mod tests {
                     return Ok(());
                 };
                 let base = Url::parse("http://127.0.0.1:9/api/v1").unwrap();
-                let url = provider_url(&base, &raw, query.as_deref());
+                let url = provider_url(&base, &raw, query.as_deref(), &[]);
                 prop_assert_eq!(url.scheme(), "http");
                 prop_assert_eq!(url.host_str(), Some("127.0.0.1"));
                 prop_assert_eq!(url.port(), Some(9));
@@ -359,7 +377,7 @@ mod tests {
             fn never_panics(path in "\\PC{0,40}", query in proptest::option::of("\\PC{0,20}")) {
                 if let Ok(raw) = check(&path) {
                     let base = Url::parse("http://127.0.0.1:9/").unwrap();
-                    let url = provider_url(&base, &raw, query.as_deref());
+                    let url = provider_url(&base, &raw, query.as_deref(), &[]);
                     prop_assert_eq!(url.host_str(), Some("127.0.0.1"));
                 }
             }

@@ -4,11 +4,13 @@
 //! unknown, replayed, expired or foreign state stores nothing. The code is exchanged with the
 //! PKCE verifier, the tokens are sealed and stored, and the browser goes back to the app.
 
-use axum::extract::{Query, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
-use tether_core::credentials::Credentials;
+use tether_core::credential_flow;
+use tether_core::credentials::{Credentials, OAuth2Tokens};
+use tether_core::integration::Integration;
 use tether_core::oauth2::{self, TokenError};
 use tether_core::{SecretString, random, unix_time};
 use tether_store::{ConsumeOutcome, FlowStateRow, Store};
@@ -16,7 +18,7 @@ use url::Url;
 
 use super::pages::{self, Failure};
 use super::session::{self, cookie_name, expired_failure, read_cookie, used_failure};
-use super::start::verifier_context;
+use super::start::{SealedFlow, verifier_context};
 use crate::persist::{EndUser, save_connection};
 use crate::state::AppState;
 
@@ -33,6 +35,7 @@ pub struct CallbackQuery {
 pub async fn callback<S: Store>(
     State(state): State<AppState<S>>,
     Query(query): Query<CallbackQuery>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let flow = match take_flow(&state, &query, &headers).await {
@@ -40,7 +43,16 @@ pub async fn callback<S: Store>(
         Err(failure) => return failure.into_page(&state.config),
     };
     let popup = flow.display == "popup";
-    match finish(&state, &query, &flow).await {
+    // Every parameter, for the values a provider names in its redirect (Kommo's `referer`).
+    let pairs: Vec<(String, String)> = raw
+        .as_deref()
+        .map(|raw| {
+            url::form_urlencoded::parse(raw.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    match finish(&state, &query, &pairs, &flow).await {
         Ok(connection_id) => connected(&state, &flow, &connection_id, popup),
         Err(failure) => failure.into_page(&state.config),
     }
@@ -98,6 +110,7 @@ async fn take_flow<S: Store>(
 async fn finish<S: Store>(
     state: &AppState<S>,
     query: &CallbackQuery,
+    pairs: &[(String, String)],
     flow: &FlowStateRow,
 ) -> Result<String, Failure> {
     let Some(integration) = state.integration(&flow.integration) else {
@@ -180,17 +193,42 @@ async fn finish<S: Store>(
     if session.completed_at.is_some() {
         return Err(used_failure());
     }
-    let verifier = if flow.pkce_verifier.is_empty() {
-        None
+    let sealed = if flow.pkce_verifier.is_empty() {
+        SealedFlow {
+            verifier: None,
+            connection: serde_json::Map::new(),
+        }
     } else {
-        let plain = state
+        let mut plain = state
             .vault
             .open(&verifier_context(&flow.state_hash), &flow.pkce_verifier)
-            .map_err(|err| internal("opening PKCE verifier", &err))?;
-        Some(SecretString::new(
-            String::from_utf8(plain).map_err(|err| internal("PKCE verifier", &err))?,
-        ))
+            .map_err(|err| internal("opening the sealed flow", &err))?;
+        let sealed = SealedFlow::from_plain(&plain);
+        zeroize::Zeroize::zeroize(&mut plain);
+        sealed.ok_or_else(|| internal("sealed flow", &"malformed"))?
     };
+    let verifier = sealed.verifier.map(SecretString::new);
+    let mut connection = sealed.connection;
+    // Checked before the code is redeemed: a value that fails its pattern (a host it must not
+    // name) stops the flow with no token call.
+    match credential_flow::callback_values(&integration.provider, pairs) {
+        Ok(values) => connection.extend(values),
+        Err(problem) => {
+            let reference = crate::reference::new();
+            tracing::warn!(reference = %reference, integration = %flow.integration,
+                problem = %problem, "authorization response refused; no token call made");
+            let mut failure = Failure::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_callback",
+                "This sign-in could not be completed",
+                "The service sent you back with details we cannot use, so nothing was \
+                 connected. Go back to the app and start again.",
+            );
+            failure.reference = Some(reference);
+            return Err(failure);
+        }
+    }
+    let vars = integration.vars(&connection, None);
     let redirect_uri =
         Url::parse(&flow.redirect_uri).map_err(|err| internal("stored redirect_uri", &err))?;
     // The session is claimed before the code is redeemed, so two flows of one session racing
@@ -199,28 +237,29 @@ async fn finish<S: Store>(
     let tokens = match oauth2::exchange_code(
         &state.outbound,
         client,
+        &vars,
         code,
         &redirect_uri,
         verifier.as_ref(),
         unix_time::now(),
     )
     .await
-    {
-        Ok(tokens) => tokens,
+    .and_then(|tokens| {
+        let metadata = connection_metadata(&integration, connection, &tokens)?;
+        Ok((tokens, metadata))
+    }) {
+        Ok(answer) => answer,
         Err(err) => {
             session::reopen(state, &session.token_hash).await;
             return Err(exchange_failure(&flow.integration, &err));
         }
     };
+    let (tokens, metadata) = tokens;
     let end_user = EndUser {
         id: flow.end_user_id.clone(),
         email: session.end_user_email.clone(),
         display_name: session.end_user_display_name.clone(),
     };
-    let mut metadata = serde_json::Map::new();
-    if let Some(scope) = &tokens.scope {
-        metadata.insert("scope".into(), serde_json::Value::String(scope.clone()));
-    }
     let saved = save_connection(
         state,
         &flow.integration,
@@ -238,7 +277,27 @@ async fn finish<S: Store>(
     }
 }
 
-fn exchange_failure(integration: &str, err: &TokenError) -> Failure {
+/// A new connection's metadata: what the end user gave before the redirect, the granted
+/// scope, and the values the catalog keeps from the token response, refused when they would
+/// point the proxy at a host the provider's file does not allow.
+pub(crate) fn connection_metadata(
+    integration: &Integration,
+    mut metadata: serde_json::Map<String, serde_json::Value>,
+    tokens: &OAuth2Tokens,
+) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
+    if let Some(scope) = &tokens.scope {
+        metadata.insert("scope".into(), serde_json::Value::String(scope.clone()));
+    }
+    if let Some(client) = &integration.oauth2 {
+        metadata.extend(oauth2::token_metadata(client, tokens));
+    }
+    integration
+        .check_connection_values(&metadata)
+        .map_err(TokenError::InvalidResponse)?;
+    Ok(metadata)
+}
+
+pub(crate) fn exchange_failure(integration: &str, err: &TokenError) -> Failure {
     let reference = crate::reference::new();
     tracing::warn!(reference = %reference, integration, error = %err, "token exchange failed");
     let mut failure = Failure::new(

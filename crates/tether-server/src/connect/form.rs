@@ -1,6 +1,8 @@
-//! The credential form of the non-OAuth auth modes (`api_key`, `two_step`, `basic`):
-//! `GET /connect/{integration}?session=T` draws it (via `start`), and
-//! `POST /connect/{integration}?session=T` checks what was entered with the provider and
+//! The credential form of the non-OAuth auth modes (`api_key`, `two_step`, `basic`), also
+//! drawn for OAuth providers that need a value before their redirect (a subdomain, a data
+//! centre): `GET /connect/{integration}?session=T` draws it (via `start`), and
+//! `POST /connect/{integration}?session=T` starts the OAuth flow with the checked values, or
+//! checks what was entered with the provider and
 //! stores the connection.
 //!
 //! The fields, their normalisation and the provider calls are catalog data run by
@@ -21,7 +23,7 @@ use axum::response::Response;
 use tether_core::SecretString;
 use tether_core::catalog::AuthMode;
 use tether_core::credential_flow::{self, FieldError, FlowError};
-use tether_core::integration::Integration;
+use tether_core::integration::{Grant, Integration};
 use tether_store::Store;
 
 use super::pages::{self, Chrome, Failure};
@@ -125,7 +127,7 @@ async fn submit_for<S: Store>(
 ) -> Response {
     let Some(integration) = state
         .integration(integration_key)
-        .filter(|i| session.allows(i.key.as_str()) && is_form_mode(i.auth_mode()))
+        .filter(|i| session.allows(i.key.as_str()) && shows_form(i))
     else {
         return Failure::new(
             StatusCode::NOT_FOUND,
@@ -164,6 +166,41 @@ async fn submit_for<S: Store>(
             );
         }
     };
+    // OAuth providers ask first for what their URLs need (or, with the password grant, for
+    // the username and password), then go on as usual.
+    if let Some(client) = &integration.oauth2 {
+        let connection = inputs.metadata(&integration.provider);
+        let result = match client.grant {
+            Grant::AuthorizationCode => {
+                super::start::start_oauth(
+                    state,
+                    session,
+                    integration.key.as_str(),
+                    popup,
+                    &connection,
+                )
+                .await
+            }
+            Grant::ClientCredentials => {
+                super::start::connect_direct(state, session, &integration, popup, connection, None)
+                    .await
+            }
+            Grant::Password => {
+                let username = inputs.get("username").unwrap_or_default();
+                let password = SecretString::new(inputs.get("password").unwrap_or_default());
+                super::start::connect_direct(
+                    state,
+                    session,
+                    &integration,
+                    popup,
+                    connection,
+                    Some((username, &password)),
+                )
+                .await
+            }
+        };
+        return result.unwrap_or_else(|failure| failure.into_page(&state.config));
+    }
     // Counted before the provider is asked: each check spends the operator's keys and tells
     // whether a password is right.
     if let Err(failure) = session::count_attempt(state, session).await {
@@ -220,9 +257,15 @@ async fn submit_for<S: Store>(
     )
 }
 
-/// The auth modes connected through this form.
-pub fn is_form_mode(mode: AuthMode) -> bool {
-    matches!(mode, AuthMode::ApiKey | AuthMode::TwoStep | AuthMode::Basic)
+/// Whether connecting starts with this form: always for the credential modes, and for the
+/// OAuth modes when the provider needs something from the end user before its redirect.
+pub fn shows_form(integration: &Integration) -> bool {
+    match integration.auth_mode() {
+        AuthMode::ApiKey | AuthMode::TwoStep | AuthMode::Basic => true,
+        AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {
+            !integration.provider.fields.is_empty()
+        }
+    }
 }
 
 /// Whether the request's `Origin`, if any, is ours. `Origin: null` counts as absent: browsers

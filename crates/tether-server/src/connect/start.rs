@@ -7,11 +7,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tether_core::catalog::AuthMode;
-use tether_core::{pkce, random, unix_time};
+use tether_core::credentials::Credentials;
+use tether_core::integration::Integration;
+use tether_core::oauth2::{self, TokenError};
+use tether_core::{SecretString, pkce, random, unix_time};
 use tether_store::{FlowStateRow, Store};
 
 use super::pages::{self, Chrome, ConnectItem, ConnectPage, Failure};
 use super::session::{self, Session};
+use crate::persist::{EndUser, save_connection};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -43,7 +47,7 @@ pub async fn connect_page<S: Store>(
         .into_iter()
         .filter(|i| session.allows(i.key.as_str()))
         .map(|i| {
-            let hint = if i.auth_mode() == AuthMode::Oauth2 {
+            let hint = if i.auth_mode() == AuthMode::Oauth2 && i.provider.fields.is_empty() {
                 ["Sign in on ", &i.display_name, "'s own site"].concat()
             } else {
                 ["Enter your ", &i.display_name, " details"].concat()
@@ -121,29 +125,140 @@ async fn start_for<S: Store>(
         )
         .into_page(&state.config);
     };
+    // A provider that needs something from the end user first (a subdomain, a data centre)
+    // shows the form; OAuth starts when it is sent.
+    if super::form::shows_form(&integration) {
+        return super::form::blank(state, session, &integration, popup);
+    }
+    let nothing = serde_json::Map::new();
     match integration.auth_mode() {
-        AuthMode::Oauth2 => start_oauth(state, session, integration_key, popup)
+        AuthMode::Oauth2 => start_oauth(state, session, integration_key, popup, &nothing)
             .await
             .unwrap_or_else(|failure| failure.into_page(&state.config)),
-        mode if super::form::is_form_mode(mode) => {
-            super::form::blank(state, session, &integration, popup)
+        AuthMode::Oauth2ClientCredentials => {
+            connect_direct(state, session, &integration, popup, nothing, None)
+                .await
+                .unwrap_or_else(|failure| failure.into_page(&state.config))
         }
-        _ => Failure::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "unsupported_auth_mode",
-            "This service cannot be connected here yet",
-            "Ask the app's team to check their Tether configuration.",
-        )
-        .into_page(&state.config),
+        // Every other mode has fields, so `shows_form` took it.
+        _ => super::form::blank(state, session, &integration, popup),
     }
 }
 
+/// What the end user reads when connecting fails on our side.
+const CONNECT_FAILED: &str = "We could not connect your account. Try again in a moment.";
+
+/// What a flow state seals: the PKCE verifier and what the end user gave before the
+/// redirect, both needed (and both private) when the provider sends the browser back.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct SealedFlow {
+    #[serde(default)]
+    pub verifier: Option<String>,
+    #[serde(default)]
+    pub connection: serde_json::Map<String, serde_json::Value>,
+}
+
+impl SealedFlow {
+    /// Reads what [`start_oauth`] sealed; a flow stored by an older version holds the bare
+    /// verifier (PKCE verifiers never start with `{`).
+    pub fn from_plain(plain: &[u8]) -> Option<Self> {
+        if plain.first() == Some(&b'{') {
+            return serde_json::from_slice(plain).ok();
+        }
+        Some(SealedFlow {
+            verifier: Some(String::from_utf8(plain.to_vec()).ok()?),
+            connection: serde_json::Map::new(),
+        })
+    }
+}
+
+/// The grants without a browser trip to the provider: client credentials (RFC 6749 4.4, the
+/// integration's own client) or, when `login` is given, the password grant (RFC 6749 4.3,
+/// the end user's username and password from the Connect form, used once). Like a
+/// credential form, it counts as an attempt and completes the session once.
+pub async fn connect_direct<S: Store>(
+    state: &AppState<S>,
+    session: &Session,
+    integration: &Integration,
+    popup: bool,
+    connection: serde_json::Map<String, serde_json::Value>,
+    login: Option<(&str, &SecretString)>,
+) -> Result<Response, Failure> {
+    let client = integration.oauth2.as_ref().ok_or_else(|| {
+        Failure::internal(
+            "direct grant without a client",
+            &"misconfigured",
+            CONNECT_FAILED,
+        )
+    })?;
+    session::count_attempt(state, session).await?;
+    let vars = integration.vars(&connection, None);
+    let now = unix_time::now();
+    let tokens = match login {
+        Some((username, password)) => {
+            oauth2::password(&state.outbound, client, &vars, username, password, now).await
+        }
+        None => oauth2::client_credentials(&state.outbound, client, &vars, now).await,
+    }
+    .map_err(|err| match &err {
+        // RFC 6749 5.2: a refused password grant means the username or password is wrong.
+        TokenError::Rejected { error, .. } if login.is_some() && error == "invalid_grant" => {
+            tracing::info!(integration = %integration.key, "password grant refused");
+            let mut failure = Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_login",
+                "These sign-in details were not accepted",
+                "The service did not accept this username and password. Go back, check both \
+                 and try again.",
+            );
+            failure.retry_last_start = true;
+            failure
+        }
+        _ => super::callback::exchange_failure(integration.key.as_str(), &err),
+    })?;
+    let metadata = super::callback::connection_metadata(integration, connection, &tokens)
+        .map_err(|err| super::callback::exchange_failure(integration.key.as_str(), &err))?;
+    let end_user = EndUser {
+        id: session.row.end_user_id.clone(),
+        email: session.row.end_user_email.clone(),
+        display_name: session.row.end_user_display_name.clone(),
+    };
+    session::complete(state, &session.row.token_hash).await?;
+    let connection_id = match save_connection(
+        state,
+        integration.key.as_str(),
+        &end_user,
+        &Credentials::Oauth2(tokens),
+        &metadata,
+    )
+    .await
+    {
+        Ok(id) => id,
+        Err(err) => {
+            session::reopen(state, &session.row.token_hash).await;
+            return Err(Failure::internal("saving connection", &err, CONNECT_FAILED));
+        }
+    };
+    Ok(pages::connected(
+        &state.config,
+        &pages::Outcome {
+            integration: integration.key.as_str(),
+            display_name: &integration.display_name,
+            return_url: session.row.return_url.as_deref(),
+            connection_id: &connection_id,
+            popup,
+        },
+    ))
+}
+
 /// Stores a flow state and sends the browser to the provider (RFC 6749 4.1.1, RFC 7636).
-async fn start_oauth<S: Store>(
+/// `connection` holds what the end user gave first (a subdomain, a tenant), if anything.
+pub async fn start_oauth<S: Store>(
     state: &AppState<S>,
     session: &Session,
     integration_key: &str,
     popup: bool,
+    connection: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Response, Failure> {
     let integration = state
         .integration(integration_key)
@@ -158,21 +273,30 @@ async fn start_oauth<S: Store>(
     let challenge = verifier.as_ref().map(pkce::s256_challenge);
     let redirect_uri = state.config.callback_url();
     let now = unix_time::now();
-    let sealed_verifier = verifier
-        .as_ref()
-        .map(|v| {
-            state
-                .vault
-                .seal(&verifier_context(&state_hash), v.expose().as_bytes())
-        })
-        .unwrap_or_default();
+    // Built before anything is stored: a value that makes an unusable URL stops here.
+    let vars = integration.vars(connection, None);
+    let url = tether_core::oauth2::authorization_url(
+        client,
+        &vars,
+        &state_value,
+        &redirect_uri,
+        challenge.as_deref(),
+    )
+    .map_err(|err| Failure::internal("building the authorization URL", &err, CONNECT_FAILED))?;
+    let sealed = SealedFlow {
+        verifier: verifier.as_ref().map(|v| v.expose().to_owned()),
+        connection: connection.clone(),
+    };
+    let mut plain = serde_json::to_vec(&sealed).expect("a flow always serializes");
+    let sealed_flow = state.vault.seal(&verifier_context(&state_hash), &plain);
+    zeroize::Zeroize::zeroize(&mut plain);
     let flow = FlowStateRow {
         state_hash: state_hash.clone(),
         browser_hash: random::sha256_hex(&session.browser),
         session_token_hash: session.row.token_hash.clone(),
         integration: integration_key.to_owned(),
         end_user_id: session.row.end_user_id.clone(),
-        pkce_verifier: sealed_verifier,
+        pkce_verifier: sealed_flow,
         redirect_uri: redirect_uri.to_string(),
         return_url: session.row.return_url.clone(),
         display: if popup { "popup" } else { "page" }.into(),
@@ -203,12 +327,6 @@ async fn start_oauth<S: Store>(
             ));
         }
     }
-    let url = tether_core::oauth2::authorization_url(
-        client,
-        &state_value,
-        &redirect_uri,
-        challenge.as_deref(),
-    );
     tracing::info!(integration = %integration_key, "oauth flow started");
     let mut response = Redirect::to(url.as_str()).into_response();
     response.headers_mut().insert(
@@ -221,7 +339,8 @@ async fn start_oauth<S: Store>(
     Ok(response)
 }
 
-/// Vault context of a flow's PKCE verifier: bound to its flow row.
+/// Vault context of a flow's sealed part (PKCE verifier, values given before the redirect):
+/// bound to its flow row.
 pub fn verifier_context(state_hash: &str) -> String {
     let mut ctx = String::from("flow_states/");
     ctx.push_str(state_hash);

@@ -27,6 +27,24 @@ async fn providers_lists_the_catalog_with_form_fields() {
         .map(|f| f["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["access_key", "link_name"]);
+    let salesforce = by_id("salesforce");
+    assert_eq!(salesforce["operator"][0]["name"], "client_id");
+    assert_eq!(salesforce["end_user"], serde_json::json!([]));
+    assert!(
+        salesforce["docs_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://")
+    );
+    assert_eq!(salesforce["mark"]["text"], "SF");
+    assert!(
+        salesforce["quirks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q.as_str().unwrap().contains("instance_url"))
+    );
+    assert!(providers.len() >= 30, "{}", providers.len());
 }
 
 #[tokio::test]

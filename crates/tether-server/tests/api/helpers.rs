@@ -27,6 +27,9 @@ pub const RETURN_URL: &str = "http://app.localhost:9/app/return";
 /// A change to the gateway configuration before it starts.
 pub type Configure = Arc<dyn Fn(&mut GatewayConfig) + Send + Sync>;
 
+/// Integrations that point at the seed emulator, given its base URL once it runs.
+pub type EmulatorIntegrations = Arc<dyn Fn(&Url) -> Vec<(String, Value)> + Send + Sync>;
+
 /// Knobs for one test's gateway.
 pub struct AppOptions {
     pub seed: SeedOAuthConfig,
@@ -36,6 +39,8 @@ pub struct AppOptions {
     pub integrations: Vec<(String, Value)>,
     /// Adjusts the gateway configuration before start.
     pub configure: Option<Configure>,
+    /// Extra integrations built from the emulator's base URL.
+    pub emulator_integrations: Option<EmulatorIntegrations>,
     /// The HTTP server's limits.
     pub limits: ServerLimits,
 }
@@ -47,6 +52,7 @@ impl Default for AppOptions {
             crm: serde_json::Map::new(),
             integrations: Vec::new(),
             configure: None,
+            emulator_integrations: None,
             limits: ServerLimits::default(),
         }
     }
@@ -133,6 +139,9 @@ impl TestApp {
         }
         let mut all = vec![("crm".to_owned(), crm)];
         all.extend(self.options.integrations.iter().cloned());
+        if let Some(build) = &self.options.emulator_integrations {
+            all.extend(build(emu));
+        }
         all
     }
 
@@ -221,6 +230,43 @@ impl TestApp {
         assert_eq!(location.path(), "/app/return");
         let pairs: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
         assert_eq!(pairs.get("integration").map(String::as_str), Some("crm"));
+        pairs["connection_id"].clone()
+    }
+
+    /// Connects `end_user` to `integration` like a browser: the Connect start URL, then (when
+    /// `form` is given) the form the provider needs first, then whatever redirects follow
+    /// until the app's return URL. Returns the connection id.
+    pub async fn connect_through(
+        &self,
+        end_user: &str,
+        integration: &str,
+        form: Option<&[(&str, &str)]>,
+    ) -> String {
+        let browser = Browser::new();
+        let session = self.create_session(end_user, Some(RETURN_URL)).await;
+        let start = self.connect_start_url(&session, integration);
+        let landed = match form {
+            None => browser.follow(start).await,
+            Some(fields) => {
+                let page = browser.get(start.clone()).await;
+                assert_eq!(page.status(), 200, "the form is shown first");
+                let response = browser
+                    .client
+                    .post(start)
+                    .form(fields)
+                    .send()
+                    .await
+                    .unwrap();
+                redirect_target(&response)
+            }
+        };
+        let location = landed.expect("the flow ends at the app's return URL");
+        assert_eq!(location.path(), "/app/return");
+        let pairs: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+        assert_eq!(
+            pairs.get("integration").map(String::as_str),
+            Some(integration)
+        );
         pairs["connection_id"].clone()
     }
 

@@ -15,6 +15,7 @@ mod observability;
 mod pages;
 mod providers;
 mod proxy;
+mod quirks;
 mod refresh;
 mod refresh_on_read;
 mod webhooks;

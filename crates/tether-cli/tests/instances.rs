@@ -14,6 +14,8 @@
 //! - One instance SIGKILLed in the middle of a refresh storm loses nothing: every connection
 //!   ends `active` (and works) or `needs_reauth` with the app told by webhook, every event is
 //!   delivered, and no event is delivered by two instances at once.
+//! - Every maintenance command (`migrate`, `connections ...`, `keys rotate`) works on the
+//!   database the instances serve, and what it changes reaches the running instance.
 //!
 //! Needs PostgreSQL (`TETHER_TEST_DATABASE_URL`, by default the local server `.ci/run`
 //! starts); without it the tests fail saying so. Bounded: fixed counts, a timeout on every
@@ -203,6 +205,34 @@ struct Deployment {
 }
 
 impl Deployment {
+    /// A maintenance command (`tether connections list`, ...) against this deployment, with
+    /// `keys` as its TETHER_ENCRYPTION_KEYS; returns its stdout, or panics with its stderr.
+    async fn command(&self, args: &[&str], keys: &str) -> String {
+        let output = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(self.dir.path().join("tether.toml"))
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TETHER_DATABASE__URL", &self.database.url)
+            .env("TETHER_ENCRYPTION_KEYS", keys)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(60), output)
+            .await
+            .expect("the command ends within 60 s")
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "tether {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
     async fn new(emulator: &Url, hooks: Option<&Url>) -> Deployment {
         let dir = tempfile::tempdir().unwrap();
         let endpoint = |path: &str| emulator.join(path).unwrap().to_string();
@@ -815,4 +845,97 @@ async fn an_instance_killed_in_a_refresh_storm_loses_nothing() {
         instance.kill().await;
     }
     receiver_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_command_works_on_postgres() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emulator = seed_oauth::spawn(SeedOAuthConfig {
+        rotate_refresh_tokens: true,
+        ..SeedOAuthConfig::default()
+    })
+    .await
+    .unwrap();
+    let deployment = Deployment::new(emulator.base_url(), None).await;
+    let keys = deployment.keys.clone();
+
+    // Migrations first, from a deploy job, twice (idempotent); then an instance.
+    for _ in 0..2 {
+        let out = deployment.command(&["migrate"], &keys).await;
+        assert!(out.contains("database is up to date"), "{out}");
+    }
+    let mut instances = deployment.start(1).await;
+    let a = &instances[0];
+    let id = a.connect("cli-user").await;
+    let other = a.connect("cli-other").await;
+
+    let out = deployment.command(&["connections", "list"], &keys).await;
+    assert!(out.contains(&id) && out.contains(&other), "{out}");
+    let out = deployment
+        .command(&["connections", "list", "--end-user", "cli-user"], &keys)
+        .await;
+    assert!(out.contains(&id) && !out.contains(&other), "{out}");
+    let shown: Value = serde_json::from_str(
+        &deployment
+            .command(&["connections", "show", &id], &keys)
+            .await,
+    )
+    .unwrap();
+    assert_eq!(shown["status"], "active");
+    let out = deployment.command(&["integrations", "list"], &keys).await;
+    assert!(out.contains("crm"), "{out}");
+
+    // A refresh by the CLI: one token call, and the running instance drops its cached copy.
+    assert_eq!(a.proxy_deals(&id).await, 200);
+    let before = emulator.control.token_calls_by_grant("refresh_token");
+    deployment
+        .command(&["connections", "refresh", &id], &keys)
+        .await;
+    assert_eq!(
+        emulator.control.token_calls_by_grant("refresh_token"),
+        before + 1
+    );
+    assert_eq!(
+        a.proxy_deals(&id).await,
+        200,
+        "the instance uses the new tokens"
+    );
+
+    // Key rotation: a new key first, the old one after it.
+    let rotated = format!("{},{keys}", tether_core::vault::Vault::generate_key_entry());
+    let out = deployment.command(&["keys", "rotate"], &rotated).await;
+    assert!(out.contains("2 connection(s)"), "{out}");
+    let out = deployment.command(&["keys", "rotate"], &rotated).await;
+    assert!(
+        out.contains("0 connection(s)"),
+        "a second run has nothing to do: {out}"
+    );
+    let shown: Value = serde_json::from_str(
+        &deployment
+            .command(&["connections", "refresh", &other], &rotated)
+            .await,
+    )
+    .unwrap();
+    assert_eq!(
+        shown["status"], "active",
+        "re-sealed credentials open and refresh"
+    );
+
+    // A delete by the CLI: the running instance, which had the connection cached, stops
+    // serving it within a second.
+    deployment
+        .command(&["connections", "delete", &id], &rotated)
+        .await;
+    within(
+        Duration::from_secs(1),
+        "the instance forgets the deleted connection",
+        async || a.proxy_deals(&id).await == 404,
+    )
+    .await;
+    let out = deployment.command(&["connections", "list"], &rotated).await;
+    assert!(!out.contains(&id) && out.contains(&other), "{out}");
+
+    for instance in &mut instances {
+        instance.kill().await;
+    }
 }

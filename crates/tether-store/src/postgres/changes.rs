@@ -1,8 +1,8 @@
 //! Hearing what other instances changed: `LISTEN` on the schema's channel, fed by the triggers
 //! of `migrations/postgres/*_change_notifications.sql`.
 //!
-//! The listener holds its own connection (from a one-connection pool, so it never takes a
-//! slot a request needs). NOTIFY is fire-and-forget: a notification sent while that
+//! The listener holds its own connection (from a small pool of its own, so it never takes a
+//! slot a request needs), and proves it alive with a heartbeat NOTIFY every few seconds. NOTIFY is fire-and-forget: a notification sent while that
 //! connection is down is gone. So the feed says [`Change::Lost`] as soon as the connection
 //! drops (the server stops trusting its caches), reconnects with back-off, and says
 //! [`Change::Resync`] only once `LISTEN` is in place again (the server drops what it cached
@@ -30,10 +30,19 @@ pub(super) fn subscribe(options: PgConnectOptions, channel: String) -> ChangeFee
     ChangeFeed::new(rx, task)
 }
 
+/// How often the listener proves its connection alive: it NOTIFYs its own channel and must
+/// hear something (its own heartbeat, if nothing else) within [`SILENCE_LIMIT`].
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Silence after which the listening connection is taken for dead, even without an error: a
+/// connection cut without a reset (a vanished peer, a stateful firewall) never reports one.
+const SILENCE_LIMIT: Duration = Duration::from_secs(15);
+
 async fn listen(options: PgConnectOptions, channel: String, tx: mpsc::UnboundedSender<Change>) {
-    // Lazy: a database that is down at this moment is retried below, not an error.
+    // Two connections: the listening one, and one for heartbeats. Lazy: a database that is
+    // down at this moment is retried below, not an error.
     let pool = PgPoolOptions::new()
-        .max_connections(1)
+        .max_connections(2)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options);
     let mut backoff = Duration::from_millis(100);
@@ -45,16 +54,40 @@ async fn listen(options: PgConnectOptions, channel: String, tx: mpsc::UnboundedS
                 if tx.send(Change::Resync).is_err() {
                     return;
                 }
-                // Until the connection drops (`None`) or fails in another way (a terminated
-                // backend reports an error first): either way, notifications may be lost
-                // from then on.
-                while let Ok(Some(notification)) = listener.try_recv().await {
-                    if let Some(change) = parse(&notification)
-                        && tx.send(change).is_err()
-                    {
-                        return;
+                let mut heartbeat = tokio::time::interval(HEARTBEAT);
+                let mut heard = tokio::time::Instant::now();
+                // Until the connection drops (`None`), fails in another way (a terminated
+                // backend reports an error first), or falls silent: from then on,
+                // notifications may be lost. A wait cut short here drops the listener with
+                // it, so a half-read connection is never used again.
+                loop {
+                    tokio::select! {
+                        received = listener.try_recv() => match received {
+                            Ok(Some(notification)) => {
+                                heard = tokio::time::Instant::now();
+                                if let Some(change) = parse(&notification)
+                                    && tx.send(change).is_err()
+                                {
+                                    return;
+                                }
+                            }
+                            Ok(None) | Err(_) => break,
+                        },
+                        _ = heartbeat.tick() => {
+                            if heard.elapsed() > SILENCE_LIMIT {
+                                break;
+                            }
+                            let sent = sqlx::query("SELECT pg_notify($1, 'h:')")
+                                .bind(&channel)
+                                .execute(&pool)
+                                .await;
+                            if sent.is_err() {
+                                break;
+                            }
+                        }
                     }
                 }
+                drop(listener);
                 tracing::warn!(
                     "lost the database connection that hears other instances' changes; \
                      caches are bypassed until it is back"
@@ -86,7 +119,8 @@ async fn subscribed(pool: &sqlx::PgPool, channel: &str) -> Result<PgListener, sq
     Ok(listener)
 }
 
-/// `c:<connection id>` or `i:<integration key>`; anything else is ignored.
+/// `c:<connection id>` or `i:<integration key>`; anything else (`h:`, a heartbeat) is
+/// ignored.
 fn parse(notification: &PgNotification) -> Option<Change> {
     let payload = notification.payload();
     if let Some(id) = payload.strip_prefix("c:") {

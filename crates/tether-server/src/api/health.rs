@@ -85,6 +85,17 @@ pub async fn ready<S: Store>(State(state): State<AppState<S>>) -> Response {
     } else {
         "off"
     };
+    // Other instances' changes: heard ("listening"), possibly missed while the listening
+    // connection is re-established ("reconnecting": the credential cache is bypassed, which
+    // is slower but correct, so it does not make the instance unready), or nothing to hear
+    // ("off": SQLite).
+    let changes = if !workers.changes.load(Ordering::Acquire) {
+        "off"
+    } else if state.cache.is_trusted() {
+        "listening"
+    } else {
+        "reconnecting"
+    };
     let ready = database
         && workers.refresher.load(Ordering::Acquire)
         && workers.purge.load(Ordering::Acquire)
@@ -97,6 +108,7 @@ pub async fn ready<S: Store>(State(state): State<AppState<S>>) -> Response {
             "refresher": running(&workers.refresher),
             "purge": running(&workers.purge),
             "webhooks": webhooks,
+            "changes": changes,
         }),
     };
     let status = if ready {

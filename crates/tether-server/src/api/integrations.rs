@@ -6,7 +6,7 @@
 //! since they would let an API caller read the server's environment or files. The stored
 //! table is sealed (it holds the client secret). Integrations of the configuration file are
 //! read-only through the API; one that still has connections cannot be deleted. Other
-//! instances sharing the database see a change when they restart.
+//! instances sharing the database hear of a change within moments (see `coherence.rs`).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod catalog;
+mod database_down;
 mod edge;
 mod header_injection;
 mod import;

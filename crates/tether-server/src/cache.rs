@@ -3,7 +3,8 @@
 //!
 //! Bounded and sharded ([`quick_cache`]: S3-FIFO, O(1) eviction, one lock per shard, so
 //! readers of different connections never wait for each other), short-lived (entries expire
-//! after the configured TTL), and invalidated on refresh and delete. Evicted credentials are
+//! after the configured TTL), and invalidated on refresh and delete, by this instance and
+//! (through the store's change feed, see `coherence.rs`) by others. Evicted credentials are
 //! zeroized when their last `Arc` drops: `SecretString` zeroizes itself, and the rendered
 //! auth headers live in buffers that zeroize on drop (see `provider_auth`).
 //!
@@ -15,9 +16,11 @@
 //! has no global lock to make "check, then insert" atomic, so the check is made again after
 //! the insert: an invalidation bumps the generation *before* it removes, so either its
 //! removal comes after our insert, or our second check sees its bump and removes the value.
+//! And while the change feed is down (other instances' changes may go unheard) the cache is
+//! bypassed altogether.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tether_core::credentials::Credentials;
@@ -52,6 +55,8 @@ pub struct CredentialCache {
     /// Bumped by every invalidation of an id in the bucket, before the entry is removed.
     generations: [AtomicU64; GENERATION_BUCKETS],
     ttl: Duration,
+    /// False while changes made elsewhere may go unheard: then nothing is served or kept.
+    trusted: AtomicBool,
 }
 
 fn bucket(id: &str) -> usize {
@@ -69,10 +74,14 @@ impl CredentialCache {
             entries: (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity)),
             generations: std::array::from_fn(|_| AtomicU64::new(0)),
             ttl,
+            trusted: AtomicBool::new(true),
         }
     }
 
     pub fn get(&self, id: &str) -> Option<CachedConnection> {
+        if !self.trusted.load(Ordering::SeqCst) {
+            return None;
+        }
         let entries = self.entries.as_ref()?;
         let entry = entries.get(id)?;
         if entry.inserted.elapsed() < self.ttl {
@@ -82,19 +91,26 @@ impl CredentialCache {
         None
     }
 
+    /// Whether entries are served and kept (false while other instances' changes may go
+    /// unheard).
+    pub fn is_trusted(&self) -> bool {
+        self.trusted.load(Ordering::SeqCst)
+    }
+
     /// The invalidation generation of `id`; read it before reading the store, and give it to
     /// the value that read produces.
     pub fn generation(&self, id: &str) -> u64 {
         self.generations[bucket(id)].load(Ordering::SeqCst)
     }
 
-    /// Caches `value`, unless its id was invalidated after the value was read.
+    /// Caches `value`, unless the cache is bypassed or its id was invalidated after the value
+    /// was read.
     pub fn insert(&self, value: CachedConnection) {
         let Some(entries) = &self.entries else {
             return;
         };
         let generation = value.generation;
-        if self.generation(&value.row.id) != generation {
+        if !self.is_trusted() || self.generation(&value.row.id) != generation {
             return;
         }
         let id = value.row.id.clone();
@@ -105,10 +121,10 @@ impl CredentialCache {
                 inserted: Instant::now(),
             },
         );
-        // An invalidation between the check and the insert has bumped the generation by now
-        // (it bumps before it removes): take back what may be stale. At worst this removes a
-        // newer entry too, which costs one more store read.
-        if self.generation(&id) != generation {
+        // An invalidation (or reset) between the check and the insert has bumped the
+        // generation by now (it bumps before it removes): take back what may be stale. At
+        // worst this removes a newer entry too, which costs one more store read.
+        if !self.is_trusted() || self.generation(&id) != generation {
             entries.remove(id.as_str());
         }
     }
@@ -117,6 +133,20 @@ impl CredentialCache {
         self.generations[bucket(id)].fetch_add(1, Ordering::SeqCst);
         if let Some(entries) = &self.entries {
             entries.remove(id);
+        }
+    }
+
+    /// Forgets everything (reads in flight included); with `trusted` false, also stops
+    /// serving and keeping entries until called again with `trusted` true. Generations are
+    /// bumped before the entries are cleared, so an insert racing the reset takes itself back
+    /// (see [`CredentialCache::insert`]).
+    pub fn reset(&self, trusted: bool) {
+        for generation in &self.generations {
+            generation.fetch_add(1, Ordering::SeqCst);
+        }
+        self.trusted.store(trusted, Ordering::SeqCst);
+        if let Some(entries) = &self.entries {
+            entries.clear();
         }
     }
 }
@@ -226,5 +256,27 @@ mod tests {
                 "round {round}: a stale read was kept"
             );
         }
+    }
+
+    #[test]
+    fn a_distrusted_cache_serves_and_keeps_nothing() {
+        let cache = CredentialCache::new(10, Duration::from_secs(60));
+        cache.insert(value(&cache, "conn_a", None));
+        let seen = cache.generation("conn_b");
+        cache.reset(false);
+        assert!(cache.get("conn_a").is_none(), "emptied");
+        cache.insert(value(&cache, "conn_a", None));
+        assert!(
+            cache.get("conn_a").is_none(),
+            "nothing kept while distrusted"
+        );
+        cache.reset(true);
+        cache.insert(value(&cache, "conn_b", Some(seen)));
+        assert!(
+            cache.get("conn_b").is_none(),
+            "a read from before the reset is dropped"
+        );
+        cache.insert(value(&cache, "conn_b", None));
+        assert!(cache.get("conn_b").is_some());
     }
 }

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod catalog;
+mod database_down;
 mod edge;
 mod header_injection;
 mod import;
@@ -11,6 +12,7 @@ mod integrations;
 mod issuer;
 mod oauth_flow;
 mod observability;
+mod openapi;
 mod pages;
 mod providers;
 mod proxy;

@@ -32,6 +32,21 @@ pub struct RouteLabel {
     pub route: String,
 }
 
+/// Labels of a proxied call to a provider: the integration key (configured, so a small set)
+/// and the status class of the provider's answer (`2xx` .. `5xx`, or `unreachable` /
+/// `failed` when there was none).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProxyLabels {
+    pub integration: String,
+    pub class: &'static str,
+}
+
+/// `integration` label of a proxied call's duration.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IntegrationLabel {
+    pub integration: String,
+}
+
 /// `outcome` label of a webhook delivery attempt.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -55,6 +70,13 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     /// Seconds from a request's arrival to its response's head, by route pattern.
     pub http_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    /// Calls the proxy made to providers (a 401 retry is a second call), by integration and
+    /// status class.
+    pub proxy_requests: Family<ProxyLabels, Counter>,
+    /// Seconds from sending a proxied call to the provider's response head, by integration:
+    /// the provider's share of the proxy's latency (`http_request_duration_seconds` is the
+    /// whole).
+    pub proxy_duration: Family<IntegrationLabel, Histogram, fn() -> Histogram>,
 }
 
 impl Metrics {
@@ -105,8 +127,23 @@ impl Metrics {
             "Time to the response head, by route",
             http_duration.clone(),
         );
+        let proxy_requests = Family::<ProxyLabels, Counter>::default();
+        registry.register(
+            "proxy_requests",
+            "Proxied calls to providers, by integration and status class",
+            proxy_requests.clone(),
+        );
+        let proxy_duration: Family<IntegrationLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 17)));
+        registry.register(
+            "proxy_upstream_duration_seconds",
+            "Time from a proxied call to the provider's response head, by integration",
+            proxy_duration.clone(),
+        );
         Metrics {
             registry,
+            proxy_requests,
+            proxy_duration,
             http_requests,
             http_duration,
             refresh_attempts,
@@ -132,6 +169,21 @@ impl Metrics {
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
         self.webhook_duration.observe(seconds);
+    }
+
+    /// Counts one proxied call to a provider of `integration`.
+    pub fn proxied(&self, integration: &str, class: &'static str, seconds: f64) {
+        self.proxy_duration
+            .get_or_create(&IntegrationLabel {
+                integration: integration.to_owned(),
+            })
+            .observe(seconds);
+        self.proxy_requests
+            .get_or_create(&ProxyLabels {
+                integration: integration.to_owned(),
+                class,
+            })
+            .inc();
     }
 
     /// Counts one answered request; `route` is the matched pattern, `None` for no route.

@@ -20,8 +20,10 @@ use axum::http::{HeaderMap, HeaderName, Response, StatusCode, Uri, header};
 use axum::routing::any;
 use http_body_util::{Either, Full};
 use percent_encoding::percent_decode_str;
+use std::time::Instant;
 use tether_core::credentials::Credentials;
 use tether_store::Store;
+use tracing::Instrument;
 use url::Url;
 
 use crate::api::connections::parse_id;
@@ -262,7 +264,25 @@ async fn send<S: Store>(
     for header in &prepared.headers {
         headers.insert(header.name.clone(), header.value.clone());
     }
-    state.proxy_client.send(request).await.map_err(|err| {
+    let integration = live.integration.key.as_str();
+    let started = Instant::now();
+    let span = tracing::debug_span!("proxy.upstream", integration, method = %outgoing.method);
+    let result = state.proxy_client.send(request).instrument(span).await;
+    let class = match &result {
+        Ok(response) => match response.status().as_u16() {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        },
+        Err(ProxyError::Unavailable(_)) => "unreachable",
+        Err(ProxyError::Failed(_)) => "failed",
+    };
+    state
+        .metrics
+        .proxied(integration, class, started.elapsed().as_secs_f64());
+    result.map_err(|err| {
         // The error names no URL: the app's query string may hold anything.
         match err {
             ProxyError::Unavailable(error) => {

@@ -130,6 +130,16 @@ async fn http_requests_are_counted_by_route_and_status() {
         ),
         "{text}"
     );
+    // The proxy's own view: calls to the provider by integration and status class, and
+    // the provider's latency.
+    assert!(
+        text.contains(r#"tether_proxy_requests_total{integration="crm",class="2xx"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"tether_proxy_upstream_duration_seconds_count{integration="crm"} 3"#),
+        "{text}"
+    );
     assert!(!text.contains(&id), "never a connection id in a label");
 }
 

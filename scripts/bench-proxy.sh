@@ -1,27 +1,48 @@
 #!/usr/bin/env bash
-# Proxy throughput: Tether's authenticated proxy against nginx doing the same hop (add an
-# Authorization header, forward to an upstream on loopback), measured side by side with wrk.
+# Tether's hot paths, measured side by side in one run and printed as one table:
+#   - direct to the upstream, nginx as the same hop (adds a Bearer header, keep-alive pool),
+#     Tether's proxy: ROUNDS alternating rounds, the median ratio Tether/nginx quoted;
+#   - GET /v1/connections/{id}/credentials cycling through 1, 1k, 100k and 1M stored
+#     connections (the cache holds [cache] capacity of them; the rest are misses), and the
+#     proxy cycling through 1 and all of them;
+#   - Tether's RSS idle, and its peak with LOAD_CONNECTIONS concurrent proxied connections;
+#   - the time from starting `tether serve` (on the database with every row) to `/ready`.
 #
-#   scripts/bench-proxy.sh            # 10 s per run, 64 connections
-#   DURATION=20s CONNECTIONS=128 scripts/bench-proxy.sh
+#   scripts/bench-proxy.sh                        # 1M connections, 5 s per run
+#   CONNECTIONS_STORED=100000 DURATION=10s scripts/bench-proxy.sh
+#   WORKER_THREADS=1 scripts/bench-proxy.sh       # Tether on one runtime thread
+#   PROFILE=1 scripts/bench-proxy.sh              # also `perf record` Tether's proxy run
+#   TETHER_BIN=/path/to/other/tether scripts/bench-proxy.sh   # measure another build
 #
-# Everything listens on 127.0.0.1 only and is stopped by pid at the end. Needs nginx and wrk
-# (Debian packages: apt-get install nginx wrk) and builds Tether in release mode.
+# Needs (Debian): apt-get install nginx wrk curl sqlite3 python3 (and linux-perf for PROFILE).
+# Builds Tether and the row generator in release mode. Everything listens on 127.0.0.1 only,
+# every run is bounded by DURATION, and every process started here is stopped by pid. The
+# rows are written straight into SQLite (examples/bench_connections.rs), not through the API.
+# Not part of CI: the figures depend on the machine and on whatever else runs on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 
-DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-64}
-THREADS=${THREADS:-2}
-for tool in nginx wrk curl; do
-  command -v "$tool" >/dev/null || { echo "bench-proxy: $tool is missing (apt-get install nginx wrk curl)" >&2; exit 1; }
+DURATION=${DURATION:-5s}
+THREADS=${THREADS:-1}
+CONNECTIONS=${CONNECTIONS:-16}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS_STORED=${CONNECTIONS_STORED:-1000000}
+LOAD_CONNECTIONS=${LOAD_CONNECTIONS:-1000}
+for tool in nginx wrk curl sqlite3 python3; do
+  command -v "$tool" >/dev/null || { echo "bench-proxy: $tool is missing (apt-get install nginx wrk curl sqlite3 python3)" >&2; exit 1; }
 done
+if [ -n "${PROFILE:-}" ]; then
+  command -v perf >/dev/null || { echo "bench-proxy: PROFILE needs perf (apt-get install linux-perf)" >&2; exit 1; }
+fi
+[ "$(ulimit -n)" -gt $((LOAD_CONNECTIONS * 3)) ] || ulimit -n $((LOAD_CONNECTIONS * 3 + 1024))
 
-cargo build --release -p tether-cli --quiet
+cargo build --release --quiet -p tether-cli -p tether-server --bins --example bench_connections
+TETHER_BIN=${TETHER_BIN:-$root/target/release/tether}   # another build to compare, e.g. without mimalloc
 work=$(mktemp -d)
-pids=()
+tether_pid=""
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -n "$tether_pid" ] && kill "$tether_pid" 2>/dev/null || true
   [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -29,22 +50,25 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UPSTREAM=$(free_port); NGINX_PROXY=$(free_port); TETHER=$(free_port)
+KEY=bench-key-0123456789abcdef0123456789
 
 # One nginx: an upstream that answers a fixed JSON body, and the reference proxy in front of it.
 cat > "$work/nginx.conf" <<CONF
 worker_processes 1;
 pid $work/nginx.pid;
 error_log $work/error.log warn;
-events { worker_connections 4096; }
+events { worker_connections 8192; }
 http {
   access_log off;
   upstream crm { server 127.0.0.1:$UPSTREAM; keepalive 256; }
   server {
     listen 127.0.0.1:$UPSTREAM;
+    keepalive_requests 1000000;
     location / { default_type application/json; return 200 '{"deals":[{"id":1,"title":"Benchmark deal","value":1000}]}'; }
   }
   server {
     listen 127.0.0.1:$NGINX_PROXY;
+    keepalive_requests 1000000;
     location / {
       proxy_pass http://crm;
       proxy_http_version 1.1;
@@ -60,6 +84,7 @@ nginx -c "$work/nginx.conf" -p "$work"
 cat > "$work/tether.toml" <<CONF
 [server]
 listen = "127.0.0.1:$TETHER"
+max_connections = $((LOAD_CONNECTIONS + 64))
 
 [database]
 url = "sqlite://$work/tether.db"
@@ -72,31 +97,150 @@ authorization_url = "http://127.0.0.1:$UPSTREAM/oauth/authorize"
 token_url = "http://127.0.0.1:$UPSTREAM/oauth/token"
 api_base_url = "http://127.0.0.1:$UPSTREAM"
 CONF
-(cd "$work" && TETHER_API_KEY=bench-key-0123456789abcdef0123456789 RUST_LOG=warn exec "$OLDPWD/target/release/tether" --config tether.toml serve >"$work/tether.out" 2>&1) &
-pids+=($!)
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$TETHER/health" >/dev/null && break; sleep 0.1; done
+TETHER_ENCRYPTION_KEYS=$("$root/target/release/tether" keys generate)
+export TETHER_ENCRYPTION_KEYS
 
-# A connection whose token is fresh for a day, so the hot path never refreshes.
-conn=$(curl -sf -X POST "http://127.0.0.1:$TETHER/v1/connections" -H 'Authorization: Bearer bench-key-0123456789abcdef0123456789' \
-  -H 'Content-Type: application/json' \
-  -d '{"integration":"crm","end_user":{"id":"bench"},"credentials":{"access_token":"benchmark-access-token","expires_in":86400}}' \
-  | sed -E 's/.*"id":"([^"]+)".*/\1/')
-tether_url="http://127.0.0.1:$TETHER/v1/proxy/$conn/v1/deals"
+echo "writing $CONNECTIONS_STORED connections into SQLite..." >&2
+seeded_at=$(date +%s.%N)
+"$root/target/release/examples/bench_connections" "sqlite://$work/tether.db" crm "$CONNECTIONS_STORED" \
+  | sqlite3 "$work/tether.db" >/dev/null
+echo "  done in $(python3 -c "print(f'{$(date +%s.%N)-$seeded_at:.1f}')") s" >&2
+
+started_at=$(date +%s.%N)
+(cd "$work" && TETHER_API_KEY=$KEY RUST_LOG=warn ${WORKER_THREADS:+TOKIO_WORKER_THREADS=$WORKER_THREADS} \
+  exec "$TETHER_BIN" --config tether.toml serve >"$work/tether.out" 2>&1) &
+tether_pid=$!
+until curl -sf "http://127.0.0.1:$TETHER/ready" >/dev/null; do
+  kill -0 "$tether_pid" 2>/dev/null || { cat "$work/tether.out" >&2; exit 1; }
+  sleep 0.005
+done
+ready_ms=$(python3 -c "print(f'{($(date +%s.%N)-$started_at)*1000:.0f}')")
+rss() { awk -v f="$1" '$1 == f":" {printf "%.1f MiB", $2/1024}' "/proc/$tether_pid/status"; }
+rss_idle=$(rss VmRSS)
+
+id_of() { printf 'conn_%032x' "$1"; }
+conn=$(id_of 1)
+direct_url="http://127.0.0.1:$UPSTREAM/v1/deals"
 nginx_url="http://127.0.0.1:$NGINX_PROXY/v1/deals"
-curl -sf "$tether_url" -H 'Authorization: Bearer bench-key-0123456789abcdef0123456789' | grep -q 'Benchmark deal'
+tether_url="http://127.0.0.1:$TETHER/v1/proxy/$conn/v1/deals"
+curl -sf "$tether_url" -H "Authorization: Bearer $KEY" | grep -q 'Benchmark deal'
 curl -sf "$nginx_url" | grep -q 'Benchmark deal'
 
-rps() { wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" "$@" | awk '/Requests\/sec/ {print $2}'; }
-echo "warming up..."
-rps -d3s "$nginx_url" >/dev/null; rps -d3s -H 'Authorization: Bearer bench-key-0123456789abcdef0123456789' "$tether_url" >/dev/null
-# Alternating rounds, so a noisy neighbour hurts both sides alike; the median ratio is quoted.
-ratios=()
-for round in 1 2 3; do
-  nginx_rps=$(rps "$nginx_url")
-  tether_rps=$(rps -H 'Authorization: Bearer bench-key-0123456789abcdef0123456789' "$tether_url")
-  ratio=$(python3 -c "print(f'{float($tether_rps)/float($nginx_rps):.2f}')")
-  ratios+=("$ratio")
-  echo "round $round: nginx $nginx_rps req/s, tether $tether_rps req/s, ratio $ratio"
+# wrk cycling through the first N connection ids (`conn_` + N as 32 hex digits), each wrk
+# thread from its own offset.
+cat > "$work/cycle.lua" <<'LUA'
+local n, kind, key = 1, "credentials", ""
+local i = 0
+function init(args)
+  n = tonumber(args[1]); kind = args[2]; key = args[3]
+  i = math.random(0, n - 1)
+end
+function request()
+  i = (i + 1) % n
+  local id = string.format("conn_%032x", i + 1)
+  local path
+  if kind == "proxy" then path = "/v1/proxy/" .. id .. "/v1/deals" else path = "/v1/connections/" .. id .. "/credentials" end
+  return wrk.format("GET", path, { ["Authorization"] = "Bearer " .. key })
+end
+LUA
+
+# One wrk run: prints "req/s p50 p99 errors".
+run() {
+  local out
+  out=$(wrk -t"$THREADS" -c"${C:-$CONNECTIONS}" -d"${D:-$DURATION}" --latency "$@")
+  echo "$out" | awk '
+    /Requests\/sec/ {rps=$2}
+    $1 == "50%" {p50=$2} $1 == "99%" {p99=$2}
+    /Non-2xx/ {errors+=$NF} /Socket errors/ {errors+=1}
+    END {printf "%s %s %s %d\n", rps, p50, p99, errors}'
+}
+cycle() { run -s "$work/cycle.lua" "http://127.0.0.1:$TETHER/" -- "$1" "$2" "$KEY"; }
+tether_proxy() { run -H "Authorization: Bearer $KEY" "$tether_url"; }
+
+echo "warming up..." >&2
+D=2s run "$direct_url" >/dev/null; D=2s run "$nginx_url" >/dev/null; D=2s tether_proxy >/dev/null
+
+perf_pid=""
+declare -a direct nginx tether ratios
+for round in $(seq 1 "$ROUNDS"); do
+  direct+=("$(run "$direct_url")")
+  nginx+=("$(run "$nginx_url")")
+  if [ -n "${PROFILE:-}" ] && [ "$round" = 1 ]; then
+    perf record -F 999 -g -p "$tether_pid" -o "$work/perf.data" >/dev/null 2>&1 & perf_pid=$!
+  fi
+  tether+=("$(tether_proxy)")
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=""; fi
+  ratios+=("$(python3 -c "print(f'{float(\"${tether[-1]%% *}\")/float(\"${nginx[-1]%% *}\"):.2f}')")")
+  echo "round $round: direct ${direct[-1]%% *}, nginx ${nginx[-1]%% *}, tether ${tether[-1]%% *} req/s (ratio ${ratios[-1]})" >&2
 done
-median=$(printf '%s\n' "${ratios[@]}" | sort -n | sed -n 2p)
-echo "median ratio tether/nginx: $median  ($THREADS wrk threads, $CONNECTIONS connections, $DURATION per run)"
+median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
+median_row() { # the run whose req/s is the median
+  local m; m=$(median $(printf '%s\n' "$@" | cut -d' ' -f1))
+  printf '%s\n' "$@" | awk -v m="$m" '$1 == m {print; exit}'
+}
+
+declare -A cycled
+sizes=(1 1000 100000 "$CONNECTIONS_STORED")
+for n in "${sizes[@]}"; do
+  [ "$n" -le "$CONNECTIONS_STORED" ] || continue
+  echo "credentials read cycling through $n..." >&2
+  cycled[creds_$n]=$(cycle "$n" credentials)
+done
+for n in 1 "$CONNECTIONS_STORED"; do
+  echo "proxy cycling through $n..." >&2
+  cycled[proxy_$n]=$(cycle "$n" proxy)
+done
+
+rss_before_load=$(rss VmRSS)
+echo "proxy with $LOAD_CONNECTIONS concurrent connections..." >&2
+C=$LOAD_CONNECTIONS run -H "Authorization: Bearer $KEY" "$tether_url" >"$work/load.txt" &
+load_pid=$!
+peak_kib=0
+while kill -0 "$load_pid" 2>/dev/null; do
+  now=$(awk '$1 == "VmRSS:" {print $2}' "/proc/$tether_pid/status")
+  [ "$now" -gt "$peak_kib" ] && peak_kib=$now
+  sleep 0.1
+done
+wait "$load_pid"
+load=$(cat "$work/load.txt")
+rss_load=$(awk -v k="$peak_kib" 'BEGIN {printf "%.1f MiB", k/1024}')
+rss_hwm=$(rss VmHWM)
+rss_after=$(rss VmRSS)
+
+row() { # name, "rps p50 p99 errors", vs-nginx
+  read -r rps p50 p99 errors <<<"$2"
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(python3 -c "print(f'{float(\"$rps\"):,.0f}')")" "$p50" "$p99" "$errors" "${3:-}"
+}
+nginx_median=$(median_row "${nginx[@]}")
+echo
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds (median shown), $CONNECTIONS_STORED stored connections, cache capacity 10,000 (default), load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs${WORKER_THREADS:+, TOKIO_WORKER_THREADS=$WORKER_THREADS}"
+echo
+echo "| what | req/s | p50 | p99 | errors | vs nginx hop |"
+echo "|---|---|---|---|---|---|"
+row "direct to the upstream" "$(median_row "${direct[@]}")"
+row "nginx as the same hop" "$nginx_median" "1.00"
+row "Tether proxy (1 connection)" "$(median_row "${tether[@]}")" "**$(median "${ratios[@]}")** (median of ${ratios[*]})"
+for n in "${sizes[@]}"; do
+  [ -n "${cycled[creds_$n]:-}" ] && row "credentials read, cycling through $(printf "%'d" "$n")" "${cycled[creds_$n]}"
+done
+for n in 1 "$CONNECTIONS_STORED"; do
+  row "proxy, cycling through $(printf "%'d" "$n")" "${cycled[proxy_$n]}" \
+    "$(python3 -c "print(f'{float(\"${cycled[proxy_$n]%% *}\")/float(\"${nginx_median%% *}\"):.2f}')")"
+done
+row "proxy, $LOAD_CONNECTIONS concurrent connections" "$load"
+echo
+echo "| Tether | |"
+echo "|---|---|"
+echo "| time to ready ($CONNECTIONS_STORED stored connections) | $ready_ms ms |"
+echo "| RSS idle after start | $rss_idle |"
+echo "| RSS after the cycling runs (cache full), before the load run | $rss_before_load |"
+echo "| RSS peak with $LOAD_CONNECTIONS concurrent proxied connections | $rss_load |"
+echo "| RSS high-water mark of the whole run (VmHWM) | $rss_hwm |"
+echo "| RSS after the runs | $rss_after |"
+if [ -n "${PROFILE:-}" ]; then
+  echo
+  echo "perf report (round 1 of the proxy, by symbol, self time):"
+  perf report -i "$work/perf.data" --no-children --sort dso -g none --stdio 2>/dev/null | grep '%' | head -8 || true
+  echo
+  perf report -i "$work/perf.data" --no-children --sort dso,symbol -g none --stdio 2>/dev/null | grep '%' | cut -c1-160 | head -45 || true
+fi

@@ -107,8 +107,8 @@ seeded_at=$(date +%s.%N)
 echo "  done in $(python3 -c "print(f'{$(date +%s.%N)-$seeded_at:.1f}')") s" >&2
 
 started_at=$(date +%s.%N)
-(cd "$work" && TETHER_API_KEY=$KEY RUST_LOG=warn ${WORKER_THREADS:+TOKIO_WORKER_THREADS=$WORKER_THREADS} \
-  exec "$TETHER_BIN" --config tether.toml serve >"$work/tether.out" 2>&1) &
+(cd "$work" && exec env TETHER_API_KEY=$KEY RUST_LOG=warn ${WORKER_THREADS:+TOKIO_WORKER_THREADS=$WORKER_THREADS} \
+  "$TETHER_BIN" --config tether.toml serve >"$work/tether.out" 2>&1) &
 tether_pid=$!
 until curl -sf "http://127.0.0.1:$TETHER/ready" >/dev/null; do
   kill -0 "$tether_pid" 2>/dev/null || { cat "$work/tether.out" >&2; exit 1; }
@@ -180,9 +180,9 @@ median_row() { # the run whose req/s is the median
 }
 
 declare -A cycled
-sizes=(1 1000 100000 "$CONNECTIONS_STORED")
+# 1, 1k, 100k and every stored connection, each once.
+mapfile -t sizes < <(printf '%s\n' 1 1000 100000 "$CONNECTIONS_STORED" | awk -v max="$CONNECTIONS_STORED" '$1 <= max && !seen[$1]++')
 for n in "${sizes[@]}"; do
-  [ "$n" -le "$CONNECTIONS_STORED" ] || continue
   echo "credentials read cycling through $n..." >&2
   cycled[creds_$n]=$(cycle "$n" credentials)
 done

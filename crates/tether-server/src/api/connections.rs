@@ -218,6 +218,7 @@ pub struct CredentialsView {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Fresh credentials", body = CredentialsView),
+        (status = 400, description = "`invalid_query`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`connection_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`needs_reauth`: the end user must connect again", body = Problem, content_type = "application/problem+json"),

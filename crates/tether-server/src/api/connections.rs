@@ -188,7 +188,8 @@ pub struct CredentialsQuery {
 }
 
 /// What to send to the provider yourself: its base URL, the headers (and query parameters)
-/// that authenticate, and for OAuth the access token. No `Debug`: it holds secrets.
+/// that authenticate, and for OAuth the access token.
+// No `Debug`: it holds secrets.
 #[derive(Serialize, ToSchema)]
 pub struct CredentialsView {
     pub connection_id: String,

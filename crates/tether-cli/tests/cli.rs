@@ -483,7 +483,8 @@ async fn every_tuning_setting_is_read_and_checked() {
          [refresh]\nmargin_secs = 120\nlease_secs = 20\nahead_secs = 300\ninterval_secs = 10\n\
          concurrency = 4\nbackoff_base_secs = 10\nbackoff_max_secs = 600\n\
          [outbound]\nconnect_timeout_secs = 3\nrequest_timeout_secs = 10\nmax_response_bytes = 65536\n\
-         [proxy]\nread_timeout_secs = 30\n\
+         [proxy]\nread_timeout_secs = 30\nretry_body_bytes = 65536\n\
+         [cache]\ncapacity = 1000\nttl_secs = 60\n\
          [webhooks]\nurl = \"http://127.0.0.1:9/hooks\"\nsecret = \"whsec\"\nrequest_timeout_secs = 5\n\
          max_attempts = 3\nretry_base_secs = 2\nretry_max_secs = 60\npoll_interval_secs = 2\n",
     )

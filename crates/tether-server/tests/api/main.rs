@@ -6,6 +6,7 @@ mod helpers;
 mod catalog;
 mod edge;
 mod header_injection;
+mod history;
 mod import;
 mod integrations;
 mod issuer;

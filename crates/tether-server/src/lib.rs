@@ -12,6 +12,7 @@ mod body_limit;
 mod cache;
 mod config;
 mod connect;
+mod console;
 mod error;
 mod http_server;
 mod integrations;
@@ -120,6 +121,7 @@ impl<S: Store> Gateway<S> {
         let limited = Router::new()
             .merge(api::router())
             .merge(connect::router())
+            .merge(console::router())
             .layer(axum::middleware::from_fn_with_state(
                 self.state.clone(),
                 body_limit::refuse_large_bodies::<S>,

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod catalog;
+mod console;
 mod edge;
 mod header_injection;
 mod history;

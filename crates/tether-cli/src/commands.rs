@@ -315,6 +315,9 @@ async fn rotate_keys(config_path: &Path) -> anyhow::Result<()> {
 pub async fn migrate(config_path: &Path) -> anyhow::Result<()> {
     let file = config::load(config_path)?;
     open_store(&file).await?;
-    println!("database is up to date: {}", file.database.url);
+    println!(
+        "database is up to date: {}",
+        config::redacted_url(&file.database.url)
+    );
     Ok(())
 }

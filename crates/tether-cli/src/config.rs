@@ -175,18 +175,55 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 3003))
 }
 
+/// `[database]`: where the data lives. Every instance of one deployment has the same.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSection {
+    /// `sqlite://path` (one instance) or `postgres://user@host/db` (several instances).
     #[serde(default = "default_database_url")]
     pub url: String,
+    /// Connections in this instance's pool (PostgreSQL default 10, SQLite default 8).
+    #[serde(default)]
+    pub pool_size: Option<u32>,
+    /// Longest a statement may run before PostgreSQL cancels it, in milliseconds (default
+    /// 30000); the request then answers 503. SQLite ignores it.
+    #[serde(default)]
+    pub statement_timeout_ms: Option<u64>,
 }
 
 impl Default for DatabaseSection {
     fn default() -> Self {
         DatabaseSection {
             url: default_database_url(),
+            pool_size: None,
+            statement_timeout_ms: None,
         }
+    }
+}
+
+impl DatabaseSection {
+    /// The store's settings beside the URL.
+    pub fn store_options(&self) -> tether_store::StoreOptions {
+        tether_store::StoreOptions {
+            pool_size: self.pool_size,
+            statement_timeout: self
+                .statement_timeout_ms
+                .map(std::time::Duration::from_millis),
+        }
+    }
+}
+
+/// A database URL fit for messages and logs: its password, if any, replaced.
+pub fn redacted_url(text: &str) -> String {
+    match Url::parse(text) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("redacted"));
+            }
+            url.to_string()
+        }
+        // Not a URL at all: show nothing of it, it might be a bare password.
+        Err(_) => "(database.url is not a URL)".into(),
     }
 }
 

@@ -80,11 +80,15 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            // One line: the error and its causes.
+            // One line: the error and its causes, each said once (some errors repeat their
+            // source's text in their own).
             let mut line = err.to_string();
             for cause in err.chain().skip(1) {
-                line.push_str(": ");
-                line.push_str(&cause.to_string());
+                let cause = cause.to_string();
+                if !line.ends_with(&cause) {
+                    line.push_str(": ");
+                    line.push_str(&cause);
+                }
             }
             eprintln!("tether: {line}");
             std::process::ExitCode::FAILURE

@@ -7,7 +7,7 @@ use anyhow::Context;
 use tether_core::catalog::Catalog;
 use tether_core::vault::Vault;
 use tether_server::{ApiKeys, Gateway};
-use tether_store::{SqliteStore, Store};
+use tether_store::{AnyStore, Store};
 
 use crate::config::{self, FileConfig};
 
@@ -126,22 +126,19 @@ async fn serve_metrics<S: Store>(
     }))
 }
 
-/// Opens the database named by the configuration and applies migrations.
-pub async fn open_store(file: &FileConfig) -> anyhow::Result<SqliteStore> {
+/// Opens the database named by the configuration (SQLite or PostgreSQL, by the URL's
+/// scheme) and applies migrations. A malformed URL, an unreachable server or a database a
+/// newer Tether migrated fails here, with the cause; the URL is shown without its password.
+pub async fn open_store(file: &FileConfig) -> anyhow::Result<AnyStore> {
     let url = &file.database.url;
-    if !url.starts_with("sqlite:") {
-        anyhow::bail!(
-            "database.url {url:?} is not supported by this build; use sqlite://path (PostgreSQL support is planned)"
-        );
-    }
-    SqliteStore::connect(url)
+    AnyStore::connect(url, &file.database.store_options())
         .await
-        .with_context(|| format!("opening database {url}"))
+        .with_context(|| format!("opening the database {}", config::redacted_url(url)))
 }
 
 /// The gateway as configured, without listening: for maintenance commands, which must find
 /// the existing keys rather than create new ones.
-pub async fn gateway_for_commands(file: &FileConfig) -> anyhow::Result<Gateway<SqliteStore>> {
+pub async fn gateway_for_commands(file: &FileConfig) -> anyhow::Result<Gateway<AnyStore>> {
     let store = open_store(file).await?;
     let vault = open_vault(false)?;
     let catalog = Catalog::embedded().context("loading the built-in catalog")?;
@@ -189,7 +186,7 @@ pub fn open_vault(create: bool) -> anyhow::Result<Vault> {
 }
 
 /// Configured keys, else keys made earlier, else a new key printed once.
-async fn api_keys(file: &FileConfig, store: &SqliteStore) -> anyhow::Result<ApiKeys> {
+async fn api_keys(file: &FileConfig, store: &AnyStore) -> anyhow::Result<ApiKeys> {
     let configured = file.api_keys()?;
     if !configured.is_empty() {
         return Ok(ApiKeys::from_keys(configured.iter()));

@@ -159,6 +159,74 @@ async fn configuration_errors_are_one_line_and_exit_non_zero() {
 }
 
 #[tokio::test]
+async fn database_errors_stop_start_up_with_one_line_naming_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    // A SQLite database that a newer Tether migrated: one migration this build lacks.
+    let newer = dir.path().join("newer.db");
+    let newer_url = format!("sqlite://{}", newer.display());
+    let migrated = tether(dir.path())
+        .arg("migrate")
+        .env("TETHER_DATABASE__URL", &newer_url)
+        .output()
+        .await
+        .unwrap();
+    assert!(migrated.status.success(), "{migrated:?}");
+    {
+        use sqlx::Connection;
+        let mut db = sqlx::SqliteConnection::connect(&newer_url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+             execution_time) VALUES (29991231000001, 'from the future', 1, x'00', 1)",
+        )
+        .execute(&mut db)
+        .await
+        .unwrap();
+    }
+    let cases = [
+        // Nothing listens on port 1: unreachable. The password must not be printed.
+        (
+            "postgres://postgres:hunter2@127.0.0.1:1/test".to_owned(),
+            "database unavailable",
+        ),
+        (
+            "mysql://tether@127.0.0.1/tether".to_owned(),
+            "invalid database URL",
+        ),
+        (
+            "postgres://postgres@127.0.0.1:5432/tether_no_such_database".to_owned(),
+            "\"tether_no_such_database\" does not exist",
+        ),
+        (
+            newer_url,
+            "migration 29991231000001, which this build does not know",
+        ),
+    ];
+    for (url, expected) in cases {
+        for command in ["serve", "migrate"] {
+            let output = tether(dir.path())
+                .arg(command)
+                .env("TETHER_DATABASE__URL", &url)
+                .output()
+                .await
+                .unwrap();
+            assert!(!output.status.success(), "{command} {url}");
+            let stderr = String::from_utf8(output.stderr).unwrap();
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{command} {url}: one line: {stderr}");
+            assert!(lines[0].starts_with("tether: "), "{stderr}");
+            assert!(
+                lines[0].contains(expected),
+                "{stderr} should say {expected}"
+            );
+            assert!(
+                !stderr.contains("hunter2"),
+                "the password is redacted: {stderr}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn providers_list_shows_the_catalog() {
     let dir = tempfile::tempdir().unwrap();
     let output = tether(dir.path())

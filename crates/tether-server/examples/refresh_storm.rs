@@ -1,10 +1,15 @@
 //! The refresh storm: N OAuth connections whose access tokens all expired at the same moment,
 //! refreshed by the background refresher against the seed OAuth emulator (in this process, on
-//! loopback), on a SQLite database in a temporary directory.
+//! loopback), on a SQLite database in a temporary directory, or on PostgreSQL with
+//! `--database postgres://...` (in a fresh schema of that database, dropped at the end), by
+//! one gateway or, with `--instances N`, by N gateways in this process, each with its own pool
+//! and instance id, sharing the database as separate processes would.
 //!
 //! ```sh
 //! cargo run --release -p tether-server --example refresh_storm -- --connections 10000
 //! cargo run --release -p tether-server --example refresh_storm -- --connections 10000 --concurrency 32
+//! cargo run --release -p tether-server --example refresh_storm -- --connections 10000 \
+//!     --database postgres://postgres@127.0.0.1:5432/test --instances 3
 //! ```
 //!
 //! Each connection holds a real refresh token the emulator minted for it (as if its user had
@@ -16,10 +21,13 @@
 //! second, and the peak resident memory of the whole process (gateway and emulator together).
 
 use std::collections::VecDeque;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tether_core::catalog::Catalog;
 use tether_core::credentials::{Credentials, OAuth2Tokens};
 use tether_core::ids::ConnectionId;
@@ -29,13 +37,16 @@ use tether_core::unix_time;
 use tether_core::vault::Vault;
 use tether_emulators::seed_oauth::{self, SeedOAuthConfig};
 use tether_server::{ApiKeys, Gateway, GatewayConfig, RefresherConfig};
-use tether_store::{ConnectionRow, ConnectionStatus, SqliteStore, Store};
+use tether_store::{AnyStore, ConnectionRow, ConnectionStatus, PgStore, Store, StoreOptions};
 use url::Url;
 
 struct Args {
     connections: usize,
     concurrency: usize,
     interval: Duration,
+    /// A PostgreSQL URL; `None` for a SQLite file in a temporary directory.
+    database: Option<String>,
+    instances: usize,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -44,6 +55,8 @@ fn args() -> anyhow::Result<Args> {
         connections: 10_000,
         concurrency: defaults.concurrency,
         interval: defaults.interval,
+        database: None,
+        instances: 1,
     };
     let mut words = std::env::args().skip(1);
     while let Some(flag) = words.next() {
@@ -54,13 +67,28 @@ fn args() -> anyhow::Result<Args> {
             "--connections" => parsed.connections = value.parse()?,
             "--concurrency" => parsed.concurrency = value.parse()?,
             "--interval-ms" => parsed.interval = Duration::from_millis(value.parse()?),
+            "--database" => parsed.database = Some(value),
+            "--instances" => parsed.instances = value.parse()?,
             _ => {
-                bail!("unknown flag {flag}; use --connections N, --concurrency N, --interval-ms MS")
+                bail!(
+                    "unknown flag {flag}; use --connections N, --concurrency N, --interval-ms MS, \
+                     --database postgres://..., --instances N"
+                )
             }
         }
     }
     if parsed.connections == 0 {
         bail!("--connections must be at least 1");
+    }
+    if parsed.instances == 0 {
+        bail!("--instances must be at least 1");
+    }
+    if parsed
+        .database
+        .as_deref()
+        .is_some_and(|url| !url.starts_with("postgres://") && !url.starts_with("postgresql://"))
+    {
+        bail!("--database takes a postgres:// URL (without it, SQLite in a temporary directory)");
     }
     Ok(parsed)
 }
@@ -82,9 +110,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting the seed OAuth emulator")?;
     let dir = tempfile::tempdir().context("making a temporary directory")?;
-    let db_url = format!("sqlite://{}", dir.path().join("tether.db").display());
-    let store = SqliteStore::connect(&db_url).await?;
-    let vault = Vault::from_spec(&Vault::generate_key_entry())?;
+    let database = Database::open(args.database.as_deref(), &dir).await?;
+    let store = database.store().await?;
+    // Every instance opens the same keys, as TETHER_ENCRYPTION_KEYS gives them.
+    let keys = Vault::generate_key_entry();
+    let vault = Vault::from_spec(&keys)?;
 
     let catalog = Catalog::embedded()?;
     let base = emulator.base_url();
@@ -97,7 +127,6 @@ async fn main() -> anyhow::Result<()> {
         "api_base_url": base.as_str(),
         "scopes": ["read", "write"],
     });
-    let crm = Integration::from_config("crm", table.as_object().expect("an object"), &catalog)?;
 
     // Every connection expired a second ago.
     let expired = unix_time::now() - 1;
@@ -145,18 +174,29 @@ async fn main() -> anyhow::Result<()> {
     let mut config = GatewayConfig::new(Url::parse("http://127.0.0.1:9/")?);
     config.refresher.concurrency = args.concurrency;
     config.refresher.interval = args.interval;
-    let gateway = Gateway::new(
-        store.clone(),
-        vault,
-        config,
-        catalog,
-        vec![crm],
-        ApiKeys::default(),
-    );
+    // One gateway per instance, each with its own pool and (random) instance id.
+    let mut gateways = Vec::new();
+    for _ in 0..args.instances {
+        gateways.push(Gateway::new(
+            database.store().await?,
+            Vault::from_spec(&keys)?,
+            config.clone(),
+            catalog.clone(),
+            vec![Integration::from_config(
+                "crm",
+                table.as_object().expect("an object"),
+                &catalog,
+            )?],
+            ApiKeys::default(),
+        ));
+    }
 
     let started = Instant::now();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let background = gateway.spawn_background(stopped);
+    let background: Vec<_> = gateways
+        .iter()
+        .flat_map(|gateway| gateway.spawn_background(stopped.clone()))
+        .collect();
 
     // Cheap to poll: the emulator's count. Then the store, for the connections not yet seen
     // with a future expiry (each is read until it is, then never again).
@@ -204,6 +244,11 @@ async fn main() -> anyhow::Result<()> {
     for task in background {
         let _ = task.await;
     }
+    println!(
+        "database:             {}, {} instance(s)",
+        database.describe(),
+        args.instances
+    );
     println!("connections:          {}", args.connections);
     println!(
         "refresher:            concurrency {}, interval {:?}",
@@ -219,8 +264,75 @@ async fn main() -> anyhow::Result<()> {
         "peak RSS:             {}",
         peak_rss().unwrap_or_else(|| "unknown (no /proc/self/status)".into())
     );
+    drop(gateways);
+    database.close(store).await;
     if calls != target {
         bail!("expected exactly {target} refresh calls, the token endpoint saw {calls}");
     }
     Ok(())
+}
+
+/// Where the benchmark's data lives: a SQLite file, or a fresh schema on PostgreSQL.
+enum Database {
+    Sqlite(String),
+    Postgres {
+        options: Box<PgConnectOptions>,
+        schema: String,
+    },
+}
+
+impl Database {
+    async fn open(url: Option<&str>, dir: &tempfile::TempDir) -> anyhow::Result<Database> {
+        let Some(url) = url else {
+            return Ok(Database::Sqlite(format!(
+                "sqlite://{}",
+                dir.path().join("tether.db").display()
+            )));
+        };
+        let options = PgConnectOptions::from_str(url).context("--database")?;
+        let schema = format!("tether_bench_{:08x}", rand::random::<u32>());
+        let mut admin = PgConnection::connect_with(&options)
+            .await
+            .context("connecting to --database")?;
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut admin)
+            .await?;
+        Ok(Database::Postgres {
+            options: Box::new(options),
+            schema,
+        })
+    }
+
+    /// A new store (its own pool) on this database.
+    async fn store(&self) -> anyhow::Result<AnyStore> {
+        Ok(match self {
+            Database::Sqlite(url) => AnyStore::connect(url, &StoreOptions::default()).await?,
+            Database::Postgres { options, schema } => AnyStore::Postgres(
+                PgStore::connect_with(
+                    PgConnectOptions::clone(options).options([("search_path", schema.as_str())]),
+                    &StoreOptions::default(),
+                )
+                .await?,
+            ),
+        })
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "SQLite (WAL file)",
+            Database::Postgres { .. } => "PostgreSQL",
+        }
+    }
+
+    /// Drops the benchmark's schema (PostgreSQL); the SQLite file goes with its directory.
+    async fn close(self, store: AnyStore) {
+        if let (Database::Postgres { options, schema }, AnyStore::Postgres(pg)) = (self, store) {
+            pg.pool().close().await;
+            if let Ok(mut admin) = PgConnection::connect_with(&options).await {
+                let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .execute(&mut admin)
+                    .await;
+            }
+        }
+    }
 }

@@ -2,17 +2,20 @@
 //! proxied call with a fresh token touches no database and opens no ciphertext.
 //!
 //! Bounded (oldest entry evicted when full), short-lived (entries expire), and invalidated on
-//! refresh and delete. Evicted credentials are zeroized when their last `Arc` drops, since
-//! `SecretString` zeroizes itself.
+//! refresh and delete, by this instance and (through the store's change feed, see
+//! `coherence.rs`) by others. Evicted credentials are zeroized when their last `Arc` drops,
+//! since `SecretString` zeroizes itself.
 //!
 //! A read that missed loads the row from the store and then caches it; a delete (or refresh)
 //! commits and then invalidates. Between the two a reader could put back what was just
 //! removed, serving a deleted connection for a whole TTL. So every value carries the
 //! invalidation generation of its id's bucket as it was *before* the store read, and
-//! [`CredentialCache::insert`] drops a value whose bucket was invalidated since.
+//! [`CredentialCache::insert`] drops a value whose bucket was invalidated since. And while
+//! the change feed is down (other instances' changes may go unheard) the cache is bypassed
+//! altogether.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,6 +51,8 @@ pub struct CredentialCache {
     generations: [AtomicU64; GENERATION_BUCKETS],
     capacity: usize,
     ttl: Duration,
+    /// False while changes made elsewhere may go unheard: then nothing is served or kept.
+    trusted: AtomicBool,
 }
 
 fn bucket(id: &str) -> usize {
@@ -65,10 +70,14 @@ impl CredentialCache {
             generations: std::array::from_fn(|_| AtomicU64::new(0)),
             capacity,
             ttl,
+            trusted: AtomicBool::new(true),
         }
     }
 
     pub fn get(&self, id: &str) -> Option<CachedConnection> {
+        if !self.trusted.load(Ordering::SeqCst) {
+            return None;
+        }
         let mut entries = self.entries.lock().expect("cache lock poisoned");
         match entries.get(id) {
             Some(entry) if entry.inserted.elapsed() < self.ttl => Some(entry.value.clone()),
@@ -80,16 +89,25 @@ impl CredentialCache {
         }
     }
 
+    /// Whether entries are served and kept (false while other instances' changes may go
+    /// unheard).
+    pub fn is_trusted(&self) -> bool {
+        self.trusted.load(Ordering::SeqCst)
+    }
+
     /// The invalidation generation of `id`; read it before reading the store, and give it to
     /// the value that read produces.
     pub fn generation(&self, id: &str) -> u64 {
         self.generations[bucket(id)].load(Ordering::Acquire)
     }
 
-    /// Caches `value`, unless its id was invalidated after the value was read.
+    /// Caches `value`, unless the cache is bypassed or its id was invalidated after the value
+    /// was read.
     pub fn insert(&self, value: CachedConnection) {
         let mut entries = self.entries.lock().expect("cache lock poisoned");
-        if self.generation(&value.row.id) != value.generation {
+        if !self.trusted.load(Ordering::SeqCst)
+            || self.generation(&value.row.id) != value.generation
+        {
             return;
         }
         if entries.len() >= self.capacity && !entries.contains_key(&value.row.id) {
@@ -118,6 +136,17 @@ impl CredentialCache {
         let mut entries = self.entries.lock().expect("cache lock poisoned");
         entries.remove(id);
         self.generations[bucket(id)].fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Forgets everything (reads in flight included); with `trusted` false, also stops
+    /// serving and keeping entries until called again with `trusted` true.
+    pub fn reset(&self, trusted: bool) {
+        let mut entries = self.entries.lock().expect("cache lock poisoned");
+        for generation in &self.generations {
+            generation.fetch_add(1, Ordering::AcqRel);
+        }
+        self.trusted.store(trusted, Ordering::SeqCst);
+        entries.clear();
     }
 }
 
@@ -185,5 +214,27 @@ mod tests {
         }
         assert!(cache.get("a").is_none());
         assert!(cache.get("b").is_some() && cache.get("c").is_some());
+    }
+
+    #[test]
+    fn a_distrusted_cache_serves_and_keeps_nothing() {
+        let cache = CredentialCache::new(10, Duration::from_secs(60));
+        cache.insert(value(&cache, "conn_a", None));
+        let seen = cache.generation("conn_b");
+        cache.reset(false);
+        assert!(cache.get("conn_a").is_none(), "emptied");
+        cache.insert(value(&cache, "conn_a", None));
+        assert!(
+            cache.get("conn_a").is_none(),
+            "nothing kept while distrusted"
+        );
+        cache.reset(true);
+        cache.insert(value(&cache, "conn_b", Some(seen)));
+        assert!(
+            cache.get("conn_b").is_none(),
+            "a read from before the reset is dropped"
+        );
+        cache.insert(value(&cache, "conn_b", None));
+        assert!(cache.get("conn_b").is_some());
     }
 }

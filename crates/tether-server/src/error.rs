@@ -40,18 +40,30 @@ pub enum ApiError {
     /// 503: the provider is unreachable or rate limiting; try later.
     #[error("{0}")]
     ProviderUnavailable(String),
+    /// 503: Tether's own database cannot be reached (down, restarting, every connection
+    /// busy, a statement timed out). Nothing was changed; the same request may be sent again.
+    /// The cause is logged, never sent.
+    #[error("the database is unavailable; try again shortly")]
+    DatabaseUnavailable,
     /// 500: our fault. The detail is logged with a reference, never sent.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem: how every API error is answered (`application/problem+json`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
+    /// A URI naming the kind of problem: `https://tether.dev/problems/{code}`.
     #[serde(rename = "type")]
     kind: String,
+    /// A short summary of the kind of problem.
     title: &'a str,
+    /// The HTTP status code.
     status: u16,
+    /// What went wrong with this request, and what to change.
     detail: String,
+    /// A stable code to branch on: `unauthorized`, `connection_not_found`, `needs_reauth`,
+    /// `provider_error`, `rate_limited`, ...
     code: &'a str,
 }
 
@@ -107,6 +119,11 @@ impl ApiError {
                 "provider_unavailable",
                 "Provider unavailable",
             ),
+            ApiError::DatabaseUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "Database unavailable",
+            ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -118,6 +135,12 @@ impl ApiError {
 
 impl From<tether_store::StoreError> for ApiError {
     fn from(err: tether_store::StoreError) -> Self {
+        if err.is_unavailable() {
+            // Logged once per failed request, at warn: an outage is an operator's concern,
+            // not a bug, and its detail (which host, which error) is not the client's.
+            tracing::warn!(error = ?err, "database unavailable");
+            return ApiError::DatabaseUnavailable;
+        }
         ApiError::Internal(anyhow::Error::new(err).context("store"))
     }
 }
@@ -145,6 +168,12 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if matches!(self, ApiError::DatabaseUnavailable) {
+            // A database restart or failover usually takes seconds.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         if let ApiError::RateLimited(seconds) = &self {
             response
                 .headers_mut()

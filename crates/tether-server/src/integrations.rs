@@ -1,14 +1,18 @@
 //! The integrations this gateway serves: those of the configuration file, which are fixed for
 //! the life of the process, and those created through the API (`PUT /v1/integrations/{key}`),
-//! which are stored sealed and loaded again at start.
+//! which are stored sealed, loaded at start, and loaded again when another instance changes
+//! one (see `coherence.rs`).
 //!
 //! Readers get an `Arc` of the integration, so a replace never changes one under a request in
 //! flight. The lock is held only to clone that `Arc`, never across an await.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use tether_core::integration::Integration;
+use tether_store::Store;
+
+use crate::state::AppState;
 
 /// Where an integration comes from, which decides whether the API may change it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +91,12 @@ impl Integrations {
         true
     }
 
+    /// Removes every API-managed integration whose key is not in `keep`.
+    pub fn retain_api(&self, keep: &BTreeSet<String>) {
+        let mut entries = self.entries.write().expect("integrations lock poisoned");
+        entries.retain(|key, e| e.source == Source::Config || keep.contains(key));
+    }
+
     /// Removes an API-managed integration.
     pub fn remove_api(&self, key: &str) {
         let mut entries = self.entries.write().expect("integrations lock poisoned");
@@ -98,6 +108,38 @@ impl Integrations {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Entry>> {
         self.entries.read().expect("integrations lock poisoned")
     }
+}
+
+/// Makes the API-managed integrations those of the store: each stored one is (re)loaded and
+/// served, and one no longer stored is no longer served. One that no longer resolves (say,
+/// its provider left the catalog) is skipped with an error in the log and kept in the store;
+/// one whose key is now in the configuration file yields to it. Returns how many are served.
+pub async fn sync_from_store<S: Store>(state: &AppState<S>) -> anyhow::Result<usize> {
+    let stored = state.store.list_integrations().await?;
+    let mut served = BTreeSet::new();
+    for (key, sealed) in stored {
+        let resolved = open_config(&state.vault, &key, &sealed)
+            .and_then(|table| Ok(Integration::from_config(&key, &table, &state.catalog)?));
+        match resolved {
+            Ok(integration) => {
+                if state.integrations.put_api(integration) {
+                    served.insert(key);
+                } else {
+                    tracing::warn!(
+                        integration = %key,
+                        "a stored integration has the key of a configured one; the configuration wins"
+                    );
+                }
+            }
+            Err(err) => tracing::error!(
+                integration = %key,
+                error = %err,
+                "a stored integration could not be loaded; it is kept but not served"
+            ),
+        }
+    }
+    state.integrations.retain_api(&served);
+    Ok(served.len())
 }
 
 /// Vault context of an API-managed integration's stored configuration.

@@ -10,6 +10,7 @@ mod api;
 mod api_keys;
 mod body_limit;
 mod cache;
+mod coherence;
 mod config;
 mod connect;
 mod console;
@@ -44,6 +45,12 @@ pub use error::ApiError;
 pub use http_server::serve;
 pub use state::AppState;
 
+/// The OpenAPI 3.1 description of the HTTP API, as pretty JSON (what `GET /openapi.json`
+/// serves and `docs/openapi.json` holds).
+pub fn openapi_document() -> String {
+    api::openapi::render()
+}
+
 /// A configured gateway.
 pub struct Gateway<S: Store> {
     state: AppState<S>,
@@ -55,7 +62,7 @@ impl<S: Store> Gateway<S> {
     pub async fn refresh_connection(&self, id: &str) -> Result<serde_json::Value, ApiError> {
         let id = api::parse_connection_id(id)?;
         let live = refresh::live(&self.state, id.as_str(), refresh::Freshness::Force).await?;
-        Ok(api::connection_view(&live.row))
+        Ok(serde_json::to_value(api::connection_view(&live.row)).expect("a view serializes"))
     }
 
     /// Revokes at the provider where possible, then deletes (as `DELETE /v1/connections/{id}`).
@@ -82,31 +89,7 @@ impl<S: Store> Gateway<S> {
     /// (say, its provider left the catalog) is skipped with an error in the log and kept in
     /// the store; one whose key is now in the configuration file yields to it.
     pub async fn load_stored_integrations(&self) -> anyhow::Result<usize> {
-        let state = &self.state;
-        let stored = state.store.list_integrations().await?;
-        let mut loaded = 0;
-        for (key, sealed) in stored {
-            let resolved = integrations::open_config(&state.vault, &key, &sealed)
-                .and_then(|table| Ok(Integration::from_config(&key, &table, &state.catalog)?));
-            match resolved {
-                Ok(integration) => {
-                    if state.integrations.put_api(integration) {
-                        loaded += 1;
-                    } else {
-                        tracing::warn!(
-                            integration = %key,
-                            "a stored integration has the key of a configured one; the configuration wins"
-                        );
-                    }
-                }
-                Err(err) => tracing::error!(
-                    integration = %key,
-                    error = %err,
-                    "a stored integration could not be loaded; it is kept but not served"
-                ),
-            }
-        }
-        Ok(loaded)
+        integrations::sync_from_store(&self.state).await
     }
 
     /// The complete router: API, Connect pages, callback, proxy; `/metrics` only behind
@@ -149,8 +132,9 @@ impl<S: Store> Gateway<S> {
     }
 
     /// Starts the background work: the ahead-of-expiry refresher, the purge of expired
-    /// connect sessions and flow states, and, when webhooks are configured, the webhook
-    /// delivery worker. Each task stops when `shutdown` turns true
+    /// connect sessions and flow states, when webhooks are configured the webhook delivery
+    /// worker, and when the store tells of other instances' changes the task that keeps this
+    /// instance's caches coherent with them. Each task stops when `shutdown` turns true
     /// (or its sender is dropped); await the handles to wait for them.
     pub fn spawn_background(
         &self,
@@ -170,6 +154,15 @@ impl<S: Store> AppState<S> {
             tokio::spawn(refresher::run(self.clone(), shutdown.clone())),
             tokio::spawn(purge::run(self.clone(), shutdown.clone())),
         ];
+        if let Some(feed) = self.store.changes() {
+            // Nothing is cached until the feed hears every change (its first item says so).
+            self.cache.reset(false);
+            handles.push(tokio::spawn(coherence::run(
+                self.clone(),
+                feed,
+                shutdown.clone(),
+            )));
+        }
         if self.config.webhooks.is_some() {
             handles.push(tokio::spawn(webhooks::run_worker(self.clone(), shutdown)));
         }

@@ -97,7 +97,7 @@ pub async fn live<S: Store>(
         return into_live(state, current);
     }
     let respect_backoff = freshness == Freshness::Normal;
-    let refreshed = refresh(state, &integration, current, respect_backoff).await?;
+    let refreshed = refresh(state, &integration, current, respect_backoff, true).await?;
     Ok(Live {
         row: refreshed.row,
         credentials: refreshed.credentials,
@@ -203,19 +203,24 @@ pub(crate) async fn refresh_ahead<S: Store>(
         return Ok(());
     }
     let integration = integration_of(state, &current.row)?;
-    refresh(state, &integration, current, true)
+    // Not waiting for another holder of the lease: it is refreshing this connection already,
+    // and this worker's time is better spent on the next one (with several instances, their
+    // refreshers list the same due connections).
+    refresh(state, &integration, current, true, false)
         .await
         .map(|_| ())
 }
 
 /// Refreshes `seen` unless someone else did meanwhile. With `respect_backoff`, a connection
 /// that went into back-off while we waited for the lock, or whose lease another holder has
-/// while its token is still valid, is served as it is.
+/// while its token is still valid, is served as it is. Without `wait_for_holder` (the
+/// background refresher), a lease held by another is left to it and `seen` returned as is.
 async fn refresh<S: Store>(
     state: &AppState<S>,
     integration: &Arc<Integration>,
     seen: CachedConnection,
     respect_backoff: bool,
+    wait_for_holder: bool,
 ) -> Result<CachedConnection, ApiError> {
     let id = seen.row.id.clone();
     let lock = state.refresh_locks.lock_for(&id);
@@ -241,9 +246,9 @@ async fn refresh<S: Store>(
             break;
         }
         // Another instance (or a crashed one, until its lease expires) is refreshing. A read
-        // that only refreshes ahead of expiry, and the background refresher, keep the still
-        // valid token rather than wait up to a whole lease for it.
-        if respect_backoff && still_valid(&current.credentials) {
+        // that only refreshes ahead of expiry keeps the still valid token rather than wait up
+        // to a whole lease for it; the background refresher moves on.
+        if !wait_for_holder || (respect_backoff && still_valid(&current.credentials)) {
             return Ok(current);
         }
         // Otherwise wait for its result rather than racing it.
@@ -261,6 +266,19 @@ async fn refresh<S: Store>(
         }
     }
 
+    // Another instance may have refreshed and released its lease between our read and our
+    // taking the lease: its new tokens are in the store, and the refresh token we read may
+    // already be spent (with rotation, presenting it again revokes the whole grant). Read
+    // again now that nobody else can refresh, and use theirs if the version moved.
+    let current = match load(state, &id).await {
+        Ok(latest) if latest.row.credentials_version == seen.row.credentials_version => latest,
+        other => {
+            release_lease(state, &id).await;
+            let latest = other?;
+            state.cache.insert(latest.clone());
+            return Ok(latest);
+        }
+    };
     let result = call_token_endpoint(state, integration, &current).await;
     let outcome = match result {
         Ok((credentials, metadata)) => {
@@ -268,17 +286,22 @@ async fn refresh<S: Store>(
         }
         Err(err) => Err(handle_failure(state, integration, &current, err).await),
     };
-    if let Err(err) = state
-        .store
-        .release_refresh_lease(&id, &state.instance_id)
-        .await
-    {
-        tracing::warn!(connection_id = %id, error = ?err, "could not release refresh lease");
-    }
+    release_lease(state, &id).await;
     match outcome {
         Ok(refreshed) | Err(Fallback::Use(refreshed)) => Ok(refreshed),
         Err(Fallback::Serve) => Ok(current),
         Err(Fallback::Fail(err)) => Err(err),
+    }
+}
+
+/// Gives the refresh lease back; a failure only delays the next refresh until it expires.
+async fn release_lease<S: Store>(state: &AppState<S>, id: &str) {
+    if let Err(err) = state
+        .store
+        .release_refresh_lease(id, &state.instance_id)
+        .await
+    {
+        tracing::warn!(connection_id = %id, error = ?err, "could not release refresh lease");
     }
 }
 

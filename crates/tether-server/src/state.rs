@@ -61,6 +61,8 @@ pub struct Workers {
     pub refresher: std::sync::atomic::AtomicBool,
     pub purge: std::sync::atomic::AtomicBool,
     pub webhooks: std::sync::atomic::AtomicBool,
+    /// The task that follows other instances' changes (only with a store that has a feed).
+    pub changes: std::sync::atomic::AtomicBool,
 }
 
 /// Marks a worker running while alive; dropped when its task ends (or panics).

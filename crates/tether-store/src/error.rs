@@ -10,9 +10,23 @@ pub enum StoreError {
     /// A stored value could not be read back (corrupt row, unknown enum text).
     #[error("corrupt row: {0}")]
     Corrupt(String),
-    /// The database failed or is unreachable.
+    /// The database cannot be reached right now (refused or dropped connection, no pooled
+    /// connection within the acquire timeout, server shutting down, statement timeout). Worth
+    /// retrying later; nothing was changed by the failed call.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// The database URL or its options are malformed.
+    #[error("invalid database URL")]
+    InvalidUrl(#[source] sqlx::Error),
+    /// The database failed.
     #[error("database error")]
     Database(#[source] sqlx::Error),
+    /// The database has a migration this build does not know: a newer Tether migrated it.
+    #[error(
+        "the database is at migration {0}, which this build does not know (a newer Tether \
+         migrated it); run that version or a newer one"
+    )]
+    UnknownMigration(i64),
     /// Migrations failed to apply.
     #[error("migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -22,18 +36,53 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
-        // SQLite reports UNIQUE and PRIMARY KEY violations alike; both are conflicts.
-        if let sqlx::Error::Database(db) = &err
-            && db.is_unique_violation()
-        {
-            return StoreError::Conflict("unique constraint");
+        match &err {
+            // SQLite reports UNIQUE and PRIMARY KEY violations alike, PostgreSQL as 23505;
+            // both are conflicts.
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict("unique constraint")
+            }
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| is_unavailable_code(&c)) => {
+                StoreError::Unavailable(err)
+            }
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
+            sqlx::Error::Configuration(_) => StoreError::InvalidUrl(err),
+            _ => StoreError::Database(err),
         }
-        StoreError::Database(err)
     }
+}
+
+/// PostgreSQL SQLSTATEs that mean "not now" rather than "wrong": connection exceptions (class
+/// 08), too many connections, the server shutting down or starting, a cancelled statement
+/// (the statement timeout).
+fn is_unavailable_code(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "53300" | "57P01" | "57P02" | "57P03" | "57014")
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(err: sqlx::migrate::MigrateError) -> Self {
-        StoreError::Migrate(err)
+        match err {
+            sqlx::migrate::MigrateError::VersionMissing(version) => {
+                StoreError::UnknownMigration(version)
+            }
+            sqlx::migrate::MigrateError::Execute(inner) => match StoreError::from(inner) {
+                StoreError::Database(inner) => {
+                    StoreError::Migrate(sqlx::migrate::MigrateError::Execute(inner))
+                }
+                other => other,
+            },
+            other => StoreError::Migrate(other),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the database was unreachable, so the call may succeed later unchanged.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
     }
 }

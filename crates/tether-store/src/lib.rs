@@ -4,18 +4,37 @@
 //! sealed by the vault, session tokens and `state` values arrive hashed), it knows no HTTP, and
 //! it does not interpret provider data. Timestamps are UTC unix seconds.
 //!
-//! One trait, one implementation per backend, each with its own `migrations/` folder; the
-//! conformance suite in `tests/` runs against every backend.
+//! One trait, one implementation per backend (SQLite in `sqlite/`, PostgreSQL in
+//! `postgres/`), each with its own `migrations/` folder; [`AnyStore`] picks one at start-up
+//! from the URL scheme. The conformance suite in `tests/` runs against every backend.
 
+mod any;
+mod changes;
 mod error;
+pub mod postgres;
 mod records;
 pub mod sqlite;
 
+pub use any::{AnyStore, Backend};
+pub use changes::{Change, ChangeFeed};
 pub use error::{StoreError, StoreResult};
+pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
 use std::future::Future;
+use std::time::Duration;
+
+/// Connection settings beside the URL (`[database]` in `tether.toml`); `None` keeps the
+/// backend's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Connections in this instance's pool.
+    pub pool_size: Option<u32>,
+    /// Longest a single statement may run before the database cancels it (PostgreSQL; SQLite
+    /// has no server to enforce one).
+    pub statement_timeout: Option<Duration>,
+}
 
 /// Everything Tether persists. Implementations are cheap to clone (a pool handle).
 ///
@@ -24,6 +43,13 @@ use std::future::Future;
 pub trait Store: Clone + Send + Sync + 'static {
     /// Answers when the database answers (`GET /health`).
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Changes committed by any writer sharing this database (other instances included) to
+    /// what a server caches: connections' credentials and status, API-managed integrations.
+    /// `None` when the backend has no other writers to hear (SQLite: one instance, whose own
+    /// writes invalidate its caches directly). Each call starts a new subscription; it ends
+    /// when the feed is dropped.
+    fn changes(&self) -> Option<ChangeFeed>;
 
     // ----- API keys made by Tether (stored as hashes) ------------------------------------
 

@@ -5,15 +5,18 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router, extract::rejection::QueryRejection};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tether_core::credentials::Credentials;
 use tether_core::ids::ConnectionId;
 use tether_core::unix_time::rfc3339;
 use tether_store::{ConnectionFilter, ConnectionRow, ConnectionStatus, Store};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api_keys::App;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::provider_auth;
 use crate::refresh::{self, Freshness};
 use crate::removal;
@@ -31,39 +34,100 @@ pub fn parse_id(id: &str) -> Result<ConnectionId, ApiError> {
     ConnectionId::try_from(id).map_err(|_| ApiError::connection_not_found())
 }
 
-/// The public view of a connection: no secrets.
-pub fn view(row: &ConnectionRow) -> Value {
-    json!({
-        "id": row.id,
-        "integration": row.integration,
-        "end_user": {
-            "id": row.end_user_id,
-            "email": row.end_user_email,
-            "display_name": row.end_user_display_name,
-        },
-        "status": row.status.as_str(),
-        "expires_at": row.access_expires_at.map(rfc3339),
-        "metadata": provider_auth::metadata_of(row),
-        "last_error": row.last_error,
-        "created_at": rfc3339(row.created_at),
-        "updated_at": rfc3339(row.updated_at),
-    })
+/// An end user as the app described them.
+#[derive(Serialize, ToSchema)]
+pub struct EndUserView {
+    pub id: String,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A connection's lifecycle: `active`, `needs_reauth` (the end user must connect again; the
+/// app was told by webhook) or `revoked`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatusView {
+    Active,
+    NeedsReauth,
+    Revoked,
+}
+
+/// One end user's connection to one integration. Never a secret.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionView {
+    /// `conn_` and 32 hex digits.
+    pub id: String,
+    /// The integration's key.
+    pub integration: String,
+    pub end_user: EndUserView,
+    pub status: ConnectionStatusView,
+    /// When the access token expires (RFC 3339), if it does.
+    pub expires_at: Option<String>,
+    /// What the provider told about the account (ids, its API host, ...); never a secret.
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, Value>,
+    /// The last refresh failure's reason, if any.
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The public view of a connection: no secrets.
+pub fn view(row: &ConnectionRow) -> ConnectionView {
+    ConnectionView {
+        id: row.id.clone(),
+        integration: row.integration.clone(),
+        end_user: EndUserView {
+            id: row.end_user_id.clone(),
+            email: row.end_user_email.clone(),
+            display_name: row.end_user_display_name.clone(),
+        },
+        status: match row.status {
+            ConnectionStatus::Active => ConnectionStatusView::Active,
+            ConnectionStatus::NeedsReauth => ConnectionStatusView::NeedsReauth,
+            ConnectionStatus::Revoked => ConnectionStatusView::Revoked,
+        },
+        expires_at: row.access_expires_at.map(rfc3339),
+        metadata: provider_auth::metadata_of(row),
+        last_error: row.last_error.clone(),
+        created_at: rfc3339(row.created_at),
+        updated_at: rfc3339(row.updated_at),
+    }
+}
+
+/// A page of connections.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionList {
+    pub connections: Vec<ConnectionView>,
+}
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this end user's connections.
     end_user_id: Option<String>,
+    /// Only this integration's.
     integration: Option<String>,
+    /// Only connections in this status: `active`, `needs_reauth` or `revoked`.
     status: Option<String>,
+    /// At most this many (default 100, at most 1000).
     limit: Option<u32>,
 }
 
-async fn list<S: Store>(
+/// Lists connections, oldest first; no secrets.
+#[utoipa::path(get, path = "/v1/connections", tag = "connections", params(ListQuery),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Matching connections", body = ConnectionList),
+        (status = 400, description = "A bad filter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list<S: Store>(
     _app: App,
     State(state): State<AppState<S>>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConnectionList>, ApiError> {
     let Query(query) = query?;
     let status = query
         .status
@@ -86,16 +150,25 @@ async fn list<S: Store>(
             limit: query.limit.unwrap_or(100).min(1000),
         })
         .await?;
-    Ok(Json(
-        json!({ "connections": rows.iter().map(view).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(ConnectionList {
+        connections: rows.iter().map(view).collect(),
+    }))
 }
 
-async fn show<S: Store>(
+/// One connection; no secrets.
+#[utoipa::path(get, path = "/v1/connections/{id}", tag = "connections",
+    params(("id" = String, Path, description = "The connection's id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The connection", body = ConnectionView),
+        (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`connection_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn show<S: Store>(
     _app: App,
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConnectionView>, ApiError> {
     let id = parse_id(&id)?;
     let row = state
         .store
@@ -105,19 +178,58 @@ async fn show<S: Store>(
     Ok(Json(view(&row)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct CredentialsQuery {
+#[into_params(parameter_in = Query)]
+pub struct CredentialsQuery {
+    /// Refresh the tokens now, whatever their expiry.
     #[serde(default)]
     force_refresh: bool,
 }
 
-async fn credentials<S: Store>(
+/// What to send to the provider yourself: its base URL, the headers (and query parameters)
+/// that authenticate, and for OAuth the access token.
+#[derive(Serialize, ToSchema)]
+pub struct CredentialsView {
+    pub connection_id: String,
+    pub integration: String,
+    /// `oauth2`, `oauth2_client_credentials`, `api_key`, `two_step` or `basic`.
+    pub auth_mode: String,
+    /// The provider's API base URL for this connection.
+    pub base_url: String,
+    /// Headers to add to every call.
+    pub headers: BTreeMap<String, String>,
+    /// Query parameters to add to every call (few providers need any).
+    pub query: BTreeMap<String, String>,
+    /// When the access token expires (RFC 3339), if it does.
+    pub expires_at: Option<String>,
+    /// OAuth connections only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// OAuth connections only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+}
+
+/// Fresh credentials for calling the provider directly (refreshed first when they expire
+/// soon, or when asked).
+#[utoipa::path(get, path = "/v1/connections/{id}/credentials", tag = "connections",
+    params(("id" = String, Path, description = "The connection's id"), CredentialsQuery),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Fresh credentials", body = CredentialsView),
+        (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`connection_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`needs_reauth`: the end user must connect again", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`provider_error`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`provider_unavailable`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn credentials<S: Store>(
     _app: App,
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
     query: Result<Query<CredentialsQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CredentialsView>, ApiError> {
     let Query(query) = query?;
     let id = parse_id(&id)?;
     let freshness = if query.force_refresh {
@@ -127,37 +239,46 @@ async fn credentials<S: Store>(
     };
     let live = refresh::live(&state, id.as_str(), freshness).await?;
     let prepared = provider_auth::prepared(&live)?;
-    let headers: serde_json::Map<String, Value> = prepared
+    let headers = prepared
         .headers
         .iter()
         .map(|h| {
             // Rendered from UTF-8 text, so the bytes are that text again.
             let value = String::from_utf8_lossy(h.value.as_bytes()).into_owned();
-            (h.written.clone(), Value::String(value))
+            (h.written.clone(), value)
         })
         .collect();
-    let base_url = &prepared.base_url;
-    let mut body = json!({
-        "connection_id": live.row.id,
-        "integration": live.row.integration,
-        "auth_mode": live.integration.auth_mode().as_str(),
-        "base_url": base_url.as_str(),
-        "headers": headers,
-        "query": prepared
-            .query
-            .iter()
-            .map(|(name, value)| (name.clone(), Value::String(value.clone())))
-            .collect::<serde_json::Map<String, Value>>(),
-        "expires_at": live.credentials.expires_at().map(rfc3339),
-    });
-    if let Credentials::Oauth2(tokens) = live.credentials.as_ref() {
-        body["access_token"] = Value::String(tokens.access_token.expose().to_owned());
-        body["token_type"] = Value::String(tokens.token_type.clone());
-    }
-    Ok(Json(body))
+    let (access_token, token_type) = match live.credentials.as_ref() {
+        Credentials::Oauth2(tokens) => (
+            Some(tokens.access_token.expose().to_owned()),
+            Some(tokens.token_type.clone()),
+        ),
+        _ => (None, None),
+    };
+    Ok(Json(CredentialsView {
+        connection_id: live.row.id.clone(),
+        integration: live.row.integration.clone(),
+        auth_mode: live.integration.auth_mode().as_str().to_owned(),
+        base_url: prepared.base_url.to_string(),
+        headers,
+        query: prepared.query.iter().cloned().collect(),
+        expires_at: live.credentials.expires_at().map(rfc3339),
+        access_token,
+        token_type,
+    }))
 }
 
-async fn delete<S: Store>(
+/// Revokes the connection at the provider where it can, then deletes it (a
+/// `connection.deleted` webhook follows).
+#[utoipa::path(delete, path = "/v1/connections/{id}", tag = "connections",
+    params(("id" = String, Path, description = "The connection's id")),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`connection_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete<S: Store>(
     _app: App,
     State(state): State<AppState<S>>,
     Path(id): Path<String>,

@@ -7,13 +7,17 @@ use tether_core::ids::EndUserId;
 use crate::error::ApiError;
 use crate::persist::EndUser;
 
-/// `end_user` as sent.
-#[derive(Deserialize)]
+/// The end user, as the app knows them.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndUserBody {
+    /// The app's own id for the end user (1 to 255 characters, no control characters).
     id: String,
+    /// Shown on the Connect page ("for ada@example.com"), so a person notices a link that is
+    /// not theirs.
     #[serde(default)]
     email: Option<String>,
+    /// Shown on the Connect page when there is no email.
     #[serde(default)]
     display_name: Option<String>,
 }

@@ -8,13 +8,13 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use tether_core::unix_time::rfc3339;
 use tether_store::{ConnectionEventRow, Store};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api_keys::App;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 /// Page size when the query names none.
@@ -26,32 +26,72 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new().route("/v1/connections/{id}/events", get(list::<S>))
 }
 
-/// The public view of one history entry.
-pub(crate) fn view(row: &ConnectionEventRow) -> Value {
-    json!({
-        "type": row.kind,
-        "connection_id": row.connection_id,
-        "integration": row.integration,
-        "detail": row.detail,
-        "reference": row.reference,
-        "webhook_event_id": row.webhook_event_id,
-        "occurred_at": rfc3339(row.created_at),
-    })
+/// One entry of a connection's history. Never a secret.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionEventView {
+    /// `created`, `reconnected`, `refreshed`, `refresh_failed` (transient; retried),
+    /// `needs_reauth`, `deleted`, `webhook_delivered` or `webhook_failed`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub connection_id: String,
+    pub integration: String,
+    /// The provider's reason of a failure, or the webhook's event type and last answer.
+    pub detail: Option<String>,
+    /// A failure's reference code, also in the log line of that failure.
+    pub reference: Option<String>,
+    /// The webhook event (`evt_...`) reporting this entry, when one was queued.
+    pub webhook_event_id: Option<String>,
+    /// When it happened (RFC 3339).
+    pub occurred_at: String,
 }
 
-#[derive(Deserialize)]
+fn view(row: &ConnectionEventRow) -> ConnectionEventView {
+    ConnectionEventView {
+        kind: row.kind.clone(),
+        connection_id: row.connection_id.clone(),
+        integration: row.integration.clone(),
+        detail: row.detail.clone(),
+        reference: row.reference.clone(),
+        webhook_event_id: row.webhook_event_id.clone(),
+        occurred_at: rfc3339(row.created_at),
+    }
+}
+
+/// A page of a connection's history, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionEventList {
+    pub events: Vec<ConnectionEventView>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// At most this many (default 50, 1 to 500).
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-async fn list<S: Store>(
+/// A connection's history, newest first, kept after the connection is deleted until it is
+/// purged by age (`[console] history_days`, default 30).
+#[utoipa::path(get, path = "/v1/connections/{id}/events", tag = "connections",
+    params(("id" = String, Path, description = "The connection's id"), EventsQuery),
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of the history", body = ConnectionEventList),
+        (status = 400, description = "`invalid_limit`, `invalid_cursor` or `invalid_query`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`connection_not_found`: no such connection and no history of one", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list<S: Store>(
     _app: App,
     State(state): State<AppState<S>>,
     Path(id): Path<String>,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+    query: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Json<ConnectionEventList>, ApiError> {
     let Query(query) = query?;
     let id = super::parse_connection_id(&id)?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
@@ -87,8 +127,8 @@ async fn list<S: Store>(
     let next_cursor = (rows.len() == limit as usize)
         .then(|| rows.last().map(|r| r.seq.to_string()))
         .flatten();
-    Ok(Json(json!({
-        "events": rows.iter().map(view).collect::<Vec<_>>(),
-        "next_cursor": next_cursor,
-    })))
+    Ok(Json(ConnectionEventList {
+        events: rows.iter().map(view).collect(),
+        next_cursor,
+    }))
 }

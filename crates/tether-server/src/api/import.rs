@@ -16,11 +16,12 @@ use tether_core::credentials::Credentials;
 use tether_core::integration::Integration;
 use tether_core::{SecretString, oauth2, unix_time};
 use tether_store::Store;
+use utoipa::ToSchema;
 
-use crate::api::connections::view;
+use crate::api::connections::{ConnectionView, view};
 use crate::api::end_user::EndUserBody;
 use crate::api_keys::App;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::persist::save_connection;
 use crate::state::AppState;
 
@@ -28,23 +29,39 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new().route("/v1/connections", post(import::<S>))
 }
 
-#[derive(Deserialize)]
+/// Credentials obtained elsewhere, checked as strictly as a connect.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ImportBody {
+pub struct ImportBody {
+    /// The integration's key.
     integration: String,
     end_user: EndUserBody,
     /// OAuth: `{access_token, refresh_token?, expires_in? | expires_at?, token_type?, scope?}`;
     /// other modes: the credential values the provider keeps, by name.
+    #[schema(value_type = Object)]
     credentials: Map<String, Value>,
+    /// What the provider's connection keeps beside them (for example Redtail's
+    /// `database_id`, Salesmate's `link_name`).
     #[serde(default)]
+    #[schema(value_type = Object)]
     metadata: Map<String, Value>,
 }
 
-async fn import<S: Store>(
+/// Imports credentials obtained elsewhere (a migration from another system); an end user's
+/// existing connection to the integration is replaced and keeps its id.
+#[utoipa::path(post, path = "/v1/connections", tag = "connections", request_body = ImportBody,
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "Created", body = ConnectionView),
+        (status = 200, description = "Replaced the end user's connection", body = ConnectionView),
+        (status = 400, description = "`invalid_credentials`, `invalid_end_user`, `integration_not_found`, `invalid_body`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn import<S: Store>(
     _app: App,
     State(state): State<AppState<S>>,
     body: Result<Json<ImportBody>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
     let Json(body) = body?;
     let end_user = body.end_user.parse()?;
     let integration = state.integration(&body.integration).ok_or_else(|| {

@@ -6,22 +6,24 @@
 //! since they would let an API caller read the server's environment or files. The stored
 //! table is sealed (it holds the client secret). Integrations of the configuration file are
 //! read-only through the API; one that still has connections cannot be deleted. Other
-//! instances sharing the database see a change when they restart.
+//! instances sharing the database hear of a change within moments (see `coherence.rs`).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::put;
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use tether_core::ids::IntegrationKey;
 use tether_core::integration::Integration;
 use tether_core::unix_time;
 use tether_store::{ConnectionFilter, Store};
+use utoipa::ToSchema;
 
-use crate::api::catalog::integration_view;
+use crate::api::catalog::{IntegrationView, integration_view};
 use crate::api_keys::App;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::integrations::{Source, seal_config};
 use crate::state::AppState;
 
@@ -39,13 +41,38 @@ fn managed_by_config(key: &str) -> ApiError {
     }
 }
 
-async fn put_integration<S: Store>(
+/// An integration's table, as `tether.toml` holds it under `[integrations.KEY]`, with secrets
+/// as values (`env:` and `file:` references are refused here).
+#[derive(Deserialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object, example = json!({
+    "provider": "oauth2", "client_id": "...", "client_secret": "...",
+    "authorization_url": "https://crm.example.com/oauth/authorize",
+    "token_url": "https://crm.example.com/oauth/token",
+    "api_base_url": "https://crm.example.com", "scopes": ["read"]
+}))]
+pub struct IntegrationTable(Map<String, Value>);
+
+/// Creates or replaces an integration managed through the API; checked as at start-up and
+/// stored sealed.
+#[utoipa::path(put, path = "/v1/integrations/{key}", tag = "integrations",
+    params(("key" = String, Path, description = "The app's name for the integration")),
+    request_body = IntegrationTable,
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "Created", body = IntegrationView),
+        (status = 200, description = "Replaced", body = IntegrationView),
+        (status = 400, description = "`invalid_integration`, `invalid_integration_key`, `secret_reference_not_allowed`, `invalid_body`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`integration_managed_by_config`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put_integration<S: Store>(
     _app: App,
     State(state): State<AppState<S>>,
     Path(key): Path<String>,
-    body: Result<Json<Map<String, Value>>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(table) = body?;
+    body: Result<Json<IntegrationTable>, JsonRejection>,
+) -> Result<(StatusCode, Json<IntegrationView>), ApiError> {
+    let Json(IntegrationTable(table)) = body?;
     let key = IntegrationKey::try_from(key.as_str())
         .map_err(|e| ApiError::bad_request("invalid_integration_key", e.to_string()))?;
     if state.integrations.source(key.as_str()) == Some(Source::Config) {
@@ -79,7 +106,17 @@ async fn put_integration<S: Store>(
     Ok((status, Json(view)))
 }
 
-async fn delete_integration<S: Store>(
+/// Deletes an integration created through the API, once it has no connections.
+#[utoipa::path(delete, path = "/v1/integrations/{key}", tag = "integrations",
+    params(("key" = String, Path, description = "The app's name for the integration")),
+    security(("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`integration_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`integration_managed_by_config`, `integration_in_use`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete_integration<S: Store>(
     _app: App,
     State(state): State<AppState<S>>,
     Path(key): Path<String>,

@@ -8,6 +8,7 @@ mod health;
 mod import;
 mod integrations;
 mod metrics;
+pub mod openapi;
 mod proxy;
 mod sessions;
 mod webhooks;
@@ -31,6 +32,7 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .merge(integrations::router())
         .merge(webhooks::router())
         .merge(metrics::guarded_router())
+        .merge(openapi::router())
 }
 
 /// `ANY /v1/proxy/...`.

@@ -5,36 +5,60 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router, extract::rejection::JsonRejection};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use tether_core::{random, unix_time};
 use tether_store::{ConnectSessionRow, Store};
 use url::Url;
+use utoipa::ToSchema;
 
 use crate::api::end_user::EndUserBody;
 use crate::api_keys::App;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::state::AppState;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new().route("/v1/connect/sessions", post(create::<S>))
 }
 
-#[derive(Deserialize)]
+/// A connect session for one end user.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateSession {
+pub struct CreateSession {
     end_user: EndUserBody,
+    /// The integration keys the end user may connect; every integration when absent.
     #[serde(default)]
     integrations: Option<Vec<String>>,
+    /// Where the browser goes after connecting (`?connection_id=..&integration=..` added);
+    /// its origin must be in `[connect] allowed_return_origins`.
     #[serde(default)]
     return_url: Option<String>,
 }
 
-async fn create<S: Store>(
+/// A new connect session: send the end user's browser to `connect_url`.
+#[derive(Serialize, ToSchema)]
+pub struct SessionCreated {
+    /// The session's token (also in `connect_url`); shown once, stored only as a hash.
+    pub token: String,
+    /// The Connect page for this session. It works in the first browser that opens it, and
+    /// for one successful connection.
+    pub connect_url: String,
+    /// When the link stops working (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Creates a connect session for one end user.
+#[utoipa::path(post, path = "/v1/connect/sessions", tag = "connect", request_body = CreateSession,
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "Created", body = SessionCreated),
+        (status = 400, description = "`invalid_end_user`, `integration_not_found`, `invalid_return_url`, `return_url_not_allowed`, `no_integrations`, `invalid_body`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create<S: Store>(
     _app: App,
     State(state): State<AppState<S>>,
     body: Result<Json<CreateSession>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<SessionCreated>), ApiError> {
     let Json(body) = body?;
     let end_user = body.end_user.parse()?;
     let integrations = match &body.integrations {
@@ -101,10 +125,10 @@ async fn create<S: Store>(
     connect_url.query_pairs_mut().append_pair("session", &token);
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "token": token,
-            "connect_url": connect_url.as_str(),
-            "expires_at": unix_time::rfc3339(expires_at),
-        })),
+        Json(SessionCreated {
+            token,
+            connect_url: connect_url.to_string(),
+            expires_at: unix_time::rfc3339(expires_at),
+        }),
     ))
 }

@@ -313,7 +313,7 @@ pub(crate) fn exchange_failure(integration: &str, err: &TokenError) -> Failure {
     failure
 }
 
-fn internal(what: &str, err: &dyn std::fmt::Debug) -> Failure {
+fn internal<E: std::fmt::Debug + std::any::Any>(what: &str, err: &E) -> Failure {
     let mut failure = Failure::internal(
         what,
         err,

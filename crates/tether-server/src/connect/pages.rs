@@ -235,7 +235,29 @@ impl Failure {
 impl Failure {
     /// An internal error: logged with its detail under a reference the page shows; the page
     /// says only `message`.
-    pub fn internal(what: &str, err: &dyn std::fmt::Debug, message: &'static str) -> Self {
+    /// A store that cannot reach its database is not a bug: the page says to try again in a
+    /// moment (503, code `database_unavailable`), as the API does.
+    pub fn internal<E: std::fmt::Debug + std::any::Any>(
+        what: &str,
+        err: &E,
+        message: &'static str,
+    ) -> Self {
+        let any: &dyn std::any::Any = err;
+        if any
+            .downcast_ref::<tether_store::StoreError>()
+            .is_some_and(tether_store::StoreError::is_unavailable)
+        {
+            tracing::warn!(error = ?err, "{what}: database unavailable");
+            let mut failure = Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                "Try again in a moment",
+                "We could not reach our database just now. Wait a moment, then try again.",
+            );
+            failure.retry_last_start = true;
+            failure.retry_after = Some(5);
+            return failure;
+        }
         let reference = crate::reference::new();
         tracing::error!(reference = %reference, error = ?err, "{what}");
         let mut failure = Failure::new(

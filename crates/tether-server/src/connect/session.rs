@@ -270,7 +270,7 @@ pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|c| c.value().to_owned())
 }
 
-fn internal(what: &str, err: &dyn std::fmt::Debug) -> Failure {
+fn internal<E: std::fmt::Debug + std::any::Any>(what: &str, err: &E) -> Failure {
     Failure::internal(
         what,
         err,

@@ -5,6 +5,7 @@ mod helpers;
 
 mod catalog;
 mod console;
+mod database_down;
 mod edge;
 mod header_injection;
 mod history;
@@ -13,6 +14,7 @@ mod integrations;
 mod issuer;
 mod oauth_flow;
 mod observability;
+mod openapi;
 mod pages;
 mod providers;
 mod proxy;

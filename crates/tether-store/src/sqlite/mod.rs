@@ -19,10 +19,10 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::{
-    AttemptWindow, ConnectSessionRow, ConnectionEventRow, ConnectionFilter, ConnectionPage,
-    ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate, EventBucket, FlowStateRow,
-    NewWebhookEvent, StatusChange, StatusCount, Store, StoreError, StoreResult, WebhookAttempt,
-    WebhookEventFilter, WebhookEventRow,
+    AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionEventRow, ConnectionFilter,
+    ConnectionPage, ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate,
+    EventBucket, FlowStateRow, NewWebhookEvent, StatusChange, StatusCount, Store, StoreError,
+    StoreOptions, StoreResult, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
 };
 
 /// Connections kept for a file database. SQLite has one writer at a time anyway; the extra
@@ -42,8 +42,16 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating the file if missing) the database at `url` and applies the embedded
     /// migrations. Accepts `sqlite://path`, `sqlite:path` and `sqlite::memory:`.
-    #[tracing::instrument(skip_all, err)]
+    // No `err` here: the caller reports a failed start-up, once.
+    #[tracing::instrument(skip_all)]
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(url, &StoreOptions::default()).await
+    }
+
+    /// [`SqliteStore::connect`] with settings: `pool_size` sizes a file database's pool (an
+    /// in-memory one always has exactly one connection); SQLite has no statement timeout.
+    #[tracing::instrument(skip_all)]
+    pub async fn connect_with(url: &str, settings: &StoreOptions) -> StoreResult<Self> {
         let in_memory = is_in_memory(url);
         let mut options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -65,7 +73,8 @@ impl SqliteStore {
                 .idle_timeout(None)
                 .max_lifetime(None)
         } else {
-            SqlitePoolOptions::new().max_connections(FILE_POOL_SIZE)
+            SqlitePoolOptions::new()
+                .max_connections(settings.pool_size.unwrap_or(FILE_POOL_SIZE).max(1))
         };
         let pool = pool_options.connect_with(options).await?;
 
@@ -76,7 +85,7 @@ impl SqliteStore {
 
     /// Applies the migrations embedded from `migrations/sqlite` that are not applied yet.
     /// Idempotent; [`SqliteStore::connect`] already calls it.
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(skip_all)]
     pub async fn migrate(&self) -> StoreResult<()> {
         sqlx::migrate!("./migrations/sqlite")
             .run(&self.pool)
@@ -142,6 +151,11 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// One process owns a SQLite database: its own writes invalidate its caches directly.
+    fn changes(&self) -> Option<ChangeFeed> {
+        None
     }
 
     #[tracing::instrument(skip_all, err)]

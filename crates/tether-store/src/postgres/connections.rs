@@ -1,0 +1,323 @@
+//! Connections on PostgreSQL: one end user's sealed credentials for one integration.
+//! Credentials change only through a compare-and-swap on `credentials_version`: one `UPDATE ...
+//! WHERE credentials_version = $n`, which PostgreSQL re-checks against the latest row version
+//! when a concurrent writer committed first (READ COMMITTED), so of several instances racing
+//! one wins and the others match no row.
+
+use sqlx::{PgPool, Postgres, QueryBuilder};
+
+use super::webhooks::insert_event;
+use crate::{
+    ConnectionFilter, ConnectionRow, ConnectionStatus, CredentialsUpdate, NewWebhookEvent,
+    StatusChange, StoreError, StoreResult,
+};
+
+/// The columns of [`ConnectionRecord`], in a macro so that `concat!` can build `&'static`
+/// SQL from it (a constant list of identifiers, never a value).
+macro_rules! connection_columns {
+    () => {
+        "id, integration, end_user_id, end_user_email, end_user_display_name, status, \
+         credentials, credentials_version, access_expires_at, metadata, last_error, \
+         refresh_failures, next_refresh_at, created_at, updated_at"
+    };
+}
+pub(super) use connection_columns;
+
+/// `list_connections` limit when the filter says 0.
+const DEFAULT_LIST_LIMIT: u32 = 100;
+/// Upper bound of `list_connections`, whatever the filter says.
+const MAX_LIST_LIMIT: u32 = 1000;
+
+/// A `connections` row as PostgreSQL returns it; the status is still text.
+#[derive(sqlx::FromRow)]
+pub(super) struct ConnectionRecord {
+    id: String,
+    integration: String,
+    end_user_id: String,
+    end_user_email: Option<String>,
+    end_user_display_name: Option<String>,
+    status: String,
+    credentials: Vec<u8>,
+    credentials_version: i64,
+    access_expires_at: Option<i64>,
+    metadata: String,
+    last_error: Option<String>,
+    refresh_failures: i64,
+    next_refresh_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<ConnectionRecord> for ConnectionRow {
+    type Error = StoreError;
+
+    fn try_from(r: ConnectionRecord) -> Result<Self, StoreError> {
+        let status = ConnectionStatus::parse(&r.status).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "connection {}: unknown status {:?}",
+                r.id, r.status
+            ))
+        })?;
+        Ok(ConnectionRow {
+            id: r.id,
+            integration: r.integration,
+            end_user_id: r.end_user_id,
+            end_user_email: r.end_user_email,
+            end_user_display_name: r.end_user_display_name,
+            status,
+            credentials: r.credentials,
+            credentials_version: r.credentials_version,
+            access_expires_at: r.access_expires_at,
+            metadata: r.metadata,
+            last_error: r.last_error,
+            refresh_failures: r.refresh_failures,
+            next_refresh_at: r.next_refresh_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// Maps records to rows, failing on the first corrupt one.
+pub(super) fn into_rows(records: Vec<ConnectionRecord>) -> StoreResult<Vec<ConnectionRow>> {
+    records.into_iter().map(ConnectionRow::try_from).collect()
+}
+
+pub(super) async fn insert(
+    pool: &PgPool,
+    c: &ConnectionRow,
+    event: Option<&NewWebhookEvent>,
+) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    // A duplicate (integration, end_user_id) or id breaks a UNIQUE constraint, which
+    // `From<sqlx::Error>` turns into `StoreError::Conflict`.
+    sqlx::query(concat!(
+        "INSERT INTO connections (",
+        connection_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    ))
+    .bind(&c.id)
+    .bind(&c.integration)
+    .bind(&c.end_user_id)
+    .bind(&c.end_user_email)
+    .bind(&c.end_user_display_name)
+    .bind(c.status.as_str())
+    .bind(&c.credentials)
+    .bind(c.credentials_version)
+    .bind(c.access_expires_at)
+    .bind(&c.metadata)
+    .bind(&c.last_error)
+    .bind(c.refresh_failures)
+    .bind(c.next_refresh_at)
+    .bind(c.created_at)
+    .bind(c.updated_at)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(event) = event {
+        insert_event(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn find(
+    pool: &PgPool,
+    integration: &str,
+    end_user_id: &str,
+) -> StoreResult<Option<ConnectionRow>> {
+    let record: Option<ConnectionRecord> = sqlx::query_as(concat!(
+        "SELECT ",
+        connection_columns!(),
+        " FROM connections WHERE integration = $1 AND end_user_id = $2"
+    ))
+    .bind(integration)
+    .bind(end_user_id)
+    .fetch_optional(pool)
+    .await?;
+    record.map(ConnectionRow::try_from).transpose()
+}
+
+pub(super) async fn get(pool: &PgPool, id: &str) -> StoreResult<Option<ConnectionRow>> {
+    let record: Option<ConnectionRecord> = sqlx::query_as(concat!(
+        "SELECT ",
+        connection_columns!(),
+        " FROM connections WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    record.map(ConnectionRow::try_from).transpose()
+}
+
+pub(super) async fn page_after(
+    pool: &PgPool,
+    after_id: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<ConnectionRow>> {
+    let records: Vec<ConnectionRecord> = sqlx::query_as(concat!(
+        "SELECT ",
+        connection_columns!(),
+        " FROM connections WHERE id > $1 ORDER BY id LIMIT $2"
+    ))
+    .bind(after_id.unwrap_or(""))
+    .bind(i64::from(limit.clamp(1, 1000)))
+    .fetch_all(pool)
+    .await?;
+    records.into_iter().map(ConnectionRow::try_from).collect()
+}
+
+/// Swaps the sealed bytes only (same plaintext, new key): nothing else about the connection
+/// changes, but the version moves so a concurrent refresh cannot overwrite with a stale read.
+pub(super) async fn reseal(
+    pool: &PgPool,
+    id: &str,
+    expected_version: i64,
+    credentials: &[u8],
+    now: i64,
+) -> StoreResult<bool> {
+    let result = sqlx::query(
+        "UPDATE connections SET credentials = $1, credentials_version = credentials_version + 1, \
+         updated_at = $2 WHERE id = $3 AND credentials_version = $4",
+    )
+    .bind(credentials)
+    .bind(now)
+    .bind(id)
+    .bind(expected_version)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub(super) async fn list(
+    pool: &PgPool,
+    filter: &ConnectionFilter,
+) -> StoreResult<Vec<ConnectionRow>> {
+    // `WHERE 1 = 1` lets every optional filter start with AND.
+    let mut query: QueryBuilder<'_, Postgres> = QueryBuilder::new(concat!(
+        "SELECT ",
+        connection_columns!(),
+        " FROM connections WHERE 1 = 1"
+    ));
+    if let Some(end_user_id) = &filter.end_user_id {
+        query
+            .push(" AND end_user_id = ")
+            .push_bind(end_user_id.as_str());
+    }
+    if let Some(integration) = &filter.integration {
+        query
+            .push(" AND integration = ")
+            .push_bind(integration.as_str());
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND status = ").push_bind(status.as_str());
+    }
+    let limit = match filter.limit {
+        0 => DEFAULT_LIST_LIMIT,
+        n => n.min(MAX_LIST_LIMIT),
+    };
+    query
+        .push(" ORDER BY created_at, id LIMIT ")
+        .push_bind(i64::from(limit));
+
+    let records: Vec<ConnectionRecord> = query.build_query_as().fetch_all(pool).await?;
+    into_rows(records)
+}
+
+pub(super) async fn replace_credentials(
+    pool: &PgPool,
+    u: &CredentialsUpdate,
+    event: Option<&NewWebhookEvent>,
+) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
+    // One statement, guarded by the version: a stale writer matches no row. New credentials
+    // also end any back-off and clear the last error, since they are known good.
+    let result = sqlx::query(
+        "UPDATE connections SET credentials = $1, \
+         credentials_version = credentials_version + 1, access_expires_at = $2, metadata = $3, \
+         status = $4, end_user_email = COALESCE($5, end_user_email), \
+         end_user_display_name = COALESCE($6, end_user_display_name), last_error = NULL, \
+         refresh_failures = 0, next_refresh_at = NULL, updated_at = $7 \
+         WHERE id = $8 AND credentials_version = $9",
+    )
+    .bind(&u.credentials)
+    .bind(u.access_expires_at)
+    .bind(&u.metadata)
+    .bind(u.status.as_str())
+    .bind(&u.end_user_email)
+    .bind(&u.end_user_display_name)
+    .bind(u.now)
+    .bind(&u.id)
+    .bind(u.expected_version)
+    .execute(&mut *tx)
+    .await?;
+    let written = result.rows_affected() == 1;
+    if written && let Some(event) = event {
+        insert_event(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    Ok(written)
+}
+
+pub(super) async fn set_status(
+    pool: &PgPool,
+    id: &str,
+    status: ConnectionStatus,
+    last_error: Option<&str>,
+    now: i64,
+) -> StoreResult<bool> {
+    let result = sqlx::query(
+        "UPDATE connections SET status = $1, last_error = $2, updated_at = $3 WHERE id = $4",
+    )
+    .bind(status.as_str())
+    .bind(last_error)
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub(super) async fn change_status(
+    pool: &PgPool,
+    change: &StatusChange,
+    event: Option<&NewWebhookEvent>,
+) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
+    // One conditional statement: of several writers making the same change, one matches.
+    let result = sqlx::query(
+        "UPDATE connections SET status = $1, last_error = $2, updated_at = $3 \
+         WHERE id = $4 AND status <> $5 AND ($6::BIGINT IS NULL OR credentials_version = $6)",
+    )
+    .bind(change.status.as_str())
+    .bind(&change.last_error)
+    .bind(change.now)
+    .bind(&change.id)
+    .bind(change.status.as_str())
+    .bind(change.expected_version)
+    .execute(&mut *tx)
+    .await?;
+    let changed = result.rows_affected() == 1;
+    if changed && let Some(event) = event {
+        insert_event(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    Ok(changed)
+}
+
+pub(super) async fn delete(
+    pool: &PgPool,
+    id: &str,
+    event: Option<&NewWebhookEvent>,
+) -> StoreResult<bool> {
+    let mut tx = pool.begin().await?;
+    let result = sqlx::query("DELETE FROM connections WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let deleted = result.rows_affected() == 1;
+    if deleted && let Some(event) = event {
+        insert_event(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    Ok(deleted)
+}

@@ -1,0 +1,314 @@
+//! Connect sessions and OAuth flow states on PostgreSQL: short-lived rows that bridge the
+//! redirect to a provider and its callback, on whichever instance each lands. Token and `state`
+//! values only ever arrive here hashed.
+
+use sqlx::PgPool;
+
+use crate::{AttemptWindow, ConnectSessionRow, ConsumeOutcome, FlowStateRow, StoreResult};
+
+/// A `connect_sessions` row as PostgreSQL returns it.
+#[derive(sqlx::FromRow)]
+struct SessionRecord {
+    token_hash: String,
+    end_user_id: String,
+    end_user_email: Option<String>,
+    end_user_display_name: Option<String>,
+    integrations: Option<String>,
+    return_url: Option<String>,
+    expires_at: i64,
+    created_at: i64,
+    browser_hash: Option<String>,
+    completed_at: Option<i64>,
+}
+
+impl From<SessionRecord> for ConnectSessionRow {
+    fn from(r: SessionRecord) -> Self {
+        ConnectSessionRow {
+            token_hash: r.token_hash,
+            end_user_id: r.end_user_id,
+            end_user_email: r.end_user_email,
+            end_user_display_name: r.end_user_display_name,
+            integrations: r.integrations,
+            return_url: r.return_url,
+            expires_at: r.expires_at,
+            created_at: r.created_at,
+            browser_hash: r.browser_hash,
+            completed_at: r.completed_at,
+        }
+    }
+}
+
+/// A `flow_states` row as PostgreSQL returns it.
+#[derive(sqlx::FromRow)]
+struct FlowRecord {
+    state_hash: String,
+    browser_hash: String,
+    session_token_hash: String,
+    integration: String,
+    end_user_id: String,
+    pkce_verifier: Vec<u8>,
+    redirect_uri: String,
+    return_url: Option<String>,
+    display: String,
+    expires_at: i64,
+    created_at: i64,
+}
+
+impl From<FlowRecord> for FlowStateRow {
+    fn from(r: FlowRecord) -> Self {
+        FlowStateRow {
+            state_hash: r.state_hash,
+            browser_hash: r.browser_hash,
+            session_token_hash: r.session_token_hash,
+            integration: r.integration,
+            end_user_id: r.end_user_id,
+            pkce_verifier: r.pkce_verifier,
+            redirect_uri: r.redirect_uri,
+            return_url: r.return_url,
+            display: r.display,
+            expires_at: r.expires_at,
+            created_at: r.created_at,
+        }
+    }
+}
+
+pub(super) async fn insert_connect_session(
+    pool: &PgPool,
+    s: &ConnectSessionRow,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO connect_sessions (token_hash, end_user_id, end_user_email, \
+         end_user_display_name, integrations, return_url, expires_at, created_at, updated_at, \
+         browser_hash, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&s.token_hash)
+    .bind(&s.end_user_id)
+    .bind(&s.end_user_email)
+    .bind(&s.end_user_display_name)
+    .bind(&s.integrations)
+    .bind(&s.return_url)
+    .bind(s.expires_at)
+    .bind(s.created_at)
+    .bind(s.created_at)
+    .bind(&s.browser_hash)
+    .bind(s.completed_at)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn get_connect_session(
+    pool: &PgPool,
+    token_hash: &str,
+) -> StoreResult<Option<ConnectSessionRow>> {
+    let record: Option<SessionRecord> = sqlx::query_as(
+        "SELECT token_hash, end_user_id, end_user_email, end_user_display_name, integrations, \
+         return_url, expires_at, created_at, browser_hash, completed_at FROM connect_sessions \
+         WHERE token_hash = $1",
+    )
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?;
+    Ok(record.map(Into::into))
+}
+
+pub(super) async fn insert_flow_state(
+    pool: &PgPool,
+    f: &FlowStateRow,
+    max_per_session: u32,
+) -> StoreResult<bool> {
+    // The count and the insert are one statement, but on PostgreSQL two instances' statements
+    // may each count before the other inserts: a transaction-scoped advisory lock on the
+    // session makes the starts of one session take turns (other sessions are not held up).
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(&f.session_token_hash)
+        .execute(&mut *tx)
+        .await?;
+    let result = sqlx::query(
+        "INSERT INTO flow_states (state_hash, browser_hash, session_token_hash, integration, \
+         end_user_id, pkce_verifier, redirect_uri, return_url, display, expires_at, created_at, \
+         updated_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
+         WHERE (SELECT COUNT(*) FROM flow_states WHERE session_token_hash = $13) < $14",
+    )
+    .bind(&f.state_hash)
+    .bind(&f.browser_hash)
+    .bind(&f.session_token_hash)
+    .bind(&f.integration)
+    .bind(&f.end_user_id)
+    .bind(&f.pkce_verifier)
+    .bind(&f.redirect_uri)
+    .bind(&f.return_url)
+    .bind(&f.display)
+    .bind(f.expires_at)
+    .bind(f.created_at)
+    .bind(f.created_at)
+    .bind(&f.session_token_hash)
+    .bind(i64::from(max_per_session))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub(super) async fn bind_connect_session(
+    pool: &PgPool,
+    token_hash: &str,
+    browser_hash: &str,
+    now: i64,
+) -> StoreResult<Option<String>> {
+    // COALESCE keeps the first binding: the statement is the decision, not a read before it.
+    let bound: Option<Option<String>> = sqlx::query_scalar(
+        "UPDATE connect_sessions SET browser_hash = COALESCE(browser_hash, $1), updated_at = $2 \
+         WHERE token_hash = $3 RETURNING browser_hash",
+    )
+    .bind(browser_hash)
+    .bind(now)
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?;
+    Ok(bound.flatten())
+}
+
+pub(super) async fn complete_connect_session(
+    pool: &PgPool,
+    token_hash: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    let result = sqlx::query(
+        "UPDATE connect_sessions SET completed_at = $1, updated_at = $2 \
+         WHERE token_hash = $3 AND completed_at IS NULL",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(token_hash)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub(super) async fn reopen_connect_session(
+    pool: &PgPool,
+    token_hash: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE connect_sessions SET completed_at = NULL, updated_at = $1 WHERE token_hash = $2",
+    )
+    .bind(now)
+    .bind(token_hash)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn count_session_attempt(
+    pool: &PgPool,
+    token_hash: &str,
+    now: i64,
+    window_secs: i64,
+) -> StoreResult<Option<AttemptWindow>> {
+    // A window that began at or before `now - window_secs` is over: this check opens a new one.
+    let counted: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE connect_sessions SET \
+           attempts = CASE WHEN attempts_since IS NULL OR attempts_since <= $1 THEN 1 \
+                      ELSE attempts + 1 END, \
+           attempts_since = CASE WHEN attempts_since IS NULL OR attempts_since <= $2 THEN $3 \
+                            ELSE attempts_since END, \
+           updated_at = $4 \
+         WHERE token_hash = $5 RETURNING attempts, attempts_since",
+    )
+    .bind(now - window_secs)
+    .bind(now - window_secs)
+    .bind(now)
+    .bind(now)
+    .bind(token_hash)
+    .fetch_optional(pool)
+    .await?;
+    Ok(counted.map(|(attempts, since)| AttemptWindow {
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        since,
+    }))
+}
+
+pub(super) async fn flow_states_after(
+    pool: &PgPool,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<FlowStateRow>> {
+    let records: Vec<FlowRecord> = sqlx::query_as(
+        "SELECT state_hash, browser_hash, session_token_hash, integration, end_user_id, \
+         pkce_verifier, redirect_uri, return_url, display, expires_at, created_at \
+         FROM flow_states WHERE state_hash > $1 ORDER BY state_hash LIMIT $2",
+    )
+    .bind(after.unwrap_or(""))
+    .bind(i64::from(limit.clamp(1, 1000)))
+    .fetch_all(pool)
+    .await?;
+    Ok(records.into_iter().map(Into::into).collect())
+}
+
+pub(super) async fn reseal_flow_verifier(
+    pool: &PgPool,
+    state_hash: &str,
+    old: &[u8],
+    new: &[u8],
+) -> StoreResult<bool> {
+    let result = sqlx::query(
+        "UPDATE flow_states SET pkce_verifier = $1 WHERE state_hash = $2 AND pkce_verifier = $3",
+    )
+    .bind(new)
+    .bind(state_hash)
+    .bind(old)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub(super) async fn consume_flow_state(
+    pool: &PgPool,
+    state_hash: &str,
+    browser_hash: &str,
+) -> StoreResult<ConsumeOutcome> {
+    // The delete IS the check: of several concurrent callers (on any instance), only the one
+    // whose DELETE removed the row gets it back; the others wait for its row lock and then
+    // find the row gone. The primary key guarantees at most one row.
+    let mut taken: Vec<FlowRecord> = sqlx::query_as(
+        "DELETE FROM flow_states WHERE state_hash = $1 AND browser_hash = $2 \
+         RETURNING state_hash, browser_hash, session_token_hash, integration, end_user_id, \
+         pkce_verifier, redirect_uri, return_url, display, expires_at, created_at",
+    )
+    .bind(state_hash)
+    .bind(browser_hash)
+    .fetch_all(pool)
+    .await?;
+    if let Some(record) = taken.pop() {
+        return Ok(ConsumeOutcome::Consumed(record.into()));
+    }
+
+    // Nothing taken: only tells the caller why. A state still present belongs to another
+    // browser and is deliberately left in place.
+    let present: Option<i64> =
+        sqlx::query_scalar("SELECT 1::BIGINT FROM flow_states WHERE state_hash = $1")
+            .bind(state_hash)
+            .fetch_optional(pool)
+            .await?;
+    Ok(match present {
+        Some(_) => ConsumeOutcome::WrongBrowser,
+        None => ConsumeOutcome::Unknown,
+    })
+}
+
+pub(super) async fn purge_expired(pool: &PgPool, now: i64) -> StoreResult<u64> {
+    let flows = sqlx::query("DELETE FROM flow_states WHERE expires_at < $1")
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    let sessions = sqlx::query("DELETE FROM connect_sessions WHERE expires_at < $1")
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok(flows + sessions)
+}

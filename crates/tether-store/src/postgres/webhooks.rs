@@ -1,0 +1,262 @@
+//! The webhook outbox and delivery log on PostgreSQL. Events are inserted by the connection
+//! writes in `connections.rs`, inside their transaction; the workers of every instance claim
+//! due events with one `UPDATE ... WHERE seq IN (SELECT ... FOR UPDATE SKIP LOCKED)
+//! RETURNING` (a lease, so two workers never hold the same event, a worker never waits on
+//! rows another is claiming, and a crashed worker's claims expire), and record each attempt
+//! only while their claim holds.
+
+use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
+
+use crate::{
+    AttemptOutcome, NewWebhookEvent, StoreError, StoreResult, WebhookAttempt, WebhookEventFilter,
+    WebhookEventRow, WebhookStatus,
+};
+
+/// The columns of [`EventRecord`], for `concat!` (identifiers only, never a value).
+macro_rules! event_columns {
+    () => {
+        "seq, id, event_type, connection_id, payload, status, attempts, next_attempt_at, \
+         last_attempt_at, last_status_code, last_error, delivered_at, created_at, updated_at"
+    };
+}
+
+/// Delivery-log limit when the filter says 0.
+const DEFAULT_LIST_LIMIT: u32 = 100;
+/// Upper bound of the delivery log, whatever the filter says.
+const MAX_LIST_LIMIT: u32 = 1000;
+
+/// A `webhook_events` row as PostgreSQL returns it; the status is still text.
+#[derive(sqlx::FromRow)]
+struct EventRecord {
+    seq: i64,
+    id: String,
+    event_type: String,
+    connection_id: String,
+    payload: String,
+    status: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_attempt_at: Option<i64>,
+    last_status_code: Option<i64>,
+    last_error: Option<String>,
+    delivered_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<EventRecord> for WebhookEventRow {
+    type Error = StoreError;
+
+    fn try_from(r: EventRecord) -> Result<Self, StoreError> {
+        let status = WebhookStatus::parse(&r.status).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "webhook event {}: unknown status {:?}",
+                r.id, r.status
+            ))
+        })?;
+        Ok(WebhookEventRow {
+            seq: r.seq,
+            id: r.id,
+            event_type: r.event_type,
+            connection_id: r.connection_id,
+            payload: r.payload,
+            status,
+            attempts: r.attempts,
+            next_attempt_at: r.next_attempt_at,
+            last_attempt_at: r.last_attempt_at,
+            last_status_code: r.last_status_code,
+            last_error: r.last_error,
+            delivered_at: r.delivered_at,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+fn into_rows(records: Vec<EventRecord>) -> StoreResult<Vec<WebhookEventRow>> {
+    records.into_iter().map(WebhookEventRow::try_from).collect()
+}
+
+/// Records an event in its connection's history and, when it is to be delivered, puts it in
+/// the outbox (due at once), inside the caller's transaction.
+pub(super) async fn insert_event(
+    tx: &mut Transaction<'_, Postgres>,
+    e: &NewWebhookEvent,
+) -> StoreResult<()> {
+    let webhook_id = e.deliver.then_some(e.id.as_str());
+    super::history::insert(tx, &e.connection_id, &e.history, webhook_id, e.created_at).await?;
+    if !e.deliver {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO webhook_events (id, event_type, connection_id, payload, status, \
+         attempts, next_attempt_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7)",
+    )
+    .bind(&e.id)
+    .bind(&e.event_type)
+    .bind(&e.connection_id)
+    .bind(&e.payload)
+    .bind(e.created_at)
+    .bind(e.created_at)
+    .bind(e.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn claim(
+    pool: &PgPool,
+    owner: &str,
+    lease_until: i64,
+    now: i64,
+    limit: u32,
+) -> StoreResult<Vec<WebhookEventRow>> {
+    // One statement: the choice and the claim cannot be split by another worker. Rows another
+    // instance is claiming right now are skipped rather than waited for (SKIP LOCKED); a row
+    // claimed and committed since this statement's snapshot is re-checked under its lock and
+    // dropped, since its lease is now live. An event waits while an older event of its
+    // connection is still pending (in back-off or claimed by someone), which is what keeps
+    // each connection's events in order. An owner may take back its own claims: that is a
+    // restarted instance picking up where it died.
+    let records: Vec<EventRecord> = sqlx::query_as(concat!(
+        "UPDATE webhook_events SET lease_owner = $1, lease_until = $2, updated_at = $3 \
+         WHERE seq IN (\
+           SELECT e.seq FROM webhook_events e \
+           WHERE e.status = 'pending' AND e.next_attempt_at <= $3 \
+             AND (e.lease_until IS NULL OR e.lease_until <= $3 OR e.lease_owner = $1) \
+             AND NOT EXISTS (SELECT 1 FROM webhook_events p \
+               WHERE p.connection_id = e.connection_id AND p.status = 'pending' \
+                 AND p.seq < e.seq) \
+           ORDER BY e.seq LIMIT $4 \
+           FOR UPDATE SKIP LOCKED) \
+         RETURNING ",
+        event_columns!()
+    ))
+    .bind(owner)
+    .bind(lease_until)
+    .bind(now)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    let mut rows = into_rows(records)?;
+    // RETURNING promises no order.
+    rows.sort_by_key(|row| row.seq);
+    Ok(rows)
+}
+
+pub(super) async fn record_attempt(pool: &PgPool, a: &WebhookAttempt) -> StoreResult<bool> {
+    let (status, next_attempt_at, delivered_at) = match a.outcome {
+        AttemptOutcome::Delivered => (WebhookStatus::Delivered, None, Some(a.at)),
+        AttemptOutcome::Retry { next_attempt_at } => {
+            (WebhookStatus::Pending, Some(next_attempt_at), None)
+        }
+        AttemptOutcome::GiveUp => (WebhookStatus::Failed, None, None),
+    };
+    let mut tx = pool.begin().await?;
+    let result = sqlx::query(
+        "UPDATE webhook_events SET status = $1, attempts = attempts + 1, \
+         next_attempt_at = COALESCE($2, next_attempt_at), last_attempt_at = $3, \
+         last_status_code = $4, last_error = $5, delivered_at = COALESCE($6, delivered_at), \
+         lease_owner = NULL, lease_until = NULL, updated_at = $7 \
+         WHERE id = $8 AND lease_owner = $9 AND status = 'pending'",
+    )
+    .bind(status.as_str())
+    .bind(next_attempt_at)
+    .bind(a.at)
+    .bind(a.status_code)
+    .bind(&a.error)
+    .bind(delivered_at)
+    .bind(a.at)
+    .bind(&a.id)
+    .bind(&a.owner)
+    .execute(&mut *tx)
+    .await?;
+    let recorded = result.rows_affected() == 1;
+    // A concluded delivery (delivered, or given up) joins the connection's history in the
+    // same transaction; retries in between do not, the delivery log shows them.
+    let kind = match a.outcome {
+        AttemptOutcome::Delivered => Some(crate::history_kind::WEBHOOK_DELIVERED),
+        AttemptOutcome::GiveUp => Some(crate::history_kind::WEBHOOK_FAILED),
+        AttemptOutcome::Retry { .. } => None,
+    };
+    if recorded && let Some(kind) = kind {
+        let outcome = match (a.status_code, &a.error) {
+            (Some(code), _) => format!(" (HTTP {code})"),
+            (None, Some(error)) => format!(" ({error})"),
+            (None, None) => String::new(),
+        };
+        // The integration comes from the history entry of the event's own change.
+        sqlx::query(
+            "INSERT INTO connection_events (connection_id, integration, kind, detail, \
+             reference, webhook_event_id, created_at) \
+             SELECT e.connection_id, COALESCE((SELECT h.integration FROM connection_events h \
+               WHERE h.webhook_event_id = e.id LIMIT 1), ''), $1, e.event_type || $2, NULL, \
+               e.id, $3 FROM webhook_events e WHERE e.id = $4",
+        )
+        .bind(kind)
+        .bind(outcome)
+        .bind(a.at)
+        .bind(&a.id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(recorded)
+}
+
+pub(super) async fn list(
+    pool: &PgPool,
+    filter: &WebhookEventFilter,
+) -> StoreResult<Vec<WebhookEventRow>> {
+    // `WHERE 1 = 1` lets every optional filter start with AND.
+    let mut query: QueryBuilder<'_, Postgres> = QueryBuilder::new(concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM webhook_events WHERE 1 = 1"
+    ));
+    if let Some(connection_id) = &filter.connection_id {
+        query
+            .push(" AND connection_id = ")
+            .push_bind(connection_id.as_str());
+    }
+    if let Some(status) = filter.status {
+        query.push(" AND status = ").push_bind(status.as_str());
+    }
+    let limit = match filter.limit {
+        0 => DEFAULT_LIST_LIMIT,
+        n => n.min(MAX_LIST_LIMIT),
+    };
+    query
+        .push(" ORDER BY seq DESC LIMIT ")
+        .push_bind(i64::from(limit));
+    let records: Vec<EventRecord> = query.build_query_as().fetch_all(pool).await?;
+    into_rows(records)
+}
+
+pub(super) async fn get(pool: &PgPool, id: &str) -> StoreResult<Option<WebhookEventRow>> {
+    let record: Option<EventRecord> = sqlx::query_as(concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM webhook_events WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    record.map(WebhookEventRow::try_from).transpose()
+}
+
+pub(super) async fn redeliver(pool: &PgPool, id: &str, now: i64) -> StoreResult<bool> {
+    // The claim is dropped too: a worker still sending the old attempt records nothing, and
+    // the event goes out again, which at-least-once delivery allows.
+    let result = sqlx::query(
+        "UPDATE webhook_events SET status = 'pending', attempts = 0, next_attempt_at = $1, \
+         lease_owner = NULL, lease_until = NULL, updated_at = $2 WHERE id = $3",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}

@@ -135,7 +135,9 @@ impl Operator {
 
 /// Whether a POST may come from where it says it comes from: a browser's `Sec-Fetch-Site`
 /// must be `same-origin` (or `none`, typed by the user), and an `Origin` must be Tether's own.
-/// Requests without either (scripts, old browsers) still need the CSRF token.
+/// `Origin: null` passes: browsers send it for the console's own forms, whose pages say
+/// `Referrer-Policy: no-referrer`. Requests without either header (scripts, old browsers)
+/// still need the session's CSRF token, the defence that does not depend on headers.
 pub fn same_origin(config: &GatewayConfig, headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site")
         && !matches!(site.to_str(), Ok("same-origin" | "none"))
@@ -143,7 +145,7 @@ pub fn same_origin(config: &GatewayConfig, headers: &HeaderMap) -> bool {
         return false;
     }
     match headers.get(header::ORIGIN).map(|o| o.to_str()) {
-        None => true,
+        None | Some(Ok("null")) => true,
         Some(Ok(origin)) => origin == config.public_url.origin().ascii_serialization(),
         Some(Err(_)) => false,
     }

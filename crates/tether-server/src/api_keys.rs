@@ -130,6 +130,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fingerprints_name_only_configured_keys() {
+        let keys = ApiKeys::from_keys([&SecretString::new("k1")]);
+        let fingerprint = keys.fingerprint("k1").unwrap();
+        assert_eq!(fingerprint.len(), 32);
+        assert!(!fingerprint.contains("k1"));
+        assert!(keys.has_fingerprint(&fingerprint));
+        assert_eq!(keys.fingerprint("k2"), None);
+        // The key removed from the configuration: its sessions' fingerprint no longer passes.
+        let other = ApiKeys::from_keys([&SecretString::new("k2")]);
+        assert!(!other.has_fingerprint(&fingerprint));
+    }
+
+    #[test]
     fn verifies_only_known_keys() {
         let keys = ApiKeys::from_keys([&SecretString::new("k1")]);
         assert!(keys.verify("k1"));

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: the Rust tests, the TypeScript client against `tether demo`, then the
-# Connect page in a real browser (Debian's chromium driven by playwright-core against
-# `tether demo` on loopback; see e2e/; the popup helper of the TypeScript client too).
+# The whole test suite: the Rust tests, schemathesis against the OpenAPI document, the
+# TypeScript client against `tether demo`, then the Connect page in a real browser (Debian's
+# chromium driven by playwright-core against `tether demo` on loopback; see e2e/; the popup
+# helper of the TypeScript client too).
 # Never downloads a browser: chromium must already be at /usr/bin/chromium (CHROMIUM_PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,9 @@ echo "== cargo tests"
 cargo test --workspace --locked
 
 cargo build --locked -p tether-cli
+
+echo "== schemathesis: the API against its own OpenAPI document (tether demo)"
+bash scripts/schemathesis.sh
 
 echo "== TypeScript client (against tether demo)"
 (

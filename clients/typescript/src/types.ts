@@ -65,13 +65,26 @@ export interface ImportConnection {
   metadata?: Record<string, unknown>;
 }
 
+/** An integration's OAuth client, without its secret. */
+export interface IntegrationOAuth2 {
+  client_id: string;
+  authorization_url: string;
+  token_url: string;
+  revocation_url?: string | null;
+  scopes: string[];
+  pkce: boolean;
+}
+
 export interface Integration {
   key: string;
   provider: string;
   display_name: string;
   auth_mode: string;
+  /** The names of its settings (never their values). */
+  settings: string[];
   managed_by: "config" | "api";
-  [other: string]: unknown;
+  /** OAuth integrations only. */
+  oauth2?: IntegrationOAuth2;
 }
 
 /** Something the operator configures or the end user enters for a provider. */
@@ -84,10 +97,25 @@ export interface ProviderItem {
   pattern?: string;
 }
 
+/** A field of the Connect page's credential form. */
+export interface ProviderField {
+  name: string;
+  label: string;
+  help: string;
+  secret: boolean;
+  required: boolean;
+  pattern?: string | null;
+}
+
 export interface Provider {
   id: string;
   display_name: string;
   auth_mode: string;
+  description: string;
+  /** The credential form's fields (non-OAuth modes). */
+  fields: ProviderField[];
+  /** What the operator may or must configure. */
+  settings: { name: string; label: string; required: boolean }[];
   /** What the operator puts in the integration (client, settings). */
   operator: ProviderItem[];
   /** What the end user enters on the Connect page (before the redirect, for OAuth). */
@@ -99,7 +127,6 @@ export interface Provider {
   /** The public documentation the provider file's facts come from. */
   docs_url: string | null;
   mark: { text: string; color: string };
-  [other: string]: unknown;
 }
 
 export type WebhookDeliveryStatus = "pending" | "delivered" | "failed";

@@ -12,6 +12,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use tether_core::catalog::Catalog;
+
+use crate::tuning;
 use tether_core::integration::Integration;
 use tether_core::secret::resolve_secret_ref;
 use tether_server::{GatewayConfig, ServerLimits, WebhookConfig};
@@ -36,6 +38,12 @@ pub struct FileConfig {
     pub webhooks: Option<WebhooksSection>,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub refresh: tuning::RefreshSection,
+    #[serde(default)]
+    pub outbound: tuning::OutboundSection,
+    #[serde(default)]
+    pub proxy: tuning::ProxySection,
     #[serde(default)]
     pub console: ConsoleSection,
 }
@@ -79,6 +87,8 @@ pub struct WebhooksSection {
     pub url: String,
     /// The signing secret, as a literal or an `env:`/`file:` reference.
     pub secret: String,
+    #[serde(flatten)]
+    pub tuning: tuning::WebhookTuning,
 }
 
 #[derive(Deserialize)]
@@ -237,6 +247,8 @@ pub struct ApiSection {
     /// The app's keys, as literals or `env:`/`file:` references.
     #[serde(default)]
     pub keys: Vec<String>,
+    #[serde(flatten)]
+    pub tuning: tuning::ApiTuning,
 }
 
 #[derive(Default, Deserialize)]
@@ -252,6 +264,8 @@ pub struct ConnectSection {
     /// The app's logo on the Connect page: https (http only on loopback), served by the app.
     #[serde(default)]
     pub logo_url: Option<String>,
+    #[serde(flatten)]
+    pub tuning: tuning::ConnectTuning,
 }
 
 /// Reads `.env` (if any), the TOML file (if it exists) and the environment.
@@ -361,11 +375,21 @@ impl FileConfig {
             }
             config.metrics_token = Some(token);
         }
+        tuning::apply(
+            &mut config,
+            &self.refresh,
+            &self.outbound,
+            &self.proxy,
+            &self.connect.tuning,
+            &self.api.tuning,
+        )?;
         if let Some(webhooks) = &self.webhooks {
             let url = tether_core::integration::parse_endpoint(&webhooks.url)
                 .map_err(|m| anyhow::anyhow!("webhooks.url: {m}"))?;
             let secret = resolve_secret_ref(&webhooks.secret).context("webhooks.secret")?;
-            config.webhooks = Some(WebhookConfig::new(url, secret));
+            let mut webhook_config = WebhookConfig::new(url, secret);
+            tuning::apply_webhooks(&mut webhook_config, &webhooks.tuning)?;
+            config.webhooks = Some(webhook_config);
         }
         Ok(config)
     }

@@ -173,14 +173,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         config.webhooks = Some(webhooks);
     }
     let session_ttl = config.connect_session_ttl;
-    let gateway = Gateway::new(store, vault, config, catalog, integrations, api_keys);
+    let gateway = Gateway::builder(store, vault, config)
+        .catalog(catalog)
+        .integrations(integrations)
+        .api_keys(api_keys)
+        .build()?;
 
     // The session is created directly in the store, as `POST /v1/connect/sessions` would.
     let token = random::prefixed_token("cs_");
     let now = unix_time::now();
     gateway
-        .state()
-        .store
+        .store()
         .insert_connect_session(&ConnectSessionRow {
             token_hash: random::sha256_hex(&token),
             end_user_id: END_USER.into(),

@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod demo;
 mod serve;
+mod tuning;
 
 use std::path::PathBuf;
 

@@ -32,14 +32,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     gateway_config.instance_id = Some(instance_id);
     let public_url = gateway_config.public_url.clone();
     let configured = integrations.len();
-    let gateway = Gateway::new(
-        store,
-        vault,
-        gateway_config,
-        catalog,
-        integrations,
-        api_keys,
-    );
+    let gateway = Gateway::builder(store, vault, gateway_config)
+        .catalog(catalog)
+        .integrations(integrations)
+        .api_keys(api_keys)
+        .build()?;
     let integration_count = configured
         + gateway
             .load_stored_integrations()
@@ -85,7 +82,7 @@ fn reload_keys_on_sighup<S: Store>(
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
-    let state = gateway.state().clone();
+    let gateway = gateway.clone();
     Ok(tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -93,7 +90,7 @@ fn reload_keys_on_sighup<S: Store>(
                     if received.is_none() {
                         break;
                     }
-                    match state.vault.reload() {
+                    match gateway.reload_keys() {
                         Ok(ids) => tracing::info!(keys = ?ids, "SIGHUP: encryption keys reloaded"),
                         Err(err) => tracing::warn!(error = %err, "SIGHUP: encryption keys not reloaded"),
                     }
@@ -144,14 +141,10 @@ pub async fn gateway_for_commands(file: &FileConfig) -> anyhow::Result<Gateway<A
     let catalog = Catalog::embedded().context("loading the built-in catalog")?;
     let integrations = file.integrations(&catalog)?;
     let config = file.gateway(file.server.listen)?;
-    let gateway = Gateway::new(
-        store,
-        vault,
-        config,
-        catalog,
-        integrations,
-        ApiKeys::default(),
-    );
+    let gateway = Gateway::builder(store, vault, config)
+        .catalog(catalog)
+        .integrations(integrations)
+        .build()?;
     gateway
         .load_stored_integrations()
         .await

@@ -465,3 +465,51 @@ async fn json_logs_carry_the_request_id() {
     assert!(!found.to_string().contains("a-wrong-key-that-gets-logged"));
     served.stop().await;
 }
+
+#[tokio::test]
+async fn every_tuning_setting_is_read_and_checked() {
+    tether_core_free_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("tether.toml"),
+        "[connect]\nsession_ttl_secs = 900\nflow_ttl_secs = 300\nattempts_per_session = 5\n\
+         attempts_window_secs = 300\nmax_flows_per_session = 5\npurge_interval_secs = 30\n\
+         [api]\nkey_failures_max = 20\nkey_failures_window_secs = 120\n\
+         [refresh]\nmargin_secs = 120\nlease_secs = 20\nahead_secs = 300\ninterval_secs = 10\n\
+         concurrency = 4\nbackoff_base_secs = 10\nbackoff_max_secs = 600\n\
+         [outbound]\nconnect_timeout_secs = 3\nrequest_timeout_secs = 10\nmax_response_bytes = 65536\n\
+         [proxy]\nread_timeout_secs = 30\n\
+         [webhooks]\nurl = \"http://127.0.0.1:9/hooks\"\nsecret = \"whsec\"\nrequest_timeout_secs = 5\n\
+         max_attempts = 3\nretry_base_secs = 2\nretry_max_secs = 60\npoll_interval_secs = 2\n",
+    )
+    .unwrap();
+    let mut command = tether(dir.path());
+    command
+        .env("TETHER_API_KEY", CONFIGURED_KEY)
+        // The environment too, over the file.
+        .env("TETHER_REFRESH__CONCURRENCY", "2");
+    let served = serve(command).await;
+    served.stop().await;
+
+    for (toml, key) in [
+        ("[refresh]\nconcurrency = 0\n", "refresh.concurrency"),
+        (
+            "[proxy]\nread_timeout_secs = 0\n",
+            "proxy.read_timeout_secs",
+        ),
+        (
+            "[connect]\nsession_ttl_secs = 5\n",
+            "connect.session_ttl_secs",
+        ),
+        ("[refresh]\nmargins_secs = 1\n", "margins_secs"),
+    ] {
+        std::fs::write(dir.path().join("tether.toml"), toml).unwrap();
+        let mut command = tether(dir.path());
+        command.env("TETHER_API_KEY", CONFIGURED_KEY);
+        let output = command.arg("serve").output().await.unwrap();
+        assert!(!output.status.success(), "{toml}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(key), "{stderr} should name {key}");
+    }
+}

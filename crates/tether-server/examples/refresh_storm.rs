@@ -31,12 +31,11 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tether_core::catalog::Catalog;
 use tether_core::credentials::{Credentials, OAuth2Tokens};
 use tether_core::ids::ConnectionId;
-use tether_core::integration::Integration;
 use tether_core::secret::SecretString;
 use tether_core::unix_time;
 use tether_core::vault::Vault;
 use tether_emulators::seed_oauth::{self, SeedOAuthConfig};
-use tether_server::{ApiKeys, Gateway, GatewayConfig, RefresherConfig};
+use tether_server::{Gateway, GatewayConfig, RefresherConfig};
 use tether_store::{AnyStore, ConnectionRow, ConnectionStatus, PgStore, Store, StoreOptions};
 use url::Url;
 
@@ -177,18 +176,16 @@ async fn main() -> anyhow::Result<()> {
     // One gateway per instance, each with its own pool and (random) instance id.
     let mut gateways = Vec::new();
     for _ in 0..args.instances {
-        gateways.push(Gateway::new(
-            database.store().await?,
-            Vault::from_spec(&keys)?,
-            config.clone(),
-            catalog.clone(),
-            vec![Integration::from_config(
-                "crm",
-                table.as_object().expect("an object"),
-                &catalog,
-            )?],
-            ApiKeys::default(),
-        ));
+        gateways.push(
+            Gateway::builder(
+                database.store().await?,
+                Vault::from_spec(&keys)?,
+                config.clone(),
+            )
+            .catalog(catalog.clone())
+            .integration_tables([("crm", table.clone())])?
+            .build()?,
+        );
     }
 
     let started = Instant::now();

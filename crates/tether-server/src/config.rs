@@ -1,5 +1,5 @@
 //! The gateway's own settings, already parsed and checked (loading files and environment
-//! variables is the binary's job). Defaults are what API.md promises.
+//! variables is the binary's job). Defaults are the documented ones (docs/configuration.md).
 
 use std::time::Duration;
 

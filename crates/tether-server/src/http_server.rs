@@ -166,7 +166,19 @@ async fn respond(router: Router, request: Request<Body>, timeout: Duration) -> R
     match tokio::time::timeout(timeout, router.oneshot(request)).await {
         Ok(Ok(response)) => response,
         Ok(Err(never)) => match never {},
-        Err(_) => ApiError::RequestTimeout.into_response(),
+        Err(_) => {
+            // The router's request-id middleware was dropped with the request: give this
+            // answer an id too, so every response carries one.
+            let mut response = ApiError::RequestTimeout.into_response();
+            let id = crate::request_id::generate();
+            if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+                response
+                    .headers_mut()
+                    .insert(crate::request_id::HEADER, value);
+            }
+            tracing::info!(request_id = %id, "request timed out");
+            response
+        }
     }
 }
 

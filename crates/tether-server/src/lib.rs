@@ -1,10 +1,12 @@
 //! Tether's HTTP face: the JSON API for the app, the Connect pages and OAuth callback for end
 //! users, and the authenticated proxy.
 //!
-//! [`Gateway`] is the entry point: build it from a store, a vault and the configuration, and
-//! mount [`Gateway::router`] into any axum app (or serve it alone, as `tether serve` does),
-//! and start its background work (refresher, purge, webhook delivery) with
-//! [`Gateway::spawn_background`].
+//! [`Gateway`] is the entry point: build it with [`Gateway::builder`] from a store, a vault and
+//! the configuration, mount [`Gateway::router`] into any axum app (or serve it alone with
+//! [`serve`], as `tether serve` does), start its background work (refresher, purge, webhook
+//! delivery) with [`Gateway::spawn_background`], and read a connection's credentials in the
+//! app's own handlers with [`Gateway::credentials`]. `examples/embedded` in the workspace is an
+//! app that does all of this.
 
 mod api;
 mod api_keys;
@@ -39,10 +41,12 @@ use tether_store::Store;
 
 use crate::integrations::Integrations;
 
+pub use api::{ConnectionView, CredentialsView, EndUserView, IntegrationView, ProviderView};
 pub use api_keys::ApiKeys;
 pub use config::{GatewayConfig, RateLimit, RefresherConfig, ServerLimits, WebhookConfig};
 pub use error::ApiError;
 pub use http_server::serve;
+#[doc(hidden)]
 pub use state::AppState;
 
 /// The OpenAPI 3.1 description of the HTTP API, as pretty JSON (what `GET /openapi.json`
@@ -51,18 +55,121 @@ pub fn openapi_document() -> String {
     api::openapi::render()
 }
 
-/// A configured gateway.
+/// A configured gateway: the router to serve or mount, the background work to start, and the
+/// library calls an embedding app needs. Cheap to clone (the state is shared).
+#[derive(Clone)]
 pub struct Gateway<S: Store> {
     state: AppState<S>,
 }
 
+/// Builds a [`Gateway`]: the store, the vault and the configuration are required; the
+/// catalog defaults to the one built in, and integrations and API keys to none.
+///
+/// ```no_run
+/// # async fn example() -> anyhow::Result<()> {
+/// use tether_server::{Gateway, GatewayConfig};
+/// let store = tether_store::SqliteStore::connect("sqlite://tether.db").await?;
+/// let vault = tether_core::vault::Vault::load_or_create_key_file("tether.keys".as_ref())?;
+/// let config = GatewayConfig::new("https://tether.example.com".parse()?);
+/// let gateway = Gateway::builder(store, vault, config)
+///     .integration_tables([("crm", serde_json::json!({"provider": "redtail", "api_key": "..."}))])?
+///     .api_keys(tether_server::ApiKeys::from_keys([&tether_core::SecretString::new("...")]))
+///     .build()?;
+/// # Ok(()) }
+/// ```
+pub struct GatewayBuilder<S: Store> {
+    store: S,
+    vault: Vault,
+    config: GatewayConfig,
+    catalog: Option<Catalog>,
+    integrations: Vec<Integration>,
+    api_keys: ApiKeys,
+}
+
+impl<S: Store> GatewayBuilder<S> {
+    /// Another catalog than the built-in one (set it before `integration_tables`).
+    pub fn catalog(mut self, catalog: Catalog) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// Integrations already resolved against the catalog.
+    pub fn integrations(mut self, integrations: impl IntoIterator<Item = Integration>) -> Self {
+        self.integrations.extend(integrations);
+        self
+    }
+
+    /// Integrations from their tables, as `[integrations.KEY]` in `tether.toml` holds them;
+    /// each is checked against the catalog now (an error names the integration and the key).
+    pub fn integration_tables<K: AsRef<str>>(
+        mut self,
+        tables: impl IntoIterator<Item = (K, serde_json::Value)>,
+    ) -> anyhow::Result<Self> {
+        if self.catalog.is_none() {
+            self.catalog = Some(Catalog::embedded()?);
+        }
+        let catalog = self.catalog.as_ref().expect("set just above");
+        for (key, table) in tables {
+            let key = key.as_ref();
+            let table = table.as_object().ok_or_else(|| {
+                anyhow::anyhow!("integrations.{key}: the table must be an object")
+            })?;
+            self.integrations
+                .push(Integration::from_config(key, table, catalog)?);
+        }
+        Ok(self)
+    }
+
+    /// The app's API keys (only their hashes are kept).
+    pub fn api_keys(mut self, api_keys: ApiKeys) -> Self {
+        self.api_keys = api_keys;
+        self
+    }
+
+    /// The gateway. Fails only when the built-in catalog does not load.
+    pub fn build(self) -> anyhow::Result<Gateway<S>> {
+        let catalog = match self.catalog {
+            Some(catalog) => catalog,
+            None => Catalog::embedded()?,
+        };
+        let integrations = Integrations::from_config(self.integrations);
+        let state = AppState::new(
+            self.store,
+            self.vault,
+            self.config,
+            catalog,
+            integrations,
+            self.api_keys,
+        );
+        Ok(Gateway { state })
+    }
+}
+
 impl<S: Store> Gateway<S> {
+    /// Starts building a gateway on `store`, sealing with `vault`, configured by `config`.
+    pub fn builder(store: S, vault: Vault, config: GatewayConfig) -> GatewayBuilder<S> {
+        GatewayBuilder {
+            store,
+            vault,
+            config,
+            catalog: None,
+            integrations: Vec::new(),
+            api_keys: ApiKeys::default(),
+        }
+    }
+
+    /// A connection's fresh credentials, as `GET /v1/connections/{id}/credentials` returns
+    /// them: for an embedding app's own handlers.
+    pub async fn credentials(&self, id: &str) -> Result<CredentialsView, ApiError> {
+        api::read_credentials(&self.state, id, false).await
+    }
+
     /// Refreshes a connection's tokens now (what `?force_refresh=true` does) and returns its
     /// public view (no secrets). For the CLI and for apps that embed the gateway.
-    pub async fn refresh_connection(&self, id: &str) -> Result<serde_json::Value, ApiError> {
+    pub async fn refresh_connection(&self, id: &str) -> Result<ConnectionView, ApiError> {
         let id = api::parse_connection_id(id)?;
         let live = refresh::live(&self.state, id.as_str(), refresh::Freshness::Force).await?;
-        Ok(serde_json::to_value(api::connection_view(&live.row)).expect("a view serializes"))
+        Ok(api::connection_view(&live.row))
     }
 
     /// Revokes at the provider where possible, then deletes (as `DELETE /v1/connections/{id}`).
@@ -71,18 +178,16 @@ impl<S: Store> Gateway<S> {
         removal::delete_connection(&self.state, id.as_str()).await
     }
 
-    /// Builds a gateway. `integrations` are already resolved against `catalog`.
-    pub fn new(
-        store: S,
-        vault: Vault,
-        config: GatewayConfig,
-        catalog: Catalog,
-        integrations: Vec<Integration>,
-        api_keys: ApiKeys,
-    ) -> Self {
-        let integrations = Integrations::from_config(integrations);
-        let state = AppState::new(store, vault, config, catalog, integrations, api_keys);
-        Gateway { state }
+    /// Re-reads the vault's key file (what `tether serve` does on SIGHUP); returns the key ids
+    /// now in use. Fails for keys given inline, which only a restart changes.
+    pub fn reload_keys(&self) -> Result<Vec<String>, tether_core::vault::VaultError> {
+        self.state.vault.reload()
+    }
+
+    /// The store, for maintenance that goes beyond the API (the CLI's commands, tests). An
+    /// app that only serves and proxies never needs it.
+    pub fn store(&self) -> &S {
+        &self.state.store
     }
 
     /// Loads the integrations created earlier through the API. One that no longer resolves
@@ -127,6 +232,9 @@ impl<S: Store> Gateway<S> {
         api::open_metrics_router().with_state(self.state.clone())
     }
 
+    /// Everything the gateway holds, vault included: for Tether's own binary and tests, not
+    /// for embedding apps (which have the calls above).
+    #[doc(hidden)]
     pub fn state(&self) -> &AppState<S> {
         &self.state
     }

@@ -27,12 +27,7 @@ pub async fn track<S: Store>(
     request: Request,
     next: Next,
 ) -> Response {
-    let id = accepted_id(&state, &request).unwrap_or_else(|| {
-        // 16 random bytes are plenty to tell requests apart; the prefix says what it is.
-        let mut id = String::from("req_");
-        id.push_str(&tether_core::random::token()[..22]);
-        id
-    });
+    let id = accepted_id(&state, &request).unwrap_or_else(generate);
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -54,6 +49,13 @@ pub async fn track<S: Store>(
         response.headers_mut().insert(HEADER, value);
     }
     response
+}
+
+/// A new id: `req_` and 22 random base64url characters (plenty to tell requests apart).
+pub fn generate() -> String {
+    let mut id = String::from("req_");
+    id.push_str(&tether_core::random::token()[..22]);
+    id
 }
 
 /// The proxy's id, when the peer is trusted and the id is short and plain.

@@ -1,6 +1,6 @@
 //! Row types: what the store reads and writes. Plain data; secrets are already sealed bytes.
 
-/// Lifecycle of a connection, as API.md names it.
+/// Lifecycle of a connection, as the API names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConnectionStatus {
     Active,

@@ -42,7 +42,7 @@ pub struct ProviderDef {
     pub docs_url: Option<String>,
 }
 
-/// The auth modes of DESIGN.md.
+/// The auth modes a provider file can declare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMode {

@@ -35,7 +35,7 @@ pub fn parse_id(id: &str) -> Result<ConnectionId, ApiError> {
 }
 
 /// An end user as the app described them.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EndUserView {
     pub id: String,
     pub email: Option<String>,
@@ -44,7 +44,7 @@ pub struct EndUserView {
 
 /// A connection's lifecycle: `active`, `needs_reauth` (the end user must connect again; the
 /// app was told by webhook) or `revoked`.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionStatusView {
     Active,
@@ -53,7 +53,7 @@ pub enum ConnectionStatusView {
 }
 
 /// One end user's connection to one integration. Never a secret.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectionView {
     /// `conn_` and 32 hex digits.
     pub id: String,
@@ -96,7 +96,7 @@ pub fn view(row: &ConnectionRow) -> ConnectionView {
 }
 
 /// A page of connections.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ConnectionList {
     pub connections: Vec<ConnectionView>,
 }
@@ -189,6 +189,7 @@ pub struct CredentialsQuery {
 
 /// What to send to the provider yourself: its base URL, the headers (and query parameters)
 /// that authenticate, and for OAuth the access token.
+// No `Debug`: it holds secrets.
 #[derive(Serialize, ToSchema)]
 pub struct CredentialsView {
     pub connection_id: String,
@@ -218,6 +219,7 @@ pub struct CredentialsView {
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Fresh credentials", body = CredentialsView),
+        (status = 400, description = "`invalid_query`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`connection_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`needs_reauth`: the end user must connect again", body = Problem, content_type = "application/problem+json"),
@@ -231,13 +233,25 @@ pub async fn credentials<S: Store>(
     query: Result<Query<CredentialsQuery>, QueryRejection>,
 ) -> Result<Json<CredentialsView>, ApiError> {
     let Query(query) = query?;
-    let id = parse_id(&id)?;
-    let freshness = if query.force_refresh {
+    read_credentials(&state, &id, query.force_refresh)
+        .await
+        .map(Json)
+}
+
+/// A connection's fresh credentials (refreshed first when they expire soon, or when `force`
+/// asks): the API's credentials endpoint and [`crate::Gateway::credentials`] alike.
+pub(crate) async fn read_credentials<S: Store>(
+    state: &AppState<S>,
+    id: &str,
+    force: bool,
+) -> Result<CredentialsView, ApiError> {
+    let id = parse_id(id)?;
+    let freshness = if force {
         Freshness::Force
     } else {
         Freshness::Normal
     };
-    let live = refresh::live(&state, id.as_str(), freshness).await?;
+    let live = refresh::live(state, id.as_str(), freshness).await?;
     let prepared = provider_auth::prepared(&live)?;
     let headers = prepared
         .headers
@@ -255,7 +269,7 @@ pub async fn credentials<S: Store>(
         ),
         _ => (None, None),
     };
-    Ok(Json(CredentialsView {
+    Ok(CredentialsView {
         connection_id: live.row.id.clone(),
         integration: live.row.integration.clone(),
         auth_mode: live.integration.auth_mode().as_str().to_owned(),
@@ -265,7 +279,7 @@ pub async fn credentials<S: Store>(
         expires_at: live.credentials.expires_at().map(rfc3339),
         access_token,
         token_type,
-    }))
+    })
 }
 
 /// Revokes the connection at the provider where it can, then deletes it (a

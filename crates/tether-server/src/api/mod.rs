@@ -18,7 +18,11 @@ use tether_store::Store;
 
 use crate::state::AppState;
 
-pub(crate) use connections::{parse_id as parse_connection_id, view as connection_view};
+pub use catalog::{IntegrationView, ProviderView};
+pub use connections::{ConnectionView, CredentialsView, EndUserView};
+pub(crate) use connections::{
+    parse_id as parse_connection_id, read_credentials, view as connection_view,
+};
 
 /// Every API route but the proxy, which has its own body limit (see [`proxy_router`]).
 pub fn router<S: Store>() -> Router<AppState<S>> {

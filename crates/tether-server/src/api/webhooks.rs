@@ -67,11 +67,11 @@ fn view(row: &WebhookEventRow) -> DeliveryView {
         event_type: row.event_type.clone(),
         connection_id: row.connection_id.clone(),
         status: row.status.as_str().to_owned(),
-        attempts: i64::from(row.attempts),
+        attempts: row.attempts,
         next_attempt_at: (row.status == WebhookStatus::Pending)
             .then(|| rfc3339(row.next_attempt_at)),
         last_attempt_at: row.last_attempt_at.map(rfc3339),
-        last_status_code: row.last_status_code.map(i64::from),
+        last_status_code: row.last_status_code,
         last_error: row.last_error.clone(),
         delivered_at: row.delivered_at.map(rfc3339),
         created_at: rfc3339(row.created_at),

@@ -17,7 +17,7 @@ use tether_store::{ConnectionRow, HistoryEntry, NewWebhookEvent, Store, history_
 
 use crate::state::AppState;
 
-/// The kinds of event, as API.md names them.
+/// The kinds of event, as the webhook payloads name them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
     Created,

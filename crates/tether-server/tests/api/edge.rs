@@ -183,6 +183,10 @@ async fn a_slow_body_gets_408() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("x-request-id: req_"),
+        "{answer}"
+    );
 }
 
 // ----- bodies ----------------------------------------------------------------------------

@@ -156,7 +156,7 @@ impl TestApp {
             configure(&mut config);
         }
         let catalog = Catalog::embedded().unwrap();
-        let integrations = self
+        let integrations: Vec<Integration> = self
             .integration_tables()
             .iter()
             .map(|(key, table)| {
@@ -164,7 +164,12 @@ impl TestApp {
             })
             .collect();
         let keys = ApiKeys::from_keys([&tether_core::SecretString::new(self.api_key.clone())]);
-        let gateway = Gateway::new(store, vault, config, catalog, integrations, keys);
+        let gateway = Gateway::builder(store, vault, config)
+            .catalog(catalog)
+            .integrations(integrations)
+            .api_keys(keys)
+            .build()
+            .unwrap();
         gateway.load_stored_integrations().await.unwrap();
         let router = gateway.router();
         self.gateway_state = Some(gateway.state().clone());

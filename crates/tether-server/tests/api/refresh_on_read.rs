@@ -164,13 +164,20 @@ async fn the_gateway_refreshes_and_deletes_for_embedding_apps_and_the_cli() {
     let app = spawn_app().await;
     let id = app.connect("library").await;
     let gateway = app.gateway.clone().unwrap();
-    let view = gateway.refresh_connection(&id).await.unwrap();
+    let view = serde_json::to_value(gateway.refresh_connection(&id).await.unwrap()).unwrap();
     assert_eq!(view["status"], "active");
     assert!(
         !view.to_string().contains("token"),
         "no secrets in the view: {view}"
     );
     assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
+    // The library reads credentials as the API does.
+    let credentials = gateway.credentials(&id).await.unwrap();
+    assert_eq!(credentials.connection_id, id);
+    assert_eq!(
+        credentials.headers["Authorization"],
+        ["Bearer ", credentials.access_token.as_deref().unwrap()].concat()
+    );
     let missing = gateway
         .refresh_connection("conn_0123456789abcdef0123456789abcdef")
         .await

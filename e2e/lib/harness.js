@@ -115,8 +115,20 @@ const LOGO_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="32" height="32"
 /// A tiny app on loopback: `/` opens the Connect page in a popup (the URL in `?connect=`) and
 /// shows what the popup posts back; `/connected` is the return URL; `/logo.svg` the logo.
 function startApp() {
+  // Webhooks received at /hooks (when the demo runs with --webhook-url), in arrival order.
+  const hooks = [];
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://127.0.0.1');
+    if (url.pathname === '/hooks' && req.method === 'POST') {
+      let body = '';
+      req.on('data', (chunk) => { body += chunk; });
+      req.on('end', () => {
+        try { hooks.push(JSON.parse(body)); } catch { hooks.push({ unparsed: body }); }
+        res.writeHead(204);
+        res.end();
+      });
+      return;
+    }
     if (url.pathname === '/logo.svg') {
       res.writeHead(200, { 'content-type': 'image/svg+xml' });
       return res.end(LOGO_SVG);
@@ -181,6 +193,7 @@ function startApp() {
       const origin = `http://127.0.0.1:${server.address().port}`;
       resolve({
         origin,
+        hooks,
         url: (p) => new URL(p, origin).toString(),
         stop: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
       });

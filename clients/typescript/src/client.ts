@@ -12,6 +12,7 @@ import type {
   Integration,
   Provider,
   WebhookDelivery,
+  ConnectionEventList,
   WebhookDeliveryFilter,
 } from "./types.js";
 
@@ -37,6 +38,8 @@ export class Tether {
     credentials(id: string, options?: { forceRefresh?: boolean }): Promise<Credentials>;
     import(body: ImportConnection): Promise<Connection>;
     delete(id: string): Promise<void>;
+    /** The connection's history, newest first; pass `next_cursor` back as `cursor`. */
+    events(id: string, page?: { limit?: number; cursor?: string }): Promise<ConnectionEventList>;
   };
   readonly integrations: {
     list(): Promise<Integration[]>;
@@ -77,6 +80,7 @@ export class Tether {
       delete: async (cid) => {
         await this.send("DELETE", `v1/connections/${id(cid)}`);
       },
+      events: (cid, page) => this.json("GET", `v1/connections/${id(cid)}/events`, { query: { ...page } }),
     };
     this.integrations = {
       list: async () =>

@@ -129,6 +129,31 @@ export interface Provider {
   mark: { text: string; color: string };
 }
 
+/** One entry of a connection's history (`GET /v1/connections/{id}/events`). */
+export interface ConnectionEvent {
+  type:
+    | "created"
+    | "reconnected"
+    | "refreshed"
+    | "refresh_failed"
+    | "needs_reauth"
+    | "deleted"
+    | "webhook_delivered"
+    | "webhook_failed";
+  connection_id: string;
+  integration: string;
+  detail: string | null;
+  reference: string | null;
+  webhook_event_id: string | null;
+  occurred_at: string;
+}
+
+/** A page of a connection's history, newest first. */
+export interface ConnectionEventList {
+  events: ConnectionEvent[];
+  next_cursor: string | null;
+}
+
 export type WebhookDeliveryStatus = "pending" | "delivered" | "failed";
 
 export interface WebhookDelivery {

@@ -101,6 +101,13 @@ test('import and delete', async () => {
   assert.equal((await tether.proxy(imported.id).get('/v1/deals')).status, 200);
   await tether.connections.delete(imported.id);
   await assert.rejects(tether.connections.get(imported.id), (err) => err.code === 'connection_not_found');
+  // The history outlives the connection, newest first, one page at a time.
+  const first = await tether.connections.events(imported.id, { limit: 1 });
+  assert.deepEqual(first.events.map((e) => e.type), ['deleted']);
+  const rest = await tether.connections.events(imported.id, { cursor: first.next_cursor });
+  assert.deepEqual(rest.events.map((e) => e.type), ['created']);
+  assert.equal(rest.next_cursor, null);
+  await assert.rejects(tether.connections.events('conn_00000000000000000000000000000000'), (err) => err.code === 'connection_not_found');
 });
 
 test('integrations and providers', async () => {

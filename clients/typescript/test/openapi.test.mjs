@@ -28,6 +28,8 @@ const PAIRS = {
   Provider: 'ProviderView',
   ProviderItem: 'ItemView',
   WebhookDelivery: 'DeliveryView',
+  ConnectionEvent: 'ConnectionEventView',
+  ConnectionEventList: 'ConnectionEventList',
   Problem: 'Problem',
 };
 

@@ -45,6 +45,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub proxy: tuning::ProxySection,
     #[serde(default)]
+    pub console: ConsoleSection,
+    #[serde(default)]
     pub cache: CacheSection,
 }
 
@@ -57,6 +59,15 @@ pub struct CacheSection {
     pub capacity: Option<usize>,
     /// Seconds an entry is served before the row is read again (default 300).
     pub ttl_secs: Option<u64>,
+}
+
+/// The operator console and the connection history it shows (`[console]`).
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// Days a connection's history is kept before the purge deletes it (default 30).
+    #[serde(default)]
+    pub history_days: Option<u32>,
 }
 
 /// How logs are written (`[log]`).
@@ -356,6 +367,13 @@ impl FileConfig {
                 Some(bytes) => *into = bytes,
                 None => {}
             }
+        }
+        match self.console.history_days {
+            Some(0) => bail!("console.history_days must be at least 1"),
+            Some(days) => {
+                config.history_retention = std::time::Duration::from_secs(u64::from(days) * 86_400)
+            }
+            None => {}
         }
         for proxy in &self.server.trusted_proxies {
             let ip = proxy.parse().with_context(|| {

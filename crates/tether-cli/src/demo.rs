@@ -57,6 +57,10 @@ pub struct DemoArgs {
     /// How long connect sessions stay valid, in seconds (default 1800).
     #[arg(long, value_name = "SECONDS")]
     pub session_ttl: Option<u64>,
+    /// Deliver webhooks to this loopback URL (signed with a secret made for this run, which
+    /// the `TETHER_DEMO` line carries), such as a local receiver for the browser tests.
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<String>,
 }
 
 /// Runs the demo until Ctrl-C.
@@ -148,6 +152,26 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let api_keys = ApiKeys::from_keys([&SecretString::new(api_key.clone())]);
     let mut config = GatewayConfig::new(public_url.clone());
     configure(&mut config, &args)?;
+    let webhook_secret = random::prefixed_token("whsec_");
+    if let Some(url) = &args.webhook_url {
+        let url = Url::parse(url).with_context(|| format!("--webhook-url {url:?} is not a URL"))?;
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(name)) => name == "localhost",
+            None => false,
+        };
+        if !loopback {
+            anyhow::bail!("--webhook-url {url}: the demo only delivers to loopback");
+        }
+        let mut webhooks =
+            tether_server::WebhookConfig::new(url, SecretString::new(webhook_secret.clone()));
+        // A receiver that was down gets its retry soon, so a demo shows it.
+        webhooks.retry_base = Duration::from_secs(1);
+        webhooks.retry_max = Duration::from_secs(2);
+        webhooks.max_attempts = 3;
+        config.webhooks = Some(webhooks);
+    }
     let session_ttl = config.connect_session_ttl;
     let gateway = Gateway::builder(store, vault, config)
         .catalog(catalog)
@@ -185,6 +209,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "connect_url": connect_url.as_str(),
         "integrations": integration_keys,
         "end_user_id": END_USER,
+        "webhook_secret": args.webhook_url.as_ref().map(|_| webhook_secret.as_str()),
+        "dashboard_url": public_url.join("dashboard")?.as_str(),
         "emulators": {
             "oauth": seed_base.as_str(),
             "redtail": redtail.base_url().as_str(),

@@ -939,3 +939,91 @@ async fn every_command_works_on_postgres() {
         instance.kill().await;
     }
 }
+
+/// The operator console and the connection history on PostgreSQL, across instances: the
+/// history written by one instance is read through another, and a console session signed in
+/// on one instance is accepted by the other (the cookie is sealed by the shared vault key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_console_and_history_work_across_instances() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emulator = seed_oauth::spawn(SeedOAuthConfig::default()).await.unwrap();
+    let deployment = Deployment::new(emulator.base_url(), None).await;
+    let instances = deployment.start(2).await;
+    let [a, b] = &instances[..] else {
+        unreachable!()
+    };
+    let id = a.connect("console-pg").await;
+    let refreshed = a
+        .get(&format!(
+            "v1/connections/{id}/credentials?force_refresh=true"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200);
+    let events = b.json(&format!("v1/connections/{id}/events")).await;
+    let types: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["refreshed", "created"], "{events}");
+
+    // Sign in on one instance...
+    let browser = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = browser
+        .post(a.base.join("dashboard/sign-in").unwrap())
+        .header("origin", a.base.origin().ascii_serialization())
+        .form(&[("api_key", API_KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    // ... and use the console on the other: search, counts, the timeline.
+    let mut search = b.base.join("dashboard/connections").unwrap();
+    search.query_pairs_mut().append_pair("q", "console-pg");
+    let page = browser
+        .get(search)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains(&id));
+    let overview = browser
+        .get(b.base.join("dashboard").unwrap())
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(overview.contains("1 connections by status"), "{overview}");
+    assert!(
+        overview.contains("crm: 1 refreshed, 0 failed"),
+        "{overview}"
+    );
+    let detail = browser
+        .get(b.base.join(&format!("dashboard/connections/{id}")).unwrap())
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(detail.contains("Refreshed") && detail.contains("Connected"));
+    assert!(!detail.contains(API_KEY) && !detail.contains("seed-secret"));
+}

@@ -50,6 +50,28 @@ impl ApiKeys {
     }
 }
 
+impl ApiKeys {
+    /// A short fingerprint of the presented key when it is valid: what the console session
+    /// remembers instead of the key, so removing the key ends its sessions.
+    pub fn fingerprint(&self, presented: &str) -> Option<String> {
+        self.verify(presented)
+            .then(|| fingerprint_of(&hash(presented)))
+    }
+
+    /// Whether a fingerprint from [`ApiKeys::fingerprint`] is of a key still configured.
+    pub fn has_fingerprint(&self, fingerprint: &str) -> bool {
+        self.hashes.iter().fold(false, |found, h| {
+            constant_time_eq(fingerprint_of(h).as_bytes(), fingerprint.as_bytes()) | found
+        })
+    }
+}
+
+/// The first 16 bytes of SHA-256 over the key's hash, hex: names a key, reveals nothing of it.
+fn fingerprint_of(key_hash: &[u8; 32]) -> String {
+    let digest = Sha256::digest(key_hash);
+    hex::encode(&digest[..16])
+}
+
 fn hash(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
@@ -106,6 +128,19 @@ impl<S: Store> FromRequestParts<AppState<S>> for App {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprints_name_only_configured_keys() {
+        let keys = ApiKeys::from_keys([&SecretString::new("k1")]);
+        let fingerprint = keys.fingerprint("k1").unwrap();
+        assert_eq!(fingerprint.len(), 32);
+        assert!(!fingerprint.contains("k1"));
+        assert!(keys.has_fingerprint(&fingerprint));
+        assert_eq!(keys.fingerprint("k2"), None);
+        // The key removed from the configuration: its sessions' fingerprint no longer passes.
+        let other = ApiKeys::from_keys([&SecretString::new("k2")]);
+        assert!(!other.has_fingerprint(&fingerprint));
+    }
 
     #[test]
     fn verifies_only_known_keys() {

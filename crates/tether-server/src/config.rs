@@ -63,8 +63,10 @@ pub struct GatewayConfig {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// OAuth flows one connect session may have in progress.
     pub max_flows_per_session: u32,
-    /// How often expired connect sessions and flow states are deleted.
+    /// How often expired connect sessions and flow states (and old history) are deleted.
     pub purge_interval: Duration,
+    /// How long a connection's history is kept (`[console] history_days`, default 30 days).
+    pub history_retention: Duration,
     /// When set, `GET /metrics` is served on the gateway's router to `Authorization: Bearer
     /// <token>` only; when not, the router has no `/metrics` (serve [`crate::Gateway::metrics_router`]
     /// on a private address instead).
@@ -223,6 +225,7 @@ impl GatewayConfig {
             trusted_proxies: Vec::new(),
             max_flows_per_session: 20,
             purge_interval: Duration::from_secs(60),
+            history_retention: Duration::from_secs(30 * 86_400),
             metrics_token: None,
             instance_id: None,
             cache: CacheConfig::default(),

@@ -15,6 +15,7 @@ mod cache;
 mod coherence;
 mod config;
 mod connect;
+mod console;
 mod error;
 mod http_server;
 mod integrations;
@@ -211,6 +212,7 @@ impl<S: Store> Gateway<S> {
         let limited = Router::new()
             .merge(api::router())
             .merge(connect::router())
+            .merge(console::router())
             .layer(axum::middleware::from_fn_with_state(
                 self.state.clone(),
                 body_limit::refuse_large_bodies::<S>,

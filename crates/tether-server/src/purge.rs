@@ -1,5 +1,6 @@
 //! The purge: deletes expired connect sessions and OAuth flow states in the background, so
-//! abandoned links and flows do not pile up. Every instance may run it; the deletes are
+//! abandoned links and flows do not pile up, and connection history older than the configured
+//! retention. Every instance may run it; the deletes are
 //! idempotent, so instances running it at the same time only repeat each other's work.
 
 use tether_core::unix_time;
@@ -23,6 +24,14 @@ pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Recei
             Ok(0) => {}
             Ok(purged) => tracing::debug!(purged, "purged expired connect sessions and flows"),
             Err(err) => tracing::warn!(error = %err, "purging expired connect sessions failed"),
+        }
+        let history_before = unix_time::now().saturating_sub(
+            i64::try_from(state.config.history_retention.as_secs()).unwrap_or(i64::MAX),
+        );
+        match state.store.purge_connection_events(history_before).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "purged old connection history"),
+            Err(err) => tracing::warn!(error = %err, "purging old connection history failed"),
         }
         tokio::select! {
             () = tokio::time::sleep(interval) => {}

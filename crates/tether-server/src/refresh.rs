@@ -429,8 +429,10 @@ async fn handle_failure<S: Store>(
         .map(|c| c.reauth_errors.as_slice())
         .unwrap_or_default();
     let now = unix_time::now();
+    // The same reference in the log line and in the connection's history.
+    let reference = crate::reference::new();
     if err.needs_reauth(reauth_errors) {
-        tracing::warn!(connection_id = %id, reason = %err.reason(), "refresh refused: connection needs reauthorization");
+        tracing::warn!(connection_id = %id, reason = %err.reason(), reference = %reference, "refresh refused: connection needs reauthorization");
         state.cache.invalidate(id);
         let change = StatusChange {
             id: id.clone(),
@@ -446,6 +448,7 @@ async fn handle_failure<S: Store>(
             Value::from(ConnectionStatus::NeedsReauth.as_str()),
         );
         extra.insert("reason".into(), Value::from(err.reason()));
+        extra.insert("reference".into(), Value::from(reference));
         let event = webhooks::event(state, EventType::RefreshFailed, &current.row, extra);
         match state
             .store
@@ -470,11 +473,12 @@ async fn handle_failure<S: Store>(
         }
         return Fallback::Fail(ApiError::NeedsReauth);
     }
-    tracing::warn!(connection_id = %id, reason = %err.reason(), "refresh failed; will retry");
+    tracing::warn!(connection_id = %id, reason = %err.reason(), reference = %reference, "refresh failed; will retry");
     let backoff = backoff_secs(state, current.row.refresh_failures, &err);
+    let event = webhooks::history_only(state, &current.row, err.reason(), &reference);
     if let Err(e) = state
         .store
-        .record_refresh_failure(id, now + backoff, &err.reason(), now)
+        .record_refresh_failure_with_event(id, now + backoff, &err.reason(), now, event.as_ref())
         .await
     {
         tracing::warn!(connection_id = %id, error = ?e, "could not record refresh failure");

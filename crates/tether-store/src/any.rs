@@ -4,10 +4,11 @@
 //! stays generic over [`Store`] and knows nothing of backends.
 
 use crate::{
-    AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionFilter, ConnectionRow,
-    ConnectionStatus, ConsumeOutcome, CredentialsUpdate, FlowStateRow, NewWebhookEvent, PgStore,
-    SqliteStore, StatusChange, Store, StoreError, StoreOptions, StoreResult, WebhookAttempt,
-    WebhookEventFilter, WebhookEventRow,
+    AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionEventRow, ConnectionFilter,
+    ConnectionPage, ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate,
+    EventBucket, FlowStateRow, NewWebhookEvent, PgStore, SqliteStore, StatusChange, StatusCount,
+    Store, StoreError, StoreOptions, StoreResult, WebhookAttempt, WebhookEventFilter,
+    WebhookEventRow,
 };
 
 /// The backend a database URL names.
@@ -329,6 +330,53 @@ impl Store for AnyStore {
             self,
             record_refresh_failure(id, next_refresh_at, last_error, now)
         )
+    }
+
+    async fn record_refresh_failure_with_event(
+        &self,
+        id: &str,
+        next_refresh_at: i64,
+        last_error: &str,
+        now: i64,
+        event: Option<&NewWebhookEvent>,
+    ) -> StoreResult<()> {
+        dispatch!(
+            self,
+            record_refresh_failure_with_event(id, next_refresh_at, last_error, now, event)
+        )
+    }
+
+    async fn list_connection_events(
+        &self,
+        connection_id: &str,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<ConnectionEventRow>> {
+        dispatch!(
+            self,
+            list_connection_events(connection_id, before_seq, limit)
+        )
+    }
+
+    async fn purge_connection_events(&self, before: i64) -> StoreResult<u64> {
+        dispatch!(self, purge_connection_events(before))
+    }
+
+    async fn page_connections(&self, page: &ConnectionPage) -> StoreResult<Vec<ConnectionRow>> {
+        dispatch!(self, page_connections(page))
+    }
+
+    async fn connection_status_counts(&self) -> StoreResult<Vec<StatusCount>> {
+        dispatch!(self, connection_status_counts())
+    }
+
+    async fn connection_event_buckets(
+        &self,
+        since: i64,
+        bucket_secs: i64,
+        kinds: &[&str],
+    ) -> StoreResult<Vec<EventBucket>> {
+        dispatch!(self, connection_event_buckets(since, bucket_secs, kinds))
     }
 
     async fn claim_webhook_events(

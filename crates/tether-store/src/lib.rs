@@ -327,6 +327,53 @@ pub trait Store: Clone + Send + Sync + 'static {
         now: i64,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// [`Store::record_refresh_failure`], and `event` (its history entry; delivered only when
+    /// `event.deliver`) in the same transaction, when the connection exists.
+    fn record_refresh_failure_with_event(
+        &self,
+        id: &str,
+        next_refresh_at: i64,
+        last_error: &str,
+        now: i64,
+        event: Option<&NewWebhookEvent>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    // ----- connection history and the console's views ------------------------------------
+
+    /// A connection's history, newest first: up to `limit` (1..=500) entries with a `seq`
+    /// below `before_seq` (the last `seq` of the previous page), deleted connections included.
+    fn list_connection_events(
+        &self,
+        connection_id: &str,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<ConnectionEventRow>>> + Send;
+
+    /// Deletes history entries written before `before`; returns how many.
+    fn purge_connection_events(&self, before: i64)
+    -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// A page of connections by id, filtered, for the console (keyset pagination: the cost
+    /// of a page does not grow with the pages before it).
+    fn page_connections(
+        &self,
+        page: &ConnectionPage,
+    ) -> impl Future<Output = StoreResult<Vec<ConnectionRow>>> + Send;
+
+    /// How many connections each integration has in each status (from an index).
+    fn connection_status_counts(
+        &self,
+    ) -> impl Future<Output = StoreResult<Vec<StatusCount>>> + Send;
+
+    /// History entries of the given kinds since `since`, counted per integration, kind and
+    /// bucket of `bucket_secs` (for the console's charts).
+    fn connection_event_buckets(
+        &self,
+        since: i64,
+        bucket_secs: i64,
+        kinds: &[&str],
+    ) -> impl Future<Output = StoreResult<Vec<EventBucket>>> + Send;
+
     // ----- webhook outbox and delivery log ------------------------------------------------
 
     /// Claims up to `limit` pending events that are due (`next_attempt_at <= now`), not

@@ -185,7 +185,9 @@ impl WebhookStatus {
     }
 }
 
-/// An event to put in the outbox, together with the change it reports.
+/// An event about a connection, written together with the change it reports: always into
+/// the connection's history, and into the webhook outbox when `deliver` is set (a webhook URL
+/// is configured).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewWebhookEvent {
     /// Public id (`evt_...`), also inside the payload so receivers can deduplicate.
@@ -196,6 +198,94 @@ pub struct NewWebhookEvent {
     /// The JSON body to deliver, fixed when the event is created (no secrets in it).
     pub payload: String,
     pub created_at: i64,
+    /// Put in the outbox for delivery. When false only the history entry is written: an
+    /// outbox nobody drains would only grow.
+    pub deliver: bool,
+    /// What the connection's history records for this event.
+    pub history: HistoryEntry,
+}
+
+/// The history part of an event: see [`ConnectionEventRow`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// One of [`history_kind`]'s names.
+    pub kind: String,
+    pub integration: String,
+    /// The provider's reason for a failure, or a short fact ("HTTP 200"). Never a secret.
+    pub detail: Option<String>,
+    /// The reference code of a failure, also written in its log line.
+    pub reference: Option<String>,
+}
+
+/// The kinds of history entry.
+pub mod history_kind {
+    pub const CREATED: &str = "created";
+    pub const RECONNECTED: &str = "reconnected";
+    pub const REFRESHED: &str = "refreshed";
+    /// A transient refresh failure; the refresher tries again after a back-off.
+    pub const REFRESH_FAILED: &str = "refresh_failed";
+    /// The provider refused the refresh for good; the end user must reconnect.
+    pub const NEEDS_REAUTH: &str = "needs_reauth";
+    pub const DELETED: &str = "deleted";
+    pub const WEBHOOK_DELIVERED: &str = "webhook_delivered";
+    pub const WEBHOOK_FAILED: &str = "webhook_failed";
+    /// Every kind, for filters and charts.
+    pub const ALL: [&str; 8] = [
+        CREATED,
+        RECONNECTED,
+        REFRESHED,
+        REFRESH_FAILED,
+        NEEDS_REAUTH,
+        DELETED,
+        WEBHOOK_DELIVERED,
+        WEBHOOK_FAILED,
+    ];
+}
+
+/// One entry of a connection's history (kept after the connection is deleted, until purged).
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ConnectionEventRow {
+    /// Insertion order; the cursor of [`crate::Store::list_connection_events`].
+    pub seq: i64,
+    pub connection_id: String,
+    pub integration: String,
+    pub kind: String,
+    pub detail: Option<String>,
+    pub reference: Option<String>,
+    /// The webhook event reporting it, when one was queued.
+    pub webhook_event_id: Option<String>,
+    pub created_at: i64,
+}
+
+/// A page of connections for the console, by id (keyset pagination).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionPage {
+    pub integration: Option<String>,
+    pub status: Option<ConnectionStatus>,
+    /// Matches the end user id exactly, or the email case-insensitively (both indexed).
+    pub search: Option<String>,
+    /// Rows with an id greater than this (the last id of the previous page).
+    pub after_id: Option<String>,
+    /// 0 means 50; at most 500.
+    pub limit: u32,
+}
+
+/// How many connections one integration has in one status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusCount {
+    pub integration: String,
+    pub status: ConnectionStatus,
+    pub count: i64,
+}
+
+/// How many history entries of one kind one integration had in one time bucket.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct EventBucket {
+    pub integration: String,
+    pub kind: String,
+    /// Start of the bucket (unix seconds): `since + n * bucket_secs`.
+    pub bucket_start: i64,
+    pub count: i64,
 }
 
 /// One outbox row: the event and how its delivery went.

@@ -3,6 +3,7 @@
 pub(crate) mod catalog;
 mod connections;
 mod end_user;
+pub(crate) mod events;
 mod health;
 mod import;
 mod integrations;
@@ -30,6 +31,7 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .merge(catalog::router())
         .merge(sessions::router())
         .merge(connections::router())
+        .merge(events::router())
         .merge(import::router())
         .merge(integrations::router())
         .merge(webhooks::router())

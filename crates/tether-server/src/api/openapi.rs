@@ -16,7 +16,7 @@ use tether_store::Store;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{catalog, connections, health, import, integrations, sessions, webhooks};
+use super::{catalog, connections, events, health, import, integrations, sessions, webhooks};
 use crate::error::Problem;
 use crate::state::AppState;
 
@@ -119,6 +119,7 @@ impl Modify for ApiKeyScheme {
         connections::show,
         connections::credentials,
         connections::delete,
+        events::list,
         import::import,
         webhooks::list,
         webhooks::show,

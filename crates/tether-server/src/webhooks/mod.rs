@@ -13,7 +13,7 @@ pub(crate) use worker::run as run_worker;
 
 use serde_json::{Map, Value, json};
 use tether_core::unix_time;
-use tether_store::{ConnectionRow, NewWebhookEvent, Store};
+use tether_store::{ConnectionRow, HistoryEntry, NewWebhookEvent, Store, history_kind};
 
 use crate::state::AppState;
 
@@ -37,17 +37,34 @@ impl EventType {
     }
 }
 
-/// The event for `row`, or `None` when no webhook URL is configured (then nothing is written:
-/// an outbox nobody drains would only grow). `extra` fields are added to the body.
+/// The event for `row`: recorded in the connection's history always, and put in the outbox
+/// for delivery only when a webhook URL is configured (an outbox nobody drains would only
+/// grow). `extra` fields are added to the body; `reason` and `reference` among them also go
+/// into the history entry. Always `Some`; an `Option` because the store takes one.
 pub(crate) fn event<S: Store>(
     state: &AppState<S>,
     kind: EventType,
     row: &ConnectionRow,
     extra: Map<String, Value>,
 ) -> Option<NewWebhookEvent> {
-    state.config.webhooks.as_ref()?;
     let now = unix_time::now();
     let id = tether_core::random::prefixed_token("evt_");
+    let text = |key: &str| extra.get(key).and_then(Value::as_str).map(str::to_owned);
+    let history = HistoryEntry {
+        kind: match kind {
+            EventType::Created if extra.get("reconnected") == Some(&Value::Bool(true)) => {
+                history_kind::RECONNECTED
+            }
+            EventType::Created => history_kind::CREATED,
+            EventType::Refreshed => history_kind::REFRESHED,
+            EventType::RefreshFailed => history_kind::NEEDS_REAUTH,
+            EventType::Deleted => history_kind::DELETED,
+        }
+        .to_owned(),
+        integration: row.integration.clone(),
+        detail: text("reason"),
+        reference: text("reference"),
+    };
     let mut body = json!({
         "id": id,
         "type": kind.as_str(),
@@ -67,13 +84,32 @@ pub(crate) fn event<S: Store>(
         connection_id: row.id.clone(),
         payload: body.to_string(),
         created_at: now,
+        deliver: state.config.webhooks.is_some(),
+        history,
     })
+}
+
+/// A history entry with no webhook: a transient refresh failure, which the refresher retries
+/// on its own and the app need not hear about.
+pub(crate) fn history_only<S: Store>(
+    state: &AppState<S>,
+    row: &ConnectionRow,
+    reason: String,
+    reference: &str,
+) -> Option<NewWebhookEvent> {
+    let mut extra = Map::new();
+    extra.insert("reason".into(), Value::from(reason));
+    extra.insert("reference".into(), Value::from(reference));
+    let mut event = event(state, EventType::RefreshFailed, row, extra)?;
+    event.deliver = false;
+    event.history.kind = history_kind::REFRESH_FAILED.to_owned();
+    Some(event)
 }
 
 /// Wakes the delivery worker after an event was committed, so it goes out now rather than at
 /// the next poll. Harmless when no worker runs.
 pub(crate) fn wake<S: Store>(state: &AppState<S>, event: Option<&NewWebhookEvent>) {
-    if event.is_some() {
+    if event.is_some_and(|e| e.deliver) {
         state.webhook_wake.notify_one();
     }
 }

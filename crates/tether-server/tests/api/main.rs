@@ -4,9 +4,11 @@
 mod helpers;
 
 mod catalog;
+mod console;
 mod database_down;
 mod edge;
 mod header_injection;
+mod history;
 mod import;
 mod integrations;
 mod issuer;

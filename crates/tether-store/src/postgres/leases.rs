@@ -74,8 +74,10 @@ pub(super) async fn record_refresh_failure(
     next_refresh_at: i64,
     last_error: &str,
     now: i64,
+    event: Option<&crate::NewWebhookEvent>,
 ) -> StoreResult<()> {
-    sqlx::query(
+    let mut tx = pool.begin().await?;
+    let result = sqlx::query(
         "UPDATE connections SET refresh_failures = refresh_failures + 1, next_refresh_at = $1, \
          last_error = $2, updated_at = $3 WHERE id = $4",
     )
@@ -83,7 +85,13 @@ pub(super) async fn record_refresh_failure(
     .bind(last_error)
     .bind(now)
     .bind(id)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    if result.rows_affected() == 1
+        && let Some(event) = event
+    {
+        super::webhooks::insert_event(&mut tx, event).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }

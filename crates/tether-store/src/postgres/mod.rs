@@ -15,6 +15,7 @@
 mod changes;
 mod connections;
 mod flows;
+mod history;
 mod leases;
 mod webhooks;
 
@@ -25,10 +26,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::{
-    AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionFilter, ConnectionRow,
-    ConnectionStatus, ConsumeOutcome, CredentialsUpdate, FlowStateRow, NewWebhookEvent,
-    StatusChange, Store, StoreOptions, StoreResult, WebhookAttempt, WebhookEventFilter,
-    WebhookEventRow,
+    AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionEventRow, ConnectionFilter,
+    ConnectionPage, ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate,
+    EventBucket, FlowStateRow, NewWebhookEvent, StatusChange, StatusCount, Store, StoreOptions,
+    StoreResult, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
 };
 
 /// Connections per instance when `[database] pool_size` is not set.
@@ -478,7 +479,55 @@ impl Store for PgStore {
         last_error: &str,
         now: i64,
     ) -> StoreResult<()> {
-        leases::record_refresh_failure(&self.pool, id, next_refresh_at, last_error, now).await
+        leases::record_refresh_failure(&self.pool, id, next_refresh_at, last_error, now, None).await
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %id), err)]
+    async fn record_refresh_failure_with_event(
+        &self,
+        id: &str,
+        next_refresh_at: i64,
+        last_error: &str,
+        now: i64,
+        event: Option<&NewWebhookEvent>,
+    ) -> StoreResult<()> {
+        leases::record_refresh_failure(&self.pool, id, next_refresh_at, last_error, now, event)
+            .await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn list_connection_events(
+        &self,
+        connection_id: &str,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<ConnectionEventRow>> {
+        history::list(&self.pool, connection_id, before_seq, limit).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn purge_connection_events(&self, before: i64) -> StoreResult<u64> {
+        history::purge(&self.pool, before).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn page_connections(&self, page: &ConnectionPage) -> StoreResult<Vec<ConnectionRow>> {
+        history::page(&self.pool, page).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn connection_status_counts(&self) -> StoreResult<Vec<StatusCount>> {
+        history::status_counts(&self.pool).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn connection_event_buckets(
+        &self,
+        since: i64,
+        bucket_secs: i64,
+        kinds: &[&str],
+    ) -> StoreResult<Vec<EventBucket>> {
+        history::buckets(&self.pool, since, bucket_secs, kinds).await
     }
 
     #[tracing::instrument(skip_all, fields(owner = %owner), err)]

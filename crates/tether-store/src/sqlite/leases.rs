@@ -75,8 +75,10 @@ pub(super) async fn record_refresh_failure(
     next_refresh_at: i64,
     last_error: &str,
     now: i64,
+    event: Option<&crate::NewWebhookEvent>,
 ) -> StoreResult<()> {
-    sqlx::query(
+    let mut tx = pool.begin().await?;
+    let result = sqlx::query(
         "UPDATE connections SET refresh_failures = refresh_failures + 1, next_refresh_at = ?, \
          last_error = ?, updated_at = ? WHERE id = ?",
     )
@@ -84,7 +86,13 @@ pub(super) async fn record_refresh_failure(
     .bind(last_error)
     .bind(now)
     .bind(id)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    if result.rows_affected() == 1
+        && let Some(event) = event
+    {
+        super::webhooks::insert_event(&mut tx, event).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }

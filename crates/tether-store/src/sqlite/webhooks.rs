@@ -75,11 +75,17 @@ fn into_rows(records: Vec<EventRecord>) -> StoreResult<Vec<WebhookEventRow>> {
     records.into_iter().map(WebhookEventRow::try_from).collect()
 }
 
-/// Puts an event in the outbox, inside the caller's transaction; due at once.
+/// Records an event in its connection's history and, when it is to be delivered, puts it in
+/// the outbox (due at once), inside the caller's transaction.
 pub(super) async fn insert_event(
     tx: &mut Transaction<'_, Sqlite>,
     e: &NewWebhookEvent,
 ) -> StoreResult<()> {
+    let webhook_id = e.deliver.then_some(e.id.as_str());
+    super::history::insert(tx, &e.connection_id, &e.history, webhook_id, e.created_at).await?;
+    if !e.deliver {
+        return Ok(());
+    }
     sqlx::query(
         "INSERT INTO webhook_events (id, event_type, connection_id, payload, status, \
          attempts, next_attempt_at, created_at, updated_at) \
@@ -144,6 +150,7 @@ pub(super) async fn record_attempt(pool: &SqlitePool, a: &WebhookAttempt) -> Sto
         }
         AttemptOutcome::GiveUp => (WebhookStatus::Failed, None, None),
     };
+    let mut tx = pool.begin().await?;
     let result = sqlx::query(
         "UPDATE webhook_events SET status = ?, attempts = attempts + 1, \
          next_attempt_at = COALESCE(?, next_attempt_at), last_attempt_at = ?, \
@@ -160,9 +167,39 @@ pub(super) async fn record_attempt(pool: &SqlitePool, a: &WebhookAttempt) -> Sto
     .bind(a.at)
     .bind(&a.id)
     .bind(&a.owner)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(result.rows_affected() == 1)
+    let recorded = result.rows_affected() == 1;
+    // A concluded delivery (delivered, or given up) joins the connection's history in the
+    // same transaction; retries in between do not, the delivery log shows them.
+    let kind = match a.outcome {
+        AttemptOutcome::Delivered => Some(crate::history_kind::WEBHOOK_DELIVERED),
+        AttemptOutcome::GiveUp => Some(crate::history_kind::WEBHOOK_FAILED),
+        AttemptOutcome::Retry { .. } => None,
+    };
+    if recorded && let Some(kind) = kind {
+        let outcome = match (a.status_code, &a.error) {
+            (Some(code), _) => format!(" (HTTP {code})"),
+            (None, Some(error)) => format!(" ({error})"),
+            (None, None) => String::new(),
+        };
+        // The integration comes from the history entry of the event's own change.
+        sqlx::query(
+            "INSERT INTO connection_events (connection_id, integration, kind, detail, \
+             reference, webhook_event_id, created_at) \
+             SELECT e.connection_id, COALESCE((SELECT h.integration FROM connection_events h \
+               WHERE h.webhook_event_id = e.id LIMIT 1), ''), ?, e.event_type || ?, NULL, \
+               e.id, ? FROM webhook_events e WHERE e.id = ?",
+        )
+        .bind(kind)
+        .bind(outcome)
+        .bind(a.at)
+        .bind(&a.id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(recorded)
 }
 
 pub(super) async fn list(

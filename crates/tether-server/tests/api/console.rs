@@ -1,0 +1,410 @@
+//! The operator console over real HTTP: sign-in through the form (wrong keys count against
+//! the API-key limiter), the session cookie's attributes, CSRF and cross-origin refusals on
+//! every action, the views and actions, the security headers, and no secret on any page.
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
+
+use crate::helpers::*;
+use crate::webhooks::spawn_with_receiver;
+
+/// A browser without a cookie jar: the test carries the session cookie itself.
+struct Console {
+    http: reqwest::Client,
+    origin: String,
+    cookie: Option<String>,
+}
+
+impl Console {
+    fn new(app: &TestApp) -> Console {
+        Console {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            origin: app.base.origin().ascii_serialization(),
+            cookie: None,
+        }
+    }
+
+    fn get(&self, app: &TestApp, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self.http.get(app.url(path));
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        request
+    }
+
+    /// A same-origin form post, as the console's own pages send it.
+    fn post(&self, app: &TestApp, path: &str, form: &[(&str, &str)]) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .post(app.url(path))
+            .header("origin", &self.origin)
+            .header("sec-fetch-site", "same-origin")
+            .form(form);
+        if let Some(cookie) = &self.cookie {
+            request = request.header("cookie", cookie);
+        }
+        request
+    }
+
+    async fn sign_in(&mut self, app: &TestApp, key: &str) -> reqwest::Response {
+        let response = self
+            .post(app, "dashboard/sign-in", &[("api_key", key)])
+            .send()
+            .await
+            .unwrap();
+        if let Some(set) = response.headers().get(SET_COOKIE) {
+            let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+            self.cookie = Some(pair);
+        }
+        response
+    }
+
+    /// A page's status and HTML.
+    async fn page(&self, app: &TestApp, path: &str) -> (StatusCode, String) {
+        let response = self.get(app, path).send().await.unwrap();
+        let status = response.status();
+        (status, response.text().await.unwrap())
+    }
+
+    /// The CSRF token of the signed-in session, read from a page's sign-out form.
+    async fn csrf(&self, app: &TestApp) -> String {
+        let (_, html) = self.page(app, "dashboard").await;
+        let marker = "name=\"csrf\" value=\"";
+        let start = html.find(marker).expect("a CSRF field") + marker.len();
+        html[start..start + 64].to_owned()
+    }
+}
+
+/// Fails when a page shows any of the secrets.
+fn assert_no_secrets(html: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!html.contains(secret), "a secret on a console page");
+    }
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_strict_http_only_session_without_the_key() {
+    let app = spawn_app().await;
+    let mut console = Console::new(&app);
+
+    // Unsigned: the sign-in form, with the Connect pages' headers and no framing at all.
+    let response = console.get(&app, "dashboard").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let csp = response.headers()[CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("script-src 'nonce-"), "{csp}");
+    assert!(csp.contains("form-action 'self'"), "{csp}");
+    assert_eq!(response.headers()["x-frame-options"], "DENY");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(response.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert!(response.text().await.unwrap().contains("name=\"api_key\""));
+    // Other pages send an unsigned browser to sign in.
+    let response = console
+        .get(&app, "dashboard/connections")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+
+    // A planted cookie is not a session (no fixation).
+    console.cookie = Some("tether_console=planted".into());
+    let (_, html) = console.page(&app, "dashboard").await;
+    assert!(html.contains("name=\"api_key\""));
+
+    let response = console.sign_in(&app, &app.api_key).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()[LOCATION], "/dashboard");
+    let set = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(set.starts_with("tether_console="), "{set}");
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("SameSite=Strict"), "{set}");
+    assert!(set.contains("Path=/"), "{set}");
+    assert!(!set.contains("Secure"), "plain http: {set}");
+    assert!(!set.contains(&app.api_key), "the key in the cookie");
+    assert_ne!(console.cookie.as_deref(), Some("tether_console=planted"));
+
+    let (status, html) = console.page(&app, "dashboard").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Sign out"));
+    assert_no_secrets(&html, &[&app.api_key]);
+
+    // Two sign-ins, two distinct sessions.
+    let first = console.cookie.clone();
+    console.sign_in(&app, &app.api_key).await;
+    assert_ne!(console.cookie, first);
+
+    // Sign-out clears the cookie.
+    let csrf = console.csrf(&app).await;
+    let response = console
+        .post(&app, "dashboard/sign-out", &[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let cleared = response.headers()[SET_COOKIE].to_str().unwrap();
+    assert!(cleared.starts_with("tether_console=;"), "{cleared}");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+}
+
+#[tokio::test]
+async fn wrong_keys_count_against_the_api_key_limiter() {
+    let app = spawn_app().await;
+    let mut console = Console::new(&app);
+    let response = console.sign_in(&app, "tether_sk_wrong").await;
+    assert_eq!(response.status(), 401);
+    assert!(response.headers().get(SET_COOKIE).is_none());
+    let html = response.text().await.unwrap();
+    assert!(html.contains("not an API key"), "{html}");
+    assert!(!html.contains("tether_sk_wrong"), "the wrong key echoed");
+    let empty = console.sign_in(&app, "  ").await;
+    assert_eq!(empty.status(), 400);
+    // Ten failures per minute by default: the eleventh try is refused, even with the right
+    // key, and the API refuses the address too.
+    for _ in 1..10 {
+        console.sign_in(&app, "tether_sk_wrong").await;
+    }
+    let limited = console.sign_in(&app, &app.api_key).await;
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().get("retry-after").is_some());
+    assert!(console.cookie.is_none());
+    let api = app
+        .api(reqwest::Method::GET, "v1/connections")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 429);
+}
+
+#[tokio::test]
+async fn actions_need_the_csrf_token_and_the_same_origin() {
+    let app = spawn_app().await;
+    let id = app.connect("csrf-user").await;
+    let mut console = Console::new(&app);
+    console.sign_in(&app, &app.api_key).await;
+    let csrf = console.csrf(&app).await;
+    let refresh = format!("dashboard/connections/{id}/refresh");
+
+    // No token, a wrong token: refused with a page, nothing done.
+    let calls = app.seed.control.token_calls_by_grant("refresh_token");
+    for form in [vec![], vec![("csrf", "0".repeat(64))]] {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let response = console.post(&app, &refresh, &form).send().await.unwrap();
+        assert_eq!(response.status(), 403);
+        assert!(response.text().await.unwrap().contains("security token"));
+    }
+    // Another origin, even with the right token and cookie.
+    for (header, value) in [
+        ("origin", "http://evil.localhost:9"),
+        ("sec-fetch-site", "cross-site"),
+    ] {
+        let response = console
+            .http
+            .post(app.url(&refresh))
+            .header("cookie", console.cookie.clone().unwrap())
+            .header(header, value)
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{header}");
+        assert!(response.text().await.unwrap().contains("another site"));
+    }
+    // Sign-in from another site is refused too (login CSRF).
+    let response = console
+        .http
+        .post(app.url("dashboard/sign-in"))
+        .header("origin", "http://evil.localhost:9")
+        .form(&[("api_key", app.api_key.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(response.headers().get(SET_COOKIE).is_none());
+    // Without a session: a page saying so.
+    let anonymous = Console::new(&app);
+    let response = anonymous
+        .post(&app, &refresh, &[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        app.seed.control.token_calls_by_grant("refresh_token"),
+        calls
+    );
+
+    // The token of another session is not this one's.
+    let mut other = Console::new(&app);
+    other.sign_in(&app, &app.api_key).await;
+    let response = other
+        .post(&app, &refresh, &[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+
+    // With everything right, it refreshes.
+    let response = console
+        .post(&app, &refresh, &[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let location = response.headers()[LOCATION].to_str().unwrap();
+    assert_eq!(
+        location,
+        format!("/dashboard/connections/{id}?notice=refreshed")
+    );
+    assert_eq!(
+        app.seed.control.token_calls_by_grant("refresh_token"),
+        calls + 1
+    );
+}
+
+#[tokio::test]
+async fn views_find_show_and_act_on_a_connection_without_secrets() {
+    let (app, receiver, _stop) = spawn_with_receiver(AppOptions::default()).await;
+    let id = app.connect("console-user").await;
+    let other = app.connect("someone-else").await;
+    let token = app.credentials_json(&id, true).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    receiver
+        .wait_until("deliveries", |events| events.len() >= 3)
+        .await;
+    let mut console = Console::new(&app);
+    console.sign_in(&app, &app.api_key).await;
+    let secrets = [
+        token.as_str(),
+        app.api_key.as_str(),
+        "seed-secret",
+        crate::webhooks::WEBHOOK_SECRET,
+    ];
+
+    let (status, html) = console.page(&app, "dashboard").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("<svg"), "charts are inline SVG");
+    assert!(html.contains("2 connections by status"), "{html}");
+    assert!(
+        html.contains("crm: 1 refreshed, 0 failed, last 24 hours"),
+        "{html}"
+    );
+    assert_no_secrets(&html, &secrets);
+
+    // Search by end user id, then by email (any case); filters by status and integration.
+    let (_, html) = console
+        .page(&app, "dashboard/connections?q=console-user")
+        .await;
+    assert!(html.contains(&id) && !html.contains(&other));
+    let (_, html) = console
+        .page(
+            &app,
+            "dashboard/connections?q=USER%40example.com&status=active&integration=crm",
+        )
+        .await;
+    assert!(html.contains(&id) && html.contains(&other));
+    let (_, html) = console
+        .page(&app, "dashboard/connections?status=needs_reauth")
+        .await;
+    assert!(html.contains("No connection matches"));
+    let (status, html) = console
+        .page(&app, "dashboard/connections?status=lost")
+        .await;
+    assert_eq!(status, 400);
+    assert!(html.contains("Unknown status"));
+    let (status, _) = console.page(&app, "dashboard/connections?colour=red").await;
+    assert_eq!(status, 400);
+
+    // One connection: facts, timeline, deliveries, never a secret.
+    let (status, html) = console
+        .page(&app, &format!("dashboard/connections/{id}"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Refreshed") && html.contains("Connected"),
+        "{html}"
+    );
+    assert!(html.contains("Webhook delivered"), "{html}");
+    assert!(html.contains("connection.created"), "{html}");
+    assert_no_secrets(&html, &secrets);
+    let (status, _) = console
+        .page(
+            &app,
+            "dashboard/connections/conn_00000000000000000000000000000000",
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // Redeliver a webhook.
+    let csrf = console.csrf(&app).await;
+    let (_, html) = console.page(&app, "dashboard/webhooks").await;
+    assert_no_secrets(&html, &secrets);
+    let marker = "data-event=\"";
+    let start = html.find(marker).unwrap() + marker.len();
+    let event_id = html[start..].split('"').next().unwrap().to_owned();
+    let before = receiver.events().len();
+    let response = console
+        .post(
+            &app,
+            &format!("dashboard/webhooks/{event_id}/redeliver"),
+            &[("csrf", csrf.as_str())],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    receiver
+        .wait_until("the redelivery", |events| {
+            events.len() > before && events.last().unwrap().body["id"] == event_id.as_str()
+        })
+        .await;
+
+    // Delete: a confirmation page first, then the delete.
+    let (status, html) = console
+        .page(&app, &format!("dashboard/connections/{id}/delete"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Delete this connection?"));
+    let response = console
+        .post(
+            &app,
+            &format!("dashboard/connections/{id}/delete"),
+            &[("csrf", csrf.as_str())],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        app.api(reqwest::Method::GET, &format!("v1/connections/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    // Its history stays readable, with the deletion.
+    let (status, html) = console
+        .page(&app, &format!("dashboard/connections/{id}"))
+        .await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Deleted") && html.contains("was deleted"));
+    // Deleting again: a page saying so.
+    let response = console
+        .post(
+            &app,
+            &format!("dashboard/connections/{id}/delete"),
+            &[("csrf", csrf.as_str())],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}

@@ -1,0 +1,153 @@
+//! Each connection's history (`connection_events`) on PostgreSQL, and the console's read models: a keyset
+//! page of connections, counts by status, and event counts per time bucket. History rows are
+//! written only inside the transaction of the change they report (see `webhooks::insert_event`)
+//! or of the webhook attempt that concluded (see `webhooks::record_attempt`).
+
+use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
+
+use super::connections::{ConnectionRecord, connection_columns, into_rows};
+use crate::{
+    ConnectionEventRow, ConnectionPage, ConnectionRow, ConnectionStatus, EventBucket, HistoryEntry,
+    StatusCount, StoreError, StoreResult,
+};
+
+/// Console page size when the query says 0.
+const DEFAULT_PAGE: u32 = 50;
+/// Upper bound of a console page.
+const MAX_PAGE: u32 = 500;
+
+/// Writes one history entry inside the caller's transaction.
+pub(super) async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    connection_id: &str,
+    entry: &HistoryEntry,
+    webhook_event_id: Option<&str>,
+    at: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO connection_events (connection_id, integration, kind, detail, reference, \
+         webhook_event_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(connection_id)
+    .bind(&entry.integration)
+    .bind(&entry.kind)
+    .bind(&entry.detail)
+    .bind(&entry.reference)
+    .bind(webhook_event_id)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn list(
+    pool: &PgPool,
+    connection_id: &str,
+    before_seq: Option<i64>,
+    limit: u32,
+) -> StoreResult<Vec<ConnectionEventRow>> {
+    Ok(sqlx::query_as(
+        "SELECT seq, connection_id, integration, kind, detail, reference, webhook_event_id, \
+         created_at FROM connection_events WHERE connection_id = $1 AND seq < $2 \
+         ORDER BY seq DESC LIMIT $3",
+    )
+    .bind(connection_id)
+    .bind(before_seq.unwrap_or(i64::MAX))
+    .bind(i64::from(limit.clamp(1, MAX_PAGE)))
+    .fetch_all(pool)
+    .await?)
+}
+
+pub(super) async fn purge(pool: &PgPool, before: i64) -> StoreResult<u64> {
+    let result = sqlx::query("DELETE FROM connection_events WHERE created_at < $1")
+        .bind(before)
+        .execute(pool)
+        .await?;
+    Ok(result.rows_affected())
+}
+
+pub(super) async fn page(pool: &PgPool, q: &ConnectionPage) -> StoreResult<Vec<ConnectionRow>> {
+    let mut query: QueryBuilder<'_, Postgres> = QueryBuilder::new(concat!(
+        "SELECT ",
+        connection_columns!(),
+        " FROM connections WHERE id > "
+    ));
+    query.push_bind(q.after_id.clone().unwrap_or_default());
+    if let Some(integration) = &q.integration {
+        query
+            .push(" AND integration = ")
+            .push_bind(integration.clone());
+    }
+    if let Some(status) = q.status {
+        query.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(search) = &q.search {
+        // Two indexed equalities (a BitmapOr of both indexes), never a LIKE that would scan
+        // every row.
+        query
+            .push(" AND (end_user_id = ")
+            .push_bind(search.clone())
+            .push(" OR lower(end_user_email) = lower(")
+            .push_bind(search.clone())
+            .push("))");
+    }
+    let limit = match q.limit {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    };
+    query
+        .push(" ORDER BY id LIMIT ")
+        .push_bind(i64::from(limit));
+    let records: Vec<ConnectionRecord> = query.build_query_as().fetch_all(pool).await?;
+    into_rows(records)
+}
+
+pub(super) async fn status_counts(pool: &PgPool) -> StoreResult<Vec<StatusCount>> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT integration, status, COUNT(*) FROM connections \
+         GROUP BY integration, status ORDER BY integration, status",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(integration, status, count)| {
+            let status = ConnectionStatus::parse(&status).ok_or_else(|| {
+                StoreError::Corrupt(format!("connections: unknown status {status:?}"))
+            })?;
+            Ok(StatusCount {
+                integration,
+                status,
+                count,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn buckets(
+    pool: &PgPool,
+    since: i64,
+    bucket_secs: i64,
+    kinds: &[&str],
+) -> StoreResult<Vec<EventBucket>> {
+    if kinds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut query: QueryBuilder<'_, Postgres> = QueryBuilder::new("SELECT integration, kind, ");
+    query
+        .push_bind(since)
+        .push(" + ((created_at - ")
+        .push_bind(since)
+        .push(") / ")
+        .push_bind(bucket_secs.max(1))
+        .push(") * ")
+        .push_bind(bucket_secs.max(1))
+        .push(" AS bucket_start, COUNT(*) AS count FROM connection_events WHERE created_at >= ")
+        .push_bind(since)
+        .push(" AND kind IN (");
+    let mut separated = query.separated(", ");
+    for kind in kinds {
+        separated.push_bind(kind.to_string());
+    }
+    query.push(") GROUP BY integration, kind, bucket_start ORDER BY bucket_start");
+    Ok(query.build_query_as().fetch_all(pool).await?)
+}

@@ -3,8 +3,9 @@
 //!
 //! Each emulator binds `127.0.0.1:0`, serves real HTTP over loopback and hands back a
 //! [`Running`] handle with its base URL and a control object (counters, fault injection).
-//! The behaviour follows the provider facts in `shared/providers/*.md`; where a fact is only
-//! "M" confidence the emulator picks the documented shape and says so in the module docs.
+//! The behaviour follows each provider's public documentation (cited in its file under
+//! `providers/`); where a fact is uncertain the emulator picks the documented shape and says so
+//! in the module docs.
 //!
 //! This crate must never depend on anything of Tether's: the emulators describe the
 //! providers, not Tether's idea of them. It must never listen on anything but loopback.

@@ -1,5 +1,5 @@
 //! Emulator of Redtail CRM's public v1 API as it really authenticates
-//! (`shared/providers/redtail.md`): `GET /authentication` exchanges
+//! (its public documentation, cited in `providers/redtail.toml`): `GET /authentication` exchanges
 //! `Basic base64(APIKEY:USERNAME:PASSWORD)` for a user key, and every other call sends
 //! `UserKeyAuth base64(APIKEY:USERKEY)`. Routes live under `/api/public/v1`.
 //!

@@ -1,5 +1,5 @@
 //! Emulator of Salesmate's v4 REST API as it really authenticates
-//! (`shared/providers/salesmate.md`): an `accessToken` header (or the legacy `sessionToken`)
+//! (its public documentation, cited in `providers/salesmate.toml`): an `accessToken` header (or the legacy `sessionToken`)
 //! plus `x-linkname: <link>.salesmate.io` naming the account, since tests cannot use the real
 //! `https://{link}.salesmate.io` hosts.
 //!

@@ -1,4 +1,4 @@
-//! Emulator of the OAuth 2.0 flow the two seed articles describe (`shared/providers/seed-oauth.md`):
+//! Emulator of the OAuth 2.0 flow the two seed articles describe (RFC 6749 with PKCE):
 //! authorize (auto-approve or a consent page), token (authorization_code and refresh_token
 //! grants, PKCE S256, optional refresh-token rotation with reuse detection), revoke (RFC 7009)
 //! and a small Bearer-protected API (`/v1/deals`, `/v1/echo`).

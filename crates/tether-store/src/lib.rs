@@ -13,6 +13,7 @@ mod changes;
 mod error;
 pub mod postgres;
 mod records;
+mod rows;
 pub mod sqlite;
 
 pub use any::{AnyStore, Backend};

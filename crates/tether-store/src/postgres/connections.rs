@@ -7,82 +7,18 @@
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::webhooks::insert_event;
+use crate::rows::{ConnectionRecord, connection_columns, into_connection_rows};
 use crate::{
     ConnectionFilter, ConnectionRow, ConnectionStatus, CredentialsUpdate, NewWebhookEvent,
-    StatusChange, StoreError, StoreResult,
+    StatusChange, StoreResult,
 };
-
-/// The columns of [`ConnectionRecord`], in a macro so that `concat!` can build `&'static`
-/// SQL from it (a constant list of identifiers, never a value).
-macro_rules! connection_columns {
-    () => {
-        "id, integration, end_user_id, end_user_email, end_user_display_name, status, \
-         credentials, credentials_version, access_expires_at, metadata, last_error, \
-         refresh_failures, next_refresh_at, created_at, updated_at"
-    };
-}
-pub(super) use connection_columns;
 
 /// `list_connections` limit when the filter says 0.
 const DEFAULT_LIST_LIMIT: u32 = 100;
 /// Upper bound of `list_connections`, whatever the filter says.
 const MAX_LIST_LIMIT: u32 = 1000;
 
-/// A `connections` row as PostgreSQL returns it; the status is still text.
-#[derive(sqlx::FromRow)]
-pub(super) struct ConnectionRecord {
-    id: String,
-    integration: String,
-    end_user_id: String,
-    end_user_email: Option<String>,
-    end_user_display_name: Option<String>,
-    status: String,
-    credentials: Vec<u8>,
-    credentials_version: i64,
-    access_expires_at: Option<i64>,
-    metadata: String,
-    last_error: Option<String>,
-    refresh_failures: i64,
-    next_refresh_at: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl TryFrom<ConnectionRecord> for ConnectionRow {
-    type Error = StoreError;
-
-    fn try_from(r: ConnectionRecord) -> Result<Self, StoreError> {
-        let status = ConnectionStatus::parse(&r.status).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "connection {}: unknown status {:?}",
-                r.id, r.status
-            ))
-        })?;
-        Ok(ConnectionRow {
-            id: r.id,
-            integration: r.integration,
-            end_user_id: r.end_user_id,
-            end_user_email: r.end_user_email,
-            end_user_display_name: r.end_user_display_name,
-            status,
-            credentials: r.credentials,
-            credentials_version: r.credentials_version,
-            access_expires_at: r.access_expires_at,
-            metadata: r.metadata,
-            last_error: r.last_error,
-            refresh_failures: r.refresh_failures,
-            next_refresh_at: r.next_refresh_at,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        })
-    }
-}
-
 /// Maps records to rows, failing on the first corrupt one.
-pub(super) fn into_rows(records: Vec<ConnectionRecord>) -> StoreResult<Vec<ConnectionRow>> {
-    records.into_iter().map(ConnectionRow::try_from).collect()
-}
-
 pub(super) async fn insert(
     pool: &PgPool,
     c: &ConnectionRow,
@@ -220,7 +156,7 @@ pub(super) async fn list(
         .push_bind(i64::from(limit));
 
     let records: Vec<ConnectionRecord> = query.build_query_as().fetch_all(pool).await?;
-    into_rows(records)
+    into_connection_rows(records)
 }
 
 pub(super) async fn replace_credentials(

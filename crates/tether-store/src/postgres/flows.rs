@@ -4,73 +4,8 @@
 
 use sqlx::PgPool;
 
+use crate::rows::{FlowRecord, SessionRecord};
 use crate::{AttemptWindow, ConnectSessionRow, ConsumeOutcome, FlowStateRow, StoreResult};
-
-/// A `connect_sessions` row as PostgreSQL returns it.
-#[derive(sqlx::FromRow)]
-struct SessionRecord {
-    token_hash: String,
-    end_user_id: String,
-    end_user_email: Option<String>,
-    end_user_display_name: Option<String>,
-    integrations: Option<String>,
-    return_url: Option<String>,
-    expires_at: i64,
-    created_at: i64,
-    browser_hash: Option<String>,
-    completed_at: Option<i64>,
-}
-
-impl From<SessionRecord> for ConnectSessionRow {
-    fn from(r: SessionRecord) -> Self {
-        ConnectSessionRow {
-            token_hash: r.token_hash,
-            end_user_id: r.end_user_id,
-            end_user_email: r.end_user_email,
-            end_user_display_name: r.end_user_display_name,
-            integrations: r.integrations,
-            return_url: r.return_url,
-            expires_at: r.expires_at,
-            created_at: r.created_at,
-            browser_hash: r.browser_hash,
-            completed_at: r.completed_at,
-        }
-    }
-}
-
-/// A `flow_states` row as PostgreSQL returns it.
-#[derive(sqlx::FromRow)]
-struct FlowRecord {
-    state_hash: String,
-    browser_hash: String,
-    session_token_hash: String,
-    integration: String,
-    end_user_id: String,
-    pkce_verifier: Vec<u8>,
-    redirect_uri: String,
-    return_url: Option<String>,
-    display: String,
-    expires_at: i64,
-    created_at: i64,
-}
-
-impl From<FlowRecord> for FlowStateRow {
-    fn from(r: FlowRecord) -> Self {
-        FlowStateRow {
-            state_hash: r.state_hash,
-            browser_hash: r.browser_hash,
-            session_token_hash: r.session_token_hash,
-            integration: r.integration,
-            end_user_id: r.end_user_id,
-            pkce_verifier: r.pkce_verifier,
-            redirect_uri: r.redirect_uri,
-            return_url: r.return_url,
-            display: r.display,
-            expires_at: r.expires_at,
-            created_at: r.created_at,
-        }
-    }
-}
 
 pub(super) async fn insert_connect_session(
     pool: &PgPool,

@@ -5,7 +5,7 @@
 
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
-use super::connections::{ConnectionRecord, connection_columns, into_rows};
+use crate::rows::{ConnectionRecord, connection_columns, into_connection_rows};
 use crate::{
     ConnectionEventRow, ConnectionPage, ConnectionRow, ConnectionStatus, EventBucket, HistoryEntry,
     StatusCount, StoreError, StoreResult,
@@ -99,7 +99,7 @@ pub(super) async fn page(pool: &PgPool, q: &ConnectionPage) -> StoreResult<Vec<C
         .push(" ORDER BY id LIMIT ")
         .push_bind(i64::from(limit));
     let records: Vec<ConnectionRecord> = query.build_query_as().fetch_all(pool).await?;
-    into_rows(records)
+    into_connection_rows(records)
 }
 
 pub(super) async fn status_counts(pool: &PgPool) -> StoreResult<Vec<StatusCount>> {

@@ -5,7 +5,7 @@
 
 use sqlx::PgPool;
 
-use super::connections::{ConnectionRecord, connection_columns, into_rows};
+use crate::rows::{ConnectionRecord, connection_columns, into_connection_rows};
 use crate::{ConnectionRow, StoreResult};
 
 pub(super) async fn try_acquire(
@@ -65,7 +65,7 @@ pub(super) async fn due_for_refresh(
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
-    into_rows(records)
+    into_connection_rows(records)
 }
 
 pub(super) async fn record_refresh_failure(

@@ -7,75 +7,16 @@
 
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
+use crate::rows::{EventRecord, event_columns, into_event_rows};
 use crate::{
-    AttemptOutcome, NewWebhookEvent, StoreError, StoreResult, WebhookAttempt, WebhookEventFilter,
+    AttemptOutcome, NewWebhookEvent, StoreResult, WebhookAttempt, WebhookEventFilter,
     WebhookEventRow, WebhookStatus,
 };
-
-/// The columns of [`EventRecord`], for `concat!` (identifiers only, never a value).
-macro_rules! event_columns {
-    () => {
-        "seq, id, event_type, connection_id, payload, status, attempts, next_attempt_at, \
-         last_attempt_at, last_status_code, last_error, delivered_at, created_at, updated_at"
-    };
-}
 
 /// Delivery-log limit when the filter says 0.
 const DEFAULT_LIST_LIMIT: u32 = 100;
 /// Upper bound of the delivery log, whatever the filter says.
 const MAX_LIST_LIMIT: u32 = 1000;
-
-/// A `webhook_events` row as PostgreSQL returns it; the status is still text.
-#[derive(sqlx::FromRow)]
-struct EventRecord {
-    seq: i64,
-    id: String,
-    event_type: String,
-    connection_id: String,
-    payload: String,
-    status: String,
-    attempts: i64,
-    next_attempt_at: i64,
-    last_attempt_at: Option<i64>,
-    last_status_code: Option<i64>,
-    last_error: Option<String>,
-    delivered_at: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
-}
-
-impl TryFrom<EventRecord> for WebhookEventRow {
-    type Error = StoreError;
-
-    fn try_from(r: EventRecord) -> Result<Self, StoreError> {
-        let status = WebhookStatus::parse(&r.status).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "webhook event {}: unknown status {:?}",
-                r.id, r.status
-            ))
-        })?;
-        Ok(WebhookEventRow {
-            seq: r.seq,
-            id: r.id,
-            event_type: r.event_type,
-            connection_id: r.connection_id,
-            payload: r.payload,
-            status,
-            attempts: r.attempts,
-            next_attempt_at: r.next_attempt_at,
-            last_attempt_at: r.last_attempt_at,
-            last_status_code: r.last_status_code,
-            last_error: r.last_error,
-            delivered_at: r.delivered_at,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        })
-    }
-}
-
-fn into_rows(records: Vec<EventRecord>) -> StoreResult<Vec<WebhookEventRow>> {
-    records.into_iter().map(WebhookEventRow::try_from).collect()
-}
 
 /// Records an event in its connection's history and, when it is to be delivered, puts it in
 /// the outbox (due at once), inside the caller's transaction.
@@ -139,7 +80,7 @@ pub(super) async fn claim(
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
-    let mut rows = into_rows(records)?;
+    let mut rows = into_event_rows(records)?;
     // RETURNING promises no order.
     rows.sort_by_key(|row| row.seq);
     Ok(rows)
@@ -231,7 +172,7 @@ pub(super) async fn list(
         .push(" ORDER BY seq DESC LIMIT ")
         .push_bind(i64::from(limit));
     let records: Vec<EventRecord> = query.build_query_as().fetch_all(pool).await?;
-    into_rows(records)
+    into_event_rows(records)
 }
 
 pub(super) async fn get(pool: &PgPool, id: &str) -> StoreResult<Option<WebhookEventRow>> {

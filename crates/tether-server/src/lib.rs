@@ -31,6 +31,7 @@ mod refresher;
 mod removal;
 mod request_id;
 pub mod rotation;
+mod same_origin;
 mod state;
 pub mod webhooks;
 

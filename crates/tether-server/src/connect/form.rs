@@ -10,7 +10,8 @@
 //! back into a page, log what the user typed, or store anything the provider did not accept.
 //!
 //! CSRF: the session token in the form's URL is an unguessable bearer value a forging site
-//! cannot know; on top of that an `Origin` header, when the browser sends a real one, must be
+//! cannot know; on top of that a browser's `Sec-Fetch-Site` must say same-origin and an
+//! `Origin` header, when the browser sends a real one, must be
 //! the public URL's origin.
 
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ use std::collections::BTreeMap;
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use tether_core::SecretString;
 use tether_core::catalog::AuthMode;
@@ -99,7 +100,7 @@ pub async fn submit<S: Store>(
     body: Bytes,
 ) -> Response {
     let popup = query.popup();
-    if !same_origin(&state, &headers) {
+    if !crate::same_origin::same_origin(&state.config, &headers) {
         tracing::warn!(integration = %integration_key, "credential form posted from a foreign origin");
         return Failure::new(
             StatusCode::FORBIDDEN,
@@ -265,16 +266,6 @@ pub fn shows_form(integration: &Integration) -> bool {
         AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {
             !integration.provider.fields.is_empty()
         }
-    }
-}
-
-/// Whether the request's `Origin`, if any, is ours. `Origin: null` counts as absent: browsers
-/// send it for form posts from pages with `Referrer-Policy: no-referrer`, as ours are.
-fn same_origin<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> bool {
-    match headers.get(header::ORIGIN).map(|v| v.to_str()) {
-        None | Some(Ok("null")) => true,
-        Some(Ok(origin)) => origin == state.config.public_url.origin().ascii_serialization(),
-        Some(Err(_)) => false,
     }
 }
 

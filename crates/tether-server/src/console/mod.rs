@@ -249,7 +249,7 @@ async fn sign_in<S: Store>(
     parts: axum::http::request::Parts,
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
-    if !session::same_origin(&state.config, &parts.headers) {
+    if !crate::same_origin::same_origin(&state.config, &parts.headers) {
         return cross_origin(&state);
     }
     let client = client_address(&parts, &state.config.trusted_proxies);
@@ -339,7 +339,7 @@ fn authorize_action<S: Store>(
     headers: &HeaderMap,
     form: &Result<Form<ActionForm>, FormRejection>,
 ) -> Result<Operator, Response> {
-    if !session::same_origin(&state.config, headers) {
+    if !crate::same_origin::same_origin(&state.config, headers) {
         return Err(cross_origin(state));
     }
     let Some(operator) = session::operator(state, headers) else {

@@ -132,21 +132,3 @@ impl Operator {
         presented.is_some_and(|p| constant_time_eq(p.as_bytes(), self.csrf.as_bytes()))
     }
 }
-
-/// Whether a POST may come from where it says it comes from: a browser's `Sec-Fetch-Site`
-/// must be `same-origin` (or `none`, typed by the user), and an `Origin` must be Tether's own.
-/// `Origin: null` passes: browsers send it for the console's own forms, whose pages say
-/// `Referrer-Policy: no-referrer`. Requests without either header (scripts, old browsers)
-/// still need the session's CSRF token, the defence that does not depend on headers.
-pub fn same_origin(config: &GatewayConfig, headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site")
-        && !matches!(site.to_str(), Ok("same-origin" | "none"))
-    {
-        return false;
-    }
-    match headers.get(header::ORIGIN).map(|o| o.to_str()) {
-        None | Some(Ok("null")) => true,
-        Some(Ok(origin)) => origin == config.public_url.origin().ascii_serialization(),
-        Some(Err(_)) => false,
-    }
-}

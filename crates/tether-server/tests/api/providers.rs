@@ -407,6 +407,18 @@ async fn a_form_posted_from_another_origin_is_refused() {
         .await
         .unwrap();
     assert_eq!(response.status(), 403);
+    // A browser that says the post is cross-site, whatever its Origin, is refused too.
+    let url = form_url(&p.app, "u2", "salesmate").await;
+    let response = p
+        .app
+        .http
+        .post(url)
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("access_key", SALESMATE_KEY), ("link_name", "acme")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
     assert_eq!(p.salesmate.control.calls(), 0);
     assert_eq!(p.app.connection_count().await, 0);
 }

@@ -13,6 +13,8 @@
 //! process it starts is killed (also on panic, by `kill_on_drop`). The kill moments come from
 //! a seeded RNG (`TETHER_CRASH_SEED` overrides the seed).
 
+mod support;
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Stdio;
@@ -27,7 +29,6 @@ use rand::{Rng, SeedableRng};
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 use tether_emulators::seed_oauth::{self, SeedOAuthConfig};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use url::Url;
 
@@ -111,22 +112,10 @@ impl Tether {
             .kill_on_drop(true)
             .spawn()
             .expect("tether starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some(url) = line.strip_prefix("Tether is listening on ") {
-                    return url.to_owned();
-                }
-            }
-            panic!("tether exited before listening");
-        })
-        .await
-        .expect("tether listens within 30 s");
-        // Keep draining stdout so the process can never block on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let base = support::wait_listening(&mut child, Duration::from_secs(30)).await;
         Tether {
             child,
-            base: Url::parse(&url).unwrap(),
+            base,
             api: reqwest::Client::builder()
                 .redirect(Policy::none())
                 .build()

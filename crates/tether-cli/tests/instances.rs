@@ -21,6 +21,8 @@
 //! starts); without it the tests fail saying so. Bounded: fixed counts, a timeout on every
 //! wait; every process is killed by its pid (`kill_on_drop`, also on panic).
 
+mod support;
+
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::str::FromStr;
@@ -37,7 +39,6 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tether_emulators::seed_oauth::{self, SeedOAuthConfig};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use url::Url;
 
@@ -304,22 +305,10 @@ scopes = ["read", "write"]
             .spawn()
             .expect("tether starts");
         async move {
-            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-            let url = tokio::time::timeout(Duration::from_secs(60), async {
-                while let Some(line) = lines.next_line().await.unwrap() {
-                    if let Some(url) = line.strip_prefix("Tether is listening on ") {
-                        return url.to_owned();
-                    }
-                }
-                panic!("tether exited before listening");
-            })
-            .await
-            .expect("tether listens within 60 s");
-            // Keep draining stdout so the process never blocks on a full pipe.
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            let base = support::wait_listening(&mut child, Duration::from_secs(60)).await;
             Instance {
                 child,
-                base: Url::parse(&url).unwrap(),
+                base,
                 api: reqwest::Client::builder()
                     .redirect(Policy::none())
                     .build()

@@ -1,6 +1,8 @@
 //! `tether keys rotate`: every credential ends up under a new key, still opens to the same
 //! secret, and a second run has nothing left to do.
 
+mod support;
+
 use std::process::Command;
 
 use tether_core::SecretString;
@@ -127,17 +129,7 @@ async fn a_running_instance_picks_up_a_rotated_key() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(std::time::Duration::from_secs(30), async {
-        while let Some(line) = stdout.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("Tether is listening on ") {
-                return url.to_owned();
-            }
-        }
-        panic!("tether exited before listening");
-    })
-    .await
-    .unwrap();
+    let url = support::wait_listening(&mut child, std::time::Duration::from_secs(30)).await;
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let http = reqwest::Client::new();
     // An integration and a connection, sealed under the first key.

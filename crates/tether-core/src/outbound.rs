@@ -2,6 +2,9 @@
 //! exchanges, probes, revocation): no redirects followed (a token endpoint that redirects is
 //! an error, not a hint; see RFC 9700 4.11 and oauth2-rs's SSRF warning), timeouts on connect
 //! and on the whole request, and response bodies read only up to a cap.
+//!
+//! Certificates are checked against the platform's roots, plus [`ExtraRoots`] when the
+//! operator names a private CA; verification itself is never switchable.
 
 use std::time::Duration;
 
@@ -24,6 +27,45 @@ impl Default for OutboundLimits {
             request_timeout: Duration::from_secs(15),
             max_response_bytes: 256 * 1024,
         }
+    }
+}
+
+/// CA certificates trusted for calls to providers in addition to the platform's roots: for a
+/// provider (or a test double) whose certificate comes from a private CA. Empty by default.
+/// They only add trust anchors: every certificate is still verified, its chain and its name.
+#[derive(Clone, Debug, Default)]
+pub struct ExtraRoots {
+    certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl ExtraRoots {
+    /// The `CERTIFICATE` blocks of a PEM text (other blocks are skipped); at least one, each
+    /// usable as a trust anchor, so a wrong file stops start-up instead of failing every call.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let certificates = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| format!("not a readable PEM file ({err})"))?;
+        if certificates.is_empty() {
+            return Err("no CERTIFICATE block in it".into());
+        }
+        let mut check = rustls::RootCertStore::empty();
+        for (index, certificate) in certificates.iter().enumerate() {
+            check
+                .add(certificate.clone())
+                .map_err(|err| format!("certificate {} is not a usable CA ({err})", index + 1))?;
+        }
+        Ok(ExtraRoots { certificates })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.certificates.is_empty()
+    }
+
+    /// The certificates, DER-encoded.
+    pub fn certificates(&self) -> &[rustls::pki_types::CertificateDer<'static>] {
+        &self.certificates
     }
 }
 
@@ -90,8 +132,18 @@ impl CappedResponse {
 
 impl Outbound {
     pub fn new(limits: OutboundLimits) -> Self {
+        Self::with_extra_roots(limits, &ExtraRoots::default())
+    }
+
+    /// The client, trusting `roots` beside the platform's (reqwest hands both to the same
+    /// platform verifier as the proxy's client).
+    pub fn with_extra_roots(limits: OutboundLimits, roots: &ExtraRoots) -> Self {
         install_crypto_provider();
+        let extra = roots.certificates().iter().map(|der| {
+            reqwest::Certificate::from_der(der).expect("checked by ExtraRoots::from_pem")
+        });
         let client = reqwest::Client::builder()
+            .tls_certs_merge(extra)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(limits.connect_timeout)
             .timeout(limits.request_timeout)

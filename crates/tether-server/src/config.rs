@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tether_core::outbound::OutboundLimits;
+use tether_core::outbound::{ExtraRoots, OutboundLimits};
 use tether_core::secret::SecretString;
 use url::{Origin, Url};
 
@@ -49,6 +49,10 @@ pub struct GatewayConfig {
     /// Timeouts and response cap of Tether's own calls to providers (token endpoints,
     /// exchanges, probes, revocation); the proxy uses its connect timeout.
     pub outbound: OutboundLimits,
+    /// CA certificates trusted, beside the platform's roots, for every call to a provider
+    /// (Tether's own and the proxy's): for a provider behind a private CA
+    /// (`[outbound] extra_ca_file`). Empty by default.
+    pub extra_root_certificates: ExtraRoots,
     /// The largest request body of every route but the proxy (which has its own), refused
     /// with 413 from its `Content-Length` before any other work.
     pub max_body_bytes: usize,
@@ -213,6 +217,7 @@ impl GatewayConfig {
             webhooks: None,
             refresher: RefresherConfig::default(),
             outbound: OutboundLimits::default(),
+            extra_root_certificates: ExtraRoots::default(),
             max_body_bytes: 1024 * 1024,
             connect_attempts: RateLimit {
                 max: 10,

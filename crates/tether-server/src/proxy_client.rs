@@ -6,7 +6,11 @@
 //! response types) showed up in the profile. Redirects are never followed (hyper has no
 //! redirect support at all); a provider that stops answering fails after the per-read
 //! timeout, both for the response head and between two parts of a streamed body.
+//!
+//! Certificates are checked by the platform verifier, as reqwest does for Tether's own calls,
+//! with the operator's [`ExtraRoots`] (a private CA) added to the platform's roots.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +18,7 @@ use http_body_util::{Either, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tether_core::outbound::ExtraRoots;
 use tower_http::timeout::TimeoutBody;
 
 /// A request body: kept in memory (sent again after a 401 refresh), or streamed once.
@@ -39,17 +44,25 @@ pub enum ProxyError {
 }
 
 impl ProxyClient {
-    pub fn new(connect_timeout: Duration, read_timeout: Duration) -> Self {
+    pub fn new(connect_timeout: Duration, read_timeout: Duration, roots: &ExtraRoots) -> Self {
         tether_core::outbound::install_crypto_provider();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
         let tls = {
-            use rustls_platform_verifier::BuilderVerifierExt;
-            rustls::ClientConfig::builder()
-                .with_platform_verifier()
-                .expect("the platform's certificate verifier is available")
+            let builder = rustls::ClientConfig::builder();
+            // What `with_platform_verifier()` does, plus the extra roots (none by default, and
+            // then it is the same verifier). "dangerous" is only rustls' name for the door
+            // through which any custom verifier, the platform's included, comes in.
+            let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
+                roots.certificates().iter().cloned(),
+                builder.crypto_provider().clone(),
+            )
+            .expect("the platform's certificate verifier is available");
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
                 .with_no_client_auth()
         };
         let https = hyper_rustls::HttpsConnectorBuilder::new()

@@ -101,9 +101,11 @@ impl<S: Store> AppState<S> {
         let limits = config.outbound.clone();
         let config_limit = config.api_key_failures;
         let cache = config.cache;
-        let outbound = Outbound::new(limits.clone());
+        let roots = &config.extra_root_certificates;
+        let outbound = Outbound::with_extra_roots(limits.clone(), roots);
         // A provider that accepts and then says nothing must not hold the app forever.
-        let proxy_client = ProxyClient::new(limits.connect_timeout, config.proxy_read_timeout);
+        let proxy_client =
+            ProxyClient::new(limits.connect_timeout, config.proxy_read_timeout, roots);
         let instance_id = config
             .instance_id
             .clone()

@@ -21,4 +21,5 @@ mod proxy;
 mod quirks;
 mod refresh;
 mod refresh_on_read;
+mod upstream_tls;
 mod webhooks;

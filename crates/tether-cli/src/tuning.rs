@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use serde::Deserialize;
+use tether_core::outbound::ExtraRoots;
 use tether_server::{GatewayConfig, RateLimit, WebhookConfig};
 
 /// `[refresh]`.
@@ -42,6 +43,9 @@ pub struct OutboundSection {
     pub request_timeout_secs: Option<u64>,
     /// Largest response body read (262144).
     pub max_response_bytes: Option<usize>,
+    /// A PEM file of CA certificates trusted beside the platform's roots, for Tether's own
+    /// calls and the proxy's (a provider behind a private CA). None by default.
+    pub extra_ca_file: Option<std::path::PathBuf>,
 }
 
 /// `[proxy]`.
@@ -187,6 +191,13 @@ pub fn apply(
         1024,
         &mut o.max_response_bytes,
     )?;
+    if let Some(path) = &outbound.extra_ca_file {
+        // Read once at start-up: a wrong file stops start-up rather than failing every call.
+        let pem = std::fs::read(path)
+            .map_err(|err| anyhow::anyhow!("outbound.extra_ca_file {}: {err}", path.display()))?;
+        config.extra_root_certificates = ExtraRoots::from_pem(&pem)
+            .map_err(|m| anyhow::anyhow!("outbound.extra_ca_file {}: {m}", path.display()))?;
+    }
     secs(
         "proxy.read_timeout_secs",
         proxy.read_timeout_secs,

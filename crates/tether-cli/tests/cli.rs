@@ -475,6 +475,15 @@ async fn json_logs_carry_the_request_id() {
 async fn every_tuning_setting_is_read_and_checked() {
     tether_core_free_crypto();
     let dir = tempfile::tempdir().unwrap();
+    // A private CA for `extra_ca_file`, made now (its key is dropped at once).
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(
+        dir.path().join("ca.pem"),
+        ca.self_signed(&ca_key).unwrap().pem(),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("tether.toml"),
         "[connect]\nsession_ttl_secs = 900\nflow_ttl_secs = 300\nattempts_per_session = 5\n\
@@ -483,6 +492,7 @@ async fn every_tuning_setting_is_read_and_checked() {
          [refresh]\nmargin_secs = 120\nlease_secs = 20\nahead_secs = 300\ninterval_secs = 10\n\
          concurrency = 4\nbackoff_base_secs = 10\nbackoff_max_secs = 600\n\
          [outbound]\nconnect_timeout_secs = 3\nrequest_timeout_secs = 10\nmax_response_bytes = 65536\n\
+         extra_ca_file = \"ca.pem\"\n\
          [proxy]\nread_timeout_secs = 30\nretry_body_bytes = 65536\n\
          [cache]\ncapacity = 1000\nttl_secs = 60\n\
          [webhooks]\nurl = \"http://127.0.0.1:9/hooks\"\nsecret = \"whsec\"\nrequest_timeout_secs = 5\n\
@@ -508,6 +518,15 @@ async fn every_tuning_setting_is_read_and_checked() {
             "connect.session_ttl_secs",
         ),
         ("[refresh]\nmargins_secs = 1\n", "margins_secs"),
+        (
+            "[outbound]\nextra_ca_file = \"missing.pem\"\n",
+            "outbound.extra_ca_file missing.pem",
+        ),
+        // A file with no certificate in it: this very file.
+        (
+            "[outbound]\nextra_ca_file = \"tether.toml\"\n",
+            "outbound.extra_ca_file tether.toml: no CERTIFICATE",
+        ),
     ] {
         std::fs::write(dir.path().join("tether.toml"), toml).unwrap();
         let mut command = tether(dir.path());

@@ -6,6 +6,12 @@
 //! response types) showed up in the profile. Redirects are never followed (hyper has no
 //! redirect support at all); a provider that stops answering fails after the per-read
 //! timeout, both for the response head and between two parts of a streamed body.
+//!
+//! One pool per thread: hyper's client runs each upstream connection in a task of the runtime
+//! that opened it, so a pool shared by all threads hands a request made on one thread to a
+//! connection driven by another, a cross-thread wake-up each way. With `tether serve`'s
+//! runtime per core (`per_core.rs`) a thread's own pool keeps the whole call on that thread;
+//! on a multi-thread runtime it costs a few more idle connections and nothing else.
 
 use std::time::Duration;
 
@@ -14,6 +20,7 @@ use http_body_util::{Either, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use thread_local::ThreadLocal;
 use tower_http::timeout::TimeoutBody;
 
 /// A request body: kept in memory (sent again after a 401 refresh), or streamed once.
@@ -25,7 +32,9 @@ pub type ProxyResponse = http::Response<TimeoutBody<hyper::body::Incoming>>;
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 pub struct ProxyClient {
-    client: Client<Connector, ProxyBody>,
+    /// Cloned into each thread's client: the TLS configuration is built once.
+    connector: Connector,
+    clients: ThreadLocal<Client<Connector, ProxyBody>>,
     read_timeout: Duration,
 }
 
@@ -58,16 +67,23 @@ impl ProxyClient {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(https);
         ProxyClient {
-            client,
+            connector: https,
+            clients: ThreadLocal::new(),
             read_timeout,
         }
+    }
+
+    /// This thread's client, made on first use.
+    fn client(&self) -> &Client<Connector, ProxyBody> {
+        self.clients.get_or(|| {
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(256)
+                .build(self.connector.clone())
+        })
     }
 
     /// Sends `request`; the response head must arrive within the read timeout.
@@ -75,7 +91,7 @@ impl ProxyClient {
         &self,
         request: http::Request<ProxyBody>,
     ) -> Result<ProxyResponse, ProxyError> {
-        let response = tokio::time::timeout(self.read_timeout, self.client.request(request))
+        let response = tokio::time::timeout(self.read_timeout, self.client().request(request))
             .await
             .map_err(|_| ProxyError::Unavailable("no answer within the read timeout".into()))?
             .map_err(|err| {

@@ -12,6 +12,7 @@
 #   CONNECTIONS_STORED=100000 DURATION=10s scripts/bench-proxy.sh
 #   WORKER_THREADS=1 scripts/bench-proxy.sh       # Tether on one runtime thread
 #   PROFILE=1 scripts/bench-proxy.sh              # also `perf record` Tether's proxy run
+#   PROFILE=misses scripts/bench-proxy.sh         # ... or its credentials read through all rows
 #   TETHER_BIN=/path/to/other/tether scripts/bench-proxy.sh   # measure another build
 #
 # Needs (Debian): apt-get install nginx wrk curl sqlite3 python3 (and linux-perf for PROFILE).
@@ -165,7 +166,7 @@ declare -a direct nginx tether ratios
 for round in $(seq 1 "$ROUNDS"); do
   direct+=("$(run "$direct_url")")
   nginx+=("$(run "$nginx_url")")
-  if [ -n "${PROFILE:-}" ] && [ "$round" = 1 ]; then
+  if [ "${PROFILE:-}" = 1 ] && [ "$round" = 1 ]; then
     perf record -F 999 -g -p "$tether_pid" -o "$work/perf.data" >/dev/null 2>&1 & perf_pid=$!
   fi
   tether+=("$(tether_proxy)")
@@ -184,7 +185,11 @@ declare -A cycled
 mapfile -t sizes < <(printf '%s\n' 1 1000 100000 "$CONNECTIONS_STORED" | awk -v max="$CONNECTIONS_STORED" '$1 <= max && !seen[$1]++')
 for n in "${sizes[@]}"; do
   echo "credentials read cycling through $n..." >&2
+  if [ "${PROFILE:-}" = misses ] && [ "$n" = "$CONNECTIONS_STORED" ]; then
+    perf record -F 999 -g -p "$tether_pid" -o "$work/perf.data" >/dev/null 2>&1 & perf_pid=$!
+  fi
   cycled[creds_$n]=$(cycle "$n" credentials)
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=""; fi
 done
 for n in 1 "$CONNECTIONS_STORED"; do
   echo "proxy cycling through $n..." >&2
@@ -239,7 +244,7 @@ echo "| RSS high-water mark of the whole run (VmHWM) | $rss_hwm |"
 echo "| RSS after the runs | $rss_after |"
 if [ -n "${PROFILE:-}" ]; then
   echo
-  echo "perf report (round 1 of the proxy, by symbol, self time):"
+  echo "perf report ($([ "$PROFILE" = misses ] && echo "the credentials read through every row" || echo "round 1 of the proxy"), by symbol, self time):"
   perf report -i "$work/perf.data" --no-children --sort dso -g none --stdio 2>/dev/null | grep '%' | head -8 || true
   echo
   perf report -i "$work/perf.data" --no-children --sort dso,symbol -g none --stdio 2>/dev/null | grep '%' | cut -c1-160 | head -45 || true

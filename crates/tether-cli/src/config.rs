@@ -123,6 +123,9 @@ pub struct ServerSection {
     /// Connections open at once.
     #[serde(default)]
     pub max_connections: Option<usize>,
+    /// Serving threads, each with its own runtime and listening socket (default: one per CPU).
+    #[serde(default)]
+    pub threads: Option<usize>,
     /// The largest request body of every route but the proxy.
     #[serde(default)]
     pub max_body_bytes: Option<usize>,
@@ -149,6 +152,7 @@ impl Default for ServerSection {
             request_timeout_secs: None,
             idle_timeout_secs: None,
             max_connections: None,
+            threads: None,
             max_body_bytes: None,
             proxy_max_body_bytes: None,
             trusted_proxies: Vec::new(),
@@ -191,6 +195,15 @@ impl ServerSection {
             None => {}
         }
         Ok(limits)
+    }
+
+    /// Serving threads: `threads`, else one per CPU the process may use.
+    pub fn threads(&self) -> anyhow::Result<usize> {
+        match self.threads {
+            Some(0) => bail!("server.threads must be at least 1"),
+            Some(n) => Ok(n),
+            None => Ok(std::thread::available_parallelism().map_or(1, usize::from)),
+        }
     }
 }
 

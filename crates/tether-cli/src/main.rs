@@ -68,7 +68,9 @@ enum ListOnly {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(config::log_format(&cli.config));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: `serve` adds a serving thread per CPU, each with a runtime of its own (see
+    // `tether_server::serve_per_core`); the other commands do one thing at a time.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

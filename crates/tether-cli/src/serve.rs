@@ -21,11 +21,13 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let catalog = Catalog::embedded().context("loading the built-in catalog")?;
     let integrations = file.integrations(&catalog)?;
     let api_keys = api_keys(&file, &store).await?;
-    let listener = tokio::net::TcpListener::bind(file.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", file.server.listen))?;
-    let bound = listener.local_addr().context("reading the bound address")?;
     let limits = file.server.limits()?;
+    let threads = file.server.threads()?;
+    let listeners = tether_server::bind_listeners(file.server.listen, threads)
+        .with_context(|| format!("cannot listen on {}", file.server.listen))?;
+    let bound = listeners[0]
+        .local_addr()
+        .context("reading the bound address")?;
     let mut gateway_config = file.gateway(bound)?;
     // Held (locked) until serve returns; see instance_identity.
     let (instance_id, _instance_lock) = instance_identity();
@@ -42,7 +44,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             .load_stored_integrations()
             .await
             .context("loading the integrations created through the API")?;
-    tracing::info!(listen = %bound, %public_url, integrations = integration_count, "tether is serving");
+    tracing::info!(listen = %bound, %public_url, integrations = integration_count, threads, "tether is serving");
     println!("Tether is listening on {public_url}");
     if integration_count == 0 {
         tracing::warn!(
@@ -62,14 +64,16 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         &gateway,
         background_stopped_for_keys,
     )?);
-    let served = tether_server::serve(listener, gateway.router(), limits, shutdown_signal())
-        .await
-        .context("serving");
+    let served =
+        tether_server::serve_per_core(listeners, gateway.router(), limits, shutdown_signal())
+            .await
+            .context("serving");
     let _ = stop_background.send(true);
     for task in background {
         let _ = task.await;
     }
-    served?;
+    // Only now: connections the background work used may belong to a serving thread.
+    served?.finish().await;
     tracing::info!("tether stopped");
     Ok(())
 }

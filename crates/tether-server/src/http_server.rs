@@ -46,16 +46,70 @@ pub async fn serve(
     limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let limits = Arc::new(limits);
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let shared = Shared::new(limits);
+    accept_loop(&listener, &router, &shared, shutdown).await;
+    drop(listener);
+    shared.drain().await;
+    Ok(())
+}
+
+/// What every accept loop of one server shares, on however many threads it runs.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    limits: Arc<ServerLimits>,
+    /// One permit per open connection, for all the server's listeners together.
+    permits: Arc<Semaphore>,
+    /// Turns true when the server stops: open connections then finish and close.
+    stop_tx: Arc<watch::Sender<bool>>,
+    stop_rx: watch::Receiver<bool>,
+}
+
+impl Shared {
+    pub(crate) fn new(limits: ServerLimits) -> Self {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        Shared {
+            permits: Arc::new(Semaphore::new(limits.max_connections)),
+            limits: Arc::new(limits),
+            stop_tx: Arc::new(stop_tx),
+            stop_rx,
+        }
+    }
+
+    /// Resolves once the server has been told to stop.
+    pub(crate) async fn stopped(&self) {
+        let mut stop = self.stop_rx.clone();
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    }
+
+    /// Tells every connection to finish, then waits until all have (ten seconds at most).
+    pub(crate) async fn drain(&self) {
+        let _ = self.stop_tx.send(true);
+        // Every permit back means every connection has ended.
+        let all = u32::try_from(self.limits.max_connections).unwrap_or(u32::MAX);
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections were still open at shutdown; closing them");
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` resolves, serving each in a task of the
+/// current runtime (so, on a current-thread runtime, on this thread).
+pub(crate) async fn accept_loop(
+    listener: &TcpListener,
+    router: &Router,
+    shared: &Shared,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     loop {
         // Waiting for a permit before accepting: at the cap, new sockets wait in the kernel's
         // backlog rather than being accepted and starved.
         let permit = tokio::select! {
             () = &mut shutdown => break,
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            permit = shared.permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
         };
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
@@ -74,25 +128,14 @@ pub async fn serve(
             stream,
             peer,
             router.clone(),
-            limits.clone(),
-            stop_rx.clone(),
+            shared.limits.clone(),
+            shared.stop_rx.clone(),
         );
         tokio::spawn(async move {
             connection.await;
             drop(permit);
         });
     }
-    drop(listener);
-    let _ = stop_tx.send(true);
-    // Every permit back means every connection has ended.
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    if tokio::time::timeout(DRAIN_TIMEOUT, permits.acquire_many(all))
-        .await
-        .is_err()
-    {
-        tracing::warn!("some connections were still open at shutdown; closing them");
-    }
-    Ok(())
 }
 
 /// One connection: HTTP/1.1 or HTTP/2 as the client speaks, watched for idleness.

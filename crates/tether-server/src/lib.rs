@@ -20,6 +20,7 @@ mod error;
 mod http_server;
 mod integrations;
 mod metrics;
+mod per_core;
 mod persist;
 mod provider_auth;
 mod proxy_client;
@@ -50,6 +51,7 @@ pub use config::{
 };
 pub use error::ApiError;
 pub use http_server::serve;
+pub use per_core::{ServingThreads, bind_listeners, serve_per_core};
 #[doc(hidden)]
 pub use state::AppState;
 

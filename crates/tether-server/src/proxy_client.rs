@@ -9,6 +9,12 @@
 //!
 //! Certificates are checked by the platform verifier, as reqwest does for Tether's own calls,
 //! with the operator's [`ExtraRoots`] (a private CA) added to the platform's roots.
+//!
+//! One pool per thread: hyper's client runs each upstream connection in a task of the runtime
+//! that opened it, so a pool shared by all threads hands a request made on one thread to a
+//! connection driven by another, a cross-thread wake-up each way. With `tether serve`'s
+//! runtime per core (`per_core.rs`) a thread's own pool keeps the whole call on that thread;
+//! on a multi-thread runtime it costs a few more idle connections and nothing else.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +25,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tether_core::outbound::ExtraRoots;
+use thread_local::ThreadLocal;
 use tower_http::timeout::TimeoutBody;
 
 /// A request body: kept in memory (sent again after a 401 refresh), or streamed once.
@@ -30,7 +37,9 @@ pub type ProxyResponse = http::Response<TimeoutBody<hyper::body::Incoming>>;
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 pub struct ProxyClient {
-    client: Client<Connector, ProxyBody>,
+    /// Cloned into each thread's client: the TLS configuration is built once.
+    connector: Connector,
+    clients: ThreadLocal<Client<Connector, ProxyBody>>,
     read_timeout: Duration,
 }
 
@@ -71,16 +80,23 @@ impl ProxyClient {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(https);
         ProxyClient {
-            client,
+            connector: https,
+            clients: ThreadLocal::new(),
             read_timeout,
         }
+    }
+
+    /// This thread's client, made on first use.
+    fn client(&self) -> &Client<Connector, ProxyBody> {
+        self.clients.get_or(|| {
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(256)
+                .build(self.connector.clone())
+        })
     }
 
     /// Sends `request`; the response head must arrive within the read timeout.
@@ -88,7 +104,7 @@ impl ProxyClient {
         &self,
         request: http::Request<ProxyBody>,
     ) -> Result<ProxyResponse, ProxyError> {
-        let response = tokio::time::timeout(self.read_timeout, self.client.request(request))
+        let response = tokio::time::timeout(self.read_timeout, self.client().request(request))
             .await
             .map_err(|_| ProxyError::Unavailable("no answer within the read timeout".into()))?
             .map_err(|err| {

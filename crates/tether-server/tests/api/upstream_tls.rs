@@ -241,7 +241,7 @@ async fn proxied_deals(app: &TestApp, id: &str) -> Value {
 }
 
 // The tests run on tokio's default current-thread runtime, the gateway included, so the
-// proxy has one pool for the whole test and connection counts are the pool's.
+// proxy's pool per thread is one pool for the whole test and connection counts are its own.
 
 #[tokio::test]
 async fn a_provider_offering_h2_is_called_over_http2_on_one_connection() {

@@ -75,7 +75,11 @@ impl SqliteStore {
         } else {
             SqlitePoolOptions::new()
                 .max_connections(settings.pool_size.unwrap_or(FILE_POOL_SIZE).max(1))
-        };
+        }
+        // No ping before each use: a SQLite connection is a file handle in this process, it
+        // cannot have gone away, and the ping is a round trip to its worker thread that would
+        // double the cost of a credential cache miss.
+        .test_before_acquire(false);
         let pool = pool_options.connect_with(options).await?;
 
         let store = Self { pool };

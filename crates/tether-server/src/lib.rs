@@ -11,24 +11,19 @@
 mod api;
 mod api_keys;
 mod body_limit;
-mod cache;
 mod coherence;
 mod config;
 mod connect;
+mod connection_service;
 mod console;
 mod error;
 mod http_server;
 mod integrations;
 mod metrics;
-mod persist;
-mod provider_auth;
 mod proxy_client;
 mod purge;
 mod rate_limit;
 mod reference;
-mod refresh;
-mod refresher;
-mod removal;
 mod request_id;
 pub mod rotation;
 mod same_origin;
@@ -41,6 +36,7 @@ use tether_core::integration::Integration;
 use tether_core::vault::Vault;
 use tether_store::Store;
 
+use crate::connection_service::{refresh, refresher, removal};
 use crate::integrations::Integrations;
 
 pub use api::{ConnectionView, CredentialsView, EndUserView, IntegrationView, ProviderView};

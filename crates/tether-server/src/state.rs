@@ -10,13 +10,13 @@ use tether_core::vault::Vault;
 use tether_store::Store;
 
 use crate::api_keys::ApiKeys;
-use crate::cache::CredentialCache;
+use crate::connection_service::cache::CredentialCache;
 use crate::config::GatewayConfig;
 use crate::integrations::Integrations;
 use crate::metrics::Metrics;
 use crate::proxy_client::ProxyClient;
 use crate::rate_limit::FailureLimiter;
-use crate::refresh::RefreshLocks;
+use crate::connection_service::refresh::RefreshLocks;
 
 /// Cheap to clone: everything sits behind one `Arc`.
 pub struct AppState<S: Store> {

@@ -298,7 +298,7 @@ pub(super) async fn connection<S: Store>(
     let facts = row
         .as_ref()
         .map(|row| {
-            crate::provider_auth::metadata_of(row)
+            crate::connection_service::provider_auth::metadata_of(row)
                 .into_iter()
                 .map(|(name, value)| Fact {
                     name,
@@ -463,7 +463,7 @@ pub(super) async fn delete<S: Store>(
     let Ok(id) = crate::api::parse_connection_id(&id) else {
         return gone();
     };
-    match crate::removal::delete_connection(&state, id.as_str()).await {
+    match crate::connection_service::removal::delete_connection(&state, id.as_str()).await {
         Ok(()) => {
             tracing::info!(connection_id = %id.as_str(), "console: connection deleted");
             see_other(&dashboard_url(

@@ -32,7 +32,7 @@ use tether_store::{
 };
 
 use crate::rate_limit::client_address;
-use crate::refresh::{self, Freshness};
+use crate::connection_service::refresh::{self, Freshness};
 use crate::state::AppState;
 use connections::*;
 use overview::*;

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tether_core::credentials::Credentials;
 use tether_store::ConnectionRow;
 
-use crate::provider_auth::PreparedSlot;
+use super::provider_auth::PreparedSlot;
 
 /// A connection's row and opened credentials, as last read.
 #[derive(Clone)]

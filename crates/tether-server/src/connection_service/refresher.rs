@@ -17,7 +17,7 @@ use tether_store::Store;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::refresh;
+use super::refresh;
 use crate::state::AppState;
 
 /// Connections looked at per round, at most.

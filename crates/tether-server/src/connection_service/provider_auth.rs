@@ -11,7 +11,7 @@ use tether_store::ConnectionRow;
 use url::Url;
 
 use crate::error::ApiError;
-use crate::refresh::Live;
+use super::refresh::Live;
 
 /// Parses a row's metadata column (a JSON object).
 pub fn metadata_of(row: &ConnectionRow) -> serde_json::Map<String, serde_json::Value> {

@@ -22,9 +22,9 @@ use tether_core::oauth2::{self, TokenError};
 use tether_core::unix_time;
 use tether_store::{ConnectionRow, ConnectionStatus, CredentialsUpdate, StatusChange, Store};
 
-use crate::cache::CachedConnection;
+use super::cache::CachedConnection;
 use crate::error::ApiError;
-use crate::provider_auth::PreparedSlot;
+use super::provider_auth::PreparedSlot;
 use crate::state::AppState;
 use crate::webhooks::{self, EventType};
 
@@ -321,7 +321,7 @@ async fn call_token_endpoint<S: Store>(
     };
     let started = std::time::Instant::now();
     state.metrics.refresh_attempts.inc();
-    let mut metadata = crate::provider_auth::metadata_of(&current.row);
+    let mut metadata = super::provider_auth::metadata_of(&current.row);
     let result = oauth2::refresh(
         &state.outbound,
         client,

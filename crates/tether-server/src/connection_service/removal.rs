@@ -54,7 +54,7 @@ async fn revoke_at_provider<S: Store>(state: &AppState<S>, row: &ConnectionRow) 
         Some(refresh) => (refresh, "refresh_token"),
         None => (&tokens.access_token, "access_token"),
     };
-    let metadata = crate::provider_auth::metadata_of(row);
+    let metadata = super::provider_auth::metadata_of(row);
     let vars = integration.vars(&metadata, None);
     if let Err(err) = oauth2::revoke(&state.outbound, client, &vars, token, hint).await {
         tracing::warn!(connection_id = %row.id, error = %err, "revocation at the provider failed");

@@ -175,7 +175,7 @@ impl<S: Store> Gateway<S> {
     /// Revokes at the provider where possible, then deletes (as `DELETE /v1/connections/{id}`).
     pub async fn delete_connection(&self, id: &str) -> Result<(), ApiError> {
         let id = api::parse_connection_id(id)?;
-        removal::delete_connection(&self.state, id.as_str()).await
+        Ok(removal::delete_connection(&self.state, id.as_str()).await?)
     }
 
     /// Re-reads the vault's key file (what `tether serve` does on SIGHUP); returns the key ids

@@ -23,7 +23,7 @@ use tether_core::unix_time;
 use tether_store::{ConnectionRow, ConnectionStatus, CredentialsUpdate, StatusChange, Store};
 
 use super::cache::CachedConnection;
-use crate::error::ApiError;
+use super::error::ConnectionError;
 use super::provider_auth::PreparedSlot;
 use crate::state::AppState;
 use crate::webhooks::{self, EventType};
@@ -71,7 +71,7 @@ pub async fn live<S: Store>(
     state: &AppState<S>,
     id: &str,
     freshness: Freshness,
-) -> Result<Live, ApiError> {
+) -> Result<Live, ConnectionError> {
     if freshness == Freshness::Normal {
         if let Some(cached) = state.cache.get(id)
             && !expires_soon(state, &cached.credentials)
@@ -106,7 +106,10 @@ pub async fn live<S: Store>(
     })
 }
 
-fn into_live<S: Store>(state: &AppState<S>, cached: CachedConnection) -> Result<Live, ApiError> {
+fn into_live<S: Store>(
+    state: &AppState<S>,
+    cached: CachedConnection,
+) -> Result<Live, ConnectionError> {
     let integration = integration_of(state, &cached.row)?;
     Ok(Live {
         row: cached.row,
@@ -119,20 +122,17 @@ fn into_live<S: Store>(state: &AppState<S>, cached: CachedConnection) -> Result<
 fn integration_of<S: Store>(
     state: &AppState<S>,
     row: &ConnectionRow,
-) -> Result<Arc<Integration>, ApiError> {
+) -> Result<Arc<Integration>, ConnectionError> {
     state
         .integration(&row.integration)
-        .ok_or_else(|| ApiError::NotFound {
-            code: "integration_not_found",
-            detail: format!(
-                "the connection's integration {:?} is no longer configured",
-                row.integration
-            ),
-        })
+        .ok_or_else(|| ConnectionError::IntegrationGone(row.integration.clone()))
 }
 
 /// Reads and opens a connection from the store, refusing unusable ones.
-async fn load<S: Store>(state: &AppState<S>, id: &str) -> Result<CachedConnection, ApiError> {
+async fn load<S: Store>(
+    state: &AppState<S>,
+    id: &str,
+) -> Result<CachedConnection, ConnectionError> {
     // Before the read: a delete committed after it invalidates this generation, so the
     // possibly stale row we are about to read is never cached (see `cache`).
     let generation = state.cache.generation(id);
@@ -140,10 +140,10 @@ async fn load<S: Store>(state: &AppState<S>, id: &str) -> Result<CachedConnectio
         .store
         .get_connection(id)
         .await?
-        .ok_or_else(ApiError::connection_not_found)?;
+        .ok_or(ConnectionError::NotFound)?;
     if row.status != ConnectionStatus::Active {
         state.cache.invalidate(id);
-        return Err(ApiError::NeedsReauth);
+        return Err(ConnectionError::NeedsReauth);
     }
     let credentials = Credentials::open(&state.vault, &row.id, &row.credentials)
         .map_err(|e| anyhow::Error::new(e).context("opening connection credentials"))?;
@@ -188,11 +188,11 @@ pub(crate) async fn refresh_ahead<S: Store>(
     state: &AppState<S>,
     id: &str,
     window: Duration,
-) -> Result<(), ApiError> {
+) -> Result<(), ConnectionError> {
     let current = match load(state, id).await {
         Ok(current) => current,
         // Deleted or no longer active since it was listed: nothing to do.
-        Err(ApiError::NeedsReauth | ApiError::NotFound { .. }) => return Ok(()),
+        Err(ConnectionError::NeedsReauth | ConnectionError::NotFound) => return Ok(()),
         Err(err) => return Err(err),
     };
     let due = current
@@ -221,7 +221,7 @@ async fn refresh<S: Store>(
     seen: CachedConnection,
     respect_backoff: bool,
     wait_for_holder: bool,
-) -> Result<CachedConnection, ApiError> {
+) -> Result<CachedConnection, ConnectionError> {
     let id = seen.row.id.clone();
     let lock = state.refresh_locks.lock_for(&id);
     let _guard = lock.lock().await;
@@ -260,9 +260,7 @@ async fn refresh<S: Store>(
             return Ok(latest);
         }
         if waited > state.config.refresh_lease * 2 {
-            return Err(ApiError::ProviderUnavailable(
-                "another instance is refreshing this connection; try again".into(),
-            ));
+            return Err(ConnectionError::LeaseBusy);
         }
     }
 
@@ -369,7 +367,7 @@ enum Fallback {
     Serve,
     /// Serve these credentials instead (a reconnect replaced the ones that failed).
     Use(CachedConnection),
-    Fail(ApiError),
+    Fail(ConnectionError),
 }
 
 async fn store_refreshed<S: Store>(
@@ -465,13 +463,13 @@ async fn handle_failure<S: Store>(
                         state.cache.insert(fresh.clone());
                         Fallback::Use(fresh)
                     }
-                    Ok(_) => Fallback::Fail(ApiError::NeedsReauth),
+                    Ok(_) => Fallback::Fail(ConnectionError::NeedsReauth),
                     Err(e) => Fallback::Fail(e),
                 };
             }
             Err(e) => return Fallback::Fail(e.into()),
         }
-        return Fallback::Fail(ApiError::NeedsReauth);
+        return Fallback::Fail(ConnectionError::NeedsReauth);
     }
     tracing::warn!(connection_id = %id, reason = %err.reason(), reference = %reference, "refresh failed; will retry");
     let backoff = backoff_secs(state, current.row.refresh_failures, &err);
@@ -489,10 +487,8 @@ async fn handle_failure<S: Store>(
         return Fallback::Serve;
     }
     Fallback::Fail(match err {
-        TokenError::Unavailable { reason, .. } => ApiError::ProviderUnavailable(format!(
-            "the provider could not refresh the token ({reason}); try again later"
-        )),
-        other => ApiError::Provider(other.to_string()),
+        TokenError::Unavailable { reason, .. } => ConnectionError::ProviderUnavailable { reason },
+        other => ConnectionError::Provider(other),
     })
 }
 

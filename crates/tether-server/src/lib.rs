@@ -30,6 +30,8 @@ mod same_origin;
 mod state;
 pub mod webhooks;
 
+use std::sync::Arc;
+
 use axum::Router;
 use tether_core::catalog::Catalog;
 use tether_core::integration::Integration;
@@ -44,6 +46,8 @@ pub use api_keys::ApiKeys;
 pub use config::{
     CacheConfig, GatewayConfig, RateLimit, RefresherConfig, ServerLimits, WebhookConfig,
 };
+#[doc(hidden)]
+pub use connection_service::clock::{Clock, SystemClock};
 pub use error::ApiError;
 pub use http_server::serve;
 #[doc(hidden)]
@@ -84,6 +88,7 @@ pub struct GatewayBuilder<S: Store> {
     catalog: Option<Catalog>,
     integrations: Vec<Integration>,
     api_keys: ApiKeys,
+    clock: Arc<dyn Clock>,
 }
 
 impl<S: Store> GatewayBuilder<S> {
@@ -126,6 +131,14 @@ impl<S: Store> GatewayBuilder<S> {
         self
     }
 
+    /// Another clock than the system's, for the connection service's expiry, back-off, lease
+    /// and cache decisions: for tests that move time instead of waiting.
+    #[doc(hidden)]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The gateway. Fails only when the built-in catalog does not load.
     pub fn build(self) -> anyhow::Result<Gateway<S>> {
         let catalog = match self.catalog {
@@ -140,6 +153,7 @@ impl<S: Store> GatewayBuilder<S> {
             catalog,
             integrations,
             self.api_keys,
+            self.clock,
         );
         Ok(Gateway { state })
     }
@@ -155,6 +169,7 @@ impl<S: Store> Gateway<S> {
             catalog: None,
             integrations: Vec::new(),
             api_keys: ApiKeys::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 

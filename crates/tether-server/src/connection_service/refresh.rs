@@ -22,8 +22,10 @@ use tether_core::oauth2::{self, TokenError};
 use tether_core::unix_time;
 use tether_store::{ConnectionRow, ConnectionStatus, CredentialsUpdate, StatusChange, Store};
 
+use super::backoff::Backoff;
 use super::cache::CachedConnection;
 use super::error::ConnectionError;
+use super::expiry;
 use super::provider_auth::PreparedSlot;
 use crate::state::AppState;
 use crate::webhooks::{self, EventType};
@@ -88,7 +90,12 @@ pub async fn live<S: Store>(
         && match freshness {
             // In back-off after a transient failure, a still valid token is served as is:
             // reads must not turn a provider outage into a refresh storm.
-            Freshness::Normal => expires_soon(state, &current.credentials) && !in_backoff(&current),
+            Freshness::Normal => expiry::due_for_refresh(
+                current.credentials.expires_at(),
+                current.row.next_refresh_at,
+                state.clock.now(),
+                state.config.refresh_margin,
+            ),
             Freshness::Force => true,
             Freshness::Rejected { version } => current.row.credentials_version == version,
         };
@@ -160,25 +167,24 @@ fn is_refreshable(credentials: &Credentials) -> bool {
 }
 
 fn expires_soon<S: Store>(state: &AppState<S>, credentials: &Credentials) -> bool {
-    let margin = state.config.refresh_margin.as_secs() as i64;
-    credentials
-        .expires_at()
-        .is_some_and(|at| at - unix_time::now() <= margin)
+    expiry::expires_within(
+        credentials.expires_at(),
+        state.clock.now(),
+        state.config.refresh_margin,
+    )
 }
 
-fn still_valid(credentials: &Credentials) -> bool {
-    credentials
-        .expires_at()
-        .is_none_or(|at| at > unix_time::now())
+fn still_valid<S: Store>(state: &AppState<S>, credentials: &Credentials) -> bool {
+    expiry::still_valid(credentials.expires_at(), state.clock.now())
 }
 
 /// Whether a transient failure put this connection in back-off and its token still works.
-fn in_backoff(current: &CachedConnection) -> bool {
-    current
-        .row
-        .next_refresh_at
-        .is_some_and(|at| at > unix_time::now())
-        && still_valid(&current.credentials)
+fn in_backoff<S: Store>(state: &AppState<S>, current: &CachedConnection) -> bool {
+    expiry::in_backoff(
+        current.row.next_refresh_at,
+        current.credentials.expires_at(),
+        state.clock.now(),
+    )
 }
 
 /// Refreshes a connection ahead of expiry, for the background refresher: only when it is
@@ -195,11 +201,13 @@ pub(crate) async fn refresh_ahead<S: Store>(
         Err(ConnectionError::NeedsReauth | ConnectionError::NotFound) => return Ok(()),
         Err(err) => return Err(err),
     };
-    let due = current
-        .credentials
-        .expires_at()
-        .is_some_and(|at| at - unix_time::now() <= window.as_secs() as i64);
-    if !is_refreshable(&current.credentials) || !due || in_backoff(&current) {
+    let due = expiry::due_for_refresh(
+        current.credentials.expires_at(),
+        current.row.next_refresh_at,
+        state.clock.now(),
+        window,
+    );
+    if !is_refreshable(&current.credentials) || !due {
         return Ok(());
     }
     let integration = integration_of(state, &current.row)?;
@@ -229,18 +237,18 @@ async fn refresh<S: Store>(
     // Someone may have refreshed while we waited for the lock: share their result.
     let current = load(state, &id).await?;
     if current.row.credentials_version != seen.row.credentials_version
-        || (respect_backoff && in_backoff(&current))
+        || (respect_backoff && in_backoff(state, &current))
     {
         state.cache.insert(current.clone());
         return Ok(current);
     }
-    let lease_secs = state.config.refresh_lease.as_secs().max(1) as i64;
     let mut waited = Duration::ZERO;
     loop {
-        let now = unix_time::now();
+        let now = state.clock.now();
+        let until = expiry::lease_until(now, state.config.refresh_lease);
         if state
             .store
-            .try_acquire_refresh_lease(&id, &state.instance_id, now + lease_secs, now)
+            .try_acquire_refresh_lease(&id, &state.instance_id, until, now)
             .await?
         {
             break;
@@ -248,7 +256,7 @@ async fn refresh<S: Store>(
         // Another instance (or a crashed one, until its lease expires) is refreshing. A read
         // that only refreshes ahead of expiry keeps the still valid token rather than wait up
         // to a whole lease for it; the background refresher moves on.
-        if !wait_for_holder || (respect_backoff && still_valid(&current.credentials)) {
+        if !wait_for_holder || (respect_backoff && still_valid(state, &current.credentials)) {
             return Ok(current);
         }
         // Otherwise wait for its result rather than racing it.
@@ -326,7 +334,7 @@ async fn call_token_endpoint<S: Store>(
         &integration.vars(&metadata, None),
         tokens,
         &state.config.callback_url(),
-        unix_time::now(),
+        state.clock.now(),
     )
     .await
     .and_then(|tokens| {
@@ -376,7 +384,7 @@ async fn store_refreshed<S: Store>(
     credentials: Credentials,
     metadata: String,
 ) -> Result<CachedConnection, Fallback> {
-    let now = unix_time::now();
+    let now = state.clock.now();
     let update = CredentialsUpdate {
         id: current.row.id.clone(),
         expected_version: current.row.credentials_version,
@@ -426,7 +434,7 @@ async fn handle_failure<S: Store>(
         .as_ref()
         .map(|c| c.reauth_errors.as_slice())
         .unwrap_or_default();
-    let now = unix_time::now();
+    let now = state.clock.now();
     // The same reference in the log line and in the connection's history.
     let reference = crate::reference::new();
     if err.needs_reauth(reauth_errors) {
@@ -483,7 +491,7 @@ async fn handle_failure<S: Store>(
     }
     // Later reads must see the back-off, not a cached row from before it.
     state.cache.invalidate(id);
-    if still_valid(&current.credentials) {
+    if still_valid(state, &current.credentials) {
         return Fallback::Serve;
     }
     Fallback::Fail(match err {
@@ -492,26 +500,20 @@ async fn handle_failure<S: Store>(
     })
 }
 
-/// Seconds of back-off after a transient failure, the connection having failed
-/// `failures_before` times in a row already: `backoff_base * 2^failures_before` capped at
-/// `backoff_max`, with up to 25% jitter so that connections failing together do not retry
-/// together, and never less than the provider's `Retry-After`.
+/// Seconds of back-off after a transient failure (see [`Backoff`]), the connection having
+/// failed `failures_before` times in a row already, with random jitter and the provider's
+/// `Retry-After` when it sent one.
 fn backoff_secs<S: Store>(state: &AppState<S>, failures_before: i64, err: &TokenError) -> i64 {
     let config = &state.config.refresher;
-    let exponent = failures_before.clamp(0, 20) as u32;
-    let wait = config
-        .backoff_base
-        .saturating_mul(1u32 << exponent)
-        .min(config.backoff_max)
-        .as_secs()
-        .max(1);
-    let jitter = rand::random_range(0..=wait / 4);
-    let retry_after = match err {
-        TokenError::Unavailable {
-            retry_after: Some(after),
-            ..
-        } => after.as_secs(),
-        _ => 0,
+    let backoff = Backoff {
+        base: config.backoff_base,
+        max: config.backoff_max,
     };
-    (wait + jitter).max(retry_after) as i64
+    let retry_after = match err {
+        TokenError::Unavailable { retry_after, .. } => *retry_after,
+        _ => None,
+    };
+    backoff.delay_secs(failures_before, retry_after, |most| {
+        rand::random_range(0..=most)
+    })
 }

@@ -6,6 +6,8 @@
 //!   expire soon, when asked, or when the provider rejected them; one refresh per connection
 //!   at a time (a lock in this process, a lease in the database across instances), written by
 //!   compare-and-swap before anyone is handed the new tokens.
+//! - `token_call`: one call to the token endpoint, and what its outcome writes: the new
+//!   tokens, `needs_reauth`, or a back-off deadline.
 //! - [`refresher`]: the background task that refreshes tokens expiring within a window,
 //!   through the same path, before a read has to wait for it.
 //! - [`cache`]: the hot path's credential cache, so that a read with a fresh token touches no
@@ -52,5 +54,6 @@ pub(crate) mod provider_auth;
 pub(crate) mod refresh;
 pub(crate) mod refresher;
 pub(crate) mod removal;
+mod token_call;
 
 pub(crate) use error::ConnectionError;

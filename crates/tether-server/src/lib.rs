@@ -11,30 +11,27 @@
 mod api;
 mod api_keys;
 mod body_limit;
-mod cache;
 mod coherence;
 mod config;
 mod connect;
+mod connection_service;
 mod console;
 mod error;
 mod http_server;
 mod integrations;
 mod metrics;
 mod per_core;
-mod persist;
-mod provider_auth;
 mod proxy_client;
 mod purge;
 mod rate_limit;
 mod reference;
-mod refresh;
-mod refresher;
-mod removal;
 mod request_id;
 pub mod rotation;
 mod same_origin;
 mod state;
 pub mod webhooks;
+
+use std::sync::Arc;
 
 use axum::Router;
 use tether_core::catalog::Catalog;
@@ -42,6 +39,7 @@ use tether_core::integration::Integration;
 use tether_core::vault::Vault;
 use tether_store::Store;
 
+use crate::connection_service::{refresh, refresher, removal};
 use crate::integrations::Integrations;
 
 pub use api::{ConnectionView, CredentialsView, EndUserView, IntegrationView, ProviderView};
@@ -49,6 +47,8 @@ pub use api_keys::ApiKeys;
 pub use config::{
     CacheConfig, GatewayConfig, RateLimit, RefresherConfig, ServerLimits, WebhookConfig,
 };
+#[doc(hidden)]
+pub use connection_service::clock::{Clock, SystemClock};
 pub use error::ApiError;
 pub use http_server::serve;
 pub use per_core::{ServingThreads, bind_listeners, serve_per_core};
@@ -90,6 +90,7 @@ pub struct GatewayBuilder<S: Store> {
     catalog: Option<Catalog>,
     integrations: Vec<Integration>,
     api_keys: ApiKeys,
+    clock: Arc<dyn Clock>,
 }
 
 impl<S: Store> GatewayBuilder<S> {
@@ -132,6 +133,14 @@ impl<S: Store> GatewayBuilder<S> {
         self
     }
 
+    /// Another clock than the system's, for the connection service's expiry, back-off, lease
+    /// and cache decisions: for tests that move time instead of waiting.
+    #[doc(hidden)]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The gateway. Fails only when the built-in catalog does not load.
     pub fn build(self) -> anyhow::Result<Gateway<S>> {
         let catalog = match self.catalog {
@@ -146,6 +155,7 @@ impl<S: Store> GatewayBuilder<S> {
             catalog,
             integrations,
             self.api_keys,
+            self.clock,
         );
         Ok(Gateway { state })
     }
@@ -161,6 +171,7 @@ impl<S: Store> Gateway<S> {
             catalog: None,
             integrations: Vec::new(),
             api_keys: ApiKeys::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -181,7 +192,7 @@ impl<S: Store> Gateway<S> {
     /// Revokes at the provider where possible, then deletes (as `DELETE /v1/connections/{id}`).
     pub async fn delete_connection(&self, id: &str) -> Result<(), ApiError> {
         let id = api::parse_connection_id(id)?;
-        removal::delete_connection(&self.state, id.as_str()).await
+        Ok(removal::delete_connection(&self.state, id.as_str()).await?)
     }
 
     /// Re-reads the vault's key file (what `tether serve` does on SIGHUP); returns the key ids

@@ -10,13 +10,14 @@ use tether_core::vault::Vault;
 use tether_store::Store;
 
 use crate::api_keys::ApiKeys;
-use crate::cache::CredentialCache;
 use crate::config::GatewayConfig;
+use crate::connection_service::cache::CredentialCache;
+use crate::connection_service::clock::Clock;
+use crate::connection_service::refresh::RefreshLocks;
 use crate::integrations::Integrations;
 use crate::metrics::Metrics;
 use crate::proxy_client::ProxyClient;
 use crate::rate_limit::FailureLimiter;
-use crate::refresh::RefreshLocks;
 
 /// Cheap to clone: everything sits behind one `Arc`.
 pub struct AppState<S: Store> {
@@ -43,6 +44,9 @@ pub struct Inner<S: Store> {
     /// The proxy's pooled client: no redirects, no overall timeout (bodies stream).
     pub proxy_client: ProxyClient,
     pub cache: CredentialCache,
+    /// "Now" for the connection service's expiry, back-off, lease and cache decisions (the
+    /// system clock, but for tests).
+    pub clock: Arc<dyn Clock>,
     pub refresh_locks: RefreshLocks,
     /// Identifies this instance as a refresh-lease and webhook-claim owner.
     pub instance_id: String,
@@ -97,6 +101,7 @@ impl<S: Store> AppState<S> {
         catalog: Catalog,
         integrations: Integrations,
         api_keys: ApiKeys,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let limits = config.outbound.clone();
         let config_limit = config.api_key_failures;
@@ -120,7 +125,8 @@ impl<S: Store> AppState<S> {
                 api_keys,
                 outbound,
                 proxy_client,
-                cache: CredentialCache::new(cache.capacity, cache.ttl),
+                cache: CredentialCache::new(cache.capacity, cache.ttl, clock.clone()),
+                clock,
                 refresh_locks: RefreshLocks::default(),
                 instance_id,
                 metrics: Metrics::new(),

@@ -16,10 +16,10 @@ use tether_store::{ConnectionFilter, ConnectionRow, ConnectionStatus, Store};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api_keys::App;
+use crate::connection_service::provider_auth;
+use crate::connection_service::refresh::{self, Freshness};
+use crate::connection_service::removal;
 use crate::error::{ApiError, Problem};
-use crate::provider_auth;
-use crate::refresh::{self, Freshness};
-use crate::removal;
 use crate::state::AppState;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {

@@ -4,8 +4,8 @@
 use serde::Deserialize;
 use tether_core::ids::EndUserId;
 
+use crate::connection_service::persist::EndUser;
 use crate::error::ApiError;
-use crate::persist::EndUser;
 
 /// The end user, as the app knows them.
 #[derive(Deserialize, utoipa::ToSchema)]

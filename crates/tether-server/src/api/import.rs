@@ -21,8 +21,8 @@ use utoipa::ToSchema;
 use crate::api::connections::{ConnectionView, view};
 use crate::api::end_user::EndUserBody;
 use crate::api_keys::App;
+use crate::connection_service::persist::save_connection;
 use crate::error::{ApiError, Problem};
-use crate::persist::save_connection;
 use crate::state::AppState;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {

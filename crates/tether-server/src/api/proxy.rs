@@ -28,10 +28,10 @@ use url::Url;
 
 use crate::api::connections::parse_id;
 use crate::api_keys::App;
+use crate::connection_service::provider_auth;
+use crate::connection_service::refresh::{self, Freshness, Live};
 use crate::error::ApiError;
-use crate::provider_auth;
 use crate::proxy_client::{ProxyBody, ProxyError, ProxyResponse};
-use crate::refresh::{self, Freshness, Live};
 use crate::state::AppState;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {

@@ -19,7 +19,7 @@ use url::Url;
 use super::pages::{self, Failure};
 use super::session::{self, cookie_name, expired_failure, read_cookie, used_failure};
 use super::start::{SealedFlow, verifier_context};
-use crate::persist::{EndUser, save_connection};
+use crate::connection_service::persist::{EndUser, save_connection};
 use crate::state::AppState;
 
 #[derive(Deserialize)]

@@ -30,7 +30,7 @@ use tether_store::Store;
 use super::pages::{self, Chrome, Failure};
 use super::session::{self, Session};
 use super::start::{StartQuery, safe_color};
-use crate::persist::{EndUser, save_connection};
+use crate::connection_service::persist::{EndUser, save_connection};
 use crate::state::AppState;
 
 /// One input of the form, ready to draw.

@@ -15,7 +15,7 @@ use tether_store::{FlowStateRow, Store};
 
 use super::pages::{self, Chrome, ConnectItem, ConnectPage, Failure};
 use super::session::{self, Session};
-use crate::persist::{EndUser, save_connection};
+use crate::connection_service::persist::{EndUser, save_connection};
 use crate::state::AppState;
 
 #[derive(Deserialize)]

@@ -298,7 +298,7 @@ pub(super) async fn connection<S: Store>(
     let facts = row
         .as_ref()
         .map(|row| {
-            crate::provider_auth::metadata_of(row)
+            crate::connection_service::provider_auth::metadata_of(row)
                 .into_iter()
                 .map(|(name, value)| Fact {
                     name,
@@ -378,7 +378,7 @@ pub(super) async fn refresh_now<S: Store>(
     };
     let notice = match refresh::live(&state, id.as_str(), Freshness::Force).await {
         Ok(_) => "refreshed",
-        Err(err) if err.code() == "connection_not_found" => {
+        Err(ConnectionError::NotFound) => {
             return message(
                 &state,
                 Some(&operator),
@@ -387,7 +387,7 @@ pub(super) async fn refresh_now<S: Store>(
                 "No connection has this id.",
             );
         }
-        Err(err) if err.code() == "needs_reauth" => "needs_reauth",
+        Err(ConnectionError::NeedsReauth) => "needs_reauth",
         Err(_) => "refresh_failed",
     };
     tracing::info!(connection_id = %id.as_str(), notice, "console: refresh now");
@@ -463,7 +463,7 @@ pub(super) async fn delete<S: Store>(
     let Ok(id) = crate::api::parse_connection_id(&id) else {
         return gone();
     };
-    match crate::removal::delete_connection(&state, id.as_str()).await {
+    match crate::connection_service::removal::delete_connection(&state, id.as_str()).await {
         Ok(()) => {
             tracing::info!(connection_id = %id.as_str(), "console: connection deleted");
             see_other(&dashboard_url(
@@ -472,7 +472,7 @@ pub(super) async fn delete<S: Store>(
                 &[("notice", "deleted")],
             ))
         }
-        Err(err) if err.code() == "connection_not_found" => gone(),
+        Err(ConnectionError::NotFound) => gone(),
         Err(err) => internal(&state, "delete", &err),
     }
 }

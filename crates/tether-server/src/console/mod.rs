@@ -31,8 +31,9 @@ use tether_store::{
     history_kind,
 };
 
+use crate::connection_service::ConnectionError;
+use crate::connection_service::refresh::{self, Freshness};
 use crate::rate_limit::client_address;
-use crate::refresh::{self, Freshness};
 use crate::state::AppState;
 use connections::*;
 use overview::*;

@@ -5,17 +5,20 @@ use tether_core::credentials::Credentials;
 use tether_core::oauth2;
 use tether_store::{ConnectionRow, Store};
 
-use crate::error::ApiError;
+use super::error::ConnectionError;
 use crate::state::AppState;
 use crate::webhooks::{self, EventType};
 
-/// Revokes (best effort) and deletes; `connection_not_found` when there is no such row.
-pub async fn delete_connection<S: Store>(state: &AppState<S>, id: &str) -> Result<(), ApiError> {
+/// Revokes (best effort) and deletes; [`ConnectionError::NotFound`] when there is no such row.
+pub async fn delete_connection<S: Store>(
+    state: &AppState<S>,
+    id: &str,
+) -> Result<(), ConnectionError> {
     let row = state
         .store
         .get_connection(id)
         .await?
-        .ok_or_else(ApiError::connection_not_found)?;
+        .ok_or(ConnectionError::NotFound)?;
     revoke_at_provider(state, &row).await;
     let event = webhooks::event(state, EventType::Deleted, &row, serde_json::Map::new());
     let deleted = state
@@ -26,7 +29,7 @@ pub async fn delete_connection<S: Store>(state: &AppState<S>, id: &str) -> Resul
     // just before; this invalidation removes it and refuses the insert of any read in flight.
     state.cache.invalidate(id);
     if !deleted? {
-        return Err(ApiError::connection_not_found());
+        return Err(ConnectionError::NotFound);
     }
     webhooks::wake(state, event.as_ref());
     tracing::info!(connection_id = %row.id, integration = %row.integration, "connection deleted");
@@ -54,7 +57,7 @@ async fn revoke_at_provider<S: Store>(state: &AppState<S>, row: &ConnectionRow) 
         Some(refresh) => (refresh, "refresh_token"),
         None => (&tokens.access_token, "access_token"),
     };
-    let metadata = crate::provider_auth::metadata_of(row);
+    let metadata = super::provider_auth::metadata_of(row);
     let vars = integration.vars(&metadata, None);
     if let Err(err) = oauth2::revoke(&state.outbound, client, &vars, token, hint).await {
         tracing::warn!(connection_id = %row.id, error = %err, "revocation at the provider failed");

@@ -6,7 +6,6 @@
 use serde_json::{Map, Value};
 use tether_core::credentials::Credentials;
 use tether_core::ids::ConnectionId;
-use tether_core::unix_time;
 use tether_store::{ConnectionRow, ConnectionStatus, CredentialsUpdate, Store, StoreError};
 
 use crate::state::AppState;
@@ -37,7 +36,7 @@ pub async fn save_connection<S: Store>(
     let metadata = serde_json::Value::Object(metadata.clone()).to_string();
     // Two tries: a concurrent first connect may insert between our find and our insert.
     for _ in 0..2 {
-        let now = unix_time::now();
+        let now = state.clock.now();
         if let Some(existing) = state
             .store
             .find_connection(integration, &end_user.id)

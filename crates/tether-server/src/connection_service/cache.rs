@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use tether_core::credentials::Credentials;
 use tether_store::ConnectionRow;
 
-use crate::provider_auth::PreparedSlot;
+use super::clock::Clock;
+use super::provider_auth::PreparedSlot;
 
 /// A connection's row and opened credentials, as last read.
 #[derive(Clone)]
@@ -55,6 +56,8 @@ pub struct CredentialCache {
     /// Bumped by every invalidation of an id in the bucket, before the entry is removed.
     generations: [AtomicU64; GENERATION_BUCKETS],
     ttl: Duration,
+    /// Measures the TTL (the system's monotonic clock, but for tests).
+    clock: Arc<dyn Clock>,
     /// False while changes made elsewhere may go unheard: then nothing is served or kept.
     trusted: AtomicBool,
 }
@@ -68,12 +71,14 @@ fn bucket(id: &str) -> usize {
 }
 
 impl CredentialCache {
-    /// A cache of at most `capacity` connections (0: no cache), each served for `ttl`.
-    pub fn new(capacity: usize, ttl: Duration) -> Self {
+    /// A cache of at most `capacity` connections (0: no cache), each served for `ttl` as
+    /// `clock` measures it.
+    pub fn new(capacity: usize, ttl: Duration, clock: Arc<dyn Clock>) -> Self {
         CredentialCache {
             entries: (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity)),
             generations: std::array::from_fn(|_| AtomicU64::new(0)),
             ttl,
+            clock,
             trusted: AtomicBool::new(true),
         }
     }
@@ -84,7 +89,12 @@ impl CredentialCache {
         }
         let entries = self.entries.as_ref()?;
         let entry = entries.get(id)?;
-        if entry.inserted.elapsed() < self.ttl {
+        if self
+            .clock
+            .instant()
+            .saturating_duration_since(entry.inserted)
+            < self.ttl
+        {
             return Some(entry.value);
         }
         entries.remove(id);
@@ -118,7 +128,7 @@ impl CredentialCache {
             id.clone(),
             Entry {
                 value,
-                inserted: Instant::now(),
+                inserted: self.clock.instant(),
             },
         );
         // An invalidation (or reset) between the check and the insert has bumped the
@@ -154,6 +164,7 @@ impl CredentialCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection_service::clock::{FakeClock, SystemClock};
     use tether_core::SecretString;
     use tether_core::credentials::OAuth2Tokens;
     use tether_store::ConnectionStatus;
@@ -192,7 +203,7 @@ mod tests {
 
     #[test]
     fn a_read_from_before_an_invalidation_is_not_cached() {
-        let cache = CredentialCache::new(10, Duration::from_secs(60));
+        let cache = CredentialCache::new(10, Duration::from_secs(60), Arc::new(SystemClock));
         // A reader notes the generation and reads the row; meanwhile the row is deleted and
         // the cache invalidated; then the reader's insert arrives.
         let seen = cache.generation("conn_a");
@@ -209,7 +220,7 @@ mod tests {
 
     #[test]
     fn stays_within_its_capacity() {
-        let cache = CredentialCache::new(100, Duration::from_secs(60));
+        let cache = CredentialCache::new(100, Duration::from_secs(60), Arc::new(SystemClock));
         let ids: Vec<String> = (0..1_000).map(|i| format!("conn_{i}")).collect();
         for id in &ids {
             cache.insert(value(&cache, id, None));
@@ -221,15 +232,33 @@ mod tests {
     }
 
     #[test]
+    fn entries_are_served_for_their_ttl_by_the_clock() {
+        let clock = Arc::new(FakeClock::at(1_700_000_000));
+        let cache = CredentialCache::new(10, Duration::from_secs(60), clock.clone());
+        cache.insert(value(&cache, "conn_a", None));
+        clock.advance(Duration::from_millis(59_999));
+        assert!(
+            cache.get("conn_a").is_some(),
+            "a millisecond before the TTL"
+        );
+        clock.advance(Duration::from_millis(1));
+        assert!(cache.get("conn_a").is_none(), "at the TTL");
+        // A new insert starts a new lifetime.
+        cache.insert(value(&cache, "conn_a", None));
+        clock.advance(Duration::from_secs(30));
+        assert!(cache.get("conn_a").is_some());
+    }
+
+    #[test]
     fn expired_entries_are_not_served() {
-        let cache = CredentialCache::new(10, Duration::ZERO);
+        let cache = CredentialCache::new(10, Duration::ZERO, Arc::new(SystemClock));
         cache.insert(value(&cache, "conn_a", None));
         assert!(cache.get("conn_a").is_none());
     }
 
     #[test]
     fn a_zero_capacity_keeps_nothing() {
-        let cache = CredentialCache::new(0, Duration::from_secs(60));
+        let cache = CredentialCache::new(0, Duration::from_secs(60), Arc::new(SystemClock));
         cache.insert(value(&cache, "conn_a", None));
         assert!(cache.get("conn_a").is_none());
         cache.invalidate("conn_a");
@@ -240,7 +269,11 @@ mod tests {
         // Readers insert values read before an invalidation while the invalidations run on
         // another thread; after each round the invalidated id must not be served from a
         // read that began before its invalidation.
-        let cache = Arc::new(CredentialCache::new(1_000, Duration::from_secs(60)));
+        let cache = Arc::new(CredentialCache::new(
+            1_000,
+            Duration::from_secs(60),
+            Arc::new(SystemClock),
+        ));
         for round in 0..200 {
             let id = format!("conn_{round}");
             let seen = cache.generation(&id);
@@ -260,7 +293,7 @@ mod tests {
 
     #[test]
     fn a_distrusted_cache_serves_and_keeps_nothing() {
-        let cache = CredentialCache::new(10, Duration::from_secs(60));
+        let cache = CredentialCache::new(10, Duration::from_secs(60), Arc::new(SystemClock));
         cache.insert(value(&cache, "conn_a", None));
         let seen = cache.generation("conn_b");
         cache.reset(false);

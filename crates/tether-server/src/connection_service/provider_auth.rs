@@ -10,8 +10,8 @@ use tether_core::integration::{Integration, Vars};
 use tether_store::ConnectionRow;
 use url::Url;
 
-use crate::error::ApiError;
-use crate::refresh::Live;
+use super::error::ConnectionError;
+use super::refresh::Live;
 
 /// Parses a row's metadata column (a JSON object).
 pub fn metadata_of(row: &ConnectionRow) -> serde_json::Map<String, serde_json::Value> {
@@ -57,11 +57,11 @@ pub struct PreparedHeader {
 pub type PreparedSlot = OnceLock<Result<PreparedAuth, String>>;
 
 /// The connection's base URL and auth headers, rendered once per cached credential version.
-pub fn prepared(live: &Live) -> Result<&PreparedAuth, ApiError> {
+pub fn prepared(live: &Live) -> Result<&PreparedAuth, ConnectionError> {
     live.prepared
         .get_or_init(|| prepare(live))
         .as_ref()
-        .map_err(|message| ApiError::Internal(anyhow::anyhow!("{message}")))
+        .map_err(|message| ConnectionError::Internal(anyhow::anyhow!("{message}")))
 }
 
 /// A header value whose bytes are wiped when its last clone drops (the entry was evicted,

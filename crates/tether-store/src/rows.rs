@@ -22,7 +22,7 @@ pub(crate) use connection_columns;
 /// A `connections` row as either backend returns it; the status is still text.
 #[derive(sqlx::FromRow)]
 pub(crate) struct ConnectionRecord {
-    id: String,
+    pub(crate) id: String,
     integration: String,
     end_user_id: String,
     end_user_email: Option<String>,

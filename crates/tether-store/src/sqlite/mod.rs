@@ -10,9 +10,11 @@ mod connections;
 mod flows;
 mod history;
 mod leases;
+mod point_reads;
 mod webhooks;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
@@ -34,9 +36,19 @@ const FILE_POOL_SIZE: u32 = 8;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The [`Store`] on SQLite. Cloning is cheap: it clones the pool handle.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// `get_connection`'s batched readers (see `point_reads`); none for an in-memory database.
+    point_reads: Option<Arc<point_reads::PointReaders>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SqliteStore {
@@ -80,9 +92,11 @@ impl SqliteStore {
         // cannot have gone away, and the ping is a round trip to its worker thread that would
         // double the cost of a credential cache miss.
         .test_before_acquire(false);
+        let point_reads = (!in_memory)
+            .then(|| Arc::new(point_reads::PointReaders::new(options.clone())));
         let pool = pool_options.connect_with(options).await?;
 
-        let store = Self { pool };
+        let store = Self { pool, point_reads };
         store.migrate().await?;
         Ok(store)
     }
@@ -352,6 +366,11 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(id = %id), err)]
     async fn get_connection(&self, id: &str) -> StoreResult<Option<ConnectionRow>> {
+        if let Some(readers) = &self.point_reads
+            && let Some(read) = readers.get(id).await
+        {
+            return read;
+        }
         connections::get(&self.pool, id).await
     }
 

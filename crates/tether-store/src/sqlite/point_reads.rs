@@ -16,6 +16,7 @@
 //! it has no readers and reads through the pool; so does every read when a reader is gone
 //! (its runtime shut down).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use sqlx::sqlite::SqliteConnectOptions;
@@ -34,7 +35,8 @@ type Reply = oneshot::Sender<StoreResult<Option<ConnectionRow>>>;
 /// One reader per thread, made on the thread's first lookup.
 pub(super) struct PointReaders {
     options: SqliteConnectOptions,
-    readers: ThreadLocal<mpsc::UnboundedSender<(String, Reply)>>,
+    /// This thread's reader; replaced when it has stopped (the runtime it ran on is gone).
+    readers: ThreadLocal<RefCell<Option<mpsc::UnboundedSender<(String, Reply)>>>>,
 }
 
 impl PointReaders {
@@ -48,12 +50,18 @@ impl PointReaders {
     /// The row with this id; `None` when this thread has no runtime to run a reader on, or
     /// its reader could not answer (the caller then reads through the pool).
     pub(super) async fn get(&self, id: &str) -> Option<StoreResult<Option<ConnectionRow>>> {
-        let handle = tokio::runtime::Handle::try_current().ok()?;
-        let reader = self.readers.get_or(|| {
-            let (sender, lookups) = mpsc::unbounded_channel();
-            handle.spawn(serve_lookups(self.options.clone(), lookups));
-            sender
-        });
+        let reader = {
+            let mut slot = self.readers.get_or(|| RefCell::new(None)).borrow_mut();
+            match slot.as_ref() {
+                Some(reader) if !reader.is_closed() => reader.clone(),
+                _ => {
+                    let handle = tokio::runtime::Handle::try_current().ok()?;
+                    let (reader, lookups) = mpsc::unbounded_channel();
+                    handle.spawn(serve_lookups(self.options.clone(), lookups));
+                    slot.insert(reader).clone()
+                }
+            }
+        };
         let (reply, answer) = oneshot::channel();
         reader.send((id.to_owned(), reply)).ok()?;
         answer.await.ok()

@@ -57,6 +57,9 @@ pub struct ProxySection {
     /// Request bodies up to this many bytes are kept for the 401 retry; larger ones stream
     /// through once (1048576).
     pub retry_body_bytes: Option<usize>,
+    /// Proxied requests in flight to one provider host at once; more wait for a turn (256;
+    /// 0: no cap).
+    pub max_in_flight_per_host: Option<usize>,
 }
 
 /// Limits in `[connect]`.
@@ -206,6 +209,9 @@ pub fn apply(
     )?;
     if let Some(bytes) = proxy.retry_body_bytes {
         config.proxy_retry_body_bytes = bytes;
+    }
+    if let Some(requests) = proxy.max_in_flight_per_host {
+        config.proxy_max_in_flight_per_host = requests;
     }
     secs(
         "connect.session_ttl_secs",

@@ -34,6 +34,9 @@ pub struct GatewayConfig {
     /// The longest a proxied call may wait for the provider's next bytes (its answer, or the
     /// next part of a streamed body) before it fails with 503; bodies may stream for longer.
     pub proxy_read_timeout: Duration,
+    /// Proxied requests in flight to one provider host at once (per instance); more wait for
+    /// a turn within `proxy_read_timeout`. 0: no cap.
+    pub proxy_max_in_flight_per_host: usize,
     /// The app's name, shown on the Connect page.
     pub app_name: String,
     /// The Connect page's accent colour (`#rgb` or `#rrggbb`); set with
@@ -211,6 +214,7 @@ impl GatewayConfig {
             proxy_max_body_bytes: 10 * 1024 * 1024,
             proxy_read_timeout: Duration::from_secs(60),
             proxy_retry_body_bytes: 1024 * 1024,
+            proxy_max_in_flight_per_host: 256,
             app_name: "Tether".into(),
             accent_color: DEFAULT_ACCENT.into(),
             logo_url: None,

@@ -17,6 +17,7 @@ mod connect;
 mod connection_service;
 mod console;
 mod error;
+mod host_limits;
 mod http_server;
 mod integrations;
 mod metrics;

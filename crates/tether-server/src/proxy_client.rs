@@ -16,7 +16,9 @@
 //! runtime per core (`per_core.rs`) a thread's own pool keeps the whole call on that thread;
 //! on a multi-thread runtime it costs a few more idle connections and nothing else.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,13 +28,52 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tether_core::outbound::ExtraRoots;
 use thread_local::ThreadLocal;
+use tokio::sync::OwnedSemaphorePermit;
 use tower_http::timeout::TimeoutBody;
+
+use crate::host_limits::HostLimits;
 
 /// A request body: kept in memory (sent again after a 401 refresh), or streamed once.
 pub type ProxyBody = Either<Full<Bytes>, axum::body::Body>;
 
 /// The provider's response, its body timing out when the provider stops sending.
-pub type ProxyResponse = http::Response<TimeoutBody<hyper::body::Incoming>>;
+pub type ProxyResponse = http::Response<UpstreamBody>;
+
+pin_project_lite::pin_project! {
+    /// The provider's response body, holding its host's turn (see `host_limits`) until it
+    /// has been read or dropped.
+    pub struct UpstreamBody {
+        #[pin]
+        inner: TimeoutBody<hyper::body::Incoming>,
+        turn: Option<OwnedSemaphorePermit>,
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = <TimeoutBody<hyper::body::Incoming> as http_body::Body>::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) {
+            // The whole body is in: the connection is free for the next request.
+            this.turn.take();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -41,6 +82,7 @@ pub struct ProxyClient {
     connector: Connector,
     clients: ThreadLocal<Client<Connector, ProxyBody>>,
     read_timeout: Duration,
+    hosts: HostLimits,
 }
 
 /// Why a proxied call produced no response.
@@ -53,7 +95,13 @@ pub enum ProxyError {
 }
 
 impl ProxyClient {
-    pub fn new(connect_timeout: Duration, read_timeout: Duration, roots: &ExtraRoots) -> Self {
+    /// `per_host`: requests in flight to one provider host at once (0: no cap).
+    pub fn new(
+        connect_timeout: Duration,
+        read_timeout: Duration,
+        per_host: usize,
+        roots: &ExtraRoots,
+    ) -> Self {
         tether_core::outbound::install_crypto_provider();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -84,6 +132,7 @@ impl ProxyClient {
             connector: https,
             clients: ThreadLocal::new(),
             read_timeout,
+            hosts: HostLimits::new(per_host),
         }
     }
 
@@ -99,25 +148,33 @@ impl ProxyClient {
         })
     }
 
-    /// Sends `request`; the response head must arrive within the read timeout.
+    /// Sends `request` when its host has a turn free; the turn and the response head must
+    /// come within the read timeout.
     pub async fn send(
         &self,
         request: http::Request<ProxyBody>,
     ) -> Result<ProxyResponse, ProxyError> {
-        let response = tokio::time::timeout(self.read_timeout, self.client().request(request))
+        let sent = async {
+            let turn = self.hosts.acquire(request.uri()).await;
+            (turn, self.client().request(request).await)
+        };
+        let (turn, response) = tokio::time::timeout(self.read_timeout, sent)
             .await
-            .map_err(|_| ProxyError::Unavailable("no answer within the read timeout".into()))?
-            .map_err(|err| {
-                // Only the error's kind and source chain: no URL (the app's query may hold
-                // anything) is part of it.
-                let message = error_chain(&err);
-                if err.is_connect() {
-                    ProxyError::Unavailable(message)
-                } else {
-                    ProxyError::Failed(message)
-                }
-            })?;
-        Ok(response.map(|body| TimeoutBody::new(self.read_timeout, body)))
+            .map_err(|_| ProxyError::Unavailable("no answer within the read timeout".into()))?;
+        let response = response.map_err(|err| {
+            // Only the error's kind and source chain: no URL (the app's query may hold
+            // anything) is part of it.
+            let message = error_chain(&err);
+            if err.is_connect() {
+                ProxyError::Unavailable(message)
+            } else {
+                ProxyError::Failed(message)
+            }
+        })?;
+        Ok(response.map(|body| UpstreamBody {
+            inner: TimeoutBody::new(self.read_timeout, body),
+            turn,
+        }))
     }
 }
 

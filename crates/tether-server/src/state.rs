@@ -109,8 +109,12 @@ impl<S: Store> AppState<S> {
         let roots = &config.extra_root_certificates;
         let outbound = Outbound::with_extra_roots(limits.clone(), roots);
         // A provider that accepts and then says nothing must not hold the app forever.
-        let proxy_client =
-            ProxyClient::new(limits.connect_timeout, config.proxy_read_timeout, roots);
+        let proxy_client = ProxyClient::new(
+            limits.connect_timeout,
+            config.proxy_read_timeout,
+            config.proxy_max_in_flight_per_host,
+            roots,
+        );
         let instance_id = config
             .instance_id
             .clone()

@@ -253,4 +253,8 @@ if [ -n "${PROFILE:-}" ]; then
   perf report -i "$work/perf.data" --no-children --sort dso -g none --stdio 2>/dev/null | grep '%' | head -8 || true
   echo
   perf report -i "$work/perf.data" --no-children --sort dso,symbol -g none --stdio 2>/dev/null | grep '%' | cut -c1-160 | head -45 || true
+  # What the hot path's metrics and tracing cost: the self time of their crates' functions.
+  perf report -i "$work/perf.data" --no-children --sort symbol -g none --stdio 2>/dev/null \
+    | awk '/%/ && /prometheus_client|tracing_core|tracing::|tracing_subscriber/ {sub("%", "", $1); sum += $1}
+           END {printf "\nmetrics and tracing (prometheus_client, tracing*): %.2f%% of the samples\n", sum}' || true
 fi

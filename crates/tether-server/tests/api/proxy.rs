@@ -430,3 +430,32 @@ async fn a_response_the_app_drops_unread_gives_its_turn_back() {
     let response = app.proxy_get(&id, "v1/slow").await;
     assert_eq!(response.status(), 200);
 }
+
+#[tokio::test]
+async fn a_provider_401_is_retried_even_with_one_request_in_flight_per_host() {
+    let app = spawn_app_with(AppOptions {
+        configure: Some(std::sync::Arc::new(|c| {
+            c.proxy_max_in_flight_per_host = 1;
+            c.proxy_read_timeout = std::time::Duration::from_secs(3);
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect("retry-capped").await;
+    app.seed.control.expire_access_tokens();
+    let started = std::time::Instant::now();
+    let response = app
+        .api(reqwest::Method::POST, &format!("v1/proxy/{id}/v1/deals"))
+        .json(&json!({"title": "Capped deal", "value": 10}))
+        .send()
+        .await
+        .unwrap();
+    // The refused first response must give its turn back before the retry waits for one.
+    assert_eq!(response.status(), 201);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
+}

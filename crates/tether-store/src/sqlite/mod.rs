@@ -92,8 +92,8 @@ impl SqliteStore {
         // cannot have gone away, and the ping is a round trip to its worker thread that would
         // double the cost of a credential cache miss.
         .test_before_acquire(false);
-        let point_reads = (!in_memory)
-            .then(|| Arc::new(point_reads::PointReaders::new(options.clone())));
+        let point_reads =
+            (!in_memory).then(|| Arc::new(point_reads::PointReaders::new(options.clone())));
         let pool = pool_options.connect_with(options).await?;
 
         let store = Self { pool, point_reads };

@@ -2122,6 +2122,93 @@ mod sqlite {
         let err = StoreError::from(result.unwrap_err());
         assert!(matches!(err, StoreError::Database(_)), "{err:?}");
     }
+
+    // `get_connection` on a file database goes through the point readers (one dedicated
+    // connection per thread, batching the lookups queued since its last query).
+
+    /// A write through the pool is seen by the very next point read.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn point_reads_see_the_last_write() {
+        let (store, _dir) = open_sqlite_file().await;
+        store
+            .insert_connection(&connection("conn-1", "github", "user-1"))
+            .await
+            .unwrap();
+        // The reader exists and has read the row before the writes.
+        assert_eq!(get(&store, "conn-1").await.credentials_version, 1);
+        for version in 1..=5 {
+            let mut write = update("conn-1", version);
+            write.credentials = format!("sealed:v{}", version + 1).into_bytes();
+            assert!(store.replace_credentials(&write).await.unwrap());
+            let row = get(&store, "conn-1").await;
+            assert_eq!(row.credentials_version, version + 1);
+            assert_eq!(row.credentials, write.credentials);
+        }
+        assert!(
+            store
+                .set_connection_status("conn-1", ConnectionStatus::NeedsReauth, Some("x"), NOW)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            get(&store, "conn-1").await.status,
+            ConnectionStatus::NeedsReauth
+        );
+        assert!(store.delete_connection("conn-1").await.unwrap());
+        assert_eq!(store.get_connection("conn-1").await.unwrap(), None);
+        store
+            .insert_connection(&connection("conn-2", "github", "user-2"))
+            .await
+            .unwrap();
+        assert_eq!(get(&store, "conn-2").await.id, "conn-2");
+    }
+
+    /// A store used from one runtime, then (that runtime dropped, its reader with it) from
+    /// another on the same thread: the thread gets a new reader and reads stay right.
+    #[test]
+    fn point_reads_outlive_the_runtime_that_started_them() {
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let url = sqlite_url(&dir);
+        let first = runtime();
+        let store = first.block_on(async {
+            let store = SqliteStore::connect(&url).await.unwrap();
+            store
+                .insert_connection(&connection("conn-1", "github", "user-1"))
+                .await
+                .unwrap();
+            assert_eq!(get(&store, "conn-1").await.id, "conn-1");
+            store
+        });
+        drop(first);
+
+        let second = runtime();
+        second.block_on(async {
+            for _ in 0..3 {
+                assert_eq!(get(&store, "conn-1").await.id, "conn-1");
+                assert_eq!(store.get_connection("missing").await.unwrap(), None);
+            }
+        });
+        drop(second);
+
+        // A store opened on the second runtime's successor reads what the first wrote.
+        let third = runtime();
+        third.block_on(async {
+            let reopened = SqliteStore::connect(&url).await.unwrap();
+            assert_eq!(get(&reopened, "conn-1").await.id, "conn-1");
+            reopened
+                .insert_connection(&connection("conn-2", "github", "user-2"))
+                .await
+                .unwrap();
+            assert_eq!(get(&reopened, "conn-2").await.id, "conn-2");
+            assert_eq!(get(&store, "conn-2").await.id, "conn-2");
+        });
+    }
 }
 
 // ----- PostgreSQL ----------------------------------------------------------------------------

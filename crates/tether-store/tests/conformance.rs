@@ -2204,6 +2204,20 @@ mod sqlite {
         }
     }
 
+    /// Closing the store's pool closes the store: point reads stop too, as unavailable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_store_answers_no_point_reads() {
+        let (store, _dir) = open_sqlite_file().await;
+        store
+            .insert_connection(&connection("conn-1", "github", "user-1"))
+            .await
+            .unwrap();
+        assert_eq!(get(&store, "conn-1").await.id, "conn-1");
+        store.pool().close().await;
+        let read = store.get_connection("conn-1").await;
+        assert!(matches!(read, Err(StoreError::Unavailable(_))), "{read:?}");
+    }
+
     /// A write through the pool is seen by the very next point read.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn point_reads_see_the_last_write() {

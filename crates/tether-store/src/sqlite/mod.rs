@@ -366,7 +366,9 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(id = %id), err)]
     async fn get_connection(&self, id: &str) -> StoreResult<Option<ConnectionRow>> {
+        // A closed pool closes the store: its readers must not go on answering.
         if let Some(readers) = &self.point_reads
+            && !self.pool.is_closed()
             && let Some(read) = readers.get(id).await
         {
             return read;

@@ -10,7 +10,8 @@
 #
 #   scripts/bench-proxy.sh                        # 1M connections, 5 s per run
 #   CONNECTIONS_STORED=100000 DURATION=10s scripts/bench-proxy.sh
-#   WORKER_THREADS=1 scripts/bench-proxy.sh       # Tether on one runtime thread
+#   SERVE_THREADS=1 scripts/bench-proxy.sh        # Tether on one serving thread ([server] threads)
+#   MAX_IN_FLIGHT=0 scripts/bench-proxy.sh        # no cap per provider host ([proxy] max_in_flight_per_host)
 #   PROFILE=1 scripts/bench-proxy.sh              # also `perf record` Tether's proxy run
 #   PROFILE=misses scripts/bench-proxy.sh         # ... or its credentials read through all rows
 #   TETHER_BIN=/path/to/other/tether scripts/bench-proxy.sh   # measure another build
@@ -86,6 +87,10 @@ cat > "$work/tether.toml" <<CONF
 [server]
 listen = "127.0.0.1:$TETHER"
 max_connections = $((LOAD_CONNECTIONS + 64))
+${SERVE_THREADS:+threads = $SERVE_THREADS}
+
+[proxy]
+${MAX_IN_FLIGHT:+max_in_flight_per_host = $MAX_IN_FLIGHT}
 
 [database]
 url = "sqlite://$work/tether.db"
@@ -108,7 +113,7 @@ seeded_at=$(date +%s.%N)
 echo "  done in $(python3 -c "print(f'{$(date +%s.%N)-$seeded_at:.1f}')") s" >&2
 
 started_at=$(date +%s.%N)
-(cd "$work" && exec env TETHER_API_KEY=$KEY RUST_LOG=warn ${WORKER_THREADS:+TOKIO_WORKER_THREADS=$WORKER_THREADS} \
+(cd "$work" && exec env TETHER_API_KEY=$KEY RUST_LOG=warn \
   "$TETHER_BIN" --config tether.toml serve >"$work/tether.out" 2>&1) &
 tether_pid=$!
 until curl -sf "http://127.0.0.1:$TETHER/ready" >/dev/null; do
@@ -218,7 +223,7 @@ row() { # name, "rps p50 p99 errors", vs-nginx
 }
 nginx_median=$(median_row "${nginx[@]}")
 echo
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds (median shown), $CONNECTIONS_STORED stored connections, cache capacity 10,000 (default), load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs${WORKER_THREADS:+, TOKIO_WORKER_THREADS=$WORKER_THREADS}"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds (median shown), $CONNECTIONS_STORED stored connections, cache capacity 10,000 (default), load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs, Tether serving threads ${SERVE_THREADS:-one per CPU}, in flight per provider host ${MAX_IN_FLIGHT:-256}"
 echo
 echo "| what | req/s | p50 | p99 | errors | vs nginx hop |"
 echo "|---|---|---|---|---|---|"

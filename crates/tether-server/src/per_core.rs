@@ -60,7 +60,7 @@ pub fn bind_listeners(address: SocketAddr, count: usize) -> io::Result<Vec<std::
 }
 
 /// The serving threads besides the caller's, kept alive (and driving the connections opened
-/// on them) until [`ServingThreads::finish`].
+/// on them) until [`ServingThreads::finish`], or until this is dropped.
 #[must_use = "the serving threads run until finish() is called"]
 pub struct ServingThreads {
     release: watch::Sender<bool>,
@@ -110,7 +110,14 @@ pub async fn serve_per_core(
         }
     }
     let threads = ServingThreads { release, threads };
-    let first = tokio::net::TcpListener::from_std(first)?;
+    let first = match tokio::net::TcpListener::from_std(first) {
+        Ok(first) => first,
+        Err(err) => {
+            shared.drain().await;
+            threads.finish().await;
+            return Err(err);
+        }
+    };
     accept_loop(&first, &router, &shared, shutdown).await;
     drop(first);
     shared.drain().await;

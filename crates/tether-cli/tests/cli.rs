@@ -147,6 +147,10 @@ async fn configuration_errors_are_one_line_and_exit_non_zero() {
             "cache.ttl_secs must be at least 1",
         ),
         ("[cache]\ncapacty = 5\n", "capacty"),
+        (
+            "[server]\nthreads = 0\n",
+            "server.threads must be at least 1",
+        ),
     ];
     for (toml, expected) in cases {
         std::fs::write(dir.path().join("tether.toml"), toml).unwrap();
@@ -493,7 +497,7 @@ async fn every_tuning_setting_is_read_and_checked() {
          concurrency = 4\nbackoff_base_secs = 10\nbackoff_max_secs = 600\n\
          [outbound]\nconnect_timeout_secs = 3\nrequest_timeout_secs = 10\nmax_response_bytes = 65536\n\
          extra_ca_file = \"ca.pem\"\n\
-         [proxy]\nread_timeout_secs = 30\nretry_body_bytes = 65536\n\
+         [proxy]\nread_timeout_secs = 30\nretry_body_bytes = 65536\nmax_in_flight_per_host = 16\n\
          [cache]\ncapacity = 1000\nttl_secs = 60\n\
          [webhooks]\nurl = \"http://127.0.0.1:9/hooks\"\nsecret = \"whsec\"\nrequest_timeout_secs = 5\n\
          max_attempts = 3\nretry_base_secs = 2\nretry_max_secs = 60\npoll_interval_secs = 2\n",
@@ -503,7 +507,8 @@ async fn every_tuning_setting_is_read_and_checked() {
     command
         .env("TETHER_API_KEY", CONFIGURED_KEY)
         // The environment too, over the file.
-        .env("TETHER_REFRESH__CONCURRENCY", "2");
+        .env("TETHER_REFRESH__CONCURRENCY", "2")
+        .env("TETHER_PROXY__MAX_IN_FLIGHT_PER_HOST", "0");
     let served = serve(command).await;
     served.stop().await;
 
@@ -518,6 +523,14 @@ async fn every_tuning_setting_is_read_and_checked() {
             "connect.session_ttl_secs",
         ),
         ("[refresh]\nmargins_secs = 1\n", "margins_secs"),
+        (
+            "[proxy]\nmax_in_flight_per_host = -1\n",
+            "max_in_flight_per_host",
+        ),
+        (
+            "[proxy]\nmax_in_flight_per_hosts = 1\n",
+            "max_in_flight_per_hosts",
+        ),
         (
             "[outbound]\nextra_ca_file = \"missing.pem\"\n",
             "outbound.extra_ca_file missing.pem",
@@ -537,4 +550,165 @@ async fn every_tuning_setting_is_read_and_checked() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains(key), "{stderr} should name {key}");
     }
+}
+
+/// The names of `pid`'s threads (Linux: `/proc/PID/task/*/comm`).
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim_end().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn serving_on_three_threads_answers_every_connection_and_stops_on_sigterm() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    tether_core_free_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tether.toml"), "[server]\nthreads = 3\n").unwrap();
+    let mut command = tether(dir.path());
+    command
+        .env("TETHER_API_KEY", CONFIGURED_KEY)
+        .env("RUST_LOG", "info");
+    let mut served = serve(command).await;
+    let pid = served.child.id().expect("tether runs");
+    // "Listening" is printed just before the serving threads start: give them a moment.
+    let mut serving = Vec::new();
+    for _ in 0..100 {
+        serving = thread_names(pid)
+            .into_iter()
+            .filter(|name| name.starts_with("tether-serve-"))
+            .collect();
+        if serving.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    serving.sort();
+    assert_eq!(
+        serving,
+        ["tether-serve-1", "tether-serve-2"],
+        "two serving threads besides the main one"
+    );
+    let stderr = served.child.stderr.take().unwrap();
+    let logs = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut text).await;
+        text
+    });
+
+    // Many requests at once, each on a fresh connection, so the kernel spreads them over
+    // the three listening sockets; every one is answered, and answered right.
+    let address = url::Url::parse(&served.url)
+        .unwrap()
+        .socket_addrs(|| None)
+        .unwrap()[0];
+    let requests = (0..60).map(|n| async move {
+        let (path, key, expected) = match n % 3 {
+            0 => ("/health", CONFIGURED_KEY, "200"),
+            1 => ("/v1/connections", CONFIGURED_KEY, "200"),
+            // (Not a wrong key: enough of those lock the client out, by design.)
+            _ => (
+                "/v1/connections/conn_0123456789abcdef0123456789abcdef",
+                CONFIGURED_KEY,
+                "404",
+            ),
+        };
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\
+             Connection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response.split_whitespace().nth(1).unwrap_or_default();
+        assert_eq!(status, expected, "{path}: {response}");
+        if path == "/v1/connections" && expected == "200" {
+            let body = response.split("\r\n\r\n").nth(1).unwrap();
+            let listed: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(listed["connections"], serde_json::json!([]), "{response}");
+        }
+    });
+    let mut answered = tokio::task::JoinSet::new();
+    for request in requests {
+        answered.spawn(request);
+    }
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(done) = answered.join_next().await {
+            done.unwrap();
+        }
+    })
+    .await
+    .expect("every request is answered within 30 s");
+
+    // Idle kept-alive connections (a client's pool) do not hold the shutdown up: they are
+    // closed at once, whichever thread serves them.
+    let pooled = reqwest::Client::new();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (pooled, url) = (pooled.clone(), format!("{}health", served.url));
+        calls.spawn(async move { pooled.get(url).send().await.unwrap().status() });
+    }
+    while let Some(status) = calls.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    let stopping = std::time::Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), served.child.wait())
+        .await
+        .expect("tether stops within 20 s of SIGTERM")
+        .unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "idle connections held the shutdown up: {:?}",
+        stopping.elapsed()
+    );
+    drop(pooled);
+    let logs = logs.await.unwrap();
+    assert!(status.success(), "{status:?}: {logs}");
+    assert!(logs.contains("tether stopped"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_port_another_process_listens_on_is_refused_in_one_line() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap();
+    for threads in ["1", "3"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = tether(dir.path());
+        command
+            .env("TETHER_API_KEY", CONFIGURED_KEY)
+            .env("TETHER_SERVER__LISTEN", address.to_string())
+            .env("TETHER_SERVER__THREADS", threads);
+        let output = tokio::time::timeout(Duration::from_secs(30), command.arg("serve").output())
+            .await
+            .expect("tether exits within 30 s")
+            .unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(!output.status.success(), "threads = {threads}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        assert!(lines[0].starts_with("tether: "), "{stderr}");
+        assert!(
+            lines[0].contains(&format!("cannot listen on {address}")),
+            "{stderr}"
+        );
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        assert!(!stdout.contains("Tether is listening"), "{stdout}");
+    }
+    // The other process still has its port to itself.
+    taken.set_nonblocking(true).unwrap();
+    let _client = std::net::TcpStream::connect(address).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        taken.accept().is_ok(),
+        "the connection went to the first listener"
+    );
 }

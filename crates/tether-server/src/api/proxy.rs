@@ -99,6 +99,9 @@ async fn proxy<S: Store>(
         let version = live.row.credentials_version;
         let live = refresh::live(&state, id.as_str(), Freshness::Rejected { version }).await?;
         if outgoing.body.can_resend() {
+            // The refused response holds its host's turn (see `host_limits`) until dropped:
+            // held over the resend, it would wait for itself when the host has no turn free.
+            drop(response);
             send(&state, &live, &mut outgoing).await?
         } else {
             response

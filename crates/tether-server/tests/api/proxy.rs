@@ -246,3 +246,216 @@ async fn a_body_too_large_to_keep_streams_through_and_a_401_then_goes_back_refre
     assert_eq!(retried.status(), 200);
     assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
 }
+
+/// A provider on loopback that holds each `/v1/slow` request for 200 ms and records how
+/// many it had in flight at once; `/v1/trickle` sends its head at once, then a chunk every
+/// 50 ms for a minute (a long download the app may abandon).
+struct CountingUpstream {
+    base: String,
+    max_in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    trickles: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CountingUpstream {
+    async fn spawn() -> CountingUpstream {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let now = Arc::new(AtomicUsize::new(0));
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let trickles = Arc::new(AtomicUsize::new(0));
+        let slow = {
+            let (now, max) = (now.clone(), max_in_flight.clone());
+            move || {
+                let (now, max) = (now.clone(), max.clone());
+                async move {
+                    let in_flight = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(in_flight, Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    axum::Json(json!({"deals": [{"id": 7}]}))
+                }
+            }
+        };
+        let trickle = {
+            let trickles = trickles.clone();
+            move || {
+                trickles.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let chunks = futures_util::stream::unfold(0u32, |sent| async move {
+                        if sent > 0 {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        (sent < 1200).then(|| {
+                            (
+                                Ok::<_, std::io::Error>(bytes::Bytes::from_static(&[b'x'; 1024])),
+                                sent + 1,
+                            )
+                        })
+                    });
+                    axum::body::Body::from_stream(chunks)
+                }
+            }
+        };
+        let router = axum::Router::new()
+            .route("/v1/slow", axum::routing::get(slow))
+            .route("/v1/trickle", axum::routing::get(trickle));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let _ = tether_server::serve(
+                listener,
+                router,
+                tether_server::ServerLimits::default(),
+                std::future::pending(),
+            )
+            .await;
+        });
+        CountingUpstream {
+            base,
+            max_in_flight,
+            trickles,
+            task,
+        }
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for CountingUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A gateway with `max_in_flight_per_host` set and a connection to `upstream`; returns the
+/// app and the connection id.
+async fn capped_gateway(
+    upstream: &CountingUpstream,
+    per_host: usize,
+    read_timeout: std::time::Duration,
+) -> (TestApp, String) {
+    let app = spawn_app_with(AppOptions {
+        integrations: vec![(
+            "counted".into(),
+            json!({"provider": "oauth2", "client_id": "c", "client_secret": "s",
+                   "authorization_url": "https://counted.example/authorize",
+                   "token_url": "https://counted.example/token",
+                   "api_base_url": upstream.base}),
+        )],
+        configure: Some(std::sync::Arc::new(move |c| {
+            c.proxy_max_in_flight_per_host = per_host;
+            c.proxy_read_timeout = read_timeout;
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let imported: Value = app
+        .api(reqwest::Method::POST, "v1/connections")
+        .json(&json!({"integration": "counted", "end_user": {"id": "u"},
+                      "credentials": {"access_token": "t", "expires_in": 3600}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = imported["id"].as_str().unwrap().to_owned();
+    (app, id)
+}
+
+/// Six proxied calls at once to `/v1/slow`; each must succeed with the provider's body.
+async fn six_at_once(app: &TestApp, id: &str) {
+    let calls = (0..6).map(|_| async {
+        let response = app.proxy_get(id, "v1/slow").await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body, json!({"deals": [{"id": 7}]}));
+    });
+    futures_util::future::join_all(calls).await;
+}
+
+#[tokio::test]
+async fn requests_in_flight_to_one_host_are_capped() {
+    let upstream = CountingUpstream::spawn().await;
+    let (app, id) = capped_gateway(&upstream, 2, std::time::Duration::from_secs(10)).await;
+    let started = std::time::Instant::now();
+    six_at_once(&app, &id).await;
+    assert_eq!(upstream.max_in_flight(), 2, "never more than the cap");
+    // Three rounds of two, 200 ms each: the others waited their turn.
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(550),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_cap_of_zero_lets_every_request_through_at_once() {
+    let upstream = CountingUpstream::spawn().await;
+    let (app, id) = capped_gateway(&upstream, 0, std::time::Duration::from_secs(10)).await;
+    six_at_once(&app, &id).await;
+    assert!(upstream.max_in_flight() > 2, "{}", upstream.max_in_flight());
+}
+
+#[tokio::test]
+async fn a_response_the_app_drops_unread_gives_its_turn_back() {
+    let upstream = CountingUpstream::spawn().await;
+    let read_timeout = std::time::Duration::from_secs(5);
+    let (app, id) = capped_gateway(&upstream, 1, read_timeout).await;
+    let started = std::time::Instant::now();
+    for _ in 0..3 {
+        // A client of its own, so dropping the response closes its connection.
+        let client = reqwest::Client::new();
+        let response = client
+            .get(app.url(&format!("v1/proxy/{id}/v1/trickle")))
+            .bearer_auth(&app.api_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        drop(response);
+        drop(client);
+    }
+    assert_eq!(
+        upstream.trickles.load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+    // Each waited only for the gateway to notice the last one was abandoned, not for the
+    // read timeout (or the minute the download would take).
+    assert!(started.elapsed() < read_timeout, "{:?}", started.elapsed());
+    // And a call that reads its body still gets its turn.
+    let response = app.proxy_get(&id, "v1/slow").await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_provider_401_is_retried_even_with_one_request_in_flight_per_host() {
+    let app = spawn_app_with(AppOptions {
+        configure: Some(std::sync::Arc::new(|c| {
+            c.proxy_max_in_flight_per_host = 1;
+            c.proxy_read_timeout = std::time::Duration::from_secs(3);
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect("retry-capped").await;
+    app.seed.control.expire_access_tokens();
+    let started = std::time::Instant::now();
+    let response = app
+        .api(reqwest::Method::POST, &format!("v1/proxy/{id}/v1/deals"))
+        .json(&json!({"title": "Capped deal", "value": 10}))
+        .send()
+        .await
+        .unwrap();
+    // The refused first response must give its turn back before the retry waits for one.
+    assert_eq!(response.status(), 201);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
+}

@@ -92,8 +92,8 @@ impl SqliteStore {
         // cannot have gone away, and the ping is a round trip to its worker thread that would
         // double the cost of a credential cache miss.
         .test_before_acquire(false);
-        let point_reads = (!in_memory)
-            .then(|| Arc::new(point_reads::PointReaders::new(options.clone())));
+        let point_reads =
+            (!in_memory).then(|| Arc::new(point_reads::PointReaders::new(options.clone())));
         let pool = pool_options.connect_with(options).await?;
 
         let store = Self { pool, point_reads };
@@ -366,7 +366,9 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(id = %id), err)]
     async fn get_connection(&self, id: &str) -> StoreResult<Option<ConnectionRow>> {
+        // A closed pool closes the store: its readers must not go on answering.
         if let Some(readers) = &self.point_reads
+            && !self.pool.is_closed()
             && let Some(read) = readers.get(id).await
         {
             return read;

@@ -93,9 +93,17 @@ async fn serve_lookups(
             continue;
         };
         match read_batch(open, &batch).await {
-            Ok(mut rows) => {
+            Ok(rows) => {
+                // One id may be asked for several times in a batch: each gets the row.
                 for (id, reply) in batch.drain(..) {
-                    let _ = reply.send(rows.remove(&id).transpose());
+                    let answer = match rows.get(&id) {
+                        None => Ok(None),
+                        Some(Ok(row)) => Ok(Some(row.clone())),
+                        // Dropped: this lookup reads through the pool, which reports the
+                        // same row's error.
+                        Some(Err(_)) => continue,
+                    };
+                    let _ = reply.send(answer);
                 }
             }
             Err(err) => {

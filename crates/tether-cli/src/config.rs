@@ -201,11 +201,17 @@ impl ServerSection {
     pub fn threads(&self) -> anyhow::Result<usize> {
         match self.threads {
             Some(0) => bail!("server.threads must be at least 1"),
+            // Each is an OS thread with its own runtime and socket: a typo must not start
+            // a hundred thousand of them.
+            Some(n) if n > MAX_THREADS => bail!("server.threads must be at most {MAX_THREADS}"),
             Some(n) => Ok(n),
             None => Ok(std::thread::available_parallelism().map_or(1, usize::from)),
         }
     }
 }
+
+/// The most serving threads `[server] threads` may ask for.
+const MAX_THREADS: usize = 1024;
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 3003))

@@ -151,6 +151,10 @@ async fn configuration_errors_are_one_line_and_exit_non_zero() {
             "[server]\nthreads = 0\n",
             "server.threads must be at least 1",
         ),
+        (
+            "[server]\nthreads = 100000\n",
+            "server.threads must be at most 1024",
+        ),
     ];
     for (toml, expected) in cases {
         std::fs::write(dir.path().join("tether.toml"), toml).unwrap();

@@ -14,6 +14,7 @@
 #   MAX_IN_FLIGHT=0 scripts/bench-proxy.sh        # no cap per provider host ([proxy] max_in_flight_per_host)
 #   PROFILE=1 scripts/bench-proxy.sh              # also `perf record` Tether's proxy run
 #   PROFILE=misses scripts/bench-proxy.sh         # ... or its credentials read through all rows
+#   PROFILE=1 KEEP_PERF=perf.data scripts/bench-proxy.sh   # keep the recording for perf report
 #   TETHER_BIN=/path/to/other/tether scripts/bench-proxy.sh   # measure another build
 #
 # Needs (Debian): apt-get install nginx wrk curl sqlite3 python3 (and linux-perf for PROFILE).
@@ -46,6 +47,7 @@ tether_pid=""
 cleanup() {
   [ -n "$tether_pid" ] && kill "$tether_pid" 2>/dev/null || true
   [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  if [ -n "${KEEP_PERF:-}" ] && [ -f "$work/perf.data" ]; then cp "$work/perf.data" "$KEEP_PERF" || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -301,6 +301,32 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// `POST /v1/connections` for end user `u` with an access token valid for an hour (and a
+    /// refresh token when given); asserts 201 and returns the new connection's id.
+    pub async fn import_token(
+        &self,
+        integration: &str,
+        access_token: &str,
+        refresh_token: Option<&str>,
+    ) -> String {
+        let mut credentials = serde_json::json!({"access_token": access_token, "expires_in": 3600});
+        if let Some(refresh_token) = refresh_token {
+            credentials["refresh_token"] = refresh_token.into();
+        }
+        let response = self
+            .api(reqwest::Method::POST, "v1/connections")
+            .json(
+                &serde_json::json!({"integration": integration, "end_user": {"id": "u"},
+                                      "credentials": credentials}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "importing into {integration}");
+        let created: Value = response.json().await.unwrap();
+        created["id"].as_str().unwrap().to_owned()
+    }
+
     /// `GET /v1/connections/{id}/credentials` (optionally forced), as JSON; asserts 200.
     pub async fn credentials_json(&self, id: &str, force_refresh: bool) -> Value {
         let mut path = format!("v1/connections/{id}/credentials");

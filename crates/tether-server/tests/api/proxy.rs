@@ -187,18 +187,8 @@ async fn a_provider_that_never_answers_is_a_clear_503_not_a_hang() {
         ..AppOptions::default()
     })
     .await;
-    let imported: Value = app
-        .api(reqwest::Method::POST, "v1/connections")
-        .json(&json!({"integration": "silent", "end_user": {"id": "u"},
-                      "credentials": {"access_token": "t", "expires_in": 3600}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = imported["id"].as_str().unwrap();
-    let response = app.proxy_get(id, "v1/deals").await;
+    let id = app.import_token("silent", "t", None).await;
+    let response = app.proxy_get(&id, "v1/deals").await;
     assert_eq!(response.status(), 503);
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["code"], "provider_unavailable");
@@ -352,17 +342,7 @@ async fn capped_gateway(
         ..AppOptions::default()
     })
     .await;
-    let imported: Value = app
-        .api(reqwest::Method::POST, "v1/connections")
-        .json(&json!({"integration": "counted", "end_user": {"id": "u"},
-                      "credentials": {"access_token": "t", "expires_in": 3600}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = imported["id"].as_str().unwrap().to_owned();
+    let id = app.import_token("counted", "t", None).await;
     (app, id)
 }
 

@@ -219,21 +219,6 @@ async fn gateway(integrations: Vec<(String, Value)>, roots: Option<ExtraRoots>) 
     .await
 }
 
-/// `POST /v1/connections` with an access token (and a refresh token); returns the id.
-async fn import(app: &TestApp, integration: &str, access_token: &str) -> String {
-    let response = app
-        .api(reqwest::Method::POST, "v1/connections")
-        .json(&json!({"integration": integration, "end_user": {"id": "u"},
-                      "credentials": {"access_token": access_token, "refresh_token": "r",
-                                      "expires_in": 3600}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let created: Value = response.json().await.unwrap();
-    created["id"].as_str().unwrap().to_owned()
-}
-
 async fn proxied_deals(app: &TestApp, id: &str) -> Value {
     let response = app.proxy_get(id, "v1/deals").await;
     assert_eq!(response.status(), 200);
@@ -252,7 +237,7 @@ async fn a_provider_offering_h2_is_called_over_http2_on_one_connection() {
         Some(ca.roots()),
     )
     .await;
-    let id = import(&app, "h2crm", "tok-h2").await;
+    let id = app.import_token("h2crm", "tok-h2", Some("r")).await;
 
     let body = proxied_deals(&app, &id).await;
     assert_eq!(body["deals"][0]["id"], 1, "{body}");
@@ -286,7 +271,7 @@ async fn a_provider_offering_only_http1_is_called_over_http1() {
         Some(ca.roots()),
     )
     .await;
-    let id = import(&app, "h1crm", "tok-h1").await;
+    let id = app.import_token("h1crm", "tok-h1", Some("r")).await;
     for _ in 0..3 {
         let body = proxied_deals(&app, &id).await;
         assert_eq!(body["version"], "HTTP/1.1");
@@ -319,7 +304,7 @@ async fn tethers_own_calls_trust_the_same_extra_roots() {
         Some(ca.roots()),
     )
     .await;
-    let id = import(&app, "h2crm", "tok-old").await;
+    let id = app.import_token("h2crm", "tok-old", Some("r")).await;
     let credentials = app.credentials_json(&id, true).await;
     assert_eq!(credentials["access_token"], "tok-refreshed");
     proxied_deals(&app, &id).await;
@@ -345,7 +330,7 @@ async fn a_certificate_from_another_ca_is_a_503_and_no_request_reaches_the_provi
         Some(trusted.roots()),
     )
     .await;
-    let id = import(&app, "elsewhere", "tok-x").await;
+    let id = app.import_token("elsewhere", "tok-x", Some("r")).await;
     let response = app.proxy_get(&id, "v1/deals").await;
     assert_eq!(response.status(), 503);
     let problem: Value = response.json().await.unwrap();
@@ -372,7 +357,7 @@ async fn without_extra_roots_a_private_ca_is_not_trusted() {
     let ca = TestCa::new("Tether test CA");
     let upstream = Upstream::spawn(ca.server(&[b"h2", b"http/1.1"])).await;
     let app = gateway(vec![("h2crm".into(), integration(&upstream))], None).await;
-    let id = import(&app, "h2crm", "tok-h2").await;
+    let id = app.import_token("h2crm", "tok-h2", Some("r")).await;
     let response = app.proxy_get(&id, "v1/deals").await;
     assert_eq!(response.status(), 503);
     assert!(upstream.seen().is_empty());

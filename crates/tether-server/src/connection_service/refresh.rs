@@ -99,12 +99,7 @@ pub async fn live<S: Store>(
     }
     let respect_backoff = freshness == Freshness::Normal;
     let refreshed = refresh(state, &integration, current, respect_backoff, true).await?;
-    Ok(Live {
-        row: refreshed.row,
-        credentials: refreshed.credentials,
-        integration,
-        prepared: refreshed.prepared,
-    })
+    Ok(Live::of(refreshed, integration))
 }
 
 fn into_live<S: Store>(
@@ -112,12 +107,18 @@ fn into_live<S: Store>(
     cached: CachedConnection,
 ) -> Result<Live, ConnectionError> {
     let integration = integration_of(state, &cached.row)?;
-    Ok(Live {
-        row: cached.row,
-        credentials: cached.credentials,
-        integration,
-        prepared: cached.prepared,
-    })
+    Ok(Live::of(cached, integration))
+}
+
+impl Live {
+    fn of(cached: CachedConnection, integration: Arc<Integration>) -> Self {
+        Live {
+            row: cached.row,
+            credentials: cached.credentials,
+            integration,
+            prepared: cached.prepared,
+        }
+    }
 }
 
 fn integration_of<S: Store>(

@@ -32,11 +32,14 @@ const MAX_BATCH: usize = 64;
 
 type Reply = oneshot::Sender<StoreResult<Option<ConnectionRow>>>;
 
+/// Where a thread queues its lookups: an id and where to send its row.
+type Lookups = mpsc::UnboundedSender<(String, Reply)>;
+
 /// One reader per thread, made on the thread's first lookup.
 pub(super) struct PointReaders {
     options: SqliteConnectOptions,
     /// This thread's reader; replaced when it has stopped (the runtime it ran on is gone).
-    readers: ThreadLocal<RefCell<Option<mpsc::UnboundedSender<(String, Reply)>>>>,
+    readers: ThreadLocal<RefCell<Option<Lookups>>>,
 }
 
 impl PointReaders {

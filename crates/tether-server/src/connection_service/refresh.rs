@@ -95,7 +95,7 @@ pub async fn live<S: Store>(
         };
     if !must_refresh {
         state.cache.insert(current.clone());
-        return into_live(state, current);
+        return Ok(Live::of(current, integration));
     }
     let respect_backoff = freshness == Freshness::Normal;
     let refreshed = refresh(state, &integration, current, respect_backoff, true).await?;

@@ -116,16 +116,13 @@ pub(super) async fn store_refreshed<S: Store>(
         .replace_credentials_with_event(&update, event.as_ref())
         .await
         .map_err(|e| Fallback::Fail(e.into()))?;
-    if written {
-        webhooks::wake(state, event.as_ref());
-    }
+    state.cache.invalidate(&current.row.id);
     if !written {
         // We held the lease, so this means the connection was deleted or replaced by a
         // reconnect meanwhile; its new credentials win.
-        state.cache.invalidate(&current.row.id);
         return load(state, &current.row.id).await.map_err(Fallback::Fail);
     }
-    state.cache.invalidate(&current.row.id);
+    webhooks::wake(state, event.as_ref());
     let fresh = load(state, &current.row.id).await.map_err(Fallback::Fail)?;
     state.cache.insert(fresh.clone());
     Ok(fresh)

@@ -41,7 +41,7 @@ pub async fn track<S: Store>(
     let started = Instant::now();
     let mut response = next.run(request).instrument(span).await;
     state.metrics.http_request(
-        route.as_deref(),
+        route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );

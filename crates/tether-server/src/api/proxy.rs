@@ -65,18 +65,20 @@ const DROPPED_RESPONSE_HEADERS: &[HeaderName] = &[
     header::CONTENT_LENGTH,
 ];
 
+/// The route's parameters: only the id. The `path` parameter is skipped (not copied): the
+/// provider path is taken from the raw URI instead, see [`raw_provider_path`].
+#[derive(serde::Deserialize)]
+struct ProxyParams {
+    id: String,
+}
+
 async fn proxy<S: Store>(
     _app: App,
     State(state): State<AppState<S>>,
-    Path(params): Path<Vec<(String, String)>>,
+    Path(params): Path<ProxyParams>,
     request: Request,
 ) -> Result<Response<Body>, ApiError> {
-    let id_text = params
-        .iter()
-        .find(|(k, _)| k == "id")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_default();
-    let id = parse_id(id_text)?;
+    let id = parse_id(&params.id)?;
     let (parts, body) = request.into_parts();
     let raw_path = raw_provider_path(parts.uri.path(), id.as_str())?;
     let raw_query = parts.uri.query().map(str::to_owned);

@@ -6,7 +6,8 @@
 use std::sync::OnceLock;
 
 use http::{HeaderName, HeaderValue};
-use tether_core::integration::{Integration, Vars};
+use tether_core::integration::Vars;
+use tether_core::template::Template;
 use tether_store::ConnectionRow;
 use url::Url;
 
@@ -21,16 +22,20 @@ pub fn metadata_of(row: &ConnectionRow) -> serde_json::Map<String, serde_json::V
     }
 }
 
-/// The headers the provider's API wants, as (name, value).
-fn headers(integration: &Integration, values: &Vars<'_>) -> Result<Vec<(String, String)>, String> {
-    integration
-        .headers
+/// The catalog's (name, template) pairs (auth headers or query parameters, named `what` in
+/// errors) rendered as (name, value).
+fn rendered(
+    pairs: &[(String, Template)],
+    values: &Vars<'_>,
+    what: &str,
+) -> Result<Vec<(String, String)>, String> {
+    pairs
         .iter()
         .map(|(name, template)| {
             template
                 .render(values)
                 .map(|value| (name.clone(), value))
-                .map_err(|e| format!("rendering header {name}: {e}"))
+                .map_err(|e| format!("rendering {what} {name}: {e}"))
         })
         .collect()
 }
@@ -83,7 +88,7 @@ fn prepare(live: &Live) -> Result<PreparedAuth, String> {
         .base_url(&values)
         .map_err(|e| format!("base URL: {e}"))?;
     let mut headers = Vec::with_capacity(live.integration.headers.len());
-    for (name, value) in self::headers(&live.integration, &values)? {
+    for (name, value) in rendered(&live.integration.headers, &values, "header")? {
         let parsed = HeaderName::try_from(name.as_str())
             .map_err(|_| format!("catalog header name {name:?} is invalid"))?;
         let mut value = zeroized_on_drop(value)
@@ -96,17 +101,7 @@ fn prepare(live: &Live) -> Result<PreparedAuth, String> {
             value,
         });
     }
-    let query = live
-        .integration
-        .query
-        .iter()
-        .map(|(name, template)| {
-            template
-                .render(&values)
-                .map(|value| (name.clone(), value))
-                .map_err(|e| format!("rendering query parameter {name}: {e}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let query = rendered(&live.integration.query, &values, "query parameter")?;
     Ok(PreparedAuth {
         base_url,
         headers,

@@ -190,7 +190,13 @@ pub(super) async fn handle_failure<S: Store>(
     let event = webhooks::history_only(state, &current.row, err.reason(), &reference);
     if let Err(e) = state
         .store
-        .record_refresh_failure_with_event(id, now + backoff, &err.reason(), now, event.as_ref())
+        .record_refresh_failure_with_event(
+            id,
+            now.saturating_add(backoff),
+            &err.reason(),
+            now,
+            event.as_ref(),
+        )
         .await
     {
         tracing::warn!(connection_id = %id, error = ?e, "could not record refresh failure");

@@ -333,3 +333,24 @@ async fn a_lease_held_elsewhere_does_not_stall_reads_of_a_valid_token() {
     assert_eq!(app.proxy_get(&id, "v1/deals").await.status(), 200);
     assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
 }
+
+#[tokio::test]
+async fn a_huge_retry_after_backs_off_without_overflowing() {
+    let app = spawn_app_with(AppOptions {
+        seed: short_lived(),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect("huge-retry-after").await;
+    app.seed
+        .control
+        .set_token_fault(Some(TokenFault::TooManyRequests {
+            retry_after_secs: u64::MAX,
+        }));
+    // The provider's wait is past any clock: the still valid token is served all the same,
+    // and the failure is recorded as a back-off.
+    assert_eq!(app.proxy_get(&id, "v1/deals").await.status(), 200);
+    let connection = app.get_connection(&id).await;
+    assert_eq!(connection["status"], "active");
+    assert!(connection["last_error"].is_string(), "{connection}");
+}

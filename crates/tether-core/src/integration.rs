@@ -8,7 +8,9 @@ use std::sync::Arc;
 use serde_json::Value;
 use url::Url;
 
-use crate::catalog::{AuthMode, BodyFormat, Catalog, ClientAuth, ProviderDef, host_matches};
+use crate::catalog::{
+    AuthMode, BodyFormat, Catalog, ClientAuth, ProviderDef, host_matches, whole_value_regex,
+};
 use crate::credentials::Credentials;
 use crate::ids::IntegrationKey;
 use crate::secret::{SecretString, resolve_secret_ref};
@@ -310,9 +312,8 @@ impl Integration {
                     let secret = resolve_secret_ref(&value)
                         .map_err(|e| err(format!("{}: {e}", setting.name)))?;
                     if let Some(pattern) = &setting.pattern {
-                        let anchored = ["^(?:", pattern, ")$"].concat();
-                        let matches = regex_lite::Regex::new(&anchored)
-                            .is_ok_and(|re| re.is_match(secret.expose()));
+                        let matches =
+                            whole_value_regex(pattern).is_ok_and(|re| re.is_match(secret.expose()));
                         if !matches {
                             return Err(err(format!(
                                 "{} does not match the pattern {pattern:?}",

@@ -348,27 +348,8 @@ impl Integration {
             return Err(err("api_base_url is required".into()));
         }
 
-        let headers = provider
-            .api
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                Template::parse(value)
-                    .map(|t| (name.clone(), t))
-                    .map_err(|e| err(format!("header {name}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let query = provider
-            .api
-            .query
-            .iter()
-            .map(|(name, value)| {
-                Template::parse(value)
-                    .map(|t| (name.clone(), t))
-                    .map_err(|e| err(format!("query parameter {name}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let headers = named_templates("header ", &provider.api.headers).map_err(&err)?;
+        let query = named_templates("query parameter ", &provider.api.query).map_err(&err)?;
 
         let oauth2 = match provider.auth_mode {
             AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {
@@ -531,15 +512,7 @@ fn resolve_oauth2(
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err("pkce must be true or false".into()),
     };
-    let authorization_params = def
-        .authorization_params
-        .iter()
-        .map(|(name, value)| {
-            Template::parse(value)
-                .map(|t| (name.clone(), t))
-                .map_err(|e| format!("authorization_params.{name}: {e}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let authorization_params = named_templates("authorization_params.", &def.authorization_params)?;
     if !pkce && provider.auth_mode == AuthMode::Oauth2 {
         // Allowed for providers that reject PKCE, but never silently: without it a stolen
         // authorization code can be redeemed by whoever holds the client secret.
@@ -577,17 +550,25 @@ fn resolve_oauth2(
             .map(|(name, pointers)| (name.clone(), pointers.as_slice().to_vec()))
             .collect(),
         redirect_uri_on_refresh: def.redirect_uri_on_refresh,
-        token_params: def
-            .token_params
-            .iter()
-            .map(|(name, value)| {
-                Template::parse(value)
-                    .map(|t| (name.clone(), t))
-                    .map_err(|e| format!("token_params.{name}: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?,
+        token_params: named_templates("token_params.", &def.token_params)?,
         hosts,
     })
+}
+
+/// A catalog table of named templates (headers, query or token parameters), parsed in order;
+/// an error names the entry after `what`.
+fn named_templates(
+    what: &str,
+    entries: &BTreeMap<String, String>,
+) -> Result<Vec<(String, Template)>, String> {
+    entries
+        .iter()
+        .map(|(name, value)| {
+            Template::parse(value)
+                .map(|t| (name.clone(), t))
+                .map_err(|e| format!("{what}{name}: {e}"))
+        })
+        .collect()
 }
 
 fn string(table: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, String> {

@@ -430,13 +430,15 @@ fn resolve_oauth2(
     let text = |name: &str, fallback: &Option<String>| -> Result<Option<String>, String> {
         Ok(string(table, name)?.or_else(|| fallback.clone()))
     };
-    let template = |name: &str, text: Option<String>| -> Result<Option<UrlTemplate>, String> {
-        text.map(|t| {
-            UrlTemplate::parse(&t)
-                .and_then(|t| t.check_for(provider).map(|()| t))
-                .map_err(|m| format!("{name}: {m}"))
-        })
-        .transpose()
+    let template = |name: &str, text: &str| -> Result<UrlTemplate, String> {
+        UrlTemplate::parse(text)
+            .and_then(|t| t.check_for(provider).map(|()| t))
+            .map_err(|m| format!("{name}: {m}"))
+    };
+    let optional = |name: &str, fallback: &Option<String>| {
+        text(name, fallback)?
+            .map(|t| template(name, &t))
+            .transpose()
     };
     let token_text = text("token_url", &def.token_url)?.ok_or("token_url is required")?;
     // An integration pointed at an emulator or a test server on this machine accepts
@@ -446,26 +448,20 @@ fn resolve_oauth2(
         patterns: provider.api.allowed_hosts.clone(),
         loopback,
     };
-    let token_url = template("token_url", Some(token_text))?.expect("given");
+    let token_url = template("token_url", &token_text)?;
     let grant = match (provider.auth_mode, def.grant) {
         (AuthMode::Oauth2ClientCredentials, _) => Grant::ClientCredentials,
         (_, crate::catalog::GrantDef::Password) => Grant::Password,
         _ => Grant::AuthorizationCode,
     };
-    let authorization_url = template(
-        "authorization_url",
-        text("authorization_url", &def.authorization_url)?,
-    )?;
+    let authorization_url = optional("authorization_url", &def.authorization_url)?;
     let authorization_url = match (grant, authorization_url) {
         (Grant::AuthorizationCode, None) => return Err("authorization_url is required".into()),
         // Neither client credentials nor the password grant sends a browser anywhere; the
         // token URL stands in.
         (_, url) => url.unwrap_or_else(|| token_url.clone()),
     };
-    let revocation_url = template(
-        "revocation_url",
-        text("revocation_url", &def.revocation_url)?,
-    )?;
+    let revocation_url = optional("revocation_url", &def.revocation_url)?;
     let client_id = string(table, "client_id")?.ok_or("client_id is required")?;
     let client_secret = string(table, "client_secret")?
         .map(|value| resolve_secret_ref(&value).map_err(|e| format!("client_secret: {e}")))

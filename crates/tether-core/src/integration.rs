@@ -184,10 +184,16 @@ impl UrlTemplate {
 
     /// Holds an operator's URL (an override) to the catalog's rule: a host that a connection
     /// value can change needs the provider's allowed hosts, unless only pattern-checked fields
-    /// feed it; a URL never reads a credential.
+    /// feed it; a URL never reads a credential or a secret setting (URLs reach logs, browsers
+    /// and error messages).
     fn check_for(&self, provider: &ProviderDef) -> Result<(), String> {
         for r in self.template.references() {
-            if matches!(r.scope, Scope::Credential | Scope::Input) {
+            let secret_setting = r.scope == Scope::Settings
+                && provider
+                    .settings
+                    .iter()
+                    .any(|s| s.name == r.name && s.secret);
+            if secret_setting || matches!(r.scope, Scope::Credential | Scope::Input) {
                 return Err(format!(
                     "a URL must not read {}.{}",
                     r.scope.as_str(),
@@ -672,6 +678,11 @@ mod tests {
                     "api_base_url": "https://a/${credential.access_token}",
                     "authorization_url": "https://a/auth", "token_url": "https://a/t"}),
                 "a URL must not read credential.access_token",
+            ),
+            (
+                json!({"provider": "redtail", "api_key": "k",
+                    "api_base_url": "https://a/${settings.api_key}"}),
+                "api_base_url: a URL must not read settings.api_key",
             ),
         ];
         for (config, expected) in cases {

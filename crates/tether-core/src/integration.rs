@@ -163,8 +163,6 @@ impl From<TemplateError> for UrlError {
 /// host comes from a value, a host the provider's rules allow.
 #[derive(Clone, Debug)]
 pub struct UrlTemplate {
-    /// As written (shown to operators; may hold `${...}`).
-    pub text: String,
     template: Template,
     host_varies: bool,
 }
@@ -176,10 +174,14 @@ impl UrlTemplate {
         }
         let template = Template::parse(text).map_err(|e| e.to_string())?;
         Ok(UrlTemplate {
-            text: text.to_owned(),
             template,
             host_varies: host_varies(text),
         })
+    }
+
+    /// As written (shown to operators; may hold `${...}`).
+    pub fn text(&self) -> &str {
+        self.template.text()
     }
 
     /// Holds an operator's URL (an override) to the catalog's rule: a host that a connection

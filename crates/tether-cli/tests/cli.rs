@@ -155,6 +155,19 @@ async fn configuration_errors_are_one_line_and_exit_non_zero() {
             "[server]\nthreads = 100000\n",
             "server.threads must be at most 1024",
         ),
+        // Seconds the server adds to unix times: a typo this large would overflow them.
+        (
+            "[connect]\nflow_ttl_secs = 9223372036854775807\n",
+            "connect.flow_ttl_secs must be at most",
+        ),
+        (
+            "[webhooks]\nurl = \"https://app.example/hooks\"\nsecret = \"0123456789abcdef0123456789abcdef\"\nrequest_timeout_secs = 9223372036854775807\n",
+            "webhooks.request_timeout_secs must be at most",
+        ),
+        (
+            "[server]\nidle_timeout_secs = 9223372036854775807\n",
+            "server.idle_timeout_secs must be at most",
+        ),
     ];
     for (toml, expected) in cases {
         std::fs::write(dir.path().join("tether.toml"), toml).unwrap();

@@ -185,6 +185,25 @@ async fn configuration_errors_are_one_line_and_exit_non_zero() {
 }
 
 #[tokio::test]
+async fn a_demo_session_ttl_too_large_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tether(dir.path())
+        .args(["demo", "--listen", "127.0.0.1:0", "--session-ttl"])
+        .arg("9223372036854775807")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].starts_with("tether: --session-ttl must be at most"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn database_errors_stop_start_up_with_one_line_naming_the_cause() {
     let dir = tempfile::tempdir().unwrap();
     // A SQLite database that a newer Tether migrated: one migration this build lacks.

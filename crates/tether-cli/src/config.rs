@@ -249,12 +249,27 @@ impl DatabaseSection {
     }
 }
 
-/// A database URL fit for messages and logs: its password, if any, replaced.
+/// A database URL fit for messages and logs: its password, if any, replaced, whether in the
+/// userinfo or in a `password` query parameter (which the PostgreSQL driver also reads).
 pub fn redacted_url(text: &str) -> String {
     match Url::parse(text) {
         Ok(mut url) => {
             if url.password().is_some() {
                 let _ = url.set_password(Some("redacted"));
+            }
+            if url.query_pairs().any(|(name, _)| name == "password") {
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(name, value)| {
+                        let value = if name == "password" {
+                            "redacted".into()
+                        } else {
+                            value.into_owned()
+                        };
+                        (name.into_owned(), value)
+                    })
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(pairs);
             }
             url.to_string()
         }

@@ -233,6 +233,11 @@ async fn database_errors_stop_start_up_with_one_line_naming_the_cause() {
             "postgres://postgres:hunter2@127.0.0.1:1/test".to_owned(),
             "database unavailable",
         ),
+        // The driver also reads a password from the query string.
+        (
+            "postgres://postgres@127.0.0.1:1/test?password=hunter2".to_owned(),
+            "database unavailable",
+        ),
         (
             "mysql://tether@127.0.0.1/tether".to_owned(),
             "invalid database URL",

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use crate::SecretString;
-use crate::catalog::{AuthMode, FieldDef, Keep, ProviderDef, RequestDef};
+use crate::catalog::{AuthMode, FieldDef, Keep, ProviderDef, RequestDef, whole_value_regex};
 use crate::credentials::Credentials;
 use crate::integration::Integration;
 use crate::outbound::{CappedResponse, Outbound, OutboundError};
@@ -167,10 +167,7 @@ fn normalise_field(field: &FieldDef, given: &str) -> Result<Option<SecretString>
         ));
     }
     if let Some(pattern) = &field.pattern {
-        let anchored = ["^(?:", pattern, ")$"].concat();
-        let matches = regex_lite::Regex::new(&anchored)
-            .map(|re| re.is_match(&value))
-            .unwrap_or(false);
+        let matches = whole_value_regex(pattern).is_ok_and(|re| re.is_match(&value));
         if !matches {
             return Err(field
                 .pattern_hint

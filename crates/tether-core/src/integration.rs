@@ -8,7 +8,9 @@ use std::sync::Arc;
 use serde_json::Value;
 use url::Url;
 
-use crate::catalog::{AuthMode, BodyFormat, Catalog, ClientAuth, ProviderDef, host_matches};
+use crate::catalog::{
+    AuthMode, BodyFormat, Catalog, ClientAuth, ProviderDef, host_matches, whole_value_regex,
+};
 use crate::credentials::Credentials;
 use crate::ids::IntegrationKey;
 use crate::secret::{SecretString, resolve_secret_ref};
@@ -161,8 +163,6 @@ impl From<TemplateError> for UrlError {
 /// host comes from a value, a host the provider's rules allow.
 #[derive(Clone, Debug)]
 pub struct UrlTemplate {
-    /// As written (shown to operators; may hold `${...}`).
-    pub text: String,
     template: Template,
     host_varies: bool,
 }
@@ -174,18 +174,28 @@ impl UrlTemplate {
         }
         let template = Template::parse(text).map_err(|e| e.to_string())?;
         Ok(UrlTemplate {
-            text: text.to_owned(),
             template,
             host_varies: host_varies(text),
         })
     }
 
+    /// As written (shown to operators; may hold `${...}`).
+    pub fn text(&self) -> &str {
+        self.template.text()
+    }
+
     /// Holds an operator's URL (an override) to the catalog's rule: a host that a connection
     /// value can change needs the provider's allowed hosts, unless only pattern-checked fields
-    /// feed it; a URL never reads a credential.
+    /// feed it; a URL never reads a credential or a secret setting (URLs reach logs, browsers
+    /// and error messages).
     fn check_for(&self, provider: &ProviderDef) -> Result<(), String> {
         for r in self.template.references() {
-            if matches!(r.scope, Scope::Credential | Scope::Input) {
+            let secret_setting = r.scope == Scope::Settings
+                && provider
+                    .settings
+                    .iter()
+                    .any(|s| s.name == r.name && s.secret);
+            if secret_setting || matches!(r.scope, Scope::Credential | Scope::Input) {
                 return Err(format!(
                     "a URL must not read {}.{}",
                     r.scope.as_str(),
@@ -310,9 +320,8 @@ impl Integration {
                     let secret = resolve_secret_ref(&value)
                         .map_err(|e| err(format!("{}: {e}", setting.name)))?;
                     if let Some(pattern) = &setting.pattern {
-                        let anchored = ["^(?:", pattern, ")$"].concat();
-                        let matches = regex_lite::Regex::new(&anchored)
-                            .is_ok_and(|re| re.is_match(secret.expose()));
+                        let matches =
+                            whole_value_regex(pattern).is_ok_and(|re| re.is_match(secret.expose()));
                         if !matches {
                             return Err(err(format!(
                                 "{} does not match the pattern {pattern:?}",
@@ -347,27 +356,8 @@ impl Integration {
             return Err(err("api_base_url is required".into()));
         }
 
-        let headers = provider
-            .api
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                Template::parse(value)
-                    .map(|t| (name.clone(), t))
-                    .map_err(|e| err(format!("header {name}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let query = provider
-            .api
-            .query
-            .iter()
-            .map(|(name, value)| {
-                Template::parse(value)
-                    .map(|t| (name.clone(), t))
-                    .map_err(|e| err(format!("query parameter {name}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let headers = named_templates("header ", &provider.api.headers).map_err(&err)?;
+        let query = named_templates("query parameter ", &provider.api.query).map_err(&err)?;
 
         let oauth2 = match provider.auth_mode {
             AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {
@@ -448,13 +438,15 @@ fn resolve_oauth2(
     let text = |name: &str, fallback: &Option<String>| -> Result<Option<String>, String> {
         Ok(string(table, name)?.or_else(|| fallback.clone()))
     };
-    let template = |name: &str, text: Option<String>| -> Result<Option<UrlTemplate>, String> {
-        text.map(|t| {
-            UrlTemplate::parse(&t)
-                .and_then(|t| t.check_for(provider).map(|()| t))
-                .map_err(|m| format!("{name}: {m}"))
-        })
-        .transpose()
+    let template = |name: &str, text: &str| -> Result<UrlTemplate, String> {
+        UrlTemplate::parse(text)
+            .and_then(|t| t.check_for(provider).map(|()| t))
+            .map_err(|m| format!("{name}: {m}"))
+    };
+    let optional = |name: &str, fallback: &Option<String>| {
+        text(name, fallback)?
+            .map(|t| template(name, &t))
+            .transpose()
     };
     let token_text = text("token_url", &def.token_url)?.ok_or("token_url is required")?;
     // An integration pointed at an emulator or a test server on this machine accepts
@@ -464,26 +456,20 @@ fn resolve_oauth2(
         patterns: provider.api.allowed_hosts.clone(),
         loopback,
     };
-    let token_url = template("token_url", Some(token_text))?.expect("given");
+    let token_url = template("token_url", &token_text)?;
     let grant = match (provider.auth_mode, def.grant) {
         (AuthMode::Oauth2ClientCredentials, _) => Grant::ClientCredentials,
         (_, crate::catalog::GrantDef::Password) => Grant::Password,
         _ => Grant::AuthorizationCode,
     };
-    let authorization_url = template(
-        "authorization_url",
-        text("authorization_url", &def.authorization_url)?,
-    )?;
+    let authorization_url = optional("authorization_url", &def.authorization_url)?;
     let authorization_url = match (grant, authorization_url) {
         (Grant::AuthorizationCode, None) => return Err("authorization_url is required".into()),
         // Neither client credentials nor the password grant sends a browser anywhere; the
         // token URL stands in.
         (_, url) => url.unwrap_or_else(|| token_url.clone()),
     };
-    let revocation_url = template(
-        "revocation_url",
-        text("revocation_url", &def.revocation_url)?,
-    )?;
+    let revocation_url = optional("revocation_url", &def.revocation_url)?;
     let client_id = string(table, "client_id")?.ok_or("client_id is required")?;
     let client_secret = string(table, "client_secret")?
         .map(|value| resolve_secret_ref(&value).map_err(|e| format!("client_secret: {e}")))
@@ -530,15 +516,7 @@ fn resolve_oauth2(
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err("pkce must be true or false".into()),
     };
-    let authorization_params = def
-        .authorization_params
-        .iter()
-        .map(|(name, value)| {
-            Template::parse(value)
-                .map(|t| (name.clone(), t))
-                .map_err(|e| format!("authorization_params.{name}: {e}"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let authorization_params = named_templates("authorization_params.", &def.authorization_params)?;
     if !pkce && provider.auth_mode == AuthMode::Oauth2 {
         // Allowed for providers that reject PKCE, but never silently: without it a stolen
         // authorization code can be redeemed by whoever holds the client secret.
@@ -576,17 +554,25 @@ fn resolve_oauth2(
             .map(|(name, pointers)| (name.clone(), pointers.as_slice().to_vec()))
             .collect(),
         redirect_uri_on_refresh: def.redirect_uri_on_refresh,
-        token_params: def
-            .token_params
-            .iter()
-            .map(|(name, value)| {
-                Template::parse(value)
-                    .map(|t| (name.clone(), t))
-                    .map_err(|e| format!("token_params.{name}: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?,
+        token_params: named_templates("token_params.", &def.token_params)?,
         hosts,
     })
+}
+
+/// A catalog table of named templates (headers, query or token parameters), parsed in order;
+/// an error names the entry after `what`.
+fn named_templates(
+    what: &str,
+    entries: &BTreeMap<String, String>,
+) -> Result<Vec<(String, Template)>, String> {
+    entries
+        .iter()
+        .map(|(name, value)| {
+            Template::parse(value)
+                .map(|t| (name.clone(), t))
+                .map_err(|e| format!("{what}{name}: {e}"))
+        })
+        .collect()
 }
 
 fn string(table: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, String> {
@@ -694,6 +680,11 @@ mod tests {
                     "api_base_url": "https://a/${credential.access_token}",
                     "authorization_url": "https://a/auth", "token_url": "https://a/t"}),
                 "a URL must not read credential.access_token",
+            ),
+            (
+                json!({"provider": "redtail", "api_key": "k",
+                    "api_base_url": "https://a/${settings.api_key}"}),
+                "api_base_url: a URL must not read settings.api_key",
             ),
         ];
         for (config, expected) in cases {

@@ -151,6 +151,25 @@ mod tests {
 
     const OAUTH_HEAD: &str = "id = 'z'\ndisplay_name = 'Z'\nauth_mode = 'oauth2'\n";
 
+    /// A field pattern is checked at load exactly as the form uses it (matching the whole
+    /// value): one that compiles alone but not anchored (a trailing `(?x)` comment swallows
+    /// the anchor) is refused, instead of loading and then turning down every value.
+    #[test]
+    fn field_patterns_are_checked_as_whole_value_patterns() {
+        let text = [
+            OAUTH_HEAD,
+            "[api]\nbase_url = 'https://api.z.example'\n",
+            "[[fields]]\nname = 'sub'\nlabel = 'Subdomain'\npattern = '(?x)[a-z]+ # subdomain'\n",
+        ]
+        .concat();
+        assert!(regex_lite::Regex::new("(?x)[a-z]+ # subdomain").is_ok());
+        let err = load_one(&text).unwrap_err();
+        assert!(
+            err.starts_with("providers/z.toml: fields.sub.pattern: "),
+            "{err}"
+        );
+    }
+
     #[test]
     fn a_typed_host_without_a_pattern_is_refused_naming_file_and_key() {
         let text = [

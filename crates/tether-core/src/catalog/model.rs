@@ -560,7 +560,7 @@ impl ProviderDef {
         }
         for field in &self.fields {
             if let Some(pattern) = &field.pattern {
-                regex_lite::Regex::new(pattern)
+                whole_value_regex(pattern)
                     .map_err(|e| (format!("fields.{}.pattern", field.name), e.to_string()))?;
             }
             let password_grant = self
@@ -578,8 +578,7 @@ impl ProviderDef {
         }
         for setting in &self.settings {
             if let Some(pattern) = &setting.pattern {
-                let anchored = ["^(?:", pattern, ")$"].concat();
-                let re = regex_lite::Regex::new(&anchored)
+                let re = whole_value_regex(pattern)
                     .map_err(|e| (format!("settings.{}.pattern", setting.name), e.to_string()))?;
                 if let Some(default) = &setting.default
                     && !re.is_match(default)
@@ -619,9 +618,8 @@ impl ProviderDef {
             }
             for value in &def.callback_values {
                 let key = ["oauth2.callback_values.", &value.name].concat();
-                let anchored = ["^(?:", &value.pattern, ")$"].concat();
                 let re =
-                    regex_lite::Regex::new(&anchored).map_err(|e| (key.clone(), e.to_string()))?;
+                    whole_value_regex(&value.pattern).map_err(|e| (key.clone(), e.to_string()))?;
                 if value.default.as_ref().is_some_and(|d| !re.is_match(d)) {
                     return bad(key, "default does not match the pattern".into());
                 }
@@ -818,6 +816,13 @@ pub fn host_pattern_ok(pattern: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         })
+}
+
+/// A catalog pattern (a field's, a setting's, a callback value's) compiled to match a whole
+/// value, never a part of it. The loader compiles each one with this, so a pattern that loads
+/// is one the checks can use.
+pub fn whole_value_regex(pattern: &str) -> Result<regex_lite::Regex, regex_lite::Error> {
+    regex_lite::Regex::new(&["^(?:", pattern, ")$"].concat())
 }
 
 /// Whether `host` (lowercase) matches a pattern: equal, or for `*.suffix` one or more labels

@@ -241,9 +241,9 @@ pub(crate) fn integration_view(i: &Integration, source: Option<Source>) -> Integ
         .to_owned(),
         oauth2: i.oauth2.as_ref().map(|client| OAuth2View {
             client_id: client.client_id.clone(),
-            authorization_url: client.authorization_url.text.clone(),
-            token_url: client.token_url.text.clone(),
-            revocation_url: client.revocation_url.as_ref().map(|u| u.text.clone()),
+            authorization_url: client.authorization_url.text().to_owned(),
+            token_url: client.token_url.text().to_owned(),
+            revocation_url: client.revocation_url.as_ref().map(|u| u.text().to_owned()),
             scopes: client.scopes.iter().map(|s| s.text().to_owned()).collect(),
             pkce: client.pkce,
         }),

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use figment::Figment;
@@ -166,27 +165,22 @@ impl ServerSection {
     /// The HTTP server's limits: defaults, overridden by what is set; zero is refused.
     pub fn limits(&self) -> anyhow::Result<ServerLimits> {
         let mut limits = ServerLimits::default();
-        let seconds = |name: &str, value: Option<u64>, into: &mut Duration| {
-            match value {
-                Some(0) => bail!("server.{name} must be at least 1"),
-                Some(secs) => *into = Duration::from_secs(secs),
-                None => {}
-            }
-            Ok(())
-        };
-        seconds(
-            "header_read_timeout_secs",
+        tuning::secs(
+            "server.header_read_timeout_secs",
             self.header_read_timeout_secs,
+            1,
             &mut limits.header_read_timeout,
         )?;
-        seconds(
-            "request_timeout_secs",
+        tuning::secs(
+            "server.request_timeout_secs",
             self.request_timeout_secs,
+            1,
             &mut limits.request_timeout,
         )?;
-        seconds(
-            "idle_timeout_secs",
+        tuning::secs(
+            "server.idle_timeout_secs",
             self.idle_timeout_secs,
+            1,
             &mut limits.idle_timeout,
         )?;
         match self.max_connections {
@@ -255,12 +249,27 @@ impl DatabaseSection {
     }
 }
 
-/// A database URL fit for messages and logs: its password, if any, replaced.
+/// A database URL fit for messages and logs: its password, if any, replaced, whether in the
+/// userinfo or in a `password` query parameter (which the PostgreSQL driver also reads).
 pub fn redacted_url(text: &str) -> String {
     match Url::parse(text) {
         Ok(mut url) => {
             if url.password().is_some() {
                 let _ = url.set_password(Some("redacted"));
+            }
+            if url.query_pairs().any(|(name, _)| name == "password") {
+                let pairs: Vec<(String, String)> = url
+                    .query_pairs()
+                    .map(|(name, value)| {
+                        let value = if name == "password" {
+                            "redacted".into()
+                        } else {
+                            value.into_owned()
+                        };
+                        (name.into_owned(), value)
+                    })
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(pairs);
             }
             url.to_string()
         }
@@ -418,13 +427,15 @@ impl FileConfig {
         if let Some(capacity) = self.cache.capacity {
             config.cache.capacity = capacity;
         }
-        match self.cache.ttl_secs {
-            Some(0) => {
-                bail!("cache.ttl_secs must be at least 1 (capacity = 0 turns the cache off)")
-            }
-            Some(secs) => config.cache.ttl = Duration::from_secs(secs),
-            None => {}
+        if self.cache.ttl_secs == Some(0) {
+            bail!("cache.ttl_secs must be at least 1 (capacity = 0 turns the cache off)")
         }
+        tuning::secs(
+            "cache.ttl_secs",
+            self.cache.ttl_secs,
+            1,
+            &mut config.cache.ttl,
+        )?;
         if let Some(webhooks) = &self.webhooks {
             let url = tether_core::integration::parse_endpoint(&webhooks.url)
                 .map_err(|m| anyhow::anyhow!("webhooks.url: {m}"))?;

@@ -274,9 +274,13 @@ fn configure(config: &mut GatewayConfig, args: &DemoArgs) -> anyhow::Result<()> 
             .set_logo_url(logo)
             .map_err(|m| anyhow::anyhow!("--logo-url: {m}"))?;
     }
-    if let Some(seconds) = args.session_ttl {
-        config.connect_session_ttl = Duration::from_secs(seconds.max(1));
-    }
+    // 0 means the shortest; over the bound is refused (it would overflow the session's expiry).
+    crate::tuning::secs(
+        "--session-ttl",
+        args.session_ttl.map(|seconds| seconds.max(1)),
+        1,
+        &mut config.connect_session_ttl,
+    )?;
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! The gateway's tuning settings in `tether.toml` (and `TETHER_<SECTION>__<KEY>`): the
 //! defaults in `tether_server::GatewayConfig` suit most deployments, and each can be changed
 //! here. Durations are whole seconds; a value that makes no sense (a zero timeout, a zero
-//! concurrency) stops start-up with one line naming the key.
+//! concurrency, more than ten years) stops start-up with one line naming the key.
 //!
 //! The sections: `[refresh]` (when and how tokens are refreshed), `[outbound]` (Tether's own
 //! calls to providers), `[proxy]` (proxied calls), and the limits added to `[connect]`,
@@ -103,10 +103,16 @@ pub struct WebhookTuning {
     pub poll_interval_secs: Option<u64>,
 }
 
-/// Sets `into` from `value` seconds when given; below `min` is refused naming `key`.
-fn secs(key: &str, value: Option<u64>, min: u64, into: &mut Duration) -> anyhow::Result<()> {
+/// The most seconds any setting may be: ten years. Larger values only come from typos, and
+/// the server adds them to unix times and instants, which they would overflow.
+pub const MAX_SECS: u64 = 10 * 365 * 86_400;
+
+/// Sets `into` from `value` seconds when given; below `min` or above [`MAX_SECS`] is refused
+/// naming `key`.
+pub fn secs(key: &str, value: Option<u64>, min: u64, into: &mut Duration) -> anyhow::Result<()> {
     match value {
         Some(secs) if secs < min => bail!("{key} must be at least {min}"),
+        Some(secs) if secs > MAX_SECS => bail!("{key} must be at most {MAX_SECS} (ten years)"),
         Some(secs) => *into = Duration::from_secs(secs),
         None => {}
     }

@@ -155,6 +155,19 @@ async fn configuration_errors_are_one_line_and_exit_non_zero() {
             "[server]\nthreads = 100000\n",
             "server.threads must be at most 1024",
         ),
+        // Seconds the server adds to unix times: a typo this large would overflow them.
+        (
+            "[connect]\nflow_ttl_secs = 9223372036854775807\n",
+            "connect.flow_ttl_secs must be at most",
+        ),
+        (
+            "[webhooks]\nurl = \"https://app.example/hooks\"\nsecret = \"0123456789abcdef0123456789abcdef\"\nrequest_timeout_secs = 9223372036854775807\n",
+            "webhooks.request_timeout_secs must be at most",
+        ),
+        (
+            "[server]\nidle_timeout_secs = 9223372036854775807\n",
+            "server.idle_timeout_secs must be at most",
+        ),
     ];
     for (toml, expected) in cases {
         std::fs::write(dir.path().join("tether.toml"), toml).unwrap();
@@ -169,6 +182,25 @@ async fn configuration_errors_are_one_line_and_exit_non_zero() {
             "{stderr} should say {expected}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_demo_session_ttl_too_large_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tether(dir.path())
+        .args(["demo", "--listen", "127.0.0.1:0", "--session-ttl"])
+        .arg("9223372036854775807")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].starts_with("tether: --session-ttl must be at most"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -199,6 +231,11 @@ async fn database_errors_stop_start_up_with_one_line_naming_the_cause() {
         // Nothing listens on port 1: unreachable. The password must not be printed.
         (
             "postgres://postgres:hunter2@127.0.0.1:1/test".to_owned(),
+            "database unavailable",
+        ),
+        // The driver also reads a password from the query string.
+        (
+            "postgres://postgres@127.0.0.1:1/test?password=hunter2".to_owned(),
             "database unavailable",
         ),
         (

@@ -194,38 +194,12 @@ impl Tether {
             .unwrap();
         assert_eq!(response.status(), 201);
         let session: Value = response.json().await.unwrap();
-        let connect_url = Url::parse(session["connect_url"].as_str().unwrap()).unwrap();
-        let token = connect_url
-            .query_pairs()
-            .find(|(k, _)| k == "session")
-            .expect("the connect URL carries the session")
-            .1
-            .into_owned();
-        let mut start = self.base.join("connect/crm").unwrap();
-        start.query_pairs_mut().append_pair("session", &token);
-
-        let browser = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(Policy::custom(|attempt| {
-                if attempt.url().path().starts_with("/app/") || attempt.previous().len() > 10 {
-                    attempt.stop()
-                } else {
-                    attempt.follow()
-                }
-            }))
-            .build()
-            .unwrap();
+        let start = support::start_url(&self.base, &session, "crm");
+        let browser = support::browser_to_app();
         let response = browser.get(start).send().await.unwrap();
         assert!(response.status().is_redirection(), "{}", response.status());
         let location = response.headers()["location"].to_str().unwrap();
-        let landed = response.url().join(location).unwrap();
-        assert_eq!(landed.path(), "/app/return", "{landed}");
-        landed
-            .query_pairs()
-            .find(|(k, _)| k == "connection_id")
-            .expect("the return URL names the connection")
-            .1
-            .into_owned()
+        support::returned_connection(&response.url().join(location).unwrap())
     }
 }
 

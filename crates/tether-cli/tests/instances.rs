@@ -377,15 +377,7 @@ impl Instance {
             .unwrap();
         assert_eq!(response.status(), 201);
         let session: Value = response.json().await.unwrap();
-        let connect_url = Url::parse(session["connect_url"].as_str().unwrap()).unwrap();
-        let token = connect_url
-            .query_pairs()
-            .find(|(k, _)| k == "session")
-            .expect("the connect URL carries the session")
-            .1
-            .into_owned();
-        let mut start = self.base.join("connect/crm").unwrap();
-        start.query_pairs_mut().append_pair("session", &token);
+        let start = support::start_url(&self.base, &session, "crm");
 
         let browser = reqwest::Client::builder()
             .cookie_store(true)
@@ -419,14 +411,7 @@ fn location(response: &reqwest::Response) -> Url {
 
 /// Sends the browser to the callback and returns the connection id the app is given.
 async fn finish_connect(browser: &reqwest::Client, callback: Url) -> String {
-    let landed = location(&browser.get(callback).send().await.unwrap());
-    assert_eq!(landed.path(), "/app/return", "{landed}");
-    landed
-        .query_pairs()
-        .find(|(k, _)| k == "connection_id")
-        .expect("the return URL names the connection")
-        .1
-        .into_owned()
+    support::returned_connection(&location(&browser.get(callback).send().await.unwrap()))
 }
 
 /// Waits (bounded) until `check` holds; returns how long it took.

@@ -11,6 +11,8 @@
 //! Every secret is generated at test time. Everything is on loopback, every wait is bounded,
 //! and the `tether` process is killed by its handle (`kill_on_drop` on panic too).
 
+mod support;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -221,36 +223,12 @@ impl Tether {
             )
             .await;
         assert_eq!(status, 201, "{session}");
-        let connect_url = Url::parse(session["connect_url"].as_str().unwrap()).unwrap();
-        let token = connect_url
-            .query_pairs()
-            .find(|(k, _)| k == "session")
-            .expect("the connect URL carries the session")
-            .1
-            .into_owned();
-        let mut start = self.url("connect/");
-        start
-            .path_segments_mut()
-            .unwrap()
-            .pop_if_empty()
-            .push(integration);
-        start.query_pairs_mut().append_pair("session", &token);
-        start
+        support::start_url(&self.base, &session, integration)
     }
 
     /// The OAuth flow in a browser that keeps cookies and follows redirects to the app.
     async fn connect_oauth(&self, end_user: &str) -> String {
-        let browser = reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(Policy::custom(|attempt| {
-                if attempt.url().path().starts_with("/app/") || attempt.previous().len() > 10 {
-                    attempt.stop()
-                } else {
-                    attempt.follow()
-                }
-            }))
-            .build()
-            .unwrap();
+        let browser = support::browser_to_app();
         let response = browser
             .get(self.start_url(end_user, "crm").await)
             .send()
@@ -320,14 +298,7 @@ impl Tether {
 /// The connection id of a redirect to the app's return URL.
 fn landed_connection(response: &reqwest::Response) -> String {
     let location = response.headers()["location"].to_str().unwrap();
-    let landed = response.url().join(location).unwrap();
-    assert_eq!(landed.path(), "/app/return", "{landed}");
-    landed
-        .query_pairs()
-        .find(|(k, _)| k == "connection_id")
-        .expect("the return URL names the connection")
-        .1
-        .into_owned()
+    support::returned_connection(&response.url().join(location).unwrap())
 }
 
 /// Waits (bounded) until `done` holds.

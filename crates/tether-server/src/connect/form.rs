@@ -173,14 +173,7 @@ async fn submit_for<S: Store>(
         let connection = inputs.metadata(&integration.provider);
         let result = match client.grant {
             Grant::AuthorizationCode => {
-                super::start::start_oauth(
-                    state,
-                    session,
-                    integration.key.as_str(),
-                    popup,
-                    &connection,
-                )
-                .await
+                super::start::start_oauth(state, session, &integration, popup, &connection).await
             }
             Grant::ClientCredentials => {
                 super::start::connect_direct(state, session, &integration, popup, connection, None)

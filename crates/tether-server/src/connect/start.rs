@@ -132,7 +132,7 @@ async fn start_for<S: Store>(
     }
     let nothing = serde_json::Map::new();
     match integration.auth_mode() {
-        AuthMode::Oauth2 => start_oauth(state, session, integration_key, popup, &nothing)
+        AuthMode::Oauth2 => start_oauth(state, session, &integration, popup, &nothing)
             .await
             .unwrap_or_else(|failure| failure.into_page(&state.config)),
         AuthMode::Oauth2ClientCredentials => {
@@ -256,17 +256,18 @@ pub async fn connect_direct<S: Store>(
 pub async fn start_oauth<S: Store>(
     state: &AppState<S>,
     session: &Session,
-    integration_key: &str,
+    integration: &Integration,
     popup: bool,
     connection: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Response, Failure> {
-    let integration = state
-        .integration(integration_key)
-        .expect("checked by caller");
-    let client = integration
-        .oauth2
-        .as_ref()
-        .expect("oauth2 integrations have a client");
+    let integration_key = integration.key.as_str();
+    let client = integration.oauth2.as_ref().ok_or_else(|| {
+        Failure::internal(
+            "OAuth flow without a client",
+            &"misconfigured",
+            CONNECT_FAILED,
+        )
+    })?;
     let state_value = random::token();
     let state_hash = random::sha256_hex(&state_value);
     let verifier = client.pkce.then(pkce::new_verifier);

@@ -2331,6 +2331,22 @@ mod postgres_specifics {
     }
 
     #[tokio::test]
+    async fn debug_never_shows_the_password() {
+        let schema = PgSchema::create().await;
+        let mut url = url::Url::parse(&schema.url()).unwrap();
+        url.set_password(Some("hunter2-secret")).unwrap();
+        let store = PgStore::connect(url.as_str(), &StoreOptions::default())
+            .await
+            .expect("trust auth accepts any password");
+        let shown = format!("{store:?}");
+        assert!(shown.starts_with("PgStore"), "{shown}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        let any = AnyStore::Postgres(store);
+        let shown = format!("{any:?}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+    }
+
+    #[tokio::test]
     async fn data_survives_restart() {
         let schema = PgSchema::create().await;
         let store = schema.store().await;

@@ -45,7 +45,7 @@ pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The [`Store`] on PostgreSQL. Cloning is cheap: it clones the pool handle.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
     /// What the notification listener connects with (same server, database and schema);
@@ -53,6 +53,17 @@ pub struct PgStore {
     options: std::sync::Arc<PgConnectOptions>,
     /// The NOTIFY channel of this database schema; see `changes.rs`.
     channel: String,
+}
+
+// By hand: sqlx's `Debug` of `PgConnectOptions` prints the password (and an inline client
+// key), so the options never appear here.
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pool", &self.pool)
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PgStore {

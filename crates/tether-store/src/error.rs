@@ -2,7 +2,12 @@
 //! errors; the detail of a database error is for logs, never for an API client.
 
 /// What went wrong in the store.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` is written by hand: sqlx's `Debug` of a PostgreSQL error prints the server's
+/// `detail` ("Failing row contains (...)": whole rows, sealed credentials and hashes included)
+/// and `where`, and errors are logged with `?err`. Here a database error shows its SQLSTATE
+/// and message only, any other sqlx error its `Display`.
+#[derive(thiserror::Error)]
 pub enum StoreError {
     /// A uniqueness rule would be broken (e.g. a second connection for the same end user).
     #[error("conflict: {0}")]
@@ -30,6 +35,44 @@ pub enum StoreError {
     /// Migrations failed to apply.
     #[error("migration failed")]
     Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+impl std::fmt::Debug for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Conflict(what) => f.debug_tuple("Conflict").field(what).finish(),
+            StoreError::Corrupt(what) => f.debug_tuple("Corrupt").field(what).finish(),
+            StoreError::Unavailable(err) => {
+                f.debug_tuple("Unavailable").field(&SafeSqlx(err)).finish()
+            }
+            StoreError::InvalidUrl(err) => {
+                f.debug_tuple("InvalidUrl").field(&SafeSqlx(err)).finish()
+            }
+            StoreError::Database(err) => f.debug_tuple("Database").field(&SafeSqlx(err)).finish(),
+            StoreError::UnknownMigration(version) => {
+                f.debug_tuple("UnknownMigration").field(version).finish()
+            }
+            // A failed migration statement's error Displays as its message only.
+            StoreError::Migrate(err) => f.debug_tuple("Migrate").field(&err.to_string()).finish(),
+        }
+    }
+}
+
+/// A `sqlx::Error` shown without the row data a database error's detail may carry.
+struct SafeSqlx<'a>(&'a sqlx::Error);
+
+impl std::fmt::Debug for SafeSqlx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            // PostgreSQL keeps row values out of the primary message; they go to `detail`.
+            sqlx::Error::Database(db) => f
+                .debug_struct("Database")
+                .field("code", &db.code())
+                .field("message", &db.message())
+                .finish_non_exhaustive(),
+            other => f.debug_tuple("Sqlx").field(&other.to_string()).finish(),
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -84,5 +127,33 @@ impl StoreError {
     /// Whether the database was unreachable, so the call may succeed later unchanged.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_plain_variants_is_readable() {
+        assert_eq!(
+            format!("{:?}", StoreError::Conflict("unique constraint")),
+            r#"Conflict("unique constraint")"#
+        );
+        assert_eq!(
+            format!("{:?}", StoreError::Corrupt("bad status".into())),
+            r#"Corrupt("bad status")"#
+        );
+        assert_eq!(
+            format!("{:?}", StoreError::UnknownMigration(42)),
+            "UnknownMigration(42)"
+        );
+        assert_eq!(
+            format!("{:?}", StoreError::from(sqlx::Error::PoolTimedOut)),
+            format!(
+                "Unavailable(Sqlx({:?}))",
+                sqlx::Error::PoolTimedOut.to_string()
+            )
+        );
     }
 }

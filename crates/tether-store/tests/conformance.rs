@@ -2347,6 +2347,30 @@ mod postgres_specifics {
     }
 
     #[tokio::test]
+    async fn error_debug_never_shows_the_failing_row() {
+        let (store, _schema) = open_postgres().await;
+        sqlx::query("CREATE TABLE leak_probe (secret text, required text NOT NULL)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        let err = sqlx::query("INSERT INTO leak_probe VALUES ('sealed-secret-value', NULL)")
+            .execute(store.pool())
+            .await
+            .expect_err("NOT NULL is violated");
+        // The premise: sqlx's own Debug shows the row (the server's detail).
+        assert!(format!("{err:?}").contains("sealed-secret-value"));
+        let err = tether_store::StoreError::from(err);
+        let shown = format!("{err:?}");
+        assert!(!shown.contains("sealed-secret-value"), "{shown}");
+        assert!(shown.starts_with("Database("), "{shown}");
+        assert!(shown.contains("23502"), "{shown}");
+        assert!(
+            shown.contains("required"),
+            "the message names the column: {shown}"
+        );
+    }
+
+    #[tokio::test]
     async fn data_survives_restart() {
         let schema = PgSchema::create().await;
         let store = schema.store().await;

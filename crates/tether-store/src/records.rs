@@ -28,7 +28,7 @@ impl ConnectionStatus {
 }
 
 /// A connect session: lets one end user's browser connect, for a short time.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConnectSessionRow {
     /// SHA-256 (hex) of the session token; the token itself is never stored.
     pub token_hash: String,
@@ -58,7 +58,7 @@ pub struct AttemptWindow {
 }
 
 /// One authorization-code flow in progress (RFC 6749 4.1, RFC 7636).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct FlowStateRow {
     /// SHA-256 (hex) of the `state` parameter.
     pub state_hash: String,
@@ -92,7 +92,7 @@ pub enum ConsumeOutcome {
 }
 
 /// One end user's credentials for one integration.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConnectionRow {
     pub id: String,
     pub integration: String,
@@ -116,7 +116,7 @@ pub struct ConnectionRow {
 }
 
 /// A compare-and-swap write of new credentials; see [`crate::Store::replace_credentials`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CredentialsUpdate {
     pub id: String,
     pub expected_version: i64,
@@ -340,4 +340,216 @@ pub struct WebhookEventFilter {
     pub status: Option<WebhookStatus>,
     /// At most this many rows; 0 means the default of 100, and anything above 1000 is 1000.
     pub limit: u32,
+}
+
+// `Debug` of the rows that carry sealed bytes or hashes is written by hand, so a logged row
+// (`?row`) or a failed assertion shows `<sealed, N bytes>` and `<hash>` instead of them; every
+// other field is shown as a derive would.
+
+/// Shows sealed bytes as their length only.
+struct Sealed<'a>(&'a [u8]);
+
+impl std::fmt::Debug for Sealed<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<sealed, {} bytes>", self.0.len())
+    }
+}
+
+/// Stands in for a hash.
+struct Hashed;
+
+impl std::fmt::Debug for Hashed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hash>")
+    }
+}
+
+impl std::fmt::Debug for ConnectSessionRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectSessionRow")
+            .field("token_hash", &Hashed)
+            .field("end_user_id", &self.end_user_id)
+            .field("end_user_email", &self.end_user_email)
+            .field("end_user_display_name", &self.end_user_display_name)
+            .field("integrations", &self.integrations)
+            .field("return_url", &self.return_url)
+            .field("expires_at", &self.expires_at)
+            .field("created_at", &self.created_at)
+            .field("browser_hash", &self.browser_hash.as_ref().map(|_| Hashed))
+            .field("completed_at", &self.completed_at)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for FlowStateRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowStateRow")
+            .field("state_hash", &Hashed)
+            .field("browser_hash", &Hashed)
+            .field("session_token_hash", &Hashed)
+            .field("integration", &self.integration)
+            .field("end_user_id", &self.end_user_id)
+            .field("pkce_verifier", &Sealed(&self.pkce_verifier))
+            .field("redirect_uri", &self.redirect_uri)
+            .field("return_url", &self.return_url)
+            .field("display", &self.display)
+            .field("expires_at", &self.expires_at)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ConnectionRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionRow")
+            .field("id", &self.id)
+            .field("integration", &self.integration)
+            .field("end_user_id", &self.end_user_id)
+            .field("end_user_email", &self.end_user_email)
+            .field("end_user_display_name", &self.end_user_display_name)
+            .field("status", &self.status)
+            .field("credentials", &Sealed(&self.credentials))
+            .field("credentials_version", &self.credentials_version)
+            .field("access_expires_at", &self.access_expires_at)
+            .field("metadata", &self.metadata)
+            .field("last_error", &self.last_error)
+            .field("refresh_failures", &self.refresh_failures)
+            .field("next_refresh_at", &self.next_refresh_at)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CredentialsUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialsUpdate")
+            .field("id", &self.id)
+            .field("expected_version", &self.expected_version)
+            .field("credentials", &Sealed(&self.credentials))
+            .field("access_expires_at", &self.access_expires_at)
+            .field("metadata", &self.metadata)
+            .field("status", &self.status)
+            .field("end_user_email", &self.end_user_email)
+            .field("end_user_display_name", &self.end_user_display_name)
+            .field("now", &self.now)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    const SEALED: &[u8] = b"sealed-secret-bytes";
+
+    fn assert_redacted(shown: &str) {
+        assert!(!shown.contains(HASH), "{shown}");
+        assert!(!shown.contains("sealed-secret-bytes"), "{shown}");
+        assert!(
+            !shown.contains("115, 101, 97"),
+            "the bytes as numbers: {shown}"
+        );
+    }
+
+    fn flow_state() -> FlowStateRow {
+        FlowStateRow {
+            state_hash: HASH.into(),
+            browser_hash: HASH.into(),
+            session_token_hash: HASH.into(),
+            integration: "github".into(),
+            end_user_id: "user-1".into(),
+            pkce_verifier: SEALED.to_vec(),
+            redirect_uri: "https://tether.example/callback".into(),
+            return_url: None,
+            display: "popup".into(),
+            expires_at: 100,
+            created_at: 50,
+        }
+    }
+
+    #[test]
+    fn connect_session_debug_hides_hashes() {
+        let row = ConnectSessionRow {
+            token_hash: HASH.into(),
+            end_user_id: "user-1".into(),
+            end_user_email: Some("ada@example.com".into()),
+            end_user_display_name: None,
+            integrations: None,
+            return_url: None,
+            expires_at: 100,
+            created_at: 50,
+            browser_hash: Some(HASH.into()),
+            completed_at: None,
+        };
+        let shown = format!("{row:?}");
+        assert_redacted(&shown);
+        assert!(shown.contains(r#"token_hash: <hash>"#), "{shown}");
+        assert!(shown.contains(r#"browser_hash: Some(<hash>)"#), "{shown}");
+        assert!(shown.contains(r#"end_user_id: "user-1""#), "{shown}");
+        let unbound = ConnectSessionRow {
+            browser_hash: None,
+            ..row
+        };
+        assert!(format!("{unbound:?}").contains("browser_hash: None"));
+    }
+
+    #[test]
+    fn flow_state_and_consume_outcome_debug_hide_verifier_and_hashes() {
+        let shown = format!("{:?}", flow_state());
+        assert_redacted(&shown);
+        assert!(
+            shown.contains("pkce_verifier: <sealed, 19 bytes>"),
+            "{shown}"
+        );
+        assert!(shown.contains("state_hash: <hash>"), "{shown}");
+        assert!(shown.contains("session_token_hash: <hash>"), "{shown}");
+        assert!(shown.contains(r#"display: "popup""#), "{shown}");
+        let shown = format!("{:?}", ConsumeOutcome::Consumed(flow_state()));
+        assert_redacted(&shown);
+        assert!(shown.starts_with("Consumed(FlowStateRow {"), "{shown}");
+    }
+
+    #[test]
+    fn connection_and_update_debug_hide_credentials() {
+        let row = ConnectionRow {
+            id: "conn-1".into(),
+            integration: "github".into(),
+            end_user_id: "user-1".into(),
+            end_user_email: None,
+            end_user_display_name: None,
+            status: ConnectionStatus::Active,
+            credentials: SEALED.to_vec(),
+            credentials_version: 3,
+            access_expires_at: Some(100),
+            metadata: "{}".into(),
+            last_error: None,
+            refresh_failures: 0,
+            next_refresh_at: None,
+            created_at: 1,
+            updated_at: 2,
+        };
+        let shown = format!("{row:?}");
+        assert_redacted(&shown);
+        assert!(shown.contains("credentials: <sealed, 19 bytes>"), "{shown}");
+        assert!(shown.contains("credentials_version: 3"), "{shown}");
+        assert!(shown.contains("status: Active"), "{shown}");
+
+        let update = CredentialsUpdate {
+            id: "conn-1".into(),
+            expected_version: 3,
+            credentials: SEALED.to_vec(),
+            access_expires_at: None,
+            metadata: "{}".into(),
+            status: ConnectionStatus::Active,
+            end_user_email: None,
+            end_user_display_name: None,
+            now: 5,
+        };
+        let shown = format!("{update:?}");
+        assert_redacted(&shown);
+        assert!(shown.contains("credentials: <sealed, 19 bytes>"), "{shown}");
+        assert!(shown.contains("expected_version: 3"), "{shown}");
+    }
 }

@@ -2371,6 +2371,67 @@ mod postgres_specifics {
     }
 
     #[tokio::test]
+    async fn a_schema_name_too_long_for_the_change_feed_is_refused() {
+        // 60 bytes: a valid identifier, but `tether:` + 60 bytes is over PostgreSQL's 63-byte
+        // limit on NOTIFY channel names, so every write would fail.
+        let name = format!(
+            "tether_test_{:016x}_{}",
+            pg_support::rand_u64(),
+            "x".repeat(31)
+        );
+        assert_eq!(name.len(), 60);
+        let schema = PgSchema::create_named(name.clone()).await;
+        let err = PgStore::connect_with(schema.connect_options(), &StoreOptions::default())
+            .await
+            .expect_err("the schema name is too long");
+        assert!(matches!(err, StoreError::InvalidUrl(_)), "{err:?}");
+        let shown = anyhow_like(&err);
+        assert!(shown.contains(&name), "{shown}");
+        assert!(shown.contains("at most 56 bytes"), "{shown}");
+        // Nothing was created in it.
+        let mut admin =
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&schema.connect_options())
+                .await
+                .unwrap();
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
+        )
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(tables, 0);
+    }
+
+    #[tokio::test]
+    async fn a_search_path_naming_no_schema_is_an_invalid_url() {
+        let options = PgSchema::create()
+            .await
+            .connect_options()
+            .options([("search_path", "tether_test_no_such_schema")]);
+        let err = PgStore::connect_with(options, &StoreOptions::default())
+            .await
+            .expect_err("no schema to hold the tables");
+        assert!(matches!(err, StoreError::InvalidUrl(_)), "{err:?}");
+        assert!(
+            anyhow_like(&err).contains("names no existing schema"),
+            "{err:?}"
+        );
+    }
+
+    /// The error and its sources, as the CLI shows a failed start-up.
+    fn anyhow_like(err: &StoreError) -> String {
+        let mut shown = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            shown.push_str(": ");
+            shown.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        shown
+    }
+
+    #[tokio::test]
     async fn data_survives_restart() {
         let schema = PgSchema::create().await;
         let store = schema.store().await;

@@ -55,6 +55,14 @@ pub struct PgStore {
     channel: String,
 }
 
+/// The longest NOTIFY channel name PostgreSQL accepts (`NAMEDATALEN - 1`).
+const MAX_CHANNEL_BYTES: usize = 63;
+
+/// A [`crate::StoreError::InvalidUrl`] saying what is wrong with the connect options.
+fn invalid_options(why: impl Into<String>) -> crate::StoreError {
+    crate::StoreError::InvalidUrl(sqlx::Error::Configuration(why.into().into()))
+}
+
 // By hand: sqlx's `Debug` of `PgConnectOptions` prints the password (and an inline client
 // key), so the options never appear here.
 impl std::fmt::Debug for PgStore {
@@ -100,11 +108,21 @@ impl PgStore {
             .fetch_one(&mut probe)
             .await?;
         probe.close().await?;
+        // Both are faults of the URL's options (its `search_path`), not of any row.
         let schema = schema.ok_or_else(|| {
-            crate::StoreError::Corrupt(
-                "the search_path names no existing schema to hold Tether's tables".into(),
-            )
+            invalid_options("the search_path names no existing schema to hold Tether's tables")
         })?;
+        // The change feed's channel is `tether:<schema>` (see `changes.rs`), and `pg_notify`
+        // refuses channel names of 64 bytes or more: every write would then fail (22023).
+        if changes::channel_for(&schema).len() > MAX_CHANNEL_BYTES {
+            return Err(invalid_options(format!(
+                "the schema name {schema:?} is {} bytes; Tether needs one of at most {} bytes \
+                 (its change notifications are named after it, and PostgreSQL limits those \
+                 names to {MAX_CHANNEL_BYTES} bytes)",
+                schema.len(),
+                MAX_CHANNEL_BYTES - changes::channel_for("").len(),
+            )));
+        }
 
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size.unwrap_or(DEFAULT_POOL_SIZE).max(1))

@@ -24,7 +24,11 @@ pub struct PgSchema {
 impl PgSchema {
     /// Creates a schema with a random name.
     pub async fn create() -> PgSchema {
-        let name = format!("tether_test_{:016x}", rand_u64());
+        PgSchema::create_named(format!("tether_test_{:016x}", rand_u64())).await
+    }
+
+    /// Creates a schema named `name` (a plain identifier, unique to the test).
+    pub async fn create_named(name: String) -> PgSchema {
         let mut admin = admin().await;
         sqlx::query(&format!("CREATE SCHEMA {name}"))
             .execute(&mut admin)
@@ -100,7 +104,7 @@ fn url_of(text: &str) -> url::Url {
     url::Url::parse(text).expect("TETHER_TEST_DATABASE_URL is a URL")
 }
 
-fn rand_u64() -> u64 {
+pub fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(

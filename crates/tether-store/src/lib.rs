@@ -11,6 +11,7 @@
 mod any;
 mod changes;
 mod error;
+mod paging;
 pub mod postgres;
 mod records;
 mod rows;

@@ -2301,6 +2301,67 @@ mod sqlite {
             assert_eq!(get(&store, "conn-2").await.id, "conn-2");
         });
     }
+
+    /// A thread whose first runtime is alive but idle reads from a second runtime: the read
+    /// must not go to the idle runtime's reader (nobody drives it) and hang.
+    #[test]
+    fn a_point_read_on_another_runtime_of_the_same_thread_answers() {
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let url = sqlite_url(&dir);
+        let first = runtime();
+        let store = first.block_on(async {
+            let store = SqliteStore::connect(&url).await.unwrap();
+            store
+                .insert_connection(&connection("conn-1", "github", "user-1"))
+                .await
+                .unwrap();
+            assert_eq!(get(&store, "conn-1").await.id, "conn-1");
+            store
+        });
+        // `first` stays alive, but nobody drives it now.
+        let second = runtime();
+        let read = second.block_on(async {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                store.get_connection("conn-1"),
+            )
+            .await
+        });
+        let row = read.expect("the read answered").unwrap().expect("the row");
+        assert_eq!(row.id, "conn-1");
+        drop(first);
+    }
+
+    /// Two callers putting the same new integration at once: exactly one is told it created it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_puts_of_one_new_integration_create_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::connect(&sqlite_url(&dir)).await.unwrap();
+        for round in 0..50 {
+            let key = format!("crm{round}");
+            let barrier = Arc::new(Barrier::new(2));
+            let puts: Vec<_> = (0..2)
+                .map(|_| {
+                    let (store, barrier, key) = (store.clone(), barrier.clone(), key.clone());
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        store.put_integration(&key, b"sealed", NOW).await.unwrap()
+                    })
+                })
+                .collect();
+            let mut created = 0;
+            for put in puts {
+                created += usize::from(put.await.unwrap());
+            }
+            assert_eq!(created, 1, "round {round}: both or neither said created");
+        }
+    }
 }
 
 // ----- PostgreSQL ----------------------------------------------------------------------------

@@ -105,7 +105,8 @@ pub async fn create<S: Store>(
 
     let token = random::prefixed_token("cs_");
     let now = unix_time::now();
-    let expires_at = now + state.config.connect_session_ttl.as_secs() as i64;
+    let expires_at =
+        crate::connection_service::expiry::after(now, state.config.connect_session_ttl);
     state
         .store
         .insert_connect_session(&ConnectSessionRow {

@@ -301,7 +301,7 @@ pub async fn start_oauth<S: Store>(
         redirect_uri: redirect_uri.to_string(),
         return_url: session.row.return_url.clone(),
         display: if popup { "popup" } else { "page" }.into(),
-        expires_at: now + state.config.flow_ttl.as_secs() as i64,
+        expires_at: crate::connection_service::expiry::after(now, state.config.flow_ttl),
         created_at: now,
     };
     match state

@@ -9,6 +9,13 @@ fn secs(duration: Duration) -> i64 {
     i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
+/// The unix second `duration` after `now`, saturating: a configured TTL or lease too large
+/// for an `i64` (a library user's `GatewayConfig` is not range-checked like `tether.toml`)
+/// means "never", not an overflow.
+pub fn after(now: i64, duration: Duration) -> i64 {
+    now.saturating_add(secs(duration))
+}
+
 /// Whether a token expiring at `expires_at` expires within `within` of `now` (exactly at the
 /// boundary counts). A token whose expiry is unknown never does: refreshing it on a timer
 /// would be a guess, and a provider that rejects it gets it refreshed on the proxy's 401.
@@ -79,6 +86,13 @@ mod tests {
             "already expired"
         );
         assert!(!expires_within(None, NOW, MARGIN), "unknown expiry");
+    }
+
+    #[test]
+    fn after_adds_and_saturates() {
+        assert_eq!(after(NOW, MARGIN), NOW + 300);
+        assert_eq!(after(NOW, Duration::MAX), i64::MAX);
+        assert_eq!(after(NOW, Duration::from_secs(i64::MAX as u64)), i64::MAX);
     }
 
     #[test]

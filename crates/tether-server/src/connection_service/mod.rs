@@ -48,7 +48,7 @@ mod backoff;
 pub(crate) mod cache;
 pub(crate) mod clock;
 mod error;
-mod expiry;
+pub(crate) mod expiry;
 pub(crate) mod persist;
 pub(crate) mod provider_auth;
 pub(crate) mod refresh;

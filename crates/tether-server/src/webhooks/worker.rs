@@ -90,10 +90,18 @@ async fn deliver_round<S: Store>(
     let now = unix_time::now();
     // The claim outlives the slowest attempt with room to spare, so it does not expire while
     // its delivery is still in flight.
-    let lease = config.request_timeout.as_secs() as i64 * 2 + 30;
+    let lease = config
+        .request_timeout
+        .saturating_mul(2)
+        .saturating_add(std::time::Duration::from_secs(30));
     let events = state
         .store
-        .claim_webhook_events(owner, now + lease, now, BATCH)
+        .claim_webhook_events(
+            owner,
+            crate::connection_service::expiry::after(now, lease),
+            now,
+            BATCH,
+        )
         .await?;
     let claimed = events.len();
     join_all(

@@ -39,14 +39,16 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 const SILENCE_LIMIT: Duration = Duration::from_secs(15);
 
 async fn listen(options: PgConnectOptions, channel: String, tx: mpsc::UnboundedSender<Change>) {
-    // Two connections: the listening one, and one for heartbeats. Lazy: a database that is
-    // down at this moment is retried below, not an error.
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options);
     let mut backoff = Duration::from_millis(100);
     loop {
+        // Two connections: the listening one, and one for heartbeats. Lazy: a database that is
+        // down at this moment is retried below, not an error. A new pool per subscription: a
+        // dropped listener hands its connection back through `UNLISTEN`, which can hang on a
+        // dead connection, and must not keep a slot the next subscription needs.
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options.clone());
         match subscribed(&pool, &channel).await {
             Ok(mut listener) => {
                 backoff = Duration::from_millis(100);
@@ -77,11 +79,14 @@ async fn listen(options: PgConnectOptions, channel: String, tx: mpsc::UnboundedS
                             if heard.elapsed() > SILENCE_LIMIT {
                                 break;
                             }
-                            let sent = sqlx::query("SELECT pg_notify($1, 'h:')")
-                                .bind(&channel)
-                                .execute(&pool)
-                                .await;
-                            if sent.is_err() {
+                            let sent = tokio::time::timeout(
+                                HEARTBEAT,
+                                sqlx::query("SELECT pg_notify($1, 'h:')")
+                                    .bind(&channel)
+                                    .execute(&pool),
+                            )
+                            .await;
+                            if !matches!(sent, Ok(Ok(_))) {
                                 break;
                             }
                         }

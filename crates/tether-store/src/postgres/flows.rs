@@ -177,7 +177,7 @@ pub(super) async fn flow_states_after(
          FROM flow_states WHERE state_hash > $1 ORDER BY state_hash LIMIT $2",
     )
     .bind(after.unwrap_or(""))
-    .bind(i64::from(limit.clamp(1, 1000)))
+    .bind(crate::paging::LISTS.at_least_one(limit))
     .fetch_all(pool)
     .await?;
     Ok(records.into_iter().map(Into::into).collect())

@@ -11,12 +11,7 @@ use crate::{
     StatusChange, StoreResult,
 };
 
-/// `list_connections` limit when the filter says 0.
-const DEFAULT_LIST_LIMIT: u32 = 100;
-/// Upper bound of `list_connections`, whatever the filter says.
-const MAX_LIST_LIMIT: u32 = 1000;
-
-/// Maps records to rows, failing on the first corrupt one.
+/// Inserts a new connection.
 pub(super) async fn insert(
     pool: &SqlitePool,
     c: &ConnectionRow,
@@ -94,7 +89,7 @@ pub(super) async fn page_after(
         " FROM connections WHERE id > ? ORDER BY id LIMIT ?"
     ))
     .bind(after_id.unwrap_or(""))
-    .bind(i64::from(limit.clamp(1, 1000)))
+    .bind(crate::paging::LISTS.at_least_one(limit))
     .fetch_all(pool)
     .await?;
     records.into_iter().map(ConnectionRow::try_from).collect()
@@ -145,13 +140,10 @@ pub(super) async fn list(
     if let Some(status) = filter.status {
         query.push(" AND status = ").push_bind(status.as_str());
     }
-    let limit = match filter.limit {
-        0 => DEFAULT_LIST_LIMIT,
-        n => n.min(MAX_LIST_LIMIT),
-    };
+    let limit = crate::paging::LISTS.limit(filter.limit);
     query
         .push(" ORDER BY created_at, id LIMIT ")
-        .push_bind(i64::from(limit));
+        .push_bind(limit);
 
     let records: Vec<ConnectionRecord> = query.build_query_as().fetch_all(pool).await?;
     into_connection_rows(records)

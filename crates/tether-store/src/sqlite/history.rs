@@ -11,11 +11,6 @@ use crate::{
     StatusCount, StoreError, StoreResult,
 };
 
-/// Console page size when the query says 0.
-const DEFAULT_PAGE: u32 = 50;
-/// Upper bound of a console page.
-const MAX_PAGE: u32 = 500;
-
 /// Writes one history entry inside the caller's transaction.
 pub(super) async fn insert(
     tx: &mut Transaction<'_, Sqlite>,
@@ -53,7 +48,7 @@ pub(super) async fn list(
     )
     .bind(connection_id)
     .bind(before_seq.unwrap_or(i64::MAX))
-    .bind(i64::from(limit.clamp(1, MAX_PAGE)))
+    .bind(crate::paging::HISTORY.at_least_one(limit))
     .fetch_all(pool)
     .await?)
 }
@@ -91,13 +86,8 @@ pub(super) async fn page(pool: &SqlitePool, q: &ConnectionPage) -> StoreResult<V
             .push_bind(search.clone())
             .push("))");
     }
-    let limit = match q.limit {
-        0 => DEFAULT_PAGE,
-        n => n.min(MAX_PAGE),
-    };
-    query
-        .push(" ORDER BY id LIMIT ")
-        .push_bind(i64::from(limit));
+    let limit = crate::paging::HISTORY.limit(q.limit);
+    query.push(" ORDER BY id LIMIT ").push_bind(limit);
     let records: Vec<ConnectionRecord> = query.build_query_as().fetch_all(pool).await?;
     into_connection_rows(records)
 }

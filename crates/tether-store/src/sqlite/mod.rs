@@ -92,8 +92,12 @@ impl SqliteStore {
         // cannot have gone away, and the ping is a round trip to its worker thread that would
         // double the cost of a credential cache miss.
         .test_before_acquire(false);
-        let point_reads =
-            (!in_memory).then(|| Arc::new(point_reads::PointReaders::new(options.clone())));
+        // The readers open the file the pool created: never a new, empty one if it moved.
+        let point_reads = (!in_memory).then(|| {
+            Arc::new(point_reads::PointReaders::new(
+                options.clone().create_if_missing(false),
+            ))
+        });
         let pool = pool_options.connect_with(options).await?;
 
         let store = Self { pool, point_reads };
@@ -286,22 +290,37 @@ impl Store for SqliteStore {
         sealed_config: &[u8],
         now: i64,
     ) -> StoreResult<bool> {
-        // An upsert that tells insert from update: created_at survives a replace.
-        let existed: Option<i64> = sqlx::query_scalar("SELECT 1 FROM integrations WHERE key = ?")
+        // Insert, else update: each statement decides on its own, so two callers creating
+        // the same key cannot both be told they created it (a read first could not promise
+        // that), and created_at survives a replace. A delete between the two tries again.
+        for _ in 0..3 {
+            let inserted = sqlx::query(
+                "INSERT INTO integrations (key, config, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+            )
             .bind(key)
-            .fetch_optional(&self.pool)
+            .bind(sealed_config)
+            .bind(now)
+            .bind(now)
+            .execute(&self.pool)
             .await?;
-        sqlx::query(
-            "INSERT INTO integrations (key, config, created_at, updated_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (key) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
-        )
-        .bind(key)
-        .bind(sealed_config)
-        .bind(now)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(existed.is_none())
+            if inserted.rows_affected() == 1 {
+                return Ok(true);
+            }
+            let updated =
+                sqlx::query("UPDATE integrations SET config = ?, updated_at = ? WHERE key = ?")
+                    .bind(sealed_config)
+                    .bind(now)
+                    .bind(key)
+                    .execute(&self.pool)
+                    .await?;
+            if updated.rows_affected() == 1 {
+                return Ok(false);
+            }
+        }
+        Err(StoreError::Conflict(
+            "the integration was created and deleted again meanwhile",
+        ))
     }
 
     #[tracing::instrument(skip_all, fields(key = %key), err)]

@@ -38,8 +38,9 @@ type Lookups = mpsc::UnboundedSender<(String, Reply)>;
 /// One reader per thread, made on the thread's first lookup.
 pub(super) struct PointReaders {
     options: SqliteConnectOptions,
-    /// This thread's reader; replaced when it has stopped (the runtime it ran on is gone).
-    readers: ThreadLocal<RefCell<Option<Lookups>>>,
+    /// This thread's reader and the runtime it runs on; replaced when it has stopped (its
+    /// runtime is gone) or when this thread now runs another runtime.
+    readers: ThreadLocal<RefCell<Option<(tokio::runtime::Id, Lookups)>>>,
 }
 
 impl PointReaders {
@@ -54,14 +55,16 @@ impl PointReaders {
     /// its reader could not answer (the caller then reads through the pool).
     pub(super) async fn get(&self, id: &str) -> Option<StoreResult<Option<ConnectionRow>>> {
         let reader = {
+            let handle = tokio::runtime::Handle::try_current().ok()?;
             let mut slot = self.readers.get_or(|| RefCell::new(None)).borrow_mut();
             match slot.as_ref() {
-                Some(reader) if !reader.is_closed() => reader.clone(),
+                Some((runtime, reader)) if *runtime == handle.id() && !reader.is_closed() => {
+                    reader.clone()
+                }
                 _ => {
-                    let handle = tokio::runtime::Handle::try_current().ok()?;
                     let (reader, lookups) = mpsc::unbounded_channel();
                     handle.spawn(serve_lookups(self.options.clone(), lookups));
-                    slot.insert(reader).clone()
+                    slot.insert((handle.id(), reader)).1.clone()
                 }
             }
         };

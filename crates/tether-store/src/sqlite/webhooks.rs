@@ -11,11 +11,6 @@ use crate::{
     WebhookEventRow, WebhookStatus,
 };
 
-/// Delivery-log limit when the filter says 0.
-const DEFAULT_LIST_LIMIT: u32 = 100;
-/// Upper bound of the delivery log, whatever the filter says.
-const MAX_LIST_LIMIT: u32 = 1000;
-
 /// Records an event in its connection's history and, when it is to be delivered, puts it in
 /// the outbox (due at once), inside the caller's transaction.
 pub(super) async fn insert_event(
@@ -161,13 +156,8 @@ pub(super) async fn list(
     if let Some(status) = filter.status {
         query.push(" AND status = ").push_bind(status.as_str());
     }
-    let limit = match filter.limit {
-        0 => DEFAULT_LIST_LIMIT,
-        n => n.min(MAX_LIST_LIMIT),
-    };
-    query
-        .push(" ORDER BY seq DESC LIMIT ")
-        .push_bind(i64::from(limit));
+    let limit = crate::paging::LISTS.limit(filter.limit);
+    query.push(" ORDER BY seq DESC LIMIT ").push_bind(limit);
     let records: Vec<EventRecord> = query.build_query_as().fetch_all(pool).await?;
     into_event_rows(records)
 }

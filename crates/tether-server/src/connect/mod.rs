@@ -4,7 +4,7 @@
 
 mod callback;
 mod form;
-mod pages;
+pub(crate) mod pages;
 mod session;
 mod start;
 

@@ -140,17 +140,28 @@ pub fn render(
     nonce: &str,
     html: Result<String, askama::Error>,
 ) -> Response {
+    html_response(status, html, &content_security_policy(config, nonce))
+}
+
+/// An HTML page (the Connect pages' and the console's) with the headers every page carries:
+/// its Content-Security-Policy, no referrer, no sniffing, no caching. A template that fails
+/// to render is a 500 with a reference in the log.
+pub(crate) fn html_response(
+    status: StatusCode,
+    html: Result<String, askama::Error>,
+    csp: &str,
+) -> Response {
     let html = match html {
         Ok(html) => html,
         Err(err) => {
-            tracing::error!(error = %err, "page failed to render");
+            let reference = crate::reference::new();
+            tracing::error!(reference = %reference, error = %err, "page failed to render");
             return (StatusCode::INTERNAL_SERVER_ERROR, "page failed to render").into_response();
         }
     };
     let mut response = (status, axum::response::Html(html)).into_response();
     let headers = response.headers_mut();
-    let csp = content_security_policy(config, nonce);
-    if let Ok(value) = HeaderValue::from_str(&csp) {
+    if let Ok(value) = HeaderValue::from_str(csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, value);
     }
     headers.insert(

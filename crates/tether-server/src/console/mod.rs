@@ -131,31 +131,13 @@ fn content_security_policy(nonce: &str) -> String {
     )
 }
 
-/// Renders a console page with its security headers.
+/// Renders a console page with the pages' security headers; nobody may frame it.
 fn page(status: StatusCode, nonce: &str, html: Result<String, askama::Error>) -> Response {
-    let html = match html {
-        Ok(html) => html,
-        Err(err) => {
-            let reference = crate::reference::new();
-            tracing::error!(reference = %reference, error = %err, "console page failed to render");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "page failed to render").into_response();
-        }
-    };
-    let mut response = (status, axum::response::Html(html)).into_response();
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&content_security_policy(nonce)) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, value);
-    }
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut response =
+        crate::connect::pages::html_response(status, html, &content_security_policy(nonce));
+    response
+        .headers_mut()
+        .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
 

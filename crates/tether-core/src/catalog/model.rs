@@ -40,6 +40,28 @@ pub struct ProviderDef {
     /// The public documentation page the file's facts come from.
     #[serde(default)]
     pub docs_url: Option<String>,
+    /// When the file's facts were last checked against the provider's own pages, and what
+    /// could not be. Provider facts are claims about the world with a date.
+    #[serde(default)]
+    pub verified: Option<Verification>,
+}
+
+/// `[verified]`: the record of the last check of a provider file against its sources.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verification {
+    /// The day of the check, `YYYY-MM-DD`.
+    pub on: String,
+    /// The provider's own pages read that day (https URLs).
+    pub sources: Vec<String>,
+    /// Independent second readings compared with the file (another gateway's public
+    /// provider definition, an official SDK), each naming what and where.
+    #[serde(default)]
+    pub cross_checked: Vec<String>,
+    /// Facts the check could not confirm, each with why; the file keeps its best reading
+    /// and an operator can override it per integration.
+    #[serde(default)]
+    pub unverified: Vec<String>,
 }
 
 /// The auth modes a provider file can declare.
@@ -594,6 +616,24 @@ impl ProviderDef {
             && !url.starts_with("https://")
         {
             return bad("docs_url".into(), "must be an https URL".into());
+        }
+        if let Some(verified) = &self.verified {
+            let day = time::macros::format_description!("[year]-[month]-[day]");
+            if time::Date::parse(&verified.on, day).is_err() {
+                return bad("verified.on".into(), "must be a date, YYYY-MM-DD".into());
+            }
+            if verified.sources.is_empty() {
+                return bad(
+                    "verified.sources".into(),
+                    "must name at least one page".into(),
+                );
+            }
+            if let Some(source) = verified.sources.iter().find(|s| !s.starts_with("https://")) {
+                return bad(
+                    "verified.sources".into(),
+                    format!("{source:?} must be an https URL"),
+                );
+            }
         }
         if self.is_oauth() {
             let def = self.oauth2.clone().unwrap_or_default();

@@ -222,7 +222,7 @@ async function launchBrowser() {
   };
 }
 
-// Screenshots land in docs/ (shown by the README) only when asked, so an ordinary run leaves
+// Screenshots land in docs/ (shown by the docs pages) only when asked, so an ordinary run leaves
 // the tracked files alone: UPDATE_SCREENSHOTS=1 scripts/test-all.sh.
 const DOCS = process.env.UPDATE_SCREENSHOTS
   ? path.join(ROOT, 'docs')

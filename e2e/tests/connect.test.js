@@ -2,7 +2,7 @@
 // `tether demo` and its emulators on loopback: OAuth in the same tab and in a popup, the
 // credential forms, a denied consent, a provider failure, an expired session, keyboard only,
 // a phone-width viewport, the security headers, and a link opened in a second browser. Saves
-// the README's screenshots to docs/.
+// the screenshots in docs/ to docs/.
 'use strict';
 
 const { test, before, after, beforeEach, afterEach } = require('node:test');

@@ -2,8 +2,8 @@
 // going to the test app on loopback: sign in (a wrong key refused), find a connection by the
 // end user's email, read its timeline after a forced refresh failure (the reference is in the
 // log), redeliver a webhook, refresh and delete a connection, and a missing CSRF token and a
-// post from another origin refused. No page shows a token, key or secret. Saves the README's
-// console screenshots.
+// post from another origin refused. No page shows a token, key or secret. Saves the
+// console screenshots shown in docs/.
 'use strict';
 
 const { test, before, after, afterEach } = require('node:test');

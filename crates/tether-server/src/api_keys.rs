@@ -10,7 +10,6 @@ use tether_core::random::constant_time_eq;
 use tether_store::Store;
 
 use crate::error::ApiError;
-use crate::rate_limit::client_address;
 use crate::state::AppState;
 
 /// Hashes of the keys that may call the API.
@@ -58,6 +57,13 @@ impl ApiKeys {
             .then(|| fingerprint_of(&hash(presented)))
     }
 
+    /// The fingerprint of a stored key (hex SHA-256 of the key), as [`ApiKeys::fingerprint`]
+    /// gives for the key itself: for ending the sessions of a revoked key.
+    pub fn fingerprint_of_hex_hash(hex_hash: &str) -> Option<String> {
+        let mut bytes = [0u8; 32];
+        hex_decode(hex_hash, &mut bytes).then(|| fingerprint_of(&bytes))
+    }
+
     /// Whether a fingerprint from [`ApiKeys::fingerprint`] is of a key still configured.
     pub fn has_fingerprint(&self, fingerprint: &str) -> bool {
         self.hashes.iter().fold(false, |found, h| {
@@ -98,10 +104,6 @@ impl<S: Store> FromRequestParts<AppState<S>> for App {
         parts: &mut Parts,
         state: &AppState<S>,
     ) -> Result<Self, Self::Rejection> {
-        let client = client_address(parts, &state.config.trusted_proxies);
-        if let Some(wait) = client.and_then(|c| state.api_key_limiter.blocked(c)) {
-            return Err(ApiError::RateLimited(wait));
-        }
         let presented = parts
             .headers
             .get(AUTHORIZATION)
@@ -110,15 +112,22 @@ impl<S: Store> FromRequestParts<AppState<S>> for App {
                 let (scheme, token) = v.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             });
+        // The key is checked first: a valid key passes whatever others guessed, so nobody
+        // can lock the app out by sending wrong keys.
         match presented {
             Some(key) if state.api_keys.verify(key) => Ok(App),
-            Some(_) => {
+            Some(key) => {
                 // Only a wrong key counts: a request without one is a mistake, not a guess.
-                if let Some(client) = client {
-                    state.api_key_limiter.record_failure(client);
-                }
+                let client = state.client_of(parts);
                 tracing::info!(client = ?client, "request with a wrong API key");
-                Err(ApiError::Unauthorized)
+                match state
+                    .api_key_limiter
+                    .record_failure(&state.store, client, key)
+                    .await
+                {
+                    Some(wait) => Err(ApiError::RateLimited(wait)),
+                    None => Err(ApiError::Unauthorized),
+                }
             }
             None => Err(ApiError::Unauthorized),
         }

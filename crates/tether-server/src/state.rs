@@ -17,7 +17,7 @@ use crate::connection_service::refresh::RefreshLocks;
 use crate::integrations::Integrations;
 use crate::metrics::Metrics;
 use crate::proxy_client::ProxyClient;
-use crate::rate_limit::FailureLimiter;
+use crate::rate_limit::{FailureLimiter, ForwardedWarnings, client_address};
 
 /// Cheap to clone: everything sits behind one `Arc`.
 pub struct AppState<S: Store> {
@@ -54,8 +54,10 @@ pub struct Inner<S: Store> {
     pub metrics: Metrics,
     /// Wakes the webhook worker when an event was committed.
     pub webhook_wake: tokio::sync::Notify,
-    /// Failed API-key attempts per client address.
+    /// Failed API-key attempts per client address and key prefix (counted in the store).
     pub api_key_limiter: FailureLimiter,
+    /// Forwarded headers from peers not trusted to send them (logged once per peer).
+    pub forwarded_warnings: ForwardedWarnings,
     /// Which background workers are running (for `GET /ready`).
     pub workers: Workers,
 }
@@ -136,9 +138,18 @@ impl<S: Store> AppState<S> {
                 metrics: Metrics::new(),
                 webhook_wake: tokio::sync::Notify::new(),
                 api_key_limiter: FailureLimiter::new(config_limit),
+                forwarded_warnings: ForwardedWarnings::default(),
                 workers: Workers::default(),
             }),
         }
+    }
+
+    /// The client address of a request for the API-key limit (see [`client_address`]),
+    /// warning when an untrusted peer sends forwarded headers.
+    pub fn client_of(&self, parts: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
+        self.forwarded_warnings
+            .check(parts, &self.config.trusted_proxies);
+        client_address(parts, &self.config.trusted_proxies)
     }
 
     pub fn integration(&self, key: &str) -> Option<Arc<Integration>> {

@@ -127,11 +127,32 @@ async fn the_first_run_key_is_refused_for_good_after_revoke_first_run() {
     let served = serve(tether(dir.path())).await;
     let key = served.printed_key.clone().expect("a first-run key");
     assert_eq!(status_with_key(&served.base, &key).await, 200);
-    drop(served);
+    let cookie = sign_in(&served.base, &key).await;
+    assert_eq!(console_status(&served.base, &cookie).await, 200);
 
     let (ok, said, _) = run(tether(dir.path()), &["keys", "revoke-first-run"]).await;
     assert!(ok);
     assert!(said.contains("revoked the first-run API key"), "{said}");
+    // The running server stops accepting it (it rechecks the store every few seconds), and
+    // the console session it signed in has ended.
+    assert_eq!(console_status(&served.base, &cookie).await, 303);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while status_with_key(&served.base, &key).await != 401 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the running server still accepts the revoked key"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let refused = client()
+        .post(served.base.join("dashboard/sign-in").unwrap())
+        .header("origin", served.base.origin().ascii_serialization())
+        .form(&[("api_key", key.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401, "no new console session either");
+    drop(served);
     let (ok, said, _) = run(tether(dir.path()), &["keys", "revoke-first-run"]).await;
     assert!(ok, "running it again is harmless");
     assert!(said.contains("already revoked"), "{said}");
@@ -175,6 +196,43 @@ async fn configuring_api_keys_revokes_the_first_run_key_even_once_they_are_remov
     // The keys removed again: the first-run key does not come back, and none is minted.
     let refused = serve_fails(tether(dir.path())).await;
     assert!(refused.contains("[api] keys"), "{refused}");
+}
+
+#[tokio::test]
+async fn forwarded_headers_from_an_untrusted_peer_are_warned_about_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tether(dir.path());
+    command.env("TETHER_API_KEY", CONFIGURED_KEY);
+    let mut child = command.arg("serve").spawn().unwrap();
+    let base = support::wait_listening(&mut child, Duration::from_secs(60)).await;
+    // As a TLS proxy left out of server.trusted_proxies would send them.
+    for (header, value) in [
+        ("x-forwarded-for", "198.51.100.7"),
+        ("x-forwarded-for", "198.51.100.8"),
+        ("forwarded", "for=198.51.100.9"),
+    ] {
+        let status = client()
+            .get(base.join("v1/connections").unwrap())
+            .bearer_auth("wrong-key-0123456789abcdef0123456789")
+            .header(header, value)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 401);
+    }
+    child.start_kill().unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("a killed tether exits")
+        .unwrap();
+    let logged = String::from_utf8(output.stderr).unwrap();
+    let warnings = logged.matches("not in server.trusted_proxies").count();
+    assert_eq!(warnings, 1, "once per peer: {logged}");
+    assert!(
+        !logged.contains("198.51.100.7"),
+        "the header is not believed: {logged}"
+    );
 }
 
 // ----- several instances on PostgreSQL ----------------------------------------------------------

@@ -16,12 +16,16 @@ use crate::state::AppState;
 #[derive(Clone, Debug, Default)]
 pub struct ApiKeys {
     hashes: Vec<[u8; 32]>,
+    /// Those of `hashes` that came from the store (the first-run key): they can be revoked
+    /// while the server runs (see [`crate::key_revocation`]).
+    stored: Vec<[u8; 32]>,
 }
 
 impl ApiKeys {
     pub fn from_keys<'a>(keys: impl IntoIterator<Item = &'a SecretString>) -> Self {
         ApiKeys {
             hashes: keys.into_iter().map(|k| hash(k.expose())).collect(),
+            stored: Vec::new(),
         }
     }
 
@@ -31,6 +35,7 @@ impl ApiKeys {
             let mut bytes = [0u8; 32];
             if hex_decode(h, &mut bytes) {
                 self.hashes.push(bytes);
+                self.stored.push(bytes);
             }
         }
         self
@@ -50,6 +55,16 @@ impl ApiKeys {
 }
 
 impl ApiKeys {
+    /// The hex SHA-256 of `presented` when it is a key that came from the store (whose
+    /// revocation must be checked there); `None` for any other key.
+    pub fn stored_hash(&self, presented: &str) -> Option<String> {
+        let presented = hash(presented);
+        self.stored
+            .iter()
+            .fold(false, |found, h| constant_time_eq(h, &presented) | found)
+            .then(|| hex::encode(presented))
+    }
+
     /// A short fingerprint of the presented key when it is valid: what the console session
     /// remembers instead of the key, so removing the key ends its sessions.
     pub fn fingerprint(&self, presented: &str) -> Option<String> {
@@ -115,7 +130,7 @@ impl<S: Store> FromRequestParts<AppState<S>> for App {
         // The key is checked first: a valid key passes whatever others guessed, so nobody
         // can lock the app out by sending wrong keys.
         match presented {
-            Some(key) if state.api_keys.verify(key) => Ok(App),
+            Some(key) if state.key_accepted(key).await => Ok(App),
             Some(key) => {
                 // Only a wrong key counts: a request without one is a mistake, not a guess.
                 let client = state.client_of(parts);

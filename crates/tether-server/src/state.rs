@@ -15,6 +15,7 @@ use crate::connection_service::cache::CredentialCache;
 use crate::connection_service::clock::Clock;
 use crate::connection_service::refresh::RefreshLocks;
 use crate::integrations::Integrations;
+use crate::key_revocation::StoredKeyCheck;
 use crate::metrics::Metrics;
 use crate::proxy_client::ProxyClient;
 use crate::rate_limit::{FailureLimiter, ForwardedWarnings, client_address};
@@ -58,6 +59,8 @@ pub struct Inner<S: Store> {
     pub api_key_limiter: FailureLimiter,
     /// Forwarded headers from peers not trusted to send them (logged once per peer).
     pub forwarded_warnings: ForwardedWarnings,
+    /// Whether the first-run key was revoked since this server started.
+    pub stored_keys: StoredKeyCheck,
     /// Which background workers are running (for `GET /ready`).
     pub workers: Workers,
 }
@@ -139,6 +142,7 @@ impl<S: Store> AppState<S> {
                 webhook_wake: tokio::sync::Notify::new(),
                 api_key_limiter: FailureLimiter::new(config_limit),
                 forwarded_warnings: ForwardedWarnings::default(),
+                stored_keys: StoredKeyCheck::default(),
                 workers: Workers::default(),
             }),
         }
@@ -150,6 +154,18 @@ impl<S: Store> AppState<S> {
         self.forwarded_warnings
             .check(parts, &self.config.trusted_proxies);
         client_address(parts, &self.config.trusted_proxies)
+    }
+
+    /// Whether `presented` is an API key of this gateway, and not a stored (first-run) key
+    /// revoked since start-up.
+    pub async fn key_accepted(&self, presented: &str) -> bool {
+        if !self.api_keys.verify(presented) {
+            return false;
+        }
+        match self.api_keys.stored_hash(presented) {
+            Some(hash) => self.stored_keys.live(&self.store, &hash).await,
+            None => true,
+        }
     }
 
     pub fn integration(&self, key: &str) -> Option<Arc<Integration>> {

@@ -262,7 +262,8 @@ async fn sign_in<S: Store>(
         );
     }
     // The key first: a right key always signs in, whatever others guessed.
-    let Some(fingerprint) = state.api_keys.fingerprint(key) else {
+    let accepted = state.key_accepted(key).await;
+    let Some(fingerprint) = state.api_keys.fingerprint(key).filter(|_| accepted) else {
         // Counted like a wrong key on the API: the form must not be a faster oracle.
         let client = state.client_of(&parts);
         tracing::info!(client = ?client, "console sign-in with a wrong API key");

@@ -6,7 +6,7 @@
 //! Removing that key from the configuration ends its sessions. Each sign-in is also a row in
 //! the store, named by the hash of the nonce and checked on every console request: signing
 //! out deletes it, so a copied cookie stops working at once on every instance, and an operator
-//! can end every session ("Sign out everywhere", `tether console sign-out-all`). The cookie is
+//! can end every session (the "End all sessions" button, `tether console sign-out-all`). The cookie is
 //! `HttpOnly;
 //! SameSite=Strict; Path=/`, and `Secure` with the `__Host-` prefix on https. A new value is
 //! minted at every sign-in and nothing a browser brings before signing in is ever upgraded

@@ -244,7 +244,7 @@ async fn sign_out_everywhere_ends_every_session() {
     assert_eq!(status, 200);
     let csrf = first.csrf(&app).await;
     let html = first.page(&app, "dashboard").await.1;
-    assert!(html.contains("Sign out everywhere"), "{html}");
+    assert!(html.contains("End all sessions"), "{html}");
     let response = first
         .post(&app, "dashboard/sign-out-everywhere", &[("csrf", &csrf)])
         .send()

@@ -39,6 +39,10 @@ pub enum KeysCommand {
     /// file picks it up by itself (or on SIGHUP). With TETHER_ENCRYPTION_KEYS, give every
     /// instance the new key first (old keys after it), restart them, then run this.
     Rotate,
+    /// Revoke the API key made on first run, for good (also when `[api] keys` is removed
+    /// later); its console sessions end. Set `[api] keys` first: without a key, serve refuses
+    /// to start.
+    RevokeFirstRun,
 }
 
 #[derive(Subcommand)]
@@ -266,6 +270,7 @@ pub async fn keys(config_path: &Path, command: KeysCommand) -> anyhow::Result<()
     match command {
         KeysCommand::Generate => println!("{}", Vault::generate_key_entry()),
         KeysCommand::Rotate => rotate_keys(config_path).await?,
+        KeysCommand::RevokeFirstRun => crate::access::revoke_first_run(config_path).await?,
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The `tether` binary: a thin layer that parses the command line and hands over to the
 //! subcommand. Errors end as one line on stderr and a non-zero exit.
 
+mod access;
 mod commands;
 mod config;
 mod demo;
@@ -51,10 +52,15 @@ enum Command {
         #[command(subcommand)]
         command: commands::ConnectionsCommand,
     },
-    /// Encryption keys.
+    /// Encryption keys, and the first-run API key.
     Keys {
         #[command(subcommand)]
         command: commands::KeysCommand,
+    },
+    /// The operator console's sessions.
+    Console {
+        #[command(subcommand)]
+        command: access::ConsoleCommand,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -127,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Integrations { .. } => commands::integrations_list(&cli.config),
         Command::Connections { command } => commands::connections(&cli.config, command).await,
         Command::Keys { command } => commands::keys(&cli.config, command).await,
+        Command::Console { command } => access::console(&cli.config, command).await,
         Command::Migrate => commands::migrate(&cli.config).await,
     }
 }

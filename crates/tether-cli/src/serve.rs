@@ -7,7 +7,7 @@ use anyhow::Context;
 use tether_core::catalog::Catalog;
 use tether_core::vault::Vault;
 use tether_server::{ApiKeys, Gateway};
-use tether_store::{AnyStore, Store};
+use tether_store::{AnyStore, AuthStore, Store};
 
 use crate::config::{self, FileConfig};
 
@@ -183,14 +183,38 @@ pub fn open_vault(create: bool) -> anyhow::Result<Vault> {
 }
 
 /// Configured keys, else keys made earlier, else a new key printed once.
+///
+/// Configured keys replace the first-run key for good: it is revoked (kept, marked) here, so
+/// removing `[api] keys` later does not bring it back. With no key configured and every stored
+/// key revoked, serving refuses to start rather than mint a key nobody asked for.
 async fn api_keys(file: &FileConfig, store: &AnyStore) -> anyhow::Result<ApiKeys> {
     let configured = file.api_keys()?;
     if !configured.is_empty() {
+        let revoked = store
+            .revoke_stored_api_keys(tether_core::unix_time::now())
+            .await
+            .context("revoking the first-run API key")?;
+        if !revoked.is_empty() {
+            end_sessions_of(store, &revoked).await?;
+            tracing::warn!(
+                "[api] keys is set: the first-run API key was revoked and will never be accepted again"
+            );
+        }
         return Ok(ApiKeys::from_keys(configured.iter()));
     }
-    let stored = store.api_key_hashes().await.context("reading API keys")?;
+    let stored = store.stored_api_keys().await.context("reading API keys")?;
+    let live: Vec<&str> = stored
+        .iter()
+        .filter(|k| k.revoked_at.is_none())
+        .map(|k| k.key_hash.as_str())
+        .collect();
+    if !live.is_empty() {
+        return Ok(ApiKeys::default().with_hex_hashes(live));
+    }
     if !stored.is_empty() {
-        return Ok(ApiKeys::default().with_hex_hashes(stored.iter().map(String::as_str)));
+        anyhow::bail!(
+            "the first-run API key was revoked and no API key is configured: set [api] keys in tether.toml (or TETHER_API_KEY)"
+        );
     }
     let key = tether_core::random::prefixed_token("tether_sk_");
     let hash = tether_core::random::sha256_hex(&key);
@@ -202,6 +226,19 @@ async fn api_keys(file: &FileConfig, store: &AnyStore) -> anyhow::Result<ApiKeys
     println!("Created an API key (shown only this once; store it in your app's secrets):");
     println!("TETHER_API_KEY={key}");
     Ok(ApiKeys::default().with_hex_hashes([hash.as_str()]))
+}
+
+/// Ends the console sessions signed in with the stored keys of these hashes.
+pub async fn end_sessions_of(store: &AnyStore, key_hashes: &[String]) -> anyhow::Result<()> {
+    for hash in key_hashes {
+        if let Some(fingerprint) = ApiKeys::fingerprint_of_hex_hash(hash) {
+            store
+                .end_console_sessions_of_key(&fingerprint)
+                .await
+                .context("ending the revoked key's console sessions")?;
+        }
+    }
+    Ok(())
 }
 
 /// Where this instance keeps its owner id for refresh leases and webhook claims.

@@ -10,19 +10,22 @@ use tether_core::random::constant_time_eq;
 use tether_store::Store;
 
 use crate::error::ApiError;
-use crate::rate_limit::client_address;
 use crate::state::AppState;
 
 /// Hashes of the keys that may call the API.
 #[derive(Clone, Debug, Default)]
 pub struct ApiKeys {
     hashes: Vec<[u8; 32]>,
+    /// Those of `hashes` that came from the store (the first-run key): they can be revoked
+    /// while the server runs (see [`crate::key_revocation`]).
+    stored: Vec<[u8; 32]>,
 }
 
 impl ApiKeys {
     pub fn from_keys<'a>(keys: impl IntoIterator<Item = &'a SecretString>) -> Self {
         ApiKeys {
             hashes: keys.into_iter().map(|k| hash(k.expose())).collect(),
+            stored: Vec::new(),
         }
     }
 
@@ -32,6 +35,7 @@ impl ApiKeys {
             let mut bytes = [0u8; 32];
             if hex_decode(h, &mut bytes) {
                 self.hashes.push(bytes);
+                self.stored.push(bytes);
             }
         }
         self
@@ -51,11 +55,28 @@ impl ApiKeys {
 }
 
 impl ApiKeys {
+    /// The hex SHA-256 of `presented` when it is a key that came from the store (whose
+    /// revocation must be checked there); `None` for any other key.
+    pub fn stored_hash(&self, presented: &str) -> Option<String> {
+        let presented = hash(presented);
+        self.stored
+            .iter()
+            .fold(false, |found, h| constant_time_eq(h, &presented) | found)
+            .then(|| hex::encode(presented))
+    }
+
     /// A short fingerprint of the presented key when it is valid: what the console session
     /// remembers instead of the key, so removing the key ends its sessions.
     pub fn fingerprint(&self, presented: &str) -> Option<String> {
         self.verify(presented)
             .then(|| fingerprint_of(&hash(presented)))
+    }
+
+    /// The fingerprint of a stored key (hex SHA-256 of the key), as [`ApiKeys::fingerprint`]
+    /// gives for the key itself: for ending the sessions of a revoked key.
+    pub fn fingerprint_of_hex_hash(hex_hash: &str) -> Option<String> {
+        let mut bytes = [0u8; 32];
+        hex_decode(hex_hash, &mut bytes).then(|| fingerprint_of(&bytes))
     }
 
     /// Whether a fingerprint from [`ApiKeys::fingerprint`] is of a key still configured.
@@ -98,10 +119,6 @@ impl<S: Store> FromRequestParts<AppState<S>> for App {
         parts: &mut Parts,
         state: &AppState<S>,
     ) -> Result<Self, Self::Rejection> {
-        let client = client_address(parts, &state.config.trusted_proxies);
-        if let Some(wait) = client.and_then(|c| state.api_key_limiter.blocked(c)) {
-            return Err(ApiError::RateLimited(wait));
-        }
         let presented = parts
             .headers
             .get(AUTHORIZATION)
@@ -110,15 +127,22 @@ impl<S: Store> FromRequestParts<AppState<S>> for App {
                 let (scheme, token) = v.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             });
+        // The key is checked first: a valid key passes whatever others guessed, so nobody
+        // can lock the app out by sending wrong keys.
         match presented {
-            Some(key) if state.api_keys.verify(key) => Ok(App),
-            Some(_) => {
+            Some(key) if state.key_accepted(key).await => Ok(App),
+            Some(key) => {
                 // Only a wrong key counts: a request without one is a mistake, not a guess.
-                if let Some(client) = client {
-                    state.api_key_limiter.record_failure(client);
-                }
+                let client = state.client_of(parts);
                 tracing::info!(client = ?client, "request with a wrong API key");
-                Err(ApiError::Unauthorized)
+                match state
+                    .api_key_limiter
+                    .record_failure(&state.store, client, key)
+                    .await
+                {
+                    Some(wait) => Err(ApiError::RateLimited(wait)),
+                    None => Err(ApiError::Unauthorized),
+                }
             }
             None => Err(ApiError::Unauthorized),
         }

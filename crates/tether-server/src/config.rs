@@ -62,8 +62,9 @@ pub struct GatewayConfig {
     /// Credential checks one connect session may make (each one calls the provider with the
     /// operator's keys, so without a limit the form is a password-guessing oracle).
     pub connect_attempts: RateLimit,
-    /// Failed API-key attempts one client address may make before it is refused for the rest
-    /// of the window (valid keys are refused too meanwhile: the address is misbehaving).
+    /// Wrong API keys counted per client address, and per prefix of the presented key, in the
+    /// store (shared by every instance): past `max` in a window, wrong keys get 429 instead of
+    /// 401. A valid key is never refused.
     pub api_key_failures: RateLimit,
     /// Peers (load balancers) whose `X-Forwarded-For` names the client; for everyone else the
     /// client is the TCP peer. Only the rate limits use the client address.

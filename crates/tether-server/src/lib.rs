@@ -20,6 +20,7 @@ mod error;
 mod host_limits;
 mod http_server;
 mod integrations;
+mod key_revocation;
 mod metrics;
 mod per_core;
 mod proxy_client;

@@ -1,86 +1,224 @@
-//! Rate limiting of failed API-key attempts per client address, and the client address itself.
+//! Rate limiting of failed API-key attempts, and the client address itself.
+//!
+//! The limiter must not be a weapon against the app: the key is checked first, only a wrong
+//! key is counted, and a right key always passes, whatever anyone else guessed (so neither ten
+//! wrong keys from a shared address nor from anywhere else lock the app out). A wrong key
+//! counts against two buckets, the client address (an IPv6 address by its /64, what one
+//! client is given) and a prefix of the presented key (what guesses aimed at one key have in
+//! common, from however many addresses); past the limit in either, wrong keys get 429.
+//!
+//! The windows live in the store (one conditional upsert per bucket), so on PostgreSQL every
+//! instance counts the same guesses; SQLite takes the same path. Only failures reach the
+//! store; a valid key costs nothing. Once an instance saw a bucket over the limit, it answers
+//! that bucket's further wrong keys from memory until the window ends, without writing.
 //!
 //! Written here rather than taken from a crate such as `governor`: what is limited is
-//! *failures*, counted after the key was checked, while valid requests from a clean address
-//! are never counted. A GCRA limiter consumes a cell on every check and has no "peek", so it
-//! would charge every request or need a second structure anyway. This is a fixed window per
-//! address in one bounded map (expired windows are swept when it is full); until the first
-//! failure, the hot path reads one atomic flag and takes no lock.
+//! *failures*, counted after the key was checked, and in shared storage.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use tether_store::AuthStore;
 
 use crate::config::RateLimit;
 
-/// Addresses tracked at most; past that, expired windows are dropped, and if the map is still
-/// full a new address is not tracked (a flood of addresses must not grow memory without bound).
-const MAX_TRACKED: usize = 100_000;
+/// Buckets remembered as over the limit at most (memory stays bounded under a flood).
+const MAX_REMEMBERED: usize = 100_000;
+/// Characters of the presented key that name its bucket.
+const KEY_PREFIX_CHARS: usize = 8;
 
-/// Failures per client address in a fixed window.
+/// Failed API-key attempts per bucket in a fixed window, counted in the store.
 pub struct FailureLimiter {
     limit: RateLimit,
-    windows: Mutex<HashMap<IpAddr, Window>>,
-    /// Set by the first failure: until then `windows` is empty and is never locked.
-    tracking: AtomicBool,
-}
-
-struct Window {
-    started: Instant,
-    failures: u32,
+    /// Buckets known to be over the limit, until their window ends.
+    blocked: Mutex<HashMap<String, Instant>>,
 }
 
 impl FailureLimiter {
     pub fn new(limit: RateLimit) -> Self {
         FailureLimiter {
             limit,
-            windows: Mutex::new(HashMap::new()),
-            tracking: AtomicBool::new(false),
+            blocked: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `Some(seconds)` to wait when `client` used up its failures in the current window.
-    pub fn blocked(&self, client: IpAddr) -> Option<u64> {
-        if !self.tracking.load(Ordering::Relaxed) {
+    /// Counts a wrong key `presented` by `client`. `Some(seconds)` when one of its buckets is
+    /// over the limit: the caller answers 429 with that wait instead of 401. A store that
+    /// fails is logged and counts nothing (the key is refused either way).
+    pub async fn record_failure<S: AuthStore>(
+        &self,
+        store: &S,
+        client: Option<IpAddr>,
+        presented: &str,
+    ) -> Option<u64> {
+        let buckets = buckets(client, presented);
+        if let Some(wait) = self.known_blocked(&buckets) {
+            return Some(wait);
+        }
+        let window_secs = i64::try_from(self.limit.window.as_secs().max(1)).unwrap_or(i64::MAX);
+        let now = tether_core::unix_time::now();
+        let windows = match store.count_auth_failures(&buckets, now, window_secs).await {
+            Ok(windows) => windows,
+            Err(err) => {
+                tracing::warn!(error = %err, "counting a wrong API key failed");
+                return None;
+            }
+        };
+        let mut wait = None;
+        for (bucket, window) in buckets.iter().zip(windows) {
+            if window.attempts <= self.limit.max {
+                continue;
+            }
+            let left = u64::try_from(window.since.saturating_add(window_secs) - now)
+                .unwrap_or(0)
+                .max(1);
+            self.remember(bucket, Duration::from_secs(left));
+            wait = wait.max(Some(left));
+        }
+        wait
+    }
+
+    fn known_blocked(&self, buckets: &[String]) -> Option<u64> {
+        let mut blocked = self.blocked.lock().expect("limiter lock poisoned");
+        if blocked.is_empty() {
             return None;
         }
-        let windows = self.windows.lock().expect("limiter lock poisoned");
-        let window = windows.get(&client)?;
-        let elapsed = window.started.elapsed();
-        (window.failures >= self.limit.max && elapsed < self.limit.window)
-            .then(|| seconds_left(self.limit.window, elapsed))
+        let now = Instant::now();
+        let mut wait = None;
+        for bucket in buckets {
+            match blocked.get(bucket) {
+                Some(until) if *until > now => {
+                    wait = wait.max(Some(seconds_left(
+                        until.duration_since(now),
+                        Duration::ZERO,
+                    )));
+                }
+                Some(_) => {
+                    blocked.remove(bucket);
+                }
+                None => {}
+            }
+        }
+        wait
     }
 
-    /// Counts a failure of `client`.
-    pub fn record_failure(&self, client: IpAddr) {
-        let mut windows = self.windows.lock().expect("limiter lock poisoned");
-        let window_length = self.limit.window;
-        if windows.len() >= MAX_TRACKED && !windows.contains_key(&client) {
-            windows.retain(|_, w| w.started.elapsed() < window_length);
-            if windows.len() >= MAX_TRACKED {
-                tracing::warn!("too many client addresses with failed API keys to track");
+    fn remember(&self, bucket: &str, left: Duration) {
+        let mut blocked = self.blocked.lock().expect("limiter lock poisoned");
+        let now = Instant::now();
+        if blocked.len() >= MAX_REMEMBERED {
+            blocked.retain(|_, until| *until > now);
+            if blocked.len() >= MAX_REMEMBERED {
+                // Not remembering only costs a store write per further guess.
                 return;
             }
         }
-        let window = windows.entry(client).or_insert(Window {
-            started: Instant::now(),
-            failures: 0,
-        });
-        if window.started.elapsed() >= window_length {
-            *window = Window {
-                started: Instant::now(),
-                failures: 0,
-            };
-        }
-        window.failures = window.failures.saturating_add(1);
-        self.tracking.store(true, Ordering::Relaxed);
+        blocked.insert(bucket.to_owned(), now + left);
     }
+}
+
+/// The buckets a wrong key counts against: the client's address (when known) and the key's
+/// prefix. The prefix is hashed, so the store never holds a part of a key that might be real.
+fn buckets(client: Option<IpAddr>, presented: &str) -> Vec<String> {
+    let prefix: String = presented.chars().take(KEY_PREFIX_CHARS).collect();
+    let mut buckets = vec![
+        [
+            "key:",
+            &tether_core::random::sha256_hex(&["tether-key-prefix\0", &prefix].concat())[..32],
+        ]
+        .concat(),
+    ];
+    if let Some(client) = client {
+        buckets.push(["addr:", &address_bucket(client).to_string()].concat());
+    }
+    buckets
+}
+
+/// An IPv4 address as it is; an IPv6 address by its /64 (one client commonly has a whole /64,
+/// so counting single addresses would give it 2^64 buckets).
+fn address_bucket(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let segments = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(
+                    segments[0],
+                    segments[1],
+                    segments[2],
+                    segments[3],
+                    0,
+                    0,
+                    0,
+                    0,
+                ))
+            }
+        },
+    }
+}
+
+/// Notes forwarded headers (`X-Forwarded-For`, `Forwarded`) from peers that are not trusted
+/// proxies: a TLS proxy that was not listed in `trusted_proxies` makes every client look like
+/// the proxy, so they share one address bucket. Logged once per peer per interval.
+pub struct ForwardedWarnings {
+    interval: Duration,
+    last: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+impl Default for ForwardedWarnings {
+    fn default() -> Self {
+        ForwardedWarnings {
+            interval: Duration::from_secs(3600),
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl ForwardedWarnings {
+    /// Warns (at most once per peer per interval) when `parts` came from an untrusted peer
+    /// with forwarded headers.
+    pub fn check(&self, parts: &Parts, trusted: &[IpAddr]) {
+        let Some(peer) = peer(parts) else { return };
+        if trusted.contains(&peer) {
+            return;
+        }
+        let headers = &parts.headers;
+        if !headers.contains_key("x-forwarded-for") && !headers.contains_key("forwarded") {
+            return;
+        }
+        let now = Instant::now();
+        {
+            let mut last = self.last.lock().expect("warning lock poisoned");
+            if last
+                .get(&peer)
+                .is_some_and(|at| now.duration_since(*at) < self.interval)
+            {
+                return;
+            }
+            if last.len() >= MAX_REMEMBERED {
+                last.clear();
+            }
+            last.insert(peer, now);
+        }
+        tracing::warn!(
+            %peer,
+            "a request carries X-Forwarded-For or Forwarded from a peer not in server.trusted_proxies: \
+             the header is ignored and the peer is taken as the client; if it is your proxy, list it \
+             (until then every client behind it shares one address for the API-key limit)"
+        );
+    }
+}
+
+fn peer(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
 }
 
 /// Whole seconds until a window of `length` that has run for `elapsed` ends (at least 1).
@@ -94,10 +232,7 @@ pub fn seconds_left(length: Duration, elapsed: Duration) -> u64 {
 /// write, so only the entries the trusted proxies appended are believed). `None` when the
 /// server did not record the peer (a router mounted without `ConnectInfo`).
 pub fn client_address(parts: &Parts, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())?;
+    let peer = peer(parts)?;
     if !trusted.contains(&peer) {
         return Some(peer);
     }
@@ -118,26 +253,19 @@ fn forwarded_client(headers: &HeaderMap, trusted: &[IpAddr]) -> Option<IpAddr> {
 mod tests {
     use super::*;
 
-    fn limiter() -> FailureLimiter {
-        FailureLimiter::new(RateLimit {
-            max: 3,
-            window: Duration::from_secs(60),
-        })
-    }
-
     #[test]
-    fn blocks_after_the_limit_and_only_that_address() {
-        let limiter = limiter();
-        let bad: IpAddr = "192.0.2.1".parse().unwrap();
-        let good: IpAddr = "192.0.2.2".parse().unwrap();
-        for _ in 0..2 {
-            limiter.record_failure(bad);
-            assert_eq!(limiter.blocked(bad), None);
-        }
-        limiter.record_failure(bad);
-        let wait = limiter.blocked(bad).expect("blocked after three failures");
-        assert!((1..=60).contains(&wait), "{wait}");
-        assert_eq!(limiter.blocked(good), None);
+    fn a_wrong_key_counts_against_its_prefix_and_its_address() {
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        let one = buckets(Some(v4), "tether_sk_aaaa");
+        let other = buckets(Some("192.0.2.2".parse().unwrap()), "tether_sk_bbbb");
+        assert_eq!(one[0], other[0], "one prefix, one bucket");
+        assert_ne!(one[1], other[1]);
+        assert!(!one[0].contains("tether"), "no part of a key is stored");
+        assert_eq!(buckets(None, "x").len(), 1);
+        // Addresses of one IPv6 /64 share a bucket.
+        let a = buckets(Some("2001:db8:1:2::1".parse().unwrap()), "k");
+        let b = buckets(Some("2001:db8:1:2:ffff::9".parse().unwrap()), "k");
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -15,9 +15,10 @@ use crate::connection_service::cache::CredentialCache;
 use crate::connection_service::clock::Clock;
 use crate::connection_service::refresh::RefreshLocks;
 use crate::integrations::Integrations;
+use crate::key_revocation::StoredKeyCheck;
 use crate::metrics::Metrics;
 use crate::proxy_client::ProxyClient;
-use crate::rate_limit::FailureLimiter;
+use crate::rate_limit::{FailureLimiter, ForwardedWarnings, client_address};
 
 /// Cheap to clone: everything sits behind one `Arc`.
 pub struct AppState<S: Store> {
@@ -54,8 +55,12 @@ pub struct Inner<S: Store> {
     pub metrics: Metrics,
     /// Wakes the webhook worker when an event was committed.
     pub webhook_wake: tokio::sync::Notify,
-    /// Failed API-key attempts per client address.
+    /// Failed API-key attempts per client address and key prefix (counted in the store).
     pub api_key_limiter: FailureLimiter,
+    /// Forwarded headers from peers not trusted to send them (logged once per peer).
+    pub forwarded_warnings: ForwardedWarnings,
+    /// Whether the first-run key was revoked since this server started.
+    pub stored_keys: StoredKeyCheck,
     /// Which background workers are running (for `GET /ready`).
     pub workers: Workers,
 }
@@ -136,8 +141,30 @@ impl<S: Store> AppState<S> {
                 metrics: Metrics::new(),
                 webhook_wake: tokio::sync::Notify::new(),
                 api_key_limiter: FailureLimiter::new(config_limit),
+                forwarded_warnings: ForwardedWarnings::default(),
+                stored_keys: StoredKeyCheck::default(),
                 workers: Workers::default(),
             }),
+        }
+    }
+
+    /// The client address of a request for the API-key limit (see [`client_address`]),
+    /// warning when an untrusted peer sends forwarded headers.
+    pub fn client_of(&self, parts: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
+        self.forwarded_warnings
+            .check(parts, &self.config.trusted_proxies);
+        client_address(parts, &self.config.trusted_proxies)
+    }
+
+    /// Whether `presented` is an API key of this gateway, and not a stored (first-run) key
+    /// revoked since start-up.
+    pub async fn key_accepted(&self, presented: &str) -> bool {
+        if !self.api_keys.verify(presented) {
+            return false;
+        }
+        match self.api_keys.stored_hash(presented) {
+            Some(hash) => self.stored_keys.live(&self.store, &hash).await,
+            None => true,
         }
     }
 

@@ -9,6 +9,7 @@
 //! from the URL scheme. The conformance suite in `tests/` runs against every backend.
 
 mod any;
+mod auth;
 mod changes;
 mod error;
 mod paging;
@@ -18,6 +19,7 @@ mod rows;
 pub mod sqlite;
 
 pub use any::{AnyStore, Backend};
+pub use auth::{AuthStore, ConsoleSessionRow, StoredApiKey};
 pub use changes::{Change, ChangeFeed};
 pub use error::{StoreError, StoreResult};
 pub use postgres::PgStore;
@@ -42,7 +44,7 @@ pub struct StoreOptions {
 ///
 /// Methods return `impl Future + Send` so that the server can stay generic over the backend
 /// (`AppState<S: Store>`) without boxing every call.
-pub trait Store: Clone + Send + Sync + 'static {
+pub trait Store: AuthStore + Clone + Send + Sync + 'static {
     /// Answers when the database answers (`GET /health`).
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
 

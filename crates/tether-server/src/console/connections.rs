@@ -67,7 +67,7 @@ pub(super) async fn connections<S: Store>(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    let operator = match viewer(&state, &headers) {
+    let operator = match viewer(&state, &headers).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };
@@ -243,7 +243,7 @@ pub(super) async fn connection<S: Store>(
     Path(id): Path<String>,
     query: Result<Query<DetailQuery>, QueryRejection>,
 ) -> Response {
-    let operator = match viewer(&state, &headers) {
+    let operator = match viewer(&state, &headers).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };
@@ -363,7 +363,7 @@ pub(super) async fn refresh_now<S: Store>(
     Path(id): Path<String>,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
-    let operator = match authorize_action(&state, &headers, &form) {
+    let operator = match authorize_action(&state, &headers, &form).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };
@@ -411,7 +411,7 @@ pub(super) async fn confirm_delete<S: Store>(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let operator = match viewer(&state, &headers) {
+    let operator = match viewer(&state, &headers).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };
@@ -447,7 +447,7 @@ pub(super) async fn delete<S: Store>(
     Path(id): Path<String>,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
-    let operator = match authorize_action(&state, &headers, &form) {
+    let operator = match authorize_action(&state, &headers, &form).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };

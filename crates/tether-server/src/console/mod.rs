@@ -33,7 +33,6 @@ use tether_store::{
 
 use crate::connection_service::ConnectionError;
 use crate::connection_service::refresh::{self, Freshness};
-use crate::rate_limit::client_address;
 use crate::state::AppState;
 use connections::*;
 use overview::*;
@@ -50,6 +49,10 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/dashboard", get(overview::<S>))
         .route("/dashboard/sign-in", post(sign_in::<S>))
         .route("/dashboard/sign-out", post(sign_out::<S>))
+        .route(
+            "/dashboard/sign-out-everywhere",
+            post(sign_out_everywhere::<S>),
+        )
         .route("/dashboard/connections", get(connections::<S>))
         .route("/dashboard/connections/{id}", get(connection::<S>))
         .route(
@@ -82,6 +85,7 @@ pub struct Frame {
     pub webhooks_href: String,
     pub sign_in_href: String,
     pub sign_out_href: String,
+    pub sign_out_everywhere_href: String,
 }
 
 impl Frame {
@@ -98,6 +102,7 @@ impl Frame {
             webhooks_href: dashboard_url(state, &["webhooks"], &[]),
             sign_in_href: dashboard_url(state, &["sign-in"], &[]),
             sign_out_href: dashboard_url(state, &["sign-out"], &[]),
+            sign_out_everywhere_href: dashboard_url(state, &["sign-out-everywhere"], &[]),
         }
     }
 
@@ -241,20 +246,6 @@ async fn sign_in<S: Store>(
     if !crate::same_origin::same_origin(&state.config, &parts.headers) {
         return cross_origin(&state);
     }
-    let client = client_address(&parts, &state.config.trusted_proxies);
-    if let Some(wait) = client.and_then(|c| state.api_key_limiter.blocked(c)) {
-        let mut response = sign_in_page(
-            &state,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(format!(
-                "Too many wrong keys from this address. Try again in {wait} seconds."
-            )),
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-        return response;
-    }
     let Ok(Form(form)) = form else {
         return sign_in_page(
             &state,
@@ -270,22 +261,41 @@ async fn sign_in<S: Store>(
             Some("Enter an API key.".into()),
         );
     }
-    let Some(fingerprint) = state.api_keys.fingerprint(key) else {
+    // The key first: a right key always signs in, whatever others guessed.
+    let accepted = state.key_accepted(key).await;
+    let Some(fingerprint) = state.api_keys.fingerprint(key).filter(|_| accepted) else {
         // Counted like a wrong key on the API: the form must not be a faster oracle.
-        if let Some(client) = client {
-            state.api_key_limiter.record_failure(client);
-        }
+        let client = state.client_of(&parts);
         tracing::info!(client = ?client, "console sign-in with a wrong API key");
+        if let Some(wait) = state
+            .api_key_limiter
+            .record_failure(&state.store, client, key)
+            .await
+        {
+            let mut response = sign_in_page(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(format!("Too many wrong keys. Try again in {wait} seconds.")),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+            return response;
+        }
         return sign_in_page(
             &state,
             StatusCode::UNAUTHORIZED,
             Some("That is not an API key of this Tether.".into()),
         );
     };
-    let Some(cookie) = session::issue(&state, fingerprint) else {
-        return internal(&state, "session cookie", &"could not build the cookie");
+    let Some(cookie) = session::issue(&state, fingerprint).await else {
+        return internal(
+            &state,
+            "session cookie",
+            &"could not record or build the session",
+        );
     };
-    tracing::info!(client = ?client, "console sign-in");
+    tracing::info!(client = ?state.client_of(&parts), "console sign-in");
     let mut response = see_other(&dashboard_url(&state, &[], &[]));
     response.headers_mut().append(header::SET_COOKIE, cookie);
     response
@@ -296,15 +306,41 @@ struct ActionForm {
     csrf: Option<String>,
 }
 
+/// Ends this session in the store (on every instance) and clears the cookie.
 async fn sign_out<S: Store>(
     State(state): State<AppState<S>>,
     headers: HeaderMap,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
-    if let Err(response) = authorize_action(&state, &headers, &form) {
+    let operator = match authorize_action(&state, &headers, &form).await {
+        Ok(operator) => operator,
+        Err(response) => return response,
+    };
+    if let Err(err) = state.store.end_console_session(&operator.session_id).await {
+        return internal(&state, "ending the console session", &err);
+    }
+    signed_out(&state)
+}
+
+/// Ends every console session, this one included, on every instance.
+async fn sign_out_everywhere<S: Store>(
+    State(state): State<AppState<S>>,
+    headers: HeaderMap,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Response {
+    if let Err(response) = authorize_action(&state, &headers, &form).await {
         return response;
     }
-    let mut response = see_other(&dashboard_url(&state, &[], &[]));
+    match state.store.end_all_console_sessions().await {
+        Ok(ended) => tracing::info!(ended, "console: every session signed out"),
+        Err(err) => return internal(&state, "ending every console session", &err),
+    }
+    signed_out(&state)
+}
+
+/// Back to the sign-in page, without the cookie.
+fn signed_out<S: Store>(state: &AppState<S>) -> Response {
+    let mut response = see_other(&dashboard_url(state, &[], &[]));
     if let Some(cookie) = session::clear(&state.config) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
@@ -323,7 +359,7 @@ fn cross_origin<S: Store>(state: &AppState<S>) -> Response {
 
 /// The checks of every state-changing form: same origin, signed in, and the session's CSRF
 /// token, in that order.
-fn authorize_action<S: Store>(
+async fn authorize_action<S: Store>(
     state: &AppState<S>,
     headers: &HeaderMap,
     form: &Result<Form<ActionForm>, FormRejection>,
@@ -331,7 +367,7 @@ fn authorize_action<S: Store>(
     if !crate::same_origin::same_origin(&state.config, headers) {
         return Err(cross_origin(state));
     }
-    let Some(operator) = session::operator(state, headers) else {
+    let Some(operator) = session::operator(state, headers).await else {
         return Err(message(
             state,
             None,
@@ -354,6 +390,8 @@ fn authorize_action<S: Store>(
 }
 
 /// The operator of a page view, or the response that sends the browser to sign in.
-fn viewer<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<Operator, Response> {
-    session::operator(state, headers).ok_or_else(|| see_other(&dashboard_url(state, &[], &[])))
+async fn viewer<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Result<Operator, Response> {
+    session::operator(state, headers)
+        .await
+        .ok_or_else(|| see_other(&dashboard_url(state, &[], &[])))
 }

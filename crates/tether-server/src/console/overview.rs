@@ -47,7 +47,7 @@ pub(super) async fn overview<S: Store>(
     State(state): State<AppState<S>>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(operator) = session::operator(&state, &headers) else {
+    let Some(operator) = session::operator(&state, &headers).await else {
         return sign_in_page(&state, StatusCode::OK, None);
     };
     let counts = match state.store.connection_status_counts().await {

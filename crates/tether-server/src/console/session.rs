@@ -3,7 +3,11 @@
 //! The session is a cookie holding a value sealed by the vault (AES-GCM, so it can be neither
 //! read nor forged without the vault key, and every instance sharing the vault accepts it):
 //! its expiry, a random nonce, and a fingerprint of the API key that signed in, never the key.
-//! Removing that key from the configuration ends its sessions. The cookie is `HttpOnly;
+//! Removing that key from the configuration ends its sessions. Each sign-in is also a row in
+//! the store, named by the hash of the nonce and checked on every console request: signing
+//! out deletes it, so a copied cookie stops working at once on every instance, and an operator
+//! can end every session (the "End all sessions" button, `tether console sign-out-all`). The cookie is
+//! `HttpOnly;
 //! SameSite=Strict; Path=/`, and `Secure` with the `__Host-` prefix on https. A new value is
 //! minted at every sign-in and nothing a browser brings before signing in is ever upgraded
 //! (no session fixation).
@@ -21,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tether_core::random::constant_time_eq;
 use tether_core::unix_time;
-use tether_store::Store;
+use tether_store::{ConsoleSessionRow, Store};
 
 use crate::config::GatewayConfig;
 use crate::state::AppState;
@@ -50,6 +54,8 @@ struct Claims {
 pub struct Operator {
     /// The CSRF token every form of this session carries.
     pub csrf: String,
+    /// The session's row in the store (the hash of the cookie's nonce).
+    pub session_id: String,
 }
 
 pub fn cookie_name(config: &GatewayConfig) -> &'static str {
@@ -60,16 +66,34 @@ pub fn cookie_name(config: &GatewayConfig) -> &'static str {
     }
 }
 
-/// Mints a new session for a key fingerprint: the `Set-Cookie` header value.
-pub fn issue<S: Store>(state: &AppState<S>, key_fingerprint: String) -> Option<HeaderValue> {
+/// Mints a new session for a key fingerprint and records it in the store: the `Set-Cookie`
+/// header value. `None` when it could not be recorded or built.
+pub async fn issue<S: Store>(state: &AppState<S>, key_fingerprint: String) -> Option<HeaderValue> {
+    let now = unix_time::now();
     let claims = Claims {
-        exp: unix_time::now() + SESSION_SECS,
+        exp: now + SESSION_SECS,
         key: key_fingerprint,
         nonce: tether_core::random::token(),
     };
+    let row = ConsoleSessionRow {
+        id_hash: session_id(&claims.nonce),
+        key_fingerprint: claims.key.clone(),
+        created_at: now,
+        expires_at: claims.exp,
+    };
+    if let Err(err) = state.store.insert_console_session(&row).await {
+        tracing::error!(error = %err, "recording a console session failed");
+        return None;
+    }
     let plaintext = serde_json::to_vec(&claims).ok()?;
     let value = URL_SAFE_NO_PAD.encode(state.vault.seal(CONTEXT, &plaintext));
     set_cookie(&state.config, value, SESSION_SECS)
+}
+
+/// The store's name of a session: the hash of its nonce, so the table holds nothing a cookie
+/// could be rebuilt from.
+fn session_id(nonce: &str) -> String {
+    tether_core::random::sha256_hex(nonce)
 }
 
 /// The `Set-Cookie` value that removes the session (sign-out).
@@ -102,18 +126,30 @@ fn presented<'a>(config: &GatewayConfig, headers: &'a HeaderMap) -> Option<&'a s
         .filter(|v| !v.is_empty())
 }
 
-/// The operator signed in on this request: a cookie that opens, has not expired, and names a
-/// key still configured.
-pub fn operator<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Option<Operator> {
+/// The operator signed in on this request: a cookie that opens, has not expired, names a key
+/// still configured, and whose session the store still holds (not signed out).
+pub async fn operator<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Option<Operator> {
     let value = presented(&state.config, headers)?;
     let sealed = URL_SAFE_NO_PAD.decode(value).ok()?;
     let plaintext = state.vault.open(CONTEXT, &sealed).ok()?;
     let claims: Claims = serde_json::from_slice(&plaintext).ok()?;
-    if claims.exp <= unix_time::now() || !state.api_keys.has_fingerprint(&claims.key) {
+    let now = unix_time::now();
+    if claims.exp <= now || !state.api_keys.has_fingerprint(&claims.key) {
         return None;
+    }
+    let session_id = session_id(&claims.nonce);
+    match state.store.console_session_active(&session_id, now).await {
+        Ok(true) => {}
+        Ok(false) => return None,
+        Err(err) => {
+            // Refused rather than trusted: a session that cannot be checked may have ended.
+            tracing::warn!(error = %err, "checking a console session failed");
+            return None;
+        }
     }
     Some(Operator {
         csrf: csrf_token(value),
+        session_id,
     })
 }
 

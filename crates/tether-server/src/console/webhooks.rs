@@ -23,7 +23,7 @@ pub(super) async fn webhooks<S: Store>(
     headers: HeaderMap,
     query: Result<Query<WebhookQuery>, QueryRejection>,
 ) -> Response {
-    let operator = match viewer(&state, &headers) {
+    let operator = match viewer(&state, &headers).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };
@@ -81,7 +81,7 @@ pub(super) async fn redeliver<S: Store>(
     Path(id): Path<String>,
     form: Result<Form<ActionForm>, FormRejection>,
 ) -> Response {
-    let operator = match authorize_action(&state, &headers, &form) {
+    let operator = match authorize_action(&state, &headers, &form).await {
         Ok(operator) => operator,
         Err(response) => return response,
     };

@@ -69,6 +69,15 @@ impl Console {
         (status, response.text().await.unwrap())
     }
 
+    /// Another browser holding a copy of this one's cookie.
+    fn clone_session(&self) -> Console {
+        Console {
+            http: self.http.clone(),
+            origin: self.origin.clone(),
+            cookie: self.cookie.clone(),
+        }
+    }
+
     /// The CSRF token of the signed-in session, read from a page's sign-out form.
     async fn csrf(&self, app: &TestApp) -> String {
         let (_, html) = self.page(app, "dashboard").await;
@@ -164,21 +173,107 @@ async fn wrong_keys_count_against_the_api_key_limiter() {
     assert!(!html.contains("tether_sk_wrong"), "the wrong key echoed");
     let empty = console.sign_in(&app, "  ").await;
     assert_eq!(empty.status(), 400);
-    // Ten failures per minute by default: the eleventh try is refused, even with the right
-    // key, and the API refuses the address too.
+    // Ten failures per minute by default: the eleventh wrong key is refused with 429...
     for _ in 1..10 {
         console.sign_in(&app, "tether_sk_wrong").await;
     }
-    let limited = console.sign_in(&app, &app.api_key).await;
+    let limited = console.sign_in(&app, "tether_sk_wrong").await;
     assert_eq!(limited.status(), 429);
     assert!(limited.headers().get("retry-after").is_some());
     assert!(console.cookie.is_none());
+    // ... and so are wrong keys on the API (the same buckets)...
+    let api = app
+        .http
+        .get(app.url("v1/connections"))
+        .bearer_auth("tether_sk_wrong_again")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 429);
+    // ... but the right key still signs in and still calls the API.
+    let signed_in = console.sign_in(&app, &app.api_key).await;
+    assert_eq!(signed_in.status(), 303);
+    assert!(console.cookie.is_some());
     let api = app
         .api(reqwest::Method::GET, "v1/connections")
         .send()
         .await
         .unwrap();
-    assert_eq!(api.status(), 429);
+    assert_eq!(api.status(), 200);
+}
+
+#[tokio::test]
+async fn a_signed_out_cookie_no_longer_works() {
+    let app = spawn_app().await;
+    let id = app.connect("signed-out-user").await;
+    let mut console = Console::new(&app);
+    console.sign_in(&app, &app.api_key).await;
+    let csrf = console.csrf(&app).await;
+    let copied = console.clone_session();
+    let response = console
+        .post(&app, "dashboard/sign-out", &[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    // A copy of the cookie taken before signing out: pages and actions are refused.
+    let page = copied
+        .get(&app, "dashboard/connections")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303, "sent to the sign-in page");
+    let refresh = format!("dashboard/connections/{id}/refresh");
+    let action = copied
+        .post(&app, &refresh, &[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(action.status(), 401);
+    assert!(action.text().await.unwrap().contains("session ended"));
+}
+
+#[tokio::test]
+async fn sign_out_everywhere_ends_every_session() {
+    let app = spawn_app().await;
+    let mut first = Console::new(&app);
+    first.sign_in(&app, &app.api_key).await;
+    let mut second = Console::new(&app);
+    second.sign_in(&app, &app.api_key).await;
+    let (status, _) = second.page(&app, "dashboard/connections").await;
+    assert_eq!(status, 200);
+    let csrf = first.csrf(&app).await;
+    let html = first.page(&app, "dashboard").await.1;
+    assert!(html.contains("End all sessions"), "{html}");
+    let response = first
+        .post(&app, "dashboard/sign-out-everywhere", &[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    for console in [&first, &second] {
+        let page = console
+            .get(&app, "dashboard/connections")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 303, "signed out");
+    }
+    // Without the right token, nobody can sign everyone out.
+    let mut third = Console::new(&app);
+    third.sign_in(&app, &app.api_key).await;
+    let refused = third
+        .post(
+            &app,
+            "dashboard/sign-out-everywhere",
+            &[("csrf", &"0".repeat(64))],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let (status, _) = third.page(&app, "dashboard/connections").await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test]

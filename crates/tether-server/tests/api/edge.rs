@@ -418,8 +418,29 @@ async fn credential_checks_are_limited_per_session() {
     assert_eq!(app.connection_count().await, 0);
 }
 
+/// A client whose requests come from `local` (any 127/8 address reaches the loopback server):
+/// several clients, several addresses.
+fn client_from(local: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(local.parse::<std::net::IpAddr>().unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn status_with_key(app: &TestApp, client: &reqwest::Client, key: &str) -> u16 {
+    client
+        .get(app.url("v1/connections"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 #[tokio::test]
-async fn wrong_api_keys_are_limited_per_client_address() {
+async fn the_right_key_passes_after_wrong_ones_from_the_same_address() {
     let app = spawn_app_with(AppOptions {
         configure: configure(|config| {
             config.api_key_failures = RateLimit {
@@ -430,26 +451,56 @@ async fn wrong_api_keys_are_limited_per_client_address() {
         ..AppOptions::default()
     })
     .await;
+    // Each wrong key from its own prefix: only the address bucket fills.
     for n in 0..3 {
-        let response = app
-            .http
-            .get(app.url("v1/connections"))
-            .bearer_auth(format!("guess-{n}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 401);
+        let status = status_with_key(&app, &app.http, &format!("guess-{n}-0123456789")).await;
+        assert_eq!(status, 401);
     }
-    // Even the right key is refused from this address for the rest of the window.
     let response = app
-        .api(reqwest::Method::GET, "v1/connections")
+        .http
+        .get(app.url("v1/connections"))
+        .bearer_auth("guess-9-0123456789")
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 429);
+    assert_eq!(response.status(), 429, "past the limit, wrong keys get 429");
     assert!(response.headers().contains_key("retry-after"));
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["code"], "rate_limited");
+    // The app behind the same address (a shared proxy, a NAT) is not locked out.
+    for _ in 0..3 {
+        let response = app
+            .api(reqwest::Method::GET, "v1/connections")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn guesses_at_one_key_prefix_from_many_addresses_are_limited() {
+    // The default limit: 10 wrong keys a minute.
+    let app = spawn_app().await;
+    let prefix = &app.api_key[..8];
+    let mut statuses = Vec::new();
+    for address in 2..=6 {
+        let client = client_from(&format!("127.0.0.{address}"));
+        for n in 0..10 {
+            let guess = format!("{prefix}guess-{address}-{n}-0123456789");
+            statuses.push(status_with_key(&app, &client, &guess).await);
+        }
+    }
+    // No address went past 10, but the prefix did: the 11th guess on is refused.
+    assert!(statuses[..10].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[10..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Another prefix from a fresh address is a guess like any first one; the right key passes.
+    let fresh = client_from("127.0.0.7");
+    assert_eq!(
+        status_with_key(&app, &fresh, "another-prefix-0123456789").await,
+        401
+    );
+    assert_eq!(status_with_key(&app, &fresh, &app.api_key).await, 200);
 }
 
 // ----- flows and purging -----------------------------------------------------------------

@@ -12,6 +12,7 @@
 //!
 //! This module never logs a secret, a token hash, a state hash or a database password.
 
+mod auth;
 mod changes;
 mod connections;
 mod flows;

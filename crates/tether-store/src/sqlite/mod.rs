@@ -6,6 +6,7 @@
 //! statement, never a read followed by a write, so several tasks (or, on PostgreSQL, several
 //! instances) cannot both win. This module never logs a secret, a token hash or a state hash.
 
+mod auth;
 mod connections;
 mod flows;
 mod history;

@@ -15,10 +15,11 @@ pub struct EndUserBody {
     /// control characters).
     id: String,
     /// Shown on the Connect page ("for ada@example.com"), so a person notices a link that is
-    /// not theirs.
+    /// not theirs (at most 320 characters, no control or bidirectional control characters).
     #[serde(default)]
     email: Option<String>,
-    /// Shown on the Connect page when there is no email.
+    /// Shown on the Connect page when there is no email (as `email`: at most 320 characters,
+    /// no control or bidirectional control characters).
     #[serde(default)]
     display_name: Option<String>,
 }

@@ -5,6 +5,7 @@ mod access;
 mod commands;
 mod config;
 mod demo;
+mod log_escape;
 mod serve;
 mod tuning;
 
@@ -114,12 +115,15 @@ fn init_logging(format: config::LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
+        // Values from requests and providers are escaped: see `log_escape`.
         config::LogFormat::Json => builder
+            .with_writer(log_escape::JsonEscaping)
             .json()
             .with_current_span(true)
             .with_span_list(false)
             .init(),
         config::LogFormat::Text => builder
+            .fmt_fields(log_escape::EscapedFields)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init(),
     }

@@ -666,3 +666,132 @@ async fn no_issued_secret_reaches_the_json_debug_log() {
     );
     assert_pkce_warning(&log);
 }
+
+/// What an end user with a connect link puts in the callback's `error` and
+/// `error_description`: four line breaks (CRLF, LF, CR, NEL, U+2028) that would start forged
+/// lines, an ANSI colour, an OSC title sequence ended by BEL, and a right-to-left override.
+const FORGED: &str = "x\r\nFAKE-1 INFO tether: forged\nFAKE-2\rFAKE-3\u{85}FAKE-4\u{2028}\
+                      \u{1b}[31mred\u{1b}]0;title\u{7}\u{202e}desrever";
+
+/// Runs the OAuth callback with [`FORGED`] through `tether serve` logging in `format`, and
+/// returns everything it wrote.
+async fn forged_callback_log(format: Format) -> String {
+    tether_core::outbound::install_crypto_provider();
+    let seed = seed_oauth::spawn(SeedOAuthConfig::default()).await.unwrap();
+    let config = SeedOAuthConfig::default();
+    let emulator = seed.base_url();
+    let endpoint = |path: &str| emulator.join(path).unwrap().to_string();
+    let mut file = toml::toml! {
+        [connect]
+        allowed_return_origins = ["http://app.localhost:9"]
+
+        [integrations.crm]
+        provider = "oauth2"
+        client_id = (config.client_id.clone())
+        client_secret = (config.client_secret.clone())
+        authorization_url = (endpoint("oauth/authorize"))
+        token_url = (endpoint("oauth/token"))
+        api_base_url = (emulator.to_string())
+    };
+    if format == Format::Json {
+        file.insert(
+            "log".into(),
+            toml::Value::Table(toml::toml! { format = "json" }),
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tether.toml"), file.to_string()).unwrap();
+    let api_key = format!("tether_sk_{}", secret(43));
+    let tether = Tether::start(dir.path(), &api_key, "info").await;
+
+    // The end user's browser goes to the provider; instead of signing in, it comes back with
+    // the forged error (the `state` is its own, so the callback gets as far as logging).
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let to_provider = browser
+        .get(tether.start_url("forger", "crm").await)
+        .send()
+        .await
+        .unwrap();
+    assert!(to_provider.status().is_redirection());
+    let authorize = Url::parse(to_provider.headers()["location"].to_str().unwrap()).unwrap();
+    let state = authorize
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .expect("the authorization URL carries a state")
+        .1
+        .into_owned();
+    let mut callback = tether.url("oauth/callback");
+    callback
+        .query_pairs_mut()
+        .append_pair("state", &state)
+        .append_pair("error", FORGED)
+        .append_pair("error_description", FORGED);
+    let page = browser.get(callback).send().await.unwrap();
+    assert_eq!(page.status(), 502, "the provider error page");
+    tether.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_values_cannot_forge_text_log_lines() {
+    let log = forged_callback_log(Format::Text).await;
+    // The forged text arrived only inside the callback's two lines (the refusal, and the
+    // warning with its reference), each of them whole: no line of its own.
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("FAKE-")).collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(lines[0].contains("INFO"), "{}", lines[0]);
+    assert!(lines[1].contains("WARN"), "{}", lines[1]);
+    let line = lines[1];
+    assert!(
+        line.contains("authorization error from the provider"),
+        "{line}"
+    );
+    for fake in ["FAKE-1", "FAKE-2", "FAKE-3", "FAKE-4"] {
+        assert!(
+            lines.iter().all(|l| l.contains(fake)),
+            "{fake} in {lines:?}"
+        );
+        assert!(!log.lines().any(|l| l.starts_with(fake)), "{log}");
+    }
+    // Every escape is visible, in the `%` (Display) field and the `?` (Debug) one alike.
+    for visible in [
+        "x\\r\\nFAKE-1",
+        "\\nFAKE-2",
+        "\\rFAKE-3",
+        "\\u{85}FAKE-4",
+        "\\u{2028}",
+        "\\u{1b}[31mred",
+        "\\u{1b}]0;title\\u{7}",
+        "\\u{202e}desrever",
+    ] {
+        assert!(line.contains(visible), "{visible} in {line}");
+    }
+    // Nothing that drives a terminal or reorders text is left anywhere in the output.
+    let raw: Vec<char> = log
+        .chars()
+        .filter(|&c| c != '\n' && tether_core::text::needs_escape(c))
+        .collect();
+    assert!(raw.is_empty(), "raw {raw:?} in:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_values_cannot_forge_json_log_lines() {
+    let log = forged_callback_log(Format::Json).await;
+    // One JSON object a line: the forged value is inside two of them (the refusal and the
+    // warning), escaped, and a JSON reader gets it back exactly.
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("FAKE-")).collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    for line in &lines {
+        let event: Value = serde_json::from_str(line).expect("the line is one JSON object");
+        assert_eq!(event["fields"]["error"], FORGED, "{event}");
+    }
+    // Nothing that breaks a line, drives a terminal or reorders text is written raw.
+    let raw: Vec<char> = log
+        .chars()
+        .filter(|&c| c != '\n' && tether_core::text::needs_escape(c))
+        .collect();
+    assert!(raw.is_empty(), "raw {raw:?} in:\n{log}");
+}

@@ -15,6 +15,7 @@ pub mod pkce;
 pub mod random;
 pub mod secret;
 pub mod template;
+pub mod text;
 pub mod unix_time;
 pub mod vault;
 

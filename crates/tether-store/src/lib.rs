@@ -412,8 +412,9 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = StoreResult<Option<WebhookEventRow>>> + Send;
 
-    /// Queues an event again (whatever its status): pending, due at `now`, attempts reset.
-    /// False when there is no such event.
+    /// Queues an event again (whatever its status): pending, due at `now`, attempts reset. A
+    /// claim on it is kept, so an event being sent is not sent twice, and redelivering an
+    /// event that is pending already queues nothing more. False when there is no such event.
     fn redeliver_webhook_event(
         &self,
         id: &str,

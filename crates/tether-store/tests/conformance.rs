@@ -1318,6 +1318,46 @@ async fn webhook_give_up_redeliver_and_log<S: Store>(store: S) {
     assert_eq!(event_ids(&claimed), ["a1"]);
 }
 
+/// A redelivery while the event is being sent keeps the sender's claim: nobody else takes it,
+/// the attempt in flight is recorded, and the event is not queued a second time.
+async fn webhook_redelivery_keeps_a_claim<S: Store>(store: S) {
+    seed_events(&store, &[("e1", "conn-e")]).await;
+    let claimed = store
+        .claim_webhook_events("w1", NOW + 60, NOW, 10)
+        .await
+        .unwrap();
+    assert_eq!(event_ids(&claimed), ["e1"]);
+    for _ in 0..3 {
+        assert!(store.redeliver_webhook_event("e1", NOW + 1).await.unwrap());
+    }
+    let others = store
+        .claim_webhook_events("w2", NOW + 60, NOW + 1, 10)
+        .await
+        .unwrap();
+    assert!(event_ids(&others).is_empty(), "still w1's");
+    assert!(
+        store
+            .record_webhook_attempt(&attempt("e1", "w1", NOW + 2, AttemptOutcome::Delivered))
+            .await
+            .unwrap(),
+        "the attempt in flight is recorded"
+    );
+    let e1 = store.get_webhook_event("e1").await.unwrap().unwrap();
+    assert_eq!((e1.status, e1.attempts), (WebhookStatus::Delivered, 1));
+    let none = store
+        .claim_webhook_events("w2", NOW + 60, NOW + 3, 10)
+        .await
+        .unwrap();
+    assert!(event_ids(&none).is_empty(), "nothing more to send");
+    // Once delivered, a redelivery queues it again.
+    assert!(store.redeliver_webhook_event("e1", NOW + 4).await.unwrap());
+    let again = store
+        .claim_webhook_events("w2", NOW + 60, NOW + 4, 10)
+        .await
+        .unwrap();
+    assert_eq!(event_ids(&again), ["e1"]);
+}
+
 async fn webhook_claim_concurrent<S: Store>(store: S) {
     let pairs: Vec<(String, String)> = (0..40)
         .map(|n| (format!("evt-{n:02}"), format!("conn-{n:02}")))
@@ -1971,6 +2011,7 @@ macro_rules! conformance_suite {
             webhook_claims_in_order_per_connection,
             webhook_claims_return_to_their_owner,
             webhook_give_up_redeliver_and_log,
+            webhook_redelivery_keeps_a_claim,
             webhook_claim_concurrent,
             history_commits_with_its_change,
             history_records_webhook_outcomes,

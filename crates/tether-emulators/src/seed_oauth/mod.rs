@@ -109,6 +109,9 @@ pub struct SeedOAuthConfig {
     /// The `iss` sent on every authorization response, success or error (RFC 9207 2).
     /// Default: the emulator's own base URL.
     pub issuer: Issuer,
+    /// When true, revoking a refresh token revokes that token only, as a provider without
+    /// grant families does (RFC 7009 allows it); by default it revokes its whole family.
+    pub revoke_single_tokens: bool,
 }
 
 impl SeedOAuthConfig {
@@ -267,6 +270,7 @@ impl std::fmt::Debug for SeedOAuthConfig {
             )
             .field("required_token_param", &self.required_token_param)
             .field("issuer", &self.issuer)
+            .field("revoke_single_tokens", &self.revoke_single_tokens)
             .finish_non_exhaustive()
     }
 }
@@ -301,6 +305,7 @@ impl Default for SeedOAuthConfig {
             password_login: None,
             required_token_param: None,
             issuer: Issuer::BaseUrl,
+            revoke_single_tokens: false,
         }
     }
 }
@@ -406,6 +411,24 @@ impl SeedOAuthControl {
     /// Refresh tokens stay valid.
     pub fn expire_access_tokens(&self) {
         self.lock().expire_access_tokens();
+    }
+
+    /// While `hold` is true, token responses are held after their tokens were issued, until it
+    /// is set back to false: the tokens exist at the provider, and the client has not got
+    /// them yet (for races between a refresh and what the client does meanwhile).
+    pub fn hold_token_responses(&self, hold: bool) {
+        self.lock().hold_responses.send_replace(hold);
+    }
+
+    /// Token responses issued and being held by [`Self::hold_token_responses`] right now.
+    pub fn held_token_responses(&self) -> usize {
+        self.lock().held_responses
+    }
+
+    /// Refresh tokens that would still be accepted: current, and neither revoked nor of a
+    /// revoked family.
+    pub fn live_refresh_tokens(&self) -> usize {
+        self.lock().live_refresh_tokens()
     }
 
     /// Every access and refresh token issued so far becomes invalid (a refresh then gets

@@ -96,6 +96,10 @@ pub(crate) struct State {
     /// Every code, access token and refresh token handed out, revoked or not, so tests can
     /// check that none of them ever appears where it must not (logs, responses).
     pub issued: Vec<String>,
+    /// True while token responses are held after issuing (see `hold_token_responses`).
+    pub hold_responses: tokio::sync::watch::Sender<bool>,
+    /// How many token responses are being held now.
+    pub held_responses: usize,
 }
 
 /// A random alphanumeric string of `len` characters from the thread RNG.
@@ -128,6 +132,8 @@ impl State {
             deals: seed_deals(),
             instance_url_override: None,
             issued: Vec::new(),
+            hold_responses: tokio::sync::watch::Sender::new(false),
+            held_responses: 0,
         }
     }
 
@@ -212,6 +218,13 @@ impl State {
         self.revoked_families.insert(family);
         self.access_tokens.retain(|_, t| t.family != family);
         self.refresh_tokens.retain(|_, t| t.family != family);
+    }
+
+    pub(crate) fn live_refresh_tokens(&self) -> usize {
+        self.refresh_tokens
+            .values()
+            .filter(|t| t.current && !self.revoked_families.contains(&t.family))
+            .count()
     }
 
     pub(crate) fn is_family_revoked(&self, family: u64) -> bool {

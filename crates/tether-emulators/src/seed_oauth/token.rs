@@ -273,9 +273,27 @@ pub(crate) async fn token(
         return OAuthError::invalid_request("A required parameter is missing").into_response();
     }
     match grant(&shared, &headers, &params) {
-        Ok(issued) => success(&shared, &issued),
+        Ok(issued) => {
+            hold_while_asked(&shared).await;
+            success(&shared, &issued)
+        }
         Err(error) => error.into_response(),
     }
+}
+
+/// Waits while the test holds token responses (the tokens are issued already).
+async fn hold_while_asked(shared: &Shared) {
+    let mut hold = {
+        let mut state = lock(shared);
+        let hold = state.hold_responses.subscribe();
+        if !*hold.borrow() {
+            return;
+        }
+        state.held_responses += 1;
+        hold
+    };
+    let _ = hold.wait_for(|held| !*held).await;
+    lock(shared).held_responses -= 1;
 }
 
 fn grant(
@@ -611,6 +629,9 @@ pub(crate) async fn revoke(
         .filter(|entry| entry.client_id == client_id)
         .map(|entry| entry.family);
     match family {
+        Some(_) if state.config.revoke_single_tokens => {
+            state.refresh_tokens.remove(token);
+        }
         Some(family) => state.revoke_family(family),
         None => {
             state.revoke_access_token(token);

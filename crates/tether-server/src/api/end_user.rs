@@ -11,13 +11,15 @@ use crate::error::ApiError;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndUserBody {
-    /// The app's own id for the end user (1 to 255 characters, no control characters).
+    /// The app's own id for the end user (1 to 255 characters, no control or bidirectional
+    /// control characters).
     id: String,
     /// Shown on the Connect page ("for ada@example.com"), so a person notices a link that is
-    /// not theirs.
+    /// not theirs (at most 320 characters, no control or bidirectional control characters).
     #[serde(default)]
     email: Option<String>,
-    /// Shown on the Connect page when there is no email.
+    /// Shown on the Connect page when there is no email (as `email`: at most 320 characters,
+    /// no control or bidirectional control characters).
     #[serde(default)]
     display_name: Option<String>,
 }
@@ -30,18 +32,27 @@ impl EndUserBody {
     pub fn parse(self) -> Result<EndUser, ApiError> {
         let id = EndUserId::try_from(self.id.as_str())
             .map_err(|e| ApiError::bad_request("invalid_end_user", e.to_string()))?;
+        // Shown on the Connect page and the console: a bidirectional control could make one
+        // person's address read as another's there, so it is refused like a control character.
+        if self.id.chars().any(tether_core::text::is_bidi_control) {
+            return Err(ApiError::bad_request(
+                "invalid_end_user",
+                "end_user.id must have no bidirectional control characters (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C)",
+            ));
+        }
         for (name, value) in [
             ("end_user.email", &self.email),
             ("end_user.display_name", &self.display_name),
         ] {
-            if value
-                .as_ref()
-                .is_some_and(|v| v.len() > MAX_TEXT || v.chars().any(char::is_control))
-            {
+            if value.as_ref().is_some_and(|v| {
+                v.len() > MAX_TEXT
+                    || v.chars()
+                        .any(|c| c.is_control() || tether_core::text::is_bidi_control(c))
+            }) {
                 return Err(ApiError::bad_request(
                     "invalid_end_user",
                     format!(
-                        "{name} must be at most {MAX_TEXT} characters with no control characters"
+                        "{name} must be at most {MAX_TEXT} characters with no control or bidirectional control characters"
                     ),
                 ));
             }

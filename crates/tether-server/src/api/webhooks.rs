@@ -160,6 +160,11 @@ pub async fn show<S: Store>(
 }
 
 /// Queues an event for delivery again, whatever its state (attempts start over).
+///
+/// A `delivered` or `failed` event is sent once more. An event that is `pending` already
+/// (queued, in back-off, or being sent) is not queued a second time: it is made due now with
+/// its attempts started over. So any number of redeliveries while one is pending make one
+/// delivery, not one each.
 #[utoipa::path(post, path = "/v1/webhooks/deliveries/{id}/redeliver", tag = "webhooks",
     params(("id" = String, Path, description = "The event's id")),
     security(("api_key" = [])),

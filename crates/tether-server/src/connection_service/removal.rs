@@ -1,7 +1,7 @@
 //! Deleting a connection: revoke at the provider where possible (RFC 7009), then delete the
 //! row together with its `connection.deleted` event. Shared by the API and the CLI.
 
-use tether_core::credentials::Credentials;
+use tether_core::credentials::{Credentials, OAuth2Tokens};
 use tether_core::oauth2;
 use tether_store::{ConnectionRow, Store};
 
@@ -38,6 +38,22 @@ pub async fn delete_connection<S: Store>(
 
 /// Best effort: the connection is deleted even when the provider cannot be told.
 async fn revoke_at_provider<S: Store>(state: &AppState<S>, row: &ConnectionRow) {
+    let Ok(Credentials::Oauth2(tokens)) =
+        Credentials::open(&state.vault, &row.id, &row.credentials)
+    else {
+        return;
+    };
+    revoke_tokens(state, row, &tokens).await;
+}
+
+/// Revokes `tokens`, issued for `row`'s connection, where its integration has a revocation
+/// URL (RFC 7009); best effort, a failure is logged. Also for tokens a refresh got for a
+/// connection deleted meanwhile, which nobody else will ever revoke.
+pub(super) async fn revoke_tokens<S: Store>(
+    state: &AppState<S>,
+    row: &ConnectionRow,
+    tokens: &OAuth2Tokens,
+) {
     let Some(integration) = state.integration(&row.integration) else {
         return;
     };
@@ -47,11 +63,6 @@ async fn revoke_at_provider<S: Store>(state: &AppState<S>, row: &ConnectionRow) 
     if client.revocation_url.is_none() {
         return;
     }
-    let Ok(Credentials::Oauth2(tokens)) =
-        Credentials::open(&state.vault, &row.id, &row.credentials)
-    else {
-        return;
-    };
     // Revoking the refresh token also ends its access tokens at most providers (7009 2.1).
     let (token, hint) = match &tokens.refresh_token {
         Some(refresh) => (refresh, "refresh_token"),

@@ -120,7 +120,21 @@ pub(super) async fn store_refreshed<S: Store>(
     if !written {
         // We held the lease, so this means the connection was deleted or replaced by a
         // reconnect meanwhile; its new credentials win.
-        return load(state, &current.row.id).await.map_err(Fallback::Fail);
+        return match load(state, &current.row.id).await {
+            Err(ConnectionError::NotFound) => {
+                // Deleted while the provider answered: the delete revoked the tokens it saw,
+                // not these, and nobody will ever use them; they must not stay live at the
+                // provider. (After a reconnect they are left alone: at a provider with one
+                // grant per user and client, revoking them could end the new connection too.)
+                if let Credentials::Oauth2(tokens) = &credentials {
+                    super::removal::revoke_tokens(state, &current.row, tokens).await;
+                    tracing::info!(connection_id = %current.row.id,
+                        "connection deleted during its refresh; the new tokens were revoked");
+                }
+                Err(Fallback::Fail(ConnectionError::NotFound))
+            }
+            other => other.map_err(Fallback::Fail),
+        };
     }
     webhooks::wake(state, event.as_ref());
     let fresh = load(state, &current.row.id).await.map_err(Fallback::Fail)?;

@@ -241,7 +241,7 @@ async fn a_connect_link_works_only_in_the_browser_that_opened_it() {
     assert_eq!(set_cookies(&page).len(), 1, "the first browser is bound");
     let text = page.text().await.unwrap();
     assert!(
-        text.contains("for <strong>user@example.com</strong>"),
+        text.contains("for <strong><bdi>user@example.com</bdi></strong>"),
         "the page says whom it connects"
     );
 

@@ -187,3 +187,80 @@ async fn failure_pages_tell_an_opener_what_went_wrong() {
     // Posted only when there is an opener, and only to the app's origins.
     assert!(body.contains("if (window.opener && origins.length)"));
 }
+
+/// U+202E (right-to-left override) and the other bidirectional controls in an end user's
+/// name or email would make the Connect page's "for <who>" line read as someone else: they
+/// are refused where the app sends them, naming the field, and what is shown is isolated.
+#[tokio::test]
+async fn bidi_controls_cannot_spoof_whom_a_link_connects() {
+    use serde_json::{Value, json};
+
+    let app = spawn_app().await;
+    for control in [
+        '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
+        '\u{2068}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+    ] {
+        let spoof = format!("ada{control}moc.elpmaxe@evil");
+        for (field, end_user, path, body) in [
+            (
+                "end_user.display_name",
+                json!({"id": "u", "display_name": spoof}),
+                "v1/connect/sessions",
+                json!({}),
+            ),
+            (
+                "end_user.email",
+                json!({"id": "u", "email": spoof}),
+                "v1/connect/sessions",
+                json!({}),
+            ),
+            (
+                "end_user.id",
+                json!({"id": spoof}),
+                "v1/connect/sessions",
+                json!({}),
+            ),
+            (
+                "end_user.display_name",
+                json!({"id": "u", "display_name": spoof}),
+                "v1/connections",
+                json!({"integration": "crm", "credentials": {"access_token": "a"}}),
+            ),
+        ] {
+            let mut body = body;
+            body["end_user"] = end_user;
+            let response = app
+                .api(reqwest::Method::POST, path)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 400, "{field} with {control:?}");
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json"
+            );
+            let problem: Value = response.json().await.unwrap();
+            assert_eq!(problem["code"], "invalid_end_user", "{problem}");
+            let detail = problem["detail"].as_str().unwrap();
+            assert!(detail.starts_with(field), "{problem}");
+        }
+    }
+    assert_eq!(app.connection_count().await, 0);
+
+    // Right-to-left text itself is fine, and is shown isolated from the text around it.
+    let response = app
+        .api(reqwest::Method::POST, "v1/connect/sessions")
+        .json(&json!({"end_user": {"id": "u", "display_name": "עדה לאבלייס"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let session: Value = response.json().await.unwrap();
+    let url = Url::parse(session["connect_url"].as_str().unwrap()).unwrap();
+    let page = Browser::new().get(url).await.text().await.unwrap();
+    assert!(
+        page.contains("for <strong><bdi>עדה לאבלייס</bdi></strong>"),
+        "{page}"
+    );
+}

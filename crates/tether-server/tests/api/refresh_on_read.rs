@@ -188,3 +188,58 @@ async fn the_gateway_refreshes_and_deletes_for_embedding_apps_and_the_cli() {
     assert_eq!(app.connection_count().await, 0);
     assert!(gateway.delete_connection(&id).await.is_err());
 }
+
+/// A refresh that the provider answers only after the connection was deleted: the delete
+/// revoked the refresh token it had (rotated out by then, and this provider revokes single
+/// tokens, not grants), so the new tokens would stay live at the provider, held by nobody.
+/// They are revoked once the refresh finds the connection gone.
+#[tokio::test]
+async fn tokens_a_refresh_got_for_a_connection_deleted_meanwhile_are_revoked() {
+    let app = spawn_app_with(AppOptions {
+        seed: SeedOAuthConfig {
+            rotate_refresh_tokens: true,
+            revoke_single_tokens: true,
+            ..SeedOAuthConfig::default()
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let control = app.seed.control.clone();
+    let id = app.connect("racing").await;
+    assert_eq!(control.live_refresh_tokens(), 1);
+
+    // The provider issues the new tokens and holds its answer.
+    control.hold_token_responses(true);
+    let request = app.api(
+        reqwest::Method::GET,
+        &format!("v1/connections/{id}/credentials?force_refresh=true"),
+    );
+    let refreshing = tokio::spawn(async move { request.send().await.unwrap().status() });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while control.held_token_responses() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no refresh arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(control.live_refresh_tokens(), 1, "the new one, rotated in");
+
+    // Meanwhile the app deletes the connection.
+    let response = app
+        .api(reqwest::Method::DELETE, &format!("v1/connections/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(control.revoke_calls(), 1);
+    assert_eq!(
+        control.live_refresh_tokens(),
+        1,
+        "the delete revoked the rotated-out token only"
+    );
+
+    // The provider answers; the refresh finds the connection gone.
+    control.hold_token_responses(false);
+    assert_eq!(refreshing.await.unwrap(), 404);
+    assert_eq!(control.revoke_calls(), 2);
+    assert_eq!(control.live_refresh_tokens(), 0, "nothing is left live");
+    assert_eq!(app.connection_count().await, 0);
+}

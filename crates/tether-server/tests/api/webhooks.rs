@@ -398,3 +398,108 @@ async fn metrics_count_refreshes_and_deliveries() {
         "{text}"
     );
 }
+
+/// A receiver that counts every request as it arrives and answers none until `open` is true.
+async fn spawn_gated_receiver() -> (
+    Url,
+    Arc<std::sync::atomic::AtomicUsize>,
+    watch::Sender<bool>,
+) {
+    use std::sync::atomic::AtomicUsize;
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let (open, gate) = watch::channel(true);
+    let state = (arrived.clone(), gate);
+    let router =
+        axum::Router::new()
+            .route(
+                "/hooks",
+                post(
+                    |State((arrived, mut gate)): State<(
+                        Arc<AtomicUsize>,
+                        watch::Receiver<bool>,
+                    )>| async move {
+                        arrived.fetch_add(1, Ordering::SeqCst);
+                        let _ = gate.wait_for(|open| *open).await;
+                        StatusCode::NO_CONTENT
+                    },
+                ),
+            )
+            .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("http://{}/hooks", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    (url, arrived, open)
+}
+
+/// Polls the counter until it reaches `n` (bounded), then returns it.
+async fn wait_for_count(counter: &std::sync::atomic::AtomicUsize, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while counter.load(Ordering::SeqCst) < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {counter:?} of {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// 50 redeliveries of one event in a burst make exactly one delivery: a redelivery while the
+/// event is pending (here: being sent, its receiver slow to answer) queues nothing more.
+/// Once it is delivered, each redelivery sends it once again.
+#[tokio::test]
+async fn a_burst_of_redeliveries_sends_the_event_once() {
+    let (url, arrived, open) = spawn_gated_receiver().await;
+    let app = spawn_app_with(AppOptions {
+        configure: Some(Arc::new(move |config: &mut GatewayConfig| {
+            with_webhooks(config, &url);
+            // Longer than the burst takes: the held delivery must not time out meanwhile.
+            config.webhooks.as_mut().unwrap().request_timeout = Duration::from_secs(60);
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let (_stop, workers) = watch::channel(false);
+    app.gateway_state
+        .as_ref()
+        .unwrap()
+        .spawn_background(workers);
+    let id = app.connect("burst").await;
+    wait_for_count(&arrived, 1).await;
+    let log = settled_deliveries(&app, &format!("?connection_id={id}")).await;
+    assert_eq!(log[0]["status"], "delivered", "{log:?}");
+    let event_id = log[0]["id"].as_str().unwrap().to_owned();
+    let path = format!("v1/webhooks/deliveries/{event_id}/redeliver");
+
+    // The receiver now holds what it gets; 50 redeliveries at once.
+    open.send_replace(false);
+    let burst = (0..50).map(|_| {
+        let request = app.api(reqwest::Method::POST, &path);
+        async move { request.send().await.unwrap().status() }
+    });
+    let statuses = futures_util::future::join_all(burst).await;
+    assert!(statuses.iter().all(|s| s.as_u16() == 202), "{statuses:?}");
+    // The one redelivery is at the receiver (held there), and none other was sent.
+    wait_for_count(&arrived, 2).await;
+    open.send_replace(true);
+    let log = settled_deliveries(&app, &format!("?connection_id={id}")).await;
+    assert_eq!(
+        (log[0]["status"].as_str(), log[0]["attempts"].as_u64()),
+        (Some("delivered"), Some(1)),
+        "{log:?}"
+    );
+    assert_eq!(
+        arrived.load(Ordering::SeqCst),
+        2,
+        "the original and one redelivery"
+    );
+
+    // Delivered again: the next redelivery sends it once more.
+    let response = app.api(reqwest::Method::POST, &path).send().await.unwrap();
+    assert_eq!(response.status(), 202);
+    wait_for_count(&arrived, 3).await;
+    let log = settled_deliveries(&app, &format!("?connection_id={id}")).await;
+    assert_eq!(log[0]["status"], "delivered", "{log:?}");
+    assert_eq!(arrived.load(Ordering::SeqCst), 3);
+}

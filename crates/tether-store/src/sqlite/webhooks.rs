@@ -175,11 +175,13 @@ pub(super) async fn get(pool: &SqlitePool, id: &str) -> StoreResult<Option<Webho
 }
 
 pub(super) async fn redeliver(pool: &SqlitePool, id: &str, now: i64) -> StoreResult<bool> {
-    // The claim is dropped too: a worker still sending the old attempt records nothing, and
-    // the event goes out again, which at-least-once delivery allows.
+    // A claim is kept: an event being sent now is not sent a second time. A redelivery of a
+    // pending event (queued, in back-off, or being sent) only makes it due now with its
+    // attempts started over, so a burst of redeliveries queues one delivery, not one each;
+    // a delivered or failed event is queued again.
     let result = sqlx::query(
         "UPDATE webhook_events SET status = 'pending', attempts = 0, next_attempt_at = ?, \
-         lease_owner = NULL, lease_until = NULL, updated_at = ? WHERE id = ?",
+         updated_at = ? WHERE id = ?",
     )
     .bind(now)
     .bind(now)

@@ -150,7 +150,7 @@ async fn zoho_joins_scopes_with_commas_and_follows_api_domain() {
     // The data centre comes back with the redirect; the emulator refuses a space-joined list.
     let id = app.connect_through("zoho-user", "zoho", None).await;
     let connection = app.get_connection(&id).await;
-    assert_eq!(connection["metadata"]["data_center"], "eu");
+    assert_eq!(connection["metadata"]["data_center"], "zoho.eu");
     assert_eq!(connection["metadata"]["scope"], scopes.join(","));
     let instance = instance_url(app.seed.base_url());
     let expected = (host_of(&instance), "/x/instance-1/v1/echo".to_owned());

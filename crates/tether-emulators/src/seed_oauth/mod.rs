@@ -10,7 +10,9 @@
 //! and its siblings): an instance URL in the token response without `expires_in`, an
 //! `api_domain`, a per-account or per-tenant path (`/x/{segment}/...`, standing in for a
 //! subdomain or a tenant in the URL), a scope that must be present or joined by commas, JSON
-//! token bodies with `redirect_uri` on refresh, and the client-credentials grant. Every route
+//! token bodies with `redirect_uri` on refresh, the client-credentials grant, an authorization
+//! endpoint that knows only a provider's documented parameters, and a provider's own token
+//! and revocation paths (HubSpot's `/oauth/2026-03/token`, monday's `/oauth_ms/oauth/token`). Every route
 //! is served both at the root and under `/x/{segment}/`. It must never redirect to a `redirect_uri` it has not
 //! validated, never echo a client secret, and never panic on request input.
 

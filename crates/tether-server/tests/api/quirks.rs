@@ -175,6 +175,48 @@ async fn zoho_joins_scopes_with_commas_and_follows_api_domain() {
     survives_expiry(&app, &id, "refresh_token", &expected).await;
 }
 
+/// A Zoho user in the Canadian data centre comes back with
+/// `accounts-server=https://accounts.zohocloud.ca` (not on `zoho.*`): the connection is made
+/// and keeps that data centre for its token and revocation URLs.
+#[tokio::test]
+async fn zoho_accepts_the_canadian_data_centre() {
+    let scopes = [
+        "ZohoCRM.modules.ALL",
+        "ZohoCRM.settings.ALL",
+        "ZohoCRM.users.READ",
+    ];
+    let mut seed = SeedOAuthConfig::zoho_like(&scopes);
+    seed.callback_params = vec![
+        (
+            "accounts-server".into(),
+            "https://accounts.zohocloud.ca".into(),
+        ),
+        ("location".into(), "ca".into()),
+    ];
+    let app = spawn_app_with(AppOptions {
+        seed,
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            vec![(
+                "zoho".into(),
+                json!({
+                    "provider": "zoho-crm",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "authorization_url": at(emu, "oauth/authorize"),
+                    "token_url": at(emu, "oauth/token"),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect_through("zoho-ca", "zoho", None).await;
+    assert_eq!(
+        app.get_connection(&id).await["metadata"]["data_center"],
+        "zohocloud.ca"
+    );
+}
+
 #[tokio::test]
 async fn kommo_takes_the_account_from_the_redirect_json_bodies_and_redirect_uri_on_refresh() {
     let app = spawn_app_with(AppOptions {

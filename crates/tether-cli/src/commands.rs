@@ -171,7 +171,48 @@ fn provider_details(provider: &tether_core::catalog::ProviderDef) -> String {
         ]
         .concat(),
     );
+    line("");
+    for text in verification_lines(provider) {
+        line(&text);
+    }
     out
+}
+
+/// The file's `[verified]` record and what the dated catalog check finds today (a sunset
+/// endpoint, a stale record), so an operator sees how far to trust the facts above.
+fn verification_lines(provider: &tether_core::catalog::ProviderDef) -> Vec<String> {
+    use tether_core::catalog::documented::{self, Severity};
+    let mut lines = Vec::new();
+    match &provider.verified {
+        None => lines.push("Verified: never".to_owned()),
+        Some(v) => {
+            lines.push(["Verified: ", &v.on, ", against:"].concat());
+            lines.extend(v.sources.iter().map(|s| ["  ", s.as_str()].concat()));
+            if !v.cross_checked.is_empty() {
+                lines.push("Cross-checked with:".to_owned());
+                lines.extend(
+                    v.cross_checked
+                        .iter()
+                        .map(|s| ["  - ", s.as_str()].concat()),
+                );
+            }
+            if !v.unverified.is_empty() {
+                lines.push("Not confirmed (an integration can override these):".to_owned());
+                lines.extend(v.unverified.iter().map(|s| ["  - ", s.as_str()].concat()));
+            }
+        }
+    }
+    for finding in documented::findings(provider, documented::today()) {
+        let label = match finding.severity {
+            Severity::Error => "Problem: ",
+            Severity::Warning => "Note: ",
+        };
+        // The missing record is already said above.
+        if provider.verified.is_some() {
+            lines.push([label, &finding.message].concat());
+        }
+    }
+    lines
 }
 
 pub fn integrations_list(config_path: &Path) -> anyhow::Result<()> {

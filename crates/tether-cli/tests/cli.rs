@@ -322,6 +322,24 @@ async fn providers_show_tells_who_configures_what() {
     ] {
         assert!(stdout.contains(expected), "{expected:?} missing: {stdout}");
     }
+    // The record of the file's last check against the provider's pages, and what it could
+    // not confirm; a sunset still ahead is named with the date.
+    let output = tether(dir.path())
+        .args(["providers", "show", "hubspot"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    for expected in [
+        "Verified: 20",
+        "  https://developers.hubspot.com/changelog/v1-oauth-api-deprecation",
+        "Cross-checked with:",
+        "Not confirmed (an integration can override these):",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} missing: {stdout}");
+    }
+    assert!(!stdout.contains("Problem: "), "{stdout}");
     let output = tether(dir.path())
         .args(["providers", "show", "nope"])
         .output()

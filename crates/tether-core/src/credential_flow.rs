@@ -806,9 +806,21 @@ mod tests {
         )];
         assert_eq!(
             callback_values(&zoho, &named).unwrap()["data_center"],
-            "com.au"
+            "zoho.com.au"
         );
-        assert_eq!(callback_values(&zoho, &[]).unwrap()["data_center"], "com");
+        assert_eq!(
+            callback_values(&zoho, &[]).unwrap()["data_center"],
+            "zoho.com"
+        );
+        // Canada's accounts server is not on zoho.*.
+        let canada = vec![(
+            "accounts-server".to_owned(),
+            "https://accounts.zohocloud.ca".to_owned(),
+        )];
+        assert_eq!(
+            callback_values(&zoho, &canada).unwrap()["data_center"],
+            "zohocloud.ca"
+        );
         let foreign = vec![(
             "accounts-server".to_owned(),
             "https://accounts.zoho.evil.example".to_owned(),

@@ -100,8 +100,11 @@ pub fn markdown(catalog: &Catalog) -> String {
          `tether providers show ID` prints the same for one provider.\n\n\
          Every integration may also override `authorization_url`, `token_url`, \
          `api_base_url`, `revocation_url` and `scopes` (OAuth), for sandboxes and emulators.\n\n\
-         | id | name | auth mode | operator sets | end user enters | quirks handled | source |\n\
-         | --- | --- | --- | --- | --- | --- | --- |\n",
+         *Verified* is the day the file was last checked against the provider's own pages \
+         (its `[verified]` block, which lists the pages, any independent second reading, and \
+         what could not be confirmed); *unconfirmed* counts those facts.\n\n\
+         | id | name | auth mode | operator sets | end user enters | quirks handled | source | verified |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for p in catalog.iter() {
         let names = |items: Vec<Item>| {
@@ -137,6 +140,7 @@ pub fn markdown(catalog: &Catalog) -> String {
                 .as_deref()
                 .map(|u| ["<", u, ">"].concat())
                 .unwrap_or_else(|| "none".to_owned()),
+            verification_cell(p),
         ];
         out.push_str("| ");
         out.push_str(
@@ -148,6 +152,15 @@ pub fn markdown(catalog: &Catalog) -> String {
         out.push_str(" |\n");
     }
     out
+}
+
+/// `2026-12-07` or `2026-12-07 (2 unconfirmed)`, or `never`.
+fn verification_cell(provider: &ProviderDef) -> String {
+    match &provider.verified {
+        None => "never".to_owned(),
+        Some(v) if v.unverified.is_empty() => v.on.clone(),
+        Some(v) => format!("{} ({} unconfirmed)", v.on, v.unverified.len()),
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! `if provider == ...` in code.
 
 pub mod describe;
+pub mod documented;
 mod model;
 
 pub use model::*;

@@ -44,6 +44,9 @@ pub struct ProviderDef {
     /// could not be. Provider facts are claims about the world with a date.
     #[serde(default)]
     pub verified: Option<Verification>,
+    /// What the provider's own pages say, for the catalog checks (see `documented.rs`).
+    #[serde(default)]
+    pub documented: Option<super::documented::Documented>,
 }
 
 /// `[verified]`: the record of the last check of a provider file against its sources.
@@ -723,7 +726,7 @@ impl ProviderDef {
             }
             _ => {}
         }
-        Ok(())
+        super::documented::check(self)
     }
 
     /// The provider's quirks, in words, derived from the file (for `providers show` and the

@@ -55,7 +55,8 @@ enum Refusal {
 pub(crate) async fn authorize(State(shared): State<Shared>, RawQuery(raw): RawQuery) -> Response {
     let params = query_pairs(raw.as_deref());
     let (consent, issuer) = {
-        let state = lock(&shared);
+        let mut state = lock(&shared);
+        state.last_authorize_params = params.clone();
         (state.config.consent, sent_issuer(&state))
     };
     let request = match validate(&shared, &params) {
@@ -119,12 +120,13 @@ fn validate(shared: &Shared, params: &[(String, String)]) -> Result<AuthorizeReq
             "client_id and redirect_uri may appear only once.",
         ));
     }
-    let (expected_client, require_pkce, scope_rules) = {
+    let (expected_client, require_pkce, scope_rules, documented) = {
         let state = lock(shared);
         (
             state.config.client_id.clone(),
             state.config.require_pkce,
             super::token::ScopeRules::of(&state.config),
+            state.config.authorize_params.clone(),
         )
     };
     let client_id = match first(params, "client_id") {
@@ -161,6 +163,17 @@ fn validate(shared: &Shared, params: &[(String, String)]) -> Result<AuthorizeReq
     // RFC 6749 3.1: parameters must not be repeated.
     if PARAMS.iter().any(|name| count(name) > 1) {
         return Err(redirect("invalid_request", "A parameter was repeated"));
+    }
+    // A provider that knows only the parameters it documents refuses any other.
+    if let Some(documented) = &documented
+        && params
+            .iter()
+            .any(|(name, _)| !documented.iter().any(|d| d == name))
+    {
+        return Err(redirect(
+            "invalid_request",
+            "The request has a parameter this server does not know",
+        ));
     }
     match first(params, "response_type") {
         None => return Err(redirect("invalid_request", "response_type is required")),

@@ -10,7 +10,9 @@
 //! and its siblings): an instance URL in the token response without `expires_in`, an
 //! `api_domain`, a per-account or per-tenant path (`/x/{segment}/...`, standing in for a
 //! subdomain or a tenant in the URL), a scope that must be present or joined by commas, JSON
-//! token bodies with `redirect_uri` on refresh, and the client-credentials grant. Every route
+//! token bodies with `redirect_uri` on refresh, the client-credentials grant, an authorization
+//! endpoint that knows only a provider's documented parameters, and a provider's own token
+//! and revocation paths (HubSpot's `/oauth/2026-03/token`, monday's `/oauth_ms/oauth/token`). Every route
 //! is served both at the root and under `/x/{segment}/`. It must never redirect to a `redirect_uri` it has not
 //! validated, never echo a client secret, and never panic on request input.
 
@@ -112,6 +114,14 @@ pub struct SeedOAuthConfig {
     /// When true, revoking a refresh token revokes that token only, as a provider without
     /// grant families does (RFC 7009 allows it); by default it revokes its whole family.
     pub revoke_single_tokens: bool,
+    /// When set, an authorization request with any parameter outside this list is refused
+    /// (`invalid_request`), as a provider that documents only these may do.
+    pub authorize_params: Option<Vec<String>>,
+    /// Where the token endpoint is served. Default `/oauth/token`; a provider's own path
+    /// (`/oauth/2026-03/token`) makes a client that uses another path fail with 404.
+    pub token_path: String,
+    /// Where the revocation endpoint is served. Default `/oauth/revoke`.
+    pub revoke_path: String,
 }
 
 impl SeedOAuthConfig {
@@ -211,6 +221,46 @@ impl SeedOAuthConfig {
         }
     }
 
+    /// Pipedrive-like: `api_domain` in token responses, and an authorization endpoint that
+    /// knows only the RFC 6749 core Pipedrive documents (no `code_challenge`, no `scope`).
+    pub fn pipedrive_like() -> Self {
+        Self {
+            instance_field: Some("api_domain".into()),
+            require_pkce: false,
+            authorize_params: Some(
+                ["response_type", "client_id", "redirect_uri", "state"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            ),
+            ..Self::default()
+        }
+    }
+
+    /// monday.com OAuth 2.1-like: PKCE required, the token endpoint at `/oauth_ms/oauth/token`
+    /// (nothing at `/oauth/token`), access tokens that expire, refresh tokens that rotate, and
+    /// the token as the whole `Authorization` value without a scheme.
+    pub fn monday_oauth21() -> Self {
+        Self {
+            token_path: "/oauth_ms/oauth/token".into(),
+            rotate_refresh_tokens: true,
+            token_header: Some("authorization".into()),
+            ..Self::default()
+        }
+    }
+
+    /// HubSpot-like: the date-versioned token and revocation endpoints
+    /// (`/oauth/2026-03/token`, `/oauth/2026-03/token/revoke`; nothing at the v1 paths), no
+    /// PKCE, and the same refresh token returned on every refresh.
+    pub fn hubspot_2026_03() -> Self {
+        Self {
+            token_path: "/oauth/2026-03/token".into(),
+            revoke_path: "/oauth/2026-03/token/revoke".into(),
+            require_pkce: false,
+            issue_refresh_token_on_refresh: false,
+            ..Self::default()
+        }
+    }
+
     /// A server-to-server client: the client-credentials grant.
     pub fn client_credentials(required_scope: &str) -> Self {
         Self {
@@ -271,6 +321,9 @@ impl std::fmt::Debug for SeedOAuthConfig {
             .field("required_token_param", &self.required_token_param)
             .field("issuer", &self.issuer)
             .field("revoke_single_tokens", &self.revoke_single_tokens)
+            .field("authorize_params", &self.authorize_params)
+            .field("token_path", &self.token_path)
+            .field("revoke_path", &self.revoke_path)
             .finish_non_exhaustive()
     }
 }
@@ -306,6 +359,9 @@ impl Default for SeedOAuthConfig {
             required_token_param: None,
             issuer: Issuer::BaseUrl,
             revoke_single_tokens: false,
+            authorize_params: None,
+            token_path: "/oauth/token".to_owned(),
+            revoke_path: "/oauth/revoke".to_owned(),
         }
     }
 }
@@ -464,6 +520,11 @@ impl SeedOAuthControl {
         self.lock().issued.clone()
     }
 
+    /// The parameters of the last authorization request, as the browser brought them.
+    pub fn last_authorize_params(&self) -> Vec<(String, String)> {
+        self.lock().last_authorize_params.clone()
+    }
+
     /// What the last token request looked like (content type, client auth, grant).
     pub fn last_token_request(&self) -> Option<RecordedTokenRequest> {
         self.lock().last_token_request.clone()
@@ -517,23 +578,24 @@ pub async fn spawn_on(
     ))
 }
 
-fn routes() -> Router<Shared> {
+fn routes(config: &SeedOAuthConfig) -> Router<Shared> {
     Router::new()
         .route("/oauth/authorize", get(authorize::authorize))
         .route("/oauth/authorize/decision", post(authorize::decision))
-        .route("/oauth/token", post(token::token))
-        .route("/oauth/revoke", post(token::revoke))
+        .route(&config.token_path, post(token::token))
+        .route(&config.revoke_path, post(token::revoke))
         .route("/oauth/elsewhere", any(token::elsewhere))
         .route("/v1/deals", get(api::list_deals).post(api::create_deal))
         .route("/v1/echo", any(api::echo))
 }
 
 fn router(state: Shared) -> Router {
+    let config = lock(&state).config.clone();
     Router::new()
-        .merge(routes())
+        .merge(routes(&config))
         // An account subdomain or a tenant, as a path segment: one emulator on loopback
         // stands in for `acme.kommo.com` or `login.microsoftonline.com/{tenant}`.
-        .nest("/x/{segment}", routes())
+        .nest("/x/{segment}", routes(&config))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             segment_guard,

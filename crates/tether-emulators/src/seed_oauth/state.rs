@@ -90,6 +90,8 @@ pub(crate) struct State {
     pub revoke_calls: u64,
     pub fault: Option<TokenFault>,
     pub last_token_request: Option<RecordedTokenRequest>,
+    /// The parameters of the last authorization request, as sent.
+    pub last_authorize_params: Vec<(String, String)>,
     pub deals: Vec<Deal>,
     /// When set, token responses name this instance URL instead of the emulator's own.
     pub instance_url_override: Option<String>,
@@ -129,6 +131,7 @@ impl State {
             revoke_calls: 0,
             fault: None,
             last_token_request: None,
+            last_authorize_params: Vec::new(),
             deals: seed_deals(),
             instance_url_override: None,
             issued: Vec::new(),

@@ -987,3 +987,57 @@ async fn bitrix24_like_takes_the_token_as_a_query_parameter() {
         .unwrap();
     assert_eq!(bare.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// The Pipedrive profile knows only the parameters Pipedrive documents: a request with PKCE
+/// (or a scope) is sent back with `invalid_request`; the core four are enough for a code.
+#[tokio::test]
+async fn a_profile_with_documented_parameters_refuses_any_other() {
+    let emu = spawn(SeedOAuthConfig::pipedrive_like()).await;
+    let response = client()
+        .get(authorize_url(emu.base_url(), &[("scope", "")]))
+        .send()
+        .await
+        .unwrap();
+    let (_, pairs) = location_pairs(&response);
+    assert_eq!(param(&pairs, "error"), Some("invalid_request"));
+    assert!(
+        emu.control
+            .last_authorize_params()
+            .iter()
+            .any(|(name, _)| name == "code_challenge")
+    );
+    let mut bare = at(emu.base_url(), "oauth/authorize");
+    bare.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", "seed-client")
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("state", "st-1");
+    let response = client().get(bare).send().await.unwrap();
+    let (_, pairs) = location_pairs(&response);
+    assert!(param(&pairs, "code").is_some(), "{pairs:?}");
+}
+
+/// A profile's own token path is the only one served: HubSpot's `/oauth/2026-03/token`
+/// answers, `/oauth/token` is 404.
+#[tokio::test]
+async fn a_profile_serves_its_token_endpoint_at_its_own_path_only() {
+    let emu = spawn(SeedOAuthConfig::hubspot_2026_03()).await;
+    let code = get_code(emu.base_url()).await;
+    let old = exchange(emu.base_url(), &code).await;
+    assert_eq!(old.status(), StatusCode::NOT_FOUND);
+    let (verifier, _) = pkce();
+    let response = client()
+        .post(at(emu.base_url(), "oauth/2026-03/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("client_id", "seed-client"),
+            ("client_secret", "seed-secret"),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}

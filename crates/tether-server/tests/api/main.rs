@@ -16,6 +16,7 @@ mod oauth_flow;
 mod observability;
 mod openapi;
 mod pages;
+mod provider_hosts;
 mod providers;
 mod proxy;
 mod quirks;

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tether_emulators::seed_oauth::SeedOAuthConfig;
+use tether_core::catalog::{Catalog, OAuth2Def};
+use tether_emulators::seed_oauth::{ClientAuthMethod, SeedOAuthConfig};
 use url::Url;
 
 use crate::helpers::*;
@@ -93,10 +94,21 @@ async fn salesforce_proxies_to_its_instance_and_keeps_its_refresh_token() {
     assert_eq!(app.get_connection(&id).await["status"], "active");
 }
 
+/// The path of an endpoint of a provider file, so a test pointed at the emulator still uses
+/// the provider's own path (`oauth/2026-03/token`), which the emulator's profile serves alone.
+fn catalog_path(provider: &str, pick: fn(&OAuth2Def) -> Option<&String>) -> String {
+    let catalog = Catalog::embedded().unwrap();
+    let def = catalog.get(provider).unwrap().oauth2.clone().unwrap();
+    let url = Url::parse(pick(&def).unwrap()).unwrap();
+    url.path().trim_start_matches('/').to_owned()
+}
+
+/// Pipedrive documents only client_id, redirect_uri and state for its authorization URL; the
+/// emulator's Pipedrive profile refuses anything else, so a connect that sends PKCE fails.
 #[tokio::test]
-async fn pipedrive_calls_the_api_domain_of_its_token_response() {
+async fn pipedrive_sends_no_pkce_and_calls_the_api_domain_of_its_token_response() {
     let app = spawn_app_with(AppOptions {
-        seed: SeedOAuthConfig::api_domain(),
+        seed: SeedOAuthConfig::pipedrive_like(),
         emulator_integrations: Some(Arc::new(|emu: &Url| {
             vec![(
                 "pipedrive".into(),
@@ -114,6 +126,12 @@ async fn pipedrive_calls_the_api_domain_of_its_token_response() {
     })
     .await;
     let id = app.connect_through("pd-user", "pipedrive", None).await;
+    let sent = app.seed.control.last_authorize_params();
+    assert!(
+        sent.iter()
+            .all(|(name, _)| !name.starts_with("code_challenge")),
+        "{sent:?}"
+    );
     let instance = instance_url(app.seed.base_url());
     assert_eq!(
         app.get_connection(&id).await["metadata"]["api_domain"],
@@ -150,11 +168,53 @@ async fn zoho_joins_scopes_with_commas_and_follows_api_domain() {
     // The data centre comes back with the redirect; the emulator refuses a space-joined list.
     let id = app.connect_through("zoho-user", "zoho", None).await;
     let connection = app.get_connection(&id).await;
-    assert_eq!(connection["metadata"]["data_center"], "eu");
+    assert_eq!(connection["metadata"]["data_center"], "zoho.eu");
     assert_eq!(connection["metadata"]["scope"], scopes.join(","));
     let instance = instance_url(app.seed.base_url());
     let expected = (host_of(&instance), "/x/instance-1/v1/echo".to_owned());
     survives_expiry(&app, &id, "refresh_token", &expected).await;
+}
+
+/// A Zoho user in the Canadian data centre comes back with
+/// `accounts-server=https://accounts.zohocloud.ca` (not on `zoho.*`): the connection is made
+/// and keeps that data centre for its token and revocation URLs.
+#[tokio::test]
+async fn zoho_accepts_the_canadian_data_centre() {
+    let scopes = [
+        "ZohoCRM.modules.ALL",
+        "ZohoCRM.settings.ALL",
+        "ZohoCRM.users.READ",
+    ];
+    let mut seed = SeedOAuthConfig::zoho_like(&scopes);
+    seed.callback_params = vec![
+        (
+            "accounts-server".into(),
+            "https://accounts.zohocloud.ca".into(),
+        ),
+        ("location".into(), "ca".into()),
+    ];
+    let app = spawn_app_with(AppOptions {
+        seed,
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            vec![(
+                "zoho".into(),
+                json!({
+                    "provider": "zoho-crm",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "authorization_url": at(emu, "oauth/authorize"),
+                    "token_url": at(emu, "oauth/token"),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect_through("zoho-ca", "zoho", None).await;
+    assert_eq!(
+        app.get_connection(&id).await["metadata"]["data_center"],
+        "zohocloud.ca"
+    );
 }
 
 #[tokio::test]
@@ -689,4 +749,91 @@ async fn a_token_that_never_expires_works_until_revoked_then_asks_for_reauth() {
     assert_eq!(body["code"], "needs_reauth");
     assert_eq!(app.get_connection(&id).await["status"], "needs_reauth");
     assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 0);
+}
+
+/// monday.com's OAuth 2.1: PKCE S256 and `force_install_if_needed` on the authorization
+/// request, the code redeemed at the file's `/oauth_ms/oauth/token` (the emulator serves
+/// nothing at the legacy path), an expiring token refreshed there, and rotated refresh tokens
+/// kept.
+#[tokio::test]
+async fn monday_connects_with_pkce_through_oauth_2_1_and_refreshes() {
+    let token_path = catalog_path("monday", |d| d.token_url.as_ref());
+    assert_eq!(token_path, "oauth_ms/oauth/token");
+    let app = spawn_app_with(AppOptions {
+        seed: SeedOAuthConfig::monday_oauth21(),
+        emulator_integrations: Some(Arc::new(move |emu: &Url| {
+            vec![(
+                "monday".into(),
+                json!({
+                    "provider": "monday",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "authorization_url": at(emu, "oauth/authorize"),
+                    "token_url": at(emu, &token_path),
+                    "api_base_url": emu.as_str(),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect_through("monday-21", "monday", None).await;
+    let sent: std::collections::HashMap<_, _> = app
+        .seed
+        .control
+        .last_authorize_params()
+        .into_iter()
+        .collect();
+    assert_eq!(sent["code_challenge_method"], "S256");
+    assert!(sent.contains_key("code_challenge"));
+    assert_eq!(sent["force_install_if_needed"], "true");
+    let connection = app.get_connection(&id).await;
+    assert!(connection["expires_at"].is_string(), "{connection}");
+    let expected = (host_of(app.seed.base_url()), "/v1/echo".to_owned());
+    survives_expiry(&app, &id, "refresh_token", &expected).await;
+    // The refresh token rotated; the new one was kept, so a second refresh works too.
+    survives_expiry(&app, &id, "refresh_token", &expected).await;
+    assert_eq!(app.seed.control.reuse_events(), 0);
+}
+
+/// HubSpot's date-versioned OAuth API: tokens and refreshes at `/oauth/2026-03/token` with the
+/// client in the body (the emulator serves nothing at `/oauth/v1/token`), and the refresh
+/// token revoked at `/oauth/2026-03/token/revoke` when the connection is deleted.
+#[tokio::test]
+async fn hubspot_refreshes_and_revokes_through_the_2026_03_endpoints() {
+    let token_path = catalog_path("hubspot", |d| d.token_url.as_ref());
+    let revoke_path = catalog_path("hubspot", |d| d.revocation_url.as_ref());
+    assert_eq!(token_path, "oauth/2026-03/token");
+    assert_eq!(revoke_path, "oauth/2026-03/token/revoke");
+    let app = spawn_app_with(AppOptions {
+        seed: SeedOAuthConfig::hubspot_2026_03(),
+        emulator_integrations: Some(Arc::new(move |emu: &Url| {
+            vec![(
+                "hubspot".into(),
+                json!({
+                    "provider": "hubspot",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    "authorization_url": at(emu, "oauth/authorize"),
+                    "token_url": at(emu, &token_path),
+                    "revocation_url": at(emu, &revoke_path),
+                    "api_base_url": emu.as_str(),
+                }),
+            )]
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect_through("hs-user", "hubspot", None).await;
+    let expected = (host_of(app.seed.base_url()), "/v1/echo".to_owned());
+    survives_expiry(&app, &id, "refresh_token", &expected).await;
+    let last = app.seed.control.last_token_request().unwrap();
+    assert_eq!(last.client_auth, ClientAuthMethod::Body, "{last:?}");
+    let response = app
+        .api(reqwest::Method::DELETE, &["v1/connections/", &id].concat())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(app.seed.control.revoke_calls(), 1);
 }

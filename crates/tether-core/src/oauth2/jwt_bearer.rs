@@ -138,3 +138,97 @@ pub async fn request(
     let response = http.send(request).await?;
     parse_token_response(&response, now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+
+    #[test]
+    fn keys_that_are_not_rsa_pem_are_refused_without_quoting_them() {
+        for (input, expected) in [
+            ("sekrit", "is not a PEM private key"),
+            (
+                "-----BEGIN PRIVATE KEY-----\nc2Vrcml0\n-----END PRIVATE KEY-----\n",
+                "is not a usable RSA private key",
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\nc2Vrcml0\n-----END CERTIFICATE-----\n",
+                "is not a PEM private key",
+            ),
+        ] {
+            let message = SigningKey::from_pem(input).unwrap_err();
+            assert!(message.contains(expected), "{message}");
+            assert!(!message.contains("sekrit") && !message.contains("c2Vrcml0"));
+        }
+    }
+
+    /// A provider file with `[oauth2]` as given, for the loader's JWT bearer rules.
+    fn load(auth_mode: &str, oauth2: &str) -> Result<Catalog, String> {
+        let text = [
+            "id = \"x\"\ndisplay_name = \"X\"\nauth_mode = \"",
+            auth_mode,
+            "\"\n[api]\nbase_url = \"https://api.example.com\"\n",
+            "[[settings]]\nname = \"user\"\n[[settings]]\nname = \"key\"\nsecret = true\n",
+            "[oauth2]\ntoken_url = \"https://login.example.com/token\"\n",
+            oauth2,
+        ]
+        .concat();
+        Catalog::from_files([("x.toml", text.as_str())]).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_catalog_holds_jwt_bearer_files_to_their_rules() {
+        let table = |subject: &str, key: &str, lifetime: u64| {
+            [
+                "grant = \"jwt_bearer\"\n[oauth2.jwt_bearer]\naudience = \"https://login.example.com\"\n",
+                "subject = \"",
+                subject,
+                "\"\nprivate_key_setting = \"",
+                key,
+                "\"\nlifetime_secs = ",
+                &lifetime.to_string(),
+                "\n",
+            ]
+            .concat()
+        };
+        let good = table("${settings.user}", "key", 180);
+        assert!(load("oauth2_client_credentials", &good).is_ok());
+        let cases = [
+            ("oauth2", good.clone(), "needs grant = \"jwt_bearer\""),
+            (
+                "oauth2_client_credentials",
+                "grant = \"jwt_bearer\"\n".into(),
+                "needs this table",
+            ),
+            (
+                "oauth2_client_credentials",
+                table("${settings.user}", "user", 180),
+                "must name a secret setting",
+            ),
+            (
+                "oauth2_client_credentials",
+                table("${settings.key}", "key", 180),
+                "only non-secret settings",
+            ),
+            (
+                "oauth2_client_credentials",
+                table("${connection.user}", "key", 180),
+                "only non-secret settings",
+            ),
+            (
+                "oauth2_client_credentials",
+                table("${settings.user}", "key", 3600),
+                "lifetime_secs must be 1 to 300",
+            ),
+        ];
+        for (mode, oauth2, expected) in cases {
+            let message = load(mode, &oauth2).unwrap_err();
+            assert!(message.contains("oauth2.jwt_bearer"), "{message}");
+            assert!(
+                message.contains(expected),
+                "{message} should say {expected}"
+            );
+        }
+    }
+}

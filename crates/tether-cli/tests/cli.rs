@@ -184,6 +184,53 @@ async fn configuration_errors_are_one_line_and_exit_non_zero() {
     }
 }
 
+/// The JWT bearer grant's private key is parsed at start-up: a value that is not an RSA key
+/// in PEM stops `serve` with one line naming the setting, never quoting the value.
+#[tokio::test]
+async fn a_jwt_bearer_key_that_does_not_parse_stops_start_up_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN PRIVATE KEY-----\nc2Vrcml0LXZhbHVl\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let file_ref = ["file:", garbage.to_str().unwrap()].concat();
+    let cases = [
+        (
+            "sekrit-value",
+            "integrations.sf: private_key is not a PEM private key",
+        ),
+        (
+            file_ref.as_str(),
+            "integrations.sf: private_key is not a usable RSA private key",
+        ),
+    ];
+    for (key, expected) in cases {
+        let toml = [
+            "[integrations.sf]\nprovider = \"salesforce-jwt-bearer\"\nclient_id = \"c\"\n",
+            "username = \"sync@acme.example\"\nprivate_key = \"",
+            key,
+            "\"\n",
+        ]
+        .concat();
+        std::fs::write(dir.path().join("tether.toml"), toml).unwrap();
+        let output = tether(dir.path()).arg("serve").output().await.unwrap();
+        assert!(!output.status.success(), "{key}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {stderr}");
+        assert!(
+            lines[0].contains(expected),
+            "{stderr} should say {expected}"
+        );
+        assert!(
+            !stderr.contains("sekrit") && !stderr.contains("c2Vrcml0"),
+            "{stderr}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_demo_session_ttl_too_large_is_one_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -514,8 +514,13 @@ fn classify(request: &RequestDef, response: &CappedResponse) -> Result<Value, Fl
         })?
     };
     if let Some(failure) = &request.failure {
-        let said = body.pointer(&failure.field).and_then(Value::as_str);
-        if said.is_some_and(|s| failure.values.iter().any(|v| v.eq_ignore_ascii_case(s))) {
+        // A string, or a flag (Apollo's `"is_logged_in": false`) read as `true`/`false`.
+        let said = match body.pointer(&failure.field) {
+            Some(Value::String(text)) => Some(text.clone()),
+            Some(Value::Bool(flag)) => Some(flag.to_string()),
+            _ => None,
+        };
+        if said.is_some_and(|s| failure.values.iter().any(|v| v.eq_ignore_ascii_case(&s))) {
             return Err(FlowError::Rejected {
                 field: failure.blame.clone(),
                 message: failure

@@ -88,6 +88,8 @@ pub struct OAuth2Client {
     /// Extra parameters on every token request, as templates.
     pub token_params: Vec<(String, Template)>,
     pub hosts: HostRules,
+    /// The JWT bearer grant's key and claims (only with [`Grant::JwtBearer`]).
+    pub jwt_bearer: Option<crate::oauth2::jwt_bearer::JwtBearerClient>,
 }
 
 /// How an OAuth 2.0 client obtains its tokens.
@@ -100,6 +102,9 @@ pub enum Grant {
     /// RFC 6749 4.3, the end user's username and password sent once from the Connect form;
     /// refreshed with the refresh token.
     Password,
+    /// RFC 7523 2.1, server to server with an assertion signed by the app's own key;
+    /// "refreshed" by signing a new one.
+    JwtBearer,
 }
 
 impl OAuth2Client {
@@ -360,9 +365,10 @@ impl Integration {
         let query = named_templates("query parameter ", &provider.api.query).map_err(&err)?;
 
         let oauth2 = match provider.auth_mode {
-            AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {
-                Some(resolve_oauth2(integration_key.as_str(), table, &provider).map_err(&err)?)
-            }
+            AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => Some(
+                resolve_oauth2(integration_key.as_str(), table, &provider, &settings)
+                    .map_err(&err)?,
+            ),
             _ => None,
         };
         let hosts = oauth2
@@ -433,6 +439,7 @@ fn resolve_oauth2(
     key: &str,
     table: &serde_json::Map<String, Value>,
     provider: &ProviderDef,
+    settings: &BTreeMap<String, SecretString>,
 ) -> Result<OAuth2Client, String> {
     let def = provider.oauth2.clone().unwrap_or_default();
     let text = |name: &str, fallback: &Option<String>| -> Result<Option<String>, String> {
@@ -458,6 +465,9 @@ fn resolve_oauth2(
     };
     let token_url = template("token_url", &token_text)?;
     let grant = match (provider.auth_mode, def.grant) {
+        (AuthMode::Oauth2ClientCredentials, crate::catalog::GrantDef::JwtBearer) => {
+            Grant::JwtBearer
+        }
         (AuthMode::Oauth2ClientCredentials, _) => Grant::ClientCredentials,
         (_, crate::catalog::GrantDef::Password) => Grant::Password,
         _ => Grant::AuthorizationCode,
@@ -533,6 +543,7 @@ fn resolve_oauth2(
         }
         other => other,
     };
+    let jwt_bearer = jwt_bearer_client(&def, settings)?;
     Ok(OAuth2Client {
         grant,
         client_id,
@@ -556,7 +567,36 @@ fn resolve_oauth2(
         redirect_uri_on_refresh: def.redirect_uri_on_refresh,
         token_params: named_templates("token_params.", &def.token_params)?,
         hosts,
+        jwt_bearer,
     })
+}
+
+/// The JWT bearer grant's signing key, parsed now so that a bad key stops start-up (the
+/// message names the setting, never its value), and its claims' templates.
+fn jwt_bearer_client(
+    def: &crate::catalog::OAuth2Def,
+    settings: &BTreeMap<String, SecretString>,
+) -> Result<Option<crate::oauth2::jwt_bearer::JwtBearerClient>, String> {
+    use crate::oauth2::jwt_bearer::{JwtBearerClient, SigningKey};
+    let Some(jwt) = def
+        .jwt_bearer
+        .as_ref()
+        .filter(|_| def.grant == crate::catalog::GrantDef::JwtBearer)
+    else {
+        return Ok(None);
+    };
+    let name = &jwt.private_key_setting;
+    let pem = settings
+        .get(name)
+        .ok_or_else(|| format!("{name} is required (the app's private key, PEM)"))?;
+    let key = SigningKey::from_pem(pem.expose()).map_err(|m| format!("{name} {m}"))?;
+    let template = |text: &str| Template::parse(text).map_err(|e| format!("jwt_bearer: {e}"));
+    Ok(Some(JwtBearerClient {
+        key: Arc::new(key),
+        audience: template(&jwt.audience)?,
+        subject: template(&jwt.subject)?,
+        lifetime_secs: jwt.lifetime_secs,
+    }))
 }
 
 /// A catalog table of named templates (headers, query or token parameters), parsed in order;

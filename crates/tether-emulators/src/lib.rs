@@ -16,6 +16,7 @@
 
 mod html;
 mod http_util;
+pub mod key_api;
 pub mod redtail;
 pub mod salesmate;
 mod seed_data;

@@ -31,15 +31,18 @@ impl ProviderDef {
                 default: None,
                 pattern: None,
             });
-            items.push(Item {
-                name: "client_secret".into(),
-                label: "OAuth client secret (env: or file: reference)".into(),
-                required: true,
-                secret: true,
-                default: None,
-                pattern: None,
-            });
             let def = self.oauth2.clone().unwrap_or_default();
+            // The JWT bearer grant signs with the app's key instead (RFC 7523 3.1).
+            if def.grant != GrantDef::JwtBearer {
+                items.push(Item {
+                    name: "client_secret".into(),
+                    label: "OAuth client secret (env: or file: reference)".into(),
+                    required: true,
+                    secret: true,
+                    default: None,
+                    pattern: None,
+                });
+            }
             if def.authorization_url.is_none()
                 && self.auth_mode == AuthMode::Oauth2
                 && def.grant == GrantDef::AuthorizationCode

@@ -177,6 +177,9 @@ pub struct OAuth2Def {
     /// user picked), kept as connection metadata and usable in the token and API URLs.
     #[serde(default)]
     pub callback_values: Vec<CallbackValueDef>,
+    /// `grant = "jwt_bearer"`: what the signed assertion says (RFC 7523).
+    #[serde(default)]
+    pub jwt_bearer: Option<JwtBearerDef>,
 }
 
 /// A connection value read from a query parameter of the authorization response. Held to
@@ -210,6 +213,9 @@ pub enum GrantDef {
     /// RFC 6749 4.3: the Connect form's `username` and `password` are sent to the token
     /// endpoint once (and never kept), for providers with no authorization endpoint.
     Password,
+    /// RFC 7523 2.1: the app signs a short-lived JWT with its own private key and trades it
+    /// for an access token; server to server, like client credentials (`[oauth2.jwt_bearer]`).
+    JwtBearer,
 }
 
 /// One JSON pointer, or several tried in order.
@@ -248,6 +254,7 @@ impl Default for OAuth2Def {
             grant: GrantDef::default(),
             token_params: BTreeMap::new(),
             callback_values: Vec::new(),
+            jwt_bearer: None,
         }
     }
 }
@@ -383,7 +390,7 @@ fn get() -> String {
 pub struct BodyFailure {
     /// JSON pointer of the field to read.
     pub field: String,
-    /// Values of that field that mean failure.
+    /// Values of that field that mean failure (a string, or `true`/`false` for a flag).
     pub values: Vec<String>,
     /// The form field to blame, if one can be named; otherwise the whole form is blamed.
     #[serde(default)]
@@ -707,6 +714,7 @@ impl ProviderDef {
             if def.scope_separator.is_empty() {
                 return bad("oauth2.scope_separator".into(), "must not be empty".into());
             }
+            self.check_jwt_bearer(&def)?;
         } else if self.oauth2.is_some() {
             return bad(
                 "oauth2".into(),
@@ -800,7 +808,9 @@ impl ProviderDef {
                 quirks.push("revokes on delete".into());
             }
         }
-        if self.auth_mode == AuthMode::Oauth2ClientCredentials {
+        if let Some(quirk) = self.jwt_bearer_quirk() {
+            quirks.push(quirk);
+        } else if self.auth_mode == AuthMode::Oauth2ClientCredentials {
             quirks.push("client-credentials grant, asked again instead of refreshed".into());
         }
         if self.is_oauth() && !self.fields.is_empty() {
@@ -893,5 +903,99 @@ impl FieldDef {
             (None, _) if self.secret => Keep::Credential,
             (None, _) => Keep::Metadata,
         }
+    }
+}
+
+/// `[oauth2.jwt_bearer]`: the claims of the assertion an app signs for the JWT bearer grant
+/// (RFC 7523 3). `iss` is always the integration's `client_id`; the key is an operator
+/// secret, named here by its setting, so the file never holds one.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtBearerDef {
+    /// The `aud` claim (a template over settings): the authorization server's identifier.
+    pub audience: String,
+    /// The `sub` claim (a template over settings): whom the token acts for.
+    pub subject: String,
+    /// The name of the secret setting holding the PEM private key (RS256).
+    pub private_key_setting: String,
+    /// How long the assertion is valid, in seconds (`exp` = now + this).
+    #[serde(default = "jwt_lifetime")]
+    pub lifetime_secs: u64,
+}
+
+fn jwt_lifetime() -> u64 {
+    180
+}
+
+/// The longest assertion lifetime a file may ask for: a stolen assertion is a token for
+/// this long, and providers refuse long ones anyway (Salesforce: 3 minutes).
+const MAX_JWT_LIFETIME_SECS: u64 = 300;
+
+impl ProviderDef {
+    /// The JWT bearer grant's rules: server to server only, with its claims table, claims
+    /// that read only settings, and a key held in a secret setting.
+    fn check_jwt_bearer(&self, def: &OAuth2Def) -> Result<(), (String, String)> {
+        let key = || "oauth2.jwt_bearer".to_owned();
+        let Some(jwt) = &def.jwt_bearer else {
+            if def.grant == GrantDef::JwtBearer {
+                return Err((key(), "the jwt_bearer grant needs this table".into()));
+            }
+            return Ok(());
+        };
+        if def.grant != GrantDef::JwtBearer || self.auth_mode != AuthMode::Oauth2ClientCredentials {
+            return Err((
+                key(),
+                "needs grant = \"jwt_bearer\" and auth_mode = \"oauth2_client_credentials\"".into(),
+            ));
+        }
+        let secret = self
+            .settings
+            .iter()
+            .any(|s| s.name == jwt.private_key_setting && s.secret);
+        if !secret {
+            return Err((
+                key(),
+                format!(
+                    "private_key_setting {:?} must name a secret setting",
+                    jwt.private_key_setting
+                ),
+            ));
+        }
+        if !(1..=MAX_JWT_LIFETIME_SECS).contains(&jwt.lifetime_secs) {
+            return Err((
+                key(),
+                format!("lifetime_secs must be 1 to {MAX_JWT_LIFETIME_SECS}"),
+            ));
+        }
+        for (name, text) in [("audience", &jwt.audience), ("subject", &jwt.subject)] {
+            let template = Template::parse(text).map_err(|e| (key(), e.to_string()))?;
+            for r in template.references() {
+                let plain_setting = r.scope == Scope::Settings
+                    && self.settings.iter().any(|s| s.name == r.name && !s.secret);
+                if !plain_setting {
+                    return Err((
+                        key(),
+                        format!(
+                            "{name} may read only non-secret settings, not {}.{}",
+                            r.scope.as_str(),
+                            r.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn jwt_bearer_quirk(&self) -> Option<String> {
+        let jwt = self.oauth2.as_ref()?.jwt_bearer.as_ref()?;
+        Some(
+            [
+                "JWT bearer grant (RFC 7523): an RS256 assertion signed with the app's key, valid ",
+                &jwt.lifetime_secs.to_string(),
+                " s, asked again instead of refreshed",
+            ]
+            .concat(),
+        )
     }
 }

@@ -1,9 +1,10 @@
 //! OAuth 2.0 (RFC 6749) as Tether runs it: building the authorization request, and the token
 //! endpoint client for the authorization-code, client-credentials and refresh-token grants,
-//! the connection values kept from token responses, and revocation
-//! (RFC 7009).
+//! the connection values kept from token responses, revocation (RFC 7009), and the JWT
+//! bearer grant (RFC 7523).
 
 mod authorize;
+pub mod jwt_bearer;
 mod token;
 
 pub use authorize::authorization_url;

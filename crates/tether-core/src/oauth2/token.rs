@@ -116,6 +116,14 @@ pub async fn client_credentials(
     vars: &Vars<'_>,
     now: i64,
 ) -> Result<OAuth2Tokens, TokenError> {
+    // The JWT bearer grant is the other server-to-server grant: same place, signed assertion.
+    if let Some(jwt) = client
+        .jwt_bearer
+        .as_ref()
+        .filter(|_| client.grant == Grant::JwtBearer)
+    {
+        return super::jwt_bearer::request(http, client, jwt, vars, now).await;
+    }
     let scope = client.scope(vars)?;
     let mut params = vec![("grant_type", "client_credentials")];
     if let Some(scope) = &scope {
@@ -149,7 +157,8 @@ pub async fn password(
 }
 
 /// Refreshes (RFC 6749 6). A response without a new refresh token keeps the old one. A
-/// client-credentials client simply asks again (RFC 6749 4.4.3: no refresh token).
+/// client-credentials client simply asks again (RFC 6749 4.4.3: no refresh token), and so
+/// does a JWT bearer client, with a new assertion.
 /// `redirect_uri` is sent only to providers whose catalog file asks for it.
 pub async fn refresh(
     http: &Outbound,
@@ -159,7 +168,7 @@ pub async fn refresh(
     redirect_uri: &Url,
     now: i64,
 ) -> Result<OAuth2Tokens, TokenError> {
-    if client.grant == Grant::ClientCredentials {
+    if matches!(client.grant, Grant::ClientCredentials | Grant::JwtBearer) {
         return client_credentials(http, client, vars, now).await;
     }
     let refresh_token = current

@@ -18,6 +18,7 @@
 
 mod api;
 mod authorize;
+mod jwt;
 mod pkce;
 mod state;
 mod token;
@@ -122,6 +123,27 @@ pub struct SeedOAuthConfig {
     pub token_path: String,
     /// Where the revocation endpoint is served. Default `/oauth/revoke`.
     pub revoke_path: String,
+    /// Accept the JWT bearer grant (RFC 7523) for assertions this profile admits.
+    pub jwt_bearer: Option<JwtBearerProfile>,
+    /// Extra fields in every token response (HighLevel's `locationId`, `companyId`,
+    /// `userType`).
+    pub extra_token_fields: Vec<(String, serde_json::Value)>,
+}
+
+/// What the JWT bearer grant admits: the app's public key as uploaded to the provider, and
+/// the claims its assertions must carry.
+#[derive(Clone, Debug)]
+pub struct JwtBearerProfile {
+    /// DER `RSAPublicKey` (PKCS#1) of the app's signing key.
+    pub public_key: Vec<u8>,
+    /// `iss`: the client id (Salesforce's consumer key).
+    pub issuer: String,
+    /// `sub`: the user the token acts for.
+    pub subject: String,
+    /// `aud`: this authorization server (`https://login.salesforce.com`).
+    pub audience: String,
+    /// How far ahead `exp` may be; Salesforce allows 3 minutes (plus clock skew).
+    pub max_lifetime_secs: i64,
 }
 
 impl SeedOAuthConfig {
@@ -261,6 +283,38 @@ impl SeedOAuthConfig {
         }
     }
 
+    /// HighLevel-like: `user_type` on every token request (`Location` for a sub-account,
+    /// `Company` for an agency), the account named in the token response (`locationId` or
+    /// `companyId`, and `userType`), rotating refresh tokens, no PKCE.
+    pub fn highlevel_like(user_type: &str) -> Self {
+        let mut fields = vec![
+            ("userType".to_owned(), user_type.into()),
+            ("companyId".to_owned(), "comp-1".into()),
+            ("userId".to_owned(), "user-1".into()),
+        ];
+        if user_type == "Location" {
+            fields.push(("locationId".to_owned(), "loc-1".into()));
+        }
+        Self {
+            required_token_param: Some(("user_type".into(), user_type.into())),
+            extra_token_fields: fields,
+            rotate_refresh_tokens: true,
+            require_pkce: false,
+            ..Self::default()
+        }
+    }
+
+    /// Salesforce's server-to-server flows: the client-credentials grant (no scope asked,
+    /// the connected app's policy decides) and, when `jwt` is given, the JWT bearer grant;
+    /// `instance_url` in token responses, no `expires_in`.
+    pub fn salesforce_server(jwt: Option<JwtBearerProfile>) -> Self {
+        Self {
+            client_credentials: jwt.is_none(),
+            jwt_bearer: jwt,
+            ..Self::salesforce_like()
+        }
+    }
+
     /// A server-to-server client: the client-credentials grant.
     pub fn client_credentials(required_scope: &str) -> Self {
         Self {
@@ -324,6 +378,8 @@ impl std::fmt::Debug for SeedOAuthConfig {
             .field("authorize_params", &self.authorize_params)
             .field("token_path", &self.token_path)
             .field("revoke_path", &self.revoke_path)
+            .field("jwt_bearer", &self.jwt_bearer)
+            .field("extra_token_fields", &self.extra_token_fields)
             .finish_non_exhaustive()
     }
 }
@@ -362,6 +418,8 @@ impl Default for SeedOAuthConfig {
             authorize_params: None,
             token_path: "/oauth/token".to_owned(),
             revoke_path: "/oauth/revoke".to_owned(),
+            jwt_bearer: None,
+            extra_token_fields: Vec::new(),
         }
     }
 }

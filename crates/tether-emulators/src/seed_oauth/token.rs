@@ -302,6 +302,20 @@ fn grant(
     params: &[(String, String)],
 ) -> Result<Issued, OAuthError> {
     let mut state = lock(shared);
+    // RFC 7523 3.1: the signed assertion authenticates the client; no secret is sent.
+    if first(params, "grant_type") == Some(super::jwt::GRANT_TYPE)
+        && let Some(profile) = state.config.jwt_bearer.clone()
+    {
+        let assertion = first(params, "assertion")
+            .ok_or(OAuthError::invalid_request("assertion is required"))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        super::jwt::verify(&profile, assertion, now).map_err(OAuthError::invalid_grant)?;
+        let family = state.new_family();
+        return Ok(state.issue_tokens(family, &profile.issuer, "api", false));
+    }
     let client_id = authenticate(&state, headers, params)?;
     // RFC 6749 3.2: parameters must not be repeated.
     let mut names: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
@@ -454,7 +468,7 @@ fn refresh(
 
 /// The RFC 6749 5.1 success body, as JSON or (when configured) as a form.
 fn success(shared: &Shared, issued: &Issued) -> Response {
-    let (as_string, as_form, omit_expires_in, instance) = {
+    let (as_string, as_form, omit_expires_in, instance, extra) = {
         let state = lock(shared);
         let instance = state.config.instance_field.as_ref().map(|field| {
             if let Some(url) = &state.instance_url_override {
@@ -472,6 +486,7 @@ fn success(shared: &Shared, issued: &Issued) -> Response {
             state.config.token_response_form,
             state.config.omit_expires_in,
             instance,
+            state.config.extra_token_fields.clone(),
         )
     };
     let expires_in = if as_string {
@@ -496,6 +511,9 @@ fn success(shared: &Shared, issued: &Issued) -> Response {
     }
     // A field no client knows: clients must keep what they do not understand.
     body.insert("account_id".into(), "acct_1".into());
+    for (name, value) in extra {
+        body.insert(name, value);
+    }
 
     let mut response = if as_form {
         let pairs: Vec<(String, String)> = body

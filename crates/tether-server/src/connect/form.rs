@@ -175,7 +175,7 @@ async fn submit_for<S: Store>(
             Grant::AuthorizationCode => {
                 super::start::start_oauth(state, session, &integration, popup, &connection).await
             }
-            Grant::ClientCredentials => {
+            Grant::ClientCredentials | Grant::JwtBearer => {
                 super::start::connect_direct(state, session, &integration, popup, connection, None)
                     .await
             }

@@ -12,6 +12,7 @@ mod history;
 mod import;
 mod integrations;
 mod issuer;
+mod new_providers;
 mod oauth_flow;
 mod observability;
 mod openapi;

@@ -12,7 +12,7 @@ use url::Url;
 use crate::helpers::*;
 
 /// Where a proxied `GET v1/echo` landed: (Host header, path).
-async fn echo(app: &TestApp, id: &str) -> (String, String) {
+pub(crate) async fn echo(app: &TestApp, id: &str) -> (String, String) {
     let response = app.proxy_get(id, "v1/echo").await;
     assert_eq!(response.status(), 200, "proxied echo of {id}");
     let body: Value = response.json().await.unwrap();
@@ -24,7 +24,12 @@ async fn echo(app: &TestApp, id: &str) -> (String, String) {
 
 /// Proxies, makes the API answer 401 (every access token expired), proxies again: the second
 /// call must have refreshed once (with `grant`) and reached the same place.
-async fn survives_expiry(app: &TestApp, id: &str, grant: &str, expected: &(String, String)) {
+pub(crate) async fn survives_expiry(
+    app: &TestApp,
+    id: &str,
+    grant: &str,
+    expected: &(String, String),
+) {
     assert_eq!(&echo(app, id).await, expected);
     let before = app.seed.control.token_calls_by_grant(grant);
     app.seed.control.expire_access_tokens();
@@ -37,14 +42,14 @@ async fn survives_expiry(app: &TestApp, id: &str, grant: &str, expected: &(Strin
 }
 
 /// `http://localhost:PORT/x/instance-1/`: the instance URL the emulator's token responses name.
-fn instance_url(emulator: &Url) -> Url {
+pub(crate) fn instance_url(emulator: &Url) -> Url {
     let mut url = emulator.clone();
     url.set_host(Some("localhost")).unwrap();
     url.set_path("/x/instance-1/");
     url
 }
 
-fn host_of(url: &Url) -> String {
+pub(crate) fn host_of(url: &Url) -> String {
     let mut host = url.host_str().unwrap().to_owned();
     host.push(':');
     host.push_str(&url.port().unwrap().to_string());
@@ -52,7 +57,7 @@ fn host_of(url: &Url) -> String {
 }
 
 /// `{emulator}{rest}` as text: `rest` may hold `${...}` expressions, which a URL would encode.
-fn at(emulator: &Url, rest: &str) -> String {
+pub(crate) fn at(emulator: &Url, rest: &str) -> String {
     [emulator.as_str(), rest].concat()
 }
 
@@ -568,8 +573,11 @@ async fn every_catalog_provider_starts_connecting() {
             for setting in &p.settings {
                 if setting.default.is_none() {
                     let sample = match setting.name.as_str() {
-                        "org_host" => "contoso.crm.dynamics.com",
-                        _ => "contoso",
+                        "org_host" => "contoso.crm.dynamics.com".to_owned(),
+                        "my_domain" => "contoso.my.salesforce.com".to_owned(),
+                        "username" => "sync@contoso.example".to_owned(),
+                        "private_key" => crate::new_providers::rsa_pem(),
+                        _ => "contoso".to_owned(),
                     };
                     table[&setting.name] = json!(sample);
                 }
@@ -593,7 +601,7 @@ async fn every_catalog_provider_starts_connecting() {
         })
         .collect();
     let count = tables.len();
-    assert!(count >= 30, "{count} providers");
+    assert!(count >= 44, "{count} providers");
     let app = spawn_app_with(AppOptions {
         integrations: tables,
         ..AppOptions::default()

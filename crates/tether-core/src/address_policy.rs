@@ -83,16 +83,25 @@ impl AddressPolicy {
             .any(|net| net.contains(&ip) || net.contains(&plain))
     }
 
-    /// Checks a URL's host when it is an IP literal (or `localhost`, which always resolves to
-    /// loopback); a name is checked when it is resolved.
+    /// Checks a URL's host when it is an IP literal, which is never resolved; a name is
+    /// checked when it is resolved, on every address it resolves to.
     pub fn check_url(&self, url: &Url) -> Result<(), RefusedAddress> {
         match url.host() {
             Some(url::Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip)),
             Some(url::Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Like [`AddressPolicy::check_url`], and `localhost` (and names under it, RFC 6761)
+    /// counts as the loopback address it always resolves to: for checks made before any
+    /// resolution, where no resolver stands behind.
+    pub fn check_url_now(&self, url: &Url) -> Result<(), RefusedAddress> {
+        match url.host() {
             Some(url::Host::Domain(name)) if is_localhost(name) => {
                 self.check_ip(IpAddr::V4(Ipv4Addr::LOCALHOST))
             }
-            _ => Ok(()),
+            _ => self.check_url(url),
         }
     }
 
@@ -247,12 +256,17 @@ mod tests {
             "https://10.0.0.1:8443/",
             "https://[fd00::1]/",
             "https://0.0.0.0/",
-            "http://localhost:9090/metrics",
             "https://[::ffff:7f00:1]/",
         ] {
             let url = Url::parse(refused).unwrap();
             assert!(strict.check_url(&url).is_err(), "{refused} accepted");
         }
+        let local = Url::parse("http://localhost:9090/metrics").unwrap();
+        assert!(
+            strict.check_url(&local).is_ok(),
+            "names wait for the resolver"
+        );
+        assert!(strict.check_url_now(&local).is_err());
         let url = Url::parse("https://crm.example.com/").unwrap();
         assert!(strict.check_url(&url).is_ok());
     }

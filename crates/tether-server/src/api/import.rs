@@ -145,7 +145,7 @@ fn imported_address<S: Store>(
     state
         .config
         .address_policy
-        .check_url(&url)
+        .check_url_now(&url)
         .map_err(|refused| ApiError::Unprocessable {
             code: "address_not_allowed",
             detail: format!("metadata: the API base URL it makes is refused: {refused}"),

@@ -108,9 +108,9 @@ pub async fn put_integration<S: Store>(
     Ok((status, Json(view)))
 }
 
-/// Refuses at once an endpoint whose host is an IP literal (or `localhost`) the outbound
-/// address policy refuses, naming the field (422). Only a courtesy: a name can resolve
-/// anywhere later, so every guarded call is checked again when it connects.
+/// Refuses at once an endpoint whose host is an IP literal the outbound address policy
+/// refuses, naming the field (422). Only a courtesy: a name (`localhost` included) can
+/// resolve anywhere later, so every call of the integration is checked when it connects.
 fn check_addresses(
     policy: &tether_core::outbound::AddressPolicy,
     integration: &Integration,

@@ -15,6 +15,7 @@ mod issuer;
 mod oauth_flow;
 mod observability;
 mod openapi;
+mod outbound;
 mod pages;
 mod providers;
 mod proxy;

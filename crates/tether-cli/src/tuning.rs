@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use serde::Deserialize;
-use tether_core::outbound::ExtraRoots;
+use tether_core::outbound::{AddressPolicy, ExtraRoots};
 use tether_server::{GatewayConfig, RateLimit, WebhookConfig};
 
 /// `[refresh]`.
@@ -46,6 +46,10 @@ pub struct OutboundSection {
     /// A PEM file of CA certificates trusted beside the platform's roots, for Tether's own
     /// calls and the proxy's (a provider behind a private CA). None by default.
     pub extra_ca_file: Option<std::path::PathBuf>,
+    /// Non-public networks (CIDR, or single addresses) that addresses not written in this
+    /// file (API-made integrations, URLs from providers, imports, end users) may reach:
+    /// loopback, private, link-local... are refused otherwise. None by default.
+    pub allowed_private_networks: Option<Vec<String>>,
 }
 
 /// `[proxy]`.
@@ -54,6 +58,9 @@ pub struct OutboundSection {
 pub struct ProxySection {
     /// Seconds a proxied call may wait for the provider's next bytes before a 503 (60).
     pub read_timeout_secs: Option<u64>,
+    /// Seconds a whole proxied response (head and body) may take; a body still arriving then
+    /// is cut off (300).
+    pub total_timeout_secs: Option<u64>,
     /// Request bodies up to this many bytes are kept for the 401 retry; larger ones stream
     /// through once (1048576).
     pub retry_body_bytes: Option<usize>,
@@ -207,11 +214,21 @@ pub fn apply(
         config.extra_root_certificates = ExtraRoots::from_pem(&pem)
             .map_err(|m| anyhow::anyhow!("outbound.extra_ca_file {}: {m}", path.display()))?;
     }
+    if let Some(networks) = &outbound.allowed_private_networks {
+        config.address_policy = AddressPolicy::parse(networks)
+            .map_err(|m| anyhow::anyhow!("outbound.allowed_private_networks: {m}"))?;
+    }
     secs(
         "proxy.read_timeout_secs",
         proxy.read_timeout_secs,
         1,
         &mut config.proxy_read_timeout,
+    )?;
+    secs(
+        "proxy.total_timeout_secs",
+        proxy.total_timeout_secs,
+        1,
+        &mut config.proxy_total_timeout,
     )?;
     if let Some(bytes) = proxy.retry_body_bytes {
         config.proxy_retry_body_bytes = bytes;

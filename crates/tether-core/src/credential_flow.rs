@@ -428,12 +428,12 @@ async fn send(
             .and_then(|t| t.render(values))
             .map_err(|e| misconfigured("template", &e))
     };
-    let mut url = values
+    let (mut url, trust) = values
         .integration
         .api_base_url
         .as_ref()
         .ok_or_else(|| FlowError::Misconfigured("no api_base_url".into()))?
-        .render(values, &values.integration.hosts)
+        .render_with_trust(values, &values.integration.hosts)
         .map_err(|e| misconfigured("api_base_url", &e))?;
     url.path_segments_mut()
         .map_err(|()| FlowError::Misconfigured("api_base_url cannot have a path".into()))?
@@ -457,11 +457,14 @@ async fn send(
     }
     let method = reqwest::Method::from_bytes(request.method.as_bytes())
         .map_err(|e| misconfigured("method", &e))?;
+    let refused = |err: OutboundError| misconfigured("api_base_url", &err);
     let builder = http
-        .request(method, url)
+        .request(method, url, trust)
+        .map_err(refused)?
         .headers(headers)
         .header(reqwest::header::ACCEPT, "application/json");
     http.send(builder).await.map_err(|err| match err {
+        refused_address @ OutboundError::Refused(_) => refused(refused_address),
         OutboundError::Timeout => FlowError::Unavailable {
             reason: "timeout".into(),
         },

@@ -9,10 +9,11 @@ use serde_json::Value;
 use url::Url;
 
 use crate::catalog::{
-    AuthMode, BodyFormat, Catalog, ClientAuth, ProviderDef, host_matches, whole_value_regex,
+    AuthMode, BodyFormat, Catalog, ClientAuth, ProviderDef, host_port_matches, whole_value_regex,
 };
 use crate::credentials::Credentials;
 use crate::ids::IntegrationKey;
+use crate::outbound::Trust;
 use crate::secret::{SecretString, resolve_secret_ref};
 use crate::template::{Scope, Template, TemplateError, Values};
 
@@ -87,6 +88,8 @@ pub struct OAuth2Client {
     pub redirect_uri_on_refresh: bool,
     /// Extra parameters on every token request, as templates.
     pub token_params: Vec<(String, Template)>,
+    /// The hosts the authorization, token and revocation URLs may name: the catalog's
+    /// `oauth2.allowed_hosts`, or the API's when it lists none.
     pub hosts: HostRules,
     /// The JWT bearer grant's key and claims (only with [`Grant::JwtBearer`]).
     pub jwt_bearer: Option<crate::oauth2::jwt_bearer::JwtBearerClient>,
@@ -122,13 +125,18 @@ impl OAuth2Client {
     }
 }
 
-/// Which hosts a URL may name when its host comes from a connection value.
+/// Which hosts a URL may name when its host comes from a connection value, and whose word
+/// the integration's addresses are.
 #[derive(Clone, Debug, Default)]
 pub struct HostRules {
-    /// The provider's `api.allowed_hosts`.
+    /// The provider's `api.allowed_hosts` (or `oauth2.allowed_hosts` for the OAuth URLs).
     pub patterns: Vec<String>,
     /// Loopback hosts too: the integration's token URL is on loopback (an emulator, a test).
     pub loopback: bool,
+    /// The integration comes from the operator's `tether.toml`: its fixed addresses (and,
+    /// with `loopback`, loopback URLs from its token responses) are used as written. False
+    /// for integrations made through the API, and by default.
+    pub operator: bool,
 }
 
 impl HostRules {
@@ -140,7 +148,12 @@ impl HostRules {
             return false;
         };
         let host = host.to_ascii_lowercase();
-        url.scheme() == "https" && self.patterns.iter().any(|p| host_matches(p, &host))
+        let port = url.port_or_known_default();
+        url.scheme() == "https"
+            && self
+                .patterns
+                .iter()
+                .any(|p| host_port_matches(p, &host, port))
     }
 }
 
@@ -182,6 +195,11 @@ impl UrlTemplate {
             template,
             host_varies: host_varies(text),
         })
+    }
+
+    /// Whether a value (a setting, a connection value) picks the host.
+    pub fn host_varies(&self) -> bool {
+        self.host_varies
     }
 
     /// As written (shown to operators; may hold `${...}`).
@@ -227,6 +245,29 @@ impl UrlTemplate {
             }
         }
         Ok(())
+    }
+
+    /// Whose word a URL rendered from this template is (see [`Trust`]): the operator's when
+    /// the integration is from `tether.toml` and either the host is fixed (no connection
+    /// value can change it) or it is loopback under a loopback token URL; guarded otherwise.
+    pub fn trust(&self, url: &Url, hosts: &HostRules) -> Trust {
+        let fixed = !self.host_varies;
+        if hosts.operator && (fixed || (hosts.loopback && is_loopback(url))) {
+            Trust::Operator
+        } else {
+            Trust::Guarded
+        }
+    }
+
+    /// Renders and checks the URL, and says whose word it is.
+    pub fn render_with_trust(
+        &self,
+        values: &dyn Values,
+        hosts: &HostRules,
+    ) -> Result<(Url, Trust), UrlError> {
+        let url = self.render(values, hosts)?;
+        let trust = self.trust(&url, hosts);
+        Ok((url, trust))
     }
 
     pub fn render(&self, values: &dyn Values, hosts: &HostRules) -> Result<Url, UrlError> {
@@ -371,13 +412,11 @@ impl Integration {
             ),
             _ => None,
         };
-        let hosts = oauth2
-            .as_ref()
-            .map(|client| client.hosts.clone())
-            .unwrap_or_else(|| HostRules {
-                patterns: provider.api.allowed_hosts.clone(),
-                loopback: false,
-            });
+        let hosts = HostRules {
+            patterns: provider.api.allowed_hosts.clone(),
+            loopback: oauth2.as_ref().is_some_and(|client| client.hosts.loopback),
+            operator: false,
+        };
 
         let display_name = string(table, "display_name")
             .map_err(&err)?
@@ -415,11 +454,40 @@ impl Integration {
 
     /// The API base URL for a connection's values.
     pub fn base_url(&self, vars: &Vars<'_>) -> Result<Url, UrlError> {
+        self.base_url_with_trust(vars).map(|(url, _)| url)
+    }
+
+    /// The API base URL for a connection's values, and whose word it is.
+    pub fn base_url_with_trust(&self, vars: &Vars<'_>) -> Result<(Url, Trust), UrlError> {
         let template = self
             .api_base_url
             .as_ref()
             .ok_or_else(|| UrlError::Refused("the integration has no api_base_url".into()))?;
-        template.render(vars, &self.hosts)
+        template.render_with_trust(vars, &self.hosts)
+    }
+
+    /// Like [`Integration::check_connection_values`], but a value the API base URL needs and
+    /// that is missing is refused too: for a connection being made, whose values are all in.
+    pub fn check_complete_connection_values(
+        &self,
+        connection: &serde_json::Map<String, Value>,
+    ) -> Result<(), String> {
+        match self.base_url(&self.vars(connection, None)) {
+            Ok(_) => Ok(()),
+            Err(UrlError::Missing(name)) => {
+                Err(format!("no value for {name}, which the API base URL needs"))
+            }
+            Err(UrlError::Refused(message)) => Err(message),
+        }
+    }
+
+    /// Marks the integration as the operator's (from `tether.toml`): its fixed addresses are
+    /// then used as written. Only the configuration file's integrations get this.
+    pub fn trust_as_operator(&mut self) {
+        self.hosts.operator = true;
+        if let Some(client) = &mut self.oauth2 {
+            client.hosts.operator = true;
+        }
     }
 
     /// Checks, before a connection is stored, that its values give an API base URL on a host
@@ -459,9 +527,15 @@ fn resolve_oauth2(
     // An integration pointed at an emulator or a test server on this machine accepts
     // loopback URLs from that server's token responses too.
     let loopback = Url::parse(&token_text).is_ok_and(|url| is_loopback(&url));
+    let patterns = if def.allowed_hosts.is_empty() {
+        provider.api.allowed_hosts.clone()
+    } else {
+        def.allowed_hosts.clone()
+    };
     let hosts = HostRules {
-        patterns: provider.api.allowed_hosts.clone(),
+        patterns,
         loopback,
+        operator: false,
     };
     let token_url = template("token_url", &token_text)?;
     let grant = match (provider.auth_mode, def.grant) {
@@ -741,7 +815,7 @@ mod tests {
         let template = UrlTemplate::parse("${connection.instance_url}").unwrap();
         let strict = HostRules {
             patterns: vec!["*.my.salesforce.com".into()],
-            loopback: false,
+            ..HostRules::default()
         };
         let render = |value: &str, hosts: &HostRules| {
             let settings = BTreeMap::new();
@@ -755,12 +829,22 @@ mod tests {
             template.render(&vars, hosts)
         };
         assert!(render("https://acme.my.salesforce.com", &strict).is_ok());
+        assert!(render("https://acme.my.salesforce.com:443/x", &strict).is_ok());
+        let with_port = HostRules {
+            patterns: vec!["api.example.com:8443".into()],
+            ..HostRules::default()
+        };
+        assert!(render("https://api.example.com:8443", &with_port).is_ok());
+        assert!(render("https://api.example.com", &with_port).is_err());
         for bad in [
             "https://evil.example",
             "https://acme.my.salesforce.com.evil.example",
             "https://acme.my.salesforce.com@evil.example",
             "http://acme.my.salesforce.com",
             "http://127.0.0.1:9",
+            "https://acme.my.salesforce.com:6379",
+            "https://acme.my.salesforce.com:22/x",
+            "https://acme.my.salesforce.com:8443",
         ] {
             assert!(
                 matches!(render(bad, &strict), Err(UrlError::Refused(_))),
@@ -799,7 +883,7 @@ mod tests {
                 let template = UrlTemplate::parse(&["${connection.instance_url}", &path].concat()).unwrap();
                 let hosts = HostRules {
                     patterns: vec!["*.my.salesforce.com".into()],
-                    loopback: false,
+                    ..HostRules::default()
                 };
                 let settings = BTreeMap::new();
                 let mut connection = serde_json::Map::new();

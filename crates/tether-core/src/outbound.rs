@@ -5,11 +5,18 @@
 //!
 //! Certificates are checked against the platform's roots, plus [`ExtraRoots`] when the
 //! operator names a private CA; verification itself is never switchable.
+//!
+//! Two clients share those settings: one for the operator's own addresses, one whose resolver
+//! holds every connection to the [`AddressPolicy`] (see `address_policy`); a request names
+//! its [`Trust`] and goes through the matching one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+
+pub use crate::address_policy::{AddressPolicy, RefusedAddress, Trust};
 
 /// Limits for calls to providers.
 #[derive(Clone, Debug)]
@@ -78,7 +85,11 @@ pub fn install_crypto_provider() {
 /// The client for Tether's own calls to providers.
 #[derive(Clone, Debug)]
 pub struct Outbound {
+    /// For the operator's own addresses ([`Trust::Operator`]).
     client: reqwest::Client,
+    /// Everything else: names resolve only to addresses the policy permits.
+    guarded: reqwest::Client,
+    policy: Arc<AddressPolicy>,
     limits: OutboundLimits,
 }
 
@@ -91,17 +102,55 @@ pub enum OutboundError {
     Network(#[source] reqwest::Error),
     #[error("the provider's response exceeded {0} bytes")]
     TooLarge(usize),
+    /// The address is one the outbound address policy refuses; nothing was sent.
+    #[error("the provider's address is not allowed: {0}")]
+    Refused(RefusedAddress),
 }
 
 impl OutboundError {
     fn from_reqwest(err: reqwest::Error) -> Self {
-        if err.is_timeout() {
+        if let Some(refused) = refused_address(&err) {
+            OutboundError::Refused(refused)
+        } else if err.is_timeout() {
             OutboundError::Timeout
         } else {
             // The URL may carry rendered form input in a catalog's query template; an error
             // that reaches a log must not.
             OutboundError::Network(err.without_url())
         }
+    }
+}
+
+/// The policy's refusal, when the resolver refused every address of the host.
+pub fn refused_address(err: &(dyn std::error::Error + 'static)) -> Option<RefusedAddress> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<RefusedAddress>() {
+            return Some(refused.clone());
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && let Some(refused) = io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<RefusedAddress>())
+        {
+            return Some(refused.clone());
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// The guarded client's resolver: the system's, minus the addresses the policy refuses.
+#[derive(Clone, Debug)]
+struct GuardedResolver(Arc<AddressPolicy>);
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let addrs = policy.resolve(name.as_str()).await?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 
@@ -132,30 +181,65 @@ impl CappedResponse {
 
 impl Outbound {
     pub fn new(limits: OutboundLimits) -> Self {
-        Self::with_extra_roots(limits, &ExtraRoots::default())
+        Self::with_policy(limits, &ExtraRoots::default(), AddressPolicy::default())
     }
 
-    /// The client, trusting `roots` beside the platform's (reqwest hands both to the same
-    /// platform verifier as the proxy's client).
-    pub fn with_extra_roots(limits: OutboundLimits, roots: &ExtraRoots) -> Self {
+    /// The clients, trusting `roots` beside the platform's (reqwest hands both to the same
+    /// platform verifier as the proxy's client); guarded calls held to `policy`.
+    pub fn with_policy(limits: OutboundLimits, roots: &ExtraRoots, policy: AddressPolicy) -> Self {
         install_crypto_provider();
-        let extra = roots.certificates().iter().map(|der| {
-            reqwest::Certificate::from_der(der).expect("checked by ExtraRoots::from_pem")
-        });
-        let client = reqwest::Client::builder()
-            .tls_certs_merge(extra)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(limits.connect_timeout)
-            .timeout(limits.request_timeout)
-            .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
+        let policy = Arc::new(policy);
+        let builder = || {
+            let extra = roots.certificates().iter().map(|der| {
+                reqwest::Certificate::from_der(der).expect("checked by ExtraRoots::from_pem")
+            });
+            reqwest::Client::builder()
+                .tls_certs_merge(extra)
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(limits.connect_timeout)
+                .timeout(limits.request_timeout)
+                .user_agent(concat!("tether/", env!("CARGO_PKG_VERSION")))
+        };
+        let client = builder()
             .build()
             .expect("the outbound HTTP client builds with static settings");
-        Outbound { client, limits }
+        let guarded = builder()
+            .dns_resolver(GuardedResolver(policy.clone()))
+            // A proxy from the environment would connect on the guarded call's behalf, to
+            // wherever the URL says, past the resolver.
+            .no_proxy()
+            .build()
+            .expect("the outbound HTTP client builds with static settings");
+        Outbound {
+            client,
+            guarded,
+            policy,
+            limits,
+        }
     }
 
-    /// A request builder on the shared client.
-    pub fn request(&self, method: reqwest::Method, url: url::Url) -> reqwest::RequestBuilder {
-        self.client.request(method, url)
+    /// A request builder on the client `trust` calls for. A guarded URL whose host is an IP
+    /// literal the policy refuses fails here, before anything is sent.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+        trust: Trust,
+    ) -> Result<reqwest::RequestBuilder, OutboundError> {
+        match trust {
+            Trust::Operator => Ok(self.client.request(method, url)),
+            Trust::Guarded => {
+                self.policy
+                    .check_url(&url)
+                    .map_err(OutboundError::Refused)?;
+                Ok(self.guarded.request(method, url))
+            }
+        }
+    }
+
+    /// The address policy guarded calls are held to.
+    pub fn policy(&self) -> &AddressPolicy {
+        &self.policy
     }
 
     /// Sends a request and reads the response body up to the cap.
@@ -206,7 +290,11 @@ mod tests {
         // Port 1 on loopback: nothing listens, the connection is refused at once.
         let url = url::Url::parse("http://127.0.0.1:1/probe?key=typed-secret").unwrap();
         let err = outbound
-            .send(outbound.request(reqwest::Method::GET, url))
+            .send(
+                outbound
+                    .request(reqwest::Method::GET, url, Trust::Operator)
+                    .unwrap(),
+            )
             .await
             .unwrap_err();
         let shown = format!("{err:?} {err}");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tether_core::outbound::{ExtraRoots, OutboundLimits};
+use tether_core::outbound::{AddressPolicy, ExtraRoots, OutboundLimits};
 use tether_core::secret::SecretString;
 use url::{Origin, Url};
 
@@ -34,6 +34,9 @@ pub struct GatewayConfig {
     /// The longest a proxied call may wait for the provider's next bytes (its answer, or the
     /// next part of a streamed body) before it fails with 503; bodies may stream for longer.
     pub proxy_read_timeout: Duration,
+    /// The longest a proxied response may take in all, head and body (`[proxy]
+    /// total_timeout`): a provider that trickles its body is cut off after it.
+    pub proxy_total_timeout: Duration,
     /// Proxied requests in flight to one provider host at once (per instance); more wait for
     /// a turn within `proxy_read_timeout`. 0: no cap.
     pub proxy_max_in_flight_per_host: usize,
@@ -56,6 +59,9 @@ pub struct GatewayConfig {
     /// (Tether's own and the proxy's): for a provider behind a private CA
     /// (`[outbound] extra_ca_file`). Empty by default.
     pub extra_root_certificates: ExtraRoots,
+    /// The non-public networks (loopback, private, link-local...) that addresses not written
+    /// by the operator may reach (`[outbound] allowed_private_networks`); none by default.
+    pub address_policy: AddressPolicy,
     /// The largest request body of every route but the proxy (which has its own), refused
     /// with 413 from its `Content-Length` before any other work.
     pub max_body_bytes: usize,
@@ -214,6 +220,7 @@ impl GatewayConfig {
             refresh_lease: Duration::from_secs(30),
             proxy_max_body_bytes: 10 * 1024 * 1024,
             proxy_read_timeout: Duration::from_secs(60),
+            proxy_total_timeout: Duration::from_secs(300),
             proxy_retry_body_bytes: 1024 * 1024,
             proxy_max_in_flight_per_host: 256,
             app_name: "Tether".into(),
@@ -223,6 +230,7 @@ impl GatewayConfig {
             refresher: RefresherConfig::default(),
             outbound: OutboundLimits::default(),
             extra_root_certificates: ExtraRoots::default(),
+            address_policy: AddressPolicy::default(),
             max_body_bytes: 1024 * 1024,
             connect_attempts: RateLimit {
                 max: 10,

@@ -15,6 +15,10 @@ pub enum ApiError {
     /// 400: the request is malformed; `code` says how, `detail` says what to change.
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String },
+    /// 422: the request is well-formed but a value in it cannot be accepted (an address the
+    /// outbound policy refuses, imported metadata over its bounds); `detail` names the field.
+    #[error("{detail}")]
+    Unprocessable { code: &'static str, detail: String },
     /// 404: the thing does not exist (or is not the caller's to see).
     #[error("{detail}")]
     NotFound { code: &'static str, detail: String },
@@ -92,6 +96,11 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, "Bad request"),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code, "Not found"),
+            ApiError::Unprocessable { code, .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                "Unprocessable content",
+            ),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code, "Conflict"),
             ApiError::NeedsReauth => (
                 StatusCode::CONFLICT,

@@ -10,6 +10,12 @@
 //! Certificates are checked by the platform verifier, as reqwest does for Tether's own calls,
 //! with the operator's [`ExtraRoots`] (a private CA) added to the platform's roots.
 //!
+//! Two pools: one for the operator's own addresses, one whose resolver holds every
+//! connection to the outbound address policy (`tether_core::address_policy`); a guarded URL
+//! with an IP literal the policy refuses fails before anything is sent. A response body must
+//! also be complete within the total deadline (`[proxy] total_timeout`), so a provider that
+//! trickles a byte at a time cannot hold a request for ever.
+//!
 //! One pool per thread: hyper's client runs each upstream connection in a task of the runtime
 //! that opened it, so a pool shared by all threads hands a request made on one thread to a
 //! connection driven by another, a cross-thread wake-up each way. With `tether serve`'s
@@ -25,8 +31,9 @@ use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tether_core::outbound::ExtraRoots;
+use tether_core::outbound::{AddressPolicy, ExtraRoots, Trust};
 use thread_local::ThreadLocal;
 use tokio::sync::OwnedSemaphorePermit;
 use tower_http::timeout::TimeoutBody;
@@ -41,24 +48,37 @@ pub type ProxyResponse = http::Response<UpstreamBody>;
 
 pin_project_lite::pin_project! {
     /// The provider's response body, holding its host's turn (see `host_limits`) until it
-    /// has been read or dropped.
+    /// has been read or dropped, and failing once the total deadline has passed.
     pub struct UpstreamBody {
         #[pin]
         inner: TimeoutBody<hyper::body::Incoming>,
         turn: Option<OwnedSemaphorePermit>,
+        #[pin]
+        deadline: tokio::time::Sleep,
     }
 }
 
+/// The provider did not finish its response body within the total deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the provider's response did not complete within the total deadline")]
+pub struct TotalDeadline;
+
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
-    type Error = <TimeoutBody<hyper::body::Incoming> as http_body::Body>::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        let polled = this.inner.poll_frame(cx);
+        if this.deadline.poll(cx).is_ready() {
+            // The connection goes with the body (hyper closes it when the body drops), and
+            // the turn with it.
+            this.turn.take();
+            return Poll::Ready(Some(Err(Box::new(TotalDeadline))));
+        }
+        let polled = this.inner.poll_frame(cx).map_err(Into::into);
         if matches!(polled, Poll::Ready(None)) {
             // The whole body is in: the connection is free for the next request.
             this.turn.take();
@@ -75,14 +95,52 @@ impl http_body::Body for UpstreamBody {
     }
 }
 
+/// The guarded pool's resolver: the system's, minus the addresses the policy refuses.
+#[derive(Clone)]
+pub struct GuardedNames(Arc<AddressPolicy>);
+
+impl tower::Service<Name> for GuardedNames {
+    type Response = std::vec::IntoIter<std::net::SocketAddr>;
+    type Error = std::io::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let policy = self.0.clone();
+        Box::pin(async move { Ok(policy.resolve(name.as_str()).await?.into_iter()) })
+    }
+}
+
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type GuardedConnector = hyper_rustls::HttpsConnector<HttpConnector<GuardedNames>>;
 
 pub struct ProxyClient {
     /// Cloned into each thread's client: the TLS configuration is built once.
     connector: Connector,
+    guarded_connector: GuardedConnector,
     clients: ThreadLocal<Client<Connector, ProxyBody>>,
+    guarded_clients: ThreadLocal<Client<GuardedConnector, ProxyBody>>,
+    policy: Arc<AddressPolicy>,
     read_timeout: Duration,
+    total_timeout: Duration,
     hosts: HostLimits,
+}
+
+/// The proxy client's settings.
+pub struct ProxyClientConfig<'a> {
+    pub connect_timeout: Duration,
+    /// For the response head and between two parts of its body.
+    pub read_timeout: Duration,
+    /// For the whole response, head and body.
+    pub total_timeout: Duration,
+    /// Requests in flight to one provider host at once (0: no cap).
+    pub per_host: usize,
+    pub roots: &'a ExtraRoots,
+    pub policy: AddressPolicy,
 }
 
 /// Why a proxied call produced no response.
@@ -92,21 +150,33 @@ pub enum ProxyError {
     Unavailable(String),
     /// A connection, but no readable response.
     Failed(String),
+    /// The provider's address is one the outbound address policy refuses; nothing was sent.
+    Refused(String),
 }
 
 impl ProxyClient {
-    /// `per_host`: requests in flight to one provider host at once (0: no cap).
-    pub fn new(
-        connect_timeout: Duration,
-        read_timeout: Duration,
-        per_host: usize,
-        roots: &ExtraRoots,
-    ) -> Self {
+    pub fn new(config: ProxyClientConfig<'_>) -> Self {
         tether_core::outbound::install_crypto_provider();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect_timeout));
+        let ProxyClientConfig {
+            connect_timeout,
+            read_timeout,
+            total_timeout,
+            per_host,
+            roots,
+            policy,
+        } = config;
+        let policy = Arc::new(policy);
+        fn tcp<R>(mut http: HttpConnector<R>, connect_timeout: Duration) -> HttpConnector<R> {
+            http.enforce_http(false);
+            http.set_nodelay(true);
+            http.set_connect_timeout(Some(connect_timeout));
+            http
+        }
+        let http = tcp(HttpConnector::new(), connect_timeout);
+        let guarded_http = tcp(
+            HttpConnector::new_with_resolver(GuardedNames(policy.clone())),
+            connect_timeout,
+        );
         let tls = {
             let builder = rustls::ClientConfig::builder();
             // What `with_platform_verifier()` does, plus the extra roots (none by default, and
@@ -123,47 +193,82 @@ impl ProxyClient {
                 .with_no_client_auth()
         };
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
+        let guarded_https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(guarded_http);
         ProxyClient {
             connector: https,
+            guarded_connector: guarded_https,
             clients: ThreadLocal::new(),
+            guarded_clients: ThreadLocal::new(),
+            policy,
             read_timeout,
+            total_timeout,
             hosts: HostLimits::new(per_host),
         }
     }
 
-    /// This thread's client, made on first use.
-    fn client(&self) -> &Client<Connector, ProxyBody> {
-        self.clients.get_or(|| {
-            Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(256)
-                .build(self.connector.clone())
-        })
+    /// A pooled client on `connector`, as every thread makes on first use.
+    fn pooled<C>(connector: &C) -> Client<C, ProxyBody>
+    where
+        C: hyper_util::client::legacy::connect::Connect + Clone,
+    {
+        Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(connector.clone())
     }
 
     /// Sends `request` when its host has a turn free; the turn and the response head must
-    /// come within the read timeout.
+    /// come within the read timeout, the whole response within the total deadline. A guarded
+    /// request goes through the pool whose resolver applies the address policy.
     pub async fn send(
         &self,
         request: http::Request<ProxyBody>,
+        trust: Trust,
     ) -> Result<ProxyResponse, ProxyError> {
+        let started = tokio::time::Instant::now();
+        if trust == Trust::Guarded
+            && let Some(refused) = self.refused_literal(request.uri())
+        {
+            return Err(ProxyError::Refused(refused));
+        }
         let sent = async {
             let turn = self.hosts.acquire(request.uri()).await;
-            (turn, self.client().request(request).await)
+            let response = match trust {
+                Trust::Operator => {
+                    let client = self.clients.get_or(|| Self::pooled(&self.connector));
+                    client.request(request).await
+                }
+                Trust::Guarded => {
+                    let client = self
+                        .guarded_clients
+                        .get_or(|| Self::pooled(&self.guarded_connector));
+                    client.request(request).await
+                }
+            };
+            (turn, response)
         };
-        let (turn, response) = tokio::time::timeout(self.read_timeout, sent)
+        let head_timeout = self.read_timeout.min(self.total_timeout);
+        let (turn, response) = tokio::time::timeout(head_timeout, sent)
             .await
             .map_err(|_| ProxyError::Unavailable("no answer within the read timeout".into()))?;
         let response = response.map_err(|err| {
             // Only the error's kind and source chain: no URL (the app's query may hold
             // anything) is part of it.
+            if let Some(refused) = tether_core::outbound::refused_address(&err) {
+                return ProxyError::Refused(refused.to_string());
+            }
             let message = error_chain(&err);
             if err.is_connect() {
                 ProxyError::Unavailable(message)
@@ -174,7 +279,15 @@ impl ProxyClient {
         Ok(response.map(|body| UpstreamBody {
             inner: TimeoutBody::new(self.read_timeout, body),
             turn,
+            deadline: tokio::time::sleep_until(started + self.total_timeout),
         }))
+    }
+
+    /// The policy's refusal of a URI whose host is an IP literal (or `localhost`); names are
+    /// checked by the guarded pool's resolver.
+    fn refused_literal(&self, uri: &http::Uri) -> Option<String> {
+        let url = url::Url::parse(&uri.to_string()).ok()?;
+        self.policy.check_url(&url).err().map(|e| e.to_string())
     }
 }
 

@@ -17,7 +17,7 @@ use crate::connection_service::refresh::RefreshLocks;
 use crate::integrations::Integrations;
 use crate::key_revocation::StoredKeyCheck;
 use crate::metrics::Metrics;
-use crate::proxy_client::ProxyClient;
+use crate::proxy_client::{ProxyClient, ProxyClientConfig};
 use crate::rate_limit::{FailureLimiter, ForwardedWarnings, client_address};
 
 /// Cheap to clone: everything sits behind one `Arc`.
@@ -112,14 +112,17 @@ impl<S: Store> AppState<S> {
         let config_limit = config.api_key_failures;
         let cache = config.cache;
         let roots = &config.extra_root_certificates;
-        let outbound = Outbound::with_extra_roots(limits.clone(), roots);
+        let policy = config.address_policy.clone();
+        let outbound = Outbound::with_policy(limits.clone(), roots, policy.clone());
         // A provider that accepts and then says nothing must not hold the app forever.
-        let proxy_client = ProxyClient::new(
-            limits.connect_timeout,
-            config.proxy_read_timeout,
-            config.proxy_max_in_flight_per_host,
+        let proxy_client = ProxyClient::new(ProxyClientConfig {
+            connect_timeout: limits.connect_timeout,
+            read_timeout: config.proxy_read_timeout,
+            total_timeout: config.proxy_total_timeout,
+            per_host: config.proxy_max_in_flight_per_host,
             roots,
-        );
+            policy,
+        });
         let instance_id = config
             .instance_id
             .clone()

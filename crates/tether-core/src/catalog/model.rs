@@ -180,6 +180,11 @@ pub struct OAuth2Def {
     /// `grant = "jwt_bearer"`: what the signed assertion says (RFC 7523).
     #[serde(default)]
     pub jwt_bearer: Option<JwtBearerDef>,
+    /// The hosts the authorization, token and revocation URLs may name when a value picks
+    /// their host (Zoho's accounts server per data centre), when they are not the API's
+    /// (`api.allowed_hosts`, the default). Same form: `host`, `*.suffix`, `:port` optional.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// A connection value read from a query parameter of the authorization response. Held to
@@ -255,6 +260,7 @@ impl Default for OAuth2Def {
             token_params: BTreeMap::new(),
             callback_values: Vec::new(),
             jwt_bearer: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -545,13 +551,21 @@ impl ProviderDef {
             }
             Ok(())
         };
-        for (index, pattern) in self.api.allowed_hosts.iter().enumerate() {
+        let oauth_hosts = self.oauth2.iter().flat_map(|d| &d.allowed_hosts);
+        let all_hosts = (self.api.allowed_hosts.iter().map(|p| ("api", p)))
+            .chain(oauth_hosts.map(|p| ("oauth2", p)));
+        let mut index_of = BTreeMap::<&str, usize>::new();
+        for (table, pattern) in all_hosts {
+            let index = index_of.entry(table).or_default();
             if !host_pattern_ok(pattern) {
                 return bad(
-                    format!("api.allowed_hosts[{index}]"),
-                    format!("{pattern:?} is not a host name or *.suffix pattern"),
+                    format!("{table}.allowed_hosts[{index}]"),
+                    format!(
+                        "{pattern:?} is not a host name or *.suffix pattern (with :port optional)"
+                    ),
                 );
             }
+            *index += 1;
         }
         if let Some(base) = &self.api.base_url {
             check_url("api.base_url".into(), base)?;
@@ -860,6 +874,10 @@ impl ProviderDef {
 
 /// `host.example` or `*.example.com`: lowercase DNS names, a wildcard only as the first label.
 pub fn host_pattern_ok(pattern: &str) -> bool {
+    let (pattern, port) = split_port(pattern);
+    if port == Some(None) {
+        return false;
+    }
     let name = pattern.strip_prefix("*.").unwrap_or(pattern);
     name.contains('.')
         && name.split('.').all(|label| {
@@ -878,8 +896,37 @@ pub fn whole_value_regex(pattern: &str) -> Result<regex_lite::Regex, regex_lite:
     regex_lite::Regex::new(&["^(?:", pattern, ")$"].concat())
 }
 
-/// Whether `host` (lowercase) matches a pattern: equal, or for `*.suffix` one or more labels
-/// before the suffix.
+/// A host pattern's name and its port: `None` when it names none, `Some(None)` when what
+/// follows the colon is not a port.
+fn split_port(pattern: &str) -> (&str, Option<Option<u16>>) {
+    match pattern.rsplit_once(':') {
+        Some((name, port)) => (
+            name,
+            Some(
+                port.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0 && !port.starts_with('0')),
+            ),
+        ),
+        None => (pattern, None),
+    }
+}
+
+/// Whether a host and port (lowercase host; the port a URL connects to) match a pattern: the
+/// name as [`host_matches`] says, and the port the pattern names, or 443 when it names none
+/// (allowed hosts are https hosts; a provider on another port says so in its file).
+pub fn host_port_matches(pattern: &str, host: &str, port: Option<u16>) -> bool {
+    let (name, pattern_port) = split_port(pattern);
+    let wanted = match pattern_port {
+        None => 443,
+        Some(Some(port)) => port,
+        Some(None) => return false,
+    };
+    port == Some(wanted) && host_matches(name, host)
+}
+
+/// Whether `host` (lowercase) matches a pattern's name: equal, or for `*.suffix` one or more
+/// labels before the suffix.
 pub fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(suffix) => host

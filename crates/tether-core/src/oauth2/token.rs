@@ -83,6 +83,8 @@ impl From<OutboundError> for TokenError {
             OutboundError::TooLarge(limit) => {
                 TokenError::InvalidResponse(format!("response larger than {limit} bytes"))
             }
+            // Not worth retrying: the address stays refused until the operator allows it.
+            refused @ OutboundError::Refused(_) => TokenError::InvalidResponse(refused.to_string()),
         }
     }
 }
@@ -208,12 +210,16 @@ pub async fn revoke(
     let Some(template) = &client.revocation_url else {
         return Ok(());
     };
-    let url = template.render(vars, &client.hosts)?;
+    let (url, trust) = template.render_with_trust(vars, &client.hosts)?;
     let params = [
         ("token", token.expose()),
         ("token_type_hint", token_type_hint),
     ];
-    let request = authenticated(http.request(reqwest::Method::POST, url), client, &params);
+    let request = authenticated(
+        http.request(reqwest::Method::POST, url, trust)?,
+        client,
+        &params,
+    );
     let response = http.send(request).await?;
     if response.status.is_success() {
         return Ok(());
@@ -227,7 +233,7 @@ async fn post_token_request(
     vars: &Vars<'_>,
     params: &[(&str, &str)],
 ) -> Result<CappedResponse, TokenError> {
-    let url = client.token_url.render(vars, &client.hosts)?;
+    let (url, trust) = client.token_url.render_with_trust(vars, &client.hosts)?;
     // The catalog's own parameters (SugarCRM's `platform`) go with every token request.
     let extra = client
         .token_params
@@ -237,7 +243,11 @@ async fn post_token_request(
     let mut params = params.to_vec();
     params.extend(extra.iter().map(|(name, value)| (*name, value.as_str())));
     let params = params.as_slice();
-    let request = authenticated(http.request(reqwest::Method::POST, url), client, params);
+    let request = authenticated(
+        http.request(reqwest::Method::POST, url, trust)?,
+        client,
+        params,
+    );
     Ok(http.send(request).await?)
 }
 
@@ -396,27 +406,36 @@ pub fn tokens_from_object(
 /// Longest connection value taken from a token response.
 const MAX_TOKEN_METADATA_CHARS: usize = 2048;
 
-/// The connection values the catalog keeps from a token response (`oauth2.token_metadata`):
-/// strings only, of bounded length, each from the first pointer that matches. Pointers are
-/// read against the fields Tether does not itself interpret (`instance_url`, `api_domain`).
-pub fn token_metadata(client: &OAuth2Client, tokens: &OAuth2Tokens) -> Map<String, Value> {
+/// The connection values the catalog keeps from a token response (`oauth2.token_metadata`),
+/// each from the first pointer present. A value that is present but unusable (not a string,
+/// empty, too long, with control characters) fails the whole response: kept or dropped, it
+/// would leave a connection whose every call fails. Pointers are read against the fields
+/// Tether does not itself interpret (`instance_url`, `api_domain`). The message names the
+/// value, never shows it.
+pub fn token_metadata(
+    client: &OAuth2Client,
+    tokens: &OAuth2Tokens,
+) -> Result<Map<String, Value>, TokenError> {
     let response = Value::Object(tokens.extra.clone());
     let mut kept = Map::new();
     for (name, pointers) in &client.token_metadata {
-        let found = pointers.iter().find_map(|p| {
-            response
-                .pointer(p)
-                .and_then(Value::as_str)
-                .filter(|v| !v.is_empty() && v.chars().count() <= MAX_TOKEN_METADATA_CHARS)
-                // Like token values (see `header_safe`): a line break has no place in a URL
-                // or a header, and the URL parser would silently drop it.
-                .filter(|v| !v.chars().any(char::is_control))
-        });
-        if let Some(value) = found {
-            kept.insert(name.clone(), Value::String(value.to_owned()));
-        }
+        let Some(found) = pointers.iter().find_map(|p| response.pointer(p)) else {
+            continue;
+        };
+        let usable = found
+            .as_str()
+            .filter(|v| !v.is_empty() && v.chars().count() <= MAX_TOKEN_METADATA_CHARS)
+            // Like token values (see `header_safe`): a line break has no place in a URL or a
+            // header, and the URL parser would silently drop it.
+            .filter(|v| !v.chars().any(char::is_control));
+        let Some(value) = usable else {
+            return Err(TokenError::InvalidResponse(format!(
+                "{name} is not a string of 1 to {MAX_TOKEN_METADATA_CHARS} printable characters"
+            )));
+        };
+        kept.insert(name.clone(), Value::String(value.to_owned()));
     }
-    kept
+    Ok(kept)
 }
 
 /// Refuses a token value with control characters (RFC 6749 A.12 and A.17 allow only

@@ -569,7 +569,14 @@ impl SeedOAuthControl {
     /// Makes token responses name `url` as the instance (`instance_field`) from now on, as a
     /// provider that moved an account would, or a malicious one; `None` restores the default.
     pub fn set_instance_url(&self, url: Option<&str>) {
-        self.lock().instance_url_override = url.map(str::to_owned);
+        self.lock().instance_url_override = url.map(|u| serde_json::Value::String(u.to_owned()));
+    }
+
+    /// Makes token responses carry `value` as the instance field, whatever its JSON type (a
+    /// number, an object, null: what a broken or hostile provider might send); `None`
+    /// restores the default.
+    pub fn set_instance_value(&self, value: Option<serde_json::Value>) {
+        self.lock().instance_url_override = value;
     }
 
     /// Every authorization code, access token and refresh token issued so far (revoked ones

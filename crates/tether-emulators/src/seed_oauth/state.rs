@@ -94,7 +94,7 @@ pub(crate) struct State {
     pub last_authorize_params: Vec<(String, String)>,
     pub deals: Vec<Deal>,
     /// When set, token responses name this instance URL instead of the emulator's own.
-    pub instance_url_override: Option<String>,
+    pub instance_url_override: Option<serde_json::Value>,
     /// Every code, access token and refresh token handed out, revoked or not, so tests can
     /// check that none of them ever appears where it must not (logs, responses).
     pub issued: Vec<String>,

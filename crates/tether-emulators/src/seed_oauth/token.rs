@@ -479,7 +479,7 @@ fn success(shared: &Shared, issued: &Issued) -> Response {
             let mut url = state.issuer.clone();
             let _ = url.set_host(Some("localhost"));
             url.set_path(&["/x/", &state.config.instance, "/"].concat());
-            (field.clone(), url.to_string())
+            (field.clone(), Value::String(url.to_string()))
         });
         (
             state.config.expires_in_as_string,
@@ -501,7 +501,7 @@ fn success(shared: &Shared, issued: &Issued) -> Response {
         body.insert("expires_in".into(), expires_in);
     }
     if let Some((field, url)) = instance {
-        body.insert(field, url.into());
+        body.insert(field, url);
     }
     if let Some(refresh_token) = &issued.refresh_token {
         body.insert("refresh_token".into(), refresh_token.clone().into());

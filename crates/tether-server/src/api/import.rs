@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 
 use crate::api::connections::{ConnectionView, view};
 use crate::api::end_user::EndUserBody;
+use crate::api::metadata_bounds;
 use crate::api_keys::App;
 use crate::connection_service::persist::save_connection;
 use crate::error::{ApiError, Problem};
@@ -41,7 +42,8 @@ pub struct ImportBody {
     #[schema(value_type = Object)]
     credentials: Map<String, Value>,
     /// What the provider's connection keeps beside them (for example Redtail's
-    /// `database_id`, Salesmate's `link_name`).
+    /// `database_id`, Salesmate's `link_name`): at most 16 KiB as JSON, 4 levels deep, 64
+    /// keys per object, keys of at most 128 characters, no control characters.
     #[serde(default)]
     #[schema(value_type = Object)]
     metadata: Map<String, Value>,
@@ -56,6 +58,7 @@ pub struct ImportBody {
         (status = 200, description = "Replaced the end user's connection", body = ConnectionView),
         (status = 400, description = "`invalid_credentials`, `invalid_end_user`, `integration_not_found`, `invalid_body`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`metadata_out_of_bounds` (over 16 KiB, nested deeper than 4 levels, over 64 keys in an object, keys over 128 characters, control characters), `address_not_allowed` (the API base URL the metadata makes is on a refused address)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn import<S: Store>(
     _app: App,
@@ -63,6 +66,7 @@ pub async fn import<S: Store>(
     body: Result<Json<ImportBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
     let Json(body) = body?;
+    metadata_bounds::check(&body.metadata)?;
     let end_user = body.end_user.parse()?;
     let integration = state.integration(&body.integration).ok_or_else(|| {
         ApiError::bad_request(
@@ -93,6 +97,7 @@ pub async fn import<S: Store>(
             (connected.credentials, connected.metadata)
         }
     };
+    imported_address(&state, &integration, &metadata)?;
     let existed = state
         .store
         .find_connection(integration.key.as_str(), end_user.id.as_str())
@@ -117,6 +122,34 @@ pub async fn import<S: Store>(
         StatusCode::CREATED
     };
     Ok((status, Json(view(&row))))
+}
+
+/// Refuses an imported value that points the API base URL at an address the outbound policy
+/// refuses (an IP literal or `localhost`; a name is checked when the proxy connects). An
+/// import is the app's word, not the operator's, even for an integration on loopback.
+fn imported_address<S: Store>(
+    state: &AppState<S>,
+    integration: &Integration,
+    metadata: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    let varies = integration
+        .api_base_url
+        .as_ref()
+        .is_some_and(|t| t.host_varies());
+    if !varies {
+        return Ok(());
+    }
+    let Ok(url) = integration.base_url(&integration.vars(metadata, None)) else {
+        return Ok(());
+    };
+    state
+        .config
+        .address_policy
+        .check_url_now(&url)
+        .map_err(|refused| ApiError::Unprocessable {
+            code: "address_not_allowed",
+            detail: format!("metadata: the API base URL it makes is refused: {refused}"),
+        })
 }
 
 /// OAuth tokens as a token response would carry them; `expires_at` (RFC 3339) is accepted

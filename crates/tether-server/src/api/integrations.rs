@@ -65,6 +65,7 @@ pub struct IntegrationTable(Map<String, Value>);
         (status = 400, description = "`invalid_integration`, `invalid_integration_key`, `secret_reference_not_allowed`, `invalid_body`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`integration_managed_by_config`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`address_not_allowed`: an endpoint on a loopback, private or otherwise non-public address outside `[outbound] allowed_private_networks`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn put_integration<S: Store>(
     _app: App,
@@ -86,6 +87,7 @@ pub async fn put_integration<S: Store>(
     }
     let integration = Integration::from_config(key.as_str(), &table, &state.catalog)
         .map_err(|e| ApiError::bad_request("invalid_integration", e.to_string()))?;
+    check_addresses(&state.config.address_policy, &integration)?;
     let sealed = seal_config(&state.vault, key.as_str(), &table);
     let created = state
         .store
@@ -104,6 +106,37 @@ pub async fn put_integration<S: Store>(
         StatusCode::OK
     };
     Ok((status, Json(view)))
+}
+
+/// Refuses at once an endpoint whose host is an IP literal the outbound address policy
+/// refuses, naming the field (422). Only a courtesy: a name (`localhost` included) can
+/// resolve anywhere later, so every call of the integration is checked when it connects.
+fn check_addresses(
+    policy: &tether_core::outbound::AddressPolicy,
+    integration: &Integration,
+) -> Result<(), ApiError> {
+    let oauth2 = integration.oauth2.as_ref();
+    let endpoints = [
+        ("api_base_url", integration.api_base_url.as_ref()),
+        ("authorization_url", oauth2.map(|c| &c.authorization_url)),
+        ("token_url", oauth2.map(|c| &c.token_url)),
+        (
+            "revocation_url",
+            oauth2.and_then(|c| c.revocation_url.as_ref()),
+        ),
+    ];
+    for (field, template) in endpoints {
+        let Some(url) = template.and_then(|t| url::Url::parse(t.text()).ok()) else {
+            continue;
+        };
+        if let Err(refused) = policy.check_url(&url) {
+            return Err(ApiError::Unprocessable {
+                code: "address_not_allowed",
+                detail: format!("{field}: {refused}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Deletes an integration created through the API, once it has no connections.

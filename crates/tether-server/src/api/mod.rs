@@ -7,6 +7,7 @@ pub(crate) mod events;
 mod health;
 mod import;
 mod integrations;
+mod metadata_bounds;
 mod metrics;
 pub mod openapi;
 mod proxy;

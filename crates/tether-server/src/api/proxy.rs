@@ -272,7 +272,11 @@ async fn send<S: Store>(
     let integration = live.integration.key.as_str();
     let started = Instant::now();
     let span = tracing::debug_span!("proxy.upstream", integration, method = %outgoing.method);
-    let result = state.proxy_client.send(request).instrument(span).await;
+    let result = state
+        .proxy_client
+        .send(request, prepared.trust)
+        .instrument(span)
+        .await;
     let class = match &result {
         Ok(response) => match response.status().as_u16() {
             100..=199 => "1xx",
@@ -283,6 +287,7 @@ async fn send<S: Store>(
         },
         Err(ProxyError::Unavailable(_)) => "unreachable",
         Err(ProxyError::Failed(_)) => "failed",
+        Err(ProxyError::Refused(_)) => "refused",
     };
     state
         .metrics
@@ -297,6 +302,12 @@ async fn send<S: Store>(
             ProxyError::Failed(error) => {
                 tracing::warn!(connection_id = %live.row.id, %error, "proxied request failed");
                 ApiError::Provider("the provider's response could not be read".into())
+            }
+            ProxyError::Refused(error) => {
+                tracing::warn!(connection_id = %live.row.id, %error, "provider address refused");
+                ApiError::Provider(
+                    "the provider's address is not allowed by the outbound address policy".into(),
+                )
             }
         }
     })

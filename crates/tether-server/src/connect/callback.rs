@@ -289,10 +289,12 @@ pub(crate) fn connection_metadata(
         metadata.insert("scope".into(), serde_json::Value::String(scope.clone()));
     }
     if let Some(client) = &integration.oauth2 {
-        metadata.extend(oauth2::token_metadata(client, tokens));
+        metadata.extend(oauth2::token_metadata(client, tokens)?);
     }
+    // A new connection must make its API base URL now: stored without one, every call
+    // through it would fail.
     integration
-        .check_connection_values(&metadata)
+        .check_complete_connection_values(&metadata)
         .map_err(TokenError::InvalidResponse)?;
     Ok(metadata)
 }

@@ -44,6 +44,8 @@ fn rendered(
 /// proxy and the credentials endpoint alike.
 pub struct PreparedAuth {
     pub base_url: Url,
+    /// Whose word the base URL is: the proxy holds a guarded one to the address policy.
+    pub trust: tether_core::outbound::Trust,
     pub headers: Vec<PreparedHeader>,
     /// Query parameters added to every call (most providers have none).
     pub query: Vec<(String, String)>,
@@ -83,9 +85,9 @@ fn prepare(live: &Live) -> Result<PreparedAuth, String> {
     let values = live.integration.vars(&metadata, Some(&live.credentials));
     // Refused when a connection value (a token response's instance URL, an imported value)
     // names a host the provider's file does not allow.
-    let base_url = live
+    let (base_url, trust) = live
         .integration
-        .base_url(&values)
+        .base_url_with_trust(&values)
         .map_err(|e| format!("base URL: {e}"))?;
     let mut headers = Vec::with_capacity(live.integration.headers.len());
     for (name, value) in rendered(&live.integration.headers, &values, "header")? {
@@ -104,6 +106,7 @@ fn prepare(live: &Live) -> Result<PreparedAuth, String> {
     let query = rendered(&live.integration.query, &values, "query parameter")?;
     Ok(PreparedAuth {
         base_url,
+        trust,
         headers,
         query,
     })

@@ -50,7 +50,7 @@ pub(super) async fn call_token_endpoint<S: Store>(
         if let Some(scope) = &tokens.scope {
             metadata.insert("scope".into(), serde_json::Value::String(scope.clone()));
         }
-        let updated = oauth2::token_metadata(client, &tokens);
+        let updated = oauth2::token_metadata(client, &tokens)?;
         if !updated.is_empty() {
             metadata.extend(updated);
             // A refresh must not be able to move the proxy to a host the file forbids.

@@ -598,7 +598,7 @@ async fn provider_cookies_never_reach_the_app() {
     let provider_url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, provider).await });
 
-    let app = spawn_app().await;
+    let app = spawn_app_allowing_loopback().await;
     put_seed_integration(&app, "cookies", &provider_url).await;
     let imported = app
         .api(reqwest::Method::POST, "v1/connections")
@@ -666,7 +666,7 @@ async fn metrics_are_not_public() {
 
 #[tokio::test]
 async fn rotation_covers_every_sealed_value_and_the_old_key_can_go() {
-    let mut app = spawn_app().await;
+    let mut app = spawn_app_allowing_loopback().await;
     // A connection, an integration stored through the API, and a flow in progress.
     let connection = app.connect("rotated").await;
     let seed = app.seed.base_url().clone();

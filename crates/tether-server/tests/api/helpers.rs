@@ -85,6 +85,25 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }
 
+/// A gateway whose guarded calls (API-made integrations, imported or provider-given URLs)
+/// may reach loopback (`[outbound] allowed_private_networks = ["127.0.0.0/8", "::1"]`), for
+/// tests that put such an integration in front of the emulators on this machine.
+pub async fn spawn_app_allowing_loopback() -> TestApp {
+    spawn_app_with(AppOptions {
+        configure: Some(allow_loopback()),
+        ..AppOptions::default()
+    })
+    .await
+}
+
+/// The configuration change of [`spawn_app_allowing_loopback`].
+pub fn allow_loopback() -> Configure {
+    Arc::new(|config: &mut GatewayConfig| {
+        config.address_policy =
+            tether_core::outbound::AddressPolicy::parse(&["127.0.0.0/8", "::1"]).unwrap();
+    })
+}
+
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     tether_core::outbound::install_crypto_provider();
     let seed = seed_oauth::spawn(options.seed.clone())

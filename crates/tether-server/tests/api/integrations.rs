@@ -60,7 +60,7 @@ async fn listed_keys(app: &TestApp) -> Vec<String> {
 
 #[tokio::test]
 async fn an_integration_put_through_the_api_connects_and_survives_a_restart() {
-    let mut app = spawn_app().await;
+    let mut app = spawn_app_allowing_loopback().await;
     let (status, view) = put(&app, "second", &crm_like(&app)).await;
     assert_eq!(status, 201, "{view}");
     assert_eq!(view["managed_by"], "api");
@@ -137,7 +137,7 @@ async fn bad_bodies_and_configured_integrations_are_refused() {
 
 #[tokio::test]
 async fn an_integration_with_connections_cannot_be_deleted() {
-    let app = spawn_app().await;
+    let app = spawn_app_allowing_loopback().await;
     assert_eq!(put(&app, "second", &crm_like(&app)).await.0, 201);
     let creds = app
         .credentials_json(&app.connect("donor").await, false)

@@ -16,6 +16,7 @@ mod new_providers;
 mod oauth_flow;
 mod observability;
 mod openapi;
+mod outbound;
 mod pages;
 mod provider_hosts;
 mod providers;

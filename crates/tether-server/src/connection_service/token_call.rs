@@ -127,9 +127,9 @@ pub(super) async fn store_refreshed<S: Store>(
                 // provider. (After a reconnect they are left alone: at a provider with one
                 // grant per user and client, revoking them could end the new connection too.)
                 if let Credentials::Oauth2(tokens) = &credentials {
-                    super::removal::revoke_tokens(state, &current.row, tokens).await;
                     tracing::info!(connection_id = %current.row.id,
-                        "connection deleted during its refresh; the new tokens were revoked");
+                        "connection deleted during its refresh; revoking its new tokens where the provider can");
+                    super::removal::revoke_tokens(state, &current.row, tokens).await;
                 }
                 Err(Fallback::Fail(ConnectionError::NotFound))
             }

@@ -15,9 +15,12 @@ use crate::helpers::*;
 
 const KEY: &str = "test-api-key-7f3a";
 
-/// Every request's path and the credential header it carried.
+/// A request's path and the credential header it carried.
+type SeenRequest = (String, Option<String>);
+
+/// Every request the upstream saw.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, Option<String>)>>>);
+struct Seen(Arc<Mutex<Vec<SeenRequest>>>);
 
 impl Seen {
     fn paths(&self) -> Vec<String> {

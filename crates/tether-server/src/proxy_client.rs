@@ -152,6 +152,8 @@ pub enum ProxyError {
     Failed(String),
     /// The provider's address is one the outbound address policy refuses; nothing was sent.
     Refused(String),
+    /// No answer's head within the total deadline (when it is shorter than the read timeout).
+    TotalDeadline,
 }
 
 impl ProxyClient {
@@ -259,10 +261,17 @@ impl ProxyClient {
             };
             (turn, response)
         };
+        let total_first = self.total_timeout < self.read_timeout;
         let head_timeout = self.read_timeout.min(self.total_timeout);
         let (turn, response) = tokio::time::timeout(head_timeout, sent)
             .await
-            .map_err(|_| ProxyError::Unavailable("no answer within the read timeout".into()))?;
+            .map_err(|_| {
+                if total_first {
+                    ProxyError::TotalDeadline
+                } else {
+                    ProxyError::Unavailable("no answer within the read timeout".into())
+                }
+            })?;
         let response = response.map_err(|err| {
             // Only the error's kind and source chain: no URL (the app's query may hold
             // anything) is part of it.

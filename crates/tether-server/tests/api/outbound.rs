@@ -580,3 +580,37 @@ async fn a_zoho_connect_redeems_and_revokes_at_the_data_centres_accounts_server(
         ["/oauth/v2/token", "/oauth/v2/token/revoke"]
     );
 }
+
+#[tokio::test]
+async fn a_provider_silent_past_the_total_deadline_is_a_504() {
+    // Accepts connections and never writes a byte.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/", silent.local_addr().unwrap());
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let app = spawn_app_with(AppOptions {
+        integrations: vec![(
+            "silent".into(),
+            json!({"provider": "oauth2", "client_id": "c", "client_secret": "s",
+                   "authorization_url": "https://silent.example/authorize",
+                   "token_url": "https://silent.example/token",
+                   "api_base_url": silent_url}),
+        )],
+        configure: Some(Arc::new(|c| {
+            c.proxy_read_timeout = Duration::from_secs(30);
+            c.proxy_total_timeout = Duration::from_secs(1);
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.import_token("silent", "t", None).await;
+    let response = app.proxy_get(&id, "v1/anything").await;
+    assert_eq!(response.status(), 504);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "provider_timeout");
+    holder.abort();
+}

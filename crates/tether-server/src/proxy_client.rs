@@ -292,11 +292,18 @@ impl ProxyClient {
         }))
     }
 
-    /// The policy's refusal of a URI whose host is an IP literal (or `localhost`); names are
-    /// checked by the guarded pool's resolver.
+    /// The policy's refusal of a URI whose host is an IP literal; names are checked by the
+    /// guarded pool's resolver. The URI comes from a `url::Url`, so any IPv4 spelling
+    /// (`2130706433`, `0x7f.1`) is already in dotted form here.
     fn refused_literal(&self, uri: &http::Uri) -> Option<String> {
-        let url = url::Url::parse(&uri.to_string()).ok()?;
-        self.policy.check_url(&url).err().map(|e| e.to_string())
+        let host = uri.host()?;
+        let ip: std::net::IpAddr = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()?;
+        (!self.policy.permits(ip))
+            .then(|| tether_core::outbound::RefusedAddress(ip.to_string()).to_string())
     }
 }
 

@@ -603,7 +603,9 @@ async fn every_tuning_setting_is_read_and_checked() {
          concurrency = 4\nbackoff_base_secs = 10\nbackoff_max_secs = 600\n\
          [outbound]\nconnect_timeout_secs = 3\nrequest_timeout_secs = 10\nmax_response_bytes = 65536\n\
          extra_ca_file = \"ca.pem\"\n\
-         [proxy]\nread_timeout_secs = 30\nretry_body_bytes = 65536\nmax_in_flight_per_host = 16\n\
+         allowed_private_networks = [\"127.0.0.0/8\", \"fd00::/8\", \"10.20.0.5\"]\n\
+         [proxy]\nread_timeout_secs = 30\ntotal_timeout_secs = 120\nretry_body_bytes = 65536\n\
+         max_in_flight_per_host = 16\n\
          [cache]\ncapacity = 1000\nttl_secs = 60\n\
          [webhooks]\nurl = \"http://127.0.0.1:9/hooks\"\nsecret = \"whsec\"\nrequest_timeout_secs = 5\n\
          max_attempts = 3\nretry_base_secs = 2\nretry_max_secs = 60\npoll_interval_secs = 2\n",
@@ -640,6 +642,18 @@ async fn every_tuning_setting_is_read_and_checked() {
         (
             "[outbound]\nextra_ca_file = \"missing.pem\"\n",
             "outbound.extra_ca_file missing.pem",
+        ),
+        (
+            "[outbound]\nallowed_private_networks = [\"intranet\"]\n",
+            "outbound.allowed_private_networks",
+        ),
+        (
+            "[outbound]\nallowed_private_networks = [\"10.0.0.0/33\"]\n",
+            "outbound.allowed_private_networks",
+        ),
+        (
+            "[proxy]\ntotal_timeout_secs = 0\n",
+            "proxy.total_timeout_secs",
         ),
         // A file with no certificate in it: this very file.
         (

@@ -241,6 +241,10 @@ impl Deployment {
             r#"[connect]
 allowed_return_origins = ["http://app.localhost:9"]
 
+# Integrations put through the API point at the emulator on this machine too.
+[outbound]
+allowed_private_networks = ["127.0.0.0/8", "::1"]
+
 [integrations.crm]
 provider = "oauth2"
 client_id = "seed-client"

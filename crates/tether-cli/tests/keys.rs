@@ -138,9 +138,9 @@ async fn a_running_instance_picks_up_a_rotated_key() {
         .bearer_auth(api_key)
         .json(&serde_json::json!({
             "provider": "oauth2", "client_id": "c", "client_secret": "s",
-            "authorization_url": "http://127.0.0.1:9/authorize",
-            "token_url": "http://127.0.0.1:9/token",
-            "api_base_url": "http://127.0.0.1:9/api",
+            "authorization_url": "https://crm.example.com/authorize",
+            "token_url": "https://crm.example.com/token",
+            "api_base_url": "https://crm.example.com/api",
         }))
         .send()
         .await

@@ -33,6 +33,8 @@ pub enum Trust {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AddressPolicy {
     allowed: Vec<IpNet>,
+    /// Names answered without asking DNS (tests only; see [`AddressPolicy::resolve_name_to`]).
+    fixed: Vec<(String, SocketAddr)>,
 }
 
 /// An address the policy refuses; the message names the address, never a URL's path or query.
@@ -45,7 +47,10 @@ pub struct RefusedAddress(pub String);
 impl AddressPolicy {
     /// A policy allowing `networks` besides public addresses.
     pub fn new(networks: Vec<IpNet>) -> Self {
-        AddressPolicy { allowed: networks }
+        AddressPolicy {
+            allowed: networks,
+            fixed: Vec::new(),
+        }
     }
 
     /// Parses `allowed_private_networks` entries: CIDR networks (`127.0.0.0/8`, `fd00::/8`)
@@ -113,10 +118,29 @@ impl AddressPolicy {
         }
     }
 
+    /// For tests that stand in for a provider's real host (Zoho's accounts servers): `name`
+    /// resolves to `addr`, port included, without asking DNS. The address is still held to
+    /// the policy. Not reachable from the configuration file.
+    #[doc(hidden)]
+    pub fn resolve_name_to(mut self, name: &str, addr: SocketAddr) -> Self {
+        self.fixed.push((name.to_ascii_lowercase(), addr));
+        self
+    }
+
     /// Resolves `host` and keeps the addresses the policy permits; fails when none is left
     /// (so nothing is connected to), naming the first refused address.
     pub async fn resolve(&self, host: &str) -> std::io::Result<Vec<SocketAddr>> {
-        let found: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+        let fixed: Vec<SocketAddr> = self
+            .fixed
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(host))
+            .map(|(_, addr)| *addr)
+            .collect();
+        let found: Vec<SocketAddr> = if fixed.is_empty() {
+            tokio::net::lookup_host((host, 0)).await?.collect()
+        } else {
+            fixed
+        };
         let (kept, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
             found.into_iter().partition(|addr| self.permits(addr.ip()));
         match (kept.is_empty(), refused.first()) {

@@ -44,6 +44,9 @@ pub enum ApiError {
     /// 503: the provider is unreachable or rate limiting; try later.
     #[error("{0}")]
     ProviderUnavailable(String),
+    /// 504: the provider did not send its answer's head within the proxy's total deadline.
+    #[error("{0}")]
+    ProviderTimeout(String),
     /// 503: Tether's own database cannot be reached (down, restarting, every connection
     /// busy, a statement timed out). Nothing was changed; the same request may be sent again.
     /// The cause is logged, never sent.
@@ -127,6 +130,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "provider_unavailable",
                 "Provider unavailable",
+            ),
+            ApiError::ProviderTimeout(_) => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "provider_timeout",
+                "Provider timeout",
             ),
             ApiError::DatabaseUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,

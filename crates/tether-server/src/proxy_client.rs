@@ -152,6 +152,8 @@ pub enum ProxyError {
     Failed(String),
     /// The provider's address is one the outbound address policy refuses; nothing was sent.
     Refused(String),
+    /// No answer's head within the total deadline (when it is shorter than the read timeout).
+    TotalDeadline,
 }
 
 impl ProxyClient {
@@ -259,10 +261,17 @@ impl ProxyClient {
             };
             (turn, response)
         };
+        let total_first = self.total_timeout < self.read_timeout;
         let head_timeout = self.read_timeout.min(self.total_timeout);
         let (turn, response) = tokio::time::timeout(head_timeout, sent)
             .await
-            .map_err(|_| ProxyError::Unavailable("no answer within the read timeout".into()))?;
+            .map_err(|_| {
+                if total_first {
+                    ProxyError::TotalDeadline
+                } else {
+                    ProxyError::Unavailable("no answer within the read timeout".into())
+                }
+            })?;
         let response = response.map_err(|err| {
             // Only the error's kind and source chain: no URL (the app's query may hold
             // anything) is part of it.
@@ -283,11 +292,18 @@ impl ProxyClient {
         }))
     }
 
-    /// The policy's refusal of a URI whose host is an IP literal (or `localhost`); names are
-    /// checked by the guarded pool's resolver.
+    /// The policy's refusal of a URI whose host is an IP literal; names are checked by the
+    /// guarded pool's resolver. The URI comes from a `url::Url`, so any IPv4 spelling
+    /// (`2130706433`, `0x7f.1`) is already in dotted form here.
     fn refused_literal(&self, uri: &http::Uri) -> Option<String> {
-        let url = url::Url::parse(&uri.to_string()).ok()?;
-        self.policy.check_url(&url).err().map(|e| e.to_string())
+        let host = uri.host()?;
+        let ip: std::net::IpAddr = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()?;
+        (!self.policy.permits(ip))
+            .then(|| tether_core::outbound::RefusedAddress(ip.to_string()).to_string())
     }
 }
 

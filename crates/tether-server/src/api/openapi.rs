@@ -60,8 +60,9 @@ macro_rules! proxy_operations {
                 (status = 404, description = "`connection_not_found`", body = Problem, content_type = "application/problem+json"),
                 (status = 409, description = "`needs_reauth`: the end user must connect again", body = Problem, content_type = "application/problem+json"),
                 (status = 413, description = "`payload_too_large`", body = Problem, content_type = "application/problem+json"),
-                (status = 502, description = "`provider_error`", body = Problem, content_type = "application/problem+json"),
+                (status = 502, description = "`provider_error` (also when the provider's address is one the outbound address policy refuses)", body = Problem, content_type = "application/problem+json"),
                 (status = 503, description = "`provider_unavailable`", body = Problem, content_type = "application/problem+json"),
+                (status = 504, description = "`provider_timeout`: no answer within `[proxy] total_timeout_secs` (when it is shorter than the read timeout); a body still arriving at the deadline ends with an error", body = Problem, content_type = "application/problem+json"),
             ))]
         #[allow(dead_code)]
         fn $name() {}

@@ -288,6 +288,7 @@ async fn send<S: Store>(
         Err(ProxyError::Unavailable(_)) => "unreachable",
         Err(ProxyError::Failed(_)) => "failed",
         Err(ProxyError::Refused(_)) => "refused",
+        Err(ProxyError::TotalDeadline) => "timeout",
     };
     state
         .metrics
@@ -302,6 +303,12 @@ async fn send<S: Store>(
             ProxyError::Failed(error) => {
                 tracing::warn!(connection_id = %live.row.id, %error, "proxied request failed");
                 ApiError::Provider("the provider's response could not be read".into())
+            }
+            ProxyError::TotalDeadline => {
+                tracing::warn!(connection_id = %live.row.id, "no provider answer within the total deadline");
+                ApiError::ProviderTimeout(
+                    "the provider did not answer within the proxy's total deadline".into(),
+                )
             }
             ProxyError::Refused(error) => {
                 tracing::warn!(connection_id = %live.row.id, %error, "provider address refused");

@@ -431,3 +431,186 @@ async fn a_trickling_provider_is_cut_off_at_the_total_deadline() {
     );
     provider.abort();
 }
+
+/// A stand-in for Zoho's EU accounts server: TLS with a certificate for `accounts.zoho.eu`
+/// from a CA made for the test, answering the token and revocation endpoints and recording
+/// the paths it was asked.
+struct AccountsServer {
+    addr: std::net::SocketAddr,
+    roots: tether_core::outbound::ExtraRoots,
+    paths: Arc<std::sync::Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AccountsServer {
+    async fn spawn(name: &str) -> AccountsServer {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "outbound test CA");
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let certificate = CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![certificate.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let paths = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = paths.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, recorded) = (acceptor.clone(), recorded.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |request: http::Request<_>| {
+                        let path = request.uri().path().to_owned();
+                        recorded.lock().unwrap().push(path.clone());
+                        let body = if path == "/oauth/v2/token" {
+                            json!({"access_token": "zoho-access", "refresh_token": "zoho-refresh",
+                                   "token_type": "Bearer", "expires_in": 3600,
+                                   "api_domain": "https://www.zohoapis.eu"})
+                        } else {
+                            json!({})
+                        };
+                        async move {
+                            Ok::<_, hyper::Error>(
+                                http::Response::builder()
+                                    .header(http::header::CONTENT_TYPE, "application/json")
+                                    .body(http_body_util::Full::new(bytes::Bytes::from(
+                                        body.to_string(),
+                                    )))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+                });
+            }
+        });
+        AccountsServer {
+            addr,
+            roots: tether_core::outbound::ExtraRoots::from_pem(ca_pem.as_bytes()).unwrap(),
+            paths,
+            task,
+        }
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.paths.lock().unwrap().clone()
+    }
+}
+
+impl Drop for AccountsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Zoho names the user's data centre in the redirect back (`accounts-server`, `location`);
+/// the code is redeemed at that accounts server, which is not one of the API's hosts, and
+/// the token is revoked there when the connection is deleted. The catalog's own token and
+/// revocation URLs are used; `accounts.zoho.eu` resolves to a stand-in on loopback.
+#[tokio::test]
+async fn a_zoho_connect_redeems_and_revokes_at_the_data_centres_accounts_server() {
+    let accounts = AccountsServer::spawn("accounts.zoho.eu").await;
+    let (roots, addr) = (accounts.roots.clone(), accounts.addr);
+    let scopes = [
+        "ZohoCRM.modules.ALL",
+        "ZohoCRM.settings.ALL",
+        "ZohoCRM.users.READ",
+    ];
+    let app = spawn_app_with(AppOptions {
+        seed: SeedOAuthConfig::zoho_like(&scopes),
+        emulator_integrations: Some(Arc::new(|emu: &Url| {
+            vec![(
+                "zoho".into(),
+                json!({
+                    "provider": "zoho-crm",
+                    "client_id": "seed-client",
+                    "client_secret": "seed-secret",
+                    // Only the sign-in page is the emulator's; the token and revocation URLs
+                    // are the catalog's, on accounts.zoho.${connection.data_center}.
+                    "authorization_url": emu.join("oauth/authorize").unwrap().as_str(),
+                }),
+            )]
+        })),
+        configure: Some(Arc::new(move |config| {
+            config.extra_root_certificates = roots.clone();
+            config.address_policy = tether_core::outbound::AddressPolicy::parse(&["127.0.0.0/8"])
+                .unwrap()
+                .resolve_name_to("accounts.zoho.eu", addr);
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect_through("zoho-user", "zoho", None).await;
+    let connection = app.get_connection(&id).await;
+    assert_eq!(connection["metadata"]["data_center"], "eu");
+    assert_eq!(
+        connection["metadata"]["api_domain"],
+        "https://www.zohoapis.eu"
+    );
+    assert_eq!(accounts.paths(), ["/oauth/v2/token"]);
+
+    let deleted = app
+        .api(reqwest::Method::DELETE, &["v1/connections/", &id].concat())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(
+        accounts.paths(),
+        ["/oauth/v2/token", "/oauth/v2/token/revoke"]
+    );
+}
+
+#[tokio::test]
+async fn a_provider_silent_past_the_total_deadline_is_a_504() {
+    // Accepts connections and never writes a byte.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_url = format!("http://{}/", silent.local_addr().unwrap());
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let app = spawn_app_with(AppOptions {
+        integrations: vec![(
+            "silent".into(),
+            json!({"provider": "oauth2", "client_id": "c", "client_secret": "s",
+                   "authorization_url": "https://silent.example/authorize",
+                   "token_url": "https://silent.example/token",
+                   "api_base_url": silent_url}),
+        )],
+        configure: Some(Arc::new(|c| {
+            c.proxy_read_timeout = Duration::from_secs(30);
+            c.proxy_total_timeout = Duration::from_secs(1);
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.import_token("silent", "t", None).await;
+    let response = app.proxy_get(&id, "v1/anything").await;
+    assert_eq!(response.status(), 504);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "provider_timeout");
+    holder.abort();
+}

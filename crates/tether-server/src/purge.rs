@@ -1,7 +1,8 @@
 //! The purge: deletes expired connect sessions and OAuth flow states in the background, so
-//! abandoned links and flows do not pile up, and connection history older than the configured
-//! retention, and ended API-key failure windows and console sessions. Every instance may run it; the deletes are
-//! idempotent, so instances running it at the same time only repeat each other's work.
+//! abandoned links and flows do not pile up, connection history older than the configured
+//! retention, and API-key failure windows and console sessions that ended. Every instance may
+//! run it; the deletes are idempotent, so instances running it at the same time only repeat
+//! each other's work.
 
 use tether_core::unix_time;
 use tether_store::Store;
@@ -25,31 +26,7 @@ pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Recei
             Ok(purged) => tracing::debug!(purged, "purged expired connect sessions and flows"),
             Err(err) => tracing::warn!(error = %err, "purging expired connect sessions failed"),
         }
-        // Failure windows and console sessions that ended: nothing reads them any more.
-        let now = unix_time::now();
-        let window =
-            i64::try_from(state.config.api_key_failures.window.as_secs()).unwrap_or(i64::MAX);
-        let purged = match state
-            .store
-            .purge_auth_failures(now.saturating_sub(window))
-            .await
-        {
-            Ok(failures) => state
-                .store
-                .purge_console_sessions(now)
-                .await
-                .map(|s| s + failures),
-            Err(err) => Err(err),
-        };
-        match purged {
-            Ok(0) => {}
-            Ok(purged) => {
-                tracing::debug!(purged, "purged ended API-key windows and console sessions")
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "purging API-key windows and console sessions failed")
-            }
-        }
+        purge_auth(&state).await;
         let history_before = unix_time::now().saturating_sub(
             i64::try_from(state.config.history_retention.as_secs()).unwrap_or(i64::MAX),
         );
@@ -62,5 +39,25 @@ pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Recei
             () = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => break,
         }
+    }
+}
+
+/// Failure windows and console sessions that ended: nothing reads them any more.
+async fn purge_auth<S: Store>(state: &AppState<S>) {
+    let now = unix_time::now();
+    let window = i64::try_from(state.config.api_key_failures.window.as_secs()).unwrap_or(i64::MAX);
+    match state
+        .store
+        .purge_auth_failures(now.saturating_sub(window))
+        .await
+    {
+        Ok(0) => {}
+        Ok(purged) => tracing::debug!(purged, "purged ended API-key failure windows"),
+        Err(err) => tracing::warn!(error = %err, "purging API-key failure windows failed"),
+    }
+    match state.store.purge_console_sessions(now).await {
+        Ok(0) => {}
+        Ok(purged) => tracing::debug!(purged, "purged expired console sessions"),
+        Err(err) => tracing::warn!(error = %err, "purging console sessions failed"),
     }
 }

@@ -90,7 +90,10 @@ impl Modify for ApiKeyScheme {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "The app's secret API key (at least 32 characters): \
-                         `Authorization: Bearer <key>`",
+                         `Authorization: Bearer <key>`. A right key is never refused; \
+                         past `[api] key_failures_max` wrong keys in a window from one \
+                         address, or with one key prefix, wrong keys get 429 \
+                         `rate_limited` with `Retry-After` instead of 401.",
                     ))
                     .build(),
             ),

@@ -261,11 +261,11 @@ async fn sign_in<S: Store>(
             Some("Enter an API key.".into()),
         );
     }
+    let client = state.client_of(&parts);
     // The key first: a right key always signs in, whatever others guessed.
     let accepted = state.key_accepted(key).await;
     let Some(fingerprint) = state.api_keys.fingerprint(key).filter(|_| accepted) else {
         // Counted like a wrong key on the API: the form must not be a faster oracle.
-        let client = state.client_of(&parts);
         tracing::info!(client = ?client, "console sign-in with a wrong API key");
         if let Some(wait) = state
             .api_key_limiter
@@ -295,7 +295,7 @@ async fn sign_in<S: Store>(
             &"could not record or build the session",
         );
     };
-    tracing::info!(client = ?state.client_of(&parts), "console sign-in");
+    tracing::info!(client = ?client, "console sign-in");
     let mut response = see_other(&dashboard_url(&state, &[], &[]));
     response.headers_mut().append(header::SET_COOKIE, cookie);
     response

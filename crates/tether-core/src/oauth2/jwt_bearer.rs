@@ -122,7 +122,7 @@ pub async fn request(
     vars: &Vars<'_>,
     now: i64,
 ) -> Result<OAuth2Tokens, TokenError> {
-    let url = client.token_url.render(vars, &client.hosts)?;
+    let (url, trust) = client.token_url.render_with_trust(vars, &client.hosts)?;
     let assertion = jwt.assertion(&client.client_id, vars, now)?;
     let mut params: Vec<(String, String)> = vec![
         ("grant_type".into(), GRANT_TYPE.into()),
@@ -132,7 +132,7 @@ pub async fn request(
         params.push((name.clone(), value.render(vars).map_err(UrlError::from)?));
     }
     let request = http
-        .request(reqwest::Method::POST, url)
+        .request(reqwest::Method::POST, url, trust)?
         .header(reqwest::header::ACCEPT, "application/json")
         .form(&params);
     let response = http.send(request).await?;

@@ -203,9 +203,18 @@ const API_KEY: &str = "rotation-test-api-key-0123456789abcdef";
 
 /// `tether serve` in `dir` (SQLite, the key file there), listening on loopback.
 async fn serve(dir: &std::path::Path) -> (tokio::process::Child, url::Url) {
+    serve_with(dir, &[]).await
+}
+
+/// [`serve`] with more environment (inline keys).
+async fn serve_with(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, url::Url) {
     let mut child = tokio::process::Command::new(BIN)
         .current_dir(dir)
         .env_clear()
+        .envs(env.iter().copied())
         .env("TETHER_SERVER__LISTEN", "127.0.0.1:0")
         .env("TETHER_API_KEY", API_KEY)
         .env("RUST_LOG", "error")
@@ -222,9 +231,19 @@ async fn serve(dir: &std::path::Path) -> (tokio::process::Child, url::Url) {
 
 /// A `tether` command in `dir`: (success, stdout, stderr).
 fn tether(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    tether_with(dir, args, &[])
+}
+
+/// [`tether`] with more environment (inline keys).
+fn tether_with(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
     let output = Command::new(BIN)
         .current_dir(dir)
         .env_clear()
+        .envs(env.iter().copied())
         .env("RUST_LOG", "error")
         .args(args)
         .output()
@@ -432,4 +451,75 @@ async fn serve_refuses_to_start_without_a_key_that_still_seals_values() {
         ["yes", "no", "0"],
         "{status}"
     );
+}
+
+/// An instance that does not hold the key a rotation announced (its keys are inline, and it
+/// was not given the new one) refuses to seal: an import answers 503
+/// `sealing_key_unavailable` (problem+json) and stores nothing, rather than storing a value
+/// under the old key that the finished rotation would leave unreadable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_without_the_announced_key_refuses_to_seal() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let old = Vault::generate_key_entry();
+    let (mut child, base) = serve_with(dir.path(), &[("TETHER_ENCRYPTION_KEYS", &old)]).await;
+    let http = reqwest::Client::new();
+    let put = http
+        .put(base.join("v1/integrations/crm").unwrap())
+        .bearer_auth(API_KEY)
+        .json(&serde_json::json!({
+            "provider": "oauth2", "client_id": "c", "client_secret": "s",
+            "authorization_url": "http://127.0.0.1:9/authorize",
+            "token_url": "http://127.0.0.1:9/token",
+            "api_base_url": "http://127.0.0.1:9/api",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    assert_eq!(import(&http, &base, "before").await.0, 201);
+
+    let both = format!("{},{old}", Vault::generate_key_entry());
+    let (ok, said, err) = tether_with(
+        dir.path(),
+        &["keys", "rotate"],
+        &[("TETHER_ENCRYPTION_KEYS", &both)],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        said.starts_with("1 connection(s), 1 integration(s)"),
+        "{said}"
+    );
+
+    // The rotation waited until every instance had polled: this one knows the new key is
+    // announced, and does not hold it.
+    let response = http
+        .post(base.join("v1/connections").unwrap())
+        .bearer_auth(API_KEY)
+        .json(
+            &serde_json::json!({"integration": "crm", "end_user": {"id": "after"},
+            "credentials": {"access_token": "t", "expires_in": 86400}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "sealing_key_unavailable", "{problem}");
+    let (ok, status, err) = tether_with(
+        dir.path(),
+        &["keys", "status"],
+        &[("TETHER_ENCRYPTION_KEYS", &both)],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        status_of(&status, &key_id(&old))[1..],
+        ["yes", "no", "0"],
+        "{status}"
+    );
+    child.kill().await.unwrap();
 }

@@ -61,7 +61,7 @@ pub enum VaultError {
     NotReloadable,
     #[error(
         "the database names key {0:?} as the sealing key, and this instance does not hold it; \
-         add it to the keys (first) and restart or send SIGHUP"
+         add it to this instance's keys and restart it (a key file is re-read by itself)"
     )]
     SealingKeyNotHeld(String),
 }

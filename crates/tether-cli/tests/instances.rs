@@ -1048,10 +1048,10 @@ async fn rotation_while_three_instances_write_loses_nothing() {
         ids.push(instances[n % 3].connect(&format!("before-{n}")).await);
     }
     // A rolling restart with both keys: the announced (old) key still seals.
-    for n in 0..3 {
-        instances[n].kill().await;
-        instances[n] = deployment.spawn_with_keys(n, &both).await;
-        ids.push(instances[n].connect(&format!("restarted-{n}")).await);
+    for (n, instance) in instances.iter_mut().enumerate() {
+        instance.kill().await;
+        *instance = deployment.spawn_with_keys(n, &both).await;
+        ids.push(instance.connect(&format!("restarted-{n}")).await);
     }
     let status = deployment.command(&["keys", "status"], &both).await;
     assert_eq!(

@@ -136,14 +136,11 @@ pub async fn key_status<S: Store>(store: &S, vault: &Vault) -> anyhow::Result<Ve
     }
     let configured = vault.key_ids();
     let mut ids = configured.clone();
-    ids.extend(
-        counts
-            .keys()
-            .chain(announced.iter())
-            .filter(|id| !configured.contains(id))
-            .cloned(),
-    );
-    ids.dedup();
+    for id in counts.keys().chain(announced.iter()) {
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
     Ok(ids
         .into_iter()
         .map(|key_id| KeyStatus {

@@ -12,7 +12,7 @@ use tether_server::rotation;
 use tether_store::{ConnectionFilter, Store};
 
 use crate::config;
-use crate::serve::{KEY_FILE, gateway_for_commands, open_store};
+use crate::serve::{KEY_FILE, gateway_for_commands, open_store, open_vault};
 
 #[derive(Subcommand)]
 pub enum ConnectionsCommand {
@@ -36,13 +36,18 @@ pub enum KeysCommand {
     Generate,
     /// Re-encrypt every sealed value (credentials, integrations, flows) under a new key. With
     /// the key file, a new key is added at its top; a running `tether serve` that uses the same
-    /// file picks it up by itself (or on SIGHUP). With TETHER_ENCRYPTION_KEYS, give every
-    /// instance the new key first (old keys after it), restart them, then run this.
+    /// file picks it up by itself. With TETHER_ENCRYPTION_KEYS, give every instance the new key
+    /// first (old keys after it), restart them, then run this with the same keys. The new key
+    /// is announced in the database first (every instance seals under it from then on), and
+    /// this ends only once no value is left under an older key.
     Rotate,
     /// Revoke the API key made on first run, for good (also when `[api] keys` is removed
     /// later); its console sessions end. Set `[api] keys` first: without a key, serve refuses
     /// to start.
     RevokeFirstRun,
+    /// Which keys are configured, which one the database names as the sealing key, and how
+    /// many stored values each key still seals (a key that seals none can be removed).
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -312,14 +317,37 @@ pub async fn keys(config_path: &Path, command: KeysCommand) -> anyhow::Result<()
         KeysCommand::Generate => println!("{}", Vault::generate_key_entry()),
         KeysCommand::Rotate => rotate_keys(config_path).await?,
         KeysCommand::RevokeFirstRun => crate::access::revoke_first_run(config_path).await?,
+        KeysCommand::Status => key_status(config_path).await?,
     }
     Ok(())
 }
 
-/// Re-seals every sealed value (connections' credentials, API-managed integrations, PKCE
-/// verifiers of flows in progress) under the primary key, with a progress bar on a terminal.
-/// Values already under the primary key are left alone, so an interrupted rotation can simply
-/// be run again.
+/// `keys status`: one line per key id, configured or found in the database.
+async fn key_status(config_path: &Path) -> anyhow::Result<()> {
+    let file = config::load(config_path)?;
+    let store = open_store(&file).await?;
+    let vault = open_vault(false)?;
+    let mut out = format!(
+        "{:<28} {:<11} {:<8} SEALED VALUES\n",
+        "KEY ID", "CONFIGURED", "SEALING"
+    );
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    for key in rotation::key_status(&store, &vault).await? {
+        out.push_str(&format!(
+            "{:<28} {:<11} {:<8} {}\n",
+            key.key_id,
+            yes_no(key.configured),
+            yes_no(key.sealing),
+            key.sealed_values
+        ));
+    }
+    write_out(&out)
+}
+
+/// Announces the primary key as the sealing key, then re-seals every sealed value
+/// (connections' credentials, API-managed integrations, PKCE verifiers of flows in progress)
+/// under it, with a progress bar on a terminal, until none is left under another key. Values
+/// already under the key are left alone, so an interrupted rotation can simply be run again.
 async fn rotate_keys(config_path: &Path) -> anyhow::Result<()> {
     let file = config::load(config_path)?;
     let store = open_store(&file).await?;
@@ -345,11 +373,18 @@ async fn rotate_keys(config_path: &Path) -> anyhow::Result<()> {
             .expect("static progress template"),
     );
     bar.set_message("re-encrypting");
-    let done = rotation::reseal_all(&store, &vault, || bar.inc(1)).await?;
+    let done = rotation::rotate(
+        &store,
+        &vault,
+        tether_server::sealing_key::ANNOUNCE_GRACE,
+        || bar.inc(1),
+    )
+    .await?;
     bar.finish_and_clear();
     println!(
         "{} connection(s), {} integration(s) and {} OAuth flow(s) re-encrypted under key {primary}; \
-         {} already were. Once every instance has the new key, the older keys can be removed.",
+         {} already were. No stored value is sealed under an older key any more: the older keys \
+         can be removed (tether keys status shows what each key seals).",
         done.connections.0,
         done.integrations.0,
         done.flows.0,

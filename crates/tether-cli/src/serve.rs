@@ -18,6 +18,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let file = config::load(config_path)?;
     let store = open_store(&file).await?;
     let vault = open_vault(true)?;
+    // Before anything is served: a key removed while it still seals something is refused.
+    tether_server::rotation::check_keyring(&store, &vault).await?;
     let catalog = Catalog::embedded().context("loading the built-in catalog")?;
     let integrations = file.integrations(&catalog)?;
     let api_keys = api_keys(&file, &store).await?;
@@ -39,6 +41,16 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .integrations(integrations)
         .api_keys(api_keys)
         .build()?;
+    let sealing = gateway
+        .follow_sealing_key()
+        .await
+        .context("reading the announced sealing key")?;
+    if !gateway.state().vault.holds(&sealing) {
+        anyhow::bail!(
+            "the database names encryption key {sealing} as the sealing key and it is not \
+             configured here: add it (first) to the keys"
+        );
+    }
     let integration_count = configured
         + gateway
             .load_stored_integrations()
@@ -149,6 +161,11 @@ pub async fn gateway_for_commands(file: &FileConfig) -> anyhow::Result<Gateway<A
         .catalog(catalog)
         .integrations(integrations)
         .build()?;
+    // A command that writes (a refresh) seals under the announced key, as `serve` does.
+    gateway
+        .follow_sealing_key()
+        .await
+        .context("reading the announced sealing key")?;
     gateway
         .load_stored_integrations()
         .await

@@ -16,6 +16,9 @@
 //!   delivered, and no event is delivered by two instances at once.
 //! - Every maintenance command (`migrate`, `connections ...`, `keys rotate`) works on the
 //!   database the instances serve, and what it changes reaches the running instance.
+//! - A key rotation while three instances serve and write (connects, imports, refreshes)
+//!   leaves nothing under the old key: with it removed, restarted instances read every
+//!   connection; an instance without the new key refuses to start.
 //!
 //! Needs PostgreSQL (`TETHER_TEST_DATABASE_URL`, by default the local server `.ci/run`
 //! starts); without it the tests fail saying so. Bounded: fixed counts, a timeout on every
@@ -286,6 +289,15 @@ scopes = ["read", "write"]
     }
 
     fn spawn(&self, n: usize) -> impl std::future::Future<Output = Instance> + use<> {
+        self.spawn_with_keys(n, &self.keys)
+    }
+
+    /// [`Deployment::spawn`] with other encryption keys than the deployment's (a key rotation).
+    fn spawn_with_keys(
+        &self,
+        n: usize,
+        keys: &str,
+    ) -> impl std::future::Future<Output = Instance> + use<> {
         // Each instance has a working directory of its own (its instance id file), and reads
         // the one shared configuration file.
         let workdir = self.dir.path().join(format!("instance-{n}"));
@@ -299,7 +311,7 @@ scopes = ["read", "write"]
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TETHER_SERVER__LISTEN", "127.0.0.1:0")
             .env("TETHER_DATABASE__URL", &self.database.url)
-            .env("TETHER_ENCRYPTION_KEYS", &self.keys)
+            .env("TETHER_ENCRYPTION_KEYS", keys)
             .env("TETHER_API_KEY", API_KEY)
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
@@ -1008,4 +1020,187 @@ async fn the_console_and_history_work_across_instances() {
         .unwrap();
     assert!(detail.contains("Refreshed") && detail.contains("Connected"));
     assert!(!detail.contains(API_KEY) && !detail.contains("seed-secret"));
+}
+
+/// Key rotation on PostgreSQL while three instances serve and write. The instances are
+/// restarted one by one with the new key added after the old (they keep sealing under the
+/// announced old key meanwhile), then `tether keys rotate` runs while every instance keeps
+/// connecting, importing and refreshing. It announces the new key (every instance hears it at
+/// once), re-seals, and ends only when nothing is left under the old key, which `keys status`
+/// confirms. With the old key removed, restarted instances read every connection (no 500),
+/// and an instance given only the old key refuses to start, naming the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotation_while_three_instances_write_loses_nothing() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emulator = seed_oauth::spawn(SeedOAuthConfig {
+        rotate_refresh_tokens: true,
+        access_token_ttl: Duration::from_secs(3600),
+        ..SeedOAuthConfig::default()
+    })
+    .await
+    .unwrap();
+    let deployment = Deployment::new(emulator.base_url(), None).await;
+    let old = deployment.keys.clone();
+    let new = tether_core::vault::Vault::generate_key_entry();
+    let key_id = |entry: &str| entry.split_once(':').unwrap().0.to_owned();
+    let (old_id, new_id) = (key_id(&old), key_id(&new));
+    let both = format!("{new},{old}");
+
+    let mut instances = deployment.start(3).await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(instances[n % 3].connect(&format!("before-{n}")).await);
+    }
+    // A rolling restart with both keys: the announced (old) key still seals.
+    for (n, instance) in instances.iter_mut().enumerate() {
+        instance.kill().await;
+        *instance = deployment.spawn_with_keys(n, &both).await;
+        ids.push(instance.connect(&format!("restarted-{n}")).await);
+    }
+    let status = deployment.command(&["keys", "status"], &both).await;
+    assert_eq!(
+        status_line(&status, &new_id),
+        [new_id.as_str(), "yes", "no", "0"],
+        "nothing under the new key before the rotation: {status}"
+    );
+
+    // Every instance writes while the rotation runs: a connect flow, an import, a refresh.
+    let stop = AtomicBool::new(false);
+    let failures = Mutex::new(Vec::<String>::new());
+    let written = Mutex::new(Vec::<String>::new());
+    let write = async |instance: &Instance, worker: usize| {
+        let mut n = 0;
+        while !stop.load(Ordering::SeqCst) || n < 3 {
+            let id = instance.connect(&format!("during-{worker}-{n}")).await;
+            written.lock().unwrap().push(id.clone());
+            let imported = instance
+                .request(reqwest::Method::POST, "v1/connections")
+                .json(&json!({"integration": "crm", "end_user": {"id": format!("imported-{worker}-{n}")},
+                    "credentials": {"access_token": "imported", "expires_in": 86400}}))
+                .send()
+                .await
+                .unwrap();
+            match imported.status().as_u16() {
+                201 => {
+                    let body: Value = imported.json().await.unwrap();
+                    written
+                        .lock()
+                        .unwrap()
+                        .push(body["id"].as_str().unwrap().to_owned());
+                }
+                code => failures.lock().unwrap().push(format!("import: {code}")),
+            }
+            let refreshed = instance
+                .get(&format!(
+                    "v1/connections/{id}/credentials?force_refresh=true"
+                ))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            if refreshed != 200 {
+                failures
+                    .lock()
+                    .unwrap()
+                    .push(format!("refresh: {refreshed}"));
+            }
+            n += 1;
+        }
+    };
+    let rotation = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let out = deployment.command(&["keys", "rotate"], &both).await;
+        // Writes go on a moment after the rotation ended, under the new key.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::SeqCst);
+        out
+    };
+    let (said, (), (), ()) = tokio::join!(
+        rotation,
+        write(&instances[0], 0),
+        write(&instances[1], 1),
+        write(&instances[2], 2)
+    );
+    assert!(
+        said.contains("No stored value is sealed under an older key"),
+        "{said}"
+    );
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "every write succeeded: {failures:?}");
+    ids.extend(written.into_inner().unwrap());
+    println!(
+        "rotation with {} connections written meanwhile: {said}",
+        ids.len()
+    );
+
+    let status = deployment.command(&["keys", "status"], &both).await;
+    assert_eq!(
+        status_line(&status, &old_id),
+        [old_id.as_str(), "yes", "no", "0"],
+        "nothing under the old key: {status}"
+    );
+    assert_eq!(
+        status_line(&status, &new_id)[..3],
+        [new_id.as_str(), "yes", "yes"],
+        "the new key is configured and announced: {status}"
+    );
+
+    // The old key leaves every instance's configuration.
+    for instance in &mut instances {
+        instance.kill().await;
+    }
+    let mut instances = Vec::new();
+    for n in 0..3 {
+        instances.push(deployment.spawn_with_keys(n, &new).await);
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let response = instances[n % 3]
+            .get(&format!("v1/connections/{id}/credentials"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{id} reads after the old key went");
+    }
+
+    // An instance that was never given the new key cannot start, and says why in one line.
+    let output = Command::new(BIN)
+        .arg("serve")
+        .arg("--config")
+        .arg(deployment.dir.path().join("tether.toml"))
+        .current_dir(deployment.dir.path())
+        .env_clear()
+        .env("TETHER_SERVER__LISTEN", "127.0.0.1:0")
+        .env("TETHER_DATABASE__URL", &deployment.database.url)
+        .env("TETHER_ENCRYPTION_KEYS", &old)
+        .env("TETHER_API_KEY", API_KEY)
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("a refused start ends")
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("encryption key {new_id} still seals")),
+        "{stderr}"
+    );
+
+    for instance in &mut instances {
+        instance.kill().await;
+    }
+}
+
+/// The columns of the line of `tether keys status` about `key_id`.
+fn status_line<'a>(status: &'a str, key_id: &str) -> Vec<&'a str> {
+    status
+        .lines()
+        .find(|l| l.starts_with(key_id))
+        .unwrap_or_else(|| panic!("no line for {key_id}: {status}"))
+        .split_whitespace()
+        .collect()
 }

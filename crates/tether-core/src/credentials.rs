@@ -67,8 +67,9 @@ pub fn context(connection_id: &str) -> String {
 }
 
 impl Credentials {
-    /// Seals for the row `connection_id`.
-    pub fn seal(&self, vault: &Vault, connection_id: &str) -> Vec<u8> {
+    /// Seals for the row `connection_id`; fails only when the vault does not hold the sealing
+    /// key the database announced.
+    pub fn seal(&self, vault: &Vault, connection_id: &str) -> Result<Vec<u8>, VaultError> {
         let mut plain = serde_json::to_vec(self).expect("credentials always serialize");
         let sealed = vault.seal(&context(connection_id), &plain);
         plain.zeroize();
@@ -83,7 +84,7 @@ impl Credentials {
         parsed
     }
 
-    /// Re-encrypts a row's sealed credentials under the vault's primary key (key rotation),
+    /// Re-encrypts a row's sealed credentials under the vault's sealing key (key rotation),
     /// without interpreting them.
     pub fn reseal(
         vault: &Vault,
@@ -94,7 +95,7 @@ impl Credentials {
         let mut plain = vault.open(&ctx, sealed)?;
         let resealed = vault.seal(&ctx, &plain);
         plain.zeroize();
-        Ok(resealed)
+        resealed
     }
 
     /// A credential value by name, as templates read it (`credential.NAME`).
@@ -134,7 +135,7 @@ mod tests {
             expires_at: Some(10),
             extra: Default::default(),
         });
-        let sealed = creds.seal(&vault, "conn_a");
+        let sealed = creds.seal(&vault, "conn_a").unwrap();
         let opened = Credentials::open(&vault, "conn_a", &sealed).unwrap();
         assert_eq!(opened.get("access_token"), Some("at"));
         assert_eq!(opened.get("refresh_token"), Some("rt"));

@@ -1,7 +1,11 @@
 //! The vault: seals and opens secrets with AES-256-GCM under a keyring.
 //!
 //! Each ciphertext records the id of the key that sealed it, so keys can rotate: new data is
-//! sealed under the primary (first) key, and any key of the ring opens what it sealed. The
+//! sealed under the sealing key, and any key of the ring opens what it sealed. The sealing key
+//! is the primary (first) key until the database announces one ([`Vault::announce`]): from then
+//! on every instance seals under the announced key and under nothing else, and one that does
+//! not hold it refuses to seal ([`VaultError::SealingKeyNotHeld`]) rather than seal under a key
+//! a finished rotation would leave behind. The
 //! caller passes the row's identity (e.g. `connections/<id>/credentials`) as associated data,
 //! so a ciphertext copied into another row fails to open. There is no plaintext mode.
 //!
@@ -55,6 +59,11 @@ pub enum VaultError {
     KeyFileMode(String),
     #[error("the keys were given inline (TETHER_ENCRYPTION_KEYS); restart to change them")]
     NotReloadable,
+    #[error(
+        "the database names key {0:?} as the sealing key, and this instance does not hold it; \
+         add it to this instance's keys and restart it (a key file is re-read by itself)"
+    )]
+    SealingKeyNotHeld(String),
 }
 
 struct VaultKey {
@@ -74,6 +83,9 @@ pub struct Vault {
     source: Option<PathBuf>,
     /// When an unknown key id last made the vault re-read its key file.
     last_reload: Mutex<Option<Instant>>,
+    /// The sealing key the database announces; `None` until one is announced (then the
+    /// primary key seals).
+    announced: RwLock<Option<String>>,
 }
 
 /// How often an unknown key id may make the vault re-read its key file.
@@ -94,6 +106,7 @@ impl Vault {
             ring: RwLock::new(Arc::new(Keyring::from_spec(spec)?)),
             source: None,
             last_reload: Mutex::new(None),
+            announced: RwLock::new(None),
         })
     }
 
@@ -142,6 +155,7 @@ impl Vault {
             ring: RwLock::new(Arc::new(ring)),
             source: Some(path.to_owned()),
             last_reload: Mutex::new(None),
+            announced: RwLock::new(None),
         })
     }
 
@@ -176,14 +190,90 @@ impl Vault {
         Self::load_key_file(path)
     }
 
-    /// The id of the key that seals new data.
+    /// The id of the first key of the ring (what a rotation announces).
     pub fn primary_key_id(&self) -> String {
         self.ring().keys[0].id.clone()
     }
 
-    /// Seals `plaintext`, bound to `context` (the row's identity).
-    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Vec<u8> {
-        self.ring().seal(context, plaintext)
+    /// The ids of every key of the ring, primary first.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.ring().keys.iter().map(|k| k.id.clone()).collect()
+    }
+
+    /// Whether the ring holds the key `id`.
+    pub fn holds(&self, id: &str) -> bool {
+        self.ring().keys.iter().any(|k| k.id == id)
+    }
+
+    /// Takes `key_id` as the sealing key from now on (the database announced it). A key the
+    /// ring does not hold makes a vault loaded from a key file re-read it first (throttled);
+    /// when it still does not hold it, sealing fails until it does.
+    pub fn announce(&self, key_id: &str) {
+        let changed = {
+            let mut announced = self.announced.write().expect("vault lock poisoned");
+            let changed = announced.as_deref() != Some(key_id);
+            *announced = Some(key_id.to_owned());
+            changed
+        };
+        if !self.holds(key_id) && self.source.is_some() {
+            self.reload_throttled();
+        }
+        if changed {
+            if self.holds(key_id) {
+                tracing::info!(key = key_id, "sealing under the key the database announces");
+            } else {
+                tracing::error!(
+                    key = key_id,
+                    "the database announces a sealing key this instance does not hold; \
+                     nothing can be sealed until it is added"
+                );
+            }
+        }
+    }
+
+    /// The key id announced by the database, if any.
+    pub fn announced_key_id(&self) -> Option<String> {
+        self.announced.read().expect("vault lock poisoned").clone()
+    }
+
+    /// The id of the key that seals new data: the announced key, else the primary.
+    pub fn sealing_key_id(&self) -> Result<String, VaultError> {
+        let ring = self.ring();
+        Ok(ring.keys[self.sealing_index(&ring)?].id.clone())
+    }
+
+    /// Where the sealing key sits in `ring`; refused when an announced key is not there (a
+    /// key file is re-read first, at most once a second).
+    fn sealing_index(&self, ring: &Keyring) -> Result<usize, VaultError> {
+        let Some(announced) = self.announced_key_id() else {
+            return Ok(0);
+        };
+        if let Some(index) = ring.keys.iter().position(|k| k.id == announced) {
+            return Ok(index);
+        }
+        Err(VaultError::SealingKeyNotHeld(announced))
+    }
+
+    /// The ring and the index of its sealing key, after re-reading a key file that lacks an
+    /// announced key.
+    fn sealing_ring(&self) -> Result<(Arc<Keyring>, usize), VaultError> {
+        let ring = self.ring();
+        match self.sealing_index(&ring) {
+            Ok(index) => Ok((ring, index)),
+            Err(err) if self.source.is_some() && self.reload_throttled() => {
+                let ring = self.ring();
+                let index = self.sealing_index(&ring).map_err(|_| err)?;
+                Ok((ring, index))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Seals `plaintext`, bound to `context` (the row's identity), under the sealing key.
+    /// Fails only when the database announced a key this vault does not hold.
+    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let (ring, index) = self.sealing_ring()?;
+        Ok(ring.seal(index, context, plaintext))
     }
 
     /// Opens what [`Vault::seal`] sealed with the same `context`. A key id this vault does not
@@ -201,15 +291,15 @@ impl Vault {
         }
     }
 
-    /// Re-seals `sealed` under the primary key, or `None` when it already is (for key
+    /// Re-seals `sealed` under the sealing key, or `None` when it already is (for key
     /// rotation: the plaintext never leaves this function).
     pub fn reseal(&self, context: &str, sealed: &[u8]) -> Result<Option<Vec<u8>>, VaultError> {
-        let ring = self.ring();
-        if Self::key_id_of(sealed)? == ring.keys[0].id {
+        let (ring, index) = self.sealing_ring()?;
+        if Self::key_id_of(sealed)? == ring.keys[index].id {
             return Ok(None);
         }
         let mut plain = ring.open(context, sealed)?;
-        let resealed = ring.seal(context, &plain);
+        let resealed = ring.seal(index, context, &plain);
         zeroize::Zeroize::zeroize(&mut plain);
         Ok(Some(resealed))
     }
@@ -285,8 +375,8 @@ impl Keyring {
         Ok(Keyring { keys })
     }
 
-    fn seal(&self, context: &str, plaintext: &[u8]) -> Vec<u8> {
-        let key = &self.keys[0];
+    fn seal(&self, index: usize, context: &str, plaintext: &[u8]) -> Vec<u8> {
+        let key = &self.keys[index];
         let mut sealed = Vec::with_capacity(2 + key.id.len() + NONCE_LEN + plaintext.len() + 16);
         sealed.push(FORMAT_V1);
         sealed.push(key.id.len() as u8);
@@ -405,7 +495,7 @@ mod tests {
         #[test]
         fn seal_open_round_trip(plain in proptest::collection::vec(any::<u8>(), 0..2048), ctx in "[a-z0-9/_-]{1,40}") {
             let v = vault();
-            let sealed = v.seal(&ctx, &plain);
+            let sealed = v.seal(&ctx, &plain).unwrap();
             prop_assert_eq!(v.open(&ctx, &sealed).unwrap(), plain);
         }
 
@@ -413,14 +503,14 @@ mod tests {
         fn another_row_fails_to_open(plain in proptest::collection::vec(any::<u8>(), 0..256), a in "[a-z0-9]{1,20}", b in "[a-z0-9]{1,20}") {
             prop_assume!(a != b);
             let v = vault();
-            let sealed = v.seal(&a, &plain);
+            let sealed = v.seal(&a, &plain).unwrap();
             prop_assert!(matches!(v.open(&b, &sealed), Err(VaultError::Open)));
         }
 
         #[test]
         fn any_flipped_bit_fails(plain in proptest::collection::vec(any::<u8>(), 1..128), bit in 0usize..1024) {
             let v = vault();
-            let mut sealed = v.seal("row", &plain);
+            let mut sealed = v.seal("row", &plain).unwrap();
             let bit = bit % (sealed.len() * 8);
             sealed[bit / 8] ^= 1 << (bit % 8);
             prop_assert!(v.open("row", &sealed).is_err());
@@ -432,10 +522,10 @@ mod tests {
         let old = Vault::generate_key_entry();
         let new = format!("z{}", &Vault::generate_key_entry()[1..]);
         let before = Vault::from_spec(&old).unwrap();
-        let sealed = before.seal("ctx", b"secret");
+        let sealed = before.seal("ctx", b"secret").unwrap();
         let after = Vault::from_spec(&format!("{new},{old}")).unwrap();
         assert_eq!(after.open("ctx", &sealed).unwrap(), b"secret");
-        let resealed = after.seal("ctx", b"secret");
+        let resealed = after.seal("ctx", b"secret").unwrap();
         assert_eq!(Vault::key_id_of(&resealed).unwrap(), after.primary_key_id());
         assert!(matches!(
             before.open("ctx", &resealed),
@@ -448,7 +538,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tether.keys");
         let before = Vault::load_or_create_key_file(&path).unwrap();
-        let sealed = before.seal("c", b"x");
+        let sealed = before.seal("c", b"x").unwrap();
         let after = Vault::rotate_key_file(&path).unwrap();
         assert_ne!(after.primary_key_id(), before.primary_key_id());
         assert_eq!(after.open("c", &sealed).unwrap(), b"x");
@@ -464,7 +554,7 @@ mod tests {
         let first = running.primary_key_id();
         // Another process rotates the file and seals under the new key.
         let other = Vault::rotate_key_file(&path).unwrap();
-        let sealed = other.seal("c", b"secret");
+        let sealed = other.seal("c", b"secret").unwrap();
         // Meeting the unknown key id makes the running vault re-read its file.
         assert_eq!(running.open("c", &sealed).unwrap(), b"secret");
         assert_eq!(running.primary_key_id(), other.primary_key_id());
@@ -493,7 +583,7 @@ mod tests {
     fn reseal_moves_only_what_is_under_an_old_key() {
         let old_entry = Vault::generate_key_entry();
         let old = Vault::from_spec(&old_entry).unwrap();
-        let sealed = old.seal("row/1", b"value");
+        let sealed = old.seal("row/1", b"value").unwrap();
         let spec = [Vault::generate_key_entry(), old_entry].join(",");
         let both = Vault::from_spec(&spec).unwrap();
         let resealed = both.reseal("row/1", &sealed).unwrap().expect("moved");
@@ -529,7 +619,7 @@ mod tests {
         let first = Vault::load_or_create_key_file(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let sealed = first.seal("c", b"x");
+        let sealed = first.seal("c", b"x").unwrap();
         let again = Vault::load_or_create_key_file(&path).unwrap();
         assert_eq!(again.open("c", &sealed).unwrap(), b"x");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -537,5 +627,48 @@ mod tests {
             Vault::load_or_create_key_file(&path),
             Err(VaultError::KeyFileMode(_))
         ));
+    }
+
+    #[test]
+    fn the_announced_key_seals_and_an_unheld_one_refuses() {
+        let old = Vault::generate_key_entry();
+        let new = format!("z{}", &Vault::generate_key_entry()[1..]);
+        let new_id = new.split_once(':').unwrap().0.to_owned();
+        let old_id = old.split_once(':').unwrap().0.to_owned();
+        // Both keys, the new one second: until it is announced, the primary (old) seals.
+        let both = Vault::from_spec(&format!("{old},{new}")).unwrap();
+        assert_eq!(both.sealing_key_id().unwrap(), old_id);
+        both.announce(&new_id);
+        let sealed = both.seal("c", b"v").unwrap();
+        assert_eq!(Vault::key_id_of(&sealed).unwrap(), new_id);
+        let moved = both
+            .reseal("c", &both_under(&old))
+            .unwrap()
+            .expect("moved to the announced key");
+        assert_eq!(Vault::key_id_of(&moved).unwrap(), new_id);
+        // An instance with the old key only refuses to seal, instead of sealing under it.
+        let stale = Vault::from_spec(&old).unwrap();
+        stale.announce(&new_id);
+        assert!(matches!(
+            stale.seal("c", b"v"),
+            Err(VaultError::SealingKeyNotHeld(id)) if id == new_id
+        ));
+        assert!(stale.reseal("c", &both_under(&old)).is_err());
+    }
+
+    /// A value sealed under the single key `entry`, for the row "c".
+    fn both_under(entry: &str) -> Vec<u8> {
+        Vault::from_spec(entry).unwrap().seal("c", b"v").unwrap()
+    }
+
+    #[test]
+    fn an_announced_key_missing_from_the_key_file_makes_it_reread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tether.keys");
+        let running = Vault::load_or_create_key_file(&path).unwrap();
+        let rotated = Vault::rotate_key_file(&path).unwrap();
+        running.announce(&rotated.primary_key_id());
+        let sealed = running.seal("c", b"x").unwrap();
+        assert_eq!(Vault::key_id_of(&sealed).unwrap(), rotated.primary_key_id());
     }
 }

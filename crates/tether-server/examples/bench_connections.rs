@@ -51,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
             expires_at: Some(expires),
             extra: Default::default(),
         });
-        let sealed = hex::encode(credentials.seal(&vault, &id));
+        let sealed = hex::encode(credentials.seal(&vault, &id).expect("a fresh vault seals"));
         writeln!(
             out,
             "INSERT INTO connections (id, integration, end_user_id, status, credentials, \

@@ -5,7 +5,8 @@
 //! A changed connection is dropped from the cache (the next use reads the store); a changed
 //! integration is loaded again. When the feed says changes may have gone unheard (its
 //! database connection dropped), the cache is emptied and bypassed until the feed is back; then
-//! integrations are reloaded too. This task never reads a credential and never logs one. With a
+//! integrations are reloaded too. A newly announced sealing key (key rotation) is taken at
+//! once (see `sealing_key`). This task never reads a credential and never logs one. With a
 //! backend that has no feed (SQLite: one instance), it is not started.
 
 use tether_store::{Change, ChangeFeed, Store};
@@ -31,6 +32,7 @@ pub(crate) async fn run<S: Store>(
                 tracing::debug!(integration = %key, "an integration changed elsewhere");
                 sync_integrations(&state).await;
             }
+            Some(Change::SealingKey(key_id)) => state.vault.announce(&key_id),
             Some(Change::Lost) => state.cache.reset(false),
             Some(Change::Resync) => {
                 // Integrations first: a request must not find a connection's integration

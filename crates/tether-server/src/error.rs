@@ -52,6 +52,14 @@ pub enum ApiError {
     /// The cause is logged, never sent.
     #[error("the database is unavailable; try again shortly")]
     DatabaseUnavailable,
+    /// 503: this instance cannot seal secrets: the database announces a sealing key (key
+    /// rotation) that it does not hold. Nothing was stored; another instance, or this one once
+    /// its keys are updated, can take the request. The key id is logged, not sent.
+    #[error(
+        "this instance cannot store secrets until its encryption keys include the sealing key \
+         the database names; try again shortly"
+    )]
+    SealingKeyUnavailable,
     /// 500: our fault. The detail is logged with a reference, never sent.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
@@ -80,6 +88,16 @@ impl ApiError {
             code,
             detail: detail.into(),
         }
+    }
+
+    /// A seal the vault refused: [`ApiError::SealingKeyUnavailable`] when it lacks the
+    /// announced key (logged at error, for the operator), internal otherwise.
+    pub fn cannot_seal(err: tether_core::vault::VaultError) -> Self {
+        if let tether_core::vault::VaultError::SealingKeyNotHeld(_) = &err {
+            tracing::error!(error = %err, "refusing to seal");
+            return ApiError::SealingKeyUnavailable;
+        }
+        ApiError::Internal(anyhow::Error::new(err).context("sealing"))
     }
 
     pub fn connection_not_found() -> Self {
@@ -140,6 +158,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "database_unavailable",
                 "Database unavailable",
+            ),
+            ApiError::SealingKeyUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "sealing_key_unavailable",
+                "Sealing key unavailable",
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

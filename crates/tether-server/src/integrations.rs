@@ -152,12 +152,13 @@ pub(crate) fn config_context(key: &str) -> String {
     ctx
 }
 
-/// Seals an integration's configuration table for the store.
+/// Seals an integration's configuration table for the store; fails only when the vault does
+/// not hold the sealing key the database announces.
 pub fn seal_config(
     vault: &tether_core::vault::Vault,
     key: &str,
     table: &serde_json::Map<String, serde_json::Value>,
-) -> Vec<u8> {
+) -> Result<Vec<u8>, tether_core::vault::VaultError> {
     let mut plain = serde_json::to_vec(table).expect("a JSON map serializes");
     let sealed = vault.seal(&config_context(key), &plain);
     zeroize::Zeroize::zeroize(&mut plain);

@@ -30,6 +30,7 @@ mod reference;
 mod request_id;
 pub mod rotation;
 mod same_origin;
+pub mod sealing_key;
 mod state;
 pub mod webhooks;
 
@@ -203,6 +204,14 @@ impl<S: Store> Gateway<S> {
         self.state.vault.reload()
     }
 
+    /// Reads the sealing key the database announces (announcing this vault's primary key on a
+    /// first start) and seals under it from now on; the background work keeps following it.
+    /// Returns the announced key id. `tether serve` and the maintenance commands call it
+    /// before their first seal.
+    pub async fn follow_sealing_key(&self) -> anyhow::Result<String> {
+        sealing_key::follow_once(&self.state).await
+    }
+
     /// The store, for maintenance that goes beyond the API (the CLI's commands, tests). An
     /// app that only serves and proxies never needs it.
     pub fn store(&self) -> &S {
@@ -259,7 +268,7 @@ impl<S: Store> Gateway<S> {
     }
 
     /// Starts the background work: the ahead-of-expiry refresher, the purge of expired
-    /// connect sessions and flow states, when webhooks are configured the webhook delivery
+    /// connect sessions and flow states, the poll of the announced sealing key, when webhooks are configured the webhook delivery
     /// worker, and when the store tells of other instances' changes the task that keeps this
     /// instance's caches coherent with them. Each task stops when `shutdown` turns true
     /// (or its sender is dropped); await the handles to wait for them.
@@ -280,6 +289,7 @@ impl<S: Store> AppState<S> {
         let mut handles = vec![
             tokio::spawn(refresher::run(self.clone(), shutdown.clone())),
             tokio::spawn(purge::run(self.clone(), shutdown.clone())),
+            tokio::spawn(sealing_key::run(self.clone(), shutdown.clone())),
         ];
         if let Some(feed) = self.store.changes() {
             // Nothing is cached until the feed hears every change (its first item says so).

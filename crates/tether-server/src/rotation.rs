@@ -1,4 +1,11 @@
-//! Key rotation: re-seals every sealed value in the store under the vault's primary key.
+//! Key rotation: re-seals every sealed value in the store under a new key, and proves that
+//! none is left under an older one.
+//!
+//! [`rotate`] first announces the new key in the database (every instance seals under it from
+//! then on, or refuses to seal; see `sealing_key`), waits until every instance has heard, then
+//! re-seals, and counts what each key seals again after the pass: it reports done only when no
+//! value anywhere is left under another key. [`check_keyring`] is the other half, at start-up:
+//! a key removed from the configuration while it still seals a value is refused, by name.
 //!
 //! Sealed values live in three places, each bound to its row by a vault context: connections'
 //! credentials, API-managed integrations' configurations, and the PKCE verifiers of OAuth flows
@@ -7,6 +14,12 @@
 //! rotation is never overwritten with a stale value; a lost race is retried on a fresh read.
 //! Values already under the primary key are left alone, so an interrupted rotation can simply
 //! run again. Once it has finished, the old key can be removed from every instance.
+//!
+//! What is not in the database needs nothing: a console sign-in cookie sealed under a removed
+//! key no longer opens, which signs that operator out.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use anyhow::Context;
 use tether_core::credentials;
@@ -16,6 +29,10 @@ use tether_store::Store;
 
 use crate::connect::verifier_context;
 use crate::integrations::config_context;
+
+/// Passes over every sealed value before a rotation gives up on values that keep appearing
+/// under an older key.
+const PASSES: usize = 5;
 
 /// Rows read per page.
 const PAGE: u32 = 500;
@@ -30,6 +47,126 @@ pub struct Rotated {
     pub connections: (u64, u64),
     pub integrations: (u64, u64),
     pub flows: (u64, u64),
+}
+
+impl Rotated {
+    /// Adds what a later pass re-sealed (what was already under the key is the first pass's).
+    fn add_resealed(&mut self, later: Rotated) {
+        self.connections.0 += later.connections.0;
+        self.integrations.0 += later.integrations.0;
+        self.flows.0 += later.flows.0;
+    }
+}
+
+/// Announces `vault`'s primary key as the sealing key, waits `grace` for every instance to
+/// hear it, and re-seals until no value anywhere remains under another key (counted in the
+/// database after each pass). `progress` is called once per value looked at.
+pub async fn rotate<S: Store>(
+    store: &S,
+    vault: &Vault,
+    grace: Duration,
+    mut progress: impl FnMut(),
+) -> anyhow::Result<Rotated> {
+    let key = vault.primary_key_id();
+    store
+        .announce_sealing_key(&key, unix_time::now())
+        .await
+        .context("announcing the new sealing key")?;
+    vault.announce(&key);
+    // Instances hear a NOTIFY at once, and poll in any case; a value one of them sealed under
+    // the old key in this moment is caught by the count after the pass.
+    tokio::time::sleep(grace).await;
+    let mut done: Option<Rotated> = None;
+    let mut left = 0;
+    for _ in 0..PASSES {
+        let pass = reseal_all(store, vault, &mut progress).await?;
+        match &mut done {
+            Some(done) => done.add_resealed(pass),
+            None => done = Some(pass),
+        }
+        let announced = store.sealing_key().await?;
+        if announced.as_deref() != Some(key.as_str()) {
+            anyhow::bail!(
+                "another rotation announced key {} meanwhile; run tether keys rotate again",
+                announced.unwrap_or_default()
+            );
+        }
+        left = under_other_keys(store, &key).await?;
+        if left == 0 {
+            return Ok(done.unwrap_or_default());
+        }
+        tokio::time::sleep(grace).await;
+    }
+    anyhow::bail!(
+        "{left} value(s) are still sealed under an older key after {PASSES} passes (instances \
+         keep sealing under it: do they all have key {key}?); keep the older keys and run \
+         tether keys rotate again"
+    )
+}
+
+/// How many sealed values name another key than `key_id`.
+async fn under_other_keys<S: Store>(store: &S, key_id: &str) -> anyhow::Result<u64> {
+    Ok(store
+        .sealed_value_counts()
+        .await?
+        .iter()
+        .filter(|c| c.key_id != key_id)
+        .map(|c| c.count)
+        .sum())
+}
+
+/// What `tether keys status` shows: each key id that is configured or seals something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyStatus {
+    pub key_id: String,
+    /// Whether this instance's keys include it.
+    pub configured: bool,
+    /// Whether the database announces it as the sealing key.
+    pub sealing: bool,
+    /// How many values it seals, all columns together.
+    pub sealed_values: u64,
+}
+
+/// Every key id configured in `vault` (in its order), then any other the database names.
+pub async fn key_status<S: Store>(store: &S, vault: &Vault) -> anyhow::Result<Vec<KeyStatus>> {
+    let announced = store.sealing_key().await?;
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for count in store.sealed_value_counts().await? {
+        *counts.entry(count.key_id).or_default() += count.count;
+    }
+    let configured = vault.key_ids();
+    let mut ids = configured.clone();
+    for id in counts.keys().chain(announced.iter()) {
+        if !ids.contains(id) {
+            ids.push(id.clone());
+        }
+    }
+    Ok(ids
+        .into_iter()
+        .map(|key_id| KeyStatus {
+            configured: configured.contains(&key_id),
+            sealing: announced.as_deref() == Some(key_id.as_str()),
+            sealed_values: counts.get(&key_id).copied().unwrap_or(0),
+            key_id,
+        })
+        .collect())
+}
+
+/// Refuses keys that cannot serve this database: a key that still seals values and is not
+/// configured (removed before a rotation finished), named with its count, in one line.
+pub async fn check_keyring<S: Store>(store: &S, vault: &Vault) -> anyhow::Result<()> {
+    for status in key_status(store, vault).await? {
+        if !status.configured && status.sealed_values > 0 {
+            anyhow::bail!(
+                "encryption key {} still seals {} value(s) and is not configured: put it back \
+                 among the keys (run tether keys rotate, and remove it only once tether keys \
+                 status shows 0)",
+                status.key_id,
+                status.sealed_values
+            );
+        }
+    }
+    Ok(())
 }
 
 /// How many sealed values there are to look at (for a progress bar).
@@ -52,7 +189,8 @@ pub async fn count<S: Store>(store: &S) -> anyhow::Result<u64> {
     Ok(total)
 }
 
-/// Re-seals everything under `vault`'s primary key; `progress` is called once per value.
+/// Re-seals everything under `vault`'s sealing key (one pass); `progress` is called once per
+/// value.
 pub async fn reseal_all<S: Store>(
     store: &S,
     vault: &Vault,

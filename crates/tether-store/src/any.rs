@@ -117,6 +117,22 @@ impl Store for AnyStore {
         dispatch!(self, delete_integration(key))
     }
 
+    async fn sealing_key(&self) -> StoreResult<Option<String>> {
+        dispatch!(self, sealing_key())
+    }
+
+    async fn announce_sealing_key(&self, key_id: &str, now: i64) -> StoreResult<()> {
+        dispatch!(self, announce_sealing_key(key_id, now))
+    }
+
+    async fn announce_sealing_key_if_none(&self, key_id: &str, now: i64) -> StoreResult<String> {
+        dispatch!(self, announce_sealing_key_if_none(key_id, now))
+    }
+
+    async fn sealed_value_counts(&self) -> StoreResult<Vec<crate::SealedCount>> {
+        dispatch!(self, sealed_value_counts())
+    }
+
     async fn list_integrations(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
         dispatch!(self, list_integrations())
     }

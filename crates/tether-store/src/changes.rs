@@ -11,6 +11,8 @@ pub enum Change {
     Connection(String),
     /// This API-managed integration was created, replaced or deleted: load it again.
     Integration(String),
+    /// A new sealing key was announced (key rotation): seal under this key id from now on.
+    SealingKey(String),
     /// Changes may be going unheard (the feed lost its database connection): until the next
     /// [`Change::Resync`], nothing cached can be trusted.
     Lost,

@@ -16,6 +16,7 @@ mod paging;
 pub mod postgres;
 mod records;
 mod rows;
+mod sealing;
 pub mod sqlite;
 
 pub use any::{AnyStore, Backend};
@@ -24,6 +25,7 @@ pub use changes::{Change, ChangeFeed};
 pub use error::{StoreError, StoreResult};
 pub use postgres::PgStore;
 pub use records::*;
+pub use sealing::SealedCount;
 pub use sqlite::SqliteStore;
 
 use std::future::Future;
@@ -95,6 +97,33 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
         new: &[u8],
         now: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    // ----- the sealing key (key rotation) ----------------------------------------------------
+
+    /// The id of the vault key announced as the one that seals new values, if any.
+    fn sealing_key(&self) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+
+    /// Announces `key_id` as the sealing key, replacing any other. Every instance hears it:
+    /// through [`Store::changes`] at commit where the backend has a feed, and at its next poll
+    /// of [`Store::sealing_key`] in any case.
+    fn announce_sealing_key(
+        &self,
+        key_id: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Announces `key_id` only when no key is announced yet (a first start); returns the key
+    /// announced afterwards, ours or the one already there. One statement.
+    fn announce_sealing_key_if_none(
+        &self,
+        key_id: &str,
+        now: i64,
+    ) -> impl Future<Output = StoreResult<String>> + Send;
+
+    /// How many sealed values each vault key id seals, per sealed column (connections'
+    /// credentials, API-managed integrations, OAuth flows in progress), read from the values'
+    /// headers in the database.
+    fn sealed_value_counts(&self) -> impl Future<Output = StoreResult<Vec<SealedCount>>> + Send;
 
     // ----- connect sessions --------------------------------------------------------------
 

@@ -16,8 +16,9 @@ use tempfile::TempDir;
 use tether_store::{
     AttemptOutcome, AttemptWindow, ConnectSessionRow, ConnectionEventRow, ConnectionFilter,
     ConnectionPage, ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate,
-    FlowStateRow, HistoryEntry, NewWebhookEvent, PgStore, SqliteStore, StatusChange, Store,
-    StoreError, WebhookAttempt, WebhookEventFilter, WebhookEventRow, WebhookStatus, history_kind,
+    FlowStateRow, HistoryEntry, NewWebhookEvent, PgStore, SealedCount, SqliteStore, StatusChange,
+    Store, StoreError, WebhookAttempt, WebhookEventFilter, WebhookEventRow, WebhookStatus,
+    history_kind,
 };
 use tokio::sync::Barrier;
 
@@ -1594,6 +1595,116 @@ async fn integration_reseal<S: Store>(store: S) {
     );
 }
 
+// ----- the sealing key (key rotation) ------------------------------------------------------
+
+/// A value laid out as the vault seals it (`0x01 | len(key id) | key id | nonce | ciphertext
+/// and tag`), under `key_id`; the store reads only the header.
+fn sealed_under(key_id: &str) -> Vec<u8> {
+    let mut sealed = vec![1, key_id.len() as u8];
+    sealed.extend_from_slice(key_id.as_bytes());
+    sealed.extend_from_slice(&[7; 12 + 16 + 5]);
+    sealed
+}
+
+async fn sealing_key_announcements<S: Store>(store: S) {
+    assert_eq!(store.sealing_key().await.unwrap(), None);
+    // Instances starting together on a new database: the first announcement wins for all.
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let racers: Vec<_> = (0..RACERS)
+        .map(|n| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .announce_sealing_key_if_none(&format!("k-{n}"), NOW)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for racer in racers {
+        winners.push(racer.await.unwrap());
+    }
+    winners.dedup();
+    assert_eq!(winners.len(), 1, "one key announced: {winners:?}");
+    assert_eq!(
+        store.sealing_key().await.unwrap().as_ref(),
+        Some(&winners[0])
+    );
+    // A rotation replaces it; a later start does not put its own back.
+    store.announce_sealing_key("k-new", NOW + 1).await.unwrap();
+    assert_eq!(
+        store
+            .announce_sealing_key_if_none("k-0", NOW + 2)
+            .await
+            .unwrap(),
+        "k-new"
+    );
+    assert_eq!(store.sealing_key().await.unwrap().as_deref(), Some("k-new"));
+}
+
+async fn sealed_values_counted_per_key<S: Store>(store: S) {
+    assert_eq!(store.sealed_value_counts().await.unwrap(), []);
+    for (n, key) in ["k-old", "k-old", "k-new"].iter().enumerate() {
+        let mut row = connection(&format!("conn-{n}"), "github", &format!("user-{n}"));
+        row.credentials = sealed_under(key);
+        store.insert_connection(&row).await.unwrap();
+    }
+    // Not sealed by the vault: not counted.
+    store
+        .insert_connection(&connection("conn-x", "github", "user-x"))
+        .await
+        .unwrap();
+    store
+        .put_integration("crm", &sealed_under("k-old"), NOW)
+        .await
+        .unwrap();
+    let mut sealed_flow = flow("state-1", "browser", NOW + 60);
+    sealed_flow.pkce_verifier = sealed_under("k-new");
+    assert!(store.insert_flow_state(&sealed_flow, 10).await.unwrap());
+    let mut empty_flow = flow("state-2", "browser", NOW + 60);
+    empty_flow.pkce_verifier = Vec::new();
+    assert!(store.insert_flow_state(&empty_flow, 10).await.unwrap());
+
+    let count = |what: &str, key_id: &str, count: u64| SealedCount {
+        what: what.into(),
+        key_id: key_id.into(),
+        count,
+    };
+    assert_eq!(
+        store.sealed_value_counts().await.unwrap(),
+        [
+            count("connections", "k-new", 1),
+            count("connections", "k-old", 2),
+            count("flows", "k-new", 1),
+            count("integrations", "k-old", 1),
+        ]
+    );
+    // A re-seal moves the count to the new key.
+    let row = get(&store, "conn-0").await;
+    assert!(
+        store
+            .reseal_credentials(
+                "conn-0",
+                row.credentials_version,
+                &sealed_under("k-new"),
+                NOW
+            )
+            .await
+            .unwrap()
+    );
+    let counts = store.sealed_value_counts().await.unwrap();
+    assert!(
+        counts.contains(&count("connections", "k-new", 2)),
+        "{counts:?}"
+    );
+    assert!(
+        counts.contains(&count("connections", "k-old", 1)),
+        "{counts:?}"
+    );
+}
+
 // ----- connection history and console views ----------------------------------------------
 
 async fn history_commits_with_its_change<S: Store>(store: S) {
@@ -1987,6 +2098,8 @@ macro_rules! conformance_suite {
             flow_states_capped_per_session,
             flow_cursor_and_reseal,
             integration_reseal,
+            sealing_key_announcements,
+            sealed_values_counted_per_key,
             flow_state_single_use,
             flow_state_expired_is_still_consumed,
             flow_state_wrong_browser_leaves_it,
@@ -2732,6 +2845,23 @@ mod postgres_specifics {
         let other = elsewhere.store().await;
         other.put_integration("crm", b"sealed", NOW).await.unwrap();
         quiet(&mut feed).await;
+    }
+
+    #[tokio::test]
+    async fn a_new_sealing_key_is_heard_by_every_instance() {
+        let schema = PgSchema::create().await;
+        let ours = schema.store().await;
+        let theirs = schema.store().await;
+        let mut feed = ours.changes().unwrap();
+        assert_eq!(
+            next_change(&mut feed, "the first resync").await,
+            Change::Resync
+        );
+        theirs.announce_sealing_key("k-new", NOW).await.unwrap();
+        assert_eq!(
+            next_change(&mut feed, "an announced key").await,
+            Change::SealingKey("k-new".into())
+        );
     }
 
     #[tokio::test]

@@ -88,7 +88,7 @@ pub async fn put_integration<S: Store>(
     let integration = Integration::from_config(key.as_str(), &table, &state.catalog)
         .map_err(|e| ApiError::bad_request("invalid_integration", e.to_string()))?;
     check_addresses(&state.config.address_policy, &integration)?;
-    let sealed = seal_config(&state.vault, key.as_str(), &table);
+    let sealed = seal_config(&state.vault, key.as_str(), &table).map_err(ApiError::cannot_seal)?;
     let created = state
         .store
         .put_integration(key.as_str(), &sealed, unix_time::now())

@@ -254,10 +254,11 @@ impl Failure {
         message: &'static str,
     ) -> Self {
         let any: &dyn std::any::Any = err;
-        if any
-            .downcast_ref::<tether_store::StoreError>()
-            .is_some_and(tether_store::StoreError::is_unavailable)
-        {
+        let store_error = any.downcast_ref::<tether_store::StoreError>().or_else(|| {
+            any.downcast_ref::<crate::connection_service::persist::SaveError>()
+                .and_then(|e| e.store_error())
+        });
+        if store_error.is_some_and(tether_store::StoreError::is_unavailable) {
             tracing::warn!(error = ?err, "{what}: database unavailable");
             let mut failure = Failure::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -291,6 +291,9 @@ pub async fn start_oauth<S: Store>(
     let mut plain = serde_json::to_vec(&sealed).expect("a flow always serializes");
     let sealed_flow = state.vault.seal(&verifier_context(&state_hash), &plain);
     zeroize::Zeroize::zeroize(&mut plain);
+    // Refused only when this instance lacks the sealing key the database announces.
+    let sealed_flow =
+        sealed_flow.map_err(|err| Failure::internal("sealing the flow", &err, CONNECT_FAILED))?;
     let flow = FlowStateRow {
         state_hash: state_hash.clone(),
         browser_hash: random::sha256_hex(&session.browser),

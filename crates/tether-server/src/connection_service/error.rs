@@ -36,6 +36,10 @@ pub enum ConnectionError {
     /// The store failed otherwise (a bug or a broken database): internal.
     #[error("store: {0}")]
     Store(StoreError),
+    /// This instance does not hold the sealing key the database announces (key rotation):
+    /// nothing was refreshed, so no new token can be lost for want of a key to seal it.
+    #[error("{0}")]
+    CannotSeal(tether_core::vault::VaultError),
     /// Anything else that is our fault (credentials that do not open, auth headers that do
     /// not render): internal, logged under a reference, never shown.
     #[error("internal error")]
@@ -72,6 +76,7 @@ impl From<ConnectionError> for ApiError {
             ConnectionError::Store(err) => {
                 ApiError::Internal(anyhow::Error::new(err).context("store"))
             }
+            ConnectionError::CannotSeal(err) => ApiError::cannot_seal(err),
             ConnectionError::Internal(err) => ApiError::Internal(err),
         }
     }

@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 use tether_core::credentials::Credentials;
 use tether_core::ids::ConnectionId;
+use tether_core::vault::VaultError;
 use tether_store::{ConnectionRow, ConnectionStatus, CredentialsUpdate, Store, StoreError};
 
 use crate::state::AppState;
@@ -16,6 +17,36 @@ fn created_extra(reconnected: bool) -> Map<String, Value> {
     let mut extra = Map::new();
     extra.insert("reconnected".into(), Value::Bool(reconnected));
     extra
+}
+
+/// Why a connection could not be saved.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// This instance does not hold the sealing key the database announces: nothing is
+    /// stored rather than stored under a key a rotation is retiring.
+    #[error(transparent)]
+    Seal(#[from] VaultError),
+}
+
+impl SaveError {
+    /// The store's error, when that is what failed.
+    pub fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            SaveError::Store(err) => Some(err),
+            SaveError::Seal(_) => None,
+        }
+    }
+}
+
+impl From<SaveError> for crate::error::ApiError {
+    fn from(err: SaveError) -> Self {
+        match err {
+            SaveError::Store(err) => err.into(),
+            SaveError::Seal(err) => crate::error::ApiError::cannot_seal(err),
+        }
+    }
 }
 
 /// Who connected.
@@ -32,7 +63,7 @@ pub async fn save_connection<S: Store>(
     end_user: &EndUser,
     credentials: &Credentials,
     metadata: &serde_json::Map<String, serde_json::Value>,
-) -> Result<String, StoreError> {
+) -> Result<String, SaveError> {
     let metadata = serde_json::Value::Object(metadata.clone()).to_string();
     // Two tries: a concurrent first connect may insert between our find and our insert.
     for _ in 0..2 {
@@ -45,7 +76,7 @@ pub async fn save_connection<S: Store>(
             let update = CredentialsUpdate {
                 id: existing.id.clone(),
                 expected_version: existing.credentials_version,
-                credentials: credentials.seal(&state.vault, &existing.id),
+                credentials: credentials.seal(&state.vault, &existing.id)?,
                 access_expires_at: credentials.expires_at(),
                 metadata: metadata.clone(),
                 status: ConnectionStatus::Active,
@@ -74,7 +105,7 @@ pub async fn save_connection<S: Store>(
             end_user_email: end_user.email.clone(),
             end_user_display_name: end_user.display_name.clone(),
             status: ConnectionStatus::Active,
-            credentials: credentials.seal(&state.vault, &id),
+            credentials: credentials.seal(&state.vault, &id)?,
             credentials_version: 1,
             access_expires_at: credentials.expires_at(),
             metadata: metadata.clone(),
@@ -96,10 +127,8 @@ pub async fn save_connection<S: Store>(
                 return Ok(id);
             }
             Err(StoreError::Conflict(_)) => continue,
-            Err(err) => return Err(err),
+            Err(err) => return Err(err.into()),
         }
     }
-    Err(StoreError::Conflict(
-        "connection changed concurrently; try again",
-    ))
+    Err(StoreError::Conflict("connection changed concurrently; try again").into())
 }

@@ -280,6 +280,12 @@ async fn refresh<S: Store>(
             return Ok(latest);
         }
     };
+    // A provider that rotates refresh tokens spends the old one at this call: refuse before
+    // it when the new tokens could not be sealed (the announced key is not held here).
+    if let Err(err) = state.vault.sealing_key_id() {
+        release_lease(state, &id).await;
+        return Err(ConnectionError::CannotSeal(err));
+    }
     let result = call_token_endpoint(state, integration, &current).await;
     let outcome = match result {
         Ok((credentials, metadata)) => {

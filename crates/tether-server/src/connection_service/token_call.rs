@@ -94,10 +94,13 @@ pub(super) async fn store_refreshed<S: Store>(
     metadata: String,
 ) -> Result<CachedConnection, Fallback> {
     let now = state.clock.now();
+    let sealed = credentials
+        .seal(&state.vault, &current.row.id)
+        .map_err(|e| Fallback::Fail(ConnectionError::CannotSeal(e)))?;
     let update = CredentialsUpdate {
         id: current.row.id.clone(),
         expected_version: current.row.credentials_version,
-        credentials: credentials.seal(&state.vault, &current.row.id),
+        credentials: sealed,
         access_expires_at: credentials.expires_at(),
         metadata,
         status: ConnectionStatus::Active,

@@ -86,7 +86,7 @@ pub async fn issue<S: Store>(state: &AppState<S>, key_fingerprint: String) -> Op
         return None;
     }
     let plaintext = serde_json::to_vec(&claims).ok()?;
-    let value = URL_SAFE_NO_PAD.encode(state.vault.seal(CONTEXT, &plaintext));
+    let value = URL_SAFE_NO_PAD.encode(state.vault.seal(CONTEXT, &plaintext).ok()?);
     set_cookie(&state.config, value, SESSION_SECS)
 }
 

@@ -124,7 +124,7 @@ async fn subscribed(pool: &sqlx::PgPool, channel: &str) -> Result<PgListener, sq
     Ok(listener)
 }
 
-/// `c:<connection id>` or `i:<integration key>`; anything else (`h:`, a heartbeat) is
+/// `c:<connection id>`, `i:<integration key>` or `k:<sealing key id>`; anything else (`h:`, a heartbeat) is
 /// ignored.
 fn parse(notification: &PgNotification) -> Option<Change> {
     let payload = notification.payload();
@@ -133,6 +133,9 @@ fn parse(notification: &PgNotification) -> Option<Change> {
     }
     if let Some(key) = payload.strip_prefix("i:") {
         return Some(Change::Integration(key.to_owned()));
+    }
+    if let Some(key_id) = payload.strip_prefix("k:") {
+        return Some(Change::SealingKey(key_id.to_owned()));
     }
     None
 }

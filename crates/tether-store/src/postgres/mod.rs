@@ -18,6 +18,7 @@ mod connections;
 mod flows;
 mod history;
 mod leases;
+mod sealing;
 mod webhooks;
 
 use std::str::FromStr;
@@ -190,6 +191,26 @@ impl Store for PgStore {
             PgConnectOptions::clone(&self.options),
             self.channel.clone(),
         ))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn sealing_key(&self) -> StoreResult<Option<String>> {
+        sealing::sealing_key(&self.pool).await
+    }
+
+    #[tracing::instrument(skip_all, fields(key = %key_id), err)]
+    async fn announce_sealing_key(&self, key_id: &str, now: i64) -> StoreResult<()> {
+        sealing::announce(&self.pool, key_id, now).await
+    }
+
+    #[tracing::instrument(skip_all, fields(key = %key_id), err)]
+    async fn announce_sealing_key_if_none(&self, key_id: &str, now: i64) -> StoreResult<String> {
+        sealing::announce_if_none(&self.pool, key_id, now).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn sealed_value_counts(&self) -> StoreResult<Vec<crate::SealedCount>> {
+        sealing::sealed_value_counts(&self.pool).await
     }
 
     #[tracing::instrument(skip_all, err)]

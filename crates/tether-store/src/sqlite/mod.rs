@@ -12,6 +12,7 @@ mod flows;
 mod history;
 mod leases;
 mod point_reads;
+mod sealing;
 mod webhooks;
 
 use std::str::FromStr;
@@ -179,6 +180,26 @@ impl Store for SqliteStore {
     /// One process owns a SQLite database: its own writes invalidate its caches directly.
     fn changes(&self) -> Option<ChangeFeed> {
         None
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn sealing_key(&self) -> StoreResult<Option<String>> {
+        sealing::sealing_key(&self.pool).await
+    }
+
+    #[tracing::instrument(skip_all, fields(key = %key_id), err)]
+    async fn announce_sealing_key(&self, key_id: &str, now: i64) -> StoreResult<()> {
+        sealing::announce(&self.pool, key_id, now).await
+    }
+
+    #[tracing::instrument(skip_all, fields(key = %key_id), err)]
+    async fn announce_sealing_key_if_none(&self, key_id: &str, now: i64) -> StoreResult<String> {
+        sealing::announce_if_none(&self.pool, key_id, now).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn sealed_value_counts(&self) -> StoreResult<Vec<crate::SealedCount>> {
+        sealing::sealed_value_counts(&self.pool).await
     }
 
     #[tracing::instrument(skip_all, err)]

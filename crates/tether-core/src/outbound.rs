@@ -301,4 +301,27 @@ mod tests {
         assert!(matches!(err, OutboundError::Network(_)), "{shown}");
         assert!(!shown.contains("typed-secret"), "{shown}");
     }
+
+    #[tokio::test]
+    async fn guarded_calls_never_connect_to_refused_addresses() {
+        let outbound = Outbound::new(OutboundLimits::default());
+        // An IP literal fails before a request exists; a name when it resolves.
+        let literal = url::Url::parse("http://127.0.0.1:1/token").unwrap();
+        let err = outbound
+            .request(reqwest::Method::POST, literal.clone(), Trust::Guarded)
+            .unwrap_err();
+        assert!(matches!(err, OutboundError::Refused(_)), "{err}");
+        let name = url::Url::parse("http://localhost:1/token").unwrap();
+        let request = outbound
+            .request(reqwest::Method::POST, name, Trust::Guarded)
+            .unwrap();
+        let err = outbound.send(request).await.unwrap_err();
+        assert!(matches!(err, OutboundError::Refused(_)), "{err}");
+        // The operator's own address is used as written (nothing listens: refused by TCP).
+        let request = outbound
+            .request(reqwest::Method::POST, literal, Trust::Operator)
+            .unwrap();
+        let err = outbound.send(request).await.unwrap_err();
+        assert!(matches!(err, OutboundError::Network(_)), "{err}");
+    }
 }

@@ -302,9 +302,9 @@ async fn rotation_while_serving_and_writing_loses_nothing_on_sqlite() {
     let http = reqwest::Client::new();
     let integration = serde_json::json!({
         "provider": "oauth2", "client_id": "c", "client_secret": "s",
-        "authorization_url": "http://127.0.0.1:9/authorize",
-        "token_url": "http://127.0.0.1:9/token",
-        "api_base_url": "http://127.0.0.1:9/api",
+        "authorization_url": "https://crm.example.com/authorize",
+        "token_url": "https://crm.example.com/token",
+        "api_base_url": "https://crm.example.com/api",
     });
     let put = http
         .put(base.join("v1/integrations/crm").unwrap())
@@ -415,9 +415,9 @@ async fn serve_refuses_to_start_without_a_key_that_still_seals_values() {
         .bearer_auth(API_KEY)
         .json(&serde_json::json!({
             "provider": "oauth2", "client_id": "c", "client_secret": "s",
-            "authorization_url": "http://127.0.0.1:9/authorize",
-            "token_url": "http://127.0.0.1:9/token",
-            "api_base_url": "http://127.0.0.1:9/api",
+            "authorization_url": "https://crm.example.com/authorize",
+            "token_url": "https://crm.example.com/token",
+            "api_base_url": "https://crm.example.com/api",
         }))
         .send()
         .await
@@ -469,9 +469,9 @@ async fn an_instance_without_the_announced_key_refuses_to_seal() {
         .bearer_auth(API_KEY)
         .json(&serde_json::json!({
             "provider": "oauth2", "client_id": "c", "client_secret": "s",
-            "authorization_url": "http://127.0.0.1:9/authorize",
-            "token_url": "http://127.0.0.1:9/token",
-            "api_base_url": "http://127.0.0.1:9/api",
+            "authorization_url": "https://crm.example.com/authorize",
+            "token_url": "https://crm.example.com/token",
+            "api_base_url": "https://crm.example.com/api",
         }))
         .send()
         .await

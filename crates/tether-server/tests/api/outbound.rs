@@ -443,7 +443,7 @@ struct AccountsServer {
 }
 
 impl AccountsServer {
-    async fn spawn(name: &str) -> AccountsServer {
+    async fn spawn(name: &str, api_domain: &'static str) -> AccountsServer {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
         use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
         let ca_key = KeyPair::generate().unwrap();
@@ -481,7 +481,7 @@ impl AccountsServer {
                         let body = if path == "/oauth/v2/token" {
                             json!({"access_token": "zoho-access", "refresh_token": "zoho-refresh",
                                    "token_type": "Bearer", "expires_in": 3600,
-                                   "api_domain": "https://www.zohoapis.eu"})
+                                   "api_domain": api_domain})
                         } else {
                             json!({})
                         };
@@ -529,7 +529,20 @@ impl Drop for AccountsServer {
 /// revocation URLs are used; `accounts.zoho.eu` resolves to a stand-in on loopback.
 #[tokio::test]
 async fn a_zoho_connect_redeems_and_revokes_at_the_data_centres_accounts_server() {
-    let accounts = AccountsServer::spawn("accounts.zoho.eu").await;
+    zoho_connects_through("zoho.eu", "https://www.zohoapis.eu").await;
+}
+
+/// Canada's accounts server is the one outside `accounts.zoho.*`: `accounts.zohocloud.ca`.
+#[tokio::test]
+async fn a_canadian_zoho_connect_redeems_and_revokes_at_zohocloud_ca() {
+    zoho_connects_through("zohocloud.ca", "https://www.zohoapis.ca").await;
+}
+
+/// Connects a Zoho user whose redirect back names `accounts.{data_center}`, with that host
+/// resolved to a TLS stand-in that answers `api_domain`, then deletes the connection.
+async fn zoho_connects_through(data_center: &str, api_domain: &'static str) {
+    let host = ["accounts.", data_center].concat();
+    let accounts = AccountsServer::spawn(&host, api_domain).await;
     let (roots, addr) = (accounts.roots.clone(), accounts.addr);
     let scopes = [
         "ZohoCRM.modules.ALL",
@@ -537,7 +550,13 @@ async fn a_zoho_connect_redeems_and_revokes_at_the_data_centres_accounts_server(
         "ZohoCRM.users.READ",
     ];
     let app = spawn_app_with(AppOptions {
-        seed: SeedOAuthConfig::zoho_like(&scopes),
+        seed: SeedOAuthConfig {
+            callback_params: vec![
+                ("accounts-server".into(), ["https://", &host].concat()),
+                ("location".into(), data_center.into()),
+            ],
+            ..SeedOAuthConfig::zoho_like(&scopes)
+        },
         emulator_integrations: Some(Arc::new(|emu: &Url| {
             vec![(
                 "zoho".into(),
@@ -555,18 +574,15 @@ async fn a_zoho_connect_redeems_and_revokes_at_the_data_centres_accounts_server(
             config.extra_root_certificates = roots.clone();
             config.address_policy = tether_core::outbound::AddressPolicy::parse(&["127.0.0.0/8"])
                 .unwrap()
-                .resolve_name_to("accounts.zoho.eu", addr);
+                .resolve_name_to(&host, addr);
         })),
         ..AppOptions::default()
     })
     .await;
     let id = app.connect_through("zoho-user", "zoho", None).await;
     let connection = app.get_connection(&id).await;
-    assert_eq!(connection["metadata"]["data_center"], "eu");
-    assert_eq!(
-        connection["metadata"]["api_domain"],
-        "https://www.zohoapis.eu"
-    );
+    assert_eq!(connection["metadata"]["data_center"], data_center);
+    assert_eq!(connection["metadata"]["api_domain"], api_domain);
     assert_eq!(accounts.paths(), ["/oauth/v2/token"]);
 
     let deleted = app

@@ -32,6 +32,7 @@ const COMMON_KEYS: &[&str] = &[
     "client_auth",
     "token_request_format",
     "pkce",
+    "field_patterns",
 ];
 
 /// A configuration problem in `[integrations.KEY]`.
@@ -355,6 +356,9 @@ impl Integration {
                 )));
             }
         }
+
+        let mut provider = provider;
+        apply_field_patterns(table, &mut provider).map_err(&err)?;
 
         let mut settings = BTreeMap::new();
         for setting in &provider.settings {
@@ -687,6 +691,48 @@ fn named_templates(
                 .map_err(|e| format!("{what}{name}: {e}"))
         })
         .collect()
+}
+
+/// `field_patterns = { FIELD = "regex" }`: the operator replaces the pattern a Connect form
+/// field is held to, for a provider whose published hosts could not all be verified
+/// (ActiveCampaign's API domains): the provider file's pattern is the safe default, and the
+/// operator who knows where their users' accounts live widens it. Only fields that already
+/// have a pattern can be given one (a field without one never reaches a URL), and the new
+/// pattern must compile. Hosts named through it are still held to the outbound address
+/// policy like any value an end user types.
+fn apply_field_patterns(
+    table: &serde_json::Map<String, Value>,
+    provider: &mut Arc<ProviderDef>,
+) -> Result<(), String> {
+    let Some(value) = table.get("field_patterns") else {
+        return Ok(());
+    };
+    // This integration's own copy of the provider; the catalog's stays as published.
+    let provider = Arc::make_mut(provider);
+    let Value::Object(patterns) = value else {
+        return Err("field_patterns must be a table of field name = \"pattern\"".into());
+    };
+    for (name, pattern) in patterns {
+        let Value::String(pattern) = pattern else {
+            return Err(format!("field_patterns.{name} must be a string"));
+        };
+        let field = provider
+            .fields
+            .iter_mut()
+            .find(|field| &field.name == name && field.pattern.is_some())
+            .ok_or_else(|| {
+                format!(
+                    "field_patterns.{name}: provider {:?} has no form field {name:?} held to a pattern",
+                    provider.id
+                )
+            })?;
+        whole_value_regex(pattern)
+            .map_err(|e| format!("field_patterns.{name} is not a valid pattern ({e})"))?;
+        field.pattern = Some(pattern.clone());
+        // The provider's hint describes the provider's own pattern.
+        field.pattern_hint = None;
+    }
+    Ok(())
 }
 
 fn string(table: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, String> {

@@ -140,6 +140,84 @@ async fn activecampaign_calls_the_host_of_the_pasted_api_url() {
     }
 }
 
+/// ActiveCampaign's list of API domains is not published (the file says so): an operator
+/// whose users are on another domain widens the form's pattern with `field_patterns`, and
+/// those users connect; a field the provider holds to no pattern cannot be given one, and a
+/// pattern that does not compile is refused when the integration is loaded.
+#[tokio::test]
+async fn an_operator_widens_the_activecampaign_host_pattern() {
+    let (base, seen) = upstream("api-token", KEY).await;
+    let app = spawn_app_with(AppOptions {
+        integrations: vec![(
+            "ac".into(),
+            json!({"provider": "activecampaign",
+            "api_base_url": ([base.as_str(), "x/${connection.api_host}/api/3"].concat()),
+            "field_patterns": {
+                "api_host": "[a-z0-9-]+\\.(api-us1\\.com|activehosted\\.com|ac-eu\\.example)"
+            }}),
+        )],
+        ..AppOptions::default()
+    })
+    .await;
+    let (status, location) = post_form(
+        &app,
+        "ac",
+        &[
+            ("api_host", "https://acme.ac-eu.example/"),
+            ("api_key", KEY),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{location}");
+    let id = connection_id(&location);
+    assert_eq!(
+        app.get_connection(&id).await["metadata"]["api_host"],
+        "acme.ac-eu.example"
+    );
+    assert_eq!(app.proxy_get(&id, "contacts").await.status(), 200);
+    assert_eq!(
+        seen.paths().last().map(String::as_str),
+        Some("/x/acme.ac-eu.example/api/3/contacts")
+    );
+    let (status, body) = post_form(
+        &app,
+        "ac",
+        &[
+            ("api_host", "https://acme.other.example/"),
+            ("api_key", KEY),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422, "still held to the operator's pattern: {body}");
+
+    let catalog = tether_core::catalog::Catalog::embedded().unwrap();
+    for (patterns, expected) in [
+        (
+            json!({"api_key": ".*"}),
+            "has no form field \"api_key\" held to a pattern",
+        ),
+        (
+            json!({"api_host": "("}),
+            "field_patterns.api_host is not a valid pattern",
+        ),
+        (
+            json!({"api_host": 7}),
+            "field_patterns.api_host must be a string",
+        ),
+    ] {
+        let table = json!({"provider": "activecampaign", "field_patterns": patterns});
+        let err = tether_core::integration::Integration::from_config(
+            "ac",
+            table.as_object().unwrap(),
+            &catalog,
+        )
+        .err()
+        .expect("refused")
+        .to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
 /// Freshsales: the bundle alias as shown under API Settings, on the Freshworks platform
 /// (`acme.myfreshworks.com/crm/sales`) or on the older `acme.freshsales.io`.
 #[tokio::test]

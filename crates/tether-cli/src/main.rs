@@ -1,6 +1,8 @@
 //! The `tether` binary: a thin layer that parses the command line and hands over to the
 //! subcommand. Errors end as one line on stderr and a non-zero exit.
 
+#![forbid(unsafe_code)]
+
 mod access;
 mod commands;
 mod config;

@@ -4,6 +4,8 @@
 //! This crate knows no HTTP framework and no database. It talks to providers through the
 //! outbound client in [`outbound`], which follows no redirects and trusts no response's size.
 
+#![forbid(unsafe_code)]
+
 pub mod address_policy;
 pub mod catalog;
 pub mod credential_flow;

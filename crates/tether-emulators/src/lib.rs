@@ -10,6 +10,8 @@
 //! This crate must never depend on anything of Tether's: the emulators describe the
 //! providers, not Tether's idea of them. It must never listen on anything but loopback.
 
+#![forbid(unsafe_code)]
+
 // Handlers pass ready-made error `Response`s through `Result::Err`, the axum idiom; their
 // size does not matter on these paths, so the lint's boxing advice would only add noise.
 #![allow(clippy::result_large_err)]

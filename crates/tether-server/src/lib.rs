@@ -8,6 +8,8 @@
 //! app's own handlers with [`Gateway::credentials`]. `examples/embedded` in the workspace is an
 //! app that does all of this.
 
+#![forbid(unsafe_code)]
+
 mod api;
 mod api_keys;
 mod body_limit;

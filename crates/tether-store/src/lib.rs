@@ -8,6 +8,8 @@
 //! `postgres/`), each with its own `migrations/` folder; [`AnyStore`] picks one at start-up
 //! from the URL scheme. The conformance suite in `tests/` runs against every backend.
 
+#![forbid(unsafe_code)]
+
 mod any;
 mod auth;
 mod changes;

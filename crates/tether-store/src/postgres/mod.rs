@@ -12,13 +12,37 @@
 //!
 //! This module never logs a secret, a token hash, a state hash or a database password.
 
+// The statements, written once in `sql/` for both backends (with `$N` placeholders, which
+// SQLite reads too) and compiled here against a PostgreSQL pool; see `dialect.rs` for the rest.
+/// The database the shared statements are compiled for.
+type Db = sqlx::Postgres;
+/// The pool the shared statements run on.
+type Pool = sqlx::Pool<Db>;
+/// The store the shared trait impls are for.
+type ThisStore = PgStore;
+
+/// Row locks a claim of webhook events skips rather than waits for: rows another instance is claiming right now.
+macro_rules! skip_locked {
+    () => {
+        " FOR UPDATE SKIP LOCKED"
+    };
+}
+
+#[path = "../sql/auth.rs"]
 mod auth;
 mod changes;
+#[path = "../sql/connections.rs"]
 mod connections;
+mod dialect;
+#[path = "../sql/flows.rs"]
 mod flows;
+#[path = "../sql/history.rs"]
 mod history;
+#[path = "../sql/leases.rs"]
 mod leases;
+#[path = "../sql/sealing.rs"]
 mod sealing;
+#[path = "../sql/webhooks.rs"]
 mod webhooks;
 
 use std::str::FromStr;

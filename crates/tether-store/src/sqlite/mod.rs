@@ -6,13 +6,37 @@
 //! statement, never a read followed by a write, so several tasks (or, on PostgreSQL, several
 //! instances) cannot both win. This module never logs a secret, a token hash or a state hash.
 
+// The statements, written once in `sql/` for both backends (with `$N` placeholders, which
+// SQLite reads too) and compiled here against a SQLite pool; see `dialect.rs` for the rest.
+/// The database the shared statements are compiled for.
+type Db = sqlx::Sqlite;
+/// The pool the shared statements run on.
+type Pool = sqlx::Pool<Db>;
+/// The store the shared trait impls are for.
+type ThisStore = SqliteStore;
+
+/// Row locks a claim of webhook events skips rather than waits for: none on SQLite, whose one writer at a time has no row locks.
+macro_rules! skip_locked {
+    () => {
+        ""
+    };
+}
+
+#[path = "../sql/auth.rs"]
 mod auth;
+#[path = "../sql/connections.rs"]
 mod connections;
+mod dialect;
+#[path = "../sql/flows.rs"]
 mod flows;
+#[path = "../sql/history.rs"]
 mod history;
+#[path = "../sql/leases.rs"]
 mod leases;
 mod point_reads;
+#[path = "../sql/sealing.rs"]
 mod sealing;
+#[path = "../sql/webhooks.rs"]
 mod webhooks;
 
 use std::str::FromStr;

@@ -4,7 +4,7 @@
 
 use sqlx::Transaction;
 
-use super::Db;
+use super::{Db, Pool};
 use crate::StoreResult;
 
 /// Makes the flow starts of one connect session take turns until the transaction ends, with a
@@ -27,4 +27,26 @@ pub(super) fn sealed_count_sql(table: &str, column: &str) -> String {
          AS key_id, count(*) FROM {table} \
          WHERE octet_length({column}) > 2 AND get_byte({column}, 0) = 1 GROUP BY 1"
     )
+}
+
+/// Creates or replaces an integration's sealed configuration; true when it was created. One
+/// upsert that tells insert from update: a row version written by this very INSERT has no
+/// deleting transaction (xmax = 0); one updated by ON CONFLICT does. created_at survives a
+/// replace.
+pub(super) async fn put_integration(
+    pool: &Pool,
+    key: &str,
+    sealed_config: &[u8],
+    now: i64,
+) -> StoreResult<bool> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO integrations (key, config, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+         ON CONFLICT (key) DO UPDATE SET config = excluded.config, \
+         updated_at = excluded.updated_at RETURNING (xmax = 0)",
+    )
+    .bind(key)
+    .bind(sealed_config)
+    .bind(now)
+    .fetch_one(pool)
+    .await?)
 }

@@ -198,15 +198,6 @@ impl Store for ThisStore {
         flows::purge_expired(&self.pool, now).await
     }
 
-    #[tracing::instrument(
-        skip_all,
-        fields(id = %connection.id, integration = %connection.integration),
-        err
-    )]
-    async fn insert_connection(&self, connection: &ConnectionRow) -> StoreResult<()> {
-        connections::insert(&self.pool, connection, None).await
-    }
-
     #[tracing::instrument(skip_all, fields(integration = %integration), err)]
     async fn find_connection(
         &self,
@@ -226,11 +217,6 @@ impl Store for ThisStore {
         connections::list(&self.pool, filter).await
     }
 
-    #[tracing::instrument(skip_all, fields(id = %update.id), err)]
-    async fn replace_credentials(&self, update: &CredentialsUpdate) -> StoreResult<bool> {
-        connections::replace_credentials(&self.pool, update, None).await
-    }
-
     #[tracing::instrument(skip_all, fields(id = %id, status = status.as_str()), err)]
     async fn set_connection_status(
         &self,
@@ -240,11 +226,6 @@ impl Store for ThisStore {
         now: i64,
     ) -> StoreResult<bool> {
         connections::set_status(&self.pool, id, status, last_error, now).await
-    }
-
-    #[tracing::instrument(skip_all, fields(id = %id), err)]
-    async fn delete_connection(&self, id: &str) -> StoreResult<bool> {
-        connections::delete(&self.pool, id, None).await
     }
 
     #[tracing::instrument(skip_all, err)]
@@ -335,17 +316,6 @@ impl Store for ThisStore {
         limit: u32,
     ) -> StoreResult<Vec<ConnectionRow>> {
         leases::due_for_refresh(&self.pool, before, now, limit).await
-    }
-
-    #[tracing::instrument(skip_all, fields(id = %id), err)]
-    async fn record_refresh_failure(
-        &self,
-        id: &str,
-        next_refresh_at: i64,
-        last_error: &str,
-        now: i64,
-    ) -> StoreResult<()> {
-        leases::record_refresh_failure(&self.pool, id, next_refresh_at, last_error, now, None).await
     }
 
     #[tracing::instrument(skip_all, fields(id = %id), err)]

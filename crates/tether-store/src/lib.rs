@@ -13,10 +13,14 @@ mod auth;
 mod changes;
 mod error;
 mod paging;
+// Each backend compiles the shared statements of `sql/` for its own pool, on purpose.
+#[allow(clippy::duplicate_mod)]
 pub mod postgres;
 mod records;
 mod rows;
 mod sealing;
+// Each backend compiles the shared statements of `sql/` for its own pool, on purpose.
+#[allow(clippy::duplicate_mod)]
 pub mod sqlite;
 
 pub use any::{AnyStore, Backend};

@@ -1,5 +1,5 @@
-//! PostgreSQL implementation of [`Store`](crate::Store): one database shared by every Tether instance behind
-//! a load balancer, through a sqlx pool per instance.
+//! PostgreSQL implementation of [`Store`](crate::Store): one database shared by every Tether
+//! instance behind a load balancer, through a sqlx pool per instance.
 //!
 //! Every decision that must hold across instances is ONE conditional statement, never a read
 //! followed by a write: taking a flow state (`DELETE ... RETURNING`), a credentials
@@ -7,8 +7,8 @@
 //! PostgreSQL re-checks against the latest row version when another writer committed first),
 //! and claiming webhook events (`FOR UPDATE SKIP LOCKED`). Migrations run under an advisory
 //! lock, so instances starting together apply them once. Changes that other instances cache
-//! are announced by triggers with NOTIFY and heard through [`Store::changes`](crate::Store::changes) (see
-//! `changes.rs`).
+//! are announced by triggers with NOTIFY and heard through
+//! [`Store::changes`](crate::Store::changes) (see `changes.rs`).
 //!
 //! This module never logs a secret, a token hash, a state hash or a database password.
 
@@ -21,7 +21,8 @@ type Pool = sqlx::Pool<Db>;
 /// The store the shared trait impls are for.
 type ThisStore = PgStore;
 
-/// Row locks a claim of webhook events skips rather than waits for: rows another instance is claiming right now.
+/// Row locks a claim of webhook events skips rather than waits for: rows another instance is
+/// claiming right now.
 macro_rules! skip_locked {
     () => {
         " FOR UPDATE SKIP LOCKED"

@@ -217,7 +217,8 @@ pub(super) async fn change_status(
     // One conditional statement: of several writers making the same change, one matches.
     let result = sqlx::query(
         "UPDATE connections SET status = $1, last_error = $2, updated_at = $3 \
-         WHERE id = $4 AND status <> $5 AND (CAST($6 AS BIGINT) IS NULL OR credentials_version = $6)",
+         WHERE id = $4 AND status <> $5 \
+         AND (CAST($6 AS BIGINT) IS NULL OR credentials_version = $6)",
     )
     .bind(change.status.as_str())
     .bind(&change.last_error)

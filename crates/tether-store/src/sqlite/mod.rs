@@ -1,5 +1,5 @@
-//! SQLite implementation of [`Store`](crate::Store): one database file (or `sqlite::memory:` for tests) in
-//! WAL mode behind a small sqlx pool.
+//! SQLite implementation of [`Store`](crate::Store): one database file (or `sqlite::memory:`
+//! for tests) in WAL mode behind a small sqlx pool.
 //!
 //! Every method is a handful of single statements; where a decision must be atomic (taking a
 //! flow state, a credentials compare-and-swap, a refresh lease) it is ONE conditional
@@ -15,7 +15,8 @@ type Pool = sqlx::Pool<Db>;
 /// The store the shared trait impls are for.
 type ThisStore = SqliteStore;
 
-/// Row locks a claim of webhook events skips rather than waits for: none on SQLite, whose one writer at a time has no row locks.
+/// Row locks a claim of webhook events skips rather than waits for: none on SQLite, whose one
+/// writer at a time takes no row locks.
 macro_rules! skip_locked {
     () => {
         ""

@@ -4,10 +4,11 @@
 //! sign-out through one ends the session on all. SQLite takes the same path with one instance.
 //!
 //! A trait of its own, beside [`crate::Store`] (which requires it), so the edge's storage lives
-//! in its own modules (`sqlite/auth.rs`, `postgres/auth.rs`).
+//! in its own module (`sql/auth.rs`, compiled for each backend).
 
 use std::future::Future;
 
+use crate::any::forward_to_backend;
 use crate::{AnyStore, AttemptWindow, StoreResult};
 
 /// An API key Tether made (the first-run key), as stored: its hash only.
@@ -93,59 +94,18 @@ pub trait AuthStore {
     ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
 }
 
-/// Calls the same method on whichever backend this is.
-macro_rules! dispatch {
-    ($self:ident, $method:ident($($arg:expr),*)) => {
-        match $self {
-            AnyStore::Sqlite(store) => store.$method($($arg),*).await,
-            AnyStore::Postgres(store) => store.$method($($arg),*).await,
-        }
-    };
-}
-
 impl AuthStore for AnyStore {
-    async fn count_auth_failures(
-        &self,
-        buckets: &[String],
-        now: i64,
-        window_secs: i64,
-    ) -> StoreResult<Vec<AttemptWindow>> {
-        dispatch!(self, count_auth_failures(buckets, now, window_secs))
-    }
-
-    async fn purge_auth_failures(&self, before: i64) -> StoreResult<u64> {
-        dispatch!(self, purge_auth_failures(before))
-    }
-
-    async fn insert_console_session(&self, session: &ConsoleSessionRow) -> StoreResult<()> {
-        dispatch!(self, insert_console_session(session))
-    }
-
-    async fn console_session_active(&self, id_hash: &str, now: i64) -> StoreResult<bool> {
-        dispatch!(self, console_session_active(id_hash, now))
-    }
-
-    async fn end_console_session(&self, id_hash: &str) -> StoreResult<bool> {
-        dispatch!(self, end_console_session(id_hash))
-    }
-
-    async fn end_console_sessions_of_key(&self, key_fingerprint: &str) -> StoreResult<u64> {
-        dispatch!(self, end_console_sessions_of_key(key_fingerprint))
-    }
-
-    async fn end_all_console_sessions(&self) -> StoreResult<u64> {
-        dispatch!(self, end_all_console_sessions())
-    }
-
-    async fn purge_console_sessions(&self, now: i64) -> StoreResult<u64> {
-        dispatch!(self, purge_console_sessions(now))
-    }
-
-    async fn stored_api_keys(&self) -> StoreResult<Vec<StoredApiKey>> {
-        dispatch!(self, stored_api_keys())
-    }
-
-    async fn revoke_stored_api_keys(&self, now: i64) -> StoreResult<Vec<String>> {
-        dispatch!(self, revoke_stored_api_keys(now))
+    forward_to_backend! {
+        fn count_auth_failures(&self, buckets: &[String], now: i64, window_secs: i64)
+            -> StoreResult<Vec<AttemptWindow>>;
+        fn purge_auth_failures(&self, before: i64) -> StoreResult<u64>;
+        fn insert_console_session(&self, session: &ConsoleSessionRow) -> StoreResult<()>;
+        fn console_session_active(&self, id_hash: &str, now: i64) -> StoreResult<bool>;
+        fn end_console_session(&self, id_hash: &str) -> StoreResult<bool>;
+        fn end_console_sessions_of_key(&self, key_fingerprint: &str) -> StoreResult<u64>;
+        fn end_all_console_sessions(&self) -> StoreResult<u64>;
+        fn purge_console_sessions(&self, now: i64) -> StoreResult<u64>;
+        fn stored_api_keys(&self) -> StoreResult<Vec<StoredApiKey>>;
+        fn revoke_stored_api_keys(&self, now: i64) -> StoreResult<Vec<String>>;
     }
 }

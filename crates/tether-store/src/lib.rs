@@ -15,10 +15,14 @@ mod auth;
 mod changes;
 mod error;
 mod paging;
+// Each backend compiles the shared statements of `sql/` for its own pool, on purpose.
+#[allow(clippy::duplicate_mod)]
 pub mod postgres;
 mod records;
 mod rows;
 mod sealing;
+// Each backend compiles the shared statements of `sql/` for its own pool, on purpose.
+#[allow(clippy::duplicate_mod)]
 pub mod sqlite;
 
 pub use any::{AnyStore, Backend};
@@ -227,7 +231,10 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
     fn insert_connection(
         &self,
         connection: &ConnectionRow,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        // Each plain write is its `_with_event` twin with no event: one code path to keep atomic.
+        self.insert_connection_with_event(connection, None)
+    }
 
     /// The connection of this end user for this integration, if any (reconnect keeps its id).
     fn find_connection(
@@ -255,7 +262,9 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
     fn replace_credentials(
         &self,
         update: &CredentialsUpdate,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    ) -> impl Future<Output = StoreResult<bool>> + Send {
+        self.replace_credentials_with_event(update, None)
+    }
 
     /// Sets a connection's status (e.g. `needs_reauth`) with the reason; false when not found.
     fn set_connection_status(
@@ -267,7 +276,9 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Deletes a connection; false when it did not exist.
-    fn delete_connection(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn delete_connection(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send {
+        self.delete_connection_with_event(id, None)
+    }
 
     /// Up to `limit` connections with an id greater than `after_id`, by id: a cursor over
     /// every connection, for maintenance such as key rotation.
@@ -360,7 +371,9 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
         next_refresh_at: i64,
         last_error: &str,
         now: i64,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        self.record_refresh_failure_with_event(id, next_refresh_at, last_error, now, None)
+    }
 
     /// [`Store::record_refresh_failure`], and `event` (its history entry; delivered only when
     /// `event.deliver`) in the same transaction, when the connection exists.

@@ -1,11 +1,13 @@
-//! The webhook outbox and delivery log on PostgreSQL. Events are inserted by the connection
-//! writes in `connections.rs`, inside their transaction; the workers of every instance claim
-//! due events with one `UPDATE ... WHERE seq IN (SELECT ... FOR UPDATE SKIP LOCKED)
-//! RETURNING` (a lease, so two workers never hold the same event, a worker never waits on
-//! rows another is claiming, and a crashed worker's claims expire), and record each attempt
-//! only while their claim holds.
+//! The webhook outbox and delivery log, on either backend. Events are inserted by the
+//! connection writes in `connections.rs`, inside their transaction; the workers claim due
+//! events with one `UPDATE ... WHERE seq IN (SELECT ...) RETURNING` (a lease, so two workers
+//! never hold the same event and a crashed worker's claims expire; on PostgreSQL the subquery
+//! skips rows another instance is claiming, `FOR UPDATE SKIP LOCKED`, so a worker never waits
+//! on them), and record each attempt only while their claim holds.
 
-use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
+use sqlx::{QueryBuilder, Transaction};
+
+use super::{Db, Pool};
 
 use crate::rows::{EventRecord, event_columns, into_event_rows};
 use crate::{
@@ -16,7 +18,7 @@ use crate::{
 /// Records an event in its connection's history and, when it is to be delivered, puts it in
 /// the outbox (due at once), inside the caller's transaction.
 pub(super) async fn insert_event(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut Transaction<'_, Db>,
     e: &NewWebhookEvent,
 ) -> StoreResult<()> {
     let webhook_id = e.deliver.then_some(e.id.as_str());
@@ -42,7 +44,7 @@ pub(super) async fn insert_event(
 }
 
 pub(super) async fn claim(
-    pool: &PgPool,
+    pool: &Pool,
     owner: &str,
     lease_until: i64,
     now: i64,
@@ -65,7 +67,9 @@ pub(super) async fn claim(
                WHERE p.connection_id = e.connection_id AND p.status = 'pending' \
                  AND p.seq < e.seq) \
            ORDER BY e.seq LIMIT $4 \
-           FOR UPDATE SKIP LOCKED) \
+           ",
+        skip_locked!(),
+        ") \
          RETURNING ",
         event_columns!()
     ))
@@ -81,7 +85,7 @@ pub(super) async fn claim(
     Ok(rows)
 }
 
-pub(super) async fn record_attempt(pool: &PgPool, a: &WebhookAttempt) -> StoreResult<bool> {
+pub(super) async fn record_attempt(pool: &Pool, a: &WebhookAttempt) -> StoreResult<bool> {
     let (status, next_attempt_at, delivered_at) = match a.outcome {
         AttemptOutcome::Delivered => (WebhookStatus::Delivered, None, Some(a.at)),
         AttemptOutcome::Retry { next_attempt_at } => {
@@ -142,11 +146,11 @@ pub(super) async fn record_attempt(pool: &PgPool, a: &WebhookAttempt) -> StoreRe
 }
 
 pub(super) async fn list(
-    pool: &PgPool,
+    pool: &Pool,
     filter: &WebhookEventFilter,
 ) -> StoreResult<Vec<WebhookEventRow>> {
     // `WHERE 1 = 1` lets every optional filter start with AND.
-    let mut query: QueryBuilder<'_, Postgres> = QueryBuilder::new(concat!(
+    let mut query: QueryBuilder<'_, Db> = QueryBuilder::new(concat!(
         "SELECT ",
         event_columns!(),
         " FROM webhook_events WHERE 1 = 1"
@@ -165,7 +169,7 @@ pub(super) async fn list(
     into_event_rows(records)
 }
 
-pub(super) async fn get(pool: &PgPool, id: &str) -> StoreResult<Option<WebhookEventRow>> {
+pub(super) async fn get(pool: &Pool, id: &str) -> StoreResult<Option<WebhookEventRow>> {
     let record: Option<EventRecord> = sqlx::query_as(concat!(
         "SELECT ",
         event_columns!(),
@@ -177,7 +181,7 @@ pub(super) async fn get(pool: &PgPool, id: &str) -> StoreResult<Option<WebhookEv
     record.map(WebhookEventRow::try_from).transpose()
 }
 
-pub(super) async fn redeliver(pool: &PgPool, id: &str, now: i64) -> StoreResult<bool> {
+pub(super) async fn redeliver(pool: &Pool, id: &str, now: i64) -> StoreResult<bool> {
     // A claim is kept: an event being sent now is not sent a second time. A redelivery of a
     // pending event (queued, in back-off, or being sent) only makes it due now with its
     // attempts started over, so a burst of redeliveries queues one delivery, not one each;

@@ -1,15 +1,15 @@
-//! Refresh scheduling on PostgreSQL: which connections are due, who is refreshing one right now (a lease
+//! Refresh scheduling: which connections are due, who is refreshing one right now (a lease
 //! with an expiry, so a crashed holder never blocks refresh forever), and back-off after a
 //! transient failure. A lease is an optimisation against duplicate refreshes, not the guard
 //! against lost updates: that is `replace_credentials`' compare-and-swap.
 
-use sqlx::PgPool;
+use super::Pool;
 
 use crate::rows::{ConnectionRecord, connection_columns, into_connection_rows};
 use crate::{ConnectionRow, StoreResult};
 
 pub(super) async fn try_acquire(
-    pool: &PgPool,
+    pool: &Pool,
     id: &str,
     owner: &str,
     until: i64,
@@ -33,7 +33,7 @@ pub(super) async fn try_acquire(
     Ok(result.rows_affected() == 1)
 }
 
-pub(super) async fn release(pool: &PgPool, id: &str, owner: &str) -> StoreResult<()> {
+pub(super) async fn release(pool: &Pool, id: &str, owner: &str) -> StoreResult<()> {
     // Only the holder may release: a slow former holder whose lease expired and was taken
     // over must not free the new holder's lease.
     sqlx::query(
@@ -48,7 +48,7 @@ pub(super) async fn release(pool: &PgPool, id: &str, owner: &str) -> StoreResult
 }
 
 pub(super) async fn due_for_refresh(
-    pool: &PgPool,
+    pool: &Pool,
     before: i64,
     now: i64,
     limit: u32,
@@ -69,7 +69,7 @@ pub(super) async fn due_for_refresh(
 }
 
 pub(super) async fn record_refresh_failure(
-    pool: &PgPool,
+    pool: &Pool,
     id: &str,
     next_refresh_at: i64,
     last_error: &str,

@@ -1,9 +1,11 @@
-//! Each connection's history (`connection_events`) and the console's read models: a keyset
+//! Each connection's history (`connection_events`), and the console's read models: a keyset
 //! page of connections, counts by status, and event counts per time bucket. History rows are
 //! written only inside the transaction of the change they report (see `webhooks::insert_event`)
 //! or of the webhook attempt that concluded (see `webhooks::record_attempt`).
 
-use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Transaction};
+
+use super::{Db, Pool};
 
 use crate::rows::{ConnectionRecord, connection_columns, into_connection_rows};
 use crate::{
@@ -13,7 +15,7 @@ use crate::{
 
 /// Writes one history entry inside the caller's transaction.
 pub(super) async fn insert(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Db>,
     connection_id: &str,
     entry: &HistoryEntry,
     webhook_event_id: Option<&str>,
@@ -21,7 +23,7 @@ pub(super) async fn insert(
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO connection_events (connection_id, integration, kind, detail, reference, \
-         webhook_event_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+         webhook_event_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(connection_id)
     .bind(&entry.integration)
@@ -36,15 +38,15 @@ pub(super) async fn insert(
 }
 
 pub(super) async fn list(
-    pool: &SqlitePool,
+    pool: &Pool,
     connection_id: &str,
     before_seq: Option<i64>,
     limit: u32,
 ) -> StoreResult<Vec<ConnectionEventRow>> {
     Ok(sqlx::query_as(
         "SELECT seq, connection_id, integration, kind, detail, reference, webhook_event_id, \
-         created_at FROM connection_events WHERE connection_id = ? AND seq < ? \
-         ORDER BY seq DESC LIMIT ?",
+         created_at FROM connection_events WHERE connection_id = $1 AND seq < $2 \
+         ORDER BY seq DESC LIMIT $3",
     )
     .bind(connection_id)
     .bind(before_seq.unwrap_or(i64::MAX))
@@ -53,16 +55,16 @@ pub(super) async fn list(
     .await?)
 }
 
-pub(super) async fn purge(pool: &SqlitePool, before: i64) -> StoreResult<u64> {
-    let result = sqlx::query("DELETE FROM connection_events WHERE created_at < ?")
+pub(super) async fn purge(pool: &Pool, before: i64) -> StoreResult<u64> {
+    let result = sqlx::query("DELETE FROM connection_events WHERE created_at < $1")
         .bind(before)
         .execute(pool)
         .await?;
     Ok(result.rows_affected())
 }
 
-pub(super) async fn page(pool: &SqlitePool, q: &ConnectionPage) -> StoreResult<Vec<ConnectionRow>> {
-    let mut query: QueryBuilder<'_, Sqlite> = QueryBuilder::new(concat!(
+pub(super) async fn page(pool: &Pool, q: &ConnectionPage) -> StoreResult<Vec<ConnectionRow>> {
+    let mut query: QueryBuilder<'_, Db> = QueryBuilder::new(concat!(
         "SELECT ",
         connection_columns!(),
         " FROM connections WHERE id > "
@@ -77,8 +79,8 @@ pub(super) async fn page(pool: &SqlitePool, q: &ConnectionPage) -> StoreResult<V
         query.push(" AND status = ").push_bind(status.as_str());
     }
     if let Some(search) = &q.search {
-        // Two indexed equalities (SQLite's OR optimisation uses both indexes), never a LIKE
-        // that would scan every row.
+        // Two indexed equalities (a BitmapOr of both indexes), never a LIKE that would scan
+        // every row.
         query
             .push(" AND (end_user_id = ")
             .push_bind(search.clone())
@@ -92,7 +94,7 @@ pub(super) async fn page(pool: &SqlitePool, q: &ConnectionPage) -> StoreResult<V
     into_connection_rows(records)
 }
 
-pub(super) async fn status_counts(pool: &SqlitePool) -> StoreResult<Vec<StatusCount>> {
+pub(super) async fn status_counts(pool: &Pool) -> StoreResult<Vec<StatusCount>> {
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT integration, status, COUNT(*) FROM connections \
          GROUP BY integration, status ORDER BY integration, status",
@@ -114,7 +116,7 @@ pub(super) async fn status_counts(pool: &SqlitePool) -> StoreResult<Vec<StatusCo
 }
 
 pub(super) async fn buckets(
-    pool: &SqlitePool,
+    pool: &Pool,
     since: i64,
     bucket_secs: i64,
     kinds: &[&str],
@@ -122,7 +124,7 @@ pub(super) async fn buckets(
     if kinds.is_empty() {
         return Ok(Vec::new());
     }
-    let mut query: QueryBuilder<'_, Sqlite> = QueryBuilder::new("SELECT integration, kind, ");
+    let mut query: QueryBuilder<'_, Db> = QueryBuilder::new("SELECT integration, kind, ");
     query
         .push_bind(since)
         .push(" + ((created_at - ")

@@ -1,16 +1,13 @@
-//! Connect sessions and OAuth flow states on PostgreSQL: short-lived rows that bridge the
+//! Connect sessions and OAuth flow states, on either backend: short-lived rows that bridge the
 //! redirect to a provider and its callback, on whichever instance each lands. Token and `state`
 //! values only ever arrive here hashed.
 
-use sqlx::PgPool;
+use super::Pool;
 
 use crate::rows::{FlowRecord, SessionRecord};
 use crate::{AttemptWindow, ConnectSessionRow, ConsumeOutcome, FlowStateRow, StoreResult};
 
-pub(super) async fn insert_connect_session(
-    pool: &PgPool,
-    s: &ConnectSessionRow,
-) -> StoreResult<()> {
+pub(super) async fn insert_connect_session(pool: &Pool, s: &ConnectSessionRow) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO connect_sessions (token_hash, end_user_id, end_user_email, \
          end_user_display_name, integrations, return_url, expires_at, created_at, updated_at, \
@@ -33,7 +30,7 @@ pub(super) async fn insert_connect_session(
 }
 
 pub(super) async fn get_connect_session(
-    pool: &PgPool,
+    pool: &Pool,
     token_hash: &str,
 ) -> StoreResult<Option<ConnectSessionRow>> {
     let record: Option<SessionRecord> = sqlx::query_as(
@@ -48,18 +45,15 @@ pub(super) async fn get_connect_session(
 }
 
 pub(super) async fn insert_flow_state(
-    pool: &PgPool,
+    pool: &Pool,
     f: &FlowStateRow,
     max_per_session: u32,
 ) -> StoreResult<bool> {
     // The count and the insert are one statement, but on PostgreSQL two instances' statements
-    // may each count before the other inserts: a transaction-scoped advisory lock on the
-    // session makes the starts of one session take turns (other sessions are not held up).
+    // may each count before the other inserts: the backend makes the starts of one session
+    // take turns for the rest of the transaction (see `dialect::lock_session`).
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(&f.session_token_hash)
-        .execute(&mut *tx)
-        .await?;
+    super::dialect::lock_session(&mut tx, &f.session_token_hash).await?;
     let result = sqlx::query(
         "INSERT INTO flow_states (state_hash, browser_hash, session_token_hash, integration, \
          end_user_id, pkce_verifier, redirect_uri, return_url, display, expires_at, created_at, \
@@ -87,7 +81,7 @@ pub(super) async fn insert_flow_state(
 }
 
 pub(super) async fn bind_connect_session(
-    pool: &PgPool,
+    pool: &Pool,
     token_hash: &str,
     browser_hash: &str,
     now: i64,
@@ -106,7 +100,7 @@ pub(super) async fn bind_connect_session(
 }
 
 pub(super) async fn complete_connect_session(
-    pool: &PgPool,
+    pool: &Pool,
     token_hash: &str,
     now: i64,
 ) -> StoreResult<bool> {
@@ -123,7 +117,7 @@ pub(super) async fn complete_connect_session(
 }
 
 pub(super) async fn reopen_connect_session(
-    pool: &PgPool,
+    pool: &Pool,
     token_hash: &str,
     now: i64,
 ) -> StoreResult<()> {
@@ -138,7 +132,7 @@ pub(super) async fn reopen_connect_session(
 }
 
 pub(super) async fn count_session_attempt(
-    pool: &PgPool,
+    pool: &Pool,
     token_hash: &str,
     now: i64,
     window_secs: i64,
@@ -167,7 +161,7 @@ pub(super) async fn count_session_attempt(
 }
 
 pub(super) async fn flow_states_after(
-    pool: &PgPool,
+    pool: &Pool,
     after: Option<&str>,
     limit: u32,
 ) -> StoreResult<Vec<FlowStateRow>> {
@@ -184,7 +178,7 @@ pub(super) async fn flow_states_after(
 }
 
 pub(super) async fn reseal_flow_verifier(
-    pool: &PgPool,
+    pool: &Pool,
     state_hash: &str,
     old: &[u8],
     new: &[u8],
@@ -201,7 +195,7 @@ pub(super) async fn reseal_flow_verifier(
 }
 
 pub(super) async fn consume_flow_state(
-    pool: &PgPool,
+    pool: &Pool,
     state_hash: &str,
     browser_hash: &str,
 ) -> StoreResult<ConsumeOutcome> {
@@ -224,7 +218,7 @@ pub(super) async fn consume_flow_state(
     // Nothing taken: only tells the caller why. A state still present belongs to another
     // browser and is deliberately left in place.
     let present: Option<i64> =
-        sqlx::query_scalar("SELECT 1::BIGINT FROM flow_states WHERE state_hash = $1")
+        sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM flow_states WHERE state_hash = $1")
             .bind(state_hash)
             .fetch_optional(pool)
             .await?;
@@ -234,7 +228,7 @@ pub(super) async fn consume_flow_state(
     })
 }
 
-pub(super) async fn purge_expired(pool: &PgPool, now: i64) -> StoreResult<u64> {
+pub(super) async fn purge_expired(pool: &Pool, now: i64) -> StoreResult<u64> {
     let flows = sqlx::query("DELETE FROM flow_states WHERE expires_at < $1")
         .bind(now)
         .execute(pool)

@@ -1,9 +1,11 @@
-//! [`AuthStore`] on SQLite: the same statements as PostgreSQL, for one instance.
+//! [`AuthStore`] on either backend (compiled once per backend, see `sqlite/mod.rs` and
+//! `postgres/mod.rs`): on PostgreSQL shared by every instance on the database.
 
+use super::ThisStore;
 use crate::auth::{ConsoleSessionRow, StoredApiKey};
-use crate::{AttemptWindow, AuthStore, SqliteStore, StoreResult};
+use crate::{AttemptWindow, AuthStore, StoreResult};
 
-impl AuthStore for SqliteStore {
+impl AuthStore for ThisStore {
     #[tracing::instrument(skip_all, err)]
     async fn count_auth_failures(
         &self,
@@ -16,11 +18,11 @@ impl AuthStore for SqliteStore {
             // One conditional upsert per bucket: a window that began at or before
             // `now - window_secs` is over, and this failure opens a new one.
             let (since, failures): (i64, i64) = sqlx::query_as(
-                "INSERT INTO auth_failures (bucket, window_start, failures) VALUES (?, ?, 1) \
+                "INSERT INTO auth_failures (bucket, window_start, failures) VALUES ($1, $2, 1) \
                  ON CONFLICT (bucket) DO UPDATE SET \
-                   failures = CASE WHEN auth_failures.window_start <= ? THEN 1 \
+                   failures = CASE WHEN auth_failures.window_start <= $3 THEN 1 \
                               ELSE auth_failures.failures + 1 END, \
-                   window_start = CASE WHEN auth_failures.window_start <= ? THEN excluded.window_start \
+                   window_start = CASE WHEN auth_failures.window_start <= $4 THEN excluded.window_start \
                                   ELSE auth_failures.window_start END \
                  RETURNING window_start, failures",
             )
@@ -40,7 +42,7 @@ impl AuthStore for SqliteStore {
 
     #[tracing::instrument(skip_all, err)]
     async fn purge_auth_failures(&self, before: i64) -> StoreResult<u64> {
-        let result = sqlx::query("DELETE FROM auth_failures WHERE window_start < ?")
+        let result = sqlx::query("DELETE FROM auth_failures WHERE window_start < $1")
             .bind(before)
             .execute(&self.pool)
             .await?;
@@ -51,7 +53,7 @@ impl AuthStore for SqliteStore {
     async fn insert_console_session(&self, session: &ConsoleSessionRow) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO console_sessions (id_hash, key_fingerprint, created_at, expires_at) \
-             VALUES (?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(&session.id_hash)
         .bind(&session.key_fingerprint)
@@ -65,7 +67,7 @@ impl AuthStore for SqliteStore {
     #[tracing::instrument(skip_all, err)]
     async fn console_session_active(&self, id_hash: &str, now: i64) -> StoreResult<bool> {
         let found: Option<i64> = sqlx::query_scalar(
-            "SELECT expires_at FROM console_sessions WHERE id_hash = ? AND expires_at > ?",
+            "SELECT expires_at FROM console_sessions WHERE id_hash = $1 AND expires_at > $2",
         )
         .bind(id_hash)
         .bind(now)
@@ -76,7 +78,7 @@ impl AuthStore for SqliteStore {
 
     #[tracing::instrument(skip_all, err)]
     async fn end_console_session(&self, id_hash: &str) -> StoreResult<bool> {
-        let result = sqlx::query("DELETE FROM console_sessions WHERE id_hash = ?")
+        let result = sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
             .bind(id_hash)
             .execute(&self.pool)
             .await?;
@@ -85,7 +87,7 @@ impl AuthStore for SqliteStore {
 
     #[tracing::instrument(skip_all, err)]
     async fn end_console_sessions_of_key(&self, key_fingerprint: &str) -> StoreResult<u64> {
-        let result = sqlx::query("DELETE FROM console_sessions WHERE key_fingerprint = ?")
+        let result = sqlx::query("DELETE FROM console_sessions WHERE key_fingerprint = $1")
             .bind(key_fingerprint)
             .execute(&self.pool)
             .await?;
@@ -102,7 +104,7 @@ impl AuthStore for SqliteStore {
 
     #[tracing::instrument(skip_all, err)]
     async fn purge_console_sessions(&self, now: i64) -> StoreResult<u64> {
-        let result = sqlx::query("DELETE FROM console_sessions WHERE expires_at <= ?")
+        let result = sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
             .bind(now)
             .execute(&self.pool)
             .await?;
@@ -131,7 +133,7 @@ impl AuthStore for SqliteStore {
     #[tracing::instrument(skip_all, err)]
     async fn revoke_stored_api_keys(&self, now: i64) -> StoreResult<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "UPDATE api_keys SET revoked_at = ?, updated_at = ? WHERE revoked_at IS NULL \
+            "UPDATE api_keys SET revoked_at = $1, updated_at = $2 WHERE revoked_at IS NULL \
              RETURNING key_hash",
         )
         .bind(now)

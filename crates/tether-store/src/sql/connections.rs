@@ -1,8 +1,13 @@
-//! Connections: one end user's sealed credentials for one integration. Credentials change
-//! only through a compare-and-swap on `credentials_version`, so two writers (a refresh and a
-//! reconnect, say) can never silently overwrite each other.
+//! Connections: one end user's sealed credentials for one integration, on either backend.
+//! Credentials change only through a compare-and-swap on `credentials_version`: one `UPDATE ...
+//! WHERE credentials_version = $n`, so two writers (a refresh and a reconnect, say) can never
+//! silently overwrite each other; PostgreSQL re-checks the condition against the latest row
+//! version when a concurrent writer committed first (READ COMMITTED), so of several instances
+//! racing one wins and the others match no row.
 
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::QueryBuilder;
+
+use super::{Db, Pool};
 
 use super::webhooks::insert_event;
 use crate::rows::{ConnectionRecord, connection_columns, into_connection_rows};
@@ -13,7 +18,7 @@ use crate::{
 
 /// Inserts a new connection.
 pub(super) async fn insert(
-    pool: &SqlitePool,
+    pool: &Pool,
     c: &ConnectionRow,
     event: Option<&NewWebhookEvent>,
 ) -> StoreResult<()> {
@@ -23,7 +28,7 @@ pub(super) async fn insert(
     sqlx::query(concat!(
         "INSERT INTO connections (",
         connection_columns!(),
-        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
     .bind(&c.id)
     .bind(&c.integration)
@@ -50,14 +55,14 @@ pub(super) async fn insert(
 }
 
 pub(super) async fn find(
-    pool: &SqlitePool,
+    pool: &Pool,
     integration: &str,
     end_user_id: &str,
 ) -> StoreResult<Option<ConnectionRow>> {
     let record: Option<ConnectionRecord> = sqlx::query_as(concat!(
         "SELECT ",
         connection_columns!(),
-        " FROM connections WHERE integration = ? AND end_user_id = ?"
+        " FROM connections WHERE integration = $1 AND end_user_id = $2"
     ))
     .bind(integration)
     .bind(end_user_id)
@@ -66,11 +71,11 @@ pub(super) async fn find(
     record.map(ConnectionRow::try_from).transpose()
 }
 
-pub(super) async fn get(pool: &SqlitePool, id: &str) -> StoreResult<Option<ConnectionRow>> {
+pub(super) async fn get(pool: &Pool, id: &str) -> StoreResult<Option<ConnectionRow>> {
     let record: Option<ConnectionRecord> = sqlx::query_as(concat!(
         "SELECT ",
         connection_columns!(),
-        " FROM connections WHERE id = ?"
+        " FROM connections WHERE id = $1"
     ))
     .bind(id)
     .fetch_optional(pool)
@@ -79,14 +84,14 @@ pub(super) async fn get(pool: &SqlitePool, id: &str) -> StoreResult<Option<Conne
 }
 
 pub(super) async fn page_after(
-    pool: &SqlitePool,
+    pool: &Pool,
     after_id: Option<&str>,
     limit: u32,
 ) -> StoreResult<Vec<ConnectionRow>> {
     let records: Vec<ConnectionRecord> = sqlx::query_as(concat!(
         "SELECT ",
         connection_columns!(),
-        " FROM connections WHERE id > ? ORDER BY id LIMIT ?"
+        " FROM connections WHERE id > $1 ORDER BY id LIMIT $2"
     ))
     .bind(after_id.unwrap_or(""))
     .bind(crate::paging::LISTS.at_least_one(limit))
@@ -98,15 +103,15 @@ pub(super) async fn page_after(
 /// Swaps the sealed bytes only (same plaintext, new key): nothing else about the connection
 /// changes, but the version moves so a concurrent refresh cannot overwrite with a stale read.
 pub(super) async fn reseal(
-    pool: &SqlitePool,
+    pool: &Pool,
     id: &str,
     expected_version: i64,
     credentials: &[u8],
     now: i64,
 ) -> StoreResult<bool> {
     let result = sqlx::query(
-        "UPDATE connections SET credentials = ?, credentials_version = credentials_version + 1, \
-         updated_at = ? WHERE id = ? AND credentials_version = ?",
+        "UPDATE connections SET credentials = $1, credentials_version = credentials_version + 1, \
+         updated_at = $2 WHERE id = $3 AND credentials_version = $4",
     )
     .bind(credentials)
     .bind(now)
@@ -118,11 +123,11 @@ pub(super) async fn reseal(
 }
 
 pub(super) async fn list(
-    pool: &SqlitePool,
+    pool: &Pool,
     filter: &ConnectionFilter,
 ) -> StoreResult<Vec<ConnectionRow>> {
     // `WHERE 1 = 1` lets every optional filter start with AND.
-    let mut query: QueryBuilder<'_, Sqlite> = QueryBuilder::new(concat!(
+    let mut query: QueryBuilder<'_, Db> = QueryBuilder::new(concat!(
         "SELECT ",
         connection_columns!(),
         " FROM connections WHERE 1 = 1"
@@ -150,7 +155,7 @@ pub(super) async fn list(
 }
 
 pub(super) async fn replace_credentials(
-    pool: &SqlitePool,
+    pool: &Pool,
     u: &CredentialsUpdate,
     event: Option<&NewWebhookEvent>,
 ) -> StoreResult<bool> {
@@ -158,12 +163,12 @@ pub(super) async fn replace_credentials(
     // One statement, guarded by the version: a stale writer matches no row. New credentials
     // also end any back-off and clear the last error, since they are known good.
     let result = sqlx::query(
-        "UPDATE connections SET credentials = ?, \
-         credentials_version = credentials_version + 1, access_expires_at = ?, metadata = ?, \
-         status = ?, end_user_email = COALESCE(?, end_user_email), \
-         end_user_display_name = COALESCE(?, end_user_display_name), last_error = NULL, \
-         refresh_failures = 0, next_refresh_at = NULL, updated_at = ? \
-         WHERE id = ? AND credentials_version = ?",
+        "UPDATE connections SET credentials = $1, \
+         credentials_version = credentials_version + 1, access_expires_at = $2, metadata = $3, \
+         status = $4, end_user_email = COALESCE($5, end_user_email), \
+         end_user_display_name = COALESCE($6, end_user_display_name), last_error = NULL, \
+         refresh_failures = 0, next_refresh_at = NULL, updated_at = $7 \
+         WHERE id = $8 AND credentials_version = $9",
     )
     .bind(&u.credentials)
     .bind(u.access_expires_at)
@@ -185,14 +190,14 @@ pub(super) async fn replace_credentials(
 }
 
 pub(super) async fn set_status(
-    pool: &SqlitePool,
+    pool: &Pool,
     id: &str,
     status: ConnectionStatus,
     last_error: Option<&str>,
     now: i64,
 ) -> StoreResult<bool> {
     let result = sqlx::query(
-        "UPDATE connections SET status = ?, last_error = ?, updated_at = ? WHERE id = ?",
+        "UPDATE connections SET status = $1, last_error = $2, updated_at = $3 WHERE id = $4",
     )
     .bind(status.as_str())
     .bind(last_error)
@@ -204,22 +209,22 @@ pub(super) async fn set_status(
 }
 
 pub(super) async fn change_status(
-    pool: &SqlitePool,
+    pool: &Pool,
     change: &StatusChange,
     event: Option<&NewWebhookEvent>,
 ) -> StoreResult<bool> {
     let mut tx = pool.begin().await?;
     // One conditional statement: of several writers making the same change, one matches.
     let result = sqlx::query(
-        "UPDATE connections SET status = ?, last_error = ?, updated_at = ? \
-         WHERE id = ? AND status <> ? AND (? IS NULL OR credentials_version = ?)",
+        "UPDATE connections SET status = $1, last_error = $2, updated_at = $3 \
+         WHERE id = $4 AND status <> $5 \
+         AND (CAST($6 AS BIGINT) IS NULL OR credentials_version = $6)",
     )
     .bind(change.status.as_str())
     .bind(&change.last_error)
     .bind(change.now)
     .bind(&change.id)
     .bind(change.status.as_str())
-    .bind(change.expected_version)
     .bind(change.expected_version)
     .execute(&mut *tx)
     .await?;
@@ -232,12 +237,12 @@ pub(super) async fn change_status(
 }
 
 pub(super) async fn delete(
-    pool: &SqlitePool,
+    pool: &Pool,
     id: &str,
     event: Option<&NewWebhookEvent>,
 ) -> StoreResult<bool> {
     let mut tx = pool.begin().await?;
-    let result = sqlx::query("DELETE FROM connections WHERE id = ?")
+    let result = sqlx::query("DELETE FROM connections WHERE id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;

@@ -15,12 +15,12 @@ use tether_core::unix_time::rfc3339;
 use tether_store::{ConnectionFilter, ConnectionRow, ConnectionStatus, Store};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api_keys::App;
 use crate::connection_service::provider_auth;
 use crate::connection_service::refresh::{self, Freshness};
 use crate::connection_service::removal;
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
+use crate::state::api_keys::App;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new()

@@ -40,11 +40,11 @@ impl SaveError {
     }
 }
 
-impl From<SaveError> for crate::error::ApiError {
+impl From<SaveError> for crate::http::error::ApiError {
     fn from(err: SaveError) -> Self {
         match err {
             SaveError::Store(err) => err.into(),
-            SaveError::Seal(err) => crate::error::ApiError::cannot_seal(err),
+            SaveError::Seal(err) => crate::http::error::ApiError::cannot_seal(err),
         }
     }
 }

@@ -159,7 +159,7 @@ pub(super) async fn handle_failure<S: Store>(
         .unwrap_or_default();
     let now = state.clock.now();
     // The same reference in the log line and in the connection's history.
-    let reference = crate::reference::new();
+    let reference = crate::http::reference::new();
     if err.needs_reauth(reauth_errors) {
         tracing::warn!(connection_id = %id, reason = %err.reason(), reference = %reference, "refresh refused: connection needs reauthorization");
         state.cache.invalidate(id);

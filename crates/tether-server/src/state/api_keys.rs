@@ -9,7 +9,7 @@ use tether_core::SecretString;
 use tether_core::random::constant_time_eq;
 use tether_store::Store;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 
 /// Hashes of the keys that may call the API.
@@ -17,7 +17,7 @@ use crate::state::AppState;
 pub struct ApiKeys {
     hashes: Vec<[u8; 32]>,
     /// Those of `hashes` that came from the store (the first-run key): they can be revoked
-    /// while the server runs (see [`crate::key_revocation`]).
+    /// while the server runs (see [`crate::state::key_revocation`]).
     stored: Vec<[u8; 32]>,
 }
 

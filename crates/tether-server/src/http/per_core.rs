@@ -24,7 +24,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
 use crate::config::ServerLimits;
-use crate::http_server::{Shared, accept_loop};
+use crate::http::server::{Shared, accept_loop};
 
 /// Pending connections each listening socket holds before the kernel refuses more.
 const BACKLOG: i32 = 1024;

@@ -30,7 +30,7 @@ use tether_store::Store;
 use crate::connection_service::{refresh, refresher, removal};
 use crate::http::{body_limit, request_id};
 use crate::jobs::{coherence, purge};
-use crate::state::integrations::{self, Integrations};
+use crate::state::integrations::Integrations;
 
 pub use api::{ConnectionView, CredentialsView, EndUserView, IntegrationView, ProviderView};
 pub use config::{
@@ -210,7 +210,7 @@ impl<S: Store> Gateway<S> {
     /// (say, its provider left the catalog) is skipped with an error in the log and kept in
     /// the store; one whose key is now in the configuration file yields to it.
     pub async fn load_stored_integrations(&self) -> anyhow::Result<usize> {
-        integrations::sync_from_store(&self.state).await
+        self.state.sync_integrations().await
     }
 
     /// The complete router: API, Connect pages, callback, proxy; `/metrics` only behind

@@ -12,9 +12,9 @@ use tether_core::integration::Integration;
 use tether_store::Store;
 use utoipa::ToSchema;
 
+use crate::http::auth::App;
 use crate::http::error::Problem;
 use crate::state::AppState;
-use crate::state::api_keys::App;
 use crate::state::integrations::Source;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {

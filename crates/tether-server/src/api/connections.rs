@@ -18,9 +18,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::connection_service::provider_auth;
 use crate::connection_service::refresh::{self, Freshness};
 use crate::connection_service::removal;
+use crate::http::auth::App;
 use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
-use crate::state::api_keys::App;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new()

@@ -13,9 +13,9 @@ use tether_core::unix_time::rfc3339;
 use tether_store::{ConnectionEventRow, Store};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::http::auth::App;
 use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
-use crate::state::api_keys::App;
 
 /// Page size when the query names none.
 const DEFAULT_LIMIT: u32 = 50;

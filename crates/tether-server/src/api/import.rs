@@ -22,9 +22,9 @@ use crate::api::connections::{ConnectionView, view};
 use crate::api::end_user::EndUserBody;
 use crate::api::metadata_bounds;
 use crate::connection_service::persist::save_connection;
+use crate::http::auth::App;
 use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
-use crate::state::api_keys::App;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new().route("/v1/connections", post(import::<S>))

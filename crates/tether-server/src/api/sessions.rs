@@ -12,9 +12,9 @@ use url::Url;
 use utoipa::ToSchema;
 
 use crate::api::end_user::EndUserBody;
+use crate::http::auth::App;
 use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
-use crate::state::api_keys::App;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new().route("/v1/connect/sessions", post(create::<S>))

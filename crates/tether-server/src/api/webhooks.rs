@@ -13,9 +13,9 @@ use tether_core::unix_time::{self, rfc3339};
 use tether_store::{Store, WebhookEventFilter, WebhookEventRow, WebhookStatus};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::http::auth::App;
 use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
-use crate::state::api_keys::App;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new()

@@ -6,6 +6,7 @@
 //! Grouped here so that the handlers (`api`, `connect`, `console`, `proxy`) hold only what
 //! they do, and the edge's defences can be read in one place.
 
+pub(crate) mod auth;
 pub(crate) mod body_limit;
 pub(crate) mod error;
 pub(crate) mod per_core;

@@ -33,9 +33,9 @@ use self::client::{ProxyBody, ProxyError, ProxyResponse};
 use crate::api::parse_connection_id as parse_id;
 use crate::connection_service::provider_auth;
 use crate::connection_service::refresh::{self, Freshness, Live};
+use crate::http::auth::App;
 use crate::http::error::ApiError;
 use crate::state::AppState;
-use crate::state::api_keys::App;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new()

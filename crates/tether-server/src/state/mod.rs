@@ -17,7 +17,7 @@ use tether_store::Store;
 use crate::config::GatewayConfig;
 use crate::connection_service::cache::CredentialCache;
 use crate::connection_service::clock::Clock;
-use crate::connection_service::refresh::RefreshLocks;
+use crate::connection_service::locks::RefreshLocks;
 use crate::http::rate_limit::{FailureLimiter, ForwardedWarnings, client_address};
 use crate::proxy::client::{ProxyClient, ProxyClientConfig};
 use crate::state::api_keys::ApiKeys;
@@ -174,6 +174,13 @@ impl<S: Store> AppState<S> {
             Some(hash) => self.stored_keys.live(&self.store, &hash).await,
             None => true,
         }
+    }
+
+    /// Makes the served API-managed integrations those of the store (see
+    /// [`integrations::sync_from_store`]).
+    pub async fn sync_integrations(&self) -> anyhow::Result<usize> {
+        integrations::sync_from_store(&self.integrations, &self.store, &self.vault, &self.catalog)
+            .await
     }
 
     pub fn integration(&self, key: &str) -> Option<Arc<Integration>> {

@@ -11,28 +11,13 @@
 #![forbid(unsafe_code)]
 
 mod api;
-mod api_keys;
-mod body_limit;
-mod coherence;
 mod config;
 mod connect;
 mod connection_service;
 mod console;
-mod error;
-mod host_limits;
-mod http_server;
-mod integrations;
-mod key_revocation;
-mod metrics;
-mod per_core;
-mod proxy_client;
-mod purge;
-mod rate_limit;
-mod reference;
-mod request_id;
-pub mod rotation;
-mod same_origin;
-pub mod sealing_key;
+mod http;
+mod jobs;
+mod proxy;
 mod state;
 pub mod webhooks;
 
@@ -45,20 +30,23 @@ use tether_core::vault::Vault;
 use tether_store::Store;
 
 use crate::connection_service::{refresh, refresher, removal};
-use crate::integrations::Integrations;
+use crate::http::{body_limit, request_id};
+use crate::jobs::{coherence, purge};
+use crate::state::integrations::Integrations;
 
 pub use api::{ConnectionView, CredentialsView, EndUserView, IntegrationView, ProviderView};
-pub use api_keys::ApiKeys;
 pub use config::{
     CacheConfig, GatewayConfig, RateLimit, RefresherConfig, ServerLimits, WebhookConfig,
 };
 #[doc(hidden)]
 pub use connection_service::clock::{Clock, SystemClock};
-pub use error::ApiError;
-pub use http_server::serve;
-pub use per_core::{ServingThreads, bind_listeners, serve_per_core};
+pub use http::error::ApiError;
+pub use http::per_core::{ServingThreads, bind_listeners, serve_per_core};
+pub use http::server::serve;
+pub use jobs::{rotation, sealing_key};
 #[doc(hidden)]
 pub use state::AppState;
+pub use state::api_keys::ApiKeys;
 
 /// The OpenAPI 3.1 description of the HTTP API, as pretty JSON (what `GET /openapi.json`
 /// serves and `docs/openapi.json` holds).
@@ -224,7 +212,7 @@ impl<S: Store> Gateway<S> {
     /// (say, its provider left the catalog) is skipped with an error in the log and kept in
     /// the store; one whose key is now in the configuration file yields to it.
     pub async fn load_stored_integrations(&self) -> anyhow::Result<usize> {
-        integrations::sync_from_store(&self.state).await
+        self.state.sync_integrations().await
     }
 
     /// The complete router: API, Connect pages, callback, proxy; `/metrics` only behind
@@ -247,7 +235,7 @@ impl<S: Store> Gateway<S> {
             .layer(axum::extract::DefaultBodyLimit::max(max_body));
         Router::new()
             .merge(limited)
-            .merge(api::proxy_router())
+            .merge(proxy::router())
             .fallback(api::not_found)
             .layer(axum::middleware::from_fn_with_state(
                 self.state.clone(),

@@ -5,6 +5,7 @@
 //! which headers carry the credential, how the base URL is built), never as
 //! `if provider == ...` in code.
 
+mod check;
 pub mod describe;
 pub mod documented;
 mod model;

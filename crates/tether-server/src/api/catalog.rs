@@ -12,10 +12,10 @@ use tether_core::integration::Integration;
 use tether_store::Store;
 use utoipa::ToSchema;
 
-use crate::api_keys::App;
-use crate::error::Problem;
-use crate::integrations::Source;
+use crate::http::auth::App;
+use crate::http::error::Problem;
 use crate::state::AppState;
+use crate::state::integrations::Source;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new()

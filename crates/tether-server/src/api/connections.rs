@@ -15,11 +15,11 @@ use tether_core::unix_time::rfc3339;
 use tether_store::{ConnectionFilter, ConnectionRow, ConnectionStatus, Store};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api_keys::App;
 use crate::connection_service::provider_auth;
 use crate::connection_service::refresh::{self, Freshness};
 use crate::connection_service::removal;
-use crate::error::{ApiError, Problem};
+use crate::http::auth::App;
+use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {

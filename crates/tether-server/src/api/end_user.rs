@@ -5,7 +5,7 @@ use serde::Deserialize;
 use tether_core::ids::EndUserId;
 
 use crate::connection_service::persist::EndUser;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The end user, as the app knows them.
 #[derive(Deserialize, utoipa::ToSchema)]

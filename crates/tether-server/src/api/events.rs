@@ -13,8 +13,8 @@ use tether_core::unix_time::rfc3339;
 use tether_store::{ConnectionEventRow, Store};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api_keys::App;
-use crate::error::{ApiError, Problem};
+use crate::http::auth::App;
+use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
 
 /// Page size when the query names none.

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tether_store::Store;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, Problem};
+use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");

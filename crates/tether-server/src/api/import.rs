@@ -21,9 +21,9 @@ use utoipa::ToSchema;
 use crate::api::connections::{ConnectionView, view};
 use crate::api::end_user::EndUserBody;
 use crate::api::metadata_bounds;
-use crate::api_keys::App;
 use crate::connection_service::persist::save_connection;
-use crate::error::{ApiError, Problem};
+use crate::http::auth::App;
+use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {

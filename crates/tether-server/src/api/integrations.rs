@@ -22,10 +22,10 @@ use tether_store::{ConnectionFilter, Store};
 use utoipa::ToSchema;
 
 use crate::api::catalog::{IntegrationView, integration_view};
-use crate::api_keys::App;
-use crate::error::{ApiError, Problem};
-use crate::integrations::{Source, seal_config};
+use crate::http::auth::App;
+use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
+use crate::state::integrations::{Source, seal_config};
 
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new().route(

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The metadata's size as compact JSON.
 pub const MAX_BYTES: usize = 16 * 1024;

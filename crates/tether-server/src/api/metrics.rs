@@ -13,7 +13,7 @@ use axum::routing::get;
 use tether_core::random::constant_time_eq;
 use tether_store::Store;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 
 /// `/metrics` with no check, for a listener only the operator reaches.

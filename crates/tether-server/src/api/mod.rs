@@ -10,7 +10,6 @@ mod integrations;
 mod metadata_bounds;
 mod metrics;
 pub mod openapi;
-mod proxy;
 mod sessions;
 mod webhooks;
 
@@ -25,7 +24,7 @@ pub(crate) use connections::{
     parse_id as parse_connection_id, read_credentials, view as connection_view,
 };
 
-/// Every API route but the proxy, which has its own body limit (see [`proxy_router`]).
+/// Every API route but the proxy, which has its own body limit (see `crate::proxy`).
 pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new()
         .merge(health::router())
@@ -40,19 +39,14 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .merge(openapi::router())
 }
 
-/// `ANY /v1/proxy/...`.
-pub fn proxy_router<S: Store>() -> Router<AppState<S>> {
-    proxy::router()
-}
-
 /// `/metrics` without a token, for a private listener.
 pub fn open_metrics_router<S: Store>() -> Router<AppState<S>> {
     metrics::open_router()
 }
 
 /// Any path no route matches: a problem, like every other API error.
-pub async fn not_found() -> crate::error::ApiError {
-    crate::error::ApiError::NotFound {
+pub async fn not_found() -> crate::http::error::ApiError {
+    crate::http::error::ApiError::NotFound {
         code: "not_found",
         detail: "no such route".into(),
     }

@@ -17,7 +17,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{catalog, connections, events, health, import, integrations, sessions, webhooks};
-use crate::error::Problem;
+use crate::http::error::Problem;
 use crate::state::AppState;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {

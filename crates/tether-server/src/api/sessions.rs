@@ -12,8 +12,8 @@ use url::Url;
 use utoipa::ToSchema;
 
 use crate::api::end_user::EndUserBody;
-use crate::api_keys::App;
-use crate::error::{ApiError, Problem};
+use crate::http::auth::App;
+use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {

@@ -13,8 +13,8 @@ use tether_core::unix_time::{self, rfc3339};
 use tether_store::{Store, WebhookEventFilter, WebhookEventRow, WebhookStatus};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api_keys::App;
-use crate::error::{ApiError, Problem};
+use crate::http::auth::App;
+use crate::http::error::{ApiError, Problem};
 use crate::state::AppState;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {

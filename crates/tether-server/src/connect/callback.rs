@@ -131,7 +131,7 @@ async fn finish<S: Store>(
     if let Some(expected) = &client.issuer
         && query.iss.as_deref() != Some(expected.as_str())
     {
-        let reference = crate::reference::new();
+        let reference = crate::http::reference::new();
         tracing::warn!(reference = %reference, integration = %flow.integration,
             present = query.iss.is_some(), "authorization response issuer does not match; no token call made");
         let mut failure = Failure::new(
@@ -155,7 +155,7 @@ async fn finish<S: Store>(
                 "You chose not to connect your account. You can try again whenever you like.",
             )
         } else {
-            let reference = crate::reference::new();
+            let reference = crate::http::reference::new();
             tracing::warn!(reference = %reference, integration = %flow.integration, error = %error,
                 description = ?query.error_description, "authorization error from the provider");
             let mut f = Failure::new(
@@ -214,7 +214,7 @@ async fn finish<S: Store>(
     match credential_flow::callback_values(&integration.provider, pairs) {
         Ok(values) => connection.extend(values),
         Err(problem) => {
-            let reference = crate::reference::new();
+            let reference = crate::http::reference::new();
             tracing::warn!(reference = %reference, integration = %flow.integration,
                 problem = %problem, "authorization response refused; no token call made");
             let mut failure = Failure::new(
@@ -300,7 +300,7 @@ pub(crate) fn connection_metadata(
 }
 
 pub(crate) fn exchange_failure(integration: &str, err: &TokenError) -> Failure {
-    let reference = crate::reference::new();
+    let reference = crate::http::reference::new();
     tracing::warn!(reference = %reference, integration, error = %err, "token exchange failed");
     let mut failure = Failure::new(
         StatusCode::BAD_GATEWAY,

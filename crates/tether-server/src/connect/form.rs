@@ -100,7 +100,7 @@ pub async fn submit<S: Store>(
     body: Bytes,
 ) -> Response {
     let popup = query.popup();
-    if !crate::same_origin::same_origin(&state.config, &headers) {
+    if !crate::http::same_origin::same_origin(&state.config, &headers) {
         tracing::warn!(integration = %integration_key, "credential form posted from a foreign origin");
         return Failure::new(
             StatusCode::FORBIDDEN,
@@ -227,7 +227,7 @@ async fn submit_for<S: Store>(
         Ok(id) => id,
         Err(err) => {
             session::reopen(state, &session.row.token_hash).await;
-            let reference = crate::reference::new();
+            let reference = crate::http::reference::new();
             tracing::error!(reference = %reference, error = ?err, "saving connection");
             return draw_again(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -288,7 +288,7 @@ fn explain(integration: &Integration, err: &FlowError) -> (StatusCode, Problems)
             (StatusCode::UNPROCESSABLE_ENTITY, problems)
         }
         FlowError::Unavailable { reason } => {
-            let reference = crate::reference::new();
+            let reference = crate::http::reference::new();
             tracing::warn!(reference = %reference, integration = %integration.key, reason = %reason,
                 "provider unavailable during connect");
             let alert = [
@@ -307,7 +307,7 @@ fn explain(integration: &Integration, err: &FlowError) -> (StatusCode, Problems)
             )
         }
         FlowError::Misconfigured(detail) => {
-            let reference = crate::reference::new();
+            let reference = crate::http::reference::new();
             tracing::error!(reference = %reference, integration = %integration.key, detail = %detail,
                 "credential flow misconfigured");
             (

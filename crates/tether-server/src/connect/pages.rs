@@ -154,7 +154,7 @@ pub(crate) fn html_response(
     let html = match html {
         Ok(html) => html,
         Err(err) => {
-            let reference = crate::reference::new();
+            let reference = crate::http::reference::new();
             tracing::error!(reference = %reference, error = %err, "page failed to render");
             return (StatusCode::INTERNAL_SERVER_ERROR, "page failed to render").into_response();
         }
@@ -270,7 +270,7 @@ impl Failure {
             failure.retry_after = Some(5);
             return failure;
         }
-        let reference = crate::reference::new();
+        let reference = crate::http::reference::new();
         tracing::error!(reference = %reference, error = ?err, "{what}");
         let mut failure = Failure::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -17,7 +17,7 @@ use tether_store::{ConnectSessionRow, Store};
 
 use super::pages::Failure;
 use crate::config::GatewayConfig;
-use crate::rate_limit::seconds_left;
+use crate::http::rate_limit::seconds_left;
 use crate::state::AppState;
 
 /// Name of the browser-binding cookie over plain http (local development).

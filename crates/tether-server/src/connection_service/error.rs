@@ -6,7 +6,7 @@
 use tether_core::oauth2::TokenError;
 use tether_store::StoreError;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// A failure of the connection service.
 #[derive(Debug, thiserror::Error)]

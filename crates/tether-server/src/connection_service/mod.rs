@@ -49,6 +49,8 @@ pub(crate) mod cache;
 pub(crate) mod clock;
 mod error;
 pub(crate) mod expiry;
+mod live;
+pub(crate) mod locks;
 pub(crate) mod persist;
 pub(crate) mod provider_auth;
 pub(crate) mod refresh;

@@ -40,11 +40,11 @@ impl SaveError {
     }
 }
 
-impl From<SaveError> for crate::error::ApiError {
+impl From<SaveError> for crate::http::error::ApiError {
     fn from(err: SaveError) -> Self {
         match err {
             SaveError::Store(err) => err.into(),
-            SaveError::Seal(err) => crate::error::ApiError::cannot_seal(err),
+            SaveError::Seal(err) => crate::http::error::ApiError::cannot_seal(err),
         }
     }
 }
@@ -84,14 +84,19 @@ pub async fn save_connection<S: Store>(
                 end_user_display_name: end_user.display_name.clone(),
                 now,
             };
-            let event = webhooks::event(state, EventType::Created, &existing, created_extra(true));
+            let event = webhooks::event(
+                &state.config,
+                EventType::Created,
+                &existing,
+                created_extra(true),
+            );
             if state
                 .store
                 .replace_credentials_with_event(&update, event.as_ref())
                 .await?
             {
                 state.cache.invalidate(&existing.id);
-                webhooks::wake(state, event.as_ref());
+                webhooks::wake(&state.webhook_wake, event.as_ref());
                 tracing::info!(connection_id = %existing.id, integration, "connection reconnected");
                 return Ok(existing.id);
             }
@@ -115,14 +120,19 @@ pub async fn save_connection<S: Store>(
             created_at: now,
             updated_at: now,
         };
-        let event = webhooks::event(state, EventType::Created, &row, created_extra(false));
+        let event = webhooks::event(
+            &state.config,
+            EventType::Created,
+            &row,
+            created_extra(false),
+        );
         match state
             .store
             .insert_connection_with_event(&row, event.as_ref())
             .await
         {
             Ok(()) => {
-                webhooks::wake(state, event.as_ref());
+                webhooks::wake(&state.webhook_wake, event.as_ref());
                 tracing::info!(connection_id = %id, integration, "connection created");
                 return Ok(id);
             }

@@ -12,7 +12,7 @@ use tether_store::ConnectionRow;
 use url::Url;
 
 use super::error::ConnectionError;
-use super::refresh::Live;
+use super::live::Live;
 
 /// Parses a row's metadata column (a JSON object).
 pub fn metadata_of(row: &ConnectionRow) -> serde_json::Map<String, serde_json::Value> {

@@ -9,8 +9,7 @@
 //! The call to the token endpoint and what its outcome writes (new tokens, `needs_reauth`,
 //! back-off) are in [`token_call`](super::token_call).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tether_core::credentials::Credentials;
@@ -20,28 +19,10 @@ use tether_store::{ConnectionRow, ConnectionStatus, Store};
 use super::cache::CachedConnection;
 use super::error::ConnectionError;
 use super::expiry;
-use super::provider_auth::PreparedSlot;
 use super::token_call::{Fallback, call_token_endpoint, handle_failure, store_refreshed};
 use crate::state::AppState;
 
-/// Per-connection locks for in-process single flight.
-#[derive(Default)]
-pub struct RefreshLocks {
-    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
-}
-
-impl RefreshLocks {
-    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().expect("refresh locks poisoned");
-        if let Some(lock) = locks.get(id).and_then(Weak::upgrade) {
-            return lock;
-        }
-        locks.retain(|_, weak| weak.strong_count() > 0);
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
-        locks.insert(id.to_owned(), Arc::downgrade(&lock));
-        lock
-    }
-}
+pub use super::live::Live;
 
 /// How fresh the caller needs the credentials to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,14 +33,6 @@ pub enum Freshness {
     Force,
     /// The provider rejected the token of this version: refresh unless it already moved on.
     Rejected { version: i64 },
-}
-
-/// A connection ready to use.
-pub struct Live {
-    pub row: Arc<ConnectionRow>,
-    pub credentials: Arc<Credentials>,
-    pub integration: Arc<Integration>,
-    pub prepared: Arc<PreparedSlot>,
 }
 
 /// The connection's credentials, refreshed first when `freshness` asks for it.
@@ -108,17 +81,6 @@ fn into_live<S: Store>(
 ) -> Result<Live, ConnectionError> {
     let integration = integration_of(state, &cached.row)?;
     Ok(Live::of(cached, integration))
-}
-
-impl Live {
-    fn of(cached: CachedConnection, integration: Arc<Integration>) -> Self {
-        Live {
-            row: cached.row,
-            credentials: cached.credentials,
-            integration,
-            prepared: cached.prepared,
-        }
-    }
 }
 
 fn integration_of<S: Store>(

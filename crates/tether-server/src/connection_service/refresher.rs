@@ -219,7 +219,7 @@ mod tests {
             vault,
             crate::GatewayConfig::new("https://tether.example.com".parse().unwrap()),
             tether_core::catalog::Catalog::embedded().unwrap(),
-            crate::integrations::Integrations::from_config(Vec::new()),
+            crate::state::integrations::Integrations::from_config(Vec::new()),
             crate::ApiKeys::default(),
             clock.clone(),
         );

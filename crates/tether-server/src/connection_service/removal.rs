@@ -20,7 +20,12 @@ pub async fn delete_connection<S: Store>(
         .await?
         .ok_or(ConnectionError::NotFound)?;
     revoke_at_provider(state, &row).await;
-    let event = webhooks::event(state, EventType::Deleted, &row, serde_json::Map::new());
+    let event = webhooks::event(
+        &state.config,
+        EventType::Deleted,
+        &row,
+        serde_json::Map::new(),
+    );
     let deleted = state
         .store
         .delete_connection_with_event(id, event.as_ref())
@@ -31,7 +36,7 @@ pub async fn delete_connection<S: Store>(
     if !deleted? {
         return Err(ConnectionError::NotFound);
     }
-    webhooks::wake(state, event.as_ref());
+    webhooks::wake(&state.webhook_wake, event.as_ref());
     tracing::info!(connection_id = %row.id, integration = %row.integration, "connection deleted");
     Ok(())
 }

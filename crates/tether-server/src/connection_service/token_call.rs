@@ -113,7 +113,7 @@ pub(super) async fn store_refreshed<S: Store>(
         "expires_at".into(),
         json!(credentials.expires_at().map(unix_time::rfc3339)),
     );
-    let event = webhooks::event(state, EventType::Refreshed, &current.row, extra);
+    let event = webhooks::event(&state.config, EventType::Refreshed, &current.row, extra);
     let written = state
         .store
         .replace_credentials_with_event(&update, event.as_ref())
@@ -139,7 +139,7 @@ pub(super) async fn store_refreshed<S: Store>(
             other => other.map_err(Fallback::Fail),
         };
     }
-    webhooks::wake(state, event.as_ref());
+    webhooks::wake(&state.webhook_wake, event.as_ref());
     let fresh = load(state, &current.row.id).await.map_err(Fallback::Fail)?;
     state.cache.insert(fresh.clone());
     Ok(fresh)
@@ -159,7 +159,7 @@ pub(super) async fn handle_failure<S: Store>(
         .unwrap_or_default();
     let now = state.clock.now();
     // The same reference in the log line and in the connection's history.
-    let reference = crate::reference::new();
+    let reference = crate::http::reference::new();
     if err.needs_reauth(reauth_errors) {
         tracing::warn!(connection_id = %id, reason = %err.reason(), reference = %reference, "refresh refused: connection needs reauthorization");
         state.cache.invalidate(id);
@@ -178,13 +178,13 @@ pub(super) async fn handle_failure<S: Store>(
         );
         extra.insert("reason".into(), Value::from(err.reason()));
         extra.insert("reference".into(), Value::from(reference));
-        let event = webhooks::event(state, EventType::RefreshFailed, &current.row, extra);
+        let event = webhooks::event(&state.config, EventType::RefreshFailed, &current.row, extra);
         match state
             .store
             .set_connection_status_with_event(&change, event.as_ref())
             .await
         {
-            Ok(true) => webhooks::wake(state, event.as_ref()),
+            Ok(true) => webhooks::wake(&state.webhook_wake, event.as_ref()),
             Ok(false) => {
                 // Already marked, or reconnected with new credentials: serve those if so.
                 return match load(state, id).await {
@@ -204,7 +204,7 @@ pub(super) async fn handle_failure<S: Store>(
     }
     tracing::warn!(connection_id = %id, reason = %err.reason(), reference = %reference, "refresh failed; will retry");
     let backoff = backoff_secs(state, current.row.refresh_failures, &err);
-    let event = webhooks::history_only(state, &current.row, err.reason(), &reference);
+    let event = webhooks::history_only(&state.config, &current.row, err.reason(), &reference);
     if let Err(e) = state
         .store
         .record_refresh_failure_with_event(

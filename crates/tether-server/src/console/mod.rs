@@ -176,7 +176,7 @@ fn message<S: Store>(
 
 /// An internal error: logged with a reference that the page shows.
 fn internal<S: Store>(state: &AppState<S>, what: &str, err: &dyn std::fmt::Debug) -> Response {
-    let reference = crate::reference::new();
+    let reference = crate::http::reference::new();
     tracing::error!(reference = %reference, error = ?err, "console: {what}");
     let frame = Frame::new(state, None, "");
     let nonce = frame.nonce.clone();
@@ -243,7 +243,7 @@ async fn sign_in<S: Store>(
     parts: axum::http::request::Parts,
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
-    if !crate::same_origin::same_origin(&state.config, &parts.headers) {
+    if !crate::http::same_origin::same_origin(&state.config, &parts.headers) {
         return cross_origin(&state);
     }
     let Ok(Form(form)) = form else {
@@ -364,7 +364,7 @@ async fn authorize_action<S: Store>(
     headers: &HeaderMap,
     form: &Result<Form<ActionForm>, FormRejection>,
 ) -> Result<Operator, Response> {
-    if !crate::same_origin::same_origin(&state.config, headers) {
+    if !crate::http::same_origin::same_origin(&state.config, headers) {
         return Err(cross_origin(state));
     }
     let Some(operator) = session::operator(state, headers).await else {

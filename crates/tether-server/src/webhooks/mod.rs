@@ -13,9 +13,9 @@ pub(crate) use worker::run as run_worker;
 
 use serde_json::{Map, Value, json};
 use tether_core::unix_time;
-use tether_store::{ConnectionRow, HistoryEntry, NewWebhookEvent, Store, history_kind};
+use tether_store::{ConnectionRow, HistoryEntry, NewWebhookEvent, history_kind};
 
-use crate::state::AppState;
+use crate::config::GatewayConfig;
 
 /// The kinds of event, as the webhook payloads name them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,8 +41,8 @@ impl EventType {
 /// for delivery only when a webhook URL is configured (an outbox nobody drains would only
 /// grow). `extra` fields are added to the body; `reason` and `reference` among them also go
 /// into the history entry. Always `Some`; an `Option` because the store takes one.
-pub(crate) fn event<S: Store>(
-    state: &AppState<S>,
+pub(crate) fn event(
+    config: &GatewayConfig,
     kind: EventType,
     row: &ConnectionRow,
     extra: Map<String, Value>,
@@ -84,15 +84,15 @@ pub(crate) fn event<S: Store>(
         connection_id: row.id.clone(),
         payload: body.to_string(),
         created_at: now,
-        deliver: state.config.webhooks.is_some(),
+        deliver: config.webhooks.is_some(),
         history,
     })
 }
 
 /// A history entry with no webhook: a transient refresh failure, which the refresher retries
 /// on its own and the app need not hear about.
-pub(crate) fn history_only<S: Store>(
-    state: &AppState<S>,
+pub(crate) fn history_only(
+    config: &GatewayConfig,
     row: &ConnectionRow,
     reason: String,
     reference: &str,
@@ -100,7 +100,7 @@ pub(crate) fn history_only<S: Store>(
     let mut extra = Map::new();
     extra.insert("reason".into(), Value::from(reason));
     extra.insert("reference".into(), Value::from(reference));
-    let mut event = event(state, EventType::RefreshFailed, row, extra)?;
+    let mut event = event(config, EventType::RefreshFailed, row, extra)?;
     event.deliver = false;
     event.history.kind = history_kind::REFRESH_FAILED.to_owned();
     Some(event)
@@ -108,8 +108,8 @@ pub(crate) fn history_only<S: Store>(
 
 /// Wakes the delivery worker after an event was committed, so it goes out now rather than at
 /// the next poll. Harmless when no worker runs.
-pub(crate) fn wake<S: Store>(state: &AppState<S>, event: Option<&NewWebhookEvent>) {
+pub(crate) fn wake(bell: &tokio::sync::Notify, event: Option<&NewWebhookEvent>) {
     if event.is_some_and(|e| e.deliver) {
-        state.webhook_wake.notify_one();
+        bell.notify_one();
     }
 }

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::config::ServerLimits;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// How long open connections may take to finish after shutdown was asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -213,11 +213,11 @@ async fn respond(router: Router, request: Request<Body>, timeout: Duration) -> R
             // The router's request-id middleware was dropped with the request: give this
             // answer an id too, so every response carries one.
             let mut response = ApiError::RequestTimeout.into_response();
-            let id = crate::request_id::generate();
+            let id = crate::http::request_id::generate();
             if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
                 response
                     .headers_mut()
-                    .insert(crate::request_id::HEADER, value);
+                    .insert(crate::http::request_id::HEADER, value);
             }
             tracing::info!(request_id = %id, "request timed out");
             response

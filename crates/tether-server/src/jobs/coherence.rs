@@ -54,7 +54,7 @@ pub(crate) async fn run<S: Store>(
 /// Loads the API-managed integrations again; on a store error, keeps what it has (the next
 /// change or resync tries again).
 async fn sync_integrations<S: Store>(state: &AppState<S>) {
-    if let Err(err) = crate::integrations::sync_from_store(state).await {
+    if let Err(err) = state.sync_integrations().await {
         tracing::warn!(error = ?err, "could not reload integrations after a change elsewhere");
     }
 }

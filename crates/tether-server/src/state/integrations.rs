@@ -9,10 +9,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
+use tether_core::catalog::Catalog;
 use tether_core::integration::Integration;
+use tether_core::vault::Vault;
 use tether_store::Store;
-
-use crate::state::AppState;
 
 /// Where an integration comes from, which decides whether the API may change it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,15 +116,20 @@ impl Integrations {
 /// served, and one no longer stored is no longer served. One that no longer resolves (say,
 /// its provider left the catalog) is skipped with an error in the log and kept in the store;
 /// one whose key is now in the configuration file yields to it. Returns how many are served.
-pub async fn sync_from_store<S: Store>(state: &AppState<S>) -> anyhow::Result<usize> {
-    let stored = state.store.list_integrations().await?;
+pub async fn sync_from_store<S: Store>(
+    integrations: &Integrations,
+    store: &S,
+    vault: &Vault,
+    catalog: &Catalog,
+) -> anyhow::Result<usize> {
+    let stored = store.list_integrations().await?;
     let mut served = BTreeSet::new();
     for (key, sealed) in stored {
-        let resolved = open_config(&state.vault, &key, &sealed)
-            .and_then(|table| Ok(Integration::from_config(&key, &table, &state.catalog)?));
+        let resolved = open_config(vault, &key, &sealed)
+            .and_then(|table| Ok(Integration::from_config(&key, &table, catalog)?));
         match resolved {
             Ok(integration) => {
-                if state.integrations.put_api(integration) {
+                if integrations.put_api(integration) {
                     served.insert(key);
                 } else {
                     tracing::warn!(
@@ -140,7 +145,7 @@ pub async fn sync_from_store<S: Store>(state: &AppState<S>) -> anyhow::Result<us
             ),
         }
     }
-    state.integrations.retain_api(&served);
+    integrations.retain_api(&served);
     Ok(served.len())
 }
 

@@ -190,7 +190,7 @@ impl IntoResponse for ApiError {
         let (status, code, title) = self.parts();
         let detail = match &self {
             ApiError::Internal(err) => {
-                let reference = crate::reference::new();
+                let reference = crate::http::reference::new();
                 tracing::error!(reference = %reference, error = ?err, "internal error");
                 format!("something went wrong on our side (reference {reference})")
             }

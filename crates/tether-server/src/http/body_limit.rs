@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use tether_store::Store;
 
 use crate::connect::too_large_page;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 
 /// Middleware: 413 for a declared body over `max_body_bytes` (a page for browser routes,

@@ -38,7 +38,7 @@ use thread_local::ThreadLocal;
 use tokio::sync::OwnedSemaphorePermit;
 use tower_http::timeout::TimeoutBody;
 
-use crate::host_limits::HostLimits;
+use crate::proxy::host_limits::HostLimits;
 
 /// A request body: kept in memory (sent again after a 401 refresh), or streamed once.
 pub type ProxyBody = Either<Full<Bytes>, axum::body::Body>;

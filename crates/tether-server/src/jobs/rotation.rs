@@ -28,7 +28,7 @@ use tether_core::vault::Vault;
 use tether_store::Store;
 
 use crate::connect::verifier_context;
-use crate::integrations::config_context;
+use crate::state::integrations::config_context;
 
 /// Passes over every sealed value before a rotation gives up on values that keep appearing
 /// under an older key.

@@ -1,7 +1,7 @@
 //! Serving on one runtime per core: each serving thread has its own listening socket on the
 //! same address (`SO_REUSEPORT`, so the kernel spreads new connections over them) and its own
 //! current-thread tokio runtime, so an accepted connection, its handler and (with the proxy
-//! client's per-thread pools, see `proxy_client`) its upstream connection stay on one thread.
+//! client's per-thread pools, see `proxy::client`) its upstream connection stay on one thread.
 //!
 //! Why: on a multi-thread runtime a proxied call hops between threads several times (the
 //! socket's readiness wakes one worker, the handler runs on another, the upstream connection's
@@ -24,7 +24,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
 use crate::config::ServerLimits;
-use crate::http_server::{Shared, accept_loop};
+use crate::http::server::{Shared, accept_loop};
 
 /// Pending connections each listening socket holds before the kernel refuses more.
 const BACKLOG: i32 = 1024;

@@ -26,12 +26,15 @@ use tether_store::Store;
 use tracing::Instrument;
 use url::Url;
 
-use crate::api::connections::parse_id;
-use crate::api_keys::App;
+pub(crate) mod client;
+mod host_limits;
+
+use self::client::{ProxyBody, ProxyError, ProxyResponse};
+use crate::api::parse_connection_id as parse_id;
 use crate::connection_service::provider_auth;
 use crate::connection_service::refresh::{self, Freshness, Live};
-use crate::error::ApiError;
-use crate::proxy_client::{ProxyBody, ProxyError, ProxyResponse};
+use crate::http::auth::App;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 
 pub fn router<S: Store>() -> Router<AppState<S>> {

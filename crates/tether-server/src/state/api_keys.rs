@@ -1,23 +1,16 @@
-//! The app's API keys: held in memory as SHA-256 hashes only, checked in constant time, and
-//! the `App` extractor that handlers take to prove the caller is the app.
+//! The app's API keys: held in memory as SHA-256 hashes only, checked in constant time. The
+//! extractor that handlers take to prove the caller is the app is `http::auth`.
 
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 use tether_core::SecretString;
 use tether_core::random::constant_time_eq;
-use tether_store::Store;
-
-use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Hashes of the keys that may call the API.
 #[derive(Clone, Debug, Default)]
 pub struct ApiKeys {
     hashes: Vec<[u8; 32]>,
     /// Those of `hashes` that came from the store (the first-run key): they can be revoked
-    /// while the server runs (see [`crate::key_revocation`]).
+    /// while the server runs (see [`crate::state::key_revocation`]).
     stored: Vec<[u8; 32]>,
 }
 
@@ -106,47 +99,6 @@ fn hex_decode(text: &str, out: &mut [u8; 32]) -> bool {
             }
             Err(_) => false,
         })
-}
-
-/// Proof that the request carries a valid API key. Handlers that read or use credentials
-/// take it, so no route reaches a secret without it.
-pub struct App;
-
-impl<S: Store> FromRequestParts<AppState<S>> for App {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState<S>,
-    ) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            });
-        // The key is checked first: a valid key passes whatever others guessed, so nobody
-        // can lock the app out by sending wrong keys.
-        match presented {
-            Some(key) if state.key_accepted(key).await => Ok(App),
-            Some(key) => {
-                // Only a wrong key counts: a request without one is a mistake, not a guess.
-                let client = state.client_of(parts);
-                tracing::info!(client = ?client, "request with a wrong API key");
-                match state
-                    .api_key_limiter
-                    .record_failure(&state.store, client, key)
-                    .await
-                {
-                    Some(wait) => Err(ApiError::RateLimited(wait)),
-                    None => Err(ApiError::Unauthorized),
-                }
-            }
-            None => Err(ApiError::Unauthorized),
-        }
-    }
 }
 
 #[cfg(test)]

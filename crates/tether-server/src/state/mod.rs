@@ -1,6 +1,11 @@
 //! Shared state of the gateway: the store, the vault, the integrations, the outbound clients.
 //! Generic over the store (`AppState<S: Store>`); no global statics.
 
+pub mod api_keys;
+pub(crate) mod integrations;
+pub(crate) mod key_revocation;
+pub(crate) mod metrics;
+
 use std::sync::Arc;
 
 use tether_core::catalog::Catalog;
@@ -9,16 +14,16 @@ use tether_core::outbound::Outbound;
 use tether_core::vault::Vault;
 use tether_store::Store;
 
-use crate::api_keys::ApiKeys;
 use crate::config::GatewayConfig;
 use crate::connection_service::cache::CredentialCache;
 use crate::connection_service::clock::Clock;
-use crate::connection_service::refresh::RefreshLocks;
-use crate::integrations::Integrations;
-use crate::key_revocation::StoredKeyCheck;
-use crate::metrics::Metrics;
-use crate::proxy_client::{ProxyClient, ProxyClientConfig};
-use crate::rate_limit::{FailureLimiter, ForwardedWarnings, client_address};
+use crate::connection_service::locks::RefreshLocks;
+use crate::http::rate_limit::{FailureLimiter, ForwardedWarnings, client_address};
+use crate::proxy::client::{ProxyClient, ProxyClientConfig};
+use crate::state::api_keys::ApiKeys;
+use crate::state::integrations::Integrations;
+use crate::state::key_revocation::StoredKeyCheck;
+use crate::state::metrics::Metrics;
 
 /// Cheap to clone: everything sits behind one `Arc`.
 pub struct AppState<S: Store> {
@@ -169,6 +174,13 @@ impl<S: Store> AppState<S> {
             Some(hash) => self.stored_keys.live(&self.store, &hash).await,
             None => true,
         }
+    }
+
+    /// Makes the served API-managed integrations those of the store (see
+    /// [`integrations::sync_from_store`]).
+    pub async fn sync_integrations(&self) -> anyhow::Result<usize> {
+        integrations::sync_from_store(&self.integrations, &self.store, &self.vault, &self.catalog)
+            .await
     }
 
     pub fn integration(&self, key: &str) -> Option<Arc<Integration>> {

@@ -12,8 +12,10 @@ use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use tether_core::catalog::Catalog;
 
-use crate::tuning;
+use crate::settings::settings;
+use crate::tuning::{self, default_gateway};
 use tether_core::integration::Integration;
+use tether_core::outbound::{AddressPolicy, ExtraRoots};
 use tether_core::secret::resolve_secret_ref;
 use tether_server::{GatewayConfig, ServerLimits, WebhookConfig};
 use url::Url;
@@ -44,37 +46,20 @@ pub struct FileConfig {
     #[serde(default)]
     pub proxy: tuning::ProxySection,
     #[serde(default)]
-    pub console: ConsoleSection,
+    pub console: tuning::ConsoleSection,
     #[serde(default)]
-    pub cache: CacheSection,
+    pub cache: tuning::CacheSection,
 }
 
-/// The credential cache (`[cache]`): how many connections' opened credentials stay in
-/// memory, and for how long.
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CacheSection {
-    /// Connections kept (default 10,000; 0 turns the cache off).
-    pub capacity: Option<usize>,
-    /// Seconds an entry is served before the row is read again (default 300).
-    pub ttl_secs: Option<u64>,
-}
-
-/// The operator console and the connection history it shows (`[console]`).
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConsoleSection {
-    /// Days a connection's history is kept before the purge deletes it (default 30).
-    #[serde(default)]
-    pub history_days: Option<u32>,
-}
-
-/// How logs are written (`[log]`).
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogSection {
-    #[serde(default)]
-    pub format: LogFormat,
+settings! {
+    /// How logs are written (`[log]`).
+    pub struct LogSection in "log" for _: () = () => {
+        /// `text`, or `json` (one object a line, with the request id); the level comes from
+        /// `RUST_LOG` (default `info`). Either way a logged value cannot break a line or drive a
+        /// terminal: control, bidirectional and line-separator characters are written as escapes
+        /// (`\n`, `\u{1b}` in text; `\u001b` in JSON, which reads back as the value)
+        format: LogFormat => custom("`text`"),
+    }
 }
 
 /// `text` (the default) or `json` (one object a line, for log pipelines).
@@ -103,92 +88,53 @@ pub struct WebhooksSection {
     pub tuning: tuning::WebhookTuning,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerSection {
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-    #[serde(default)]
-    pub public_url: Option<String>,
-    /// Seconds a client has to send a request's headers.
-    #[serde(default)]
-    pub header_read_timeout_secs: Option<u64>,
-    /// Seconds a whole request may take, body upload included, before it is answered 408.
-    #[serde(default)]
-    pub request_timeout_secs: Option<u64>,
-    /// Seconds an idle connection is kept open.
-    #[serde(default)]
-    pub idle_timeout_secs: Option<u64>,
-    /// Connections open at once.
-    #[serde(default)]
-    pub max_connections: Option<usize>,
-    /// Serving threads, each with its own runtime and listening socket (default: one per CPU).
-    #[serde(default)]
-    pub threads: Option<usize>,
-    /// The largest request body of every route but the proxy.
-    #[serde(default)]
-    pub max_body_bytes: Option<usize>,
-    /// The largest request body the proxy forwards.
-    #[serde(default)]
-    pub proxy_max_body_bytes: Option<usize>,
-    /// Load balancers whose `X-Forwarded-For` names the client (exact addresses).
-    #[serde(default)]
-    pub trusted_proxies: Vec<String>,
-    /// A private address serving `GET /metrics` with no token.
-    #[serde(default)]
-    pub metrics_listen: Option<SocketAddr>,
-    /// A bearer token for `GET /metrics` on the main listener (literal or `env:`/`file:`).
-    #[serde(default)]
-    pub metrics_token: Option<String>,
-}
-
-impl Default for ServerSection {
-    fn default() -> Self {
-        ServerSection {
-            listen: default_listen(),
-            public_url: None,
-            header_read_timeout_secs: None,
-            request_timeout_secs: None,
-            idle_timeout_secs: None,
-            max_connections: None,
-            threads: None,
-            max_body_bytes: None,
-            proxy_max_body_bytes: None,
-            trusted_proxies: Vec::new(),
-            metrics_listen: None,
-            metrics_token: None,
-        }
+settings! {
+    /// `[server]`: where and how the gateway serves HTTP.
+    pub struct ServerSection in "server"
+        for (limits, config): (ServerLimits, GatewayConfig) = (ServerLimits::default(), default_gateway()) =>
+    {
+        /// the address to serve on
+        listen: SocketAddr = default_listen() => custom(format!("`{}`", default_listen())),
+        /// where browsers reach Tether; the OAuth callback is `{public_url}/oauth/callback`;
+        /// https makes cookies `Secure` and `__Host-`
+        public_url: Option<String> => custom("`http://{listen}`"),
+        /// a request's headers must arrive within this (also bounds a keep-alive connection
+        /// waiting for its next request)
+        header_read_timeout_secs: Option<u64> => secs(1, limits.header_read_timeout),
+        /// a whole request, body upload and handler, before a 408
+        request_timeout_secs: Option<u64> => secs(1, limits.request_timeout),
+        /// a connection with no request in progress and no bytes moving is closed
+        idle_timeout_secs: Option<u64> => secs(1, limits.idle_timeout),
+        /// connections open at once; more wait in the listen backlog
+        max_connections: Option<usize> => count(1, limits.max_connections),
+        /// serving threads (1 to 1024), each with its own runtime and listening socket on
+        /// `listen` (`SO_REUSEPORT`); a connection, its handler and its proxied upstream call
+        /// stay on one thread
+        threads: Option<usize> => custom("one per CPU"),
+        /// the largest request body of every route but the proxy (413 at once from
+        /// `Content-Length`)
+        max_body_bytes: Option<usize> => count(1, config.max_body_bytes),
+        /// the largest body the proxy forwards (413 beyond it)
+        proxy_max_body_bytes: Option<usize> => count(1, config.proxy_max_body_bytes),
+        /// exact addresses of load balancers whose `X-Forwarded-For` and `X-Request-Id` are
+        /// believed; from any other peer those headers are ignored (when they come with a wrong
+        /// API key or a console sign-in, a warning says so, once per peer per hour): list your
+        /// TLS proxy here, or every client behind it shares its address for the wrong-key limit
+        trusted_proxies: Vec<String> => custom("none"),
+        /// a private address serving `GET /metrics` with no token
+        metrics_listen: Option<SocketAddr> => custom("none"),
+        /// a bearer token (at least 32 characters) for `GET /metrics` on `listen`; with
+        /// neither, `/metrics` answers 404
+        metrics_token: Option<String> => custom("none"),
     }
 }
 
 impl ServerSection {
     /// The HTTP server's limits: defaults, overridden by what is set; zero is refused.
     pub fn limits(&self) -> anyhow::Result<ServerLimits> {
-        let mut limits = ServerLimits::default();
-        tuning::secs(
-            "server.header_read_timeout_secs",
-            self.header_read_timeout_secs,
-            1,
-            &mut limits.header_read_timeout,
-        )?;
-        tuning::secs(
-            "server.request_timeout_secs",
-            self.request_timeout_secs,
-            1,
-            &mut limits.request_timeout,
-        )?;
-        tuning::secs(
-            "server.idle_timeout_secs",
-            self.idle_timeout_secs,
-            1,
-            &mut limits.idle_timeout,
-        )?;
-        match self.max_connections {
-            Some(0) => bail!("server.max_connections must be at least 1"),
-            Some(n) => limits.max_connections = n,
-            None => {}
-        }
-        Ok(limits)
+        let mut both = (ServerLimits::default(), default_gateway());
+        self.apply(&mut both)?;
+        Ok(both.0)
     }
 
     /// Serving threads: `threads`, else one per CPU the process may use.
@@ -211,29 +157,16 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 3003))
 }
 
-/// `[database]`: where the data lives. Every instance of one deployment has the same.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseSection {
-    /// `sqlite://path` (one instance) or `postgres://user@host/db` (several instances).
-    #[serde(default = "default_database_url")]
-    pub url: String,
-    /// Connections in this instance's pool (PostgreSQL default 10, SQLite default 8).
-    #[serde(default)]
-    pub pool_size: Option<u32>,
-    /// Longest a statement may run before PostgreSQL cancels it, in milliseconds (default
-    /// 30000); the request then answers 503. SQLite ignores it.
-    #[serde(default)]
-    pub statement_timeout_ms: Option<u64>,
-}
-
-impl Default for DatabaseSection {
-    fn default() -> Self {
-        DatabaseSection {
-            url: default_database_url(),
-            pool_size: None,
-            statement_timeout_ms: None,
-        }
+settings! {
+    /// `[database]`: where the data lives. Every instance of one deployment has the same.
+    pub struct DatabaseSection in "database" for _: () = () => {
+        /// `sqlite://path`, or `postgres://user@host/db` for several instances
+        url: String = default_database_url() => custom(format!("`{}`", default_database_url())),
+        /// connections in this instance's pool (on a SQLite file, each serving thread also
+        /// opens one connection of its own, to read connections on cache misses)
+        pool_size: Option<u32> => custom("SQLite 8, PostgreSQL 10"),
+        /// PostgreSQL cancels a statement that runs longer
+        statement_timeout_ms: Option<u64> => custom("none"),
     }
 }
 
@@ -282,31 +215,49 @@ fn default_database_url() -> String {
     "sqlite://tether.db".into()
 }
 
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiSection {
-    /// The app's keys, as literals or `env:`/`file:` references.
-    #[serde(default)]
-    pub keys: Vec<String>,
-    #[serde(flatten)]
-    pub tuning: tuning::ApiTuning,
+settings! {
+    /// `[api]`: the app's keys, and how wrong keys are limited.
+    pub struct ApiSection in "api" for config: GatewayConfig = default_gateway() => {
+        /// the app's API keys (at least 32 characters each), kept as hashes; `TETHER_API_KEY`
+        /// adds one. Setting keys revokes the first-run key for good (a warning says so):
+        /// removing them later does not bring it back, and `serve` then refuses to start until
+        /// keys are set again. `tether keys revoke-first-run` revokes it without configuring
+        /// keys (running servers refuse it within 5 seconds)
+        keys: Vec<String> => custom("one made on first run"),
+        /// wrong API keys counted per client address (IPv6 by /64) and per key prefix (the
+        /// first 8 characters of the key sent) in each window; past it, wrong keys get 429 with
+        /// `Retry-After`. Counted in the database, so shared by every instance. A right key is
+        /// never refused
+        key_failures_max: Option<u32> => count(1, config.api_key_failures.max),
+        /// that window
+        key_failures_window_secs: Option<u64> => secs(1, config.api_key_failures.window),
+    }
 }
 
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConnectSection {
-    #[serde(default)]
-    pub allowed_return_origins: Vec<String>,
-    #[serde(default)]
-    pub app_name: Option<String>,
-    /// The Connect page's accent colour, `#rgb` or `#rrggbb`.
-    #[serde(default)]
-    pub accent_color: Option<String>,
-    /// The app's logo on the Connect page: https (http only on loopback), served by the app.
-    #[serde(default)]
-    pub logo_url: Option<String>,
-    #[serde(flatten)]
-    pub tuning: tuning::ConnectTuning,
+settings! {
+    /// `[connect]`: the Connect pages and their limits.
+    pub struct ConnectSection in "connect" for config: GatewayConfig = default_gateway() => {
+        /// origins the app's return URLs and popup messages may use
+        allowed_return_origins: Vec<String> => custom("none"),
+        /// shown on the Connect pages
+        app_name: Option<String> => custom(format!("`{}`", config.app_name)),
+        /// buttons and focus ring (`#rgb` or `#rrggbb`)
+        accent_color: Option<String> => custom(format!("`{}`", config.accent_color())),
+        /// the app's logo (https, or http on loopback)
+        logo_url: Option<String> => custom("none"),
+        /// how long a connect link works (at least 60)
+        session_ttl_secs: Option<u64> => secs(60, config.connect_session_ttl),
+        /// how long an OAuth sign-in may take from the redirect to the callback (at least 60)
+        flow_ttl_secs: Option<u64> => secs(60, config.flow_ttl),
+        /// credential checks one connect session may make per window
+        attempts_per_session: Option<u32> => count(1, config.connect_attempts.max),
+        /// that window
+        attempts_window_secs: Option<u64> => secs(1, config.connect_attempts.window),
+        /// OAuth flows one session may have in progress
+        max_flows_per_session: Option<u32> => count(1, config.max_flows_per_session),
+        /// how often expired sessions and flows are deleted
+        purge_interval_secs: Option<u64> => secs(1, config.purge_interval),
+    }
 }
 
 /// Reads `.env` (if any), the TOML file (if it exists) and the environment.
@@ -378,31 +329,10 @@ impl FileConfig {
                 .set_logo_url(logo)
                 .map_err(|m| anyhow::anyhow!("connect.logo_url: {m}"))?;
         }
-        for (name, value, into) in [
-            (
-                "max_body_bytes",
-                self.server.max_body_bytes,
-                &mut config.max_body_bytes,
-            ),
-            (
-                "proxy_max_body_bytes",
-                self.server.proxy_max_body_bytes,
-                &mut config.proxy_max_body_bytes,
-            ),
-        ] {
-            match value {
-                Some(0) => bail!("server.{name} must be at least 1"),
-                Some(bytes) => *into = bytes,
-                None => {}
-            }
-        }
-        match self.console.history_days {
-            Some(0) => bail!("console.history_days must be at least 1"),
-            Some(days) => {
-                config.history_retention = std::time::Duration::from_secs(u64::from(days) * 86_400)
-            }
-            None => {}
-        }
+        // The server's limits are checked here too, so one call checks the whole section.
+        let mut server = (ServerLimits::default(), config);
+        self.server.apply(&mut server)?;
+        let mut config = server.1;
         for proxy in &self.server.trusted_proxies {
             let ip = proxy.parse().with_context(|| {
                 format!("server.trusted_proxies: {proxy:?} is not an IP address such as 10.0.0.2")
@@ -416,32 +346,35 @@ impl FileConfig {
             }
             config.metrics_token = Some(token);
         }
-        tuning::apply(
-            &mut config,
-            &self.refresh,
-            &self.outbound,
-            &self.proxy,
-            &self.connect.tuning,
-            &self.api.tuning,
-        )?;
-        if let Some(capacity) = self.cache.capacity {
-            config.cache.capacity = capacity;
+        let outbound = &self.outbound;
+        if let Some(path) = &outbound.extra_ca_file {
+            // Read once at start-up: a wrong file stops start-up rather than failing every call.
+            let pem = std::fs::read(path).map_err(|err| {
+                anyhow::anyhow!("outbound.extra_ca_file {}: {err}", path.display())
+            })?;
+            config.extra_root_certificates = ExtraRoots::from_pem(&pem)
+                .map_err(|m| anyhow::anyhow!("outbound.extra_ca_file {}: {m}", path.display()))?;
+        }
+        if let Some(networks) = &outbound.allowed_private_networks {
+            config.address_policy = AddressPolicy::parse(networks)
+                .map_err(|m| anyhow::anyhow!("outbound.allowed_private_networks: {m}"))?;
         }
         if self.cache.ttl_secs == Some(0) {
             bail!("cache.ttl_secs must be at least 1 (capacity = 0 turns the cache off)")
         }
-        tuning::secs(
-            "cache.ttl_secs",
-            self.cache.ttl_secs,
-            1,
-            &mut config.cache.ttl,
-        )?;
+        self.connect.apply(&mut config)?;
+        self.api.apply(&mut config)?;
+        self.console.apply(&mut config)?;
+        self.refresh.apply(&mut config)?;
+        self.outbound.apply(&mut config)?;
+        self.proxy.apply(&mut config)?;
+        self.cache.apply(&mut config)?;
         if let Some(webhooks) = &self.webhooks {
             let url = tether_core::integration::parse_endpoint(&webhooks.url)
                 .map_err(|m| anyhow::anyhow!("webhooks.url: {m}"))?;
             let secret = resolve_secret_ref(&webhooks.secret).context("webhooks.secret")?;
             let mut webhook_config = WebhookConfig::new(url, secret);
-            tuning::apply_webhooks(&mut webhook_config, &webhooks.tuning)?;
+            webhooks.tuning.apply(&mut webhook_config)?;
             config.webhooks = Some(webhook_config);
         }
         Ok(config)

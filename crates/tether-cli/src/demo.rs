@@ -275,7 +275,7 @@ fn configure(config: &mut GatewayConfig, args: &DemoArgs) -> anyhow::Result<()> 
             .map_err(|m| anyhow::anyhow!("--logo-url: {m}"))?;
     }
     // 0 means the shortest; over the bound is refused (it would overflow the session's expiry).
-    crate::tuning::secs(
+    crate::settings::secs(
         "--session-ttl",
         args.session_ttl.map(|seconds| seconds.max(1)),
         1,

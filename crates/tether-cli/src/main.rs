@@ -8,7 +8,9 @@ mod commands;
 mod config;
 mod demo;
 mod log_escape;
+mod reference;
 mod serve;
+mod settings;
 mod tuning;
 
 use std::path::PathBuf;

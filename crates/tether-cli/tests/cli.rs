@@ -168,6 +168,18 @@ async fn configuration_errors_are_one_line_and_exit_non_zero() {
             "[server]\nidle_timeout_secs = 9223372036854775807\n",
             "server.idle_timeout_secs must be at most",
         ),
+        // Every section is declared the same way: unknown keys and zeros stop start-up too.
+        ("[server]\nlistn = \"127.0.0.1:0\"\n", "listn"),
+        ("[database]\npool = 3\n", "pool"),
+        ("[log]\nformat = \"xml\"\n", "xml"),
+        (
+            "[server]\nmax_body_bytes = 0\n",
+            "server.max_body_bytes must be at least 1",
+        ),
+        (
+            "[console]\nhistory_days = 0\n",
+            "console.history_days must be at least 1",
+        ),
     ];
     for (toml, expected) in cases {
         std::fs::write(dir.path().join("tether.toml"), toml).unwrap();

@@ -1,5 +1,6 @@
 //! The gateway's own settings, already parsed and checked (loading files and environment
-//! variables is the binary's job). Defaults are the documented ones (docs/configuration.md).
+//! variables is the binary's job). The defaults are stated here only: the binary's settings
+//! declarations read them, and docs/configuration.md's table is generated from those.
 
 use std::time::Duration;
 

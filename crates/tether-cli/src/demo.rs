@@ -4,7 +4,8 @@
 //! lines, then runs until Ctrl-C.
 //!
 //! Everything is throwaway: nothing is written to disk, and this must never listen on
-//! anything but loopback nor talk to a real provider.
+//! anything but loopback nor talk to a real provider. Its outbound policy lets integrations
+//! made through the API reach loopback (the emulators), and nothing else that is not public.
 //!
 //! For scripts (the browser tests in `e2e/`), the flags choose the address, the app's origins
 //! and branding, a consent page on the OAuth emulator and the session lifetime, and the demo
@@ -152,6 +153,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let api_keys = ApiKeys::from_keys([&SecretString::new(api_key.clone())]);
     let mut config = GatewayConfig::new(public_url.clone());
     configure(&mut config, &args)?;
+    // Every CRM of the demo is an emulator on loopback: integrations an app puts through the
+    // API (as the walkthroughs and the TypeScript client's tests do) must reach them too. The
+    // demo never listens on or talks to anything else, so nothing is opened beyond loopback.
+    config.address_policy = tether_core::outbound::AddressPolicy::parse(&["127.0.0.0/8", "::1"])
+        .expect("fixed networks parse");
     let webhook_secret = random::prefixed_token("whsec_");
     if let Some(url) = &args.webhook_url {
         let url = Url::parse(url).with_context(|| format!("--webhook-url {url:?} is not a URL"))?;

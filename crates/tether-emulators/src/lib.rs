@@ -11,7 +11,6 @@
 //! providers, not Tether's idea of them. It must never listen on anything but loopback.
 
 #![forbid(unsafe_code)]
-
 // Handlers pass ready-made error `Response`s through `Result::Err`, the axum idiom; their
 // size does not matter on these paths, so the lint's boxing advice would only add noise.
 #![allow(clippy::result_large_err)]

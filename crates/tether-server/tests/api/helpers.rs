@@ -43,6 +43,8 @@ pub struct AppOptions {
     pub emulator_integrations: Option<EmulatorIntegrations>,
     /// The HTTP server's limits.
     pub limits: ServerLimits,
+    /// The gateway's clock, when not the system's.
+    pub clock: Option<Arc<dyn tether_server::Clock>>,
 }
 
 impl Default for AppOptions {
@@ -54,6 +56,7 @@ impl Default for AppOptions {
             configure: None,
             emulator_integrations: None,
             limits: ServerLimits::default(),
+            clock: None,
         }
     }
 }
@@ -183,12 +186,14 @@ impl TestApp {
             })
             .collect();
         let keys = ApiKeys::from_keys([&tether_core::SecretString::new(self.api_key.clone())]);
-        let gateway = Gateway::builder(store, vault, config)
+        let mut builder = Gateway::builder(store, vault, config)
             .catalog(catalog)
             .integrations(integrations)
-            .api_keys(keys)
-            .build()
-            .unwrap();
+            .api_keys(keys);
+        if let Some(clock) = &self.options.clock {
+            builder = builder.clock(clock.clone());
+        }
+        let gateway = builder.build().unwrap();
         gateway.load_stored_integrations().await.unwrap();
         let router = gateway.router();
         self.gateway_state = Some(gateway.state().clone());

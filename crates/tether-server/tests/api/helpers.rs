@@ -24,6 +24,11 @@ use url::Url;
 pub const APP_ORIGIN: &str = "http://app.localhost:9";
 pub const RETURN_URL: &str = "http://app.localhost:9/app/return";
 
+/// How long a test waits for something in the background (`tether_test_support::eventually`):
+/// generous, as two cores run many tests at once; a test that passes waits only as long as
+/// it must.
+pub const LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A change to the gateway configuration before it starts.
 pub type Configure = Arc<dyn Fn(&mut GatewayConfig) + Send + Sync>;
 

@@ -204,6 +204,8 @@ pub fn open_vault(create: bool) -> anyhow::Result<Vault> {
 /// Configured keys replace the first-run key for good: it is revoked (kept, marked) here, so
 /// removing `[api] keys` later does not bring it back. With no key configured and every stored
 /// key revoked, serving refuses to start rather than mint a key nobody asked for.
+///
+/// Runs before the gateway state (and its clock) exists; its times are stamps, not decisions.
 async fn api_keys(file: &FileConfig, store: &AnyStore) -> anyhow::Result<ApiKeys> {
     let configured = file.api_keys()?;
     if !configured.is_empty() {

@@ -17,6 +17,7 @@ use std::time::Duration;
 use reqwest::redirect::Policy;
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
+use tether_test_support::eventually;
 use tokio::process::{Child, Command};
 use url::Url;
 
@@ -136,14 +137,12 @@ async fn the_first_run_key_is_refused_for_good_after_revoke_first_run() {
     // The running server stops accepting it (it rechecks the store every few seconds), and
     // the console session it signed in has ended.
     assert_eq!(console_status(&served.base, &cookie).await, 303);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while status_with_key(&served.base, &key).await != 401 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the running server still accepts the revoked key"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        "the running server to refuse the revoked key",
+        || async { status_with_key(&served.base, &key).await == 401 },
+    )
+    .await;
     let refused = client()
         .post(served.base.join("dashboard/sign-in").unwrap())
         .header("origin", served.base.origin().ascii_serialization())

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use tether_test_support::eventually;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -707,17 +708,14 @@ async fn serving_on_three_threads_answers_every_connection_and_stops_on_sigterm(
     let mut served = serve(command).await;
     let pid = served.child.id().expect("tether runs");
     // "Listening" is printed just before the serving threads start: give them a moment.
-    let mut serving = Vec::new();
-    for _ in 0..100 {
-        serving = thread_names(pid)
+    let mut serving = eventually(Duration::from_secs(5), "two serving threads", || async {
+        let serving: Vec<String> = thread_names(pid)
             .into_iter()
             .filter(|name| name.starts_with("tether-serve-"))
             .collect();
-        if serving.len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (serving.len() >= 2).then_some(serving)
+    })
+    .await;
     serving.sort();
     assert_eq!(
         serving,

@@ -42,6 +42,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tether_emulators::seed_oauth::{self, SeedOAuthConfig};
+use tether_test_support::eventually;
 use tokio::process::{Child, Command};
 use url::Url;
 
@@ -430,16 +431,11 @@ async fn finish_connect(browser: &reqwest::Client, callback: Url) -> String {
     support::returned_connection(&location(&browser.get(callback).send().await.unwrap()))
 }
 
-/// Waits (bounded) until `check` holds; returns how long it took.
-async fn within(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
+/// Waits (bounded, by `eventually`) until `check` holds; returns how long it took.
+async fn within(limit: Duration, what: &str, check: impl AsyncFnMut() -> bool) -> Duration {
     let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(limit, what, check).await;
+    started.elapsed()
 }
 
 /// Waits until every stored access token of `ids` has expired.

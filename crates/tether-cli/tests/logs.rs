@@ -16,7 +16,7 @@ mod support;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use tether_emulators::redtail::{self, RedtailConfig, RedtailUser};
 use tether_emulators::salesmate::{self, SalesmateAccount, SalesmateConfig};
 use tether_emulators::seed_oauth::{self, SeedOAuthConfig};
+use tether_test_support::eventually;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use url::Url;
@@ -301,15 +302,6 @@ fn landed_connection(response: &reqwest::Response) -> String {
     support::returned_connection(&response.url().join(location).unwrap())
 }
 
-/// Waits (bounded) until `done` holds.
-async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// What one run left behind: the log, the secrets it must not hold, and the connection ids
 /// (which it should hold: the positive control for the search).
 struct Run {
@@ -575,9 +567,11 @@ async fn run_flows(level: &str, format: Format) -> Run {
         assert_eq!(status, 204, "{body}");
     }
     assert!(seed.control.revoke_calls() >= 2);
-    wait_for("the connection.deleted webhooks", || {
-        hooks.count("connection.deleted") == 4
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the connection.deleted webhooks",
+        || async { hooks.count("connection.deleted") == 4 },
+    )
     .await;
     assert_eq!(hooks.count("connection.created"), 4);
 

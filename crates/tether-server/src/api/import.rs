@@ -14,7 +14,7 @@ use tether_core::catalog::AuthMode;
 use tether_core::credential_flow;
 use tether_core::credentials::Credentials;
 use tether_core::integration::Integration;
-use tether_core::{SecretString, oauth2, unix_time};
+use tether_core::{SecretString, oauth2};
 use tether_store::Store;
 use utoipa::ToSchema;
 
@@ -77,7 +77,7 @@ pub async fn import<S: Store>(
             ),
         )
     })?;
-    let now = unix_time::now();
+    let now = state.clock.now();
     let (credentials, metadata) = match integration.auth_mode() {
         AuthMode::Oauth2 | AuthMode::Oauth2ClientCredentials => {
             let metadata = oauth_metadata(&integration, body.metadata)?;

@@ -17,7 +17,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tether_core::ids::IntegrationKey;
 use tether_core::integration::Integration;
-use tether_core::unix_time;
 use tether_store::{ConnectionFilter, Store};
 use utoipa::ToSchema;
 
@@ -91,7 +90,7 @@ pub async fn put_integration<S: Store>(
     let sealed = seal_config(&state.vault, key.as_str(), &table).map_err(ApiError::cannot_seal)?;
     let created = state
         .store
-        .put_integration(key.as_str(), &sealed, unix_time::now())
+        .put_integration(key.as_str(), &sealed, state.clock.now())
         .await?;
     let view = integration_view(&integration, Some(Source::Api));
     if !state.integrations.put_api(integration) {

@@ -104,7 +104,7 @@ pub async fn create<S: Store>(
     };
 
     let token = random::prefixed_token("cs_");
-    let now = unix_time::now();
+    let now = state.clock.now();
     let expires_at =
         crate::connection_service::expiry::after(now, state.config.connect_session_ttl);
     state

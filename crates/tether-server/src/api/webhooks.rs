@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tether_core::unix_time::{self, rfc3339};
+use tether_core::unix_time::rfc3339;
 use tether_store::{Store, WebhookEventFilter, WebhookEventRow, WebhookStatus};
 use utoipa::{IntoParams, ToSchema};
 
@@ -187,7 +187,7 @@ pub async fn redeliver<S: Store>(
     }
     if !state
         .store
-        .redeliver_webhook_event(&id, unix_time::now())
+        .redeliver_webhook_event(&id, state.clock.now())
         .await?
     {
         return Err(delivery_not_found());

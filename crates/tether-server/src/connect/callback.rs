@@ -12,7 +12,7 @@ use tether_core::credential_flow;
 use tether_core::credentials::{Credentials, OAuth2Tokens};
 use tether_core::integration::Integration;
 use tether_core::oauth2::{self, TokenError};
-use tether_core::{SecretString, random, unix_time};
+use tether_core::{SecretString, random};
 use tether_store::{ConsumeOutcome, FlowStateRow, Store};
 use url::Url;
 
@@ -86,7 +86,7 @@ async fn take_flow<S: Store>(
         .await
         .map_err(|err| internal("consuming flow state", &err))?;
     match outcome {
-        ConsumeOutcome::Consumed(flow) if flow.expires_at > unix_time::now() => Ok(flow),
+        ConsumeOutcome::Consumed(flow) if flow.expires_at > state.clock.now() => Ok(flow),
         ConsumeOutcome::Consumed(_) => Err(expired_failure()),
         ConsumeOutcome::WrongBrowser => {
             tracing::warn!("oauth callback presented by a browser that did not start the flow");
@@ -241,7 +241,7 @@ async fn finish<S: Store>(
         code,
         &redirect_uri,
         verifier.as_ref(),
-        unix_time::now(),
+        state.clock.now(),
     )
     .await
     .and_then(|tokens| {

@@ -12,7 +12,7 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use cookie::{Cookie, SameSite};
-use tether_core::{random, unix_time};
+use tether_core::random;
 use tether_store::{ConnectSessionRow, Store};
 
 use super::pages::Failure;
@@ -129,7 +129,7 @@ pub async fn load<S: Store>(
         .await
         .map_err(|err| internal("loading connect session", &err))?;
     let row = match row {
-        Some(row) if row.expires_at > unix_time::now() => row,
+        Some(row) if row.expires_at > state.clock.now() => row,
         _ => return Err(expired_failure()),
     };
     if row.completed_at.is_some() {
@@ -156,7 +156,7 @@ pub async fn load<S: Store>(
     let hash = random::sha256_hex(&browser);
     let bound = state
         .store
-        .bind_connect_session(&token_hash, &hash, unix_time::now())
+        .bind_connect_session(&token_hash, &hash, state.clock.now())
         .await
         .map_err(|err| internal("binding connect session", &err))?;
     if bound.as_deref() != Some(hash.as_str()) {
@@ -194,7 +194,7 @@ pub async fn count_attempt<S: Store>(
     session: &Session,
 ) -> Result<(), Failure> {
     let limit = state.config.connect_attempts;
-    let now = unix_time::now();
+    let now = state.clock.now();
     let window_secs = i64::try_from(limit.window.as_secs()).unwrap_or(i64::MAX);
     let counted = state
         .store
@@ -241,7 +241,7 @@ fn minutes(seconds: u64) -> String {
 pub async fn complete<S: Store>(state: &AppState<S>, token_hash: &str) -> Result<(), Failure> {
     let won = state
         .store
-        .complete_connect_session(token_hash, unix_time::now())
+        .complete_connect_session(token_hash, state.clock.now())
         .await
         .map_err(|err| internal("completing connect session", &err))?;
     if won { Ok(()) } else { Err(used_failure()) }
@@ -251,7 +251,7 @@ pub async fn complete<S: Store>(state: &AppState<S>, token_hash: &str) -> Result
 pub async fn reopen<S: Store>(state: &AppState<S>, token_hash: &str) {
     if let Err(err) = state
         .store
-        .reopen_connect_session(token_hash, unix_time::now())
+        .reopen_connect_session(token_hash, state.clock.now())
         .await
     {
         tracing::error!(error = ?err, "reopening connect session after a failed save");

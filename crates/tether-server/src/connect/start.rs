@@ -10,7 +10,7 @@ use tether_core::catalog::AuthMode;
 use tether_core::credentials::Credentials;
 use tether_core::integration::Integration;
 use tether_core::oauth2::{self, TokenError};
-use tether_core::{SecretString, pkce, random, unix_time};
+use tether_core::{SecretString, pkce, random};
 use tether_store::{FlowStateRow, Store};
 
 use super::pages::{self, Chrome, ConnectItem, ConnectPage, Failure};
@@ -193,7 +193,7 @@ pub async fn connect_direct<S: Store>(
     })?;
     session::count_attempt(state, session).await?;
     let vars = integration.vars(&connection, None);
-    let now = unix_time::now();
+    let now = state.clock.now();
     let tokens = match login {
         Some((username, password)) => {
             oauth2::password(&state.outbound, client, &vars, username, password, now).await
@@ -273,7 +273,7 @@ pub async fn start_oauth<S: Store>(
     let verifier = client.pkce.then(pkce::new_verifier);
     let challenge = verifier.as_ref().map(pkce::s256_challenge);
     let redirect_uri = state.config.callback_url();
-    let now = unix_time::now();
+    let now = state.clock.now();
     // Built before anything is stored: a value that makes an unusable URL stops here.
     let vars = integration.vars(connection, None);
     let url = tether_core::oauth2::authorization_url(

@@ -1,6 +1,8 @@
-//! "Now", for the connection service: one [`Clock`] carried by the gateway state, so that
-//! expiry, back-off, lease and cache-lifetime decisions can be tested by moving a fake clock
-//! instead of waiting (or only through HTTP tests). Production uses [`SystemClock`].
+//! "Now", for the whole gateway: one [`Clock`] carried by the gateway state, so that expiry,
+//! back-off, lease, cache-lifetime, session, purge and rate-limit decisions can be tested by
+//! moving a fake clock instead of waiting (or only through HTTP tests). Production uses
+//! [`SystemClock`]. Only what runs without a state (one-shot CLI commands, the store's own
+//! defaults) reads `tether_core::unix_time::now()` directly.
 
 use std::time::Instant;
 

@@ -86,6 +86,7 @@ pub async fn save_connection<S: Store>(
             };
             let event = webhooks::event(
                 &state.config,
+                state.clock.now(),
                 EventType::Created,
                 &existing,
                 created_extra(true),
@@ -122,6 +123,7 @@ pub async fn save_connection<S: Store>(
         };
         let event = webhooks::event(
             &state.config,
+            state.clock.now(),
             EventType::Created,
             &row,
             created_extra(false),

@@ -22,6 +22,7 @@ pub async fn delete_connection<S: Store>(
     revoke_at_provider(state, &row).await;
     let event = webhooks::event(
         &state.config,
+        state.clock.now(),
         EventType::Deleted,
         &row,
         serde_json::Map::new(),

@@ -113,7 +113,13 @@ pub(super) async fn store_refreshed<S: Store>(
         "expires_at".into(),
         json!(credentials.expires_at().map(unix_time::rfc3339)),
     );
-    let event = webhooks::event(&state.config, EventType::Refreshed, &current.row, extra);
+    let event = webhooks::event(
+        &state.config,
+        state.clock.now(),
+        EventType::Refreshed,
+        &current.row,
+        extra,
+    );
     let written = state
         .store
         .replace_credentials_with_event(&update, event.as_ref())
@@ -178,7 +184,13 @@ pub(super) async fn handle_failure<S: Store>(
         );
         extra.insert("reason".into(), Value::from(err.reason()));
         extra.insert("reference".into(), Value::from(reference));
-        let event = webhooks::event(&state.config, EventType::RefreshFailed, &current.row, extra);
+        let event = webhooks::event(
+            &state.config,
+            state.clock.now(),
+            EventType::RefreshFailed,
+            &current.row,
+            extra,
+        );
         match state
             .store
             .set_connection_status_with_event(&change, event.as_ref())
@@ -204,7 +216,13 @@ pub(super) async fn handle_failure<S: Store>(
     }
     tracing::warn!(connection_id = %id, reason = %err.reason(), reference = %reference, "refresh failed; will retry");
     let backoff = backoff_secs(state, current.row.refresh_failures, &err);
-    let event = webhooks::history_only(&state.config, &current.row, err.reason(), &reference);
+    let event = webhooks::history_only(
+        &state.config,
+        state.clock.now(),
+        &current.row,
+        err.reason(),
+        &reference,
+    );
     if let Err(e) = state
         .store
         .record_refresh_failure_with_event(

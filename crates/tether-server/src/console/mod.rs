@@ -25,7 +25,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use tether_core::unix_time::{self, rfc3339};
+use tether_core::unix_time::rfc3339;
 use tether_store::{
     ConnectionPage, ConnectionRow, ConnectionStatus, Store, WebhookEventFilter, WebhookStatus,
     history_kind,
@@ -269,7 +269,7 @@ async fn sign_in<S: Store>(
         tracing::info!(client = ?client, "console sign-in with a wrong API key");
         if let Some(wait) = state
             .api_key_limiter
-            .record_failure(&state.store, client, key)
+            .record_failure(&state.store, state.clock.as_ref(), client, key)
             .await
         {
             let mut response = sign_in_page(

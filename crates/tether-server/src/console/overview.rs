@@ -97,7 +97,7 @@ pub(super) async fn overview<S: Store>(
     for row in &mut integrations {
         row.href = dashboard_url(&state, &["connections"], &[("integration", &row.key)]);
     }
-    let now = unix_time::now();
+    let now = state.clock.now();
     // Whole hours and days, so a bucket's bounds read well.
     let day_since = (now - 23 * 3600).div_euclid(3600) * 3600;
     let month_since = (now - 29 * 86_400).div_euclid(86_400) * 86_400;

@@ -24,7 +24,6 @@ use cookie::{Cookie, SameSite};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tether_core::random::constant_time_eq;
-use tether_core::unix_time;
 use tether_store::{ConsoleSessionRow, Store};
 
 use crate::config::GatewayConfig;
@@ -69,7 +68,7 @@ pub fn cookie_name(config: &GatewayConfig) -> &'static str {
 /// Mints a new session for a key fingerprint and records it in the store: the `Set-Cookie`
 /// header value. `None` when it could not be recorded or built.
 pub async fn issue<S: Store>(state: &AppState<S>, key_fingerprint: String) -> Option<HeaderValue> {
-    let now = unix_time::now();
+    let now = state.clock.now();
     let claims = Claims {
         exp: now + SESSION_SECS,
         key: key_fingerprint,
@@ -133,7 +132,7 @@ pub async fn operator<S: Store>(state: &AppState<S>, headers: &HeaderMap) -> Opt
     let sealed = URL_SAFE_NO_PAD.decode(value).ok()?;
     let plaintext = state.vault.open(CONTEXT, &sealed).ok()?;
     let claims: Claims = serde_json::from_slice(&plaintext).ok()?;
-    let now = unix_time::now();
+    let now = state.clock.now();
     if claims.exp <= now || !state.api_keys.has_fingerprint(&claims.key) {
         return None;
     }

@@ -94,7 +94,7 @@ pub(super) async fn redeliver<S: Store>(
     }
     match state
         .store
-        .redeliver_webhook_event(&id, unix_time::now())
+        .redeliver_webhook_event(&id, state.clock.now())
         .await
     {
         Ok(true) => {

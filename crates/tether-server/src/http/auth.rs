@@ -39,7 +39,7 @@ impl<S: Store> FromRequestParts<AppState<S>> for App {
                 tracing::info!(client = ?client, "request with a wrong API key");
                 match state
                     .api_key_limiter
-                    .record_failure(&state.store, client, key)
+                    .record_failure(&state.store, state.clock.as_ref(), client, key)
                     .await
                 {
                     Some(wait) => Err(ApiError::RateLimited(wait)),

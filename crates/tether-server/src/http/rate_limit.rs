@@ -26,6 +26,7 @@ use axum::http::request::Parts;
 use tether_store::AuthStore;
 
 use crate::config::RateLimit;
+use crate::connection_service::clock::Clock;
 
 /// Buckets remembered as over the limit at most (memory stays bounded under a flood).
 const MAX_REMEMBERED: usize = 100_000;
@@ -49,19 +50,21 @@ impl FailureLimiter {
 
     /// Counts a wrong key `presented` by `client`. `Some(seconds)` when one of its buckets is
     /// over the limit: the caller answers 429 with that wait instead of 401. A store that
-    /// fails is logged and counts nothing (the key is refused either way).
+    /// fails is logged and counts nothing (the key is refused either way). `clock` is the
+    /// state's: the windows are in unix seconds, what is remembered in its monotonic instants.
     pub async fn record_failure<S: AuthStore>(
         &self,
         store: &S,
+        clock: &dyn Clock,
         client: Option<IpAddr>,
         presented: &str,
     ) -> Option<u64> {
         let buckets = buckets(client, presented);
-        if let Some(wait) = self.known_blocked(&buckets) {
+        if let Some(wait) = self.known_blocked(&buckets, clock.instant()) {
             return Some(wait);
         }
         let window_secs = i64::try_from(self.limit.window.as_secs().max(1)).unwrap_or(i64::MAX);
-        let now = tether_core::unix_time::now();
+        let now = clock.now();
         let windows = match store.count_auth_failures(&buckets, now, window_secs).await {
             Ok(windows) => windows,
             Err(err) => {
@@ -77,18 +80,17 @@ impl FailureLimiter {
             let left = u64::try_from(window.since.saturating_add(window_secs) - now)
                 .unwrap_or(0)
                 .max(1);
-            self.remember(bucket, Duration::from_secs(left));
+            self.remember(bucket, Duration::from_secs(left), clock.instant());
             wait = wait.max(Some(left));
         }
         wait
     }
 
-    fn known_blocked(&self, buckets: &[String]) -> Option<u64> {
+    fn known_blocked(&self, buckets: &[String], now: Instant) -> Option<u64> {
         let mut blocked = self.blocked.lock().expect("limiter lock poisoned");
         if blocked.is_empty() {
             return None;
         }
-        let now = Instant::now();
         let mut wait = None;
         for bucket in buckets {
             match blocked.get(bucket) {
@@ -107,9 +109,8 @@ impl FailureLimiter {
         wait
     }
 
-    fn remember(&self, bucket: &str, left: Duration) {
+    fn remember(&self, bucket: &str, left: Duration, now: Instant) {
         let mut blocked = self.blocked.lock().expect("limiter lock poisoned");
-        let now = Instant::now();
         if blocked.len() >= MAX_REMEMBERED {
             blocked.retain(|_, until| *until > now);
             if blocked.len() >= MAX_REMEMBERED {

@@ -4,7 +4,6 @@
 //! run it; the deletes are idempotent, so instances running it at the same time only repeat
 //! each other's work.
 
-use tether_core::unix_time;
 use tether_store::Store;
 use tokio::sync::watch;
 
@@ -21,13 +20,13 @@ pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Recei
         if *shutdown.borrow() {
             break;
         }
-        match state.store.purge_expired(unix_time::now()).await {
+        match state.store.purge_expired(state.clock.now()).await {
             Ok(0) => {}
             Ok(purged) => tracing::debug!(purged, "purged expired connect sessions and flows"),
             Err(err) => tracing::warn!(error = %err, "purging expired connect sessions failed"),
         }
         purge_auth(&state).await;
-        let history_before = unix_time::now().saturating_sub(
+        let history_before = state.clock.now().saturating_sub(
             i64::try_from(state.config.history_retention.as_secs()).unwrap_or(i64::MAX),
         );
         match state.store.purge_connection_events(history_before).await {
@@ -44,7 +43,7 @@ pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Recei
 
 /// Failure windows and console sessions that ended: nothing reads them any more.
 async fn purge_auth<S: Store>(state: &AppState<S>) {
-    let now = unix_time::now();
+    let now = state.clock.now();
     let window = i64::try_from(state.config.api_key_failures.window.as_secs()).unwrap_or(i64::MAX);
     match state
         .store

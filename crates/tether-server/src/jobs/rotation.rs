@@ -61,6 +61,9 @@ impl Rotated {
 /// Announces `vault`'s primary key as the sealing key, waits `grace` for every instance to
 /// hear it, and re-seals until no value anywhere remains under another key (counted in the
 /// database after each pass). `progress` is called once per value looked at.
+///
+/// Stamps with the system clock, not a gateway state's `Clock`: `tether keys rotate` runs it
+/// once from the command line, with no gateway state, and the stamps decide nothing.
 pub async fn rotate<S: Store>(
     store: &S,
     vault: &Vault,

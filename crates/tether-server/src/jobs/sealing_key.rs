@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use tether_core::unix_time;
 use tether_store::Store;
 use tokio::sync::watch;
 
@@ -30,7 +29,7 @@ pub async fn follow_once<S: Store>(state: &AppState<S>) -> anyhow::Result<String
     let primary = state.vault.primary_key_id();
     let announced = state
         .store
-        .announce_sealing_key_if_none(&primary, unix_time::now())
+        .announce_sealing_key_if_none(&primary, state.clock.now())
         .await?;
     state.vault.announce(&announced);
     Ok(announced)

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use tether_store::AuthStore;
 
+use crate::connection_service::clock::Clock;
+
 /// How long the answer "not revoked" is trusted.
 pub const RECHECK: Duration = Duration::from_secs(5);
 
@@ -32,14 +34,17 @@ struct Known {
 impl StoredKeyCheck {
     /// Whether the stored key of this hex hash may still be used. When the store cannot be
     /// read, the last answer stands (a database blip must not lock the app out; the requests
-    /// that follow need the database anyway).
-    pub async fn live<S: AuthStore>(&self, store: &S, key_hash: &str) -> bool {
+    /// that follow need the database anyway). `clock` (the state's) times the re-check.
+    pub async fn live<S: AuthStore>(&self, store: &S, clock: &dyn Clock, key_hash: &str) -> bool {
         {
             let known = self.state.lock().expect("key check lock poisoned");
             if known.revoked.contains(key_hash) {
                 return false;
             }
-            if known.checked_at.is_some_and(|at| at.elapsed() < RECHECK) {
+            if known
+                .checked_at
+                .is_some_and(|at| clock.instant().saturating_duration_since(at) < RECHECK)
+            {
                 return true;
             }
         }
@@ -48,7 +53,7 @@ impl StoredKeyCheck {
         match store.stored_api_keys().await {
             Ok(keys) => {
                 let mut known = self.state.lock().expect("key check lock poisoned");
-                known.checked_at = Some(Instant::now());
+                known.checked_at = Some(clock.instant());
                 for key in keys.into_iter().filter(|k| k.revoked_at.is_some()) {
                     known.revoked.insert(key.key_hash);
                 }

@@ -171,7 +171,11 @@ impl<S: Store> AppState<S> {
             return false;
         }
         match self.api_keys.stored_hash(presented) {
-            Some(hash) => self.stored_keys.live(&self.store, &hash).await,
+            Some(hash) => {
+                self.stored_keys
+                    .live(&self.store, self.clock.as_ref(), &hash)
+                    .await
+            }
             None => true,
         }
     }

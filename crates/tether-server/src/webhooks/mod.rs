@@ -40,14 +40,15 @@ impl EventType {
 /// The event for `row`: recorded in the connection's history always, and put in the outbox
 /// for delivery only when a webhook URL is configured (an outbox nobody drains would only
 /// grow). `extra` fields are added to the body; `reason` and `reference` among them also go
-/// into the history entry. Always `Some`; an `Option` because the store takes one.
+/// into the history entry. `now` is the state's clock. Always `Some`; an `Option` because
+/// the store takes one.
 pub(crate) fn event(
     config: &GatewayConfig,
+    now: i64,
     kind: EventType,
     row: &ConnectionRow,
     extra: Map<String, Value>,
 ) -> Option<NewWebhookEvent> {
-    let now = unix_time::now();
     let id = tether_core::random::prefixed_token("evt_");
     let text = |key: &str| extra.get(key).and_then(Value::as_str).map(str::to_owned);
     let history = HistoryEntry {
@@ -93,6 +94,7 @@ pub(crate) fn event(
 /// on its own and the app need not hear about.
 pub(crate) fn history_only(
     config: &GatewayConfig,
+    now: i64,
     row: &ConnectionRow,
     reason: String,
     reference: &str,
@@ -100,7 +102,7 @@ pub(crate) fn history_only(
     let mut extra = Map::new();
     extra.insert("reason".into(), Value::from(reason));
     extra.insert("reference".into(), Value::from(reference));
-    let mut event = event(config, EventType::RefreshFailed, row, extra)?;
+    let mut event = event(config, now, EventType::RefreshFailed, row, extra)?;
     event.deliver = false;
     event.history.kind = history_kind::REFRESH_FAILED.to_owned();
     Some(event)

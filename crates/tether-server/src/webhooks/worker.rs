@@ -10,7 +10,6 @@
 use std::time::Instant;
 
 use futures_util::future::join_all;
-use tether_core::unix_time;
 use tether_store::{AttemptOutcome, Store, WebhookAttempt, WebhookEventRow};
 use tokio::sync::watch;
 
@@ -87,7 +86,7 @@ async fn deliver_round<S: Store>(
     client: &reqwest::Client,
     owner: &str,
 ) -> Result<usize, tether_store::StoreError> {
-    let now = unix_time::now();
+    let now = state.clock.now();
     // The claim outlives the slowest attempt with room to spare, so it does not expire while
     // its delivery is still in flight.
     let lease = config
@@ -121,7 +120,7 @@ async fn deliver_one<S: Store>(
     event: WebhookEventRow,
 ) {
     let started = Instant::now();
-    let sent_at = unix_time::now();
+    let sent_at = state.clock.now();
     let signature = sign(
         config.secret.expose().as_bytes(),
         sent_at,
@@ -146,7 +145,7 @@ async fn deliver_one<S: Store>(
         Err(_) => (None, Some("network_error".to_owned())),
     };
     let attempts = event.attempts + 1;
-    let at = unix_time::now();
+    let at = state.clock.now();
     let outcome = match &error {
         None => AttemptOutcome::Delivered,
         Some(_) if attempts >= i64::from(config.max_attempts.max(1)) => AttemptOutcome::GiveUp,

@@ -16,6 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use url::Url;
 
+use tether_test_support::eventually;
+
 use crate::helpers::*;
 use crate::providers::{self, REDTAIL_PASSWORD};
 
@@ -548,19 +550,12 @@ async fn expired_sessions_and_flows_are_purged_in_the_background() {
     assert_eq!(started.status(), 303);
     let store = SqliteStore::connect(&app.db_url).await.unwrap();
     let hash = tether_core::random::sha256_hex(&session_token(&session));
-    let deadline = tokio::time::Instant::now() + BOUND;
-    loop {
+    eventually(BOUND, "the expired rows purged", || async {
         let session_left = store.get_connect_session(&hash).await.unwrap().is_some();
         let flows_left = !store.flow_states_after(None, 10).await.unwrap().is_empty();
-        if !session_left && !flows_left {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "expired rows were not purged"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        !session_left && !flows_left
+    })
+    .await;
 }
 
 // ----- the proxy -------------------------------------------------------------------------

@@ -24,6 +24,11 @@ use url::Url;
 pub const APP_ORIGIN: &str = "http://app.localhost:9";
 pub const RETURN_URL: &str = "http://app.localhost:9/app/return";
 
+/// How long a test waits for something in the background (`tether_test_support::eventually`):
+/// generous, as two cores run many tests at once; a test that passes waits only as long as
+/// it must.
+pub const LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A change to the gateway configuration before it starts.
 pub type Configure = Arc<dyn Fn(&mut GatewayConfig) + Send + Sync>;
 
@@ -43,6 +48,8 @@ pub struct AppOptions {
     pub emulator_integrations: Option<EmulatorIntegrations>,
     /// The HTTP server's limits.
     pub limits: ServerLimits,
+    /// The gateway's clock, when not the system's.
+    pub clock: Option<Arc<dyn tether_server::Clock>>,
 }
 
 impl Default for AppOptions {
@@ -54,6 +61,7 @@ impl Default for AppOptions {
             configure: None,
             emulator_integrations: None,
             limits: ServerLimits::default(),
+            clock: None,
         }
     }
 }
@@ -183,12 +191,14 @@ impl TestApp {
             })
             .collect();
         let keys = ApiKeys::from_keys([&tether_core::SecretString::new(self.api_key.clone())]);
-        let gateway = Gateway::builder(store, vault, config)
+        let mut builder = Gateway::builder(store, vault, config)
             .catalog(catalog)
             .integrations(integrations)
-            .api_keys(keys)
-            .build()
-            .unwrap();
+            .api_keys(keys);
+        if let Some(clock) = &self.options.clock {
+            builder = builder.clock(clock.clone());
+        }
+        let gateway = builder.build().unwrap();
         gateway.load_stored_integrations().await.unwrap();
         let router = gateway.router();
         self.gateway_state = Some(gateway.state().clone());

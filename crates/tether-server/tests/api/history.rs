@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tether_emulators::seed_oauth::{SeedOAuthConfig, TokenFault};
 
+use tether_test_support::eventually;
+
 use crate::helpers::*;
 use crate::webhooks::spawn_with_receiver;
 
@@ -163,22 +165,18 @@ async fn webhook_outcomes_join_the_history() {
     receiver
         .wait_until("connection.created", |events| !events.is_empty())
         .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let body = eventually(LIMIT, "the delivery in the history", || async {
         let (_, body, _) = events(&app, &id, "").await;
-        if types(&body) == ["webhook_delivered", "created"] {
-            let list = body["events"].as_array().unwrap();
-            assert_eq!(list[0]["detail"], "connection.created (HTTP 204)");
-            assert_eq!(list[0]["webhook_event_id"], list[1]["webhook_event_id"]);
-            assert!(
-                list[1]["webhook_event_id"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("evt_")
-            );
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{body}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (types(&body) == ["webhook_delivered", "created"]).then_some(body)
+    })
+    .await;
+    let list = body["events"].as_array().unwrap();
+    assert_eq!(list[0]["detail"], "connection.created (HTTP 204)");
+    assert_eq!(list[0]["webhook_event_id"], list[1]["webhook_event_id"]);
+    assert!(
+        list[1]["webhook_event_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("evt_")
+    );
 }

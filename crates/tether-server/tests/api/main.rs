@@ -4,6 +4,7 @@
 mod helpers;
 
 mod catalog;
+mod clock;
 mod console;
 mod database_down;
 mod edge;

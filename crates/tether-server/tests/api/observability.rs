@@ -7,6 +7,8 @@ use serde_json::Value;
 use tether_core::SecretString;
 use tether_server::GatewayConfig;
 
+use tether_test_support::eventually;
+
 use crate::helpers::*;
 
 fn request_id(response: &reqwest::Response) -> String {
@@ -171,18 +173,16 @@ async fn health_and_readiness_say_the_version() {
         .as_ref()
         .unwrap()
         .spawn_background(stopped);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    let body: Value = eventually(LIMIT, "ready", || async {
         let response = app.http.get(app.url("ready")).send().await.unwrap();
-        if response.status() == 200 {
-            let body: Value = response.json().await.unwrap();
-            assert_eq!(body["status"], "ready");
-            assert_eq!(body["workers"]["webhooks"], "off");
-            break;
+        match response.status() {
+            reqwest::StatusCode::OK => Some(response.json().await.unwrap()),
+            _ => None,
         }
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["workers"]["webhooks"], "off");
     let _ = stop.send(true);
     for worker in workers {
         worker.await.unwrap();

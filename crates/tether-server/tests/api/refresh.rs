@@ -10,6 +10,8 @@ use tether_emulators::seed_oauth::{SeedOAuthConfig, TokenFault};
 use tether_server::GatewayConfig;
 use tokio::sync::watch;
 
+use tether_test_support::eventually;
+
 use crate::helpers::*;
 use crate::webhooks::{deliveries, spawn_with_receiver};
 
@@ -25,18 +27,11 @@ fn short_lived() -> SeedOAuthConfig {
 /// connection, i.e. its back-off ended and `last_error` is gone; proxied reads keep working.
 async fn recovers(app: &TestApp, id: &str, after: &str) {
     app.seed.control.set_token_fault(None);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
+    eventually(LIMIT, &format!("a refresh after {after}"), || async {
         assert_eq!(app.proxy_get(id, "v1/deals").await.status(), 200);
-        if app.get_connection(id).await["last_error"].is_null() {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never refreshed after {after}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        app.get_connection(id).await["last_error"].is_null()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -228,14 +223,10 @@ async fn the_background_refresher_refreshes_ahead_of_expiry() {
 
     let (stop, rx) = watch::channel(false);
     let handles = app.gateway_state.as_ref().unwrap().spawn_background(rx);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while app.seed.control.token_calls_by_grant("refresh_token") == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no background refresh"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(LIMIT, "a background refresh", || async {
+        app.seed.control.token_calls_by_grant("refresh_token") > 0
+    })
+    .await;
     let expires_at = app.get_connection(&id).await["expires_at"]
         .as_str()
         .unwrap()

@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tether_emulators::seed_oauth::{SeedOAuthConfig, TokenFault};
 
+use tether_test_support::eventually;
+
 use crate::helpers::*;
 
 async fn credentials(app: &TestApp, id: &str, force: bool) -> reqwest::Response {
@@ -215,11 +217,10 @@ async fn tokens_a_refresh_got_for_a_connection_deleted_meanwhile_are_revoked() {
         &format!("v1/connections/{id}/credentials?force_refresh=true"),
     );
     let refreshing = tokio::spawn(async move { request.send().await.unwrap().status() });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while control.held_token_responses() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no refresh arrived");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(LIMIT, "a refresh at the provider", || async {
+        control.held_token_responses() > 0
+    })
+    .await;
     assert_eq!(control.live_refresh_tokens(), 1, "the new one, rotated in");
 
     // Meanwhile the app deletes the connection.

@@ -22,6 +22,8 @@ use serde_json::{Value, json};
 use tether_core::outbound::ExtraRoots;
 use url::Url;
 
+use tether_test_support::eventually;
+
 use crate::helpers::*;
 
 /// A certificate authority made for one test; its key never leaves memory.
@@ -339,16 +341,10 @@ async fn a_certificate_from_another_ca_is_a_503_and_no_request_reaches_the_provi
     // It was the certificate: the connection was made, its handshake refused (the server
     // notices the client's alert a moment after the gateway has answered).
     assert!(upstream.accepted() >= 1);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while upstream.handshake_failures.load(Ordering::SeqCst) < upstream.accepted()
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(
-        upstream.handshake_failures.load(Ordering::SeqCst),
-        upstream.accepted()
-    );
+    eventually(LIMIT, "every handshake refused", || async {
+        upstream.handshake_failures.load(Ordering::SeqCst) == upstream.accepted()
+    })
+    .await;
 }
 
 #[tokio::test]

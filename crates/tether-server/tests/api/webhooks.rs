@@ -11,6 +11,7 @@ use axum::routing::post;
 use serde_json::Value;
 use tether_core::SecretString;
 use tether_server::{GatewayConfig, WebhookConfig};
+use tether_test_support::eventually;
 use tokio::sync::watch;
 use url::Url;
 
@@ -66,23 +67,9 @@ impl Receiver {
             .collect()
     }
 
-    /// Polls until `done` holds, for at most 20 s.
+    /// Waits until `done` holds of the events received, for at most [`LIMIT`].
     pub async fn wait_until(&self, what: &str, done: impl Fn(&[Received]) -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if done(&self.events()) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "gave up waiting for {what}; got {:?}",
-                self.events()
-                    .iter()
-                    .map(|r| r.body["type"].clone())
-                    .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(LIMIT, what, || async { done(&self.events()) }).await;
     }
 }
 
@@ -245,21 +232,13 @@ async fn a_receiver_that_was_down_gets_every_event_after() {
     force_refresh(&app, &b).await;
 
     // Wait until the gateway has seen the receiver fail at least twice for one event.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let log = deliveries(&app, "?status=pending").await;
-        if log
+    eventually(LIMIT, "two failed attempts", || async {
+        deliveries(&app, "?status=pending")
+            .await
             .iter()
             .any(|d| d["attempts"].as_i64().unwrap() >= 2 && d["last_status_code"] == 503)
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no failed attempts seen"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     assert!(receiver.events().is_empty());
 
     receiver.state.down.store(false, Ordering::SeqCst);
@@ -278,17 +257,14 @@ async fn a_receiver_that_was_down_gets_every_event_after() {
     assert!(pending.is_empty(), "{pending:?}");
 }
 
-/// The delivery log once no event is pending any more, or as it is after 10 s. A receiver
-/// holds an event a moment before the worker records its answer, hence the (bounded) wait.
+/// The delivery log once no event is pending any more. A receiver holds an event a moment
+/// before the worker records its answer, hence the (bounded) wait.
 async fn settled_deliveries(app: &TestApp, query: &str) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(LIMIT, "no pending delivery", || async {
         let log = deliveries(app, query).await;
-        if log.iter().all(|d| d["status"] != "pending") || std::time::Instant::now() > deadline {
-            return log;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        log.iter().all(|d| d["status"] != "pending").then_some(log)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -375,8 +351,7 @@ async fn metrics_count_refreshes_and_deliveries() {
         .wait_until("two events", |events| events.len() >= 2)
         .await;
     // The counter moves just after the receiver answers: poll for it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let text = loop {
+    let text = eventually(LIMIT, "two delivered in the metrics", || async {
         let response = app
             .http
             .get(app.url("metrics"))
@@ -386,12 +361,10 @@ async fn metrics_count_refreshes_and_deliveries() {
             .unwrap();
         assert_eq!(response.status(), 200);
         let text = response.text().await.unwrap();
-        if text.contains(r#"tether_webhook_deliveries_total{outcome="delivered"} 2"#) {
-            break text;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        text.contains(r#"tether_webhook_deliveries_total{outcome="delivered"} 2"#)
+            .then_some(text)
+    })
+    .await;
     assert!(text.contains("tether_refresh_attempts_total 1"), "{text}");
     assert!(
         text.contains("tether_refresh_duration_seconds_count 1"),
@@ -435,14 +408,10 @@ async fn spawn_gated_receiver() -> (
 
 /// Polls the counter until it reaches `n` (bounded), then returns it.
 async fn wait_for_count(counter: &std::sync::atomic::AtomicUsize, n: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while counter.load(Ordering::SeqCst) < n {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {counter:?} of {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(LIMIT, &format!("{n} arrivals"), || async {
+        counter.load(Ordering::SeqCst) >= n
+    })
+    .await;
 }
 
 /// 50 redeliveries of one event in a burst make exactly one delivery: a redelivery while the

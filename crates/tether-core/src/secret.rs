@@ -45,6 +45,117 @@ impl fmt::Display for SecretString {
     }
 }
 
+/// Declares a secret newtype over [`SecretString`]: one type per kind of secret, so an access
+/// token cannot be passed where a refresh token or a PKCE verifier belongs, and each keeps
+/// `SecretString`'s redacted `Debug`/`Display` and zeroize-on-drop.
+macro_rules! secret_newtype {
+    ($($(#[$meta:meta])* $name:ident;)+) => {$(
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(SecretString);
+
+        impl $name {
+            pub fn new(value: impl Into<String>) -> Self {
+                $name(SecretString::new(value))
+            }
+
+            /// The secret itself. Call it only where the value leaves for its one destination.
+            pub fn expose(&self) -> &str {
+                self.0.expose()
+            }
+        }
+
+        impl From<SecretString> for $name {
+            fn from(secret: SecretString) -> Self {
+                $name(secret)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "([redacted])"))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("[redacted]")
+            }
+        }
+    )+};
+}
+
+secret_newtype! {
+    /// An OAuth 2.0 access token (RFC 6749 1.4).
+    AccessToken;
+    /// An OAuth 2.0 refresh token (RFC 6749 1.5).
+    RefreshToken;
+    /// An OAuth 2.0 client secret (RFC 6749 2.3.1), from the operator's configuration.
+    ClientSecret;
+    /// A PKCE code verifier (RFC 7636 4.1).
+    PkceVerifier;
+    /// A bearer token that names a connect session or a console session.
+    SessionToken;
+}
+
+/// A hash of a token (hex SHA-256), as stored in place of the token. Not secret, but opaque:
+/// `Debug` shows only its first 8 characters, enough to tell two apart in a failed assertion
+/// and too few to look a row up by. A distinct type so a raw token cannot be stored as one.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct TokenHash(String);
+
+impl TokenHash {
+    /// Wraps a hash already computed (read back from the store, or made by the hasher).
+    pub fn from_hex(hex: impl Into<String>) -> Self {
+        TokenHash(hex.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prefix = self.0.get(..8).unwrap_or("");
+        write!(f, "TokenHash({prefix}…)")
+    }
+}
+
+/// Bytes sealed by the vault (AEAD ciphertext with its header). Not readable without the key,
+/// but still never printed: `Debug` shows the length only.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Sealed(Vec<u8>);
+
+impl Sealed {
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Sealed(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<sealed, {} bytes>", self.0.len())
+    }
+}
+
 /// Why a secret reference could not be resolved. Names the variable or file, never a value.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretRefError {
@@ -96,6 +207,20 @@ mod tests {
         assert_eq!(format!("{s:?}"), "[redacted]");
         assert_eq!(format!("{s}"), "[redacted]");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn typed_secrets_and_hashes_hide_their_values() {
+        let token = AccessToken::new("hunter2");
+        assert_eq!(format!("{token:?}"), "AccessToken([redacted])");
+        assert_eq!(format!("{token}"), "[redacted]");
+        assert_eq!(token.expose(), "hunter2");
+        let verifier = PkceVerifier::new("hunter2");
+        assert!(!format!("{verifier:?} {verifier}").contains("hunter2"));
+        let hash = TokenHash::from_hex("9f86d081884c7d659a2feaa0c55ad015");
+        assert_eq!(format!("{hash:?}"), "TokenHash(9f86d081…)");
+        let sealed = Sealed::from_bytes(b"ciphertext".to_vec());
+        assert_eq!(format!("{sealed:?}"), "<sealed, 10 bytes>");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tether_core::catalog::AuthMode;
 use tether_core::credentials::Credentials;
 use tether_core::integration::Integration;
 use tether_core::oauth2::{self, TokenError};
-use tether_core::{SecretString, pkce, random, unix_time};
+use tether_core::{PkceVerifier, SecretString, pkce, random, unix_time};
 use tether_store::{FlowStateRow, Store};
 
 use super::pages::{self, Chrome, ConnectItem, ConnectPage, Failure};
@@ -153,7 +153,7 @@ const CONNECT_FAILED: &str = "We could not connect your account. Try again in a 
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct SealedFlow {
     #[serde(default)]
-    pub verifier: Option<String>,
+    pub verifier: Option<PkceVerifier>,
     #[serde(default)]
     pub connection: serde_json::Map<String, serde_json::Value>,
 }
@@ -166,7 +166,7 @@ impl SealedFlow {
             return serde_json::from_slice(plain).ok();
         }
         Some(SealedFlow {
-            verifier: Some(String::from_utf8(plain.to_vec()).ok()?),
+            verifier: Some(PkceVerifier::new(String::from_utf8(plain.to_vec()).ok()?)),
             connection: serde_json::Map::new(),
         })
     }
@@ -285,7 +285,7 @@ pub async fn start_oauth<S: Store>(
     )
     .map_err(|err| Failure::internal("building the authorization URL", &err, CONNECT_FAILED))?;
     let sealed = SealedFlow {
-        verifier: verifier.as_ref().map(|v| v.expose().to_owned()),
+        verifier,
         connection: connection.clone(),
     };
     let mut plain = serde_json::to_vec(&sealed).expect("a flow always serializes");

@@ -23,6 +23,5 @@ pub mod unix_time;
 pub mod vault;
 
 pub use secret::{
-    AccessToken, ClientSecret, PkceVerifier, RefreshToken, Sealed, SecretString, SessionToken,
-    TokenHash,
+    AccessToken, ClientSecret, PkceVerifier, RefreshToken, SecretString, SessionToken,
 };

@@ -99,63 +99,6 @@ secret_newtype! {
     SessionToken;
 }
 
-/// A hash of a token (hex SHA-256), as stored in place of the token. Not secret, but opaque:
-/// `Debug` shows only its first 8 characters, enough to tell two apart in a failed assertion
-/// and too few to look a row up by. A distinct type so a raw token cannot be stored as one.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct TokenHash(String);
-
-impl TokenHash {
-    /// Wraps a hash already computed (read back from the store, or made by the hasher).
-    pub fn from_hex(hex: impl Into<String>) -> Self {
-        TokenHash(hex.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for TokenHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let prefix = self.0.get(..8).unwrap_or("");
-        write!(f, "TokenHash({prefix}…)")
-    }
-}
-
-/// Bytes sealed by the vault (AEAD ciphertext with its header). Not readable without the key,
-/// but still never printed: `Debug` shows the length only.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Sealed(Vec<u8>);
-
-impl Sealed {
-    pub fn from_bytes(bytes: Vec<u8>) -> Self {
-        Sealed(bytes)
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.0
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Sealed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "<sealed, {} bytes>", self.0.len())
-    }
-}
-
 /// Why a secret reference could not be resolved. Names the variable or file, never a value.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretRefError {
@@ -217,10 +160,6 @@ mod tests {
         assert_eq!(token.expose(), "hunter2");
         let verifier = PkceVerifier::new("hunter2");
         assert!(!format!("{verifier:?} {verifier}").contains("hunter2"));
-        let hash = TokenHash::from_hex("9f86d081884c7d659a2feaa0c55ad015");
-        assert_eq!(format!("{hash:?}"), "TokenHash(9f86d081…)");
-        let sealed = Sealed::from_bytes(b"ciphertext".to_vec());
-        assert_eq!(format!("{sealed:?}"), "<sealed, 10 bytes>");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tether_core::credentials::Credentials;
 use tether_core::integration::Integration;
 use tether_core::oauth2::{self, TokenError};
 use tether_core::{PkceVerifier, SecretString, pkce, random, unix_time};
-use tether_store::{FlowStateRow, Store};
+use tether_store::{FlowStateRow, Sealed, Store, TokenHash};
 
 use super::pages::{self, Chrome, ConnectItem, ConnectPage, Failure};
 use super::session::{self, Session};
@@ -295,12 +295,12 @@ pub async fn start_oauth<S: Store>(
     let sealed_flow =
         sealed_flow.map_err(|err| Failure::internal("sealing the flow", &err, CONNECT_FAILED))?;
     let flow = FlowStateRow {
-        state_hash: state_hash.clone(),
-        browser_hash: random::sha256_hex(&session.browser),
+        state_hash: TokenHash::from_hex(state_hash.clone()),
+        browser_hash: TokenHash::from_hex(random::sha256_hex(&session.browser)),
         session_token_hash: session.row.token_hash.clone(),
         integration: integration_key.to_owned(),
         end_user_id: session.row.end_user_id.clone(),
-        pkce_verifier: sealed_flow,
+        pkce_verifier: Sealed::from_bytes(sealed_flow),
         redirect_uri: redirect_uri.to_string(),
         return_url: session.row.return_url.clone(),
         display: if popup { "popup" } else { "page" }.into(),

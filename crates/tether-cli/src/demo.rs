@@ -191,7 +191,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     gateway
         .store()
         .insert_connect_session(&ConnectSessionRow {
-            token_hash: random::sha256_hex(&token),
+            token_hash: tether_store::TokenHash::from_hex(random::sha256_hex(&token)),
             end_user_id: END_USER.into(),
             end_user_email: Some("demo@example.com".into()),
             end_user_display_name: Some("Demo User".into()),

@@ -5,9 +5,9 @@ mod support;
 
 use std::process::Command;
 
-use tether_core::SecretString;
 use tether_core::credentials::{Credentials, OAuth2Tokens};
 use tether_core::vault::Vault;
+use tether_core::{AccessToken, RefreshToken};
 use tether_store::{ConnectionRow, ConnectionStatus, SqliteStore, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
@@ -30,8 +30,8 @@ fn rotate(dir: &std::path::Path) -> String {
 
 fn tokens(access: &str) -> Credentials {
     Credentials::Oauth2(OAuth2Tokens {
-        access_token: SecretString::new(access),
-        refresh_token: Some(SecretString::new("refresh")),
+        access_token: AccessToken::new(access),
+        refresh_token: Some(RefreshToken::new("refresh")),
         token_type: "Bearer".into(),
         scope: None,
         expires_at: Some(4_000_000_000),

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
-use crate::SecretString;
 use crate::vault::{Vault, VaultError};
+use crate::{AccessToken, RefreshToken, SecretString};
 
 /// The secret part of a connection. Non-secret facts go to the connection's metadata.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -25,9 +25,9 @@ pub enum Credentials {
 /// values (a provider may put an `id_token` there).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct OAuth2Tokens {
-    pub access_token: SecretString,
+    pub access_token: AccessToken,
     #[serde(default)]
-    pub refresh_token: Option<SecretString>,
+    pub refresh_token: Option<RefreshToken>,
     #[serde(default = "bearer")]
     pub token_type: String,
     #[serde(default)]
@@ -128,8 +128,8 @@ mod tests {
     fn sealed_credentials_open_only_in_their_row() {
         let vault = Vault::from_spec(&Vault::generate_key_entry()).unwrap();
         let creds = Credentials::Oauth2(OAuth2Tokens {
-            access_token: SecretString::new("at"),
-            refresh_token: Some(SecretString::new("rt")),
+            access_token: AccessToken::new("at"),
+            refresh_token: Some(RefreshToken::new("rt")),
             token_type: "Bearer".into(),
             scope: Some("read".into()),
             expires_at: Some(10),
@@ -148,7 +148,7 @@ mod tests {
         let mut extra = serde_json::Map::new();
         extra.insert("id_token".into(), serde_json::json!("eyJ.secret.jwt"));
         let tokens = OAuth2Tokens {
-            access_token: SecretString::new("at-value"),
+            access_token: AccessToken::new("at-value"),
             refresh_token: None,
             token_type: "Bearer".into(),
             scope: None,

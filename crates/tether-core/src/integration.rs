@@ -14,7 +14,7 @@ use crate::catalog::{
 use crate::credentials::Credentials;
 use crate::ids::IntegrationKey;
 use crate::outbound::Trust;
-use crate::secret::{SecretString, resolve_secret_ref};
+use crate::secret::{ClientSecret, SecretString, resolve_secret_ref};
 use crate::template::{Scope, Template, TemplateError, Values};
 
 /// Keys every integration table may have, whatever its provider.
@@ -70,7 +70,7 @@ pub struct Integration {
 pub struct OAuth2Client {
     pub grant: Grant,
     pub client_id: String,
-    pub client_secret: Option<SecretString>,
+    pub client_secret: Option<ClientSecret>,
     pub authorization_url: UrlTemplate,
     pub token_url: UrlTemplate,
     pub revocation_url: Option<UrlTemplate>,
@@ -561,7 +561,8 @@ fn resolve_oauth2(
     let client_id = string(table, "client_id")?.ok_or("client_id is required")?;
     let client_secret = string(table, "client_secret")?
         .map(|value| resolve_secret_ref(&value).map_err(|e| format!("client_secret: {e}")))
-        .transpose()?;
+        .transpose()?
+        .map(ClientSecret::from);
     let scopes: Vec<String> = match table.get("scopes") {
         None => def.scopes.clone(),
         Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),

@@ -22,4 +22,6 @@ pub mod text;
 pub mod unix_time;
 pub mod vault;
 
-pub use secret::SecretString;
+pub use secret::{
+    AccessToken, ClientSecret, PkceVerifier, RefreshToken, SecretString, SessionToken,
+};

@@ -45,6 +45,60 @@ impl fmt::Display for SecretString {
     }
 }
 
+/// Declares a secret newtype over [`SecretString`]: one type per kind of secret, so an access
+/// token cannot be passed where a refresh token or a PKCE verifier belongs, and each keeps
+/// `SecretString`'s redacted `Debug`/`Display` and zeroize-on-drop.
+macro_rules! secret_newtype {
+    ($($(#[$meta:meta])* $name:ident;)+) => {$(
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(SecretString);
+
+        impl $name {
+            pub fn new(value: impl Into<String>) -> Self {
+                $name(SecretString::new(value))
+            }
+
+            /// The secret itself. Call it only where the value leaves for its one destination.
+            pub fn expose(&self) -> &str {
+                self.0.expose()
+            }
+        }
+
+        impl From<SecretString> for $name {
+            fn from(secret: SecretString) -> Self {
+                $name(secret)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "([redacted])"))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("[redacted]")
+            }
+        }
+    )+};
+}
+
+secret_newtype! {
+    /// An OAuth 2.0 access token (RFC 6749 1.4).
+    AccessToken;
+    /// An OAuth 2.0 refresh token (RFC 6749 1.5).
+    RefreshToken;
+    /// An OAuth 2.0 client secret (RFC 6749 2.3.1), from the operator's configuration.
+    ClientSecret;
+    /// A PKCE code verifier (RFC 7636 4.1).
+    PkceVerifier;
+    /// A bearer token that names a connect session or a console session.
+    SessionToken;
+}
+
 /// Why a secret reference could not be resolved. Names the variable or file, never a value.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretRefError {
@@ -96,6 +150,16 @@ mod tests {
         assert_eq!(format!("{s:?}"), "[redacted]");
         assert_eq!(format!("{s}"), "[redacted]");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn typed_secrets_and_hashes_hide_their_values() {
+        let token = AccessToken::new("hunter2");
+        assert_eq!(format!("{token:?}"), "AccessToken([redacted])");
+        assert_eq!(format!("{token}"), "[redacted]");
+        assert_eq!(token.expose(), "hunter2");
+        let verifier = PkceVerifier::new("hunter2");
+        assert!(!format!("{verifier:?} {verifier}").contains("hunter2"));
     }
 
     #[test]

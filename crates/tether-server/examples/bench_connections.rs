@@ -16,8 +16,8 @@
 use std::io::Write;
 
 use anyhow::Context;
+use tether_core::AccessToken;
 use tether_core::credentials::{Credentials, OAuth2Tokens};
-use tether_core::secret::SecretString;
 use tether_core::unix_time;
 use tether_core::vault::Vault;
 use tether_store::SqliteStore;
@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
     for n in 1..=count {
         let id = format!("conn_{n:032x}");
         let credentials = Credentials::Oauth2(OAuth2Tokens {
-            access_token: SecretString::new("benchmark-access-token"),
+            access_token: AccessToken::new("benchmark-access-token"),
             refresh_token: None,
             token_type: "Bearer".into(),
             scope: None,

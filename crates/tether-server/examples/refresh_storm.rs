@@ -31,9 +31,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tether_core::catalog::Catalog;
 use tether_core::credentials::{Credentials, OAuth2Tokens};
 use tether_core::ids::ConnectionId;
-use tether_core::secret::SecretString;
 use tether_core::unix_time;
 use tether_core::vault::Vault;
+use tether_core::{AccessToken, RefreshToken};
 use tether_emulators::seed_oauth::{self, SeedOAuthConfig};
 use tether_server::{Gateway, GatewayConfig, RefresherConfig};
 use tether_store::{AnyStore, ConnectionRow, ConnectionStatus, PgStore, Store, StoreOptions};
@@ -134,8 +134,8 @@ async fn main() -> anyhow::Result<()> {
     for user in 0..args.connections {
         let id = ConnectionId::generate().as_str().to_owned();
         let credentials = Credentials::Oauth2(OAuth2Tokens {
-            access_token: SecretString::new(format!("expired-{user}")),
-            refresh_token: Some(SecretString::new(
+            access_token: AccessToken::new(format!("expired-{user}")),
+            refresh_token: Some(RefreshToken::new(
                 emulator.control.issue_refresh_token("read write"),
             )),
             token_type: "Bearer".into(),

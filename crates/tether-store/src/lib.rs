@@ -14,6 +14,7 @@ mod any;
 mod auth;
 mod changes;
 mod error;
+mod opaque;
 mod paging;
 // Each backend compiles the shared statements of `sql/` for its own pool, on purpose.
 #[allow(clippy::duplicate_mod)]
@@ -29,6 +30,7 @@ pub use any::{AnyStore, Backend};
 pub use auth::{AuthStore, ConsoleSessionRow, StoredApiKey};
 pub use changes::{Change, ChangeFeed};
 pub use error::{StoreError, StoreResult};
+pub use opaque::{Sealed, TokenHash};
 pub use postgres::PgStore;
 pub use records::*;
 pub use sealing::SealedCount;

@@ -28,10 +28,10 @@ impl ConnectionStatus {
 }
 
 /// A connect session: lets one end user's browser connect, for a short time.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectSessionRow {
     /// SHA-256 (hex) of the session token; the token itself is never stored.
-    pub token_hash: String,
+    pub token_hash: crate::TokenHash,
     pub end_user_id: String,
     pub end_user_email: Option<String>,
     pub end_user_display_name: Option<String>,
@@ -42,7 +42,7 @@ pub struct ConnectSessionRow {
     pub created_at: i64,
     /// SHA-256 (hex) of the browser-binding cookie of the first browser that opened the
     /// session; `None` until one did. Only that browser may use the session.
-    pub browser_hash: Option<String>,
+    pub browser_hash: Option<crate::TokenHash>,
     /// When the session's one successful connection was made; a used session connects
     /// nothing more.
     pub completed_at: Option<i64>,
@@ -58,17 +58,17 @@ pub struct AttemptWindow {
 }
 
 /// One authorization-code flow in progress (RFC 6749 4.1, RFC 7636).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowStateRow {
     /// SHA-256 (hex) of the `state` parameter.
-    pub state_hash: String,
+    pub state_hash: crate::TokenHash,
     /// SHA-256 (hex) of the browser-binding cookie value.
-    pub browser_hash: String,
-    pub session_token_hash: String,
+    pub browser_hash: crate::TokenHash,
+    pub session_token_hash: crate::TokenHash,
     pub integration: String,
     pub end_user_id: String,
     /// The PKCE code verifier, sealed by the vault (bound to `state_hash`).
-    pub pkce_verifier: Vec<u8>,
+    pub pkce_verifier: crate::Sealed,
     pub redirect_uri: String,
     pub return_url: Option<String>,
     /// `popup` or `page`: how the Connect page was opened.
@@ -342,9 +342,9 @@ pub struct WebhookEventFilter {
     pub limit: u32,
 }
 
-// `Debug` of the rows that carry sealed bytes or hashes is written by hand, so a logged row
-// (`?row`) or a failed assertion shows `<sealed, N bytes>` and `<hash>` instead of them; every
-// other field is shown as a derive would.
+// `Debug` of the rows whose sealed bytes are still a plain `Vec<u8>` is written by hand, so a
+// logged row (`?row`) or a failed assertion shows `<sealed, N bytes>` instead of them; rows
+// typed with `TokenHash` and `Sealed` derive it.
 
 /// Shows sealed bytes as their length only.
 struct Sealed<'a>(&'a [u8]);
@@ -352,50 +352,6 @@ struct Sealed<'a>(&'a [u8]);
 impl std::fmt::Debug for Sealed<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "<sealed, {} bytes>", self.0.len())
-    }
-}
-
-/// Stands in for a hash.
-struct Hashed;
-
-impl std::fmt::Debug for Hashed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<hash>")
-    }
-}
-
-impl std::fmt::Debug for ConnectSessionRow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectSessionRow")
-            .field("token_hash", &Hashed)
-            .field("end_user_id", &self.end_user_id)
-            .field("end_user_email", &self.end_user_email)
-            .field("end_user_display_name", &self.end_user_display_name)
-            .field("integrations", &self.integrations)
-            .field("return_url", &self.return_url)
-            .field("expires_at", &self.expires_at)
-            .field("created_at", &self.created_at)
-            .field("browser_hash", &self.browser_hash.as_ref().map(|_| Hashed))
-            .field("completed_at", &self.completed_at)
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for FlowStateRow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FlowStateRow")
-            .field("state_hash", &Hashed)
-            .field("browser_hash", &Hashed)
-            .field("session_token_hash", &Hashed)
-            .field("integration", &self.integration)
-            .field("end_user_id", &self.end_user_id)
-            .field("pkce_verifier", &Sealed(&self.pkce_verifier))
-            .field("redirect_uri", &self.redirect_uri)
-            .field("return_url", &self.return_url)
-            .field("display", &self.display)
-            .field("expires_at", &self.expires_at)
-            .field("created_at", &self.created_at)
-            .finish()
     }
 }
 
@@ -440,6 +396,7 @@ impl std::fmt::Debug for CredentialsUpdate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TokenHash;
 
     const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
     const SEALED: &[u8] = b"sealed-secret-bytes";
@@ -455,12 +412,12 @@ mod tests {
 
     fn flow_state() -> FlowStateRow {
         FlowStateRow {
-            state_hash: HASH.into(),
-            browser_hash: HASH.into(),
-            session_token_hash: HASH.into(),
+            state_hash: TokenHash::from_hex(HASH),
+            browser_hash: TokenHash::from_hex(HASH),
+            session_token_hash: TokenHash::from_hex(HASH),
             integration: "github".into(),
             end_user_id: "user-1".into(),
-            pkce_verifier: SEALED.to_vec(),
+            pkce_verifier: crate::Sealed::from_bytes(SEALED.to_vec()),
             redirect_uri: "https://tether.example/callback".into(),
             return_url: None,
             display: "popup".into(),
@@ -472,7 +429,7 @@ mod tests {
     #[test]
     fn connect_session_debug_hides_hashes() {
         let row = ConnectSessionRow {
-            token_hash: HASH.into(),
+            token_hash: TokenHash::from_hex(HASH),
             end_user_id: "user-1".into(),
             end_user_email: Some("ada@example.com".into()),
             end_user_display_name: None,
@@ -480,7 +437,7 @@ mod tests {
             return_url: None,
             expires_at: 100,
             created_at: 50,
-            browser_hash: Some(HASH.into()),
+            browser_hash: Some(TokenHash::from_hex(HASH)),
             completed_at: None,
         };
         let shown = format!("{row:?}");

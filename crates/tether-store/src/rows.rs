@@ -4,8 +4,8 @@
 //! Column lists are macros so that `concat!` can build `&'static` SQL from them.
 
 use crate::{
-    ConnectSessionRow, ConnectionRow, ConnectionStatus, FlowStateRow, StoreError, StoreResult,
-    WebhookEventRow, WebhookStatus,
+    ConnectSessionRow, ConnectionRow, ConnectionStatus, FlowStateRow, Sealed, StoreError,
+    StoreResult, TokenHash, WebhookEventRow, WebhookStatus,
 };
 
 /// The columns of [`ConnectionRecord`], in a macro so that `concat!` can build `&'static`
@@ -87,7 +87,7 @@ pub(crate) struct SessionRecord {
 impl From<SessionRecord> for ConnectSessionRow {
     fn from(r: SessionRecord) -> Self {
         ConnectSessionRow {
-            token_hash: r.token_hash,
+            token_hash: TokenHash::from_hex(r.token_hash),
             end_user_id: r.end_user_id,
             end_user_email: r.end_user_email,
             end_user_display_name: r.end_user_display_name,
@@ -95,7 +95,7 @@ impl From<SessionRecord> for ConnectSessionRow {
             return_url: r.return_url,
             expires_at: r.expires_at,
             created_at: r.created_at,
-            browser_hash: r.browser_hash,
+            browser_hash: r.browser_hash.map(TokenHash::from_hex),
             completed_at: r.completed_at,
         }
     }
@@ -120,12 +120,12 @@ pub(crate) struct FlowRecord {
 impl From<FlowRecord> for FlowStateRow {
     fn from(r: FlowRecord) -> Self {
         FlowStateRow {
-            state_hash: r.state_hash,
-            browser_hash: r.browser_hash,
-            session_token_hash: r.session_token_hash,
+            state_hash: TokenHash::from_hex(r.state_hash),
+            browser_hash: TokenHash::from_hex(r.browser_hash),
+            session_token_hash: TokenHash::from_hex(r.session_token_hash),
             integration: r.integration,
             end_user_id: r.end_user_id,
-            pkce_verifier: r.pkce_verifier,
+            pkce_verifier: Sealed::from_bytes(r.pkce_verifier),
             redirect_uri: r.redirect_uri,
             return_url: r.return_url,
             display: r.display,

@@ -16,9 +16,9 @@ use tempfile::TempDir;
 use tether_store::{
     AttemptOutcome, AttemptWindow, ConnectSessionRow, ConnectionEventRow, ConnectionFilter,
     ConnectionPage, ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate,
-    FlowStateRow, HistoryEntry, NewWebhookEvent, PgStore, SealedCount, SqliteStore, StatusChange,
-    Store, StoreError, WebhookAttempt, WebhookEventFilter, WebhookEventRow, WebhookStatus,
-    history_kind,
+    FlowStateRow, HistoryEntry, NewWebhookEvent, PgStore, Sealed, SealedCount, SqliteStore,
+    StatusChange, Store, StoreError, TokenHash, WebhookAttempt, WebhookEventFilter,
+    WebhookEventRow, WebhookStatus, history_kind,
 };
 use tokio::sync::Barrier;
 
@@ -32,7 +32,7 @@ const RACERS: usize = 16;
 
 fn session(token_hash: &str, expires_at: i64) -> ConnectSessionRow {
     ConnectSessionRow {
-        token_hash: token_hash.to_owned(),
+        token_hash: TokenHash::from_hex(token_hash),
         end_user_id: "user-1".to_owned(),
         end_user_email: Some("ada@example.com".to_owned()),
         end_user_display_name: None,
@@ -47,12 +47,12 @@ fn session(token_hash: &str, expires_at: i64) -> ConnectSessionRow {
 
 fn flow(state_hash: &str, browser_hash: &str, expires_at: i64) -> FlowStateRow {
     FlowStateRow {
-        state_hash: state_hash.to_owned(),
-        browser_hash: browser_hash.to_owned(),
-        session_token_hash: "session-hash".to_owned(),
+        state_hash: TokenHash::from_hex(state_hash),
+        browser_hash: TokenHash::from_hex(browser_hash),
+        session_token_hash: TokenHash::from_hex("session-hash"),
         integration: "github".to_owned(),
         end_user_id: "user-1".to_owned(),
-        pkce_verifier: vec![0, 1, 2, 255, 254],
+        pkce_verifier: Sealed::from_bytes(vec![0, 1, 2, 255, 254]),
         redirect_uri: "https://tether.example.com/oauth/callback".to_owned(),
         return_url: None,
         display: "popup".to_owned(),
@@ -1525,7 +1525,7 @@ async fn flow_states_capped_per_session<S: Store>(store: S) {
         "the fourth flow of a session is refused"
     );
     let mut other = flow("s-other", "b", NOW + 600);
-    other.session_token_hash = "another-session".into();
+    other.session_token_hash = TokenHash::from_hex("another-session");
     assert!(store.insert_flow_state(&other, 3).await.unwrap());
 }
 
@@ -1566,7 +1566,7 @@ async fn flow_cursor_and_reseal<S: Store>(store: S) {
     let ConsumeOutcome::Consumed(row) = taken else {
         panic!("{taken:?}")
     };
-    assert_eq!(row.pkce_verifier, b"resealed");
+    assert_eq!(row.pkce_verifier.as_bytes(), b"resealed");
 }
 
 async fn integration_reseal<S: Store>(store: S) {
@@ -1661,10 +1661,10 @@ async fn sealed_values_counted_per_key<S: Store>(store: S) {
         .await
         .unwrap();
     let mut sealed_flow = flow("state-1", "browser", NOW + 60);
-    sealed_flow.pkce_verifier = sealed_under("k-new");
+    sealed_flow.pkce_verifier = Sealed::from_bytes(sealed_under("k-new"));
     assert!(store.insert_flow_state(&sealed_flow, 10).await.unwrap());
     let mut empty_flow = flow("state-2", "browser", NOW + 60);
-    empty_flow.pkce_verifier = Vec::new();
+    empty_flow.pkce_verifier = Sealed::default();
     assert!(store.insert_flow_state(&empty_flow, 10).await.unwrap());
 
     let count = |what: &str, key_id: &str, count: u64| SealedCount {

@@ -9,6 +9,6 @@ mod token;
 
 pub use authorize::authorization_url;
 pub use token::{
-    TokenError, client_credentials, exchange_code, parse_token_response, password, refresh, revoke,
-    token_metadata, tokens_from_object,
+    Revocable, TokenError, client_credentials, exchange_code, parse_token_response, password,
+    refresh, revoke, token_metadata, tokens_from_object,
 };

@@ -13,11 +13,11 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::SecretString;
 use crate::catalog::{BodyFormat, ClientAuth};
 use crate::credentials::OAuth2Tokens;
 use crate::integration::{Grant, OAuth2Client, UrlError, Vars};
 use crate::outbound::{CappedResponse, Outbound, OutboundError};
+use crate::{AccessToken, PkceVerifier, RefreshToken, SecretString};
 
 /// Why a token request failed. Messages never carry a token or a secret.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +96,7 @@ pub async fn exchange_code(
     vars: &Vars<'_>,
     code: &str,
     redirect_uri: &Url,
-    code_verifier: Option<&SecretString>,
+    code_verifier: Option<&PkceVerifier>,
     now: i64,
 ) -> Result<OAuth2Tokens, TokenError> {
     let mut params = vec![
@@ -199,22 +199,30 @@ pub async fn refresh(
     Ok(tokens)
 }
 
+/// The token to revoke; its kind gives the `token_type_hint` (RFC 7009 2.1), so the hint
+/// cannot disagree with the token.
+#[derive(Debug, Clone, Copy)]
+pub enum Revocable<'a> {
+    Refresh(&'a RefreshToken),
+    Access(&'a AccessToken),
+}
+
 /// Revokes a token (RFC 7009 2.1). Success or an unsupported token type both end the matter.
 pub async fn revoke(
     http: &Outbound,
     client: &OAuth2Client,
     vars: &Vars<'_>,
-    token: &SecretString,
-    token_type_hint: &str,
+    token: Revocable<'_>,
 ) -> Result<(), TokenError> {
     let Some(template) = &client.revocation_url else {
         return Ok(());
     };
     let (url, trust) = template.render_with_trust(vars, &client.hosts)?;
-    let params = [
-        ("token", token.expose()),
-        ("token_type_hint", token_type_hint),
-    ];
+    let (token, token_type_hint) = match token {
+        Revocable::Refresh(token) => (token.expose(), "refresh_token"),
+        Revocable::Access(token) => (token.expose(), "access_token"),
+    };
+    let params = [("token", token), ("token_type_hint", token_type_hint)];
     let request = authenticated(
         http.request(reqwest::Method::POST, url, trust)?,
         client,
@@ -329,7 +337,7 @@ pub fn tokens_from_object(
     let access_token = match object.remove("access_token") {
         Some(Value::String(token)) if !token.is_empty() => {
             header_safe("access_token", &token)?;
-            SecretString::new(token)
+            AccessToken::new(token)
         }
         Some(_) => {
             return Err(TokenError::InvalidResponse(
@@ -345,7 +353,7 @@ pub fn tokens_from_object(
     let refresh_token = match object.remove("refresh_token") {
         Some(Value::String(token)) if !token.is_empty() => {
             header_safe("refresh_token", &token)?;
-            Some(SecretString::new(token))
+            Some(RefreshToken::new(token))
         }
         None | Some(Value::Null) => None,
         Some(Value::String(_)) => None,
@@ -740,7 +748,7 @@ mod tests {
         fn check(tokens: &OAuth2Tokens, issued: &Issued, now: i64) -> Result<(), TestCaseError> {
             prop_assert_eq!(tokens.access_token.expose(), issued.access_token.as_str());
             prop_assert_eq!(
-                tokens.refresh_token.as_ref().map(SecretString::expose),
+                tokens.refresh_token.as_ref().map(RefreshToken::expose),
                 issued.refresh_token.as_deref()
             );
             prop_assert_eq!(

@@ -7,7 +7,7 @@ use axum::routing::post;
 use axum::{Json, Router, extract::rejection::JsonRejection};
 use serde::{Deserialize, Serialize};
 use tether_core::{random, unix_time};
-use tether_store::{ConnectSessionRow, Store};
+use tether_store::{ConnectSessionRow, Store, TokenHash};
 use url::Url;
 use utoipa::ToSchema;
 
@@ -110,7 +110,7 @@ pub async fn create<S: Store>(
     state
         .store
         .insert_connect_session(&ConnectSessionRow {
-            token_hash: random::sha256_hex(&token),
+            token_hash: TokenHash::from_hex(random::sha256_hex(&token)),
             end_user_id: end_user.id,
             end_user_email: end_user.email,
             end_user_display_name: end_user.display_name,

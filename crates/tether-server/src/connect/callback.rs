@@ -12,7 +12,7 @@ use tether_core::credential_flow;
 use tether_core::credentials::{Credentials, OAuth2Tokens};
 use tether_core::integration::Integration;
 use tether_core::oauth2::{self, TokenError};
-use tether_core::{SecretString, random};
+use tether_core::random;
 use tether_store::{ConsumeOutcome, FlowStateRow, Store};
 use url::Url;
 
@@ -207,7 +207,7 @@ async fn finish<S: Store>(
         zeroize::Zeroize::zeroize(&mut plain);
         sealed.ok_or_else(|| internal("sealed flow", &"malformed"))?
     };
-    let verifier = sealed.verifier.map(SecretString::new);
+    let verifier = sealed.verifier;
     let mut connection = sealed.connection;
     // Checked before the code is redeemed: a value that fails its pattern (a host it must not
     // name) stops the flow with no token call.

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use cookie::{Cookie, SameSite};
 use tether_core::random;
-use tether_store::{ConnectSessionRow, Store};
+use tether_store::{ConnectSessionRow, Store, TokenHash};
 
 use super::pages::Failure;
 use crate::config::GatewayConfig;
@@ -139,7 +139,7 @@ pub async fn load<S: Store>(
     let presented_hash = presented.as_deref().map(random::sha256_hex);
     if let Some(bound) = &row.browser_hash {
         return match (presented, presented_hash) {
-            (Some(browser), Some(hash)) if &hash == bound => Ok(Session {
+            (Some(browser), Some(hash)) if hash.as_str() == bound.as_str() => Ok(Session {
                 token: token.to_owned(),
                 row,
                 browser,
@@ -165,7 +165,7 @@ pub async fn load<S: Store>(
         return Err(elsewhere_failure());
     }
     let mut row = row;
-    row.browser_hash = Some(hash);
+    row.browser_hash = Some(TokenHash::from_hex(hash));
     Ok(Session {
         token: token.to_owned(),
         row,

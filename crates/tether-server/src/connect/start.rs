@@ -10,8 +10,8 @@ use tether_core::catalog::AuthMode;
 use tether_core::credentials::Credentials;
 use tether_core::integration::Integration;
 use tether_core::oauth2::{self, TokenError};
-use tether_core::{SecretString, pkce, random};
-use tether_store::{FlowStateRow, Store};
+use tether_core::{PkceVerifier, SecretString, pkce, random};
+use tether_store::{FlowStateRow, Sealed, Store, TokenHash};
 
 use super::pages::{self, Chrome, ConnectItem, ConnectPage, Failure};
 use super::session::{self, Session};
@@ -153,7 +153,7 @@ const CONNECT_FAILED: &str = "We could not connect your account. Try again in a 
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct SealedFlow {
     #[serde(default)]
-    pub verifier: Option<String>,
+    pub verifier: Option<PkceVerifier>,
     #[serde(default)]
     pub connection: serde_json::Map<String, serde_json::Value>,
 }
@@ -166,7 +166,7 @@ impl SealedFlow {
             return serde_json::from_slice(plain).ok();
         }
         Some(SealedFlow {
-            verifier: Some(String::from_utf8(plain.to_vec()).ok()?),
+            verifier: Some(PkceVerifier::new(String::from_utf8(plain.to_vec()).ok()?)),
             connection: serde_json::Map::new(),
         })
     }
@@ -285,7 +285,7 @@ pub async fn start_oauth<S: Store>(
     )
     .map_err(|err| Failure::internal("building the authorization URL", &err, CONNECT_FAILED))?;
     let sealed = SealedFlow {
-        verifier: verifier.as_ref().map(|v| v.expose().to_owned()),
+        verifier,
         connection: connection.clone(),
     };
     let mut plain = serde_json::to_vec(&sealed).expect("a flow always serializes");
@@ -295,12 +295,12 @@ pub async fn start_oauth<S: Store>(
     let sealed_flow =
         sealed_flow.map_err(|err| Failure::internal("sealing the flow", &err, CONNECT_FAILED))?;
     let flow = FlowStateRow {
-        state_hash: state_hash.clone(),
-        browser_hash: random::sha256_hex(&session.browser),
+        state_hash: TokenHash::from_hex(state_hash.clone()),
+        browser_hash: TokenHash::from_hex(random::sha256_hex(&session.browser)),
         session_token_hash: session.row.token_hash.clone(),
         integration: integration_key.to_owned(),
         end_user_id: session.row.end_user_id.clone(),
-        pkce_verifier: sealed_flow,
+        pkce_verifier: Sealed::from_bytes(sealed_flow),
         redirect_uri: redirect_uri.to_string(),
         return_url: session.row.return_url.clone(),
         display: if popup { "popup" } else { "page" }.into(),

@@ -165,7 +165,6 @@ impl CredentialCache {
 mod tests {
     use super::*;
     use crate::connection_service::clock::{FakeClock, SystemClock};
-    use tether_core::SecretString;
     use tether_core::credentials::OAuth2Tokens;
     use tether_store::ConnectionStatus;
 
@@ -189,7 +188,7 @@ mod tests {
                 updated_at: 0,
             }),
             credentials: Arc::new(Credentials::Oauth2(OAuth2Tokens {
-                access_token: SecretString::new("a"),
+                access_token: tether_core::AccessToken::new("a"),
                 refresh_token: None,
                 token_type: "Bearer".into(),
                 scope: None,

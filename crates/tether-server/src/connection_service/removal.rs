@@ -70,13 +70,13 @@ pub(super) async fn revoke_tokens<S: Store>(
         return;
     }
     // Revoking the refresh token also ends its access tokens at most providers (7009 2.1).
-    let (token, hint) = match &tokens.refresh_token {
-        Some(refresh) => (refresh, "refresh_token"),
-        None => (&tokens.access_token, "access_token"),
+    let token = match &tokens.refresh_token {
+        Some(refresh) => oauth2::Revocable::Refresh(refresh),
+        None => oauth2::Revocable::Access(&tokens.access_token),
     };
     let metadata = super::provider_auth::metadata_of(row);
     let vars = integration.vars(&metadata, None);
-    if let Err(err) = oauth2::revoke(&state.outbound, client, &vars, token, hint).await {
+    if let Err(err) = oauth2::revoke(&state.outbound, client, &vars, token).await {
         tracing::warn!(connection_id = %row.id, error = %err, "revocation at the provider failed");
     }
 }

@@ -186,7 +186,7 @@ pub async fn count<S: Store>(store: &S) -> anyhow::Result<u64> {
     loop {
         let page = store.flow_states_after(cursor.as_deref(), PAGE).await?;
         let Some(last) = page.last() else { break };
-        cursor = Some(last.state_hash.clone());
+        cursor = Some(last.state_hash.as_str().to_owned());
         total += page.len() as u64;
     }
     Ok(total)
@@ -224,11 +224,17 @@ pub async fn reseal_all<S: Store>(
     loop {
         let page = store.flow_states_after(cursor.as_deref(), PAGE).await?;
         let Some(last) = page.last() else { break };
-        cursor = Some(last.state_hash.clone());
+        cursor = Some(last.state_hash.as_str().to_owned());
         for flow in page {
             count_into(
                 &mut done.flows,
-                reseal_flow(store, vault, &flow.state_hash, flow.pkce_verifier).await?,
+                reseal_flow(
+                    store,
+                    vault,
+                    &flow.state_hash,
+                    flow.pkce_verifier.into_bytes(),
+                )
+                .await?,
             );
             progress();
         }

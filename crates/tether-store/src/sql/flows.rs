@@ -13,7 +13,7 @@ pub(super) async fn insert_connect_session(pool: &Pool, s: &ConnectSessionRow) -
          end_user_display_name, integrations, return_url, expires_at, created_at, updated_at, \
          browser_hash, completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
-    .bind(&s.token_hash)
+    .bind(s.token_hash.as_str())
     .bind(&s.end_user_id)
     .bind(&s.end_user_email)
     .bind(&s.end_user_display_name)
@@ -22,7 +22,7 @@ pub(super) async fn insert_connect_session(pool: &Pool, s: &ConnectSessionRow) -
     .bind(s.expires_at)
     .bind(s.created_at)
     .bind(s.created_at)
-    .bind(&s.browser_hash)
+    .bind(s.browser_hash.as_deref())
     .bind(s.completed_at)
     .execute(pool)
     .await?;
@@ -60,19 +60,19 @@ pub(super) async fn insert_flow_state(
          updated_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 \
          WHERE (SELECT COUNT(*) FROM flow_states WHERE session_token_hash = $13) < $14",
     )
-    .bind(&f.state_hash)
-    .bind(&f.browser_hash)
-    .bind(&f.session_token_hash)
+    .bind(f.state_hash.as_str())
+    .bind(f.browser_hash.as_str())
+    .bind(f.session_token_hash.as_str())
     .bind(&f.integration)
     .bind(&f.end_user_id)
-    .bind(&f.pkce_verifier)
+    .bind(f.pkce_verifier.as_bytes())
     .bind(&f.redirect_uri)
     .bind(&f.return_url)
     .bind(&f.display)
     .bind(f.expires_at)
     .bind(f.created_at)
     .bind(f.created_at)
-    .bind(&f.session_token_hash)
+    .bind(f.session_token_hash.as_str())
     .bind(i64::from(max_per_session))
     .execute(&mut *tx)
     .await?;

@@ -37,13 +37,14 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    /// Reads a PEM private key: PKCS#8 (`BEGIN PRIVATE KEY`, what `openssl req -newkey`
-    /// writes) or PKCS#1 (`BEGIN RSA PRIVATE KEY`). A key pasted into an environment variable
+    /// Reads a PEM private key: PKCS#8 (a `PRIVATE KEY` block, what `openssl req -newkey`
+    /// writes) or PKCS#1 (an `RSA PRIVATE KEY` block). A key pasted into an environment variable
     /// with its line breaks written as `\n` is accepted too. Errors never quote the input.
     pub fn from_pem(pem: &str) -> Result<Self, String> {
         let pem = pem.trim().replace("\\n", "\n");
         let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|_| {
-            "is not a PEM private key (BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY)".to_owned()
+            "is not a PEM private key (a PKCS#8 PRIVATE KEY or PKCS#1 RSA PRIVATE KEY block)"
+                .to_owned()
         })?;
         let pair = match &der {
             PrivateKeyDer::Pkcs8(key) => RsaKeyPair::from_pkcs8(key.secret_pkcs8_der()),

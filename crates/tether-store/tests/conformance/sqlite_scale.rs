@@ -1,5 +1,6 @@
-//! The console's queries stay fast with 100,000 connections: each is answered from an index
-//! (the plan says so, which holds whatever the machine) and within a generous time bound.
+//! The console's queries stay fast with 100,000 connections: each is answered from an index,
+//! which the query plan says whatever the machine. How fast is measured by the benchmark
+//! scripts, not asserted here (a time bound would only flake on a busy machine).
 
 use super::*;
 
@@ -27,7 +28,6 @@ async fn console_queries_use_indexes_at_100k_connections() {
     .unwrap();
     sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
 
-    let started = std::time::Instant::now();
     let counts = store.connection_status_counts().await.unwrap();
     assert_eq!(counts.iter().map(|c| c.count).sum::<i64>(), 100_000);
     let found = store
@@ -50,9 +50,6 @@ async fn console_queries_use_indexes_at_100k_connections() {
         .unwrap();
     assert_eq!(deep.len(), 10);
     assert_eq!(deep[0].id, "conn-090150");
-    // Generous for a shared CI machine: a scan-based plan would still fit in it once,
-    // which is why the plans are checked below too.
-    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 
     let counts_plan = plan(
         &store,

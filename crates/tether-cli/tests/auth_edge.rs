@@ -10,70 +10,27 @@
 mod support;
 
 use std::path::Path;
-use std::process::Stdio;
-use std::str::FromStr;
 use std::time::Duration;
 
 use reqwest::redirect::Policy;
-use sqlx::Connection;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use tether_test_support::eventually;
-use tokio::process::{Child, Command};
+use support::TestDatabase;
+use tether_test_support::{TetherProcess, eventually, tether_command};
+use tokio::process::Command;
 use url::Url;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
 /// An API key of the minimum length (32 characters).
 const CONFIGURED_KEY: &str = "configured-key-for-auth-edge-0123";
-const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// `tether` with a clean environment in `dir`, on a free port.
 fn tether(dir: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TETHER_SERVER__LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
+    tether_command(BIN, dir)
 }
 
-/// A running `tether serve`: its base URL, and the API key it printed on first run.
-struct Served {
-    _child: Child,
-    base: Url,
-    printed_key: Option<String>,
-}
-
-/// Starts `tether serve`, reading stdout (bounded) for a printed key and the listening line.
-async fn serve(mut command: Command) -> Served {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = command.arg("serve").spawn().expect("tether starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut printed_key = None;
-    let base = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(key) = line.strip_prefix("TETHER_API_KEY=") {
-                printed_key = Some(key.to_owned());
-            }
-            if let Some(url) = line.strip_prefix("Tether is listening on ") {
-                return Url::parse(url).unwrap();
-            }
-        }
-        panic!("tether exited before listening");
-    })
-    .await
-    .expect("tether listens within 60 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Served {
-        _child: child,
-        base,
-        printed_key,
-    }
+/// Starts `tether serve` and waits (bounded) until it says where it listens.
+async fn serve(mut command: Command) -> TetherProcess {
+    command.arg("serve");
+    TetherProcess::start(command, Duration::from_secs(60)).await
 }
 
 /// Runs `tether serve` expecting it to refuse to start: returns its one-line error.
@@ -126,26 +83,26 @@ async fn status_with_key(base: &Url, key: &str) -> u16 {
 async fn the_first_run_key_is_refused_for_good_after_revoke_first_run() {
     let dir = tempfile::tempdir().unwrap();
     let served = serve(tether(dir.path())).await;
-    let key = served.printed_key.clone().expect("a first-run key");
-    assert_eq!(status_with_key(&served.base, &key).await, 200);
-    let cookie = sign_in(&served.base, &key).await;
-    assert_eq!(console_status(&served.base, &cookie).await, 200);
+    let key = served.printed_key().expect("a first-run key");
+    assert_eq!(status_with_key(served.base(), &key).await, 200);
+    let cookie = sign_in(served.base(), &key).await;
+    assert_eq!(console_status(served.base(), &cookie).await, 200);
 
     let (ok, said, _) = run(tether(dir.path()), &["keys", "revoke-first-run"]).await;
     assert!(ok);
     assert!(said.contains("revoked the first-run API key"), "{said}");
     // The running server stops accepting it (it rechecks the store every few seconds), and
     // the console session it signed in has ended.
-    assert_eq!(console_status(&served.base, &cookie).await, 303);
+    assert_eq!(console_status(served.base(), &cookie).await, 303);
     eventually(
         Duration::from_secs(20),
         "the running server to refuse the revoked key",
-        || async { status_with_key(&served.base, &key).await == 401 },
+        || async { status_with_key(served.base(), &key).await == 401 },
     )
     .await;
     let refused = client()
-        .post(served.base.join("dashboard/sign-in").unwrap())
-        .header("origin", served.base.origin().ascii_serialization())
+        .post(served.base().join("dashboard/sign-in").unwrap())
+        .header("origin", served.base().origin().ascii_serialization())
         .form(&[("api_key", key.as_str())])
         .send()
         .await
@@ -163,30 +120,25 @@ async fn the_first_run_key_is_refused_for_good_after_revoke_first_run() {
     let mut configured = tether(dir.path());
     configured.env("TETHER_API_KEY", CONFIGURED_KEY);
     let served = serve(configured).await;
-    assert!(served.printed_key.is_none());
-    assert_eq!(status_with_key(&served.base, &key).await, 401);
-    assert_eq!(status_with_key(&served.base, CONFIGURED_KEY).await, 200);
+    assert!(served.printed_key().is_none());
+    assert_eq!(status_with_key(served.base(), &key).await, 401);
+    assert_eq!(status_with_key(served.base(), CONFIGURED_KEY).await, 200);
 }
 
 #[tokio::test]
 async fn configuring_api_keys_revokes_the_first_run_key_even_once_they_are_removed() {
     let dir = tempfile::tempdir().unwrap();
     let served = serve(tether(dir.path())).await;
-    let key = served.printed_key.clone().expect("a first-run key");
+    let key = served.printed_key().expect("a first-run key");
     drop(served);
 
     let mut configured = tether(dir.path());
     configured.env("TETHER_API_KEY", CONFIGURED_KEY);
-    let mut child = configured.arg("serve").spawn().unwrap();
-    let base = support::wait_listening(&mut child, Duration::from_secs(60)).await;
-    assert_eq!(status_with_key(&base, &key).await, 401);
-    assert_eq!(status_with_key(&base, CONFIGURED_KEY).await, 200);
-    child.start_kill().unwrap();
-    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("a killed tether exits")
-        .unwrap();
-    let logged = String::from_utf8(output.stderr).unwrap();
+    let mut served = serve(configured).await;
+    assert_eq!(status_with_key(served.base(), &key).await, 401);
+    assert_eq!(status_with_key(served.base(), CONFIGURED_KEY).await, 200);
+    served.kill().await;
+    let logged = served.stderr();
     assert!(
         logged.contains("the first-run API key was revoked"),
         "{logged}"
@@ -202,8 +154,8 @@ async fn forwarded_headers_from_an_untrusted_peer_are_warned_about_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = tether(dir.path());
     command.env("TETHER_API_KEY", CONFIGURED_KEY);
-    let mut child = command.arg("serve").spawn().unwrap();
-    let base = support::wait_listening(&mut child, Duration::from_secs(60)).await;
+    let mut served = serve(command).await;
+    let base = served.base().clone();
     // As a TLS proxy left out of server.trusted_proxies would send them.
     for (header, value) in [
         ("x-forwarded-for", "198.51.100.7"),
@@ -220,12 +172,8 @@ async fn forwarded_headers_from_an_untrusted_peer_are_warned_about_once() {
             .status();
         assert_eq!(status, 401);
     }
-    child.start_kill().unwrap();
-    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("a killed tether exits")
-        .unwrap();
-    let logged = String::from_utf8(output.stderr).unwrap();
+    served.kill().await;
+    let logged = served.stderr();
     let warnings = logged.matches("not in server.trusted_proxies").count();
     assert_eq!(warnings, 1, "once per peer: {logged}");
     assert!(
@@ -235,62 +183,6 @@ async fn forwarded_headers_from_an_untrusted_peer_are_warned_about_once() {
 }
 
 // ----- several instances on PostgreSQL ----------------------------------------------------------
-
-fn server_url() -> String {
-    std::env::var("TETHER_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
-}
-
-async fn admin() -> PgConnection {
-    let url = server_url();
-    let options = PgConnectOptions::from_str(&url).expect("a postgres:// URL");
-    PgConnection::connect_with(&options)
-        .await
-        .unwrap_or_else(|err| panic!("these tests need PostgreSQL at {url}: {err}"))
-}
-
-/// A database made for one test, dropped on drop.
-struct TestDatabase {
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create() -> TestDatabase {
-        let name = format!("tether_authedge_{:016x}", rand::random::<u64>());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin().await)
-            .await
-            .expect("creating the test database");
-        let mut url = Url::parse(&server_url()).unwrap();
-        url.set_path(&name);
-        TestDatabase {
-            name,
-            url: url.to_string(),
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let name = std::mem::take(&mut self.name);
-        // Drop cannot await: a thread with a runtime of its own drops the database.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let options = PgConnectOptions::from_str(&server_url()).unwrap();
-                if let Ok(mut admin) = PgConnection::connect_with(&options).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
 
 /// Instances sharing one database and one encryption key, each in a directory of its own.
 struct Deployment {
@@ -303,7 +195,7 @@ impl Deployment {
     async fn new() -> Deployment {
         Deployment {
             dir: tempfile::tempdir().unwrap(),
-            database: TestDatabase::create().await,
+            database: TestDatabase::create("authedge").await,
             keys: tether_core::vault::Vault::generate_key_entry(),
         }
     }
@@ -319,7 +211,7 @@ impl Deployment {
         command
     }
 
-    async fn instance(&self, n: usize) -> Served {
+    async fn instance(&self, n: usize) -> TetherProcess {
         serve(self.command(&format!("instance-{n}"))).await
     }
 }
@@ -379,16 +271,16 @@ async fn wrong_keys_through_one_instance_count_on_another() {
     // The default limit: 10 wrong keys a minute. All ten through A...
     for n in 0..10 {
         let guess = format!("guess-{n:02}-0123456789abcdef0123456789");
-        assert_eq!(status_with_key(&a.base, &guess).await, 401);
+        assert_eq!(status_with_key(a.base(), &guess).await, 401);
     }
     // ... and B refuses the next one: it counted A's.
     assert_eq!(
-        status_with_key(&b.base, "guess-10-0123456789abcdef0123456789").await,
+        status_with_key(b.base(), "guess-10-0123456789abcdef0123456789").await,
         429
     );
     // The right key passes on both.
-    assert_eq!(status_with_key(&a.base, CONFIGURED_KEY).await, 200);
-    assert_eq!(status_with_key(&b.base, CONFIGURED_KEY).await, 200);
+    assert_eq!(status_with_key(a.base(), CONFIGURED_KEY).await, 200);
+    assert_eq!(status_with_key(b.base(), CONFIGURED_KEY).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,29 +288,33 @@ async fn console_sign_outs_hold_on_every_instance() {
     let deployment = Deployment::new().await;
     let a = deployment.instance(0).await;
     let b = deployment.instance(1).await;
-    let first = sign_in(&a.base, CONFIGURED_KEY).await;
-    let second = sign_in(&b.base, CONFIGURED_KEY).await;
-    assert_eq!(console_status(&b.base, &first).await, 200);
-    assert_eq!(console_status(&a.base, &second).await, 200);
+    let first = sign_in(a.base(), CONFIGURED_KEY).await;
+    let second = sign_in(b.base(), CONFIGURED_KEY).await;
+    assert_eq!(console_status(b.base(), &first).await, 200);
+    assert_eq!(console_status(a.base(), &second).await, 200);
 
     // Signing out on A ends the session on B too, though its cookie was copied before.
-    let token = csrf(&a.base, &first).await;
+    let token = csrf(a.base(), &first).await;
     let signed_out = client()
-        .post(a.base.join("dashboard/sign-out").unwrap())
-        .header("origin", a.base.origin().ascii_serialization())
+        .post(a.base().join("dashboard/sign-out").unwrap())
+        .header("origin", a.base().origin().ascii_serialization())
         .header("cookie", &first)
         .form(&[("csrf", token.as_str())])
         .send()
         .await
         .unwrap();
     assert_eq!(signed_out.status(), 303);
-    assert_eq!(console_status(&b.base, &first).await, 303);
-    assert_eq!(console_status(&a.base, &second).await, 200, "only that one");
+    assert_eq!(console_status(b.base(), &first).await, 303);
+    assert_eq!(
+        console_status(a.base(), &second).await,
+        200,
+        "only that one"
+    );
 
     // The operator ends every session from the command line.
     let (ok, said, err) = run(deployment.command("cli"), &["console", "sign-out-all"]).await;
     assert!(ok, "{err}");
     assert!(said.contains("ended 1 console session"), "{said}");
-    assert_eq!(console_status(&a.base, &second).await, 303);
-    assert_eq!(console_status(&b.base, &second).await, 303);
+    assert_eq!(console_status(a.base(), &second).await, 303);
+    assert_eq!(console_status(b.base(), &second).await, 303);
 }

@@ -3,91 +3,46 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
-use tether_test_support::eventually;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tether_test_support::{TetherProcess, eventually, tether_command};
+use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
 
 /// An API key of the minimum length (32 characters).
 const CONFIGURED_KEY: &str = "configured-key-for-tests-0123456";
 
+/// `tether` in `dir`, clean environment, free loopback port.
 fn tether(dir: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TETHER_SERVER__LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
+    tether_command(BIN, dir)
 }
 
-struct Served {
-    child: Child,
-    url: String,
-    printed_key: Option<String>,
-    _lines: Lines<BufReader<ChildStdout>>,
+/// Starts `tether serve` and waits (bounded) until it says where it listens.
+async fn serve(mut command: Command) -> TetherProcess {
+    command.arg("serve");
+    TetherProcess::start(command, Duration::from_secs(30)).await
 }
 
-/// Starts `tether serve` and reads stdout until it says where it listens (bounded).
-async fn serve(mut command: Command) -> Served {
-    let mut child = command.arg("serve").spawn().expect("tether starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut printed_key = None;
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(key) = line.strip_prefix("TETHER_API_KEY=") {
-                printed_key = Some(key.to_owned());
-            }
-            if let Some(url) = line.strip_prefix("Tether is listening on ") {
-                return url.to_owned();
-            }
-        }
-        panic!("tether exited before listening");
-    })
-    .await
-    .expect("tether listens within 30 s");
-    Served {
-        child,
-        url,
-        printed_key,
-        _lines: lines,
-    }
-}
-
-impl Served {
-    async fn status_with_key(&self, key: &str) -> u16 {
-        reqwest::Client::new()
-            .get(format!("{}v1/connections", self.url))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-
-    async fn stop(mut self) {
-        self.child.kill().await.unwrap();
-    }
+/// The status of `GET /v1/connections` with `key`.
+async fn status_with_key(served: &TetherProcess, key: &str) -> u16 {
+    reqwest::Client::new()
+        .get(served.url("v1/connections"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 #[tokio::test]
 async fn first_run_creates_a_private_key_file_and_prints_an_api_key_once() {
     tether_core_free_crypto();
     let dir = tempfile::tempdir().unwrap();
-    let served = serve(tether(dir.path())).await;
+    let mut served = serve(tether(dir.path())).await;
     let key = served
-        .printed_key
-        .clone()
+        .printed_key()
         .expect("an API key is printed on first run");
     let mode = std::fs::metadata(dir.path().join("tether.keys"))
         .unwrap()
@@ -102,20 +57,23 @@ async fn first_run_creates_a_private_key_file_and_prints_an_api_key_once() {
             assert_eq!(mode & 0o777, 0o600, "{name}");
         }
     }
-    let health = reqwest::get(format!("{}health", served.url)).await.unwrap();
+    let health = reqwest::get(served.url("health")).await.unwrap();
     assert_eq!(health.status(), 200);
-    assert_eq!(served.status_with_key(&key).await, 200);
-    assert_eq!(served.status_with_key("tether_sk_wrong").await, 401);
-    served.stop().await;
+    assert_eq!(status_with_key(&served, &key).await, 200);
+    assert_eq!(status_with_key(&served, "tether_sk_wrong").await, 401);
+    served.kill().await;
 
-    let again = serve(tether(dir.path())).await;
-    assert!(again.printed_key.is_none(), "the key is printed only once");
+    let mut again = serve(tether(dir.path())).await;
+    assert!(
+        again.printed_key().is_none(),
+        "the key is printed only once"
+    );
     assert_eq!(
-        again.status_with_key(&key).await,
+        status_with_key(&again, &key).await,
         200,
         "the first-run key still works"
     );
-    again.stop().await;
+    again.kill().await;
 }
 
 #[tokio::test]
@@ -124,10 +82,10 @@ async fn a_configured_api_key_is_used_and_none_is_created() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = tether(dir.path());
     command.env("TETHER_API_KEY", CONFIGURED_KEY);
-    let served = serve(command).await;
-    assert!(served.printed_key.is_none());
-    assert_eq!(served.status_with_key(CONFIGURED_KEY).await, 200);
-    served.stop().await;
+    let mut served = serve(command).await;
+    assert!(served.printed_key().is_none());
+    assert_eq!(status_with_key(&served, CONFIGURED_KEY).await, 200);
+    served.kill().await;
 }
 
 #[tokio::test]
@@ -459,18 +417,16 @@ async fn a_dotenv_file_supplies_configuration() {
         "TETHER_API_KEY=key-from-dotenv-0123456789abcdef0123\nTETHER_CONNECT__APP_NAME=\"Dotenv App\"\n",
     )
     .unwrap();
-    let served = serve(tether(dir.path())).await;
+    let mut served = serve(tether(dir.path())).await;
     assert!(
-        served.printed_key.is_none(),
+        served.printed_key().is_none(),
         "the .env key is used, none is made"
     );
     assert_eq!(
-        served
-            .status_with_key("key-from-dotenv-0123456789abcdef0123")
-            .await,
+        status_with_key(&served, "key-from-dotenv-0123456789abcdef0123").await,
         200
     );
-    served.stop().await;
+    served.kill().await;
 }
 
 #[tokio::test]
@@ -504,10 +460,10 @@ async fn an_existing_database_readable_by_others_is_made_private() {
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mut command = tether(dir.path());
     command.env("TETHER_API_KEY", CONFIGURED_KEY);
-    let served = serve(command).await;
+    let mut served = serve(command).await;
     let mode = std::fs::metadata(&db).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    served.stop().await;
+    served.kill().await;
 }
 
 #[tokio::test]
@@ -540,23 +496,19 @@ async fn metrics_are_served_on_their_own_address() {
     command
         .env("TETHER_API_KEY", CONFIGURED_KEY)
         .env("TETHER_SERVER__METRICS_LISTEN", format!("127.0.0.1:{port}"));
-    let served = serve(command).await;
-    let public = reqwest::get(format!("{}metrics", served.url))
-        .await
-        .unwrap();
+    let mut served = serve(command).await;
+    let public = reqwest::get(served.url("metrics")).await.unwrap();
     assert_eq!(public.status(), 404, "not on the public listener");
     let private = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
         .await
         .unwrap();
     assert_eq!(private.status(), 200);
     assert!(private.text().await.unwrap().contains("tether_"));
-    served.stop().await;
+    served.kill().await;
 }
 
 #[tokio::test]
 async fn json_logs_carry_the_request_id() {
-    use tokio::io::AsyncBufReadExt;
-
     tether_core_free_crypto();
     let dir = tempfile::tempdir().unwrap();
     let mut command = tether(dir.path());
@@ -566,7 +518,7 @@ async fn json_logs_carry_the_request_id() {
         .env("RUST_LOG", "info");
     let mut served = serve(command).await;
     let response = reqwest::Client::new()
-        .get(format!("{}v1/connections", served.url))
+        .get(served.url("v1/connections"))
         .bearer_auth("a-wrong-key-that-gets-logged")
         .send()
         .await
@@ -576,22 +528,21 @@ async fn json_logs_carry_the_request_id() {
         .to_str()
         .unwrap()
         .to_owned();
-    let mut stderr = tokio::io::BufReader::new(served.child.stderr.take().unwrap()).lines();
-    let found = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(line) = stderr.next_line().await.unwrap() {
-            let entry: serde_json::Value = serde_json::from_str(&line)
-                .unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
-            if entry["span"]["request_id"] == id.as_str() {
-                return entry;
-            }
-        }
-        panic!("tether exited");
-    })
-    .await
-    .expect("a log line of that request");
+    let found = eventually(
+        Duration::from_secs(10),
+        "a log line of that request",
+        || async {
+            served.stderr().lines().find_map(|line| {
+                let entry: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+                (entry["span"]["request_id"] == id.as_str()).then_some(entry)
+            })
+        },
+    )
+    .await;
     assert_eq!(found["fields"]["message"], "request with a wrong API key");
     assert!(!found.to_string().contains("a-wrong-key-that-gets-logged"));
-    served.stop().await;
+    served.kill().await;
 }
 
 #[tokio::test]
@@ -630,8 +581,8 @@ async fn every_tuning_setting_is_read_and_checked() {
         // The environment too, over the file.
         .env("TETHER_REFRESH__CONCURRENCY", "2")
         .env("TETHER_PROXY__MAX_IN_FLIGHT_PER_HOST", "0");
-    let served = serve(command).await;
-    served.stop().await;
+    let mut served = serve(command).await;
+    served.kill().await;
 
     for (toml, key) in [
         ("[refresh]\nconcurrency = 0\n", "refresh.concurrency"),
@@ -706,7 +657,7 @@ async fn serving_on_three_threads_answers_every_connection_and_stops_on_sigterm(
         .env("TETHER_API_KEY", CONFIGURED_KEY)
         .env("RUST_LOG", "info");
     let mut served = serve(command).await;
-    let pid = served.child.id().expect("tether runs");
+    let pid = served.pid();
     // "Listening" is printed just before the serving threads start: give them a moment.
     let mut serving = eventually(Duration::from_secs(5), "two serving threads", || async {
         let serving: Vec<String> = thread_names(pid)
@@ -722,19 +673,9 @@ async fn serving_on_three_threads_answers_every_connection_and_stops_on_sigterm(
         ["tether-serve-1", "tether-serve-2"],
         "two serving threads besides the main one"
     );
-    let stderr = served.child.stderr.take().unwrap();
-    let logs = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = BufReader::new(stderr).read_to_string(&mut text).await;
-        text
-    });
-
     // Many requests at once, each on a fresh connection, so the kernel spreads them over
     // the three listening sockets; every one is answered, and answered right.
-    let address = url::Url::parse(&served.url)
-        .unwrap()
-        .socket_addrs(|| None)
-        .unwrap()[0];
+    let address = served.base().socket_addrs(|| None).unwrap()[0];
     let requests = (0..60).map(|n| async move {
         let (path, key, expected) = match n % 3 {
             0 => ("/health", CONFIGURED_KEY, "200"),
@@ -779,29 +720,22 @@ async fn serving_on_three_threads_answers_every_connection_and_stops_on_sigterm(
     let pooled = reqwest::Client::new();
     let mut calls = tokio::task::JoinSet::new();
     for _ in 0..6 {
-        let (pooled, url) = (pooled.clone(), format!("{}health", served.url));
+        let (pooled, url) = (pooled.clone(), served.url("health"));
         calls.spawn(async move { pooled.get(url).send().await.unwrap().status() });
     }
     while let Some(status) = calls.join_next().await {
         assert_eq!(status.unwrap(), 200);
     }
     let stopping = std::time::Instant::now();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = tokio::time::timeout(Duration::from_secs(20), served.child.wait())
-        .await
-        .expect("tether stops within 20 s of SIGTERM")
-        .unwrap();
+    served.signal("TERM");
+    let status = served.wait(Duration::from_secs(20)).await;
     assert!(
         stopping.elapsed() < Duration::from_secs(5),
         "idle connections held the shutdown up: {:?}",
         stopping.elapsed()
     );
     drop(pooled);
-    let logs = logs.await.unwrap();
+    let logs = served.stderr();
     assert!(status.success(), "{status:?}: {logs}");
     assert!(logs.contains("tether stopped"), "{logs}");
 }

@@ -17,19 +17,15 @@ mod support;
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
 use rand::{Rng, SeedableRng};
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 use tether_emulators::seed_oauth::{self, SeedOAuthConfig};
-use tokio::process::{Child, Command};
+use tether_test_support::{Receiver, TetherProcess, tether_command};
 use url::Url;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
@@ -41,56 +37,20 @@ const ROUNDS: usize = 8;
 const WORKERS: usize = 16;
 const DEFAULT_SEED: u64 = 0x7e7e_c0de;
 
-/// The app's webhook endpoint: records every event body.
-#[derive(Clone, Default)]
-struct Receiver {
-    events: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Receiver {
-    async fn spawn() -> (Receiver, Url, tokio::task::JoinHandle<()>) {
-        let receiver = Receiver::default();
-        let router = axum::Router::new()
-            .route("/hooks", post(receive))
-            .with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = Url::parse(&format!("http://{}/hooks", listener.local_addr().unwrap())).unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
-        (receiver, url, task)
-    }
-
-    /// Ids of the `connection.refresh_failed` events received for `connection_id`.
-    fn refresh_failed_ids(&self, connection_id: &str) -> Vec<String> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e["type"] == "connection.refresh_failed")
-            .filter(|e| e["connection_id"] == connection_id)
-            .filter_map(|e| e["id"].as_str().map(str::to_owned))
-            .collect()
-    }
-
-    fn has_event(&self, event_id: &str) -> bool {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|e| e["id"] == event_id)
-    }
-}
-
-async fn receive(State(receiver): State<Receiver>, raw: String) -> StatusCode {
-    let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
-    receiver.events.lock().unwrap().push(body);
-    StatusCode::NO_CONTENT
+/// Ids of the `connection.refresh_failed` events the app received for `connection_id`.
+fn refresh_failed_ids(receiver: &Receiver, connection_id: &str) -> Vec<String> {
+    receiver
+        .bodies()
+        .iter()
+        .filter(|e| e["type"] == "connection.refresh_failed")
+        .filter(|e| e["connection_id"] == connection_id)
+        .filter_map(|e| e["id"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// One `tether serve` process.
 struct Tether {
-    child: Child,
+    process: TetherProcess,
     base: Url,
     api: reqwest::Client,
 }
@@ -98,24 +58,15 @@ struct Tether {
 impl Tether {
     /// Starts `tether serve` in `dir` and waits (bounded) until it says where it listens.
     async fn start(dir: &Path) -> Tether {
-        let mut child = Command::new(BIN)
+        let mut command = tether_command(BIN, dir);
+        command
             .arg("serve")
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TETHER_SERVER__LISTEN", "127.0.0.1:0")
             .env("TETHER_API_KEY", API_KEY)
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tether starts");
-        let base = support::wait_listening(&mut child, Duration::from_secs(30)).await;
+            .env("RUST_LOG", "error");
+        let process = TetherProcess::start(command, Duration::from_secs(30)).await;
         Tether {
-            child,
-            base,
+            base: process.base().clone(),
+            process,
             api: reqwest::Client::builder()
                 .redirect(Policy::none())
                 .build()
@@ -123,13 +74,9 @@ impl Tether {
         }
     }
 
-    /// SIGKILL, then reap.
+    /// SIGKILL by pid, then reap.
     async fn kill(mut self) {
-        self.child.start_kill().expect("SIGKILL is sent");
-        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .expect("a killed tether exits")
-            .unwrap();
+        self.process.kill().await;
     }
 
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
@@ -311,8 +258,7 @@ async fn told(
 ) -> Told {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        if let Some(event) = receiver
-            .refresh_failed_ids(id)
+        if let Some(event) = refresh_failed_ids(receiver, id)
             .into_iter()
             .find(|e| !accounted.contains(e))
         {
@@ -354,9 +300,9 @@ async fn sigkill_during_refresh_never_leaves_a_connection_broken_and_untold() {
     })
     .await
     .unwrap();
-    let (receiver, hooks_url, receiver_task) = Receiver::spawn().await;
+    let receiver = Receiver::spawn().await;
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), emulator.base_url(), &hooks_url);
+    write_config(dir.path(), emulator.base_url(), receiver.url());
 
     let mut tether = Tether::start(dir.path()).await;
     let mut ids = Vec::new();
@@ -417,10 +363,10 @@ async fn sigkill_during_refresh_never_leaves_a_connection_broken_and_untold() {
     // Events still queued behind a killed worker's claim go out once it expires; wait a
     // little for them, without stretching the test past its bound.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while queued.iter().any(|e| !receiver.has_event(e)) && Instant::now() < deadline {
+    while queued.iter().any(|e| !receiver.has_id(e)) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let undelivered = queued.iter().filter(|e| !receiver.has_event(e)).count();
+    let undelivered = queued.iter().filter(|e| !receiver.has_id(e)).count();
     let other = tally.other.lock().unwrap().clone();
     println!(
         "seed {seed:#x}: {ROUNDS} kills, {lost} connections lost a rotated refresh token \
@@ -445,5 +391,4 @@ async fn sigkill_during_refresh_never_leaves_a_connection_broken_and_untold() {
     );
 
     tether.kill().await;
-    receiver_task.abort();
 }

@@ -28,177 +28,22 @@ mod support;
 
 use std::collections::HashMap;
 use std::process::Stdio;
-use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
 use rand::{Rng, SeedableRng};
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
-use sqlx::Connection;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use support::TestDatabase;
 use tether_emulators::seed_oauth::{self, SeedOAuthConfig};
-use tether_test_support::eventually;
-use tokio::process::{Child, Command};
+use tether_test_support::{Receiver, TetherProcess, eventually, tether_command};
+use tokio::process::Command;
 use url::Url;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
 const API_KEY: &str = "instances-test-api-key-0123456789";
 const RETURN_URL: &str = "http://app.localhost:9/app/return";
-/// What the PostgreSQL tests use unless `TETHER_TEST_DATABASE_URL` says otherwise.
-const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-// ----- a database of its own ------------------------------------------------------------------
-
-fn server_url() -> String {
-    std::env::var("TETHER_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
-}
-
-async fn admin() -> PgConnection {
-    let url = server_url();
-    let options = PgConnectOptions::from_str(&url).expect("a postgres:// URL");
-    PgConnection::connect_with(&options)
-        .await
-        .unwrap_or_else(|err| {
-            panic!(
-                "the multi-instance tests need PostgreSQL at {url} (set TETHER_TEST_DATABASE_URL, \
-                 or start the local server as .ci/run does): {err}"
-            )
-        })
-}
-
-/// A database made for one test, dropped (with `FORCE`, closing leftover sessions) on drop.
-struct TestDatabase {
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create() -> TestDatabase {
-        let name = format!("tether_instances_{:016x}", rand::random::<u64>());
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin().await)
-            .await
-            .expect("creating the test database");
-        let mut url = Url::parse(&server_url()).unwrap();
-        url.set_path(&name);
-        TestDatabase {
-            name,
-            url: url.to_string(),
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let name = std::mem::take(&mut self.name);
-        // Drop cannot await: a thread with a runtime of its own drops the database.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let options = PgConnectOptions::from_str(&server_url()).unwrap();
-                if let Ok(mut admin) = PgConnection::connect_with(&options).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-// ----- the app's webhook endpoint -------------------------------------------------------------
-
-/// Records every delivery, and notices when one event is being delivered twice at once.
-#[derive(Clone, Default)]
-struct Receiver {
-    events: Arc<Mutex<Vec<Value>>>,
-    in_flight: Arc<Mutex<HashMap<String, usize>>>,
-    overlapping: Arc<AtomicU64>,
-}
-
-impl Receiver {
-    async fn spawn() -> (Receiver, Url, tokio::task::JoinHandle<()>) {
-        let receiver = Receiver::default();
-        let router = axum::Router::new()
-            .route("/hooks", post(receive))
-            .with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut url = Url::parse("http://127.0.0.1/hooks").unwrap();
-        url.set_port(Some(listener.local_addr().unwrap().port()))
-            .unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
-        (receiver, url, task)
-    }
-
-    fn received(&self, event_id: &str) -> bool {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|e| e["id"] == event_id)
-    }
-
-    fn count(&self, event_type: &str) -> usize {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e["type"] == event_type)
-            .count()
-    }
-}
-
-async fn receive(State(receiver): State<Receiver>, raw: String) -> StatusCode {
-    let body: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
-    let id = body["id"].as_str().unwrap_or_default().to_owned();
-    // Counted out on drop: a delivery cut short (its sender killed) ends here too.
-    let _in_flight = InFlight::enter(&receiver, id);
-    // The app takes a moment to handle an event: a second delivery of the same event by
-    // another instance in that moment is counted as overlapping.
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    receiver.events.lock().unwrap().push(body);
-    StatusCode::NO_CONTENT
-}
-
-/// One delivery being handled.
-struct InFlight {
-    receiver: Receiver,
-    id: String,
-}
-
-impl InFlight {
-    fn enter(receiver: &Receiver, id: String) -> InFlight {
-        let mut in_flight = receiver.in_flight.lock().unwrap();
-        let count = in_flight.entry(id.clone()).or_default();
-        *count += 1;
-        if *count > 1 {
-            receiver.overlapping.fetch_add(1, Ordering::SeqCst);
-        }
-        InFlight {
-            receiver: receiver.clone(),
-            id,
-        }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if let Some(count) = self.receiver.in_flight.lock().unwrap().get_mut(&self.id) {
-            *count -= 1;
-        }
-    }
-}
 
 // ----- one `tether serve` ---------------------------------------------------------------------
 
@@ -274,7 +119,7 @@ scopes = ["read", "write"]
         std::fs::write(dir.path().join("tether.toml"), toml).unwrap();
         Deployment {
             dir,
-            database: TestDatabase::create().await,
+            database: TestDatabase::create("instances").await,
             keys: tether_core::vault::Vault::generate_key_entry(),
         }
     }
@@ -303,57 +148,43 @@ scopes = ["read", "write"]
         // the one shared configuration file.
         let workdir = self.dir.path().join(format!("instance-{n}"));
         std::fs::create_dir_all(&workdir).unwrap();
-        let mut child = Command::new(BIN)
+        let mut command = tether_command(BIN, &workdir);
+        command
             .arg("serve")
             .arg("--config")
             .arg(self.dir.path().join("tether.toml"))
-            .current_dir(&workdir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TETHER_SERVER__LISTEN", "127.0.0.1:0")
             .env("TETHER_DATABASE__URL", &self.database.url)
             .env("TETHER_ENCRYPTION_KEYS", keys)
             .env("TETHER_API_KEY", API_KEY)
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tether starts");
+            .env("RUST_LOG", "error");
+        // Started at once, not when awaited: instances started together start together.
+        let started = tokio::spawn(TetherProcess::start(command, Duration::from_secs(60)));
         async move {
-            let base = support::wait_listening(&mut child, Duration::from_secs(60)).await;
+            let process = started
+                .await
+                .unwrap_or_else(|failed| std::panic::resume_unwind(failed.into_panic()));
             Instance {
-                child,
-                base,
+                base: process.base().clone(),
+                process,
                 api: reqwest::Client::builder()
                     .redirect(Policy::none())
                     .build()
                     .unwrap(),
-                killed: false,
             }
         }
     }
 }
 
 struct Instance {
-    child: Child,
+    process: TetherProcess,
     base: Url,
     api: reqwest::Client,
-    killed: bool,
 }
 
 impl Instance {
     /// SIGKILL by pid, then reap (once).
     async fn kill(&mut self) {
-        if std::mem::replace(&mut self.killed, true) {
-            return;
-        }
-        self.child.start_kill().expect("SIGKILL is sent");
-        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .expect("a killed tether exits")
-            .unwrap();
+        self.process.kill().await;
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -670,7 +501,7 @@ async fn drop_database_connections(database: &TestDatabase) -> i64 {
          WHERE datname = $1 AND pid <> pg_backend_pid()",
     )
     .bind(&database.name)
-    .fetch_one(&mut admin().await)
+    .fetch_one(&mut support::admin().await)
     .await
     .unwrap()
 }
@@ -693,8 +524,10 @@ async fn an_instance_killed_in_a_refresh_storm_loses_nothing() {
     })
     .await
     .unwrap();
-    let (receiver, hooks, receiver_task) = Receiver::spawn().await;
-    let deployment = Deployment::new(emulator.base_url(), Some(&hooks)).await;
+    // The app takes a moment over each event: a second delivery of the same event by another
+    // instance in that moment is counted as overlapping.
+    let receiver = Receiver::spawn_handling_for(Duration::from_millis(20)).await;
+    let deployment = Deployment::new(emulator.base_url(), Some(receiver.url())).await;
     let mut instances = deployment.start(3).await;
 
     let mut ids = Vec::new();
@@ -791,7 +624,7 @@ async fn an_instance_killed_in_a_refresh_storm_loses_nothing() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|d| d["status"] != "delivered" || !receiver.received(d["id"].as_str().unwrap()))
+            .filter(|d| d["status"] != "delivered" || !receiver.has_id(d["id"].as_str().unwrap()))
             .count()
     };
     within(
@@ -820,13 +653,13 @@ async fn an_instance_killed_in_a_refresh_storm_loses_nothing() {
          refresh_failed events delivered; {} refresh calls at the provider; 500s: {server_errors:?}",
         needs_reauth.len(),
         emulator.control.reuse_events(),
-        receiver.count("connection.refreshed"),
-        receiver.count("connection.refresh_failed"),
+        receiver.count_of_type("connection.refreshed"),
+        receiver.count_of_type("connection.refresh_failed"),
         emulator.control.token_calls_by_grant("refresh_token"),
     );
     assert!(server_errors.is_empty(), "no 500 during the storm");
     assert_eq!(
-        receiver.overlapping.load(Ordering::SeqCst),
+        receiver.overlapping(),
         0,
         "an event was delivered by two instances at once"
     );
@@ -834,7 +667,6 @@ async fn an_instance_killed_in_a_refresh_storm_loses_nothing() {
     for instance in &mut instances {
         instance.kill().await;
     }
-    receiver_task.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

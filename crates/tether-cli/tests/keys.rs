@@ -1,9 +1,9 @@
 //! `tether keys rotate`: every credential ends up under a new key, still opens to the same
 //! secret, and a second run has nothing left to do.
 
-mod support;
-
 use std::process::Command;
+
+use tether_test_support::{TetherProcess, eventually, tether_command};
 
 use tether_core::credentials::{Credentials, OAuth2Tokens};
 use tether_core::vault::Vault;
@@ -111,26 +111,16 @@ async fn rotation_reseals_every_connection_under_a_new_key() {
 /// what was re-sealed under it without a restart, and SIGHUP reloads the file on demand.
 #[tokio::test]
 async fn a_running_instance_picks_up_a_rotated_key() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let api_key = "rotation-test-api-key-0123456789abcdef";
-    let mut child = tokio::process::Command::new(BIN)
-        .current_dir(dir.path())
-        .env_clear()
-        .env("TETHER_SERVER__LISTEN", "127.0.0.1:0")
-        .env("TETHER_API_KEY", api_key)
-        .env("RUST_LOG", "info")
+    let mut command = tether_command(BIN, dir.path());
+    command
         .arg("serve")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = support::wait_listening(&mut child, std::time::Duration::from_secs(30)).await;
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+        .env("TETHER_API_KEY", api_key)
+        .env("RUST_LOG", "info");
+    let mut served = TetherProcess::start(command, std::time::Duration::from_secs(30)).await;
+    let url = served.base().clone();
     let http = reqwest::Client::new();
     // An integration and a connection, sealed under the first key.
     let put = http
@@ -179,22 +169,14 @@ async fn a_running_instance_picks_up_a_rotated_key() {
     assert_eq!(body["access_token"], "token-before-rotation");
 
     // SIGHUP reloads on demand.
-    let pid = child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let reloaded = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        while let Some(line) = stderr.next_line().await.unwrap() {
-            if line.contains("SIGHUP: encryption keys reloaded") {
-                return;
-            }
-        }
-    })
+    served.signal("HUP");
+    eventually(
+        std::time::Duration::from_secs(10),
+        "a reload logged after SIGHUP",
+        || async { served.stderr().contains("SIGHUP: encryption keys reloaded") },
+    )
     .await;
-    assert!(reloaded.is_ok(), "no reload was logged after SIGHUP");
-    child.kill().await.unwrap();
+    served.kill().await;
 }
 
 // ----- rotation while serving, key status, a key removed too early ---------------------------
@@ -202,31 +184,21 @@ async fn a_running_instance_picks_up_a_rotated_key() {
 const API_KEY: &str = "rotation-test-api-key-0123456789abcdef";
 
 /// `tether serve` in `dir` (SQLite, the key file there), listening on loopback.
-async fn serve(dir: &std::path::Path) -> (tokio::process::Child, url::Url) {
+async fn serve(dir: &std::path::Path) -> (TetherProcess, url::Url) {
     serve_with(dir, &[]).await
 }
 
 /// [`serve`] with more environment (inline keys).
-async fn serve_with(
-    dir: &std::path::Path,
-    env: &[(&str, &str)],
-) -> (tokio::process::Child, url::Url) {
-    let mut child = tokio::process::Command::new(BIN)
-        .current_dir(dir)
-        .env_clear()
-        .envs(env.iter().copied())
-        .env("TETHER_SERVER__LISTEN", "127.0.0.1:0")
-        .env("TETHER_API_KEY", API_KEY)
-        .env("RUST_LOG", "error")
+async fn serve_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (TetherProcess, url::Url) {
+    let mut command = tether_command(BIN, dir);
+    command
         .arg("serve")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = support::wait_listening(&mut child, std::time::Duration::from_secs(30)).await;
-    (child, url)
+        .envs(env.iter().copied())
+        .env("TETHER_API_KEY", API_KEY)
+        .env("RUST_LOG", "error");
+    let served = TetherProcess::start(command, std::time::Duration::from_secs(30)).await;
+    let base = served.base().clone();
+    (served, base)
 }
 
 /// A `tether` command in `dir`: (success, stdout, stderr).
@@ -296,7 +268,7 @@ async fn import(http: &reqwest::Client, base: &url::Url, user: &str) -> (u16, Op
 async fn rotation_while_serving_and_writing_loses_nothing_on_sqlite() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base) = serve(dir.path()).await;
+    let (mut served, base) = serve(dir.path()).await;
     let old_entry = std::fs::read_to_string(dir.path().join("tether.keys")).unwrap();
     let old_id = key_id(&old_entry);
     let http = reqwest::Client::new();
@@ -381,10 +353,10 @@ async fn rotation_while_serving_and_writing_loses_nothing_on_sqlite() {
     );
 
     // The old key goes; a restart opens everything.
-    child.kill().await.unwrap();
+    served.kill().await;
     std::fs::remove_file(dir.path().join("tether.keys")).unwrap();
     tether_core::vault::write_key_file(&dir.path().join("tether.keys"), &new_entry).unwrap();
-    let (mut child, base) = serve(dir.path()).await;
+    let (mut served, base) = serve(dir.path()).await;
     for id in &ids {
         let read = http
             .get(
@@ -397,7 +369,7 @@ async fn rotation_while_serving_and_writing_loses_nothing_on_sqlite() {
             .unwrap();
         assert_eq!(read.status(), 200, "{id}");
     }
-    child.kill().await.unwrap();
+    served.kill().await;
 }
 
 /// A key removed from the configuration while it still seals a value: `tether serve` refuses
@@ -407,7 +379,7 @@ async fn rotation_while_serving_and_writing_loses_nothing_on_sqlite() {
 async fn serve_refuses_to_start_without_a_key_that_still_seals_values() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base) = serve(dir.path()).await;
+    let (mut served, base) = serve(dir.path()).await;
     let old_id = key_id(&std::fs::read_to_string(dir.path().join("tether.keys")).unwrap());
     let http = reqwest::Client::new();
     let put = http
@@ -426,7 +398,7 @@ async fn serve_refuses_to_start_without_a_key_that_still_seals_values() {
     for user in ["a", "b"] {
         assert_eq!(import(&http, &base, user).await.0, 201);
     }
-    child.kill().await.unwrap();
+    served.kill().await;
 
     // The operator replaces the key instead of rotating.
     std::fs::remove_file(dir.path().join("tether.keys")).unwrap();
@@ -462,7 +434,7 @@ async fn an_instance_without_the_announced_key_refuses_to_seal() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let old = Vault::generate_key_entry();
-    let (mut child, base) = serve_with(dir.path(), &[("TETHER_ENCRYPTION_KEYS", &old)]).await;
+    let (mut served, base) = serve_with(dir.path(), &[("TETHER_ENCRYPTION_KEYS", &old)]).await;
     let http = reqwest::Client::new();
     let put = http
         .put(base.join("v1/integrations/crm").unwrap())
@@ -521,5 +493,5 @@ async fn an_instance_without_the_announced_key_refuses_to_seal() {
         ["yes", "no", "0"],
         "{status}"
     );
-    child.kill().await.unwrap();
+    served.kill().await;
 }

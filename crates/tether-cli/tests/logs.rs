@@ -14,13 +14,8 @@
 mod support;
 
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rand::Rng;
@@ -29,9 +24,7 @@ use serde_json::{Value, json};
 use tether_emulators::redtail::{self, RedtailConfig, RedtailUser};
 use tether_emulators::salesmate::{self, SalesmateAccount, SalesmateConfig};
 use tether_emulators::seed_oauth::{self, SeedOAuthConfig};
-use tether_test_support::eventually;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
+use tether_test_support::{Receiver, TetherProcess, eventually, tether_command};
 use url::Url;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tether");
@@ -81,111 +74,30 @@ impl Secrets {
     }
 }
 
-/// The app's webhook endpoint: keeps every event body.
-#[derive(Clone, Default)]
-struct Receiver {
-    events: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Receiver {
-    async fn spawn() -> (Receiver, Url) {
-        let receiver = Receiver::default();
-        let router = axum::Router::new()
-            .route("/hooks", post(receive))
-            .with_state(receiver.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut url = Url::parse("http://127.0.0.1/hooks").unwrap();
-        url.set_port(Some(listener.local_addr().unwrap().port()))
-            .unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
-        (receiver, url)
-    }
-
-    fn count(&self, kind: &str) -> usize {
-        let events = self.events.lock().unwrap();
-        events.iter().filter(|e| e["type"] == kind).count()
-    }
-}
-
-async fn receive(State(receiver): State<Receiver>, raw: String) -> StatusCode {
-    let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
-    receiver.events.lock().unwrap().push(body);
-    StatusCode::NO_CONTENT
-}
-
-/// Appends every line of `stream` to `log` until it ends.
-fn capture(
-    stream: impl AsyncRead + Unpin + Send + 'static,
-    log: Arc<Mutex<String>>,
-    listening: Option<tokio::sync::oneshot::Sender<String>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut listening = listening;
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(url) = line.strip_prefix("Tether is listening on ")
-                && let Some(tx) = listening.take()
-            {
-                let _ = tx.send(url.to_owned());
-            }
-            let mut log = log.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    })
-}
-
 /// One `tether serve` with its output captured.
 struct Tether {
-    child: Child,
+    process: TetherProcess,
     base: Url,
     api_key: String,
     api: reqwest::Client,
-    log: Arc<Mutex<String>>,
-    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Tether {
     async fn start(dir: &Path, api_key: &str, level: &str) -> Tether {
-        let mut child = Command::new(BIN)
+        let mut command = tether_command(BIN, dir);
+        command
             .arg("serve")
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TETHER_SERVER__LISTEN", "127.0.0.1:0")
             .env("TETHER_API_KEY", api_key)
-            .env("RUST_LOG", level)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tether starts");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let readers = vec![
-            capture(child.stdout.take().unwrap(), log.clone(), Some(tx)),
-            capture(child.stderr.take().unwrap(), log.clone(), None),
-        ];
-        let url = match tokio::time::timeout(Duration::from_secs(30), rx).await {
-            Ok(Ok(url)) => url,
-            _ => panic!(
-                "tether did not listen within 30 s:\n{}",
-                log.lock().unwrap()
-            ),
-        };
+            .env("RUST_LOG", level);
+        let process = TetherProcess::start(command, Duration::from_secs(30)).await;
         Tether {
-            child,
-            base: Url::parse(&url).unwrap(),
+            base: process.base().clone(),
+            process,
             api_key: api_key.to_owned(),
             api: reqwest::Client::builder()
                 .redirect(Policy::none())
                 .build()
                 .unwrap(),
-            log,
-            readers,
         }
     }
 
@@ -280,19 +192,8 @@ impl Tether {
 
     /// Kills the process and returns everything it wrote.
     async fn stop(mut self) -> String {
-        self.child.start_kill().expect("SIGKILL is sent");
-        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .expect("a killed tether exits")
-            .unwrap();
-        for reader in self.readers {
-            tokio::time::timeout(Duration::from_secs(10), reader)
-                .await
-                .expect("its output ends")
-                .unwrap();
-        }
-        let log = self.log.lock().unwrap();
-        log.clone()
+        self.process.kill().await;
+        self.process.output()
     }
 }
 
@@ -388,7 +289,7 @@ async fn run_flows(level: &str, format: Format) -> Run {
     secrets.add("webhook secret", &webhook_secret);
     secrets.add("metrics token", &metrics_token);
 
-    let (hooks, hooks_url) = Receiver::spawn().await;
+    let hooks = Receiver::spawn().await;
     let dir = tempfile::tempdir().unwrap();
     let emulator = seed.base_url();
     let endpoint = |path: &str| emulator.join(path).unwrap().to_string();
@@ -429,7 +330,7 @@ async fn run_flows(level: &str, format: Format) -> Run {
         api_base_url = (salesmate.base_url().to_string())
 
         [webhooks]
-        url = (hooks_url.to_string())
+        url = (hooks.url().to_string())
         secret = (webhook_secret.clone())
     };
     if format == Format::Json {
@@ -570,10 +471,10 @@ async fn run_flows(level: &str, format: Format) -> Run {
     eventually(
         Duration::from_secs(30),
         "the connection.deleted webhooks",
-        || async { hooks.count("connection.deleted") == 4 },
+        || async { hooks.count_of_type("connection.deleted") == 4 },
     )
     .await;
-    assert_eq!(hooks.count("connection.created"), 4);
+    assert_eq!(hooks.count_of_type("connection.created"), 4);
 
     let log = tether.stop().await;
     let issued = seed.control.issued_secrets();

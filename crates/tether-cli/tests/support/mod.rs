@@ -1,35 +1,83 @@
-//! What several test binaries of the `tether` binary share: waiting for a started `tether
-//! serve` to say where it listens, and the browser's steps of a connect flow.
+//! What several test binaries of the `tether` binary share: a PostgreSQL database of their
+//! own, and the browser's steps of a connect flow. (Starting and stopping the binary itself is
+//! `tether_test_support::TetherProcess`, shared with the other crates' tests.)
 
 // Each test binary uses only some of these.
 #![allow(dead_code)]
 
-use std::time::Duration;
+use std::str::FromStr;
 
 use reqwest::redirect::Policy;
 use serde_json::Value;
-
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Child;
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use url::Url;
 
-/// Reads `child`'s stdout until it prints `Tether is listening on URL` (panicking after
-/// `limit`, or when it exits first), then keeps draining stdout in the background so the
-/// process never blocks on a full pipe. The child must have been spawned with piped stdout.
-pub async fn wait_listening(child: &mut Child, limit: Duration) -> Url {
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped")).lines();
-    let url = tokio::time::timeout(limit, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(url) = line.strip_prefix("Tether is listening on ") {
-                return url.to_owned();
-            }
+/// What the PostgreSQL tests use unless `TETHER_TEST_DATABASE_URL` says otherwise.
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The PostgreSQL server the tests use.
+pub fn server_url() -> String {
+    std::env::var("TETHER_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned())
+}
+
+/// A connection to the server's default database, to make and drop test databases.
+pub async fn admin() -> PgConnection {
+    let url = server_url();
+    let options = PgConnectOptions::from_str(&url).expect("a postgres:// URL");
+    PgConnection::connect_with(&options)
+        .await
+        .unwrap_or_else(|err| {
+            panic!(
+                "these tests need PostgreSQL at {url} (set TETHER_TEST_DATABASE_URL, or start \
+                 the local server as .ci/run does): {err}"
+            )
+        })
+}
+
+/// A database made for one test, dropped (with `FORCE`, closing leftover sessions) on drop.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// A fresh database named `tether_{purpose}_{random}`.
+    pub async fn create(purpose: &str) -> TestDatabase {
+        let name = format!("tether_{purpose}_{:016x}", rand::random::<u64>());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin().await)
+            .await
+            .expect("creating the test database");
+        let mut url = Url::parse(&server_url()).unwrap();
+        url.set_path(&name);
+        TestDatabase {
+            name,
+            url: url.to_string(),
         }
-        panic!("tether exited before listening");
-    })
-    .await
-    .unwrap_or_else(|_| panic!("tether listens within {limit:?}"));
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Url::parse(&url).expect("tether prints a URL")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = std::mem::take(&mut self.name);
+        // Drop cannot await: a thread with a runtime of its own drops the database.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let options = PgConnectOptions::from_str(&server_url()).unwrap();
+                if let Ok(mut admin) = PgConnection::connect_with(&options).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 /// The Connect start URL (`/connect/{integration}?session=T`) on `base` for a session the API

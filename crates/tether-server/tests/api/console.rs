@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
 
 use crate::helpers::*;
-use crate::webhooks::spawn_with_receiver;
+use crate::webhooks::{spawn_with_receiver, wait_until};
 
 /// A browser without a cookie jar: the test carries the session cookie itself.
 struct Console {
@@ -371,9 +371,7 @@ async fn views_find_show_and_act_on_a_connection_without_secrets() {
         .as_str()
         .unwrap()
         .to_owned();
-    receiver
-        .wait_until("deliveries", |events| events.len() >= 3)
-        .await;
+    wait_until(&receiver, "deliveries", |events| events.len() >= 3).await;
     let mut console = Console::new(&app);
     console.sign_in(&app, &app.api_key).await;
     let secrets = [
@@ -444,7 +442,7 @@ async fn views_find_show_and_act_on_a_connection_without_secrets() {
     let marker = "data-event=\"";
     let start = html.find(marker).unwrap() + marker.len();
     let event_id = html[start..].split('"').next().unwrap().to_owned();
-    let before = receiver.events().len();
+    let before = receiver.received().len();
     let response = console
         .post(
             &app,
@@ -455,11 +453,10 @@ async fn views_find_show_and_act_on_a_connection_without_secrets() {
         .await
         .unwrap();
     assert_eq!(response.status(), 303);
-    receiver
-        .wait_until("the redelivery", |events| {
-            events.len() > before && events.last().unwrap().body["id"] == event_id.as_str()
-        })
-        .await;
+    wait_until(&receiver, "the redelivery", |events| {
+        events.len() > before && events.last().unwrap().body["id"] == event_id.as_str()
+    })
+    .await;
 
     // Delete: a confirmation page first, then the delete.
     let (status, html) = console

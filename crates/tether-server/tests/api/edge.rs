@@ -589,9 +589,8 @@ async fn provider_cookies_never_reach_the_app() {
             )
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let provider_url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, provider).await });
+    let server = tether_test_support::Loopback::serve(provider).await;
+    let provider_url = server.url("/");
 
     let app = spawn_app_allowing_loopback().await;
     put_seed_integration(&app, "cookies", &provider_url).await;
@@ -609,7 +608,6 @@ async fn provider_cookies_never_reach_the_app() {
     assert!(!response.headers().contains_key("set-cookie"));
     assert!(!response.headers().contains_key("set-cookie2"));
     assert_eq!(response.text().await.unwrap(), r#"{"id":1}"#);
-    server.abort();
 }
 
 // ----- metrics ---------------------------------------------------------------------------

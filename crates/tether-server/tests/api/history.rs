@@ -11,7 +11,7 @@ use tether_emulators::seed_oauth::{SeedOAuthConfig, TokenFault};
 use tether_test_support::eventually;
 
 use crate::helpers::*;
-use crate::webhooks::spawn_with_receiver;
+use crate::webhooks::{spawn_with_receiver, wait_until};
 
 /// `GET /v1/connections/{id}/events{query}` with the app's key: status and body.
 async fn events(app: &TestApp, id: &str, query: &str) -> (u16, Value, String) {
@@ -162,9 +162,7 @@ async fn bad_queries_and_unknown_connections_are_problems() {
 async fn webhook_outcomes_join_the_history() {
     let (app, receiver, _stop) = spawn_with_receiver(AppOptions::default()).await;
     let id = app.connect("history-hooks").await;
-    receiver
-        .wait_until("connection.created", |events| !events.is_empty())
-        .await;
+    wait_until(&receiver, "connection.created", |events| !events.is_empty()).await;
     let body = eventually(LIMIT, "the delivery in the history", || async {
         let (_, body, _) = events(&app, &id, "").await;
         (types(&body) == ["webhook_delivered", "created"]).then_some(body)

@@ -11,15 +11,15 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tether_emulators::seed_oauth::SeedOAuthConfig;
+use tether_test_support::Loopback;
 use url::Url;
 
 use crate::helpers::*;
 
 /// A service on loopback that answers every GET with a secret and counts the requests.
 struct AdminService {
-    port: u16,
+    server: Loopback,
     hits: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl AdminService {
@@ -30,29 +30,21 @@ impl AdminService {
             counted.fetch_add(1, Ordering::SeqCst);
             async { "admin-secret" }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        AdminService { port, hits, task }
+        AdminService {
+            server: Loopback::serve(router).await,
+            hits,
+        }
     }
 
     fn url(&self, host: &str) -> String {
         let mut url = Url::parse("http://placeholder/").unwrap();
         url.set_host(Some(host)).unwrap();
-        url.set_port(Some(self.port)).unwrap();
+        url.set_port(Some(self.server.port())).unwrap();
         url.to_string()
     }
 
     fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for AdminService {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -367,7 +359,7 @@ async fn imported_metadata_is_bounded() {
 }
 
 /// A provider that sends its head at once, then a kilobyte every 100 ms for a minute.
-async fn trickling_provider() -> (String, tokio::task::JoinHandle<()>) {
+async fn trickling_provider() -> Loopback {
     let trickle = || async {
         let chunks = futures_util::stream::unfold(0u32, |sent| async move {
             if sent > 0 {
@@ -383,17 +375,13 @@ async fn trickling_provider() -> (String, tokio::task::JoinHandle<()>) {
         axum::body::Body::from_stream(chunks)
     };
     let router = axum::Router::new().route("/v1/export", axum::routing::get(trickle));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    (base, task)
+    Loopback::serve(router).await
 }
 
 #[tokio::test]
 async fn a_trickling_provider_is_cut_off_at_the_total_deadline() {
-    let (base, provider) = trickling_provider().await;
+    let provider = trickling_provider().await;
+    let base = provider.url("/").to_string();
     let app = spawn_app_with(AppOptions {
         integrations: vec![(
             "slowpoke".into(),
@@ -429,7 +417,6 @@ async fn a_trickling_provider_is_cut_off_at_the_total_deadline() {
         received < 600 * 1024,
         "{received} bytes: the whole body came"
     );
-    provider.abort();
 }
 
 /// A stand-in for Zoho's EU accounts server: TLS with a certificate for `accounts.zoho.eu`

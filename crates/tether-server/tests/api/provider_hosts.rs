@@ -206,14 +206,14 @@ async fn an_operator_widens_the_activecampaign_host_pattern() {
         ),
     ] {
         let table = json!({"provider": "activecampaign", "field_patterns": patterns});
-        let err = tether_core::integration::Integration::from_config(
+        let Err(err) = tether_core::integration::Integration::from_config(
             "ac",
             table.as_object().unwrap(),
             &catalog,
-        )
-        .err()
-        .expect("refused")
-        .to_string();
+        ) else {
+            panic!("{patterns} is refused");
+        };
+        let err = err.to_string();
         assert!(err.contains(expected), "{err}");
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tether_test_support::eventually;
 
 use crate::helpers::*;
-use crate::webhooks::{deliveries, spawn_with_receiver};
+use crate::webhooks::{deliveries, spawn_with_receiver, wait_until};
 
 /// Tokens that live 60 s: always inside the 5 min refresh margin, so every read wants one.
 fn short_lived() -> SeedOAuthConfig {
@@ -182,13 +182,12 @@ async fn invalid_grant_marks_needs_reauth_and_tells_the_app_once() {
     assert_eq!(app.proxy_get(&id, "v1/deals").await.status(), 409);
     assert_eq!(app.seed.control.api_calls(), api_calls);
 
-    receiver
-        .wait_until("refresh_failed", |events| {
-            events
-                .iter()
-                .any(|e| e.body["type"] == "connection.refresh_failed")
-        })
-        .await;
+    wait_until(&receiver, "refresh_failed", |events| {
+        events
+            .iter()
+            .any(|e| e.body["type"] == "connection.refresh_failed")
+    })
+    .await;
     let failed: Vec<Value> = deliveries(&app, &format!("?connection_id={id}"))
         .await
         .into_iter()

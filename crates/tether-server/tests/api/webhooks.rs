@@ -1,17 +1,17 @@
 //! Webhooks end to end: a receiver on loopback gets every event, signed, in order per
 //! connection, including after it was down for a while; the delivery log and redelivery.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::post;
 use serde_json::Value;
 use tether_core::SecretString;
 use tether_server::{GatewayConfig, WebhookConfig};
-use tether_test_support::eventually;
+use tether_test_support::{Loopback, Received, Receiver, eventually};
 use tokio::sync::watch;
 use url::Url;
 
@@ -19,80 +19,24 @@ use crate::helpers::*;
 
 pub const WEBHOOK_SECRET: &str = "whsec_test_secret";
 
-/// One request the receiver got.
-#[derive(Clone, Debug)]
-pub struct Received {
-    pub signature: String,
-    pub raw: String,
-    pub body: Value,
+/// The types of the events received for `connection_id`, in arrival order.
+pub fn types_for(receiver: &Receiver, connection_id: &str) -> Vec<String> {
+    receiver
+        .received()
+        .iter()
+        .filter(|r| r.body["connection_id"] == connection_id)
+        .map(|r| r.body["type"].as_str().unwrap().to_owned())
+        .collect()
 }
 
-#[derive(Default)]
-pub struct ReceiverState {
-    /// When set, every delivery gets a 503, as from an app that is down.
-    pub down: AtomicBool,
-    pub received: Mutex<Vec<Received>>,
+/// Waits until `done` holds of the events received, for at most [`LIMIT`].
+pub async fn wait_until(receiver: &Receiver, what: &str, done: impl Fn(&[Received]) -> bool) {
+    eventually(LIMIT, what, || async { done(&receiver.received()) }).await;
 }
 
-/// A webhook receiver on port 0.
-pub struct Receiver {
-    pub url: Url,
-    pub state: Arc<ReceiverState>,
-}
-
-impl Receiver {
-    pub async fn spawn() -> Receiver {
-        let state = Arc::new(ReceiverState::default());
-        let router = axum::Router::new()
-            .route("/hooks", post(receive))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = Url::parse(&format!("http://{}/hooks", listener.local_addr().unwrap())).unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, router).await.unwrap();
-        });
-        Receiver { url, state }
-    }
-
-    /// Events accepted (2xx) so far, in arrival order.
-    pub fn events(&self) -> Vec<Received> {
-        self.state.received.lock().unwrap().clone()
-    }
-
-    pub fn types_for(&self, connection_id: &str) -> Vec<String> {
-        self.events()
-            .iter()
-            .filter(|r| r.body["connection_id"] == connection_id)
-            .map(|r| r.body["type"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    /// Waits until `done` holds of the events received, for at most [`LIMIT`].
-    pub async fn wait_until(&self, what: &str, done: impl Fn(&[Received]) -> bool) {
-        eventually(LIMIT, what, || async { done(&self.events()) }).await;
-    }
-}
-
-async fn receive(
-    State(state): State<Arc<ReceiverState>>,
-    headers: HeaderMap,
-    raw: String,
-) -> StatusCode {
-    if state.down.load(Ordering::SeqCst) {
-        return StatusCode::SERVICE_UNAVAILABLE;
-    }
-    let signature = headers
-        .get("tether-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = serde_json::from_str(&raw).unwrap_or(Value::Null);
-    state.received.lock().unwrap().push(Received {
-        signature,
-        raw,
-        body,
-    });
-    StatusCode::NO_CONTENT
+/// The `Tether-Signature` header of a delivery.
+fn signature(event: &Received) -> &str {
+    event.header("tether-signature").unwrap_or_default()
 }
 
 /// Points the gateway's webhooks at `url` with fast retries (1 s back-off, 100 ms polls).
@@ -111,7 +55,7 @@ pub async fn spawn_with_receiver(
     mut options: AppOptions,
 ) -> (TestApp, Receiver, watch::Sender<bool>) {
     let receiver = Receiver::spawn().await;
-    let url = receiver.url.clone();
+    let url = receiver.url().clone();
     let inner = options.configure.take();
     options.configure = Some(Arc::new(move |config: &mut GatewayConfig| {
         if let Some(inner) = &inner {
@@ -164,11 +108,9 @@ async fn every_change_is_delivered_signed_and_in_order() {
         .unwrap();
     assert_eq!(response.status(), 204);
 
-    receiver
-        .wait_until("three events", |events| events.len() >= 3)
-        .await;
+    wait_until(&receiver, "three events", |events| events.len() >= 3).await;
     assert_eq!(
-        receiver.types_for(&id),
+        types_for(&receiver, &id),
         [
             "connection.created",
             "connection.refreshed",
@@ -176,21 +118,21 @@ async fn every_change_is_delivered_signed_and_in_order() {
         ]
     );
     let now = tether_core::unix_time::now();
-    for event in receiver.events() {
+    for event in receiver.received() {
         assert!(
             tether_server::webhooks::verify(
                 WEBHOOK_SECRET.as_bytes(),
-                &event.signature,
+                signature(&event),
                 event.raw.as_bytes(),
                 now,
                 300,
             ),
             "signature {} does not verify",
-            event.signature
+            signature(&event)
         );
         assert!(!tether_server::webhooks::verify(
             b"wrong secret",
-            &event.signature,
+            signature(&event),
             event.raw.as_bytes(),
             now,
             300,
@@ -204,8 +146,8 @@ async fn every_change_is_delivered_signed_and_in_order() {
         // Never a credential in a payload.
         assert!(!event.raw.contains("token\":"), "{}", event.raw);
     }
-    assert_eq!(receiver.events()[0].body["reconnected"], false);
-    assert!(receiver.events()[1].body["expires_at"].is_string());
+    assert_eq!(receiver.received()[0].body["reconnected"], false);
+    assert!(receiver.received()[1].body["expires_at"].is_string());
 
     // The delivery log: newest first, all delivered.
     let log = settled_deliveries(&app, "").await;
@@ -225,7 +167,7 @@ async fn every_change_is_delivered_signed_and_in_order() {
 #[tokio::test]
 async fn a_receiver_that_was_down_gets_every_event_after() {
     let (app, receiver, _stop) = spawn_with_receiver(AppOptions::default()).await;
-    receiver.state.down.store(true, Ordering::SeqCst);
+    receiver.set_down(true);
     let a = app.connect("down-a").await;
     let b = app.connect("down-b").await;
     force_refresh(&app, &a).await;
@@ -239,15 +181,13 @@ async fn a_receiver_that_was_down_gets_every_event_after() {
             .any(|d| d["attempts"].as_i64().unwrap() >= 2 && d["last_status_code"] == 503)
     })
     .await;
-    assert!(receiver.events().is_empty());
+    assert!(receiver.received().is_empty());
 
-    receiver.state.down.store(false, Ordering::SeqCst);
-    receiver
-        .wait_until("all four events", |events| events.len() >= 4)
-        .await;
+    receiver.set_down(false);
+    wait_until(&receiver, "all four events", |events| events.len() >= 4).await;
     for id in [&a, &b] {
         assert_eq!(
-            receiver.types_for(id),
+            types_for(&receiver, id),
             ["connection.created", "connection.refreshed"],
             "in order for {id}"
         );
@@ -271,9 +211,7 @@ async fn settled_deliveries(app: &TestApp, query: &str) -> Vec<Value> {
 async fn one_delivery_can_be_sent_again() {
     let (app, receiver, _stop) = spawn_with_receiver(AppOptions::default()).await;
     let id = app.connect("again").await;
-    receiver
-        .wait_until("created", |events| events.len() == 1)
-        .await;
+    wait_until(&receiver, "created", |events| events.len() == 1).await;
     let log = deliveries(&app, &format!("?connection_id={id}")).await;
     assert_eq!(log.len(), 1);
     let event_id = log[0]["id"].as_str().unwrap().to_owned();
@@ -287,10 +225,8 @@ async fn one_delivery_can_be_sent_again() {
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
-    receiver
-        .wait_until("the redelivery", |events| events.len() == 2)
-        .await;
-    let events = receiver.events();
+    wait_until(&receiver, "the redelivery", |events| events.len() == 2).await;
+    let events = receiver.received();
     assert_eq!(
         events[0].raw, events[1].raw,
         "the same event, byte for byte"
@@ -347,9 +283,7 @@ async fn metrics_count_refreshes_and_deliveries() {
     let (app, receiver, _stop) = spawn_with_receiver(options).await;
     let id = app.connect("counted").await;
     force_refresh(&app, &id).await;
-    receiver
-        .wait_until("two events", |events| events.len() >= 2)
-        .await;
+    wait_until(&receiver, "two events", |events| events.len() >= 2).await;
     // The counter moves just after the receiver answers: poll for it.
     let text = eventually(LIMIT, "two delivered in the metrics", || async {
         let response = app
@@ -374,7 +308,7 @@ async fn metrics_count_refreshes_and_deliveries() {
 
 /// A receiver that counts every request as it arrives and answers none until `open` is true.
 async fn spawn_gated_receiver() -> (
-    Url,
+    Loopback,
     Arc<std::sync::atomic::AtomicUsize>,
     watch::Sender<bool>,
 ) {
@@ -398,12 +332,8 @@ async fn spawn_gated_receiver() -> (
                 ),
             )
             .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = Url::parse(&format!("http://{}/hooks", listener.local_addr().unwrap())).unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, router).await.unwrap();
-    });
-    (url, arrived, open)
+    let server = Loopback::serve(router).await;
+    (server, arrived, open)
 }
 
 /// Polls the counter until it reaches `n` (bounded), then returns it.
@@ -419,7 +349,8 @@ async fn wait_for_count(counter: &std::sync::atomic::AtomicUsize, n: usize) {
 /// Once it is delivered, each redelivery sends it once again.
 #[tokio::test]
 async fn a_burst_of_redeliveries_sends_the_event_once() {
-    let (url, arrived, open) = spawn_gated_receiver().await;
+    let (gated, arrived, open) = spawn_gated_receiver().await;
+    let url = gated.url("/hooks");
     let app = spawn_app_with(AppOptions {
         configure: Some(Arc::new(move |config: &mut GatewayConfig| {
             with_webhooks(config, &url);

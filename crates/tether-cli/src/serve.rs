@@ -45,7 +45,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .follow_sealing_key()
         .await
         .context("reading the announced sealing key")?;
-    if !gateway.state().vault.holds(&sealing) {
+    if !gateway.holds_key(&sealing) {
         anyhow::bail!(
             "the database names encryption key {sealing} as the sealing key and it is not \
              configured here: add it (first) to the keys"

@@ -13,11 +13,18 @@
 //!
 //! Addresses the operator wrote in `tether.toml` are the operator's word and are used as
 //! written ([`Trust::Operator`]); see `integration::UrlTemplate::trust`.
+//!
+//! Names are looked up by the policy's [`NameResolver`] (the system's unless an embedding
+//! application supplies another; see `name_resolver`), and its answers are held to the policy
+//! like any other.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use url::Url;
+
+use crate::name_resolver::{NameResolver, SystemResolver};
 
 /// Whose word an outbound URL is, which decides whether the address policy applies to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,12 +36,19 @@ pub enum Trust {
     Guarded,
 }
 
-/// The networks the operator lets guarded calls reach although they are not public.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The networks the operator lets guarded calls reach although they are not public, and the
+/// resolver that turns names into addresses to check.
+#[derive(Clone, Debug)]
 pub struct AddressPolicy {
     allowed: Vec<IpNet>,
-    /// Names answered without asking DNS (tests only; see [`AddressPolicy::resolve_name_to`]).
-    fixed: Vec<(String, SocketAddr)>,
+    resolver: Arc<dyn NameResolver>,
+}
+
+impl Default for AddressPolicy {
+    /// Public addresses only, names looked up by the system.
+    fn default() -> Self {
+        AddressPolicy::new(Vec::new())
+    }
 }
 
 /// An address the policy refuses; the message names the address, never a URL's path or query.
@@ -49,7 +63,7 @@ impl AddressPolicy {
     pub fn new(networks: Vec<IpNet>) -> Self {
         AddressPolicy {
             allowed: networks,
-            fixed: Vec::new(),
+            resolver: Arc::new(SystemResolver),
         }
     }
 
@@ -118,29 +132,19 @@ impl AddressPolicy {
         }
     }
 
-    /// For tests that stand in for a provider's real host (Zoho's accounts servers): `name`
-    /// resolves to `addr`, port included, without asking DNS. The address is still held to
-    /// the policy. Not reachable from the configuration file.
-    #[doc(hidden)]
-    pub fn resolve_name_to(mut self, name: &str, addr: SocketAddr) -> Self {
-        self.fixed.push((name.to_ascii_lowercase(), addr));
+    /// The same policy, looking names up with `resolver` instead of the system's resolver
+    /// (a service registry, split-horizon DNS, a pinned provider host: see
+    /// [`PinnedResolver`](crate::name_resolver::PinnedResolver)). What it answers is still
+    /// held to the policy.
+    pub fn with_resolver(mut self, resolver: Arc<dyn NameResolver>) -> Self {
+        self.resolver = resolver;
         self
     }
 
     /// Resolves `host` and keeps the addresses the policy permits; fails when none is left
     /// (so nothing is connected to), naming the first refused address.
     pub async fn resolve(&self, host: &str) -> std::io::Result<Vec<SocketAddr>> {
-        let fixed: Vec<SocketAddr> = self
-            .fixed
-            .iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case(host))
-            .map(|(_, addr)| *addr)
-            .collect();
-        let found: Vec<SocketAddr> = if fixed.is_empty() {
-            tokio::net::lookup_host((host, 0)).await?.collect()
-        } else {
-            fixed
-        };
+        let found = self.resolver.lookup(host).await?;
         let (kept, refused): (Vec<SocketAddr>, Vec<SocketAddr>) =
             found.into_iter().partition(|addr| self.permits(addr.ip()));
         match (kept.is_empty(), refused.first()) {

@@ -12,6 +12,7 @@ pub mod credential_flow;
 pub mod credentials;
 pub mod ids;
 pub mod integration;
+pub mod name_resolver;
 pub mod oauth2;
 pub mod outbound;
 pub mod pkce;

@@ -17,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 
 pub use crate::address_policy::{AddressPolicy, RefusedAddress, Trust};
+pub use crate::name_resolver::{NameResolver, PinnedResolver, SystemResolver};
 
 /// Limits for calls to providers.
 #[derive(Clone, Debug)]

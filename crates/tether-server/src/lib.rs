@@ -32,20 +32,18 @@ use tether_store::Store;
 use crate::connection_service::{refresh, refresher, removal};
 use crate::http::{body_limit, request_id};
 use crate::jobs::{coherence, purge};
+use crate::state::AppState;
 use crate::state::integrations::Integrations;
 
 pub use api::{ConnectionView, CredentialsView, EndUserView, IntegrationView, ProviderView};
 pub use config::{
     CacheConfig, GatewayConfig, RateLimit, RefresherConfig, ServerLimits, WebhookConfig,
 };
-#[doc(hidden)]
 pub use connection_service::clock::{Clock, SystemClock};
 pub use http::error::ApiError;
 pub use http::per_core::{ServingThreads, bind_listeners, serve_per_core};
 pub use http::server::serve;
 pub use jobs::{rotation, sealing_key};
-#[doc(hidden)]
-pub use state::AppState;
 pub use state::api_keys::ApiKeys;
 
 /// The OpenAPI 3.1 description of the HTTP API, as pretty JSON (what `GET /openapi.json`
@@ -126,9 +124,10 @@ impl<S: Store> GatewayBuilder<S> {
         self
     }
 
-    /// Another clock than the system's, for the connection service's expiry, back-off, lease
-    /// and cache decisions: for tests that move time instead of waiting.
-    #[doc(hidden)]
+    /// Another clock than the system's [`SystemClock`]. Every time decision of the gateway
+    /// reads it: token expiry and refresh-ahead, back-off, refresh leases, cache lifetimes,
+    /// sessions, purges and rate-limit windows. An embedding application that runs the
+    /// gateway under a time it controls (a simulation, its own tests) supplies one here.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -250,11 +249,10 @@ impl<S: Store> Gateway<S> {
         api::open_metrics_router().with_state(self.state.clone())
     }
 
-    /// Everything the gateway holds, vault included: for Tether's own binary and tests, not
-    /// for embedding apps (which have the calls above).
-    #[doc(hidden)]
-    pub fn state(&self) -> &AppState<S> {
-        &self.state
+    /// Whether this gateway's vault holds the encryption key `key_id`: `tether serve` checks
+    /// the key the database announces (see [`Gateway::follow_sealing_key`]) before serving.
+    pub fn holds_key(&self, key_id: &str) -> bool {
+        self.state.vault.holds(key_id)
     }
 
     /// Starts the background work: the ahead-of-expiry refresher, the purge of expired

@@ -15,8 +15,8 @@ async fn a_database_outage_answers_503_problem_json() {
     let app = spawn_app().await;
     let id = app.connect("down-user").await;
     let session = app.create_session("page-user", None).await;
-    let state = app.gateway_state.as_ref().expect("the gateway runs");
-    state.store.pool().close().await;
+    let gateway = app.gateway.as_ref().expect("the gateway runs");
+    gateway.store().pool().close().await;
 
     for (method, path) in [
         (Method::GET, "v1/connections".to_owned()),

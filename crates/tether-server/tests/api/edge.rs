@@ -537,10 +537,7 @@ async fn expired_sessions_and_flows_are_purged_in_the_background() {
     })
     .await;
     let (_stop, stopped) = tokio::sync::watch::channel(false);
-    app.gateway_state
-        .as_ref()
-        .unwrap()
-        .spawn_background(stopped);
+    app.gateway.as_ref().unwrap().spawn_background(stopped);
     let session = app.create_session("gone", Some(RETURN_URL)).await;
     let started = cookie_jar()
         .get(app.connect_start_url(&session, "crm"))

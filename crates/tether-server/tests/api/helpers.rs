@@ -84,7 +84,6 @@ pub struct TestApp {
     pub dir: TempDir,
     options: AppOptions,
     server: Option<RunningServer>,
-    pub gateway_state: Option<tether_server::AppState<SqliteStore>>,
     /// The gateway itself, for library-level calls.
     pub gateway: Option<Arc<Gateway<SqliteStore>>>,
 }
@@ -139,7 +138,6 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         dir,
         options,
         server: None,
-        gateway_state: None,
         gateway: None,
     };
     app.start(listener).await;
@@ -201,7 +199,6 @@ impl TestApp {
         let gateway = builder.build().unwrap();
         gateway.load_stored_integrations().await.unwrap();
         let router = gateway.router();
-        self.gateway_state = Some(gateway.state().clone());
         self.gateway = Some(Arc::new(gateway));
         let (tx, rx) = oneshot::channel();
         let limits = self.options.limits.clone();
@@ -222,7 +219,7 @@ impl TestApp {
             let _ = server.shutdown.send(());
             let _ = server.task.await;
         }
-        self.gateway_state = None;
+        self.gateway = None;
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
         self.start(listener).await;
     }

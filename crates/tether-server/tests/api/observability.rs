@@ -168,11 +168,7 @@ async fn health_and_readiness_say_the_version() {
     assert_eq!(body["workers"]["refresher"], "stopped");
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let workers = app
-        .gateway_state
-        .as_ref()
-        .unwrap()
-        .spawn_background(stopped);
+    let workers = app.gateway.as_ref().unwrap().spawn_background(stopped);
     let body: Value = eventually(LIMIT, "ready", || async {
         let response = app.http.get(app.url("ready")).send().await.unwrap();
         match response.status() {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tether_core::outbound::{AddressPolicy, PinnedResolver, SystemResolver};
 use tether_emulators::seed_oauth::SeedOAuthConfig;
 use tether_test_support::Loopback;
 use url::Url;
@@ -559,9 +560,11 @@ async fn zoho_connects_through(data_center: &str, api_domain: &'static str) {
         })),
         configure: Some(Arc::new(move |config| {
             config.extra_root_certificates = roots.clone();
-            config.address_policy = tether_core::outbound::AddressPolicy::parse(&["127.0.0.0/8"])
+            // The catalog's real host name, pinned to the stand-in on loopback.
+            let pinned = PinnedResolver::new(Arc::new(SystemResolver)).pin(&host, addr);
+            config.address_policy = AddressPolicy::parse(&["127.0.0.0/8"])
                 .unwrap()
-                .resolve_name_to(&host, addr);
+                .with_resolver(Arc::new(pinned));
         })),
         ..AppOptions::default()
     })

@@ -221,7 +221,7 @@ async fn the_background_refresher_refreshes_ahead_of_expiry() {
     assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 0);
 
     let (stop, rx) = watch::channel(false);
-    let handles = app.gateway_state.as_ref().unwrap().spawn_background(rx);
+    let handles = app.gateway.as_ref().unwrap().spawn_background(rx);
     eventually(LIMIT, "a background refresh", || async {
         app.seed.control.token_calls_by_grant("refresh_token") > 0
     })
@@ -296,7 +296,7 @@ async fn a_lease_held_elsewhere_does_not_stall_reads_of_a_valid_token() {
     .await;
     let id = app.connect("leased").await;
     // Another instance (or one that was killed mid-refresh) holds the lease for 30 s.
-    let store = &app.gateway_state.as_ref().unwrap().store;
+    let store = app.gateway.as_ref().unwrap().store();
     let now = tether_core::unix_time::now();
     assert!(
         store

@@ -65,7 +65,7 @@ pub async fn spawn_with_receiver(
     }));
     let app = spawn_app_with(options).await;
     let (tx, rx) = watch::channel(false);
-    app.gateway_state.as_ref().unwrap().spawn_background(rx);
+    app.gateway.as_ref().unwrap().spawn_background(rx);
     (app, receiver, tx)
 }
 
@@ -361,10 +361,7 @@ async fn a_burst_of_redeliveries_sends_the_event_once() {
     })
     .await;
     let (_stop, workers) = watch::channel(false);
-    app.gateway_state
-        .as_ref()
-        .unwrap()
-        .spawn_background(workers);
+    app.gateway.as_ref().unwrap().spawn_background(workers);
     let id = app.connect("burst").await;
     wait_for_count(&arrived, 1).await;
     let log = settled_deliveries(&app, &format!("?connection_id={id}")).await;

@@ -236,7 +236,7 @@ async fn api_keys(file: &FileConfig, store: &AnyStore) -> anyhow::Result<ApiKeys
         );
     }
     let key = tether_core::random::prefixed_token("tether_sk_");
-    let hash = tether_core::random::sha256_hex(&key);
+    let hash = tether_store::TokenHash::of(&key);
     store
         .insert_api_key_hash(&hash, "first run", tether_core::unix_time::now())
         .await

@@ -60,7 +60,9 @@ async fn rotation_reseals_every_connection_under_a_new_key() {
                     end_user_email: None,
                     end_user_display_name: None,
                     status: ConnectionStatus::Active,
-                    credentials: credentials.seal(&old, &id).unwrap(),
+                    credentials: tether_store::Sealed::from_bytes(
+                        credentials.seal(&old, &id).unwrap(),
+                    ),
                     credentials_version: 1,
                     access_expires_at: credentials.expires_at(),
                     metadata: "{}".into(),

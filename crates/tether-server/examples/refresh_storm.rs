@@ -151,7 +151,9 @@ async fn main() -> anyhow::Result<()> {
                 end_user_email: None,
                 end_user_display_name: None,
                 status: ConnectionStatus::Active,
-                credentials: credentials.seal(&vault, &id).expect("a fresh vault seals"),
+                credentials: tether_store::Sealed::from_bytes(
+                    credentials.seal(&vault, &id).expect("a fresh vault seals"),
+                ),
                 credentials_version: 1,
                 access_expires_at: Some(expired),
                 metadata: "{}".into(),

@@ -6,9 +6,9 @@
 use crate::{
     AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionEventRow, ConnectionFilter,
     ConnectionPage, ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate,
-    EventBucket, FlowStateRow, NewWebhookEvent, PgStore, SqliteStore, StatusChange, StatusCount,
-    Store, StoreError, StoreOptions, StoreResult, WebhookAttempt, WebhookEventFilter,
-    WebhookEventRow,
+    EventBucket, FlowStateRow, NewWebhookEvent, PgStore, Sealed, SqliteStore, StatusChange,
+    StatusCount, Store, StoreError, StoreOptions, StoreResult, TokenHash, WebhookAttempt,
+    WebhookEventFilter, WebhookEventRow,
 };
 
 /// The backend a database URL names.
@@ -101,31 +101,34 @@ impl Store for AnyStore {
 
     forward_to_backend! {
         fn ping(&self) -> StoreResult<()>;
-        fn insert_api_key_hash(&self, key_hash: &str, label: &str, now: i64) -> StoreResult<()>;
-        fn api_key_hashes(&self) -> StoreResult<Vec<String>>;
-        fn put_integration(&self, key: &str, sealed_config: &[u8], now: i64) -> StoreResult<bool>;
+        fn insert_api_key_hash(&self, key_hash: &TokenHash, label: &str, now: i64)
+            -> StoreResult<()>;
+        fn api_key_hashes(&self) -> StoreResult<Vec<TokenHash>>;
+        fn put_integration(&self, key: &str, sealed_config: &Sealed, now: i64)
+            -> StoreResult<bool>;
         fn delete_integration(&self, key: &str) -> StoreResult<bool>;
         fn sealing_key(&self) -> StoreResult<Option<String>>;
         fn announce_sealing_key(&self, key_id: &str, now: i64) -> StoreResult<()>;
         fn announce_sealing_key_if_none(&self, key_id: &str, now: i64) -> StoreResult<String>;
         fn sealed_value_counts(&self) -> StoreResult<Vec<crate::SealedCount>>;
-        fn list_integrations(&self) -> StoreResult<Vec<(String, Vec<u8>)>>;
-        fn reseal_integration(&self, key: &str, old: &[u8], new: &[u8], now: i64)
+        fn list_integrations(&self) -> StoreResult<Vec<(String, Sealed)>>;
+        fn reseal_integration(&self, key: &str, old: &Sealed, new: &Sealed, now: i64)
             -> StoreResult<bool>;
         fn insert_connect_session(&self, session: &ConnectSessionRow) -> StoreResult<()>;
-        fn get_connect_session(&self, token_hash: &str) -> StoreResult<Option<ConnectSessionRow>>;
-        fn bind_connect_session(&self, token_hash: &str, browser_hash: &str, now: i64)
-            -> StoreResult<Option<String>>;
-        fn complete_connect_session(&self, token_hash: &str, now: i64) -> StoreResult<bool>;
-        fn reopen_connect_session(&self, token_hash: &str, now: i64) -> StoreResult<()>;
-        fn count_session_attempt(&self, token_hash: &str, now: i64, window_secs: i64)
+        fn get_connect_session(&self, token_hash: &TokenHash)
+            -> StoreResult<Option<ConnectSessionRow>>;
+        fn bind_connect_session(&self, token_hash: &TokenHash, browser_hash: &TokenHash, now: i64)
+            -> StoreResult<Option<TokenHash>>;
+        fn complete_connect_session(&self, token_hash: &TokenHash, now: i64) -> StoreResult<bool>;
+        fn reopen_connect_session(&self, token_hash: &TokenHash, now: i64) -> StoreResult<()>;
+        fn count_session_attempt(&self, token_hash: &TokenHash, now: i64, window_secs: i64)
             -> StoreResult<Option<AttemptWindow>>;
         fn insert_flow_state(&self, flow: &FlowStateRow, max_per_session: u32) -> StoreResult<bool>;
-        fn flow_states_after(&self, after: Option<&str>, limit: u32)
+        fn flow_states_after(&self, after: Option<&TokenHash>, limit: u32)
             -> StoreResult<Vec<FlowStateRow>>;
-        fn reseal_flow_verifier(&self, state_hash: &str, old: &[u8], new: &[u8])
+        fn reseal_flow_verifier(&self, state_hash: &TokenHash, old: &Sealed, new: &Sealed)
             -> StoreResult<bool>;
-        fn consume_flow_state(&self, state_hash: &str, browser_hash: &str)
+        fn consume_flow_state(&self, state_hash: &TokenHash, browser_hash: &TokenHash)
             -> StoreResult<ConsumeOutcome>;
         fn purge_expired(&self, now: i64) -> StoreResult<u64>;
         fn find_connection(&self, integration: &str, end_user_id: &str)
@@ -141,7 +144,7 @@ impl Store for AnyStore {
         ) -> StoreResult<bool>;
         fn connections_after(&self, after_id: Option<&str>, limit: u32)
             -> StoreResult<Vec<ConnectionRow>>;
-        fn reseal_credentials(&self, id: &str, expected_version: i64, credentials: &[u8], now: i64)
+        fn reseal_credentials(&self, id: &str, expected_version: i64, credentials: &Sealed, now: i64)
             -> StoreResult<bool>;
         fn insert_connection_with_event(
             &self,

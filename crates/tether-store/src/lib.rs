@@ -70,13 +70,13 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
     /// Stores the SHA-256 (hex) of an API key Tether generated.
     fn insert_api_key_hash(
         &self,
-        key_hash: &str,
+        key_hash: &TokenHash,
         label: &str,
         now: i64,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Every stored API key hash.
-    fn api_key_hashes(&self) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+    fn api_key_hashes(&self) -> impl Future<Output = StoreResult<Vec<TokenHash>>> + Send;
 
     // ----- integrations created through the API -------------------------------------------
 
@@ -85,7 +85,7 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
     fn put_integration(
         &self,
         key: &str,
-        sealed_config: &[u8],
+        sealed_config: &Sealed,
         now: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
@@ -93,16 +93,15 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
     fn delete_integration(&self, key: &str) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Every API-managed integration as (key, sealed configuration), by key.
-    fn list_integrations(&self)
-    -> impl Future<Output = StoreResult<Vec<(String, Vec<u8>)>>> + Send;
+    fn list_integrations(&self) -> impl Future<Output = StoreResult<Vec<(String, Sealed)>>> + Send;
 
     /// Replaces an integration's sealed configuration when it still holds `old`
     /// (re-encryption under another key); false, changing nothing, when it is gone or changed.
     fn reseal_integration(
         &self,
         key: &str,
-        old: &[u8],
-        new: &[u8],
+        old: &Sealed,
+        new: &Sealed,
         now: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
@@ -144,7 +143,7 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
     /// The session with this token hash, expired or not (the caller decides what expiry means).
     fn get_connect_session(
         &self,
-        token_hash: &str,
+        token_hash: &TokenHash,
     ) -> impl Future<Output = StoreResult<Option<ConnectSessionRow>>> + Send;
 
     /// Binds a session to the browser that first presents it: sets `browser_hash` only when
@@ -153,16 +152,16 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
     /// its own), or `None` when there is no such session.
     fn bind_connect_session(
         &self,
-        token_hash: &str,
-        browser_hash: &str,
+        token_hash: &TokenHash,
+        browser_hash: &TokenHash,
         now: i64,
-    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    ) -> impl Future<Output = StoreResult<Option<TokenHash>>> + Send;
 
     /// Marks a session used by its one successful connection. True only for the caller that
     /// changed it (it was not completed yet), so of two concurrent connects one stores.
     fn complete_connect_session(
         &self,
-        token_hash: &str,
+        token_hash: &TokenHash,
         now: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
@@ -170,7 +169,7 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
     /// the end user can try again with the same link.
     fn reopen_connect_session(
         &self,
-        token_hash: &str,
+        token_hash: &TokenHash,
         now: i64,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
@@ -179,7 +178,7 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
     /// `None` when there is no such session.
     fn count_session_attempt(
         &self,
-        token_hash: &str,
+        token_hash: &TokenHash,
         now: i64,
         window_secs: i64,
     ) -> impl Future<Output = StoreResult<Option<AttemptWindow>>> + Send;
@@ -199,7 +198,7 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
     /// cursor for maintenance such as key rotation.
     fn flow_states_after(
         &self,
-        after: Option<&str>,
+        after: Option<&TokenHash>,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<FlowStateRow>>> + Send;
 
@@ -207,9 +206,9 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
     /// another key); false, changing nothing, when it is gone or changed.
     fn reseal_flow_verifier(
         &self,
-        state_hash: &str,
-        old: &[u8],
-        new: &[u8],
+        state_hash: &TokenHash,
+        old: &Sealed,
+        new: &Sealed,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Takes a flow state exactly once: when the state hash exists AND was issued to this
@@ -219,8 +218,8 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
     /// is NOT consumed, so an attacker cannot burn a victim's flow.
     fn consume_flow_state(
         &self,
-        state_hash: &str,
-        browser_hash: &str,
+        state_hash: &TokenHash,
+        browser_hash: &TokenHash,
     ) -> impl Future<Output = StoreResult<ConsumeOutcome>> + Send;
 
     /// Deletes flow states and connect sessions that expired before `now`; returns how many.
@@ -296,7 +295,7 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
         &self,
         id: &str,
         expected_version: i64,
-        credentials: &[u8],
+        credentials: &Sealed,
         now: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 

@@ -12,6 +12,13 @@
 pub struct TokenHash(String);
 
 impl TokenHash {
+    /// The hash of `token` (hex SHA-256), which is what the store keeps and looks rows up by.
+    /// The one place a token becomes its hash, so every caller hashes the same way.
+    pub fn of(token: &str) -> Self {
+        use sha2::Digest;
+        TokenHash(hex::encode(sha2::Sha256::digest(token.as_bytes())))
+    }
+
     /// Wraps a hash already computed (read back from the store).
     pub fn from_hex(hex: impl Into<String>) -> Self {
         TokenHash(hex.into())
@@ -87,5 +94,14 @@ mod tests {
         let sealed = Sealed::from_bytes(b"ciphertext".to_vec());
         assert_eq!(format!("{sealed:?}"), "<sealed, 10 bytes>");
         assert_eq!(sealed.as_bytes(), b"ciphertext");
+    }
+
+    #[test]
+    fn of_is_the_hex_sha256_of_the_token() {
+        // SHA-256 of "test", as `sha256sum` prints it.
+        assert_eq!(
+            TokenHash::of("test").as_str(),
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
     }
 }

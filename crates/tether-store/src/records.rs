@@ -92,7 +92,7 @@ pub enum ConsumeOutcome {
 }
 
 /// One end user's credentials for one integration.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionRow {
     pub id: String,
     pub integration: String,
@@ -101,7 +101,7 @@ pub struct ConnectionRow {
     pub end_user_display_name: Option<String>,
     pub status: ConnectionStatus,
     /// The credential set, sealed by the vault with this row's id as associated data.
-    pub credentials: Vec<u8>,
+    pub credentials: crate::Sealed,
     /// Bumped on every credentials write; guards against lost updates.
     pub credentials_version: i64,
     /// When the access token expires (unix seconds); `None` for credentials that do not.
@@ -116,11 +116,12 @@ pub struct ConnectionRow {
 }
 
 /// A compare-and-swap write of new credentials; see [`crate::Store::replace_credentials`].
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CredentialsUpdate {
     pub id: String,
     pub expected_version: i64,
-    pub credentials: Vec<u8>,
+    /// The new credential set, sealed by the vault with the row's id as associated data.
+    pub credentials: crate::Sealed,
     pub access_expires_at: Option<i64>,
     pub metadata: String,
     pub status: ConnectionStatus,
@@ -342,57 +343,6 @@ pub struct WebhookEventFilter {
     pub limit: u32,
 }
 
-// `Debug` of the rows whose sealed bytes are still a plain `Vec<u8>` is written by hand, so a
-// logged row (`?row`) or a failed assertion shows `<sealed, N bytes>` instead of them; rows
-// typed with `TokenHash` and `Sealed` derive it.
-
-/// Shows sealed bytes as their length only.
-struct Sealed<'a>(&'a [u8]);
-
-impl std::fmt::Debug for Sealed<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "<sealed, {} bytes>", self.0.len())
-    }
-}
-
-impl std::fmt::Debug for ConnectionRow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectionRow")
-            .field("id", &self.id)
-            .field("integration", &self.integration)
-            .field("end_user_id", &self.end_user_id)
-            .field("end_user_email", &self.end_user_email)
-            .field("end_user_display_name", &self.end_user_display_name)
-            .field("status", &self.status)
-            .field("credentials", &Sealed(&self.credentials))
-            .field("credentials_version", &self.credentials_version)
-            .field("access_expires_at", &self.access_expires_at)
-            .field("metadata", &self.metadata)
-            .field("last_error", &self.last_error)
-            .field("refresh_failures", &self.refresh_failures)
-            .field("next_refresh_at", &self.next_refresh_at)
-            .field("created_at", &self.created_at)
-            .field("updated_at", &self.updated_at)
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for CredentialsUpdate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CredentialsUpdate")
-            .field("id", &self.id)
-            .field("expected_version", &self.expected_version)
-            .field("credentials", &Sealed(&self.credentials))
-            .field("access_expires_at", &self.access_expires_at)
-            .field("metadata", &self.metadata)
-            .field("status", &self.status)
-            .field("end_user_email", &self.end_user_email)
-            .field("end_user_display_name", &self.end_user_display_name)
-            .field("now", &self.now)
-            .finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,7 +427,7 @@ mod tests {
             end_user_email: None,
             end_user_display_name: None,
             status: ConnectionStatus::Active,
-            credentials: SEALED.to_vec(),
+            credentials: crate::Sealed::from_bytes(SEALED.to_vec()),
             credentials_version: 3,
             access_expires_at: Some(100),
             metadata: "{}".into(),
@@ -496,7 +446,7 @@ mod tests {
         let update = CredentialsUpdate {
             id: "conn-1".into(),
             expected_version: 3,
-            credentials: SEALED.to_vec(),
+            credentials: crate::Sealed::from_bytes(SEALED.to_vec()),
             access_expires_at: None,
             metadata: "{}".into(),
             status: ConnectionStatus::Active,

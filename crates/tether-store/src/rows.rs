@@ -56,7 +56,7 @@ impl TryFrom<ConnectionRecord> for ConnectionRow {
             end_user_email: r.end_user_email,
             end_user_display_name: r.end_user_display_name,
             status,
-            credentials: r.credentials,
+            credentials: Sealed::from_bytes(r.credentials),
             credentials_version: r.credentials_version,
             access_expires_at: r.access_expires_at,
             metadata: r.metadata,

@@ -7,7 +7,7 @@ mod pg_support;
 
 use std::sync::Arc;
 
-use tether_store::{ConsoleSessionRow, SqliteStore, Store};
+use tether_store::{ConsoleSessionRow, SqliteStore, Store, TokenHash};
 use tokio::sync::Barrier;
 
 const NOW: i64 = 1_800_000_000;
@@ -99,7 +99,7 @@ async fn console_sessions<S: Store>(store: S) {
 
 async fn stored_api_keys_stay_revoked<S: Store>(store: S) {
     store
-        .insert_api_key_hash("aa", "first run", 1)
+        .insert_api_key_hash(&TokenHash::from_hex("aa"), "first run", 1)
         .await
         .unwrap();
     let keys = store.stored_api_keys().await.unwrap();

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tether_core::ids::IntegrationKey;
 use tether_core::integration::Integration;
-use tether_store::{ConnectionFilter, Store};
+use tether_store::{ConnectionFilter, Sealed, Store};
 use utoipa::ToSchema;
 
 use crate::api::catalog::{IntegrationView, integration_view};
@@ -88,6 +88,7 @@ pub async fn put_integration<S: Store>(
         .map_err(|e| ApiError::bad_request("invalid_integration", e.to_string()))?;
     check_addresses(&state.config.address_policy, &integration)?;
     let sealed = seal_config(&state.vault, key.as_str(), &table).map_err(ApiError::cannot_seal)?;
+    let sealed = Sealed::from_bytes(sealed);
     let created = state
         .store
         .put_integration(key.as_str(), &sealed, state.clock.now())

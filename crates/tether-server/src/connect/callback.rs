@@ -12,8 +12,7 @@ use tether_core::credential_flow;
 use tether_core::credentials::{Credentials, OAuth2Tokens};
 use tether_core::integration::Integration;
 use tether_core::oauth2::{self, TokenError};
-use tether_core::random;
-use tether_store::{ConsumeOutcome, FlowStateRow, Store};
+use tether_store::{ConsumeOutcome, FlowStateRow, Store, TokenHash};
 use url::Url;
 
 use super::pages::{self, Failure};
@@ -79,10 +78,7 @@ async fn take_flow<S: Store>(
     let browser = read_cookie(headers, cookie_name(&state.config)).unwrap_or_default();
     let outcome = state
         .store
-        .consume_flow_state(
-            &random::sha256_hex(state_value),
-            &random::sha256_hex(&browser),
-        )
+        .consume_flow_state(&TokenHash::of(state_value), &TokenHash::of(&browser))
         .await
         .map_err(|err| internal("consuming flow state", &err))?;
     match outcome {

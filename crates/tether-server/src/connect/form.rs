@@ -338,7 +338,8 @@ fn draw<S: Store>(
     let provider = &integration.provider;
     let with_session = |segments: &[&str]| {
         let mut url = state.config.public_path(segments);
-        url.query_pairs_mut().append_pair("session", &session.token);
+        url.query_pairs_mut()
+            .append_pair("session", session.token.expose());
         if popup {
             url.query_pairs_mut().append_pair("display", "popup");
         }

@@ -12,7 +12,7 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use cookie::{Cookie, SameSite};
-use tether_core::random;
+use tether_core::{SessionToken, random};
 use tether_store::{ConnectSessionRow, Store, TokenHash};
 
 use super::pages::Failure;
@@ -37,7 +37,8 @@ pub fn cookie_name(config: &GatewayConfig) -> &'static str {
 
 /// A live connect session, bound to the browser presenting it.
 pub struct Session {
-    pub token: String,
+    /// The session's bearer token, as the link carried it (Connect links repeat it).
+    pub token: SessionToken,
     pub row: ConnectSessionRow,
     /// The binding cookie's value as this browser holds it (hashed into flow states).
     pub browser: String,
@@ -122,7 +123,7 @@ pub async fn load<S: Store>(
              connecting again.",
         ));
     };
-    let token_hash = random::sha256_hex(token);
+    let token_hash = TokenHash::of(token);
     let row = state
         .store
         .get_connect_session(&token_hash)
@@ -136,11 +137,11 @@ pub async fn load<S: Store>(
         return Err(used_failure());
     }
     let presented = read_cookie(headers, cookie_name(&state.config));
-    let presented_hash = presented.as_deref().map(random::sha256_hex);
+    let presented_hash = presented.as_deref().map(TokenHash::of);
     if let Some(bound) = &row.browser_hash {
         return match (presented, presented_hash) {
-            (Some(browser), Some(hash)) if hash.as_str() == bound.as_str() => Ok(Session {
-                token: token.to_owned(),
+            (Some(browser), Some(hash)) if &hash == bound => Ok(Session {
+                token: SessionToken::new(token),
                 row,
                 browser,
                 set_cookie: None,
@@ -153,21 +154,21 @@ pub async fn load<S: Store>(
     }
     // Unbound: this browser takes it with a cookie Tether makes now.
     let browser = random::token();
-    let hash = random::sha256_hex(&browser);
+    let hash = TokenHash::of(&browser);
     let bound = state
         .store
         .bind_connect_session(&token_hash, &hash, state.clock.now())
         .await
         .map_err(|err| internal("binding connect session", &err))?;
-    if bound.as_deref() != Some(hash.as_str()) {
+    if bound.as_ref() != Some(&hash) {
         // Another browser bound it a moment ago.
         tracing::warn!("connect link bound by another browser first");
         return Err(elsewhere_failure());
     }
     let mut row = row;
-    row.browser_hash = Some(TokenHash::from_hex(hash));
+    row.browser_hash = Some(hash);
     Ok(Session {
-        token: token.to_owned(),
+        token: SessionToken::new(token),
         row,
         set_cookie: Some(binding_cookie(&state.config, &browser)),
         browser,
@@ -238,7 +239,10 @@ fn minutes(seconds: u64) -> String {
 
 /// Marks the session used by the connection about to be stored; `Err` with a page when it
 /// was used meanwhile (a concurrent connect won), so the caller stores nothing.
-pub async fn complete<S: Store>(state: &AppState<S>, token_hash: &str) -> Result<(), Failure> {
+pub async fn complete<S: Store>(
+    state: &AppState<S>,
+    token_hash: &TokenHash,
+) -> Result<(), Failure> {
     let won = state
         .store
         .complete_connect_session(token_hash, state.clock.now())
@@ -248,7 +252,7 @@ pub async fn complete<S: Store>(state: &AppState<S>, token_hash: &str) -> Result
 }
 
 /// Hands a session back after the save that followed [`complete`] failed.
-pub async fn reopen<S: Store>(state: &AppState<S>, token_hash: &str) {
+pub async fn reopen<S: Store>(state: &AppState<S>, token_hash: &TokenHash) {
     if let Err(err) = state
         .store
         .reopen_connect_session(token_hash, state.clock.now())

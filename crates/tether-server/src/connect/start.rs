@@ -54,7 +54,7 @@ pub async fn connect_page<S: Store>(
             };
             let mut href = state.config.public_path(&["connect", i.key.as_str()]);
             href.query_pairs_mut()
-                .append_pair("session", &session.token);
+                .append_pair("session", session.token.expose());
             if popup {
                 href.query_pairs_mut().append_pair("display", "popup");
             }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use tether_core::credentials::Credentials;
 use tether_core::ids::ConnectionId;
 use tether_core::vault::VaultError;
-use tether_store::{ConnectionRow, ConnectionStatus, CredentialsUpdate, Store, StoreError};
+use tether_store::{ConnectionRow, ConnectionStatus, CredentialsUpdate, Sealed, Store, StoreError};
 
 use crate::state::AppState;
 use crate::webhooks::{self, EventType};
@@ -76,7 +76,7 @@ pub async fn save_connection<S: Store>(
             let update = CredentialsUpdate {
                 id: existing.id.clone(),
                 expected_version: existing.credentials_version,
-                credentials: credentials.seal(&state.vault, &existing.id)?,
+                credentials: Sealed::from_bytes(credentials.seal(&state.vault, &existing.id)?),
                 access_expires_at: credentials.expires_at(),
                 metadata: metadata.clone(),
                 status: ConnectionStatus::Active,
@@ -111,7 +111,7 @@ pub async fn save_connection<S: Store>(
             end_user_email: end_user.email.clone(),
             end_user_display_name: end_user.display_name.clone(),
             status: ConnectionStatus::Active,
-            credentials: credentials.seal(&state.vault, &id)?,
+            credentials: Sealed::from_bytes(credentials.seal(&state.vault, &id)?),
             credentials_version: 1,
             access_expires_at: credentials.expires_at(),
             metadata: metadata.clone(),

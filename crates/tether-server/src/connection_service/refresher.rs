@@ -157,7 +157,7 @@ mod tests {
             end_user_email: None,
             end_user_display_name: None,
             status: ConnectionStatus::Active,
-            credentials: Vec::new(),
+            credentials: tether_store::Sealed::default(),
             credentials_version: 1,
             access_expires_at: expires_at,
             metadata: "{}".into(),

@@ -11,7 +11,7 @@ use tether_core::credentials::Credentials;
 use tether_core::integration::Integration;
 use tether_core::oauth2::{self, TokenError};
 use tether_core::unix_time;
-use tether_store::{ConnectionStatus, CredentialsUpdate, StatusChange, Store};
+use tether_store::{ConnectionStatus, CredentialsUpdate, Sealed, StatusChange, Store};
 
 use super::backoff::Backoff;
 use super::cache::CachedConnection;
@@ -100,7 +100,7 @@ pub(super) async fn store_refreshed<S: Store>(
     let update = CredentialsUpdate {
         id: current.row.id.clone(),
         expected_version: current.row.credentials_version,
-        credentials: sealed,
+        credentials: Sealed::from_bytes(sealed),
         access_expires_at: credentials.expires_at(),
         metadata,
         status: ConnectionStatus::Active,

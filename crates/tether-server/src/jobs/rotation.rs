@@ -25,7 +25,7 @@ use anyhow::Context;
 use tether_core::credentials;
 use tether_core::unix_time;
 use tether_core::vault::Vault;
-use tether_store::Store;
+use tether_store::{Sealed, Store, TokenHash};
 
 use crate::connect::verifier_context;
 use crate::state::integrations::config_context;
@@ -182,11 +182,11 @@ pub async fn count<S: Store>(store: &S) -> anyhow::Result<u64> {
         cursor = Some(last.id.clone());
         total += page.len() as u64;
     }
-    let mut cursor: Option<String> = None;
+    let mut cursor: Option<TokenHash> = None;
     loop {
-        let page = store.flow_states_after(cursor.as_deref(), PAGE).await?;
+        let page = store.flow_states_after(cursor.as_ref(), PAGE).await?;
         let Some(last) = page.last() else { break };
-        cursor = Some(last.state_hash.as_str().to_owned());
+        cursor = Some(last.state_hash.clone());
         total += page.len() as u64;
     }
     Ok(total)
@@ -220,21 +220,15 @@ pub async fn reseal_all<S: Store>(
         );
         progress();
     }
-    let mut cursor: Option<String> = None;
+    let mut cursor: Option<TokenHash> = None;
     loop {
-        let page = store.flow_states_after(cursor.as_deref(), PAGE).await?;
+        let page = store.flow_states_after(cursor.as_ref(), PAGE).await?;
         let Some(last) = page.last() else { break };
-        cursor = Some(last.state_hash.as_str().to_owned());
+        cursor = Some(last.state_hash.clone());
         for flow in page {
             count_into(
                 &mut done.flows,
-                reseal_flow(
-                    store,
-                    vault,
-                    &flow.state_hash,
-                    flow.pkce_verifier.into_bytes(),
-                )
-                .await?,
+                reseal_flow(store, vault, &flow.state_hash, &flow.pkce_verifier).await?,
             );
             progress();
         }
@@ -268,7 +262,12 @@ async fn reseal_connection<S: Store>(
         };
         let now = unix_time::now();
         if store
-            .reseal_credentials(&row.id, row.credentials_version, &sealed, now)
+            .reseal_credentials(
+                &row.id,
+                row.credentials_version,
+                &Sealed::from_bytes(sealed),
+                now,
+            )
             .await?
         {
             return Ok(true);
@@ -288,7 +287,7 @@ async fn reseal_integration<S: Store>(
     store: &S,
     vault: &Vault,
     key: &str,
-    mut sealed: Vec<u8>,
+    mut sealed: Sealed,
 ) -> anyhow::Result<bool> {
     let context = config_context(key);
     for _ in 0..RETRIES {
@@ -298,6 +297,7 @@ async fn reseal_integration<S: Store>(
         else {
             return Ok(false);
         };
+        let resealed = Sealed::from_bytes(resealed);
         if store
             .reseal_integration(key, &sealed, &resealed, unix_time::now())
             .await?
@@ -320,16 +320,16 @@ async fn reseal_integration<S: Store>(
 async fn reseal_flow<S: Store>(
     store: &S,
     vault: &Vault,
-    state_hash: &str,
-    sealed: Vec<u8>,
+    state_hash: &TokenHash,
+    sealed: &Sealed,
 ) -> anyhow::Result<bool> {
     // Flows without PKCE have nothing sealed.
     if sealed.is_empty() {
         return Ok(false);
     }
     let context = verifier_context(state_hash);
-    let resealed = match vault.reseal(&context, &sealed) {
-        Ok(Some(resealed)) => resealed,
+    let resealed = match vault.reseal(&context, sealed) {
+        Ok(Some(resealed)) => Sealed::from_bytes(resealed),
         Ok(None) => return Ok(false),
         Err(err) => {
             return Err(err).context(
@@ -339,6 +339,6 @@ async fn reseal_flow<S: Store>(
     };
     // A flow is never rewritten, only consumed: a lost race means it finished meanwhile.
     Ok(store
-        .reseal_flow_verifier(state_hash, &sealed, &resealed)
+        .reseal_flow_verifier(state_hash, sealed, &resealed)
         .await?)
 }

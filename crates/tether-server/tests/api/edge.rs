@@ -546,7 +546,7 @@ async fn expired_sessions_and_flows_are_purged_in_the_background() {
         .unwrap();
     assert_eq!(started.status(), 303);
     let store = SqliteStore::connect(&app.db_url).await.unwrap();
-    let hash = tether_core::random::sha256_hex(&session_token(&session));
+    let hash = tether_store::TokenHash::of(&session_token(&session));
     eventually(BOUND, "the expired rows purged", || async {
         let session_left = store.get_connect_session(&hash).await.unwrap().is_some();
         let flows_left = !store.flow_states_after(None, 10).await.unwrap().is_empty();

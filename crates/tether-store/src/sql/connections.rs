@@ -36,7 +36,7 @@ pub(super) async fn insert(
     .bind(&c.end_user_email)
     .bind(&c.end_user_display_name)
     .bind(c.status.as_str())
-    .bind(&c.credentials)
+    .bind(c.credentials.as_bytes())
     .bind(c.credentials_version)
     .bind(c.access_expires_at)
     .bind(&c.metadata)
@@ -170,7 +170,7 @@ pub(super) async fn replace_credentials(
          refresh_failures = 0, next_refresh_at = NULL, updated_at = $7 \
          WHERE id = $8 AND credentials_version = $9",
     )
-    .bind(&u.credentials)
+    .bind(u.credentials.as_bytes())
     .bind(u.access_expires_at)
     .bind(&u.metadata)
     .bind(u.status.as_str())

@@ -7,8 +7,8 @@ use super::{ThisStore, connections, dialect, flows, history, leases, sealing, we
 use crate::{
     AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionEventRow, ConnectionFilter,
     ConnectionPage, ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate,
-    EventBucket, FlowStateRow, NewWebhookEvent, StatusChange, StatusCount, Store, StoreResult,
-    WebhookAttempt, WebhookEventFilter, WebhookEventRow,
+    EventBucket, FlowStateRow, NewWebhookEvent, Sealed, StatusChange, StatusCount, Store,
+    StoreResult, TokenHash, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
 };
 
 impl Store for ThisStore {
@@ -49,7 +49,7 @@ impl Store for ThisStore {
     #[tracing::instrument(skip_all, err)]
     async fn get_connect_session(
         &self,
-        token_hash: &str,
+        token_hash: &TokenHash,
     ) -> StoreResult<Option<ConnectSessionRow>> {
         flows::get_connect_session(&self.pool, token_hash).await
     }
@@ -57,27 +57,32 @@ impl Store for ThisStore {
     #[tracing::instrument(skip_all, err)]
     async fn bind_connect_session(
         &self,
-        token_hash: &str,
-        browser_hash: &str,
+        token_hash: &TokenHash,
+        browser_hash: &TokenHash,
         now: i64,
-    ) -> StoreResult<Option<String>> {
-        flows::bind_connect_session(&self.pool, token_hash, browser_hash, now).await
+    ) -> StoreResult<Option<TokenHash>> {
+        let bound = flows::bind_connect_session(&self.pool, token_hash, browser_hash, now).await?;
+        Ok(bound.map(TokenHash::from_hex))
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn complete_connect_session(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
+    async fn complete_connect_session(
+        &self,
+        token_hash: &TokenHash,
+        now: i64,
+    ) -> StoreResult<bool> {
         flows::complete_connect_session(&self.pool, token_hash, now).await
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn reopen_connect_session(&self, token_hash: &str, now: i64) -> StoreResult<()> {
+    async fn reopen_connect_session(&self, token_hash: &TokenHash, now: i64) -> StoreResult<()> {
         flows::reopen_connect_session(&self.pool, token_hash, now).await
     }
 
     #[tracing::instrument(skip_all, err)]
     async fn count_session_attempt(
         &self,
-        token_hash: &str,
+        token_hash: &TokenHash,
         now: i64,
         window_secs: i64,
     ) -> StoreResult<Option<AttemptWindow>> {
@@ -96,18 +101,18 @@ impl Store for ThisStore {
     #[tracing::instrument(skip_all, err)]
     async fn flow_states_after(
         &self,
-        after: Option<&str>,
+        after: Option<&TokenHash>,
         limit: u32,
     ) -> StoreResult<Vec<FlowStateRow>> {
-        flows::flow_states_after(&self.pool, after, limit).await
+        flows::flow_states_after(&self.pool, after.map(TokenHash::as_str), limit).await
     }
 
     #[tracing::instrument(skip_all, err)]
     async fn reseal_flow_verifier(
         &self,
-        state_hash: &str,
-        old: &[u8],
-        new: &[u8],
+        state_hash: &TokenHash,
+        old: &Sealed,
+        new: &Sealed,
     ) -> StoreResult<bool> {
         flows::reseal_flow_verifier(&self.pool, state_hash, old, new).await
     }
@@ -115,18 +120,23 @@ impl Store for ThisStore {
     #[tracing::instrument(skip_all, err)]
     async fn consume_flow_state(
         &self,
-        state_hash: &str,
-        browser_hash: &str,
+        state_hash: &TokenHash,
+        browser_hash: &TokenHash,
     ) -> StoreResult<ConsumeOutcome> {
         flows::consume_flow_state(&self.pool, state_hash, browser_hash).await
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn insert_api_key_hash(&self, key_hash: &str, label: &str, now: i64) -> StoreResult<()> {
+    async fn insert_api_key_hash(
+        &self,
+        key_hash: &TokenHash,
+        label: &str,
+        now: i64,
+    ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO api_keys (key_hash, label, created_at, updated_at) VALUES ($1, $2, $3, $4)",
         )
-        .bind(key_hash)
+        .bind(key_hash.as_str())
         .bind(label)
         .bind(now)
         .bind(now)
@@ -136,19 +146,19 @@ impl Store for ThisStore {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn api_key_hashes(&self) -> StoreResult<Vec<String>> {
-        Ok(
+    async fn api_key_hashes(&self) -> StoreResult<Vec<TokenHash>> {
+        let hashes: Vec<String> =
             sqlx::query_scalar("SELECT key_hash FROM api_keys ORDER BY created_at")
                 .fetch_all(&self.pool)
-                .await?,
-        )
+                .await?;
+        Ok(hashes.into_iter().map(TokenHash::from_hex).collect())
     }
 
     #[tracing::instrument(skip_all, fields(key = %key), err)]
     async fn put_integration(
         &self,
         key: &str,
-        sealed_config: &[u8],
+        sealed_config: &Sealed,
         now: i64,
     ) -> StoreResult<bool> {
         dialect::put_integration(&self.pool, key, sealed_config, now).await
@@ -164,20 +174,23 @@ impl Store for ThisStore {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn list_integrations(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
-        Ok(
+    async fn list_integrations(&self) -> StoreResult<Vec<(String, Sealed)>> {
+        let rows: Vec<(String, Vec<u8>)> =
             sqlx::query_as("SELECT key, config FROM integrations ORDER BY key")
                 .fetch_all(&self.pool)
-                .await?,
-        )
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, config)| (key, Sealed::from_bytes(config)))
+            .collect())
     }
 
     #[tracing::instrument(skip_all, fields(key = %key), err)]
     async fn reseal_integration(
         &self,
         key: &str,
-        old: &[u8],
-        new: &[u8],
+        old: &Sealed,
+        new: &Sealed,
         now: i64,
     ) -> StoreResult<bool> {
         // Compare-and-swap on the sealed bytes: a PUT that replaced the configuration
@@ -185,10 +198,10 @@ impl Store for ThisStore {
         let result = sqlx::query(
             "UPDATE integrations SET config = $1, updated_at = $2 WHERE key = $3 AND config = $4",
         )
-        .bind(new)
+        .bind(new.as_bytes())
         .bind(now)
         .bind(key)
-        .bind(old)
+        .bind(old.as_bytes())
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
@@ -242,7 +255,7 @@ impl Store for ThisStore {
         &self,
         id: &str,
         expected_version: i64,
-        credentials: &[u8],
+        credentials: &Sealed,
         now: i64,
     ) -> StoreResult<bool> {
         connections::reseal(&self.pool, id, expected_version, credentials, now).await

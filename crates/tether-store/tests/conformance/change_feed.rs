@@ -60,7 +60,7 @@ async fn other_writers_changes_are_heard() {
     assert_eq!(next_change(&mut feed, "a refresh").await, conn("conn-1"));
     assert!(
         theirs
-            .reseal_credentials("conn-1", 2, b"resealed", NOW)
+            .reseal_credentials("conn-1", 2, &sealed_bytes(b"resealed"), NOW)
             .await
             .unwrap()
     );
@@ -83,10 +83,13 @@ async fn other_writers_changes_are_heard() {
     assert_eq!(next_change(&mut feed, "a delete").await, conn("conn-1"));
 
     let integration = |key: &str| Change::Integration(key.to_owned());
-    theirs.put_integration("crm", b"sealed", NOW).await.unwrap();
+    theirs
+        .put_integration("crm", &sealed_bytes(b"sealed"), NOW)
+        .await
+        .unwrap();
     assert_eq!(next_change(&mut feed, "a create").await, integration("crm"));
     theirs
-        .put_integration("crm", b"sealed-2", NOW)
+        .put_integration("crm", &sealed_bytes(b"sealed-2"), NOW)
         .await
         .unwrap();
     assert_eq!(
@@ -99,7 +102,10 @@ async fn other_writers_changes_are_heard() {
     // Another schema (another Tether database on the same server) is not heard.
     let elsewhere = PgSchema::create().await;
     let other = elsewhere.store().await;
-    other.put_integration("crm", b"sealed", NOW).await.unwrap();
+    other
+        .put_integration("crm", &sealed_bytes(b"sealed"), NOW)
+        .await
+        .unwrap();
     quiet(&mut feed).await;
 }
 
@@ -145,7 +151,10 @@ async fn a_dropped_listener_says_lost_then_resyncs() {
     assert_eq!(next_change(&mut feed, "the resync").await, Change::Resync);
 
     // Listening again: a change after the resync is heard.
-    store.put_integration("crm", b"sealed", NOW).await.unwrap();
+    store
+        .put_integration("crm", &sealed_bytes(b"sealed"), NOW)
+        .await
+        .unwrap();
     assert_eq!(
         next_change(&mut feed, "a change after the resync").await,
         Change::Integration("crm".into())

@@ -188,7 +188,7 @@ pub(crate) async fn replace_credentials_cas<S: Store>(store: S) {
     );
     let after = get(&store, "conn-1").await;
     let expected = ConnectionRow {
-        credentials: b"sealed:new".to_vec(),
+        credentials: sealed_bytes(b"sealed:new"),
         credentials_version: 2,
         access_expires_at: Some(NOW + 7200),
         metadata: r#"{"scopes":["repo","user"]}"#.to_owned(),
@@ -242,7 +242,7 @@ pub(crate) async fn replace_credentials_concurrent<S: Store>(store: S) {
             let barrier = barrier.clone();
             tokio::spawn(async move {
                 let mut write = update("conn-1", 1);
-                write.credentials = format!("sealed:writer-{n}").into_bytes();
+                write.credentials = sealed_bytes(format!("sealed:writer-{n}").as_bytes());
                 barrier.wait().await;
                 store
                     .replace_credentials(&write)
@@ -334,23 +334,31 @@ pub(crate) async fn delete_connection<S: Store>(store: S) {
 
 pub(crate) async fn api_managed_integrations<S: Store>(store: S) {
     assert!(store.list_integrations().await.unwrap().is_empty());
-    assert!(store.put_integration("crm", b"sealed-1", 10).await.unwrap());
     assert!(
         store
-            .put_integration("alpha", b"sealed-a", 11)
+            .put_integration("crm", &sealed_bytes(b"sealed-1"), 10)
             .await
             .unwrap()
     );
     assert!(
-        !store.put_integration("crm", b"sealed-2", 12).await.unwrap(),
+        store
+            .put_integration("alpha", &sealed_bytes(b"sealed-a"), 11)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_integration("crm", &sealed_bytes(b"sealed-2"), 12)
+            .await
+            .unwrap(),
         "a replace"
     );
     let all = store.list_integrations().await.unwrap();
     assert_eq!(
         all,
         [
-            ("alpha".to_owned(), b"sealed-a".to_vec()),
-            ("crm".to_owned(), b"sealed-2".to_vec())
+            ("alpha".to_owned(), sealed_bytes(b"sealed-a")),
+            ("crm".to_owned(), sealed_bytes(b"sealed-2"))
         ]
     );
     assert!(store.delete_integration("crm").await.unwrap());

@@ -99,7 +99,7 @@ fn connection(id: &str, integration: &str, end_user_id: &str) -> ConnectionRow {
         end_user_email: Some(format!("{end_user_id}@example.com")),
         end_user_display_name: Some("Ada".to_owned()),
         status: ConnectionStatus::Active,
-        credentials: format!("sealed:{id}").into_bytes(),
+        credentials: sealed_bytes(format!("sealed:{id}").as_bytes()),
         credentials_version: 1,
         access_expires_at: Some(NOW + 3600),
         metadata: r#"{"scopes":["repo"]}"#.to_owned(),
@@ -115,7 +115,7 @@ fn update(id: &str, expected_version: i64) -> CredentialsUpdate {
     CredentialsUpdate {
         id: id.to_owned(),
         expected_version,
-        credentials: b"sealed:new".to_vec(),
+        credentials: sealed_bytes(b"sealed:new"),
         access_expires_at: Some(NOW + 7200),
         metadata: r#"{"scopes":["repo","user"]}"#.to_owned(),
         status: ConnectionStatus::Active,
@@ -123,6 +123,16 @@ fn update(id: &str, expected_version: i64) -> CredentialsUpdate {
         end_user_display_name: None,
         now: NOW + 100,
     }
+}
+
+/// A token hash from its text: the suite's hashes are short readable stand-ins for hex.
+fn th(hash: &str) -> TokenHash {
+    TokenHash::from_hex(hash)
+}
+
+/// Sealed bytes from a literal.
+fn sealed_bytes(bytes: &[u8]) -> Sealed {
+    Sealed::from_bytes(bytes.to_vec())
 }
 
 fn ids(rows: &[ConnectionRow]) -> Vec<&str> {

@@ -34,19 +34,22 @@ pub(crate) async fn seed_before_restart<S: Store>(store: S) {
 /// Second half of the restart test, on a new store over the same database.
 pub(crate) async fn check_after_restart<S: Store>(store: S) {
     assert_eq!(
-        store.get_connect_session("s-1").await.unwrap(),
+        store.get_connect_session(&th("s-1")).await.unwrap(),
         Some(session("s-1", NOW + 600))
     );
     let conn = get(&store, "conn-1").await;
     assert_eq!(conn.credentials_version, 2);
-    assert_eq!(conn.credentials, b"sealed:new");
+    assert_eq!(conn.credentials.as_bytes(), b"sealed:new");
     assert!(
         !store
             .try_acquire_refresh_lease("conn-1", "b", NOW + 30, NOW)
             .await
             .unwrap()
     );
-    let outcome = store.consume_flow_state("f-1", "b").await.unwrap();
+    let outcome = store
+        .consume_flow_state(&th("f-1"), &th("b"))
+        .await
+        .unwrap();
     assert_eq!(
         outcome,
         ConsumeOutcome::Consumed(flow("f-1", "b", NOW + 600))

@@ -28,23 +28,36 @@ pub(crate) async fn cursor_and_reseal<S: Store>(store: S) {
     let before = get(&store, "conn-2").await;
     assert!(
         store
-            .reseal_credentials("conn-2", before.credentials_version, b"resealed", 50)
+            .reseal_credentials(
+                "conn-2",
+                before.credentials_version,
+                &sealed_bytes(b"resealed"),
+                50
+            )
             .await
             .unwrap()
     );
     let after = get(&store, "conn-2").await;
-    assert_eq!(after.credentials, b"resealed");
+    assert_eq!(after.credentials.as_bytes(), b"resealed");
     assert_eq!(after.credentials_version, before.credentials_version + 1);
     assert_eq!(after.metadata, before.metadata);
     assert_eq!(after.access_expires_at, before.access_expires_at);
     // A stale version changes nothing.
     assert!(
         !store
-            .reseal_credentials("conn-2", before.credentials_version, b"stale", 60)
+            .reseal_credentials(
+                "conn-2",
+                before.credentials_version,
+                &sealed_bytes(b"stale"),
+                60
+            )
             .await
             .unwrap()
     );
-    assert_eq!(get(&store, "conn-2").await.credentials, b"resealed");
+    assert_eq!(
+        get(&store, "conn-2").await.credentials.as_bytes(),
+        b"resealed"
+    );
 }
 
 pub(crate) async fn flow_cursor_and_reseal<S: Store>(store: S) {
@@ -59,7 +72,7 @@ pub(crate) async fn flow_cursor_and_reseal<S: Store>(store: S) {
     assert_eq!(hashes, ["s-0", "s-1"]);
     assert_eq!(
         store
-            .flow_states_after(Some("s-1"), 10)
+            .flow_states_after(Some(&th("s-1")), 10)
             .await
             .unwrap()
             .len(),
@@ -69,18 +82,21 @@ pub(crate) async fn flow_cursor_and_reseal<S: Store>(store: S) {
     let old = first[0].pkce_verifier.clone();
     assert!(
         store
-            .reseal_flow_verifier("s-0", &old, b"resealed")
+            .reseal_flow_verifier(&th("s-0"), &old, &sealed_bytes(b"resealed"))
             .await
             .unwrap()
     );
     assert!(
         !store
-            .reseal_flow_verifier("s-0", &old, b"stale")
+            .reseal_flow_verifier(&th("s-0"), &old, &sealed_bytes(b"stale"))
             .await
             .unwrap(),
         "a changed verifier is not overwritten"
     );
-    let taken = store.consume_flow_state("s-0", "b").await.unwrap();
+    let taken = store
+        .consume_flow_state(&th("s-0"), &th("b"))
+        .await
+        .unwrap();
     let ConsumeOutcome::Consumed(row) = taken else {
         panic!("{taken:?}")
     };
@@ -88,38 +104,51 @@ pub(crate) async fn flow_cursor_and_reseal<S: Store>(store: S) {
 }
 
 pub(crate) async fn integration_reseal<S: Store>(store: S) {
-    store.put_integration("crm", b"sealed-1", 10).await.unwrap();
+    store
+        .put_integration("crm", &sealed_bytes(b"sealed-1"), 10)
+        .await
+        .unwrap();
     assert!(
         store
-            .reseal_integration("crm", b"sealed-1", b"sealed-2", 11)
+            .reseal_integration(
+                "crm",
+                &sealed_bytes(b"sealed-1"),
+                &sealed_bytes(b"sealed-2"),
+                11
+            )
             .await
             .unwrap()
     );
     assert!(
         !store
-            .reseal_integration("crm", b"sealed-1", b"stale", 12)
+            .reseal_integration(
+                "crm",
+                &sealed_bytes(b"sealed-1"),
+                &sealed_bytes(b"stale"),
+                12
+            )
             .await
             .unwrap()
     );
     assert!(
         !store
-            .reseal_integration("none", b"x", b"y", 12)
+            .reseal_integration("none", &sealed_bytes(b"x"), &sealed_bytes(b"y"), 12)
             .await
             .unwrap()
     );
     assert_eq!(
         store.list_integrations().await.unwrap(),
-        [("crm".to_owned(), b"sealed-2".to_vec())]
+        [("crm".to_owned(), sealed_bytes(b"sealed-2"))]
     );
 }
 
 /// A value laid out as the vault seals it (`0x01 | len(key id) | key id | nonce | ciphertext
 /// and tag`), under `key_id`; the store reads only the header.
-fn sealed_under(key_id: &str) -> Vec<u8> {
+fn sealed_under(key_id: &str) -> Sealed {
     let mut sealed = vec![1, key_id.len() as u8];
     sealed.extend_from_slice(key_id.as_bytes());
     sealed.extend_from_slice(&[7; 12 + 16 + 5]);
-    sealed
+    Sealed::from_bytes(sealed)
 }
 
 pub(crate) async fn sealing_key_announcements<S: Store>(store: S) {
@@ -177,7 +206,7 @@ pub(crate) async fn sealed_values_counted_per_key<S: Store>(store: S) {
         .await
         .unwrap();
     let mut sealed_flow = flow("state-1", "browser", NOW + 60);
-    sealed_flow.pkce_verifier = Sealed::from_bytes(sealed_under("k-new"));
+    sealed_flow.pkce_verifier = sealed_under("k-new");
     assert!(store.insert_flow_state(&sealed_flow, 10).await.unwrap());
     let mut empty_flow = flow("state-2", "browser", NOW + 60);
     empty_flow.pkce_verifier = Sealed::default();

@@ -9,16 +9,25 @@ pub(crate) async fn connect_sessions<S: Store>(store: S) {
     store.insert_connect_session(&row).await.unwrap();
 
     assert_eq!(
-        store.get_connect_session("token-hash-1").await.unwrap(),
+        store
+            .get_connect_session(&th("token-hash-1"))
+            .await
+            .unwrap(),
         Some(row.clone())
     );
-    assert_eq!(store.get_connect_session("unknown").await.unwrap(), None);
+    assert_eq!(
+        store.get_connect_session(&th("unknown")).await.unwrap(),
+        None
+    );
 
     // An expired session is still returned: expiry is the caller's decision.
     let expired = session("token-hash-2", NOW - 1);
     store.insert_connect_session(&expired).await.unwrap();
     assert_eq!(
-        store.get_connect_session("token-hash-2").await.unwrap(),
+        store
+            .get_connect_session(&th("token-hash-2"))
+            .await
+            .unwrap(),
         Some(expired)
     );
 
@@ -31,17 +40,17 @@ pub(crate) async fn flow_state_single_use<S: Store>(store: S) {
     store.insert_flow_state(&row, 10).await.unwrap();
 
     let first = store
-        .consume_flow_state("state-1", "browser-1")
+        .consume_flow_state(&th("state-1"), &th("browser-1"))
         .await
         .unwrap();
     assert_eq!(first, ConsumeOutcome::Consumed(row));
     let second = store
-        .consume_flow_state("state-1", "browser-1")
+        .consume_flow_state(&th("state-1"), &th("browser-1"))
         .await
         .unwrap();
     assert_eq!(second, ConsumeOutcome::Unknown);
     let never = store
-        .consume_flow_state("never-issued", "browser-1")
+        .consume_flow_state(&th("never-issued"), &th("browser-1"))
         .await
         .unwrap();
     assert_eq!(never, ConsumeOutcome::Unknown);
@@ -51,12 +60,12 @@ pub(crate) async fn flow_state_expired_is_still_consumed<S: Store>(store: S) {
     let row = flow("state-old", "browser-1", NOW - 1);
     store.insert_flow_state(&row, 10).await.unwrap();
     let outcome = store
-        .consume_flow_state("state-old", "browser-1")
+        .consume_flow_state(&th("state-old"), &th("browser-1"))
         .await
         .unwrap();
     assert_eq!(outcome, ConsumeOutcome::Consumed(row));
     let again = store
-        .consume_flow_state("state-old", "browser-1")
+        .consume_flow_state(&th("state-old"), &th("browser-1"))
         .await
         .unwrap();
     assert_eq!(again, ConsumeOutcome::Unknown);
@@ -68,12 +77,15 @@ pub(crate) async fn flow_state_wrong_browser_leaves_it<S: Store>(store: S) {
 
     for _ in 0..2 {
         let outcome = store
-            .consume_flow_state("state-1", "attacker")
+            .consume_flow_state(&th("state-1"), &th("attacker"))
             .await
             .unwrap();
         assert_eq!(outcome, ConsumeOutcome::WrongBrowser);
     }
-    let outcome = store.consume_flow_state("state-1", "victim").await.unwrap();
+    let outcome = store
+        .consume_flow_state(&th("state-1"), &th("victim"))
+        .await
+        .unwrap();
     assert_eq!(outcome, ConsumeOutcome::Consumed(row));
 }
 
@@ -89,7 +101,7 @@ pub(crate) async fn flow_state_concurrent_consume<S: Store>(store: S) {
             tokio::spawn(async move {
                 barrier.wait().await;
                 store
-                    .consume_flow_state("state-race", "browser-1")
+                    .consume_flow_state(&th("state-race"), &th("browser-1"))
                     .await
                     .unwrap()
             })
@@ -114,15 +126,22 @@ pub(crate) async fn connect_session_binds_to_first_browser<S: Store>(store: S) {
         .insert_connect_session(&session("t", NOW + 600))
         .await
         .unwrap();
-    let first = store.bind_connect_session("t", "browser-a", NOW).await;
+    let first = store
+        .bind_connect_session(&th("t"), &th("browser-a"), NOW)
+        .await;
     assert_eq!(first.unwrap().as_deref(), Some("browser-a"));
     // A second browser does not take it over; the first one's binding is returned.
-    let second = store.bind_connect_session("t", "browser-b", NOW).await;
+    let second = store
+        .bind_connect_session(&th("t"), &th("browser-b"), NOW)
+        .await;
     assert_eq!(second.unwrap().as_deref(), Some("browser-a"));
-    let row = store.get_connect_session("t").await.unwrap().unwrap();
+    let row = store.get_connect_session(&th("t")).await.unwrap().unwrap();
     assert_eq!(row.browser_hash.as_deref(), Some("browser-a"));
     assert_eq!(
-        store.bind_connect_session("none", "b", NOW).await.unwrap(),
+        store
+            .bind_connect_session(&th("none"), &th("b"), NOW)
+            .await
+            .unwrap(),
         None
     );
 }
@@ -139,7 +158,10 @@ pub(crate) async fn connect_session_binding_race<S: Store>(store: S) {
         tasks.push(tokio::spawn(async move {
             let mine = format!("browser-{n}");
             barrier.wait().await;
-            let bound = store.bind_connect_session("t", &mine, NOW).await.unwrap();
+            let bound = store
+                .bind_connect_session(&th("t"), &th(&mine), NOW)
+                .await
+                .unwrap();
             bound.as_deref() == Some(mine.as_str())
         }));
     }
@@ -155,22 +177,35 @@ pub(crate) async fn connect_session_completes_once<S: Store>(store: S) {
         .insert_connect_session(&session("t", NOW + 600))
         .await
         .unwrap();
-    assert!(store.complete_connect_session("t", NOW).await.unwrap());
-    assert!(!store.complete_connect_session("t", NOW + 1).await.unwrap());
-    let row = store.get_connect_session("t").await.unwrap().unwrap();
+    assert!(store.complete_connect_session(&th("t"), NOW).await.unwrap());
+    assert!(
+        !store
+            .complete_connect_session(&th("t"), NOW + 1)
+            .await
+            .unwrap()
+    );
+    let row = store.get_connect_session(&th("t")).await.unwrap().unwrap();
     assert_eq!(row.completed_at, Some(NOW));
     // A failed save hands the session back.
-    store.reopen_connect_session("t", NOW + 2).await.unwrap();
+    store
+        .reopen_connect_session(&th("t"), NOW + 2)
+        .await
+        .unwrap();
     assert_eq!(
         store
-            .get_connect_session("t")
+            .get_connect_session(&th("t"))
             .await
             .unwrap()
             .unwrap()
             .completed_at,
         None
     );
-    assert!(!store.complete_connect_session("none", NOW).await.unwrap());
+    assert!(
+        !store
+            .complete_connect_session(&th("none"), NOW)
+            .await
+            .unwrap()
+    );
 
     let barrier = Arc::new(Barrier::new(RACERS));
     let mut tasks = Vec::new();
@@ -178,7 +213,10 @@ pub(crate) async fn connect_session_completes_once<S: Store>(store: S) {
         let (store, barrier) = (store.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            store.complete_connect_session("t", NOW + 3).await.unwrap()
+            store
+                .complete_connect_session(&th("t"), NOW + 3)
+                .await
+                .unwrap()
         }));
     }
     let mut winners = 0;
@@ -195,7 +233,7 @@ pub(crate) async fn connect_session_attempt_window<S: Store>(store: S) {
         .unwrap();
     for n in 1..=3 {
         let counted = store
-            .count_session_attempt("t", NOW + n, 600)
+            .count_session_attempt(&th("t"), NOW + n, 600)
             .await
             .unwrap();
         assert_eq!(
@@ -208,7 +246,7 @@ pub(crate) async fn connect_session_attempt_window<S: Store>(store: S) {
     }
     // Once the window is over, counting starts again.
     let later = store
-        .count_session_attempt("t", NOW + 1 + 600, 600)
+        .count_session_attempt(&th("t"), NOW + 1 + 600, 600)
         .await
         .unwrap();
     assert_eq!(
@@ -219,7 +257,10 @@ pub(crate) async fn connect_session_attempt_window<S: Store>(store: S) {
         })
     );
     assert_eq!(
-        store.count_session_attempt("none", NOW, 600).await.unwrap(),
+        store
+            .count_session_attempt(&th("none"), NOW, 600)
+            .await
+            .unwrap(),
         None
     );
 }
@@ -274,19 +315,34 @@ pub(crate) async fn purge_expired<S: Store>(store: S) {
 
     assert_eq!(store.purge_expired(NOW).await.unwrap(), 3);
 
-    assert_eq!(store.get_connect_session("s-expired").await.unwrap(), None);
+    assert_eq!(
+        store.get_connect_session(&th("s-expired")).await.unwrap(),
+        None
+    );
     assert!(
         store
-            .get_connect_session("s-boundary")
+            .get_connect_session(&th("s-boundary"))
             .await
             .unwrap()
             .is_some(),
         "expires AT now"
     );
-    assert!(store.get_connect_session("s-live").await.unwrap().is_some());
-    let gone = store.consume_flow_state("f-expired", "b").await.unwrap();
+    assert!(
+        store
+            .get_connect_session(&th("s-live"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let gone = store
+        .consume_flow_state(&th("f-expired"), &th("b"))
+        .await
+        .unwrap();
     assert_eq!(gone, ConsumeOutcome::Unknown);
-    let kept = store.consume_flow_state("f-live", "b").await.unwrap();
+    let kept = store
+        .consume_flow_state(&th("f-live"), &th("b"))
+        .await
+        .unwrap();
     assert_eq!(kept, ConsumeOutcome::Consumed(live));
     assert!(
         store.get_connection("conn-1").await.unwrap().is_some(),

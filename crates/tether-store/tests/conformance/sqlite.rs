@@ -218,7 +218,7 @@ async fn point_reads_see_the_last_write() {
     assert_eq!(get(&store, "conn-1").await.credentials_version, 1);
     for version in 1..=5 {
         let mut write = update("conn-1", version);
-        write.credentials = format!("sealed:v{}", version + 1).into_bytes();
+        write.credentials = sealed_bytes(format!("sealed:v{}", version + 1).as_bytes());
         assert!(store.replace_credentials(&write).await.unwrap());
         let row = get(&store, "conn-1").await;
         assert_eq!(row.credentials_version, version + 1);
@@ -339,7 +339,10 @@ async fn concurrent_puts_of_one_new_integration_create_it_once() {
                 let (store, barrier, key) = (store.clone(), barrier.clone(), key.clone());
                 tokio::spawn(async move {
                     barrier.wait().await;
-                    store.put_integration(&key, b"sealed", NOW).await.unwrap()
+                    store
+                        .put_integration(&key, &sealed_bytes(b"sealed"), NOW)
+                        .await
+                        .unwrap()
                 })
             })
             .collect();

@@ -248,7 +248,10 @@ async fn api_keys(file: &FileConfig, store: &AnyStore) -> anyhow::Result<ApiKeys
 }
 
 /// Ends the console sessions signed in with the stored keys of these hashes.
-pub async fn end_sessions_of(store: &AnyStore, key_hashes: &[String]) -> anyhow::Result<()> {
+pub async fn end_sessions_of(
+    store: &AnyStore,
+    key_hashes: &[tether_store::TokenHash],
+) -> anyhow::Result<()> {
     for hash in key_hashes {
         if let Some(fingerprint) = ApiKeys::fingerprint_of_hex_hash(hash) {
             store

@@ -21,9 +21,9 @@ pub enum Credentials {
     },
 }
 
-/// An OAuth 2.0 token set (RFC 6749 5.1). `Debug` shows the names in `extra`, never their
-/// values (a provider may put an `id_token` there).
-#[derive(Clone, Serialize, Deserialize)]
+/// An OAuth 2.0 token set (RFC 6749 5.1). Its `Debug` is derived: the tokens are redacted by
+/// their types, and `extra` shows its field names only.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OAuth2Tokens {
     pub access_token: AccessToken,
     #[serde(default)]
@@ -38,19 +38,32 @@ pub struct OAuth2Tokens {
     /// Fields of the token response Tether does not interpret, kept as the provider sent them
     /// (sealed with the rest, since they may hold an `id_token` or similar).
     #[serde(default)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
+    pub extra: TokenExtras,
 }
 
-impl std::fmt::Debug for OAuth2Tokens {
+/// The fields of a token response Tether does not interpret. A provider may put a secret
+/// among them (an `id_token`), so `Debug` shows their names, never their values. It reads as
+/// the JSON object it is (deref).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TokenExtras(pub serde_json::Map<String, serde_json::Value>);
+
+impl std::fmt::Debug for TokenExtras {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OAuth2Tokens")
-            .field("access_token", &self.access_token)
-            .field("refresh_token", &self.refresh_token)
-            .field("token_type", &self.token_type)
-            .field("scope", &self.scope)
-            .field("expires_at", &self.expires_at)
-            .field("extra", &self.extra.keys().collect::<Vec<_>>())
-            .finish()
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl std::ops::Deref for TokenExtras {
+    type Target = serde_json::Map<String, serde_json::Value>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl From<serde_json::Map<String, serde_json::Value>> for TokenExtras {
+    fn from(fields: serde_json::Map<String, serde_json::Value>) -> Self {
+        TokenExtras(fields)
     }
 }
 
@@ -153,7 +166,7 @@ mod tests {
             token_type: "Bearer".into(),
             scope: None,
             expires_at: None,
-            extra,
+            extra: extra.into(),
         };
         let shown = format!("{tokens:?}");
         assert!(shown.contains("id_token"), "{shown}");

@@ -9,13 +9,13 @@
 use std::future::Future;
 
 use crate::any::forward_to_backend;
-use crate::{AnyStore, AttemptWindow, StoreResult};
+use crate::{AnyStore, AttemptWindow, StoreResult, TokenHash};
 
 /// An API key Tether made (the first-run key), as stored: its hash only.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredApiKey {
     /// SHA-256 (hex) of the key.
-    pub key_hash: String,
+    pub key_hash: TokenHash,
     pub label: String,
     pub created_at: i64,
     /// When it was revoked; a revoked key is never accepted again.
@@ -26,7 +26,7 @@ pub struct StoredApiKey {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsoleSessionRow {
     /// SHA-256 (hex) of the cookie's nonce.
-    pub id_hash: String,
+    pub id_hash: TokenHash,
     /// Fingerprint of the API key that signed in (never the key).
     pub key_fingerprint: String,
     pub created_at: i64,
@@ -63,12 +63,15 @@ pub trait AuthStore {
     /// Whether the session exists and has not expired at `now`.
     fn console_session_active(
         &self,
-        id_hash: &str,
+        id_hash: &TokenHash,
         now: i64,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Ends one session (sign-out); false when there was none.
-    fn end_console_session(&self, id_hash: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn end_console_session(
+        &self,
+        id_hash: &TokenHash,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Ends every session signed in with this key fingerprint; returns how many.
     fn end_console_sessions_of_key(
@@ -91,7 +94,7 @@ pub trait AuthStore {
     fn revoke_stored_api_keys(
         &self,
         now: i64,
-    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+    ) -> impl Future<Output = StoreResult<Vec<TokenHash>>> + Send;
 }
 
 impl AuthStore for AnyStore {
@@ -100,12 +103,12 @@ impl AuthStore for AnyStore {
             -> StoreResult<Vec<AttemptWindow>>;
         fn purge_auth_failures(&self, before: i64) -> StoreResult<u64>;
         fn insert_console_session(&self, session: &ConsoleSessionRow) -> StoreResult<()>;
-        fn console_session_active(&self, id_hash: &str, now: i64) -> StoreResult<bool>;
-        fn end_console_session(&self, id_hash: &str) -> StoreResult<bool>;
+        fn console_session_active(&self, id_hash: &TokenHash, now: i64) -> StoreResult<bool>;
+        fn end_console_session(&self, id_hash: &TokenHash) -> StoreResult<bool>;
         fn end_console_sessions_of_key(&self, key_fingerprint: &str) -> StoreResult<u64>;
         fn end_all_console_sessions(&self) -> StoreResult<u64>;
         fn purge_console_sessions(&self, now: i64) -> StoreResult<u64>;
         fn stored_api_keys(&self) -> StoreResult<Vec<StoredApiKey>>;
-        fn revoke_stored_api_keys(&self, now: i64) -> StoreResult<Vec<String>>;
+        fn revoke_stored_api_keys(&self, now: i64) -> StoreResult<Vec<TokenHash>>;
     }
 }

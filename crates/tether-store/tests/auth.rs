@@ -65,7 +65,7 @@ async fn failure_windows_concurrent<S: Store>(store: S) {
 
 fn console_session(id: &str, key: &str, expires_at: i64) -> ConsoleSessionRow {
     ConsoleSessionRow {
-        id_hash: id.to_owned(),
+        id_hash: TokenHash::from_hex(id),
         key_fingerprint: key.to_owned(),
         created_at: NOW,
         expires_at,
@@ -81,20 +81,58 @@ async fn console_sessions<S: Store>(store: S) {
     ] {
         store.insert_console_session(&row).await.unwrap();
     }
-    assert!(store.console_session_active("s1", NOW).await.unwrap());
-    assert!(!store.console_session_active("nope", NOW).await.unwrap());
     assert!(
-        !store.console_session_active("s4", NOW + 10).await.unwrap(),
+        store
+            .console_session_active(&TokenHash::from_hex("s1"), NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .console_session_active(&TokenHash::from_hex("nope"), NOW)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .console_session_active(&TokenHash::from_hex("s4"), NOW + 10)
+            .await
+            .unwrap(),
         "expired"
     );
-    assert!(store.end_console_session("s1").await.unwrap());
-    assert!(!store.end_console_session("s1").await.unwrap());
-    assert!(!store.console_session_active("s1", NOW).await.unwrap());
+    assert!(
+        store
+            .end_console_session(&TokenHash::from_hex("s1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .end_console_session(&TokenHash::from_hex("s1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .console_session_active(&TokenHash::from_hex("s1"), NOW)
+            .await
+            .unwrap()
+    );
     assert_eq!(store.purge_console_sessions(NOW + 10).await.unwrap(), 1);
     assert_eq!(store.end_console_sessions_of_key("k1").await.unwrap(), 1);
-    assert!(store.console_session_active("s3", NOW).await.unwrap());
+    assert!(
+        store
+            .console_session_active(&TokenHash::from_hex("s3"), NOW)
+            .await
+            .unwrap()
+    );
     assert_eq!(store.end_all_console_sessions().await.unwrap(), 1);
-    assert!(!store.console_session_active("s3", NOW).await.unwrap());
+    assert!(
+        !store
+            .console_session_active(&TokenHash::from_hex("s3"), NOW)
+            .await
+            .unwrap()
+    );
 }
 
 async fn stored_api_keys_stay_revoked<S: Store>(store: S) {
@@ -105,7 +143,10 @@ async fn stored_api_keys_stay_revoked<S: Store>(store: S) {
     let keys = store.stored_api_keys().await.unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].revoked_at, None);
-    assert_eq!(store.revoke_stored_api_keys(5).await.unwrap(), ["aa"]);
+    assert_eq!(
+        store.revoke_stored_api_keys(5).await.unwrap(),
+        [TokenHash::from_hex("aa")]
+    );
     assert!(store.revoke_stored_api_keys(6).await.unwrap().is_empty());
     let keys = store.stored_api_keys().await.unwrap();
     assert_eq!(

@@ -407,7 +407,7 @@ pub fn tokens_from_object(
         token_type,
         scope,
         expires_at,
-        extra: object,
+        extra: object.into(),
     })
 }
 
@@ -424,7 +424,7 @@ pub fn token_metadata(
     client: &OAuth2Client,
     tokens: &OAuth2Tokens,
 ) -> Result<Map<String, Value>, TokenError> {
-    let response = Value::Object(tokens.extra.clone());
+    let response = Value::Object(tokens.extra.0.clone());
     let mut kept = Map::new();
     for (name, pointers) in &client.token_metadata {
         let Some(found) = pointers.iter().find_map(|p| response.pointer(p)) else {

@@ -23,8 +23,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use cookie::{Cookie, SameSite};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tether_core::SessionToken;
 use tether_core::random::constant_time_eq;
-use tether_store::{ConsoleSessionRow, Store};
+use tether_store::{ConsoleSessionRow, Store, TokenHash};
 
 use crate::config::GatewayConfig;
 use crate::state::AppState;
@@ -45,8 +46,8 @@ struct Claims {
     exp: i64,
     /// Fingerprint of the API key that signed in.
     key: String,
-    /// Makes every session value distinct.
-    nonce: String,
+    /// Makes every session value distinct; the store keeps only its hash.
+    nonce: SessionToken,
 }
 
 /// A signed-in operator.
@@ -54,7 +55,7 @@ pub struct Operator {
     /// The CSRF token every form of this session carries.
     pub csrf: String,
     /// The session's row in the store (the hash of the cookie's nonce).
-    pub session_id: String,
+    pub session_id: TokenHash,
 }
 
 pub fn cookie_name(config: &GatewayConfig) -> &'static str {
@@ -72,7 +73,7 @@ pub async fn issue<S: Store>(state: &AppState<S>, key_fingerprint: String) -> Op
     let claims = Claims {
         exp: now + SESSION_SECS,
         key: key_fingerprint,
-        nonce: tether_core::random::token(),
+        nonce: SessionToken::new(tether_core::random::token()),
     };
     let row = ConsoleSessionRow {
         id_hash: session_id(&claims.nonce),
@@ -91,8 +92,8 @@ pub async fn issue<S: Store>(state: &AppState<S>, key_fingerprint: String) -> Op
 
 /// The store's name of a session: the hash of its nonce, so the table holds nothing a cookie
 /// could be rebuilt from.
-fn session_id(nonce: &str) -> String {
-    tether_core::random::sha256_hex(nonce)
+fn session_id(nonce: &SessionToken) -> TokenHash {
+    TokenHash::of(nonce.expose())
 }
 
 /// The `Set-Cookie` value that removes the session (sign-out).

@@ -55,7 +55,7 @@ impl StoredKeyCheck {
                 let mut known = self.state.lock().expect("key check lock poisoned");
                 known.checked_at = Some(clock.instant());
                 for key in keys.into_iter().filter(|k| k.revoked_at.is_some()) {
-                    known.revoked.insert(key.key_hash);
+                    known.revoked.insert(key.key_hash.as_str().to_owned());
                 }
                 !known.revoked.contains(key_hash)
             }

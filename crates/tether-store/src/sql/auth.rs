@@ -3,7 +3,7 @@
 
 use super::ThisStore;
 use crate::auth::{ConsoleSessionRow, StoredApiKey};
-use crate::{AttemptWindow, AuthStore, StoreResult};
+use crate::{AttemptWindow, AuthStore, StoreResult, TokenHash};
 
 impl AuthStore for ThisStore {
     #[tracing::instrument(skip_all, err)]
@@ -55,7 +55,7 @@ impl AuthStore for ThisStore {
             "INSERT INTO console_sessions (id_hash, key_fingerprint, created_at, expires_at) \
              VALUES ($1, $2, $3, $4)",
         )
-        .bind(&session.id_hash)
+        .bind(session.id_hash.as_str())
         .bind(&session.key_fingerprint)
         .bind(session.created_at)
         .bind(session.expires_at)
@@ -65,11 +65,11 @@ impl AuthStore for ThisStore {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn console_session_active(&self, id_hash: &str, now: i64) -> StoreResult<bool> {
+    async fn console_session_active(&self, id_hash: &TokenHash, now: i64) -> StoreResult<bool> {
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT expires_at FROM console_sessions WHERE id_hash = $1 AND expires_at > $2",
         )
-        .bind(id_hash)
+        .bind(id_hash.as_str())
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
@@ -77,9 +77,9 @@ impl AuthStore for ThisStore {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn end_console_session(&self, id_hash: &str) -> StoreResult<bool> {
+    async fn end_console_session(&self, id_hash: &TokenHash) -> StoreResult<bool> {
         let result = sqlx::query("DELETE FROM console_sessions WHERE id_hash = $1")
-            .bind(id_hash)
+            .bind(id_hash.as_str())
             .execute(&self.pool)
             .await?;
         Ok(result.rows_affected() > 0)
@@ -122,7 +122,7 @@ impl AuthStore for ThisStore {
         Ok(rows
             .into_iter()
             .map(|(key_hash, label, created_at, revoked_at)| StoredApiKey {
-                key_hash,
+                key_hash: TokenHash::from_hex(key_hash),
                 label,
                 created_at,
                 revoked_at,
@@ -131,14 +131,15 @@ impl AuthStore for ThisStore {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn revoke_stored_api_keys(&self, now: i64) -> StoreResult<Vec<String>> {
-        Ok(sqlx::query_scalar(
+    async fn revoke_stored_api_keys(&self, now: i64) -> StoreResult<Vec<TokenHash>> {
+        let revoked: Vec<String> = sqlx::query_scalar(
             "UPDATE api_keys SET revoked_at = $1, updated_at = $2 WHERE revoked_at IS NULL \
              RETURNING key_hash",
         )
         .bind(now)
         .bind(now)
         .fetch_all(&self.pool)
-        .await?)
+        .await?;
+        Ok(revoked.into_iter().map(TokenHash::from_hex).collect())
     }
 }

@@ -45,6 +45,9 @@ pub struct ProviderDef {
     /// What the provider's own pages say, for the catalog checks (see `documented.rs`).
     #[serde(default)]
     pub documented: Option<super::documented::Documented>,
+    /// How the provider reports and enforces its request limits (see `rate_limit.rs`).
+    #[serde(default)]
+    pub rate_limit: Option<super::rate_limit::RateLimitDef>,
 }
 
 /// `[verified]`: the record of the last check of a provider file against its sources.

@@ -372,7 +372,11 @@ mod tests {
             "[[headers]]\nremaining = \"R\"\nwindow = \"W\"\nwindow_format = \"millis\"\n",
             "[[headers]]\nremaining = \"D\"\nreset = \"DR\"\n",
         ));
-        let got = read(&d, &[("R", "9"), ("W", "10000"), ("D", "0"), ("DR", "999999999")], 0);
+        let got = read(
+            &d,
+            &[("R", "9"), ("W", "10000"), ("D", "0"), ("DR", "999999999")],
+            0,
+        );
         assert_eq!(got[0].reset_after, Some(Duration::from_secs(10)));
         assert_eq!(got[1].remaining, Some(0));
         assert_eq!(got[1].reset_after, Some(MAX_RESET));
@@ -380,8 +384,14 @@ mod tests {
 
     #[test]
     fn reads_usage_headers_and_ignores_garbage() {
-        let d = def("[[usage]]\nheader = \"Sforce-Limit-Info\"\nkey = \"api-usage\"\nwindow_secs = 86400\n");
-        let got = read(&d, &[("sforce-limit-info", "per-app=1/10, api-usage=25/5000")], 0);
+        let d = def(
+            "[[usage]]\nheader = \"Sforce-Limit-Info\"\nkey = \"api-usage\"\nwindow_secs = 86400\n",
+        );
+        let got = read(
+            &d,
+            &[("sforce-limit-info", "per-app=1/10, api-usage=25/5000")],
+            0,
+        );
         assert_eq!(got[0].remaining, Some(4975));
         assert_eq!(got[0].limit, Some(5000));
         for garbage in ["api-usage=x/5000", "api-usage", "other=1/2", ""] {
@@ -413,8 +423,14 @@ mod tests {
     #[test]
     fn checks_what_serde_cannot() {
         for (text, key) in [
-            ("[[headers]]\nlimit = \"L\"\n", "rate_limit.headers[0].remaining"),
-            ("[[headers]]\nremaining = \"a b\"\n", "rate_limit.headers[0].remaining"),
+            (
+                "[[headers]]\nlimit = \"L\"\n",
+                "rate_limit.headers[0].remaining",
+            ),
+            (
+                "[[headers]]\nremaining = \"a b\"\n",
+                "rate_limit.headers[0].remaining",
+            ),
             (
                 "[[usage]]\nheader = \"H\"\nkey = \"a=b\"\n",
                 "rate_limit.usage[0].key",

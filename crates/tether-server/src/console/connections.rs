@@ -175,6 +175,7 @@ pub(super) fn kind_label(kind: &str) -> (&'static str, bool) {
         history_kind::DELETED => ("Deleted", true),
         history_kind::WEBHOOK_DELIVERED => ("Webhook delivered", false),
         history_kind::WEBHOOK_FAILED => ("Webhook failed", true),
+        history_kind::RATE_LIMITED => ("Held back by the provider's rate limit", true),
         _ => ("Event", false),
     }
 }

@@ -95,7 +95,7 @@ async fn proxy<S: Store>(
     };
     response
         .headers_mut()
-        .insert(retry::RETRIES, HeaderValue::from(retries));
+        .insert(retry::RETRIES, retry::count_value(retries));
     response
 }
 
@@ -120,8 +120,10 @@ async fn forward<S: Store>(
         headers: forwarded_headers(parts.headers),
         body,
     };
-    let mut live = refresh::live(state, id.as_str(), Freshness::Normal).await?;
-    let integration = live.integration.clone();
+    let live = refresh::live(state, id.as_str(), Freshness::Normal).await?;
+    // After a 401, the refreshed connection (of the same integration).
+    let mut refreshed: Option<Live> = None;
+    let integration = &live.integration;
     let integration_key = integration.key.as_str();
     if let Some(budget) = &integration.budget {
         let over =
@@ -150,10 +152,10 @@ async fn forward<S: Store>(
     let scope = rate_limit.map(|r| r.scope).unwrap_or_default();
     let key = budget_key(scope, integration_key, id.as_str());
     let deadline = state.clock.instant() + state.config.proxy_retry_within;
-    let mut refreshed = false;
     loop {
+        let current = refreshed.as_ref().unwrap_or(&live);
         let ticket = admit(state, key, integration_key, deadline).await?;
-        let result = send(state, &live, &mut outgoing).await;
+        let result = send(state, current, &mut outgoing).await;
         let now = state.clock.instant();
         let (retry_after, spent) = match &result {
             Ok(response) => {
@@ -171,33 +173,31 @@ async fn forward<S: Store>(
             }
         };
         if spent {
-            history::held_back(state, &live, key, now);
+            history::held_back(state, current, key, now);
         }
-        let retry = match &result {
-            Ok(response) if response.status() == StatusCode::UNAUTHORIZED => {
-                if refreshed || !matches!(live.credentials.as_ref(), Credentials::Oauth2(_)) {
-                    false
-                } else {
-                    // The provider says the token is bad: refresh once (unless someone
-                    // already did) and send the same request again; a streamed body is gone,
-                    // so then the app gets the 401 and its own retry finds the fresh token.
-                    refreshed = true;
-                    let version = live.row.credentials_version;
-                    live =
-                        refresh::live(state, id.as_str(), Freshness::Rejected { version }).await?;
-                    if outgoing.body.can_resend() {
-                        // The refused response holds its host's turn (see `host_limits`)
-                        // until dropped: held over the resend, it would wait for itself when
-                        // the host has no turn free.
-                        drop(result);
-                        continue;
-                    }
-                    false
-                }
+        let status = result.as_ref().ok().map(|response| response.status());
+        if status == Some(StatusCode::UNAUTHORIZED)
+            && refreshed.is_none()
+            && matches!(current.credentials.as_ref(), Credentials::Oauth2(_))
+        {
+            // The provider says the token is bad: refresh once (unless someone already did)
+            // and send the same request again; a streamed body is gone, so then the app gets
+            // the 401 and its own retry finds the fresh token.
+            let version = current.row.credentials_version;
+            let fresh = refresh::live(state, id.as_str(), Freshness::Rejected { version }).await?;
+            refreshed = Some(fresh);
+            if outgoing.body.can_resend() {
+                // The refused response holds its host's turn (see `host_limits`) until
+                // dropped: held over the resend, it would wait for itself when the host has
+                // no turn free.
+                drop(result);
+                continue;
             }
-            Ok(response) => retry::retryable(response.status()),
-            Err(ApiError::ProviderUnavailable(_)) => true,
-            Err(_) => false,
+        }
+        let retry = match (&result, status) {
+            (_, Some(status)) => retry::retryable(status),
+            (Err(ApiError::ProviderUnavailable(_)), None) => true,
+            _ => false,
         };
         let delay = if retry && outgoing.body.can_resend() {
             policy.next_delay(*retries, retry_after, now, deadline)

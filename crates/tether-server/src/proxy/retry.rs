@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use rand::Rng as _;
 
 use crate::config::GatewayConfig;
@@ -116,6 +116,15 @@ impl Policy {
     }
 }
 
+/// The `Tether-Retries` value for `n`, without formatting (or allocating) for the usual few.
+pub fn count_value(n: u32) -> HeaderValue {
+    const SMALL: [&str; 8] = ["0", "1", "2", "3", "4", "5", "6", "7"];
+    match SMALL.get(n as usize) {
+        Some(text) => HeaderValue::from_static(text),
+        None => HeaderValue::from(n),
+    }
+}
+
 /// Whether an answer with this status says "try again later".
 pub fn retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
@@ -124,7 +133,6 @@ pub fn retryable(status: StatusCode) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     fn policy(method: Method, headers: &[(&str, &str)]) -> Result<Policy, ApiError> {
         let mut map = HeaderMap::new();

@@ -137,6 +137,9 @@ impl WindowReading {
     }
 }
 
+/// The most windows one file may declare: the proxy keeps them in a fixed array per budget.
+pub const MAX_WINDOWS: usize = 4;
+
 /// The longest reset or window Tether believes: a header saying "in a year" is a broken
 /// header, and a connection must not be held back for longer than a day on its word.
 pub const MAX_RESET: Duration = Duration::from_secs(86_400);
@@ -211,6 +214,12 @@ impl RateLimitDef {
     /// What serde cannot check: a window needs something to read, names are header names,
     /// numbers are positive, sources are https.
     pub(super) fn check(&self) -> Result<(), (String, String)> {
+        if self.windows() > MAX_WINDOWS {
+            return Err((
+                "rate_limit".into(),
+                format!("at most {MAX_WINDOWS} windows (headers and usage together)"),
+            ));
+        }
         let header_name = |key: String, name: &Option<String>| match name {
             Some(name) if http_token(name) => Ok(()),
             Some(name) => Err((key, format!("{name:?} is not a header name"))),

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tether_core::catalog::rate_limit::{LimitScope, WindowReading};
 
 /// The most windows a provider file may declare (headers and usage together).
-pub const MAX_WINDOWS: usize = 4;
+pub use tether_core::catalog::rate_limit::MAX_WINDOWS;
 
 /// Budgets remembered per kind; beyond this the least used are forgotten (and relearnt
 /// from the next response), which errs towards sending, never towards a wrong count.

@@ -127,8 +127,12 @@ pub struct DocumentedLimit {
 pub struct WindowReading {
     pub remaining: Option<u64>,
     pub limit: Option<u64>,
-    /// How long until the window resets, from when the response was read.
+    /// How long until the window resets, from when the response was read, when the
+    /// provider said so (a reset header).
     pub reset_after: Option<Duration>,
+    /// The window's length (a window header, or the documented one): without a reset, a
+    /// rolling window whose budget comes back call by call.
+    pub window: Option<Duration>,
 }
 
 impl WindowReading {
@@ -189,8 +193,8 @@ impl RateLimitDef {
             *slot = WindowReading {
                 remaining: number(&def.remaining),
                 limit: number(&def.limit),
-                // Without a reset, the window ends at the latest one window length from now.
-                reset_after: reset.or(window).map(|d| d.min(MAX_RESET)),
+                reset_after: reset.map(|d| d.min(MAX_RESET)),
+                window: window.map(|d| d.min(MAX_RESET)),
             };
         }
         for (def, slot) in self
@@ -203,7 +207,8 @@ impl RateLimitDef {
                 .map(|(used, max)| WindowReading {
                     remaining: Some(max.saturating_sub(used)),
                     limit: Some(max),
-                    reset_after: def
+                    reset_after: None,
+                    window: def
                         .window_secs
                         .map(|s| Duration::from_secs(s).min(MAX_RESET)),
                 })
@@ -376,7 +381,7 @@ mod tests {
     }
 
     #[test]
-    fn a_window_length_stands_in_for_a_missing_reset_and_resets_are_capped() {
+    fn window_lengths_are_read_apart_from_resets_and_resets_are_capped() {
         let d = def(concat!(
             "[[headers]]\nremaining = \"R\"\nwindow = \"W\"\nwindow_format = \"millis\"\n",
             "[[headers]]\nremaining = \"D\"\nreset = \"DR\"\n",
@@ -386,7 +391,8 @@ mod tests {
             &[("R", "9"), ("W", "10000"), ("D", "0"), ("DR", "999999999")],
             0,
         );
-        assert_eq!(got[0].reset_after, Some(Duration::from_secs(10)));
+        assert_eq!(got[0].reset_after, None);
+        assert_eq!(got[0].window, Some(Duration::from_secs(10)));
         assert_eq!(got[1].remaining, Some(0));
         assert_eq!(got[1].reset_after, Some(MAX_RESET));
     }

@@ -7,7 +7,8 @@
 //! minus the calls still in flight, which the provider may or may not have counted yet: the
 //! count can only err low, so a burst never goes over the provider's limit once a header has
 //! been seen. At the window's reset it starts again from the window's size, minus the calls
-//! still in flight.
+//! still in flight. A window the provider gives no reset for is taken as rolling: its latest
+//! count is believed, and once spent it is probed by one call at a time.
 //!
 //! The happy path of a provider that reports nothing costs one relaxed load of a flag that
 //! stays false (no map read, no allocation, no lock): an entry is made only when a response
@@ -257,14 +258,28 @@ impl Budget {
             if reading.limit.is_some() {
                 window.limit = reading.limit;
             }
-            if let Some(after) = reading.reset_after {
-                let at = now + after;
-                window.reset_at = Some(window.reset_at.map_or(at, |known| known.max(at)));
-            }
-            if let Some(reported) = reading.remaining {
-                // The provider may not have counted the calls still in flight yet.
-                let left = reported.saturating_sub(others);
-                window.remaining = Some(window.remaining.map_or(left, |known| known.min(left)));
+            // The provider may not have counted the calls still in flight yet.
+            let left = reading.remaining.map(|r| r.saturating_sub(others));
+            match reading.reset_after {
+                Some(after) => {
+                    // A fixed window: the latest reset any answer gave, and the lowest count
+                    // (answers may arrive out of order; the local count already holds every
+                    // call sent since the window began).
+                    let at = now + after;
+                    window.reset_at = Some(window.reset_at.map_or(at, |known| known.max(at)));
+                    if let Some(left) = left {
+                        window.remaining =
+                            Some(window.remaining.map_or(left, |known| known.min(left)));
+                    }
+                }
+                None if left.is_some() => {
+                    // No reset: a rolling window (Salesforce's 24 hours, Dynamics' 5 minutes)
+                    // whose budget comes back call by call, so the latest count is the one.
+                    // Once spent, one call at a time probes it.
+                    window.remaining = left;
+                    window.reset_at = None;
+                }
+                None => {}
             }
         }
         if let Some(after) = retry_after {
@@ -275,7 +290,7 @@ impl Budget {
             || state
                 .windows
                 .iter()
-                .any(|w| w.remaining == Some(0) && w.reset_at.is_some_and(|at| at > now));
+                .any(|w| w.remaining == Some(0) && w.reset_at.is_none_or(|at| at > now));
         // Reported once per spell, however many answers say it.
         let newly = spent && !state.reported;
         state.reported = spent;
@@ -324,6 +339,7 @@ mod tests {
             remaining: Some(remaining),
             limit: Some(limit),
             reset_after: Some(Duration::from_secs(reset_secs)),
+            window: None,
         }]
     }
 
@@ -400,6 +416,29 @@ mod tests {
         assert!(matches!(limits.admit(KEY, now), Admission::Wait(_)));
         drop(probe);
         go(limits.admit(KEY, now));
+    }
+
+    #[test]
+    fn a_rolling_window_believes_its_latest_count() {
+        let limits = ProviderLimits::new();
+        let now = Instant::now();
+        let rolling = |remaining| {
+            [WindowReading {
+                remaining: Some(remaining),
+                window: Some(Duration::from_secs(86_400)),
+                ..WindowReading::default()
+            }]
+        };
+        let first = go(limits.admit(KEY, now));
+        limits.observe(KEY, first, &rolling(2), None, now);
+        let a = go(limits.admit(KEY, now));
+        let _b = go(limits.admit(KEY, now));
+        assert!(matches!(limits.admit(KEY, now), Admission::Wait(_)));
+        // Calls older than the window dropped out: the provider counts 4 left, less b.
+        limits.observe(KEY, a, &rolling(4), None, now);
+        let more: Vec<Ticket> = (0..3).map(|_| go(limits.admit(KEY, now))).collect();
+        assert!(matches!(limits.admit(KEY, now), Admission::Wait(_)));
+        drop(more);
     }
 
     #[test]

@@ -223,22 +223,26 @@ async fn retry_after_in_both_forms_is_honoured_and_capped() {
     assert_eq!(events(&app, "provider_429"), 1);
     assert_eq!(events(&app, "refused_provider"), 1);
 
-    // The history says when the provider held the connection back.
-    let history: Value = app
-        .api(reqwest::Method::GET, &format!("v1/connections/{id}/events"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let kinds: Vec<&str> = history["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["type"].as_str().unwrap())
-        .collect();
-    assert!(kinds.contains(&"rate_limited"), "{history}");
+    // The history says when the provider held the connection back (written after the
+    // answer went back).
+    let path = format!("v1/connections/{id}/events");
+    tether_test_support::eventually(LIMIT, "a rate_limited history entry", async || {
+        let history: Value = app
+            .api(reqwest::Method::GET, &path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["type"] == "rate_limited")
+            .map(|e| e["detail"].as_str().unwrap().to_owned())
+    })
+    .await;
 }
 
 #[tokio::test]

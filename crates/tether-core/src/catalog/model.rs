@@ -559,6 +559,31 @@ impl ProviderDef {
             let hosts: Vec<String> = self.api.allowed_hosts.iter().map(|h| code(h)).collect();
             quirks.push(["API host limited to ", &hosts.join(", ")].concat());
         }
+        if let Some(limits) = &self.rate_limit {
+            let read: Vec<String> = limits
+                .headers
+                .iter()
+                .filter_map(|w| w.remaining.as_deref().or(w.reset.as_deref()))
+                .chain(limits.usage.iter().map(|u| u.header.as_str()))
+                .map(code)
+                .collect();
+            if !read.is_empty() {
+                quirks.push(format!(
+                    "rate limit ({} budget) read from {}",
+                    limits.scope.as_str(),
+                    read.join(", ")
+                ));
+            }
+            for documented in &limits.documented {
+                let scope = documented.scope.unwrap_or(limits.scope);
+                quirks.push(format!(
+                    "documented limit {} calls per {} s ({})",
+                    documented.requests,
+                    documented.per_secs,
+                    scope.as_str()
+                ));
+            }
+        }
         quirks
     }
 }

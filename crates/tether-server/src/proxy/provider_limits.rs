@@ -303,7 +303,7 @@ impl Budget {
         let tightest = state
             .windows
             .iter()
-            .filter(|w| w.remaining.is_some() && !w.reset_at.is_some_and(|at| at <= now))
+            .filter(|w| w.remaining.is_some() && w.reset_at.is_none_or(|at| at > now))
             .min_by_key(|w| w.remaining);
         Snapshot {
             blocked_for: state

@@ -12,6 +12,12 @@
 //! no length), so the request can be sent once more after a refresh on a provider 401.
 //! A larger body (up to `proxy_max_body_bytes`) streams through once: on a 401 the token is
 //! still refreshed, but the 401 goes back to the app, whose own retry then succeeds.
+//!
+//! Around each send, the provider's budget (`provider_limits`): a call it cannot take waits
+//! for the reset or `Retry-After` (up to `proxy_max_wait`) or is answered 429 without calling
+//! the provider, and each answer's budget headers are read back into it. Calls safe to repeat
+//! are retried on 429, 502, 503, 504 and failed connections (`retry`), a kept body only; the
+//! operator's budgets (`budgets`) are checked once per call, before anything else is spent.
 
 use axum::Router;
 use axum::body::{Body, Bytes};

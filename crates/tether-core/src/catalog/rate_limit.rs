@@ -318,14 +318,17 @@ fn usage(value: &str, key: &str) -> Option<(u64, u64)> {
 }
 
 /// `Retry-After` (RFC 9110 10.2.3): delta-seconds or an HTTP-date, as a duration from now
-/// (a date in the past is zero); `None` when it is neither.
+/// (a date in the past is zero, a longer wait than [`MAX_RESET`] is [`MAX_RESET`]); `None`
+/// when it is neither.
 pub fn retry_after(value: &str, now_unix_millis: i64) -> Option<Duration> {
     let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+    let after = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // A number too long for u64 is still "a long time".
-        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
-    }
-    reset_after(value, ResetFormat::HttpDate, now_unix_millis)
+        Duration::from_secs(value.parse().unwrap_or(u64::MAX))
+    } else {
+        reset_after(value, ResetFormat::HttpDate, now_unix_millis)?
+    };
+    Some(after.min(MAX_RESET))
 }
 
 #[cfg(test)]
@@ -432,7 +435,11 @@ mod tests {
         );
         assert_eq!(retry_after("soon", now), None);
         assert_eq!(retry_after("-5", now), None);
-        assert!(retry_after("99999999999999999999999", now).is_some());
+        assert_eq!(retry_after("99999999999999999999999", now), Some(MAX_RESET));
+        assert_eq!(
+            retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            Some(MAX_RESET)
+        );
     }
 
     #[test]

@@ -318,3 +318,45 @@ async fn the_operators_budgets_answer_429_with_retry_after() {
             .contains("budget.per_connection")
     );
 }
+
+#[tokio::test]
+async fn a_streamed_body_is_never_sent_twice() {
+    let app = spawn_app_with(AppOptions {
+        configure: Some(Arc::new(|config: &mut GatewayConfig| {
+            config.proxy_retry_base_delay = Duration::from_millis(10);
+            // Bodies over 64 bytes stream through instead of being kept.
+            config.proxy_retry_body_bytes = 64;
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect("streamer").await;
+    let long_title = "x".repeat(200);
+    app.seed.control.queue_api_faults([ApiFault {
+        status: 503,
+        retry_after: None,
+    }]);
+    let before = app.seed.control.api_arrivals().len();
+    let response = app
+        .api(reqwest::Method::POST, &format!("v1/proxy/{id}/v1/deals"))
+        .header("idempotency-key", "deal-streamed")
+        .json(&json!({"title": long_title}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        503,
+        "the body is gone after the first attempt"
+    );
+    assert_eq!(retries(&response), 0);
+    assert_eq!(app.seed.control.api_arrivals().len(), before + 1);
+    // A kept one is retried (the same key, the same body).
+    app.seed.control.queue_api_faults([ApiFault {
+        status: 503,
+        retry_after: None,
+    }]);
+    let response = post_deal(&app, &id, &[("idempotency-key", "deal-kept")]).await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(retries(&response), 1);
+}

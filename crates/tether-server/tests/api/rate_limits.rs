@@ -360,3 +360,24 @@ async fn a_streamed_body_is_never_sent_twice() {
     assert_eq!(response.status(), 201);
     assert_eq!(retries(&response), 1);
 }
+
+#[tokio::test]
+async fn a_failed_connection_is_retried_and_the_error_says_how_often() {
+    // Nothing listens on this port: every attempt fails to connect.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/", closed.local_addr().unwrap());
+    drop(closed);
+    let mut crm = serde_json::Map::new();
+    crm.insert("api_base_url".into(), json!(dead));
+    let app = spawn(Duration::from_secs(2), crm).await;
+    let id = app.connect("unreachable").await;
+    let response = app.proxy_get(&id, "v1/deals").await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(retries(&response), 2, "the default [proxy] retries");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "provider_unavailable");
+    // Not for a POST without an idempotency key.
+    let post = post_deal(&app, &id, &[]).await;
+    assert_eq!(post.status(), 503);
+    assert_eq!(retries(&post), 0);
+}

@@ -96,6 +96,12 @@ async fn a_burst_never_goes_over_the_providers_reported_limit() {
         0,
         "no call went over the reported limit"
     );
+    eprintln!(
+        "burst of 1000: {ok} answered 200, {} refused with 429; {} waits, {} provider calls",
+        statuses.len() - ok,
+        events(&app, "wait"),
+        app.seed.control.api_arrivals().len()
+    );
     assert!(
         ok > 25,
         "calls waited for the next window instead of failing: {ok} ok"

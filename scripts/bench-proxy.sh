@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Tether's hot paths, measured side by side in one run and printed as one table:
 #   - direct to the upstream, nginx as the same hop (adds a Bearer header, keep-alive pool),
-#     Tether's proxy: ROUNDS alternating rounds, the median ratio Tether/nginx quoted;
+#     Tether's proxy: ROUNDS alternating rounds, the median ratio Tether/nginx quoted. The
+#     upstream runs in its own nginx; the hop runs in two more, as an operator would run it:
+#     one worker per serving thread Tether uses, and `worker_processes auto`. The ratio is
+#     quoted against the faster of the two in each round, so the reference is never handicapped;
 #   - GET /v1/connections/{id}/credentials cycling through 1, 1k, 100k and 1M stored
 #     connections (the cache holds [cache] capacity of them; the rest are misses), and the
 #     proxy cycling through 1 and all of them;
@@ -16,6 +19,8 @@
 #   PROFILE=misses scripts/bench-proxy.sh         # ... or its credentials read through all rows
 #   PROFILE=1 KEEP_PERF=perf.data scripts/bench-proxy.sh   # keep the recording for perf report
 #   TETHER_BIN=/path/to/other/tether scripts/bench-proxy.sh   # measure another build
+#   BASELINE_BIN=/path/to/older/tether scripts/bench-proxy.sh # ... and an older one beside it,
+#                                                  # in the same rounds, on the same rows
 #
 # Needs (Debian): apt-get install nginx wrk curl sqlite3 python3 (and linux-perf for PROFILE).
 # Builds Tether and the row generator in release mode. Everything listens on 127.0.0.1 only,
@@ -32,6 +37,7 @@ CONNECTIONS=${CONNECTIONS:-16}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS_STORED=${CONNECTIONS_STORED:-1000000}
 LOAD_CONNECTIONS=${LOAD_CONNECTIONS:-1000}
+BASELINE_STORED=${BASELINE_STORED:-1000}
 for tool in nginx wrk curl sqlite3 python3; do
   command -v "$tool" >/dev/null || { echo "bench-proxy: $tool is missing (apt-get install nginx wrk curl sqlite3 python3)" >&2; exit 1; }
 done
@@ -44,34 +50,45 @@ cargo build --release --quiet -p tether-cli -p tether-server --bins --example be
 TETHER_BIN=${TETHER_BIN:-$root/target/release/tether}   # another build to compare, e.g. without mimalloc
 work=$(mktemp -d)
 tether_pid=""
+baseline_pid=""
 cleanup() {
   [ -n "$tether_pid" ] && kill "$tether_pid" 2>/dev/null || true
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  [ -n "$baseline_pid" ] && kill "$baseline_pid" 2>/dev/null || true
+  for conf in upstream hop hop-auto; do
+    [ -f "$work/$conf.pid" ] && kill "$(cat "$work/$conf.pid")" 2>/dev/null || true
+  done
   if [ -n "${KEEP_PERF:-}" ] && [ -f "$work/perf.data" ]; then cp "$work/perf.data" "$KEEP_PERF" || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UPSTREAM=$(free_port); NGINX_PROXY=$(free_port); TETHER=$(free_port)
+UPSTREAM=$(free_port); NGINX_PROXY=$(free_port); NGINX_AUTO=$(free_port); TETHER=$(free_port); BASELINE=$(free_port)
 KEY=bench-key-0123456789abcdef0123456789
 
-# One nginx: an upstream that answers a fixed JSON body, and the reference proxy in front of it.
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/error.log warn;
+# Three nginx processes: the upstream, which answers a fixed JSON body, and two reference hops
+# in front of it, each in its own process as an operator would run one (a hop sharing its
+# process with the upstream it calls would be a handicapped reference).
+HOP_WORKERS=${SERVE_THREADS:-$(nproc)}
+UPSTREAM_WORKERS=${UPSTREAM_WORKERS:-1}
+nginx_conf() { # name, worker_processes, server block
+  cat > "$work/$1.conf" <<CONF
+worker_processes $2;
+pid $work/$1.pid;
+error_log $work/$1.error.log warn;
 events { worker_connections 8192; }
 http {
   access_log off;
   upstream crm { server 127.0.0.1:$UPSTREAM; keepalive 256; }
-  server {
-    listen 127.0.0.1:$UPSTREAM;
-    keepalive_requests 1000000;
-    location / { default_type application/json; return 200 '{"deals":[{"id":1,"title":"Benchmark deal","value":1000}]}'; }
-  }
-  server {
-    listen 127.0.0.1:$NGINX_PROXY;
+  $3
+}
+CONF
+  nginx -c "$work/$1.conf" -p "$work"
+}
+hop_server() { # port
+  cat <<CONF
+server {
+    listen 127.0.0.1:$1;
     keepalive_requests 1000000;
     location / {
       proxy_pass http://crm;
@@ -81,13 +98,20 @@ http {
       proxy_set_header Cookie "";
     }
   }
-}
 CONF
-nginx -c "$work/nginx.conf" -p "$work"
+}
+nginx_conf upstream "$UPSTREAM_WORKERS" "server {
+    listen 127.0.0.1:$UPSTREAM;
+    keepalive_requests 1000000;
+    location / { default_type application/json; return 200 '{\"deals\":[{\"id\":1,\"title\":\"Benchmark deal\",\"value\":1000}]}'; }
+  }"
+nginx_conf hop "$HOP_WORKERS" "$(hop_server "$NGINX_PROXY")"
+nginx_conf hop-auto auto "$(hop_server "$NGINX_AUTO")"
 
-cat > "$work/tether.toml" <<CONF
+tether_toml() { # name, port
+  cat > "$work/$1.toml" <<CONF
 [server]
-listen = "127.0.0.1:$TETHER"
+listen = "127.0.0.1:$2"
 max_connections = $((LOAD_CONNECTIONS + 64))
 ${SERVE_THREADS:+threads = $SERVE_THREADS}
 
@@ -95,7 +119,7 @@ ${SERVE_THREADS:+threads = $SERVE_THREADS}
 ${MAX_IN_FLIGHT:+max_in_flight_per_host = $MAX_IN_FLIGHT}
 
 [database]
-url = "sqlite://$work/tether.db"
+url = "sqlite://$work/$1.db"
 
 [integrations.crm]
 provider = "oauth2"
@@ -105,34 +129,56 @@ authorization_url = "http://127.0.0.1:$UPSTREAM/oauth/authorize"
 token_url = "http://127.0.0.1:$UPSTREAM/oauth/token"
 api_base_url = "http://127.0.0.1:$UPSTREAM"
 CONF
+}
 TETHER_ENCRYPTION_KEYS=$("$root/target/release/tether" keys generate)
 export TETHER_ENCRYPTION_KEYS
 
-echo "writing $CONNECTIONS_STORED connections into SQLite..." >&2
-seeded_at=$(date +%s.%N)
-"$root/target/release/examples/bench_connections" "sqlite://$work/tether.db" crm "$CONNECTIONS_STORED" \
-  | sqlite3 "$work/tether.db" >/dev/null
-echo "  done in $(python3 -c "print(f'{$(date +%s.%N)-$seeded_at:.1f}')") s" >&2
+seed() { # name, the build's bench_connections, count
+  echo "writing $3 connections into SQLite ($1)..." >&2
+  local seeded_at; seeded_at=$(date +%s.%N)
+  "$2" "sqlite://$work/$1.db" crm "$3" | sqlite3 "$work/$1.db" >/dev/null
+  echo "  done in $(python3 -c "print(f'{$(date +%s.%N)-$seeded_at:.1f}')") s" >&2
+}
+start() { # name, binary, port; sets started_pid
+  (cd "$work" && exec env TETHER_API_KEY=$KEY RUST_LOG=warn \
+    "$2" --config "$1.toml" serve >"$work/$1.out" 2>&1) &
+  started_pid=$!
+  until curl -sf "http://127.0.0.1:$3/ready" >/dev/null; do
+    kill -0 "$started_pid" 2>/dev/null || { cat "$work/$1.out" >&2; exit 1; }
+    sleep 0.005
+  done
+}
 
+tether_toml tether "$TETHER"
+seed tether "$root/target/release/examples/bench_connections" "$CONNECTIONS_STORED"
 started_at=$(date +%s.%N)
-(cd "$work" && exec env TETHER_API_KEY=$KEY RUST_LOG=warn \
-  "$TETHER_BIN" --config tether.toml serve >"$work/tether.out" 2>&1) &
-tether_pid=$!
-until curl -sf "http://127.0.0.1:$TETHER/ready" >/dev/null; do
-  kill -0 "$tether_pid" 2>/dev/null || { cat "$work/tether.out" >&2; exit 1; }
-  sleep 0.005
-done
+start tether "$TETHER_BIN" "$TETHER"
+tether_pid=$started_pid
 ready_ms=$(python3 -c "print(f'{($(date +%s.%N)-$started_at)*1000:.0f}')")
 rss() { awk -v f="$1" '$1 == f":" {printf "%.1f MiB", $2/1024}' "/proc/$tether_pid/status"; }
 rss_idle=$(rss VmRSS)
+
+# An older build beside this one (BASELINE_DIR: another checkout), on its own database seeded
+# by its own generator (its schema may differ), measured in the same rounds.
+if [ -n "${BASELINE_DIR:-}" ]; then
+  (cd "$BASELINE_DIR" && cargo build --release --quiet -p tether-cli -p tether-server --bins --example bench_connections)
+  tether_toml baseline "$BASELINE"
+  seed baseline "$BASELINE_DIR/target/release/examples/bench_connections" "$BASELINE_STORED"
+  start baseline "$BASELINE_DIR/target/release/tether" "$BASELINE"
+  baseline_pid=$started_pid
+fi
 
 id_of() { printf 'conn_%032x' "$1"; }
 conn=$(id_of 1)
 direct_url="http://127.0.0.1:$UPSTREAM/v1/deals"
 nginx_url="http://127.0.0.1:$NGINX_PROXY/v1/deals"
+nginx_auto_url="http://127.0.0.1:$NGINX_AUTO/v1/deals"
 tether_url="http://127.0.0.1:$TETHER/v1/proxy/$conn/v1/deals"
+baseline_url="http://127.0.0.1:$BASELINE/v1/proxy/$conn/v1/deals"
 curl -sf "$tether_url" -H "Authorization: Bearer $KEY" | grep -q 'Benchmark deal'
 curl -sf "$nginx_url" | grep -q 'Benchmark deal'
+curl -sf "$nginx_auto_url" | grep -q 'Benchmark deal'
+[ -z "$baseline_pid" ] || curl -sf "$baseline_url" -H "Authorization: Bearer $KEY" | grep -q 'Benchmark deal'
 
 # wrk cycling through the first N connection ids (`conn_` + N as 32 hex digits), each wrk
 # thread from its own offset.
@@ -162,24 +208,37 @@ run() {
     /Non-2xx/ {errors+=$NF} /Socket errors/ {errors+=1}
     END {printf "%s %s %s %d\n", rps, p50, p99, errors}'
 }
-cycle() { run -s "$work/cycle.lua" "http://127.0.0.1:$TETHER/" -- "$1" "$2" "$KEY"; }
+cycle() { run -s "$work/cycle.lua" "http://127.0.0.1:${PORT:-$TETHER}/" -- "$1" "$2" "$KEY"; }
 tether_proxy() { run -H "Authorization: Bearer $KEY" "$tether_url"; }
+baseline_proxy() { run -H "Authorization: Bearer $KEY" "$baseline_url"; }
+faster() { python3 -c "print('$1' if float('${1%% *}') >= float('${2%% *}') else '$2')"; }
+ratio() { python3 -c "print(f'{float(\"${1%% *}\")/float(\"${2%% *}\"):.2f}')"; }
 
 echo "warming up..." >&2
-D=2s run "$direct_url" >/dev/null; D=2s run "$nginx_url" >/dev/null; D=2s tether_proxy >/dev/null
+D=2s run "$direct_url" >/dev/null; D=2s run "$nginx_url" >/dev/null; D=2s run "$nginx_auto_url" >/dev/null
+D=2s tether_proxy >/dev/null
+[ -z "$baseline_pid" ] || D=2s baseline_proxy >/dev/null
 
 perf_pid=""
-declare -a direct nginx tether ratios
+declare -a direct nginx nginx_auto tether baseline ratios baseline_ratios
 for round in $(seq 1 "$ROUNDS"); do
   direct+=("$(run "$direct_url")")
   nginx+=("$(run "$nginx_url")")
+  nginx_auto+=("$(run "$nginx_auto_url")")
   if [ "${PROFILE:-}" = 1 ] && [ "$round" = 1 ]; then
     perf record -F 999 -g -p "$tether_pid" -o "$work/perf.data" >/dev/null 2>&1 & perf_pid=$!
   fi
   tether+=("$(tether_proxy)")
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=""; fi
-  ratios+=("$(python3 -c "print(f'{float(\"${tether[-1]%% *}\")/float(\"${nginx[-1]%% *}\"):.2f}')")")
-  echo "round $round: direct ${direct[-1]%% *}, nginx ${nginx[-1]%% *}, tether ${tether[-1]%% *} req/s (ratio ${ratios[-1]})" >&2
+  best=$(faster "${nginx[-1]}" "${nginx_auto[-1]}")
+  ratios+=("$(ratio "${tether[-1]}" "$best")")
+  line="round $round: direct ${direct[-1]%% *}, nginx hop ${nginx[-1]%% *} ($HOP_WORKERS workers) / ${nginx_auto[-1]%% *} (auto), tether ${tether[-1]%% *}"
+  if [ -n "$baseline_pid" ]; then
+    baseline+=("$(baseline_proxy)")
+    baseline_ratios+=("$(ratio "${baseline[-1]}" "$best")")
+    line="$line, baseline ${baseline[-1]%% *}"
+  fi
+  echo "$line req/s (ratio ${ratios[-1]}${baseline_pid:+, baseline ${baseline_ratios[-1]}})" >&2
 done
 median() { printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p"; }
 median_row() { # the run whose req/s is the median
@@ -198,6 +257,11 @@ for n in "${sizes[@]}"; do
   cycled[creds_$n]=$(cycle "$n" credentials)
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=""; fi
 done
+if [ -n "$baseline_pid" ]; then
+  echo "credentials read cycling through $BASELINE_STORED (baseline, then this build)..." >&2
+  cycled[baseline_creds]=$(PORT=$BASELINE cycle "$BASELINE_STORED" credentials)
+  cycled[tether_creds]=$(cycle "$BASELINE_STORED" credentials)
+fi
 for n in 1 "$CONNECTIONS_STORED"; do
   echo "proxy cycling through $n..." >&2
   cycled[proxy_$n]=$(cycle "$n" proxy)
@@ -224,20 +288,28 @@ row() { # name, "rps p50 p99 errors", vs-nginx
   printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$(python3 -c "print(f'{float(\"$rps\"):,.0f}')")" "$p50" "$p99" "$errors" "${3:-}"
 }
 nginx_median=$(median_row "${nginx[@]}")
+nginx_auto_median=$(median_row "${nginx_auto[@]}")
+best_median=$(faster "$nginx_median" "$nginx_auto_median")
 echo
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds (median shown), $CONNECTIONS_STORED stored connections, cache capacity 10,000 (default), load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs, Tether serving threads ${SERVE_THREADS:-one per CPU}, in flight per provider host ${MAX_IN_FLIGHT:-256}"
+echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS alternating rounds (median shown), upstream nginx with $UPSTREAM_WORKERS worker(s) in its own process, $CONNECTIONS_STORED stored connections, cache capacity 10,000 (default), load average $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs, Tether serving threads ${SERVE_THREADS:-one per CPU}, in flight per provider host ${MAX_IN_FLIGHT:-256}"
 echo
-echo "| what | req/s | p50 | p99 | errors | vs nginx hop |"
+echo "| what | req/s | p50 | p99 | errors | vs the faster nginx hop |"
 echo "|---|---|---|---|---|---|"
 row "direct to the upstream" "$(median_row "${direct[@]}")"
-row "nginx as the same hop" "$nginx_median" "1.00"
+row "nginx as the same hop, $HOP_WORKERS workers (one per Tether serving thread)" "$nginx_median" "$(ratio "$nginx_median" "$best_median")"
+row "nginx as the same hop, worker_processes auto" "$nginx_auto_median" "$(ratio "$nginx_auto_median" "$best_median")"
 row "Tether proxy (1 connection)" "$(median_row "${tether[@]}")" "**$(median "${ratios[@]}")** (median of ${ratios[*]})"
+if [ -n "$baseline_pid" ]; then
+  row "baseline build's proxy (1 connection)" "$(median_row "${baseline[@]}")" "$(median "${baseline_ratios[@]}") (median of ${baseline_ratios[*]})"
+  row "credentials read, cycling through $(printf "%'d" "$BASELINE_STORED"), this build" "${cycled[tether_creds]}"
+  row "credentials read, cycling through $(printf "%'d" "$BASELINE_STORED"), baseline build" "${cycled[baseline_creds]}"
+fi
 for n in "${sizes[@]}"; do
   [ -n "${cycled[creds_$n]:-}" ] && row "credentials read, cycling through $(printf "%'d" "$n")" "${cycled[creds_$n]}"
 done
 for n in 1 "$CONNECTIONS_STORED"; do
   row "proxy, cycling through $(printf "%'d" "$n")" "${cycled[proxy_$n]}" \
-    "$(python3 -c "print(f'{float(\"${cycled[proxy_$n]%% *}\")/float(\"${nginx_median%% *}\"):.2f}')")"
+    "$(ratio "${cycled[proxy_$n]}" "$best_median")"
 done
 row "proxy, $LOAD_CONNECTIONS concurrent connections" "$load"
 echo

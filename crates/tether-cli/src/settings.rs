@@ -45,6 +45,7 @@ pub fn doc_line(lines: &[&str]) -> String {
 /// ```
 ///
 /// Rules: `secs(min, path)` (whole seconds into a `Duration`, at most ten years),
+/// `millis(min, path)` (milliseconds into a `Duration`),
 /// `days(min, path)` (whole days into a `Duration`), `count(min, path)` (a number), and
 /// `custom(default text)` (checked by hand in `config`; the default text may read the binding
 /// named after `for`). A field may give its serde default after `=`; others default to
@@ -111,6 +112,9 @@ macro_rules! settings {
     (@apply $s:ident, $field:ident, $key:expr, secs($min:expr, $($path:ident).+)) => {
         $crate::settings::secs($key, $s.$field, $min, &mut $($path).+)?
     };
+    (@apply $s:ident, $field:ident, $key:expr, millis($min:expr, $($path:ident).+)) => {
+        $crate::settings::millis($key, $s.$field, $min, &mut $($path).+)?
+    };
     (@apply $s:ident, $field:ident, $key:expr, days($min:expr, $($path:ident).+)) => {
         $crate::settings::days($key, $s.$field, $min, &mut $($path).+)?
     };
@@ -120,6 +124,7 @@ macro_rules! settings {
     (@apply $s:ident, $field:ident, $key:expr, custom($($text:tt)*)) => {};
 
     (@show secs($min:expr, $($path:ident).+)) => { $($path).+.as_secs().to_string() };
+    (@show millis($min:expr, $($path:ident).+)) => { $($path).+.as_millis().to_string() };
     (@show days($min:expr, $($path:ident).+)) => { ($($path).+.as_secs() / 86_400).to_string() };
     (@show count($min:expr, $($path:ident).+)) => { $($path).+.to_string() };
     (@show custom($text:expr)) => { ($text).to_string() };
@@ -138,6 +143,18 @@ pub fn secs(key: &str, value: Option<u64>, min: u64, into: &mut Duration) -> any
         Some(secs) if secs < min => bail!("{key} must be at least {min}"),
         Some(secs) if secs > MAX_SECS => bail!("{key} must be at most {MAX_SECS} (ten years)"),
         Some(secs) => *into = Duration::from_secs(secs),
+        None => {}
+    }
+    Ok(())
+}
+
+/// Sets `into` from `value` milliseconds when given; below `min` or above [`MAX_SECS`] is
+/// refused naming `key`.
+pub fn millis(key: &str, value: Option<u64>, min: u64, into: &mut Duration) -> anyhow::Result<()> {
+    match value {
+        Some(ms) if ms < min => bail!("{key} must be at least {min}"),
+        Some(ms) if ms / 1000 > MAX_SECS => bail!("{key} must be at most {MAX_SECS} seconds"),
+        Some(ms) => *into = Duration::from_millis(ms),
         None => {}
     }
     Ok(())

@@ -93,6 +93,22 @@ settings! {
         /// for a turn within `read_timeout_secs`, so a burst from the app does not open a
         /// connection per request to the provider; 0: no cap
         max_in_flight_per_host: Option<usize> => count(0, config.proxy_max_in_flight_per_host),
+        /// times an idempotent call (GET, HEAD, OPTIONS, PUT, DELETE; POST and PATCH only with
+        /// an `Idempotency-Key` or `Tether-Retry-Non-Idempotent: true`) is sent again after a
+        /// provider 429, 502, 503, 504 or a failed connection; an app may ask for fewer per
+        /// call (`Tether-Retry-Limit`). Bodies kept under `retry_body_bytes` are sent again, a
+        /// streamed one never; 0: no retries
+        retries: Option<u32> => count(0, config.proxy_retries),
+        /// the first back-off before a retry when the provider sends no `Retry-After`; each
+        /// next one doubles (at most 10 s), half of it random
+        retry_base_delay_ms: Option<u64> => millis(1, config.proxy_retry_base_delay),
+        /// the longest a call waits for a provider's reported budget to reset, or for its
+        /// `Retry-After` to pass, before it is sent; a longer wait is answered at once with
+        /// 429 `provider_rate_limited` and `Retry-After`, and a longer `Retry-After` on a
+        /// provider's answer is not waited for (the answer goes back to the app). 0: never wait
+        max_wait_secs: Option<u64> => secs(0, config.proxy_max_wait),
+        /// the total time one call may spend on waits and retries
+        retry_within_secs: Option<u64> => secs(1, config.proxy_retry_within),
     }
 }
 

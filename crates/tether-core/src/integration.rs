@@ -33,6 +33,7 @@ const COMMON_KEYS: &[&str] = &[
     "token_request_format",
     "pkce",
     "field_patterns",
+    "budget",
 ];
 
 /// A configuration problem in `[integrations.KEY]`.
@@ -61,6 +62,61 @@ pub struct Integration {
     pub query: Vec<(String, Template)>,
     /// Operator-configured values the catalog declares (e.g. an API key); all kept secret.
     pub settings: BTreeMap<String, SecretString>,
+    /// The operator's own cap on proxied calls (`budget = {...}`), if any.
+    pub budget: Option<ProxyBudget>,
+}
+
+/// `budget = { per_connection = N, per_integration = M, per_secs = S }`: at most N proxied
+/// calls per connection and M for the whole integration in any S seconds (default 1), so one
+/// customer cannot spend what the others need. Either limit may be left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProxyBudget {
+    pub per_connection: Option<u32>,
+    pub per_integration: Option<u32>,
+    pub per_secs: u32,
+}
+
+impl ProxyBudget {
+    /// Reads the `budget` table; `None` when absent.
+    fn from_config(table: &serde_json::Map<String, Value>) -> Result<Option<Self>, String> {
+        let Some(value) = table.get("budget") else {
+            return Ok(None);
+        };
+        let Value::Object(budget) = value else {
+            return Err(
+                "budget must be a table { per_connection, per_integration, per_secs }".into(),
+            );
+        };
+        let number = |name: &str| -> Result<Option<u32>, String> {
+            match budget.get(name) {
+                None => Ok(None),
+                Some(v) => v
+                    .as_u64()
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .map(|n| Some(n as u32))
+                    .ok_or_else(|| {
+                        format!("budget.{name} must be a whole number from 1 to 1000000")
+                    }),
+            }
+        };
+        if let Some(name) = budget
+            .keys()
+            .find(|k| !["per_connection", "per_integration", "per_secs"].contains(&k.as_str()))
+        {
+            return Err(format!(
+                "unknown key budget.{name} (known: per_connection, per_integration, per_secs)"
+            ));
+        }
+        let parsed = ProxyBudget {
+            per_connection: number("per_connection")?,
+            per_integration: number("per_integration")?,
+            per_secs: number("per_secs")?.unwrap_or(1),
+        };
+        if parsed.per_connection.is_none() && parsed.per_integration.is_none() {
+            return Err("budget needs per_connection or per_integration".into());
+        }
+        Ok(Some(parsed))
+    }
 }
 
 /// Everything needed to run an OAuth 2.0 flow and refresh its tokens. Endpoints and scopes
@@ -426,6 +482,8 @@ impl Integration {
             .map_err(&err)?
             .unwrap_or_else(|| provider.display_name.clone());
 
+        let budget = ProxyBudget::from_config(table).map_err(&err)?;
+
         Ok(Integration {
             key: integration_key,
             provider,
@@ -436,6 +494,7 @@ impl Integration {
             headers,
             query,
             settings,
+            budget,
         })
     }
 

@@ -41,6 +41,17 @@ pub struct GatewayConfig {
     /// Proxied requests in flight to one provider host at once (per instance); more wait for
     /// a turn within `proxy_read_timeout`. 0: no cap.
     pub proxy_max_in_flight_per_host: usize,
+    /// Times an idempotent proxied call is sent again after a 429, 502, 503, 504 or a
+    /// connect error (an app may ask for fewer per call). 0: never.
+    pub proxy_retries: u32,
+    /// The first back-off before a retry when the provider gives no `Retry-After`; each
+    /// further one doubles, with jitter.
+    pub proxy_retry_base_delay: Duration,
+    /// The longest a proxied call is held waiting for a provider's budget to reset or a
+    /// `Retry-After` to pass; a longer wait is answered 429 with `Retry-After` at once.
+    pub proxy_max_wait: Duration,
+    /// The total time a proxied call may spend on waits and retries.
+    pub proxy_retry_within: Duration,
     /// The app's name, shown on the Connect page.
     pub app_name: String,
     /// The Connect page's accent colour (`#rgb` or `#rrggbb`); set with
@@ -224,6 +235,10 @@ impl GatewayConfig {
             proxy_total_timeout: Duration::from_secs(300),
             proxy_retry_body_bytes: 1024 * 1024,
             proxy_max_in_flight_per_host: 256,
+            proxy_retries: 2,
+            proxy_retry_base_delay: Duration::from_millis(200),
+            proxy_max_wait: Duration::from_secs(5),
+            proxy_retry_within: Duration::from_secs(15),
             app_name: "Tether".into(),
             accent_color: DEFAULT_ACCENT.into(),
             logo_url: None,

@@ -249,6 +249,12 @@ impl<S: Store> Gateway<S> {
         api::open_metrics_router().with_state(self.state.clone())
     }
 
+    /// The gateway's metrics in the Prometheus text format (what `GET /metrics` answers), for
+    /// an app that serves or scrapes them its own way.
+    pub fn metrics_text(&self) -> String {
+        self.state.metrics.render()
+    }
+
     /// Whether this gateway's vault holds the encryption key `key_id`: `tether serve` checks
     /// the key the database announces (see [`Gateway::follow_sealing_key`]) before serving.
     pub fn holds_key(&self, key_id: &str) -> bool {

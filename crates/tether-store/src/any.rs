@@ -6,9 +6,9 @@
 use crate::{
     AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionEventRow, ConnectionFilter,
     ConnectionPage, ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate,
-    EventBucket, FlowStateRow, NewWebhookEvent, PgStore, Sealed, SqliteStore, StatusChange,
-    StatusCount, Store, StoreError, StoreOptions, StoreResult, TokenHash, WebhookAttempt,
-    WebhookEventFilter, WebhookEventRow,
+    EventBucket, FlowStateRow, HistoryEntry, NewWebhookEvent, PgStore, Sealed, SqliteStore,
+    StatusChange, StatusCount, Store, StoreError, StoreOptions, StoreResult, TokenHash,
+    WebhookAttempt, WebhookEventFilter, WebhookEventRow,
 };
 
 /// The backend a database URL names.
@@ -178,6 +178,8 @@ impl Store for AnyStore {
         ) -> StoreResult<()>;
         fn list_connection_events(&self, connection_id: &str, before_seq: Option<i64>, limit: u32)
             -> StoreResult<Vec<ConnectionEventRow>>;
+        fn record_connection_history(&self, connection_id: &str, entry: &HistoryEntry, at: i64)
+            -> StoreResult<bool>;
         fn purge_connection_events(&self, before: i64) -> StoreResult<u64>;
         fn page_connections(&self, page: &ConnectionPage) -> StoreResult<Vec<ConnectionRow>>;
         fn connection_status_counts(&self) -> StoreResult<Vec<StatusCount>>;

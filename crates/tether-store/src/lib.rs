@@ -398,6 +398,15 @@ pub trait Store: AuthStore + Clone + Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<ConnectionEventRow>>> + Send;
 
+    /// Writes one history entry that no change goes with (the proxy held back by the
+    /// provider), only when the connection exists; returns whether it was written.
+    fn record_connection_history(
+        &self,
+        connection_id: &str,
+        entry: &HistoryEntry,
+        at: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
     /// Deletes history entries written before `before`; returns how many.
     fn purge_connection_events(&self, before: i64)
     -> impl Future<Output = StoreResult<u64>> + Send;

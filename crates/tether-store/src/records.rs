@@ -230,8 +230,11 @@ pub mod history_kind {
     pub const DELETED: &str = "deleted";
     pub const WEBHOOK_DELIVERED: &str = "webhook_delivered";
     pub const WEBHOOK_FAILED: &str = "webhook_failed";
+    /// The provider's request budget for the connection was spent: the proxy holds calls
+    /// back (or answers 429) until it resets.
+    pub const RATE_LIMITED: &str = "rate_limited";
     /// Every kind, for filters and charts.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         CREATED,
         RECONNECTED,
         REFRESHED,
@@ -240,6 +243,7 @@ pub mod history_kind {
         DELETED,
         WEBHOOK_DELIVERED,
         WEBHOOK_FAILED,
+        RATE_LIMITED,
     ];
 }
 

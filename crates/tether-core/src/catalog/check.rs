@@ -321,6 +321,9 @@ impl ProviderDef {
             }
             _ => {}
         }
+        if let Some(rate_limit) = &self.rate_limit {
+            rate_limit.check()?;
+        }
         super::documented::check(self)
     }
 

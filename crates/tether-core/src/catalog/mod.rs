@@ -9,6 +9,7 @@ mod check;
 pub mod describe;
 pub mod documented;
 mod model;
+pub mod rate_limit;
 
 pub use model::*;
 

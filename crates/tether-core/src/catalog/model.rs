@@ -45,6 +45,9 @@ pub struct ProviderDef {
     /// What the provider's own pages say, for the catalog checks (see `documented.rs`).
     #[serde(default)]
     pub documented: Option<super::documented::Documented>,
+    /// How the provider reports and enforces its request limits (see `rate_limit.rs`).
+    #[serde(default)]
+    pub rate_limit: Option<super::rate_limit::RateLimitDef>,
 }
 
 /// `[verified]`: the record of the last check of a provider file against its sources.
@@ -555,6 +558,31 @@ impl ProviderDef {
         if !self.api.allowed_hosts.is_empty() {
             let hosts: Vec<String> = self.api.allowed_hosts.iter().map(|h| code(h)).collect();
             quirks.push(["API host limited to ", &hosts.join(", ")].concat());
+        }
+        if let Some(limits) = &self.rate_limit {
+            let read: Vec<String> = limits
+                .headers
+                .iter()
+                .filter_map(|w| w.remaining.as_deref().or(w.reset.as_deref()))
+                .chain(limits.usage.iter().map(|u| u.header.as_str()))
+                .map(code)
+                .collect();
+            if !read.is_empty() {
+                quirks.push(format!(
+                    "rate limit ({} budget) read from {}",
+                    limits.scope.as_str(),
+                    read.join(", ")
+                ));
+            }
+            for documented in &limits.documented {
+                let scope = documented.scope.unwrap_or(limits.scope);
+                quirks.push(format!(
+                    "documented limit {} calls per {} s ({})",
+                    documented.requests,
+                    documented.per_secs,
+                    scope.as_str()
+                ));
+            }
         }
         quirks
     }

@@ -20,7 +20,10 @@ mod api;
 mod authorize;
 mod jwt;
 mod pkce;
+mod rate_limit;
 mod state;
+
+pub use rate_limit::{ApiFault, ApiRateLimit, Arrival, RetryAfter};
 mod token;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -661,6 +664,11 @@ fn router(state: Shared) -> Router {
         // An account subdomain or a tenant, as a path segment: one emulator on loopback
         // stands in for `acme.kommo.com` or `login.microsoftonline.com/{tenant}`.
         .nest("/x/{segment}", routes(&config))
+        // Inside the segment guard: a call for the wrong account is not the API's.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::enforce,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             segment_guard,

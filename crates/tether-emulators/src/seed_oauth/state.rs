@@ -102,6 +102,8 @@ pub(crate) struct State {
     pub hold_responses: tokio::sync::watch::Sender<bool>,
     /// How many token responses are being held now.
     pub held_responses: usize,
+    /// The API's rate limit, queued faults and arrivals (see `rate_limit.rs`).
+    pub(crate) api_limits: super::rate_limit::ApiLimits,
 }
 
 /// A random alphanumeric string of `len` characters from the thread RNG.
@@ -137,6 +139,7 @@ impl State {
             issued: Vec::new(),
             hold_responses: tokio::sync::watch::Sender::new(false),
             held_responses: 0,
+            api_limits: Default::default(),
         }
     }
 

@@ -41,14 +41,18 @@ fn managed_by_config(key: &str) -> ApiError {
 }
 
 /// An integration's table, as `tether.toml` holds it under `[integrations.KEY]`, with secrets
-/// as values (`env:` and `file:` references are refused here).
+/// as values (`env:` and `file:` references are refused here). `budget` (optional) caps the
+/// proxied calls: at most `per_connection` per connection and `per_integration` in all, in
+/// any `per_secs` seconds (default 1), per instance; over it the proxy answers 429
+/// `budget_exceeded`.
 #[derive(Deserialize, ToSchema)]
 #[serde(transparent)]
 #[schema(value_type = Object, example = json!({
     "provider": "oauth2", "client_id": "...", "client_secret": "...",
     "authorization_url": "https://crm.example.com/oauth/authorize",
     "token_url": "https://crm.example.com/oauth/token",
-    "api_base_url": "https://crm.example.com", "scopes": ["read"]
+    "api_base_url": "https://crm.example.com", "scopes": ["read"],
+    "budget": {"per_connection": 10, "per_integration": 100, "per_secs": 1}
 }))]
 pub struct IntegrationTable(Map<String, Value>);
 

@@ -43,7 +43,9 @@ pub fn render() -> String {
 macro_rules! proxy_operations {
     ($($method:ident => $name:ident),* $(,)?) => {$(
         /// Forwards the request to the provider's API base URL + `path` + the query string,
-        /// with the connection's auth added (and refreshed once on a provider 401); the
+        /// with the connection's auth added (and refreshed once on a provider 401), waiting for
+        /// (or refusing with 429) calls the provider's reported budget cannot take, and
+        /// retrying safe ones on 429, 502, 503, 504 and failed connections; the
         /// provider's answer comes back as it is, streamed, minus hop-by-hop headers and its
         /// `Set-Cookie`. The app's own `Authorization` and `Cookie` are not forwarded.
         #[utoipa::path($method, path = "/v1/proxy/{id}/{path}", tag = "proxy",
@@ -51,11 +53,19 @@ macro_rules! proxy_operations {
             params(
                 ("id" = String, Path, description = "The connection's id"),
                 ("path" = String, Path, description = "The path under the provider's API base URL: no `..`, `.`, empty segments, encoded slashes or absolute URLs"),
+                ("Tether-Retry-Limit" = Option<u32>, Header, description = "At most this many retries for this call (0: none); above `[proxy] retries` means `retries`. Not passed to the provider"),
+                ("Tether-Retry-Non-Idempotent" = Option<bool>, Header, description = "`true`: a POST or PATCH may be retried like a GET. Not passed to the provider"),
+                ("Idempotency-Key" = Option<String>, Header, description = "Passed to the provider; makes a POST or PATCH retryable"),
             ),
             security(("api_key" = [])),
             responses(
-                (status = 200, description = "The provider's answer (any status the provider sends is passed on as it is)"),
-                (status = 400, description = "`invalid_proxy_path`", body = Problem, content_type = "application/problem+json"),
+                (status = 200, description = "The provider's answer (any status the provider sends is passed on as it is; a 429 without `Retry-After` gets one)", headers(
+                    ("Tether-Retries" = u32, description = "How many times the call was sent again (also on error answers)"),
+                )),
+                (status = 429, description = "`provider_rate_limited`: the provider's budget for this connection is spent for longer than `[proxy] max_wait_secs`, the provider was not called; `budget_exceeded`: over the integration's `budget`. Both with `Retry-After` (seconds)", body = Problem, content_type = "application/problem+json", headers(
+                    ("Retry-After" = u64, description = "Seconds until the call may succeed"),
+                )),
+                (status = 400, description = "`invalid_proxy_path`, `invalid_retry_limit`, `invalid_retry_non_idempotent`", body = Problem, content_type = "application/problem+json"),
                 (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
                 (status = 404, description = "`connection_not_found`", body = Problem, content_type = "application/problem+json"),
                 (status = 409, description = "`needs_reauth`: the end user must connect again", body = Problem, content_type = "application/problem+json"),

@@ -175,8 +175,46 @@ pub(super) fn kind_label(kind: &str) -> (&'static str, bool) {
         history_kind::DELETED => ("Deleted", true),
         history_kind::WEBHOOK_DELIVERED => ("Webhook delivered", false),
         history_kind::WEBHOOK_FAILED => ("Webhook failed", true),
+        history_kind::RATE_LIMITED => ("Held back by the provider's rate limit", true),
         _ => ("Event", false),
     }
+}
+
+/// The connection's provider budget as this instance last heard it, when the provider has
+/// reported one: what is left, and until when a spent one holds calls back.
+fn budget_fact<S: Store>(state: &AppState<S>, integration: &str, connection: &str) -> Option<Fact> {
+    let scope = state
+        .integrations
+        .get(integration)?
+        .provider
+        .rate_limit
+        .as_ref()
+        .map(|r| r.scope)
+        .unwrap_or_default();
+    let key = crate::proxy::provider_limits::budget_key(scope, integration, connection);
+    let snapshot = state
+        .provider_limits
+        .get(key)?
+        .snapshot(state.clock.instant());
+    let mut value = match (snapshot.remaining, snapshot.limit) {
+        (Some(left), Some(limit)) => format!("{left} of {limit} calls left"),
+        (Some(left), None) => format!("{left} calls left"),
+        _ => "no count reported".to_owned(),
+    };
+    if let Some(resets) = snapshot.resets_in {
+        value.push_str(&format!(", resets in {} s", resets.as_secs()));
+    }
+    if let Some(blocked) = snapshot.blocked_for {
+        value.push_str(&format!(
+            "; held back for {} s (Retry-After)",
+            blocked.as_secs().max(1)
+        ));
+    }
+    value.push_str(&format!(" ({} budget, this instance)", scope.as_str()));
+    Some(Fact {
+        name: "provider budget".to_owned(),
+        value,
+    })
 }
 
 pub(super) struct Fact {
@@ -310,6 +348,10 @@ pub(super) async fn connection<S: Store>(
                 .collect()
         })
         .unwrap_or_default();
+    let mut facts: Vec<Fact> = facts;
+    if let Some(row) = &row {
+        facts.extend(budget_fact(&state, &row.integration, id.as_str()));
+    }
     let older_href = (events.len() == TIMELINE_SIZE as usize)
         .then(|| {
             events.last().map(|e| {

@@ -38,6 +38,15 @@ pub enum ApiError {
     /// 429: too many attempts; retry after this many seconds.
     #[error("too many attempts; try again in {0} seconds")]
     RateLimited(u64),
+    /// 429 from the proxy, without calling the provider: the provider's budget for this
+    /// connection is spent (`provider_rate_limited`) or the operator's is
+    /// (`budget_exceeded`); retry after this many seconds.
+    #[error("{detail}")]
+    Throttled {
+        code: &'static str,
+        detail: String,
+        retry_after: u64,
+    },
     /// 502: the provider answered, but not usefully.
     #[error("{0}")]
     Provider(String),
@@ -143,6 +152,9 @@ impl ApiError {
                 "rate_limited",
                 "Too many requests",
             ),
+            ApiError::Throttled { code, .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, code, "Too many requests")
+            }
             ApiError::Provider(_) => (StatusCode::BAD_GATEWAY, "provider_error", "Provider error"),
             ApiError::ProviderUnavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -214,7 +226,12 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
-        if let ApiError::RateLimited(seconds) = &self {
+        if let ApiError::RateLimited(seconds)
+        | ApiError::Throttled {
+            retry_after: seconds,
+            ..
+        } = &self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*seconds));

@@ -12,24 +12,37 @@
 //! no length), so the request can be sent once more after a refresh on a provider 401.
 //! A larger body (up to `proxy_max_body_bytes`) streams through once: on a 401 the token is
 //! still refreshed, but the 401 goes back to the app, whose own retry then succeeds.
+//!
+//! Around each send, the provider's budget (`provider_limits`): a call it cannot take waits
+//! for the reset or `Retry-After` (up to `proxy_max_wait`) or is answered 429 without calling
+//! the provider, and each answer's budget headers are read back into it. Calls safe to repeat
+//! are retried on 429, 502, 503, 504 and failed connections (`retry`), a kept body only; the
+//! operator's budgets (`budgets`) are checked once per call, before anything else is spent.
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderName, Response, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, Uri, header};
+use axum::response::IntoResponse as _;
 use axum::routing::any;
 use http_body_util::{Either, Full};
 use percent_encoding::percent_decode_str;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tether_core::catalog::rate_limit::{self, RateLimitDef, WindowReading};
 use tether_core::credentials::Credentials;
 use tether_store::Store;
 use tracing::Instrument;
 use url::Url;
 
+pub(crate) mod budgets;
 pub(crate) mod client;
+mod history;
 mod host_limits;
+pub(crate) mod provider_limits;
+mod retry;
 
 use self::client::{ProxyBody, ProxyError, ProxyResponse};
+use self::provider_limits::{Admission, BudgetKey, MAX_WINDOWS, Ticket, budget_key};
 use crate::api::parse_connection_id as parse_id;
 use crate::connection_service::provider_auth;
 use crate::connection_service::refresh::{self, Freshness, Live};
@@ -80,12 +93,32 @@ async fn proxy<S: Store>(
     State(state): State<AppState<S>>,
     Path(params): Path<ProxyParams>,
     request: Request,
+) -> Response<Body> {
+    let mut retries = 0u32;
+    let mut response = match forward(&state, &params.id, request, &mut retries).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    };
+    response
+        .headers_mut()
+        .insert(retry::RETRIES, retry::count_value(retries));
+    response
+}
+
+/// The proxied call, with its waits for the provider's budget, its retries and its refresh
+/// after a 401; `retries` counts the calls sent again.
+async fn forward<S: Store>(
+    state: &AppState<S>,
+    id: &str,
+    request: Request,
+    retries: &mut u32,
 ) -> Result<Response<Body>, ApiError> {
-    let id = parse_id(&params.id)?;
-    let (parts, body) = request.into_parts();
+    let id = parse_id(id)?;
+    let (mut parts, body) = request.into_parts();
     let raw_path = raw_provider_path(parts.uri.path(), id.as_str())?;
     let raw_query = parts.uri.query().map(str::to_owned);
-    let body = outgoing_body(&state, &parts.headers, body).await?;
+    let policy = retry::Policy::read(&mut parts.headers, &parts.method, &state.config)?;
+    let body = outgoing_body(state, &parts.headers, body).await?;
     let mut outgoing = Outgoing {
         method: parts.method,
         raw_path,
@@ -93,28 +126,180 @@ async fn proxy<S: Store>(
         headers: forwarded_headers(parts.headers),
         body,
     };
-    let live = refresh::live(&state, id.as_str(), Freshness::Normal).await?;
-    let response = send(&state, &live, &mut outgoing).await?;
-    let response = if response.status() == StatusCode::UNAUTHORIZED
-        && matches!(live.credentials.as_ref(), Credentials::Oauth2(_))
-    {
-        // The provider says the token is bad: refresh once (unless someone already did)
-        // and send the same request again; a streamed body is gone, so then the app gets the
-        // 401 and its own retry finds the fresh token.
-        let version = live.row.credentials_version;
-        let live = refresh::live(&state, id.as_str(), Freshness::Rejected { version }).await?;
-        if outgoing.body.can_resend() {
-            // The refused response holds its host's turn (see `host_limits`) until dropped:
-            // held over the resend, it would wait for itself when the host has no turn free.
-            drop(response);
-            send(&state, &live, &mut outgoing).await?
-        } else {
-            response
+    let live = refresh::live(state, id.as_str(), Freshness::Normal).await?;
+    // After a 401, the refreshed connection (of the same integration).
+    let mut refreshed: Option<Live> = None;
+    let integration = &live.integration;
+    let integration_key = integration.key.as_str();
+    if let Some(budget) = &integration.budget {
+        let over =
+            state
+                .proxy_budgets
+                .take(budget, integration_key, id.as_str(), state.clock.instant());
+        if let Err(over) = over {
+            state
+                .metrics
+                .rate_limit_event(integration_key, "refused_budget");
+            return Err(throttled(
+                "budget_exceeded",
+                match over {
+                    budgets::Over::Connection(_) => {
+                        "this connection is over its share of the integration's request budget"
+                    }
+                    budgets::Over::Integration(_) => {
+                        "the integration is over the request budget its operator set"
+                    }
+                },
+                over.retry_after(),
+            ));
         }
-    } else {
-        response
-    };
-    Ok(stream_back(response))
+    }
+    let rate_limit = integration.provider.rate_limit.as_ref();
+    let scope = rate_limit.map(|r| r.scope).unwrap_or_default();
+    let key = budget_key(scope, integration_key, id.as_str());
+    let deadline = state.clock.instant() + state.config.proxy_retry_within;
+    loop {
+        let current = refreshed.as_ref().unwrap_or(&live);
+        let ticket = admit(state, key, integration_key, deadline).await?;
+        let result = send(state, current, &mut outgoing).await;
+        let now = state.clock.instant();
+        let (retry_after, spent) = match &result {
+            Ok(response) => {
+                let retry_after = observe(state, key, ticket, rate_limit, response, now);
+                if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                    state
+                        .metrics
+                        .rate_limit_event(integration_key, "provider_429");
+                }
+                retry_after
+            }
+            Err(_) => {
+                drop(ticket);
+                (None, false)
+            }
+        };
+        if spent {
+            history::held_back(state, current, key, now);
+        }
+        let status = result.as_ref().ok().map(|response| response.status());
+        if status == Some(StatusCode::UNAUTHORIZED)
+            && refreshed.is_none()
+            && matches!(current.credentials.as_ref(), Credentials::Oauth2(_))
+        {
+            // The provider says the token is bad: refresh once (unless someone already did)
+            // and send the same request again; a streamed body is gone, so then the app gets
+            // the 401 and its own retry finds the fresh token.
+            let version = current.row.credentials_version;
+            let fresh = refresh::live(state, id.as_str(), Freshness::Rejected { version }).await?;
+            refreshed = Some(fresh);
+            if outgoing.body.can_resend() {
+                // The refused response holds its host's turn (see `host_limits`) until
+                // dropped: held over the resend, it would wait for itself when the host has
+                // no turn free.
+                drop(result);
+                continue;
+            }
+        }
+        let retry = match (&result, status) {
+            (_, Some(status)) => retry::retryable(status),
+            (Err(ApiError::ProviderUnavailable(_)), None) => true,
+            _ => false,
+        };
+        let delay = if retry && outgoing.body.can_resend() {
+            policy.next_delay(*retries, retry_after, now, deadline)
+        } else {
+            None
+        };
+        let Some(delay) = delay else {
+            return result.map(|response| stream_back(state, key, response, now));
+        };
+        drop(result);
+        *retries += 1;
+        state.metrics.rate_limit_event(integration_key, "retry");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// A 429 from the proxy itself, with `Retry-After` in whole seconds (rounded up).
+fn throttled(code: &'static str, detail: &str, after: Duration) -> ApiError {
+    ApiError::Throttled {
+        code,
+        detail: detail.to_owned(),
+        retry_after: whole_seconds(after),
+    }
+}
+
+fn whole_seconds(after: Duration) -> u64 {
+    after.as_secs() + u64::from(after.subsec_nanos() > 0)
+}
+
+/// Waits, within `[proxy] max_wait_secs` and the call's deadline, until the provider's
+/// budget allows the call; a longer wait is a 429 at once, without calling the provider.
+async fn admit<S: Store>(
+    state: &AppState<S>,
+    key: BudgetKey<'_>,
+    integration: &str,
+    deadline: Instant,
+) -> Result<Ticket, ApiError> {
+    let max_wait = state.config.proxy_max_wait;
+    // Counted apart from the clock, so a clock that does not move cannot hold a call forever.
+    let mut slept = Duration::ZERO;
+    loop {
+        let now = state.clock.instant();
+        let until = match state.provider_limits.admit(key, now) {
+            Admission::Go(ticket) => return Ok(ticket),
+            Admission::Wait(until) => until,
+        };
+        let wait = until.saturating_duration_since(now);
+        if slept + wait > max_wait || until > deadline {
+            state
+                .metrics
+                .rate_limit_event(integration, "refused_provider");
+            return Err(throttled(
+                "provider_rate_limited",
+                "the provider's request budget for this connection is spent until the time \
+                 Retry-After gives; the provider was not called",
+                wait,
+            ));
+        }
+        if slept.is_zero() {
+            state.metrics.rate_limit_event(integration, "wait");
+        }
+        slept += wait;
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Hands an answer's budget headers (and its `Retry-After`, on 429 and 503) to the budget;
+/// returns the `Retry-After` and whether the budget is now spent.
+fn observe<S: Store>(
+    state: &AppState<S>,
+    key: BudgetKey<'_>,
+    ticket: Ticket,
+    rate_limit: Option<&RateLimitDef>,
+    response: &ProxyResponse,
+    now: Instant,
+) -> (Option<Duration>, bool) {
+    let headers = response.headers();
+    let wall_millis = state.clock.now().saturating_mul(1000);
+    let retry_after = matches!(response.status().as_u16(), 429 | 503)
+        .then(|| headers.get(header::RETRY_AFTER))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| rate_limit::retry_after(v, wall_millis));
+    let mut readings = [WindowReading::default(); MAX_WINDOWS];
+    if let Some(def) = rate_limit.filter(|d| d.reads_headers()) {
+        def.read(
+            |name| headers.get(name).and_then(|v| v.to_str().ok()),
+            wall_millis,
+            &mut readings,
+        );
+    }
+    let windows = rate_limit.map_or(0, RateLimitDef::windows).min(MAX_WINDOWS);
+    let spent = state
+        .provider_limits
+        .observe(key, ticket, &readings[..windows], retry_after, now);
+    (retry_after, spent)
 }
 
 /// The app's body: kept in memory when it is small enough to send again after a refresh
@@ -324,14 +509,33 @@ async fn send<S: Store>(
 }
 
 /// The provider's response as ours: status, headers (minus hop-by-hop ones) and the body,
-/// handed over as it arrives without copying it through another stream.
-fn stream_back(response: ProxyResponse) -> Response<Body> {
+/// handed over as it arrives without copying it through another stream. A 429 without
+/// `Retry-After` gets one from what the budget knows, so the app always has one.
+fn stream_back<S: Store>(
+    state: &AppState<S>,
+    key: BudgetKey<'_>,
+    response: ProxyResponse,
+    now: Instant,
+) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     for name in DROPPED_RESPONSE_HEADERS {
         parts.headers.remove(name);
     }
     parts.headers.remove("keep-alive");
     parts.headers.remove("set-cookie2");
+    if parts.status == StatusCode::TOO_MANY_REQUESTS
+        && !parts.headers.contains_key(header::RETRY_AFTER)
+    {
+        let known = state
+            .provider_limits
+            .get(key)
+            .map(|budget| budget.snapshot(now))
+            .and_then(|s| s.blocked_for.or(s.resets_in));
+        let after = whole_seconds(known.unwrap_or(Duration::from_secs(1))).max(1);
+        parts
+            .headers
+            .insert(header::RETRY_AFTER, HeaderValue::from(after));
+    }
     Response::from_parts(parts, Body::new(body))
 }
 

@@ -47,6 +47,16 @@ pub struct IntegrationLabel {
     pub integration: String,
 }
 
+/// Labels of the proxy's rate-limit work: the integration key and what happened
+/// (`provider_429`: the provider said too many; `retry`: a call sent again; `wait`: a call
+/// held until the provider's budget reset; `refused_provider`: answered 429 at once because
+/// the provider's budget is spent; `refused_budget`: over the operator's budget).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitLabels {
+    pub integration: String,
+    pub event: &'static str,
+}
+
 /// `outcome` label of a webhook delivery attempt.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -77,6 +87,8 @@ pub struct Metrics {
     /// the provider's share of the proxy's latency (`http_request_duration_seconds` is the
     /// whole).
     pub proxy_duration: Family<IntegrationLabel, Histogram, fn() -> Histogram>,
+    /// The proxy's rate-limit events by integration: provider 429s, retries, waits, refusals.
+    pub proxy_rate_limit: Family<RateLimitLabels, Counter>,
 }
 
 impl Metrics {
@@ -140,8 +152,15 @@ impl Metrics {
             "Time from a proxied call to the provider's response head, by integration",
             proxy_duration.clone(),
         );
+        let proxy_rate_limit = Family::<RateLimitLabels, Counter>::default();
+        registry.register(
+            "proxy_rate_limit_events",
+            "Provider 429s, retries, waits and refusals of proxied calls, by integration",
+            proxy_rate_limit.clone(),
+        );
         Metrics {
             registry,
+            proxy_rate_limit,
             proxy_requests,
             proxy_duration,
             http_requests,
@@ -152,6 +171,16 @@ impl Metrics {
             webhook_deliveries,
             webhook_duration,
         }
+    }
+
+    /// Counts one rate-limit event of a proxied call (see [`RateLimitLabels`]).
+    pub fn rate_limit_event(&self, integration: &str, event: &'static str) {
+        self.proxy_rate_limit
+            .get_or_create(&RateLimitLabels {
+                integration: integration.to_owned(),
+                event,
+            })
+            .inc();
     }
 
     /// Counts a failed refresh under a bounded reason.

@@ -49,6 +49,10 @@ pub struct Inner<S: Store> {
     pub outbound: Outbound,
     /// The proxy's pooled client: no redirects, no overall timeout (bodies stream).
     pub proxy_client: ProxyClient,
+    /// What each provider budget has left, as the providers last reported (per instance).
+    pub provider_limits: crate::proxy::provider_limits::ProviderLimits,
+    /// The operators' budgets per connection and integration (per instance).
+    pub proxy_budgets: crate::proxy::budgets::Budgets,
     pub cache: CredentialCache,
     /// "Now" for the connection service's expiry, back-off, lease and cache decisions (the
     /// system clock, but for tests).
@@ -142,6 +146,8 @@ impl<S: Store> AppState<S> {
                 api_keys,
                 outbound,
                 proxy_client,
+                provider_limits: crate::proxy::provider_limits::ProviderLimits::new(),
+                proxy_budgets: crate::proxy::budgets::Budgets::new(clock.instant()),
                 cache: CredentialCache::new(cache.capacity, cache.ttl, clock.clone()),
                 clock,
                 refresh_locks: RefreshLocks::default(),

@@ -500,3 +500,37 @@ async fn views_find_show_and_act_on_a_connection_without_secrets() {
         .unwrap();
     assert_eq!(response.status(), 404);
 }
+
+/// A connection's page shows its provider budget as the proxy last heard it, and the history
+/// says when the provider held it back.
+#[tokio::test]
+async fn the_connection_page_shows_the_provider_budget() {
+    let app = spawn_app().await;
+    let id = app.connect("budgeted").await;
+    app.seed
+        .control
+        .set_api_rate_limit(Some(tether_emulators::seed_oauth::ApiRateLimit {
+            limit: 2,
+            window: std::time::Duration::from_secs(60),
+        }));
+    let mut console = Console::new(&app);
+    console.sign_in(&app, &app.api_key).await;
+    let page = format!("dashboard/connections/{id}");
+    let (_, html) = console.page(&app, &page).await;
+    assert!(!html.contains("provider budget"), "nothing reported yet");
+
+    assert_eq!(app.proxy_get(&id, "v1/deals").await.status(), 200);
+    let (status, html) = console.page(&app, &page).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("provider budget"), "{html}");
+    assert!(html.contains("1 of 2 calls left"), "{html}");
+
+    assert_eq!(app.proxy_get(&id, "v1/deals").await.status(), 200);
+    assert_eq!(app.proxy_get(&id, "v1/deals").await.status(), 429);
+    let html = tether_test_support::eventually(LIMIT, "the held-back entry", async || {
+        let (_, html) = console.page(&app, &page).await;
+        html.contains("Held back by the provider").then_some(html)
+    })
+    .await;
+    assert!(html.contains("0 of 2 calls left"), "{html}");
+}

@@ -23,6 +23,7 @@ mod provider_hosts;
 mod providers;
 mod proxy;
 mod quirks;
+mod rate_limits;
 mod refresh;
 mod refresh_on_read;
 mod upstream_tls;

@@ -1,7 +1,8 @@
 //! Each connection's history (`connection_events`), and the console's read models: a keyset
 //! page of connections, counts by status, and event counts per time bucket. History rows are
 //! written only inside the transaction of the change they report (see `webhooks::insert_event`)
-//! or of the webhook attempt that concluded (see `webhooks::record_attempt`).
+//! or of the webhook attempt that concluded (see `webhooks::record_attempt`), except the few
+//! that report no change (`record`: the proxy held back by the provider).
 
 use sqlx::{QueryBuilder, Transaction};
 
@@ -53,6 +54,29 @@ pub(super) async fn list(
     .bind(crate::paging::HISTORY.at_least_one(limit))
     .fetch_all(pool)
     .await?)
+}
+
+/// One history entry on its own, for a connection that exists.
+pub(super) async fn record(
+    pool: &Pool,
+    connection_id: &str,
+    entry: &HistoryEntry,
+    at: i64,
+) -> StoreResult<bool> {
+    let result = sqlx::query(
+        "INSERT INTO connection_events (connection_id, integration, kind, detail, reference, \
+         created_at) SELECT id, CAST($2 AS TEXT), CAST($3 AS TEXT), CAST($4 AS TEXT), \
+         CAST($5 AS TEXT), CAST($6 AS BIGINT) FROM connections WHERE id = $1",
+    )
+    .bind(connection_id)
+    .bind(&entry.integration)
+    .bind(&entry.kind)
+    .bind(&entry.detail)
+    .bind(&entry.reference)
+    .bind(at)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
 }
 
 pub(super) async fn purge(pool: &Pool, before: i64) -> StoreResult<u64> {

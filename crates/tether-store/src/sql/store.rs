@@ -7,8 +7,8 @@ use super::{ThisStore, connections, dialect, flows, history, leases, sealing, we
 use crate::{
     AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionEventRow, ConnectionFilter,
     ConnectionPage, ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate,
-    EventBucket, FlowStateRow, NewWebhookEvent, Sealed, StatusChange, StatusCount, Store,
-    StoreResult, TokenHash, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
+    EventBucket, FlowStateRow, HistoryEntry, NewWebhookEvent, Sealed, StatusChange, StatusCount,
+    Store, StoreResult, TokenHash, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
 };
 
 impl Store for ThisStore {
@@ -352,6 +352,16 @@ impl Store for ThisStore {
         limit: u32,
     ) -> StoreResult<Vec<ConnectionEventRow>> {
         history::list(&self.pool, connection_id, before_seq, limit).await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn record_connection_history(
+        &self,
+        connection_id: &str,
+        entry: &HistoryEntry,
+        at: i64,
+    ) -> StoreResult<bool> {
+        history::record(&self.pool, connection_id, entry, at).await
     }
 
     #[tracing::instrument(skip_all, err)]

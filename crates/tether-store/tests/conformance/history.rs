@@ -241,3 +241,36 @@ pub(crate) async fn history_records_webhook_outcomes<S: Store>(store: S) {
     assert_eq!(rows[1].integration, "github");
     assert_eq!(rows[3].webhook_event_id.as_deref(), Some("evt-1"));
 }
+
+/// An entry recorded on its own (no change to the connection: a request held back by the
+/// provider's budget) lands in the history of an existing connection only.
+pub(crate) async fn history_without_a_change<S: Store>(store: S) {
+    let entry = HistoryEntry {
+        kind: history_kind::RATE_LIMITED.to_owned(),
+        integration: "github".to_owned(),
+        detail: Some("held back until the provider's budget resets".to_owned()),
+        reference: None,
+    };
+    // No connection, no entry.
+    assert!(
+        !store
+            .record_connection_history("conn-1", &entry, NOW)
+            .await
+            .unwrap()
+    );
+    assert!(history(&store, "conn-1").await.is_empty());
+    let row = connection("conn-1", "github", "user-1");
+    store.insert_connection(&row).await.unwrap();
+    assert!(
+        store
+            .record_connection_history("conn-1", &entry, NOW + 5)
+            .await
+            .unwrap()
+    );
+    let rows = history(&store, "conn-1").await;
+    assert_eq!(kinds(&rows), vec![history_kind::RATE_LIMITED]);
+    assert_eq!(rows[0].integration, "github");
+    assert_eq!(rows[0].detail, entry.detail);
+    assert_eq!(rows[0].created_at, NOW + 5);
+    assert_eq!(rows[0].webhook_event_id, None);
+}

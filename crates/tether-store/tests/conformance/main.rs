@@ -270,6 +270,7 @@ macro_rules! conformance_suite {
             history::{
                 history_commits_with_its_change,
                 history_records_webhook_outcomes,
+                history_without_a_change,
             },
             console::{
                 console_pages_counts_and_buckets,

@@ -9,7 +9,8 @@ use serde_json::Value;
 use url::Url;
 
 use crate::catalog::{
-    AuthMode, BodyFormat, Catalog, ClientAuth, ProviderDef, host_port_matches, whole_value_regex,
+    AuthMode, BodyFormat, Catalog, CheckDef, ClientAuth, LifetimeDef, ProviderDef,
+    host_port_matches, whole_value_regex,
 };
 use crate::credentials::Credentials;
 use crate::ids::IntegrationKey;
@@ -33,6 +34,8 @@ const COMMON_KEYS: &[&str] = &[
     "token_request_format",
     "pkce",
     "field_patterns",
+    "check",
+    "lifetime",
 ];
 
 /// A configuration problem in `[integrations.KEY]`.
@@ -61,6 +64,12 @@ pub struct Integration {
     pub query: Vec<(String, Template)>,
     /// Operator-configured values the catalog declares (e.g. an API key); all kept secret.
     pub settings: BTreeMap<String, SecretString>,
+    /// The call that proves a connection works and says whose it is: the integration's own
+    /// `check` table, else the provider's `[check]`; `None` when neither declares one.
+    pub check: Option<Arc<CheckDef>>,
+    /// What the provider does to grants over time: the integration's `lifetime` table, else
+    /// the provider's `[lifetime]`.
+    pub lifetime: LifetimeDef,
 }
 
 /// Everything needed to run an OAuth 2.0 flow and refresh its tokens. Endpoints and scopes
@@ -426,6 +435,27 @@ impl Integration {
             .map_err(&err)?
             .unwrap_or_else(|| provider.display_name.clone());
 
+        let check = match table.get("check") {
+            Some(value) => {
+                let def: CheckDef = serde_json::from_value(value.clone())
+                    .map_err(|e| err(format!("check: {e}")))?;
+                def.validate(&provider)
+                    .map_err(|(key, message)| err(format!("check.{key}: {message}")))?;
+                Some(Arc::new(def))
+            }
+            None => provider.check.clone().map(Arc::new),
+        };
+        let lifetime = match table.get("lifetime") {
+            Some(value) => {
+                let def: LifetimeDef = serde_json::from_value(value.clone())
+                    .map_err(|e| err(format!("lifetime: {e}")))?;
+                def.validate()
+                    .map_err(|(key, message)| err(format!("lifetime.{key}: {message}")))?;
+                def
+            }
+            None => provider.lifetime.unwrap_or_default(),
+        };
+
         Ok(Integration {
             key: integration_key,
             provider,
@@ -436,6 +466,8 @@ impl Integration {
             headers,
             query,
             settings,
+            check,
+            lifetime,
         })
     }
 

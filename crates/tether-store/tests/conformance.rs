@@ -10,6 +10,10 @@
 //! `postgres://postgres@127.0.0.1:5432/test` (what `.ci/run` starts). Without one those tests
 //! fail, saying so; they never skip silently.
 
+// The lifecycle columns (`LifecycleStore`), in a file of their own.
+#[path = "conformance/lifecycle.rs"]
+mod lifecycle;
+
 use std::sync::Arc;
 
 use tempfile::TempDir;

@@ -8,8 +8,10 @@
 mod check;
 pub mod describe;
 pub mod documented;
+pub mod lifecycle;
 mod model;
 
+pub use lifecycle::{AccountPointers, CheckDef, LifetimeDef};
 pub use model::*;
 
 use std::collections::BTreeMap;

@@ -36,7 +36,7 @@ use crate::state::integrations::Integrations;
 
 pub use api::{ConnectionView, CredentialsView, EndUserView, IntegrationView, ProviderView};
 pub use config::{
-    CacheConfig, GatewayConfig, RateLimit, RefresherConfig, ServerLimits, WebhookConfig,
+    CacheConfig, GatewayConfig, LifecycleConfig, RateLimit, RefresherConfig, ServerLimits, WebhookConfig,
 };
 #[doc(hidden)]
 pub use connection_service::clock::{Clock, SystemClock};

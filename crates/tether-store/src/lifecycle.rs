@@ -12,7 +12,7 @@
 use std::future::Future;
 
 use crate::any::forward_to_backend;
-use crate::{AnyStore, NewWebhookEvent, StoreResult};
+use crate::{AnyStore, NewWebhookEvent, StatusChange, StoreResult};
 
 /// The provider's account a connection's credentials belong to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -153,6 +153,33 @@ pub trait LifecycleStore {
         now: i64,
         event: Option<&NewWebhookEvent>,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// [`crate::Store::set_connection_status_with_event`] with several events (a refused
+    /// refresh is both `connection.refresh_failed` and `connection.needs_reauth`), all
+    /// written in the same transaction, only when the status changed.
+    fn change_status_with_events(
+        &self,
+        change: &StatusChange,
+        events: &[NewWebhookEvent],
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Writes an event on its own (its history entry, and the outbox when `deliver`): for
+    /// facts that change no row, such as a refused check below the threshold or a recovery
+    /// after the reconnect that caused it committed.
+    fn append_event(&self, event: &NewWebhookEvent) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Marks a connect session as the reconnect of `connection_id`.
+    fn set_session_reconnect(
+        &self,
+        token_hash: &str,
+        connection_id: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The connection a connect session reconnects, if it is a reconnect.
+    fn session_reconnect(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
 }
 
 impl LifecycleStore for AnyStore {
@@ -169,5 +196,10 @@ impl LifecycleStore for AnyStore {
         fn connections_grant_ending(&self, before: i64, limit: u32) -> StoreResult<Vec<String>>;
         fn mark_expiring(&self, id: &str, now: i64, event: Option<&NewWebhookEvent>)
             -> StoreResult<bool>;
+        fn change_status_with_events(&self, change: &StatusChange, events: &[NewWebhookEvent])
+            -> StoreResult<bool>;
+        fn append_event(&self, event: &NewWebhookEvent) -> StoreResult<()>;
+        fn set_session_reconnect(&self, token_hash: &str, connection_id: &str) -> StoreResult<()>;
+        fn session_reconnect(&self, token_hash: &str) -> StoreResult<Option<String>>;
     }
 }

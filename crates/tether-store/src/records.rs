@@ -229,8 +229,17 @@ pub mod history_kind {
     pub const DELETED: &str = "deleted";
     pub const WEBHOOK_DELIVERED: &str = "webhook_delivered";
     pub const WEBHOOK_FAILED: &str = "webhook_failed";
+    /// Back to `active` after `needs_reauth` (a reconnect with the same account).
+    pub const RECOVERED: &str = "recovered";
+    /// The grant's fixed end is near; the app was told.
+    pub const EXPIRING: &str = "expiring";
+    /// A check the provider answered with a refusal (one of the consecutive failures that
+    /// may mark the connection `needs_reauth`).
+    pub const CHECK_FAILED: &str = "check_failed";
+    /// What revoking at the provider on delete gave (`detail` says: revoked, failed, ...).
+    pub const REVOCATION: &str = "revocation";
     /// Every kind, for filters and charts.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 12] = [
         CREATED,
         RECONNECTED,
         REFRESHED,
@@ -239,6 +248,10 @@ pub mod history_kind {
         DELETED,
         WEBHOOK_DELIVERED,
         WEBHOOK_FAILED,
+        RECOVERED,
+        EXPIRING,
+        CHECK_FAILED,
+        REVOCATION,
     ];
 }
 

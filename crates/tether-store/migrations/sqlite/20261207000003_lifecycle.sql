@@ -23,3 +23,11 @@ ALTER TABLE connections ADD COLUMN expiring_notified_at INTEGER;
 CREATE INDEX connections_next_check ON connections (status, next_check_at);
 CREATE INDEX connections_keepalive ON connections (keepalive_at);
 CREATE INDEX connections_grant_expires ON connections (grant_expires_at);
+
+-- A connect session that reconnects one connection (`reconnect_connection_id`): finishing it
+-- replaces that connection's credentials, and only for the same account. Goes with its
+-- session; the connection is looked up at the finish (deleted meanwhile: nothing connects).
+CREATE TABLE connect_session_reconnects (
+    token_hash    TEXT PRIMARY KEY NOT NULL REFERENCES connect_sessions (token_hash) ON DELETE CASCADE,
+    connection_id TEXT NOT NULL
+);

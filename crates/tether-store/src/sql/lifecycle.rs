@@ -6,7 +6,7 @@ use crate::lifecycle::{
     CheckDue, CheckRecord, CheckResult, ConnectionLifecycle, GrantRecord, LifecycleStore,
     StoredAccount,
 };
-use crate::{NewWebhookEvent, StoreResult};
+use crate::{NewWebhookEvent, StatusChange, StoreResult};
 
 /// A `connections` row's lifecycle columns, as either backend returns them.
 #[derive(sqlx::FromRow)]
@@ -237,5 +237,67 @@ impl LifecycleStore for ThisStore {
         }
         tx.commit().await?;
         Ok(marked)
+    }
+
+    #[tracing::instrument(skip_all, fields(connection_id = %change.id), err)]
+    async fn change_status_with_events(
+        &self,
+        change: &StatusChange,
+        events: &[NewWebhookEvent],
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        // The same conditional statement as `set_connection_status_with_event`.
+        let result = sqlx::query(
+            "UPDATE connections SET status = $1, last_error = $2, updated_at = $3 \
+             WHERE id = $4 AND status <> $5 \
+             AND (CAST($6 AS BIGINT) IS NULL OR credentials_version = $6)",
+        )
+        .bind(change.status.as_str())
+        .bind(&change.last_error)
+        .bind(change.now)
+        .bind(&change.id)
+        .bind(change.status.as_str())
+        .bind(change.expected_version)
+        .execute(&mut *tx)
+        .await?;
+        let changed = result.rows_affected() == 1;
+        if changed {
+            for event in events {
+                insert_event(&mut tx, event).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    #[tracing::instrument(skip_all, fields(connection_id = %event.connection_id), err)]
+    async fn append_event(&self, event: &NewWebhookEvent) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn set_session_reconnect(&self, token_hash: &str, connection_id: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO connect_session_reconnects (token_hash, connection_id) VALUES ($1, $2)",
+        )
+        .bind(token_hash)
+        .bind(connection_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn session_reconnect(&self, token_hash: &str) -> StoreResult<Option<String>> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT connection_id FROM connect_session_reconnects WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id)
     }
 }

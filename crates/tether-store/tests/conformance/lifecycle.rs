@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use tether_store::{
-    CheckRecord, CheckResult, ConnectionRow, ConnectionStatus, GrantRecord, HistoryEntry,
-    NewWebhookEvent, SqliteStore, Store, StoredAccount,
+    CheckRecord, CheckResult, ConnectSessionRow, ConnectionRow, ConnectionStatus, GrantRecord,
+    HistoryEntry, NewWebhookEvent, SqliteStore, StatusChange, Store,
+    StoredAccount, TokenHash,
 };
 use tokio::sync::Barrier;
 
@@ -310,6 +311,86 @@ async fn keepalive_and_expiring_once<S: Store>(store: S) {
     assert!(!store.mark_expiring("c2-missing", NOW, None).await.unwrap());
 }
 
+fn history_event(id: &str, kind: &str) -> NewWebhookEvent {
+    NewWebhookEvent {
+        id: id.into(),
+        event_type: ["connection.", kind].concat(),
+        connection_id: "c1".into(),
+        payload: "{}".into(),
+        created_at: NOW,
+        deliver: true,
+        history: HistoryEntry {
+            kind: kind.into(),
+            integration: "crm".into(),
+            detail: Some("why".into()),
+            reference: None,
+        },
+    }
+}
+
+async fn status_change_writes_every_event_once<S: Store>(store: S) {
+    store.insert_connection(&row("c1", "u1")).await.unwrap();
+    let change = StatusChange {
+        id: "c1".into(),
+        status: ConnectionStatus::NeedsReauth,
+        last_error: Some("revoked".into()),
+        expected_version: Some(1),
+        now: NOW,
+    };
+    let events = [
+        history_event("evt_a", "refresh_failed"),
+        history_event("evt_b", "needs_reauth"),
+    ];
+    assert!(store.change_status_with_events(&change, &events).await.unwrap());
+    let again = [history_event("evt_c", "needs_reauth")];
+    assert!(!store.change_status_with_events(&change, &again).await.unwrap(), "no change");
+    let stale = StatusChange {
+        status: ConnectionStatus::Active,
+        expected_version: Some(9),
+        ..change
+    };
+    assert!(!store.change_status_with_events(&stale, &again).await.unwrap());
+    let history = store.list_connection_events("c1", None, 50).await.unwrap();
+    let kinds: Vec<&str> = history.iter().map(|h| h.kind.as_str()).collect();
+    assert_eq!(kinds, ["needs_reauth", "refresh_failed"]);
+    assert_eq!(
+        store.get_connection("c1").await.unwrap().unwrap().status,
+        ConnectionStatus::NeedsReauth
+    );
+    let mut alone = history_event("evt_d", "check_failed");
+    alone.deliver = false;
+    store.append_event(&alone).await.unwrap();
+    let history = store.list_connection_events("c1", None, 50).await.unwrap();
+    assert_eq!(history[0].kind, "check_failed");
+    assert_eq!(history[0].webhook_event_id, None, "history only");
+}
+
+async fn reconnect_sessions_go_with_their_session<S: Store>(store: S) {
+    let session = ConnectSessionRow {
+        token_hash: TokenHash::from_hex("ab".repeat(32)),
+        end_user_id: "u1".into(),
+        end_user_email: None,
+        end_user_display_name: None,
+        integrations: None,
+        return_url: None,
+        expires_at: NOW + 60,
+        created_at: NOW,
+        browser_hash: None,
+        completed_at: None,
+    };
+    store.insert_connect_session(&session).await.unwrap();
+    let hash = "ab".repeat(32);
+    assert_eq!(store.session_reconnect(&hash).await.unwrap(), None);
+    store.set_session_reconnect(&hash, "c1").await.unwrap();
+    assert_eq!(store.session_reconnect(&hash).await.unwrap().as_deref(), Some("c1"));
+    assert!(
+        store.set_session_reconnect(&"cd".repeat(32), "c1").await.is_err(),
+        "only for a session that exists"
+    );
+    store.purge_expired(NOW + 61).await.unwrap();
+    assert_eq!(store.session_reconnect(&hash).await.unwrap(), None, "purged with it");
+}
+
 macro_rules! lifecycle_suite {
     ($backend:ident, $open:path) => {
         mod $backend {
@@ -319,6 +400,8 @@ macro_rules! lifecycle_suite {
                 concurrent_check_failures_all_count,
                 checks_due_and_scheduled_once,
                 keepalive_and_expiring_once,
+                status_change_writes_every_event_once,
+                reconnect_sessions_go_with_their_session,
             );
         }
     };

@@ -29,14 +29,15 @@ use tether_core::integration::Integration;
 use tether_core::vault::Vault;
 use tether_store::Store;
 
-use crate::connection_service::{refresh, refresher, removal};
+use crate::connection_service::{checker, refresh, refresher, removal};
 use crate::http::{body_limit, request_id};
 use crate::jobs::{coherence, purge};
 use crate::state::integrations::Integrations;
 
 pub use api::{ConnectionView, CredentialsView, EndUserView, IntegrationView, ProviderView};
 pub use config::{
-    CacheConfig, GatewayConfig, LifecycleConfig, RateLimit, RefresherConfig, ServerLimits, WebhookConfig,
+    CacheConfig, GatewayConfig, LifecycleConfig, RateLimit, RefresherConfig, ServerLimits,
+    WebhookConfig,
 };
 #[doc(hidden)]
 pub use connection_service::clock::{Clock, SystemClock};
@@ -257,7 +258,8 @@ impl<S: Store> Gateway<S> {
         &self.state
     }
 
-    /// Starts the background work: the ahead-of-expiry refresher, the purge of expired
+    /// Starts the background work: the ahead-of-expiry refresher, the health checks,
+    /// keep-alive refreshes and grant-end notices, the purge of expired
     /// connect sessions and flow states, the poll of the announced sealing key, when webhooks are configured the webhook delivery
     /// worker, and when the store tells of other instances' changes the task that keeps this
     /// instance's caches coherent with them. Each task stops when `shutdown` turns true
@@ -278,6 +280,7 @@ impl<S: Store> AppState<S> {
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let mut handles = vec![
             tokio::spawn(refresher::run(self.clone(), shutdown.clone())),
+            tokio::spawn(checker::run(self.clone(), shutdown.clone())),
             tokio::spawn(purge::run(self.clone(), shutdown.clone())),
             tokio::spawn(sealing_key::run(self.clone(), shutdown.clone())),
         ];

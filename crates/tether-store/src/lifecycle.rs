@@ -166,7 +166,8 @@ pub trait LifecycleStore {
     /// Writes an event on its own (its history entry, and the outbox when `deliver`): for
     /// facts that change no row, such as a refused check below the threshold or a recovery
     /// after the reconnect that caused it committed.
-    fn append_event(&self, event: &NewWebhookEvent) -> impl Future<Output = StoreResult<()>> + Send;
+    fn append_event(&self, event: &NewWebhookEvent)
+    -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Marks a connect session as the reconnect of `connection_id`.
     fn set_session_reconnect(

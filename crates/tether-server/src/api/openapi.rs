@@ -16,7 +16,9 @@ use tether_store::Store;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{catalog, connections, events, health, import, integrations, sessions, verify, webhooks};
+use super::{
+    catalog, connections, events, health, import, integrations, sessions, verify, webhooks,
+};
 use crate::http::error::Problem;
 use crate::state::AppState;
 

@@ -18,8 +18,7 @@ use serde_json::{Map, Value};
 use tether_core::account_check::{self, Account, CheckOutcome};
 use tether_core::credentials::Credentials;
 use tether_store::{
-    CheckRecord, CheckResult, ConnectionStatus, StatusChange, Store,
-    StoredAccount,
+    CheckRecord, CheckResult, ConnectionStatus, StatusChange, Store, StoredAccount,
 };
 
 use super::error::ConnectionError;
@@ -172,16 +171,22 @@ async fn record<S: Store>(
         CheckOutcome::Refused { reason, .. } => {
             (CheckResult::Refused, "refused", Some(reason.clone()), None)
         }
-        CheckOutcome::Unavailable { reason } => {
-            (CheckResult::Unavailable, "unavailable", Some(reason.clone()), None)
-        }
+        CheckOutcome::Unavailable { reason } => (
+            CheckResult::Unavailable,
+            "unavailable",
+            Some(reason.clone()),
+            None,
+        ),
     };
     let wait = match result {
         // Retried sooner, but never sooner than the operator allows for this integration.
-        CheckResult::Unavailable => config
-            .check_retry
-            .min(config.check_interval)
-            .max(config.check_min_interval.get(integration).copied().unwrap_or_default()),
+        CheckResult::Unavailable => config.check_retry.min(config.check_interval).max(
+            config
+                .check_min_interval
+                .get(integration)
+                .copied()
+                .unwrap_or_default(),
+        ),
         _ => jittered(interval, config.check_jitter_percent),
     };
     let summary = match &reason {
@@ -208,8 +213,13 @@ async fn record<S: Store>(
     tracing::info!(connection_id = %id, integration, outcome = name, failures, "connection checked");
     let mut status = ConnectionStatus::Active;
     if result == CheckResult::Refused {
-        let threshold = i64::try_from(config.check_failures_before_reauth.max(1)).unwrap_or(i64::MAX);
-        let row = state.store.get_connection(id).await?.ok_or(ConnectionError::NotFound)?;
+        let threshold =
+            i64::try_from(config.check_failures_before_reauth.max(1)).unwrap_or(i64::MAX);
+        let row = state
+            .store
+            .get_connection(id)
+            .await?
+            .ok_or(ConnectionError::NotFound)?;
         status = row.status;
         if failures >= threshold {
             let detail = format!(
@@ -265,7 +275,10 @@ pub(crate) async fn mark_needs_reauth<S: Store>(
     version: Option<i64>,
 ) -> Result<bool, ConnectionError> {
     let mut extra = Map::new();
-    extra.insert("status".into(), Value::from(ConnectionStatus::NeedsReauth.as_str()));
+    extra.insert(
+        "status".into(),
+        Value::from(ConnectionStatus::NeedsReauth.as_str()),
+    );
     extra.insert("reason".into(), Value::from(reason));
     extra.insert("detail".into(), Value::from(detail));
     let events: Vec<_> = webhooks::event(
@@ -284,7 +297,10 @@ pub(crate) async fn mark_needs_reauth<S: Store>(
         expected_version: version,
         now: state.clock.now(),
     };
-    let changed = state.store.change_status_with_events(&change, &events).await?;
+    let changed = state
+        .store
+        .change_status_with_events(&change, &events)
+        .await?;
     state.cache.invalidate(&row.id);
     if changed {
         tracing::warn!(connection_id = %row.id, reason, "connection needs reauthorization");

@@ -46,6 +46,7 @@
 
 mod backoff;
 pub(crate) mod cache;
+pub(crate) mod checker;
 pub(crate) mod clock;
 mod error;
 pub(crate) mod expiry;

@@ -171,7 +171,11 @@ async fn keep_alive_after_refresh<S: Store>(
     };
     let at = super::lifetime::keepalive_at(&integration.lifetime, now, credentials);
     let version = current.row.credentials_version + 1;
-    if let Err(err) = state.store.set_keepalive(&current.row.id, version, at).await {
+    if let Err(err) = state
+        .store
+        .set_keepalive(&current.row.id, version, at)
+        .await
+    {
         tracing::warn!(connection_id = %current.row.id, error = ?err, "could not move the keep-alive deadline");
     }
 }

@@ -279,7 +279,11 @@ impl LifecycleStore for ThisStore {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn set_session_reconnect(&self, token_hash: &str, connection_id: &str) -> StoreResult<()> {
+    async fn set_session_reconnect(
+        &self,
+        token_hash: &str,
+        connection_id: &str,
+    ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO connect_session_reconnects (token_hash, connection_id) VALUES ($1, $2)",
         )

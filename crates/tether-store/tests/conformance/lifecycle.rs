@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use tether_store::{
     CheckRecord, CheckResult, ConnectSessionRow, ConnectionRow, ConnectionStatus, GrantRecord,
-    HistoryEntry, NewWebhookEvent, SqliteStore, StatusChange, Store,
-    StoredAccount, TokenHash,
+    HistoryEntry, NewWebhookEvent, SqliteStore, StatusChange, Store, StoredAccount, TokenHash,
 };
 use tokio::sync::Barrier;
 
@@ -341,15 +340,31 @@ async fn status_change_writes_every_event_once<S: Store>(store: S) {
         history_event("evt_a", "refresh_failed"),
         history_event("evt_b", "needs_reauth"),
     ];
-    assert!(store.change_status_with_events(&change, &events).await.unwrap());
+    assert!(
+        store
+            .change_status_with_events(&change, &events)
+            .await
+            .unwrap()
+    );
     let again = [history_event("evt_c", "needs_reauth")];
-    assert!(!store.change_status_with_events(&change, &again).await.unwrap(), "no change");
+    assert!(
+        !store
+            .change_status_with_events(&change, &again)
+            .await
+            .unwrap(),
+        "no change"
+    );
     let stale = StatusChange {
         status: ConnectionStatus::Active,
         expected_version: Some(9),
         ..change
     };
-    assert!(!store.change_status_with_events(&stale, &again).await.unwrap());
+    assert!(
+        !store
+            .change_status_with_events(&stale, &again)
+            .await
+            .unwrap()
+    );
     let history = store.list_connection_events("c1", None, 50).await.unwrap();
     let kinds: Vec<&str> = history.iter().map(|h| h.kind.as_str()).collect();
     assert_eq!(kinds, ["needs_reauth", "refresh_failed"]);
@@ -382,13 +397,23 @@ async fn reconnect_sessions_go_with_their_session<S: Store>(store: S) {
     let hash = "ab".repeat(32);
     assert_eq!(store.session_reconnect(&hash).await.unwrap(), None);
     store.set_session_reconnect(&hash, "c1").await.unwrap();
-    assert_eq!(store.session_reconnect(&hash).await.unwrap().as_deref(), Some("c1"));
+    assert_eq!(
+        store.session_reconnect(&hash).await.unwrap().as_deref(),
+        Some("c1")
+    );
     assert!(
-        store.set_session_reconnect(&"cd".repeat(32), "c1").await.is_err(),
+        store
+            .set_session_reconnect(&"cd".repeat(32), "c1")
+            .await
+            .is_err(),
         "only for a session that exists"
     );
     store.purge_expired(NOW + 61).await.unwrap();
-    assert_eq!(store.session_reconnect(&hash).await.unwrap(), None, "purged with it");
+    assert_eq!(
+        store.session_reconnect(&hash).await.unwrap(),
+        None,
+        "purged with it"
+    );
 }
 
 macro_rules! lifecycle_suite {

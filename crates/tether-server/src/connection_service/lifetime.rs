@@ -44,8 +44,8 @@ mod tests {
 
     fn tokens(refresh: bool, expires_at: Option<i64>) -> OAuth2Tokens {
         OAuth2Tokens {
-            access_token: AccessToken::new("a".into()),
-            refresh_token: refresh.then(|| tether_core::RefreshToken::new("r".into())),
+            access_token: AccessToken::new("a"),
+            refresh_token: refresh.then(|| tether_core::RefreshToken::new("r")),
             token_type: "Bearer".into(),
             scope: None,
             expires_at,

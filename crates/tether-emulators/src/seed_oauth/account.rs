@@ -42,6 +42,9 @@ pub enum CheckFault {
     ServiceUnavailable,
     /// 502 with an HTML page, as a proxy in front of a dead backend sends.
     HtmlPage,
+    /// 403 `{"error":"insufficient_scope"}` to every token: a definite refusal (the user's
+    /// seat or the app's access was taken away at the provider), which a refresh does not mend.
+    Forbidden,
 }
 
 /// The accounts' part of the emulator's memory.
@@ -116,6 +119,13 @@ pub(crate) async fn me(
                 StatusCode::BAD_GATEWAY,
                 [(header::CONTENT_TYPE, "text/html")],
                 "<html><body><h1>502 Bad Gateway</h1></body></html>",
+            )
+                .into_response();
+        }
+        Some(CheckFault::Forbidden) => {
+            return (
+                StatusCode::FORBIDDEN,
+                Json(json!({"error": "insufficient_scope", "error_description": "access removed"})),
             )
                 .into_response();
         }

@@ -30,7 +30,9 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
 #[derive(Serialize, ToSchema)]
 pub struct ConnectionEventView {
     /// `created`, `reconnected`, `refreshed`, `refresh_failed` (transient; retried),
-    /// `needs_reauth`, `deleted`, `webhook_delivered` or `webhook_failed`.
+    /// `needs_reauth`, `recovered`, `check_failed` (one refused check), `expiring`,
+    /// `revocation` (what revoking at the provider on delete gave), `deleted`,
+    /// `webhook_delivered` or `webhook_failed`.
     #[serde(rename = "type")]
     pub kind: String,
     pub connection_id: String,

@@ -111,10 +111,15 @@ pub async fn save_connection<S: Store>(
     }
     let credentials = &credentials;
     let account = learn_account(state, integration, credentials, metadata).await;
+    let check_interval = state
+        .integration(integration)
+        .filter(|i| i.check.is_some())
+        .map(|_| state.config.lifecycle.interval_for(integration));
     let grant = || Grant {
         account: &account,
         credentials,
         lifetime: &lifetime,
+        check_interval,
     };
     let metadata = serde_json::Value::Object(metadata.clone()).to_string();
     // Two tries: a concurrent first connect may insert between our find and our insert.
@@ -326,7 +331,18 @@ async fn record_grant<S: Store>(
         now,
     };
     match state.store.record_grant(&record).await {
-        Ok(true) => {}
+        Ok(true) => {
+            // The first check goes at a point of the interval a hash of the id picks, so
+            // connections made together are checked apart (kept when one is scheduled).
+            if let Some(interval) = grant.check_interval {
+                let offset = super::checker::first_check_offset(id, interval)
+                    .max(std::time::Duration::from_secs(1));
+                let at = super::expiry::after(now, offset);
+                if let Err(err) = state.store.schedule_check(id, at).await {
+                    tracing::warn!(connection_id = %id, error = ?err, "could not schedule the first check");
+                }
+            }
+        }
         Ok(false) => {
             tracing::info!(connection_id = %id, "credentials moved on before the grant was recorded")
         }
@@ -349,4 +365,6 @@ struct Grant<'a> {
     account: &'a Option<Account>,
     credentials: &'a Credentials,
     lifetime: &'a tether_core::catalog::LifetimeDef,
+    /// The integration's check interval, when it declares a check.
+    check_interval: Option<std::time::Duration>,
 }

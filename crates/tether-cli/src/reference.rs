@@ -8,7 +8,8 @@
 use crate::config::{ApiSection, ConnectSection, DatabaseSection, LogSection, ServerSection};
 use crate::settings::Row;
 use crate::tuning::{
-    CacheSection, ChecksSection, ConsoleSection, OutboundSection, ProxySection, RefreshSection, WebhookTuning,
+    CacheSection, ChecksSection, ConsoleSection, OutboundSection, ProxySection, RefreshSection,
+    WebhookTuning,
 };
 
 const BEGIN: &str =

@@ -147,7 +147,10 @@ impl ChecksSection {
                     1,
                     &mut interval,
                 )?;
-                config.lifecycle.check_min_interval.insert(key.clone(), interval);
+                config
+                    .lifecycle
+                    .check_min_interval
+                    .insert(key.clone(), interval);
             }
         }
         Ok(())

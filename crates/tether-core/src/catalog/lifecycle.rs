@@ -271,7 +271,10 @@ mod tests {
         }
         assert!(missing.is_empty(), "no [check]: {missing:?}");
         let oauth2 = catalog.get("oauth2").unwrap();
-        assert!(oauth2.check.is_none(), "the operator declares the generic provider's");
+        assert!(
+            oauth2.check.is_none(),
+            "the operator declares the generic provider's"
+        );
     }
 
     #[test]

@@ -155,8 +155,9 @@ pub trait LifecycleStore {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// [`crate::Store::set_connection_status_with_event`] with several events (a refused
-    /// refresh is both `connection.refresh_failed` and `connection.needs_reauth`), all
-    /// written in the same transaction, only when the status changed.
+    /// refresh is both `connection.refresh_failed` and `connection.needs_reauth`), written in
+    /// the same transaction, only when the status changed: the first with its history entry
+    /// (one change, one entry), the others into the outbox only (when `deliver`).
     fn change_status_with_events(
         &self,
         change: &StatusChange,

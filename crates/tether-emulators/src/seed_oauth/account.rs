@@ -57,6 +57,9 @@ pub(crate) struct Accounts {
     last_used: HashMap<String, Instant>,
     pub fault: Option<CheckFault>,
     pub me_calls: u64,
+    /// `GET /v1/me` requests being answered now, and the most at once so far.
+    pub me_in_flight: u64,
+    pub me_peak: u64,
 }
 
 impl Accounts {
@@ -104,8 +107,21 @@ pub(crate) async fn me(
     let fault = {
         let mut state = lock(&shared);
         state.accounts.me_calls += 1;
+        state.accounts.me_in_flight += 1;
+        state.accounts.me_peak = state.accounts.me_peak.max(state.accounts.me_in_flight);
         state.accounts.fault
     };
+    let response = answer(&shared, fault, &uri, &headers);
+    lock(&shared).accounts.me_in_flight -= 1;
+    response
+}
+
+fn answer(
+    shared: &Shared,
+    fault: Option<CheckFault>,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Response {
     match fault {
         Some(CheckFault::ServiceUnavailable) => {
             return (
@@ -131,11 +147,11 @@ pub(crate) async fn me(
         }
         None => {}
     }
-    if let Err(response) = super::api::check_bearer(&shared, &headers, uri.query()) {
+    if let Err(response) = super::api::check_bearer(shared, headers, uri.query()) {
         return response;
     }
-    let state = lock(&shared);
-    let account = crate::http_util::authorization(&headers, &state.config.token_scheme)
+    let state = lock(shared);
+    let account = crate::http_util::authorization(headers, &state.config.token_scheme)
         .and_then(|token| state.access_token_family(token))
         .and_then(|family| state.accounts.of_family(family))
         .cloned()

@@ -617,6 +617,24 @@ impl SeedOAuthControl {
         self.lock().accounts.me_calls
     }
 
+    /// The most `GET /v1/me` requests answered at once so far.
+    pub fn me_peak_in_flight(&self) -> u64 {
+        self.lock().accounts.me_peak
+    }
+
+    /// Mints an access token valid for `ttl` in a grant family of its own, signed in as the
+    /// current account, without a token call (for benchmarks of calls made with it).
+    pub fn issue_access_token(&self, scope: &str, ttl: Duration) -> String {
+        let mut state = self.lock();
+        let family = state.new_family();
+        let client_id = state.config.client_id.clone();
+        let saved = state.access_token_ttl;
+        state.access_token_ttl = ttl;
+        let issued = state.issue_tokens(family, &client_id, scope, false);
+        state.access_token_ttl = saved;
+        issued.access_token
+    }
+
     /// Every refresh token looks unused for `by` longer than it was (idle expiry without
     /// waiting).
     pub fn age_refresh_tokens(&self, by: Duration) {

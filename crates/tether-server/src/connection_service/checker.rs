@@ -47,11 +47,14 @@ pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Recei
         if *shutdown.borrow() {
             break;
         }
-        tokio::select! {
-            () = round(&state, &semaphore) => {}
+        let full = tokio::select! {
+            full = round(&state, &semaphore) => full,
             _ = shutdown.changed() => break,
-        }
-        let pause = config.tick.max(Duration::from_millis(50));
+        };
+        // A full round (a large import seen for the first time, many checks due together)
+        // goes on after a short floor rather than a whole tick.
+        let floor = Duration::from_millis(10);
+        let pause = if full { floor } else { config.tick.max(floor) };
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             changed = shutdown.changed() => {
@@ -64,17 +67,23 @@ pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Recei
     tracing::info!("background checks stopped");
 }
 
-/// One round of each kind of work.
-pub(crate) async fn round<S: Store>(state: &AppState<S>, semaphore: &Arc<Semaphore>) {
-    if let Err(err) = checks(state, semaphore).await {
-        tracing::warn!(error = ?err, "could not list connections due for a check");
-    }
+/// One round of each kind of work; true when the checks listed were a full round (more
+/// may be due).
+pub(crate) async fn round<S: Store>(state: &AppState<S>, semaphore: &Arc<Semaphore>) -> bool {
+    let full = match checks(state, semaphore).await {
+        Ok(listed) => listed >= ROUND_LIMIT as usize,
+        Err(err) => {
+            tracing::warn!(error = ?err, "could not list connections due for a check");
+            false
+        }
+    };
     if let Err(err) = keep_alive(state).await {
         tracing::warn!(error = ?err, "could not list connections due for a keep-alive refresh");
     }
     if let Err(err) = expiring(state).await {
         tracing::warn!(error = ?err, "could not list grants that end soon");
     }
+    full
 }
 
 /// Where in `interval` a never-checked connection's first check falls: a hash of its id, so
@@ -91,12 +100,13 @@ pub(crate) fn first_check_offset(id: &str, interval: Duration) -> Duration {
 async fn checks<S: Store>(
     state: &AppState<S>,
     semaphore: &Arc<Semaphore>,
-) -> Result<(), tether_store::StoreError> {
+) -> Result<usize, tether_store::StoreError> {
     let now = state.clock.now();
     let due = state
         .store
         .connections_due_for_check(now, ROUND_LIMIT)
         .await?;
+    let listed = due.len();
     let mut tasks = JoinSet::new();
     for CheckDue {
         id,
@@ -149,7 +159,7 @@ async fn checks<S: Store>(
         });
     }
     while tasks.join_next().await.is_some() {}
-    Ok(())
+    Ok(listed)
 }
 
 async fn keep_alive<S: Store>(state: &AppState<S>) -> Result<(), tether_store::StoreError> {

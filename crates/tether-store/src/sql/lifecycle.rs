@@ -261,9 +261,25 @@ impl LifecycleStore for ThisStore {
         .execute(&mut *tx)
         .await?;
         let changed = result.rows_affected() == 1;
-        if changed {
-            for event in events {
-                insert_event(&mut tx, event).await?;
+        if changed && let Some((first, rest)) = events.split_first() {
+            // One change, one history entry (the first event's); the others are further
+            // webhooks about the same change.
+            insert_event(&mut tx, first).await?;
+            for event in rest.iter().filter(|e| e.deliver) {
+                sqlx::query(
+                    "INSERT INTO webhook_events (id, event_type, connection_id, payload, status, \
+                     attempts, next_attempt_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7)",
+                )
+                .bind(&event.id)
+                .bind(&event.event_type)
+                .bind(&event.connection_id)
+                .bind(&event.payload)
+                .bind(event.created_at)
+                .bind(event.created_at)
+                .bind(event.created_at)
+                .execute(&mut *tx)
+                .await?;
             }
         }
         tx.commit().await?;

@@ -367,7 +367,17 @@ async fn status_change_writes_every_event_once<S: Store>(store: S) {
     );
     let history = store.list_connection_events("c1", None, 50).await.unwrap();
     let kinds: Vec<&str> = history.iter().map(|h| h.kind.as_str()).collect();
-    assert_eq!(kinds, ["needs_reauth", "refresh_failed"]);
+    assert_eq!(kinds, ["refresh_failed"], "one change, one entry");
+    let outbox = store
+        .list_webhook_events(&tether_store::WebhookEventFilter {
+            connection_id: Some("c1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut sent: Vec<&str> = outbox.iter().map(|e| e.id.as_str()).collect();
+    sent.sort_unstable();
+    assert_eq!(sent, ["evt_a", "evt_b"], "both webhooks");
     assert_eq!(
         store.get_connection("c1").await.unwrap().unwrap().status,
         ConnectionStatus::NeedsReauth

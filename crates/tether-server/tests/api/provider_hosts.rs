@@ -211,8 +211,7 @@ async fn an_operator_widens_the_activecampaign_host_pattern() {
             table.as_object().unwrap(),
             &catalog,
         )
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
         assert!(err.contains(expected), "{err}");
     }

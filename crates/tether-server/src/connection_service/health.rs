@@ -281,6 +281,23 @@ pub(crate) async fn mark_needs_reauth<S: Store>(
     );
     extra.insert("reason".into(), Value::from(reason));
     extra.insert("detail".into(), Value::from(detail));
+    let known = state
+        .store
+        .connection_lifecycles(std::slice::from_ref(&row.id))
+        .await?
+        .into_iter()
+        .next()
+        .and_then(|l| l.account);
+    if let Some(a) = known {
+        extra.insert(
+            "account".into(),
+            super::persist::account_json(&Account {
+                user_id: a.user_id,
+                organization_id: a.organization_id,
+                label: a.label,
+            }),
+        );
+    }
     let events: Vec<_> = webhooks::event(
         &state.config,
         state.clock.now(),

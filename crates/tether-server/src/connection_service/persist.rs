@@ -26,10 +26,22 @@ use crate::state::AppState;
 use crate::webhooks::{self, EventType};
 
 /// The `connection.created` event's extra field.
-fn created_extra(reconnected: bool) -> Map<String, Value> {
+fn created_extra(reconnected: bool, account: Option<&Account>) -> Map<String, Value> {
     let mut extra = Map::new();
     extra.insert("reconnected".into(), Value::Bool(reconnected));
+    if let Some(account) = account {
+        extra.insert("account".into(), account_json(account));
+    }
     extra
+}
+
+/// The account as webhooks and the API show it.
+pub(crate) fn account_json(account: &Account) -> Value {
+    serde_json::json!({
+        "user_id": account.user_id,
+        "organization_id": account.organization_id,
+        "label": account.label,
+    })
 }
 
 /// Why a connection could not be saved.
@@ -152,7 +164,7 @@ pub async fn save_connection<S: Store>(
                 state.clock.now(),
                 EventType::Created,
                 &existing,
-                created_extra(true),
+                created_extra(true, account.as_ref()),
             );
             if state
                 .store
@@ -169,7 +181,7 @@ pub async fn save_connection<S: Store>(
                             state.clock.now(),
                             EventType::Recovered,
                             &existing,
-                            recovered_extra(),
+                            recovered_extra(account.as_ref()),
                         )
                     })
                     .flatten();
@@ -202,7 +214,7 @@ pub async fn save_connection<S: Store>(
             state.clock.now(),
             EventType::Created,
             &row,
-            created_extra(false),
+            created_extra(false, account.as_ref()),
         );
         match state
             .store
@@ -222,13 +234,16 @@ pub async fn save_connection<S: Store>(
     Err(StoreError::Conflict("connection changed concurrently; try again").into())
 }
 
-fn recovered_extra() -> Map<String, Value> {
+fn recovered_extra(account: Option<&Account>) -> Map<String, Value> {
     let mut extra = Map::new();
     extra.insert(
         "status".into(),
         Value::from(ConnectionStatus::Active.as_str()),
     );
     extra.insert("reason".into(), Value::from("reconnected"));
+    if let Some(account) = account {
+        extra.insert("account".into(), account_json(account));
+    }
     extra
 }
 

@@ -269,6 +269,15 @@ async fn a_revoked_grant_is_found_by_the_check_and_a_reconnect_keeps_the_id() {
                 .any(|e| e.body["type"] == "connection.recovered")
         })
         .await;
+    let created = receiver
+        .events()
+        .into_iter()
+        .find(|e| e.body["type"] == "connection.created")
+        .unwrap();
+    assert_eq!(
+        created.body["account"]["label"], "ada@example.com",
+        "webhooks carry the account"
+    );
     assert_eq!(verify(&app, &id).await.1["outcome"], "ok");
 }
 

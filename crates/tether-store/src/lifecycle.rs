@@ -130,6 +130,13 @@ pub trait LifecycleStore {
     /// Schedules a connection's first check at `at`, only when none is scheduled.
     fn schedule_check(&self, id: &str, at: i64) -> impl Future<Output = StoreResult<bool>> + Send;
 
+    /// [`LifecycleStore::schedule_check`] for many connections, in one transaction (a large
+    /// import seen for the first time); returns how many were scheduled.
+    fn schedule_checks(
+        &self,
+        schedule: &[(String, i64)],
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+
     /// Ids of active connections whose keep-alive deadline is before `before`, soonest first.
     fn connections_due_for_keepalive(
         &self,
@@ -193,6 +200,7 @@ impl LifecycleStore for AnyStore {
         fn record_check(&self, check: &CheckRecord) -> StoreResult<Option<i64>>;
         fn connections_due_for_check(&self, now: i64, limit: u32) -> StoreResult<Vec<CheckDue>>;
         fn schedule_check(&self, id: &str, at: i64) -> StoreResult<bool>;
+        fn schedule_checks(&self, schedule: &[(String, i64)]) -> StoreResult<u64>;
         fn connections_due_for_keepalive(&self, before: i64, limit: u32)
             -> StoreResult<Vec<String>>;
         fn connections_grant_ending(&self, before: i64, limit: u32) -> StoreResult<Vec<String>>;

@@ -108,6 +108,7 @@ async fn checks<S: Store>(
         .await?;
     let listed = due.len();
     let mut tasks = JoinSet::new();
+    let mut first_sight = Vec::new();
     for CheckDue {
         id,
         integration,
@@ -140,7 +141,7 @@ async fn checks<S: Store>(
                     })
                     .await?;
             } else {
-                state.store.schedule_check(&id, at).await?;
+                first_sight.push((id, at));
             }
             continue;
         }
@@ -157,6 +158,10 @@ async fn checks<S: Store>(
                 }
             }
         });
+    }
+    // One transaction for the whole round's first sightings (a large import: 1000 at once).
+    if !first_sight.is_empty() {
+        state.store.schedule_checks(&first_sight).await?;
     }
     while tasks.join_next().await.is_some() {}
     Ok(listed)

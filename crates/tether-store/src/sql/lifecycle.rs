@@ -184,6 +184,25 @@ impl LifecycleStore for ThisStore {
         Ok(result.rows_affected() == 1)
     }
 
+    #[tracing::instrument(skip_all, fields(count = schedule.len()), err)]
+    async fn schedule_checks(&self, schedule: &[(String, i64)]) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut scheduled = 0;
+        for (id, at) in schedule {
+            let result = sqlx::query(
+                "UPDATE connections SET next_check_at = $1 \
+                 WHERE id = $2 AND next_check_at IS NULL",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            scheduled += result.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(scheduled)
+    }
+
     #[tracing::instrument(skip_all, err)]
     async fn connections_due_for_keepalive(
         &self,

@@ -187,6 +187,12 @@ async fn checks_due_and_scheduled_once<S: Store>(store: S) {
         !store.schedule_check("c1", NOW + 5).await.unwrap(),
         "only once"
     );
+    let batch = [("c1".to_owned(), NOW + 7), ("gone".to_owned(), NOW + 7)];
+    assert_eq!(
+        store.schedule_checks(&batch).await.unwrap(),
+        0,
+        "c1 kept, gone ignored"
+    );
     store
         .record_check(&check("c2", CheckResult::Passed, NOW - 700))
         .await

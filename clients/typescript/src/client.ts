@@ -14,6 +14,7 @@ import type {
   WebhookDelivery,
   ConnectionEventList,
   WebhookDeliveryFilter,
+  VerifyResult,
 } from "./types.js";
 
 export interface TetherOptions {
@@ -38,6 +39,8 @@ export class Tether {
     credentials(id: string, options?: { forceRefresh?: boolean }): Promise<Credentials>;
     import(body: ImportConnection): Promise<Connection>;
     delete(id: string): Promise<void>;
+    /** Runs the provider's check call now: ok, refused (with the reason) or unavailable. */
+    verify(id: string): Promise<VerifyResult>;
     /** The connection's history, newest first; pass `next_cursor` back as `cursor`. */
     events(id: string, page?: { limit?: number; cursor?: string }): Promise<ConnectionEventList>;
   };
@@ -80,6 +83,7 @@ export class Tether {
       delete: async (cid) => {
         await this.send("DELETE", `v1/connections/${id(cid)}`);
       },
+      verify: (cid) => this.json("POST", `v1/connections/${id(cid)}/verify`),
       events: (cid, page) => this.json("GET", `v1/connections/${id(cid)}/events`, { query: { ...page } }),
     };
     this.integrations = {

@@ -14,6 +14,11 @@ export interface CreateConnectSession {
   integrations?: string[];
   /** Where the browser goes after connecting; must be on the allowed origins. */
   return_url?: string;
+  /**
+   * Repair this connection (one of this end user's): finishing the session replaces its
+   * credentials, same id, only if the same provider account signs in.
+   */
+  reconnect_connection_id?: string;
 }
 
 export interface ConnectSession {
@@ -32,8 +37,36 @@ export interface Connection {
   expires_at: string | null;
   metadata: Record<string, unknown>;
   last_error: string | null;
+  /** Whose credentials these are, as the provider said; absent until known. */
+  account?: ConnectionAccount | null;
+  /** When the last health check ran. */
+  last_checked_at?: string | null;
+  /** What it found: `ok`, or `refused: ...` / `unavailable: ...`. */
+  last_check?: string | null;
+  /** When the grant ends whatever is done (a fixed refresh-token lifetime). */
+  grant_expires_at?: string | null;
   created_at: string;
   updated_at: string;
+}
+
+/** The provider's account a connection belongs to; each part when the provider names it. */
+export interface ConnectionAccount {
+  user_id?: string | null;
+  organization_id?: string | null;
+  label?: string | null;
+}
+
+/** What `POST /v1/connections/{id}/verify` found. */
+export interface VerifyResult {
+  connection_id: string;
+  /** `unavailable`: the provider could not answer; nothing was concluded. */
+  outcome: "ok" | "refused" | "unavailable";
+  reason?: string | null;
+  /** The connection's status after the check. */
+  status: ConnectionStatus;
+  account?: ConnectionAccount | null;
+  consecutive_failures: number;
+  checked_at: string;
 }
 
 export interface ConnectionFilter {
@@ -137,6 +170,10 @@ export interface ConnectionEvent {
     | "refreshed"
     | "refresh_failed"
     | "needs_reauth"
+    | "recovered"
+    | "check_failed"
+    | "expiring"
+    | "revocation"
     | "deleted"
     | "webhook_delivered"
     | "webhook_failed";

@@ -55,6 +55,15 @@ test('connect sessions, connections and credentials', async () => {
     `Bearer ${credentials.access_token}`);
   const refreshed = await tether.connections.credentials(id, { forceRefresh: true });
   assert.notEqual(refreshed.access_token, credentials.access_token);
+
+  // The demo's CRM declares a check: whose account this is, and that it works.
+  assert.equal(one.account?.label, 'ada@example.com');
+  const verified = await tether.connections.verify(id);
+  assert.equal(verified.outcome, 'ok');
+  assert.equal(verified.status, 'active');
+  assert.equal(verified.account?.user_id, '1001');
+  await assert.rejects(tether.connections.verify('conn_00000000000000000000000000000000'),
+    (err) => err instanceof TetherError && err.code === 'connection_not_found');
 });
 
 test('the proxy: reads and writes, the provider\'s answer as it is', async () => {
@@ -105,7 +114,9 @@ test('import and delete', async () => {
   const first = await tether.connections.events(imported.id, { limit: 1 });
   assert.deepEqual(first.events.map((e) => e.type), ['deleted']);
   const rest = await tether.connections.events(imported.id, { cursor: first.next_cursor });
-  assert.deepEqual(rest.events.map((e) => e.type), ['created']);
+  // Revoking at the provider on delete is recorded too.
+  assert.deepEqual(rest.events.map((e) => e.type), ['revocation', 'created']);
+  assert.equal(rest.events[0].detail, 'revoked at the provider');
   assert.equal(rest.next_cursor, null);
   await assert.rejects(tether.connections.events('conn_00000000000000000000000000000000'), (err) => err.code === 'connection_not_found');
 });

@@ -20,6 +20,8 @@ const PAIRS = {
   CreateConnectSession: 'CreateSession',
   ConnectSession: 'SessionCreated',
   Connection: 'ConnectionView',
+  ConnectionAccount: 'AccountView',
+  VerifyResult: 'VerifyView',
   Credentials: 'CredentialsView',
   ImportConnection: 'ImportBody',
   Integration: 'IntegrationView',

@@ -49,6 +49,8 @@ pub struct FileConfig {
     pub console: tuning::ConsoleSection,
     #[serde(default)]
     pub cache: tuning::CacheSection,
+    #[serde(default)]
+    pub checks: tuning::ChecksSection,
 }
 
 settings! {
@@ -369,6 +371,8 @@ impl FileConfig {
         self.outbound.apply(&mut config)?;
         self.proxy.apply(&mut config)?;
         self.cache.apply(&mut config)?;
+        self.checks.apply(&mut config)?;
+        self.checks.apply_custom(&mut config)?;
         if let Some(webhooks) = &self.webhooks {
             let url = tether_core::integration::parse_endpoint(&webhooks.url)
                 .map_err(|m| anyhow::anyhow!("webhooks.url: {m}"))?;

@@ -116,6 +116,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 "revocation_url": seed_base.join("oauth/revoke")?.as_str(),
                 "api_base_url": seed_base.as_str(),
                 "scopes": ["read", "write"],
+                // The generic provider has no check of its own: the emulator's who-am-I.
+                "check": {
+                    "path": "/v1/me",
+                    "account": {
+                        "user_id": "/id",
+                        "organization_id": "/company/id",
+                        "label": "/email",
+                    },
+                },
             }),
         ),
         (

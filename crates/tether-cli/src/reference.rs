@@ -8,7 +8,8 @@
 use crate::config::{ApiSection, ConnectSection, DatabaseSection, LogSection, ServerSection};
 use crate::settings::Row;
 use crate::tuning::{
-    CacheSection, ConsoleSection, OutboundSection, ProxySection, RefreshSection, WebhookTuning,
+    CacheSection, ChecksSection, ConsoleSection, OutboundSection, ProxySection, RefreshSection,
+    WebhookTuning,
 };
 
 const BEGIN: &str =
@@ -24,6 +25,11 @@ fn sections() -> Vec<(&'static str, &'static str, Vec<Row>)> {
         ("api", "", ApiSection::rows()),
         ("connect", "", ConnectSection::rows()),
         ("refresh", "", RefreshSection::rows()),
+        (
+            "checks",
+            "health checks, keep-alive refreshes and grant-end notices",
+            ChecksSection::rows(),
+        ),
         (
             "outbound",
             "Tether's own calls to providers: token endpoints, exchanges, probes, revocation",

@@ -1,5 +1,5 @@
 //! The gateway's tuning sections of `tether.toml` (and `TETHER_<SECTION>__<KEY>`):
-//! `[refresh]`, `[outbound]`, `[proxy]`, `[cache]`, `[console]`, and the delivery settings
+//! `[refresh]`, `[checks]`, `[outbound]`, `[proxy]`, `[cache]`, `[console]`, and the delivery settings
 //! flattened into `[webhooks]`. Each key is declared once here, with its reference text and the
 //! rule that checks it (see [`crate::settings`]); the defaults are `GatewayConfig`'s. Durations
 //! are whole seconds; a value that makes no sense (a zero timeout, a zero concurrency, more
@@ -109,6 +109,67 @@ settings! {
         max_wait_secs: Option<u64> => secs(0, config.proxy_max_wait),
         /// the total time one call may spend on waits and retries
         retry_within_secs: Option<u64> => secs(1, config.proxy_retry_within),
+    }
+}
+
+settings! {
+    /// `[checks]`: health checks, keep-alive refreshes and the notice of a grant's end.
+    pub struct ChecksSection in "checks" for config: GatewayConfig = default_gateway() => {
+        /// each connection's check call (the provider's `[check]`, or an integration's
+        /// `check`) runs this often in the background; the first check of a connection falls
+        /// at a point of the interval picked by its id, so checks spread over it (at least 60)
+        interval_secs: Option<u64> => secs(60, config.lifecycle.check_interval),
+        /// each next check moves by up to this percentage of the interval, at random, either
+        /// way (0 to 50)
+        jitter_percent: Option<usize> => custom("10"),
+        /// checks at once, per instance
+        concurrency: Option<usize> => count(1, config.lifecycle.check_concurrency),
+        /// consecutive refusals of the check (the provider refused the credentials) before a
+        /// connection is marked `needs_reauth` (`connection.needs_reauth`); timeouts, 5xx, HTML
+        /// pages and 429s never count
+        failures_before_reauth: Option<usize> => count(1, config.lifecycle.check_failures_before_reauth),
+        /// after a check the provider could not answer, the next try waits this long (never
+        /// more often than an integration's minimum below)
+        retry_secs: Option<u64> => secs(1, config.lifecycle.check_retry),
+        /// per integration key, the shortest time between two checks of one connection, for
+        /// providers whose limits the checks must spare (a table such as
+        /// `{ hubspot = 86400 }`, seconds); the longer of this and `interval_secs` applies
+        min_interval_secs: Option<std::collections::BTreeMap<String, u64>> => custom("none"),
+        /// how often the background work looks for due checks, keep-alive refreshes and ending
+        /// grants
+        tick_secs: Option<u64> => secs(1, config.lifecycle.tick),
+        /// how far ahead the app is told that a grant's fixed lifetime
+        /// (`refresh_token_max_days`) ends (`connection.expiring`, once)
+        expiring_notice_days: Option<u32> => days(1, config.lifecycle.expiring_notice),
+    }
+}
+
+impl ChecksSection {
+    /// The keys the `settings!` rules do not cover: the jitter's bound and the table of
+    /// minimum intervals.
+    pub fn apply_custom(&self, config: &mut GatewayConfig) -> anyhow::Result<()> {
+        if let Some(percent) = self.jitter_percent {
+            if percent > 50 {
+                anyhow::bail!("checks.jitter_percent must be at most 50");
+            }
+            config.lifecycle.check_jitter_percent = percent;
+        }
+        if let Some(table) = &self.min_interval_secs {
+            for (key, secs) in table {
+                let mut interval = std::time::Duration::ZERO;
+                crate::settings::secs(
+                    &format!("checks.min_interval_secs.{key}"),
+                    Some(*secs),
+                    1,
+                    &mut interval,
+                )?;
+                config
+                    .lifecycle
+                    .check_min_interval
+                    .insert(key.clone(), interval);
+            }
+        }
+        Ok(())
     }
 }
 

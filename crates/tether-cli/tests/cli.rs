@@ -571,6 +571,9 @@ async fn every_tuning_setting_is_read_and_checked() {
          [proxy]\nread_timeout_secs = 30\ntotal_timeout_secs = 120\nretry_body_bytes = 65536\n\
          max_in_flight_per_host = 16\n\
          [cache]\ncapacity = 1000\nttl_secs = 60\n\
+         [checks]\ninterval_secs = 3600\njitter_percent = 20\nconcurrency = 2\n\
+         failures_before_reauth = 5\nretry_secs = 600\ntick_secs = 10\nexpiring_notice_days = 7\n\
+         min_interval_secs = { hubspot = 86400 }\n\
          [webhooks]\nurl = \"http://127.0.0.1:9/hooks\"\nsecret = \"whsec\"\nrequest_timeout_secs = 5\n\
          max_attempts = 3\nretry_base_secs = 2\nretry_max_secs = 60\npoll_interval_secs = 2\n",
     )
@@ -595,6 +598,12 @@ async fn every_tuning_setting_is_read_and_checked() {
             "connect.session_ttl_secs",
         ),
         ("[refresh]\nmargins_secs = 1\n", "margins_secs"),
+        ("[checks]\ninterval_secs = 5\n", "checks.interval_secs"),
+        ("[checks]\njitter_percent = 60\n", "checks.jitter_percent"),
+        (
+            "[checks]\nmin_interval_secs = { crm = 0 }\n",
+            "checks.min_interval_secs.crm",
+        ),
         (
             "[proxy]\nmax_in_flight_per_host = -1\n",
             "max_in_flight_per_host",

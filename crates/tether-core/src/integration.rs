@@ -9,7 +9,8 @@ use serde_json::Value;
 use url::Url;
 
 use crate::catalog::{
-    AuthMode, BodyFormat, Catalog, ClientAuth, ProviderDef, host_port_matches, whole_value_regex,
+    AuthMode, BodyFormat, Catalog, CheckDef, ClientAuth, LifetimeDef, ProviderDef,
+    host_port_matches, whole_value_regex,
 };
 use crate::credentials::Credentials;
 use crate::ids::IntegrationKey;
@@ -34,6 +35,8 @@ const COMMON_KEYS: &[&str] = &[
     "pkce",
     "field_patterns",
     "budget",
+    "check",
+    "lifetime",
 ];
 
 /// A configuration problem in `[integrations.KEY]`.
@@ -64,6 +67,12 @@ pub struct Integration {
     pub settings: BTreeMap<String, SecretString>,
     /// The operator's own cap on proxied calls (`budget = {...}`), if any.
     pub budget: Option<ProxyBudget>,
+    /// The call that proves a connection works and says whose it is: the integration's own
+    /// `check` table, else the provider's `[check]`; `None` when neither declares one.
+    pub check: Option<Arc<CheckDef>>,
+    /// What the provider does to grants over time: the integration's `lifetime` table, else
+    /// the provider's `[lifetime]`.
+    pub lifetime: LifetimeDef,
 }
 
 /// `budget = { per_connection = N, per_integration = M, per_secs = S }`: at most N proxied
@@ -483,6 +492,26 @@ impl Integration {
             .unwrap_or_else(|| provider.display_name.clone());
 
         let budget = ProxyBudget::from_config(table).map_err(&err)?;
+        let check = match table.get("check") {
+            Some(value) => {
+                let def: CheckDef = serde_json::from_value(value.clone())
+                    .map_err(|e| err(format!("check: {e}")))?;
+                def.validate(&provider)
+                    .map_err(|(key, message)| err(format!("check.{key}: {message}")))?;
+                Some(Arc::new(def))
+            }
+            None => provider.check.clone().map(Arc::new),
+        };
+        let lifetime = match table.get("lifetime") {
+            Some(value) => {
+                let def: LifetimeDef = serde_json::from_value(value.clone())
+                    .map_err(|e| err(format!("lifetime: {e}")))?;
+                def.validate()
+                    .map_err(|(key, message)| err(format!("lifetime.{key}: {message}")))?;
+                def
+            }
+            None => provider.lifetime.unwrap_or_default(),
+        };
 
         Ok(Integration {
             key: integration_key,
@@ -495,6 +524,8 @@ impl Integration {
             query,
             settings,
             budget,
+            check,
+            lifetime,
         })
     }
 

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod account_check;
 pub mod address_policy;
 pub mod catalog;
 pub mod credential_flow;

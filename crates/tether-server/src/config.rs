@@ -104,6 +104,58 @@ pub struct GatewayConfig {
     pub instance_id: Option<String>,
     /// The hot path's credential cache (`[cache]` in `tether.toml`).
     pub cache: CacheConfig,
+    /// Health checks, keep-alive and the grant's end (`[checks]` in `tether.toml`).
+    pub lifecycle: LifecycleConfig,
+}
+
+/// Health checks, keep-alive refreshes and the grant's end: what keeps connections alive and
+/// their status true after the connect.
+#[derive(Clone, Debug)]
+pub struct LifecycleConfig {
+    /// How often each connection's check runs in the background (spread over the interval).
+    pub check_interval: Duration,
+    /// Each check's time moves by up to this percentage of the interval, at random, so that
+    /// connections made together do not stay together.
+    pub check_jitter_percent: usize,
+    /// Checks at once, per instance.
+    pub check_concurrency: usize,
+    /// Consecutive definite check failures (the provider refused the credentials) before a
+    /// connection is marked `needs_reauth`; transient errors never count.
+    pub check_failures_before_reauth: usize,
+    /// How long a check waits after a transient error before trying again (doubled by
+    /// nothing: one retry per this interval, never more often than the interval allows).
+    pub check_retry: Duration,
+    /// Per integration key: checks never run more often than this, whatever the interval.
+    pub check_min_interval: std::collections::BTreeMap<String, Duration>,
+    /// How often the background work looks for due checks, keep-alives and ending grants.
+    pub tick: Duration,
+    /// How far ahead the app is told that a grant's fixed lifetime ends (`connection.expiring`).
+    pub expiring_notice: Duration,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        LifecycleConfig {
+            check_interval: Duration::from_secs(12 * 60 * 60),
+            check_jitter_percent: 10,
+            check_concurrency: 4,
+            check_failures_before_reauth: 3,
+            check_retry: Duration::from_secs(15 * 60),
+            check_min_interval: std::collections::BTreeMap::new(),
+            tick: Duration::from_secs(30),
+            expiring_notice: Duration::from_secs(14 * 86_400),
+        }
+    }
+}
+
+impl LifecycleConfig {
+    /// The interval between one integration's checks: the configured one, or the operator's
+    /// minimum for that integration when it is longer.
+    pub fn interval_for(&self, integration: &str) -> Duration {
+        self.check_min_interval
+            .get(integration)
+            .map_or(self.check_interval, |min| (*min).max(self.check_interval))
+    }
 }
 
 /// How many connections' opened credentials are kept in memory, and for how long.
@@ -244,6 +296,7 @@ impl GatewayConfig {
             logo_url: None,
             webhooks: None,
             refresher: RefresherConfig::default(),
+            lifecycle: LifecycleConfig::default(),
             outbound: OutboundLimits::default(),
             extra_root_certificates: ExtraRoots::default(),
             address_policy: AddressPolicy::default(),

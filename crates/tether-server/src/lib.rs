@@ -29,7 +29,7 @@ use tether_core::integration::Integration;
 use tether_core::vault::Vault;
 use tether_store::Store;
 
-use crate::connection_service::{refresh, refresher, removal};
+use crate::connection_service::{checker, refresh, refresher, removal};
 use crate::http::{body_limit, request_id};
 use crate::jobs::{coherence, purge};
 use crate::state::AppState;
@@ -37,7 +37,8 @@ use crate::state::integrations::Integrations;
 
 pub use api::{ConnectionView, CredentialsView, EndUserView, IntegrationView, ProviderView};
 pub use config::{
-    CacheConfig, GatewayConfig, RateLimit, RefresherConfig, ServerLimits, WebhookConfig,
+    CacheConfig, GatewayConfig, LifecycleConfig, RateLimit, RefresherConfig, ServerLimits,
+    WebhookConfig,
 };
 pub use connection_service::clock::{Clock, SystemClock};
 pub use http::error::ApiError;
@@ -261,11 +262,12 @@ impl<S: Store> Gateway<S> {
         self.state.vault.holds(key_id)
     }
 
-    /// Starts the background work: the ahead-of-expiry refresher, the purge of expired
-    /// connect sessions and flow states, the poll of the announced sealing key, when webhooks are configured the webhook delivery
-    /// worker, and when the store tells of other instances' changes the task that keeps this
-    /// instance's caches coherent with them. Each task stops when `shutdown` turns true
-    /// (or its sender is dropped); await the handles to wait for them.
+    /// Starts the background work: the ahead-of-expiry refresher, the health checks with their
+    /// keep-alive refreshes and grant-end notices, the purge of expired connect sessions and
+    /// flow states, the poll of the announced sealing key, when webhooks are configured the
+    /// webhook delivery worker, and when the store tells of other instances' changes the task
+    /// that keeps this instance's caches coherent with them. Each task stops when `shutdown`
+    /// turns true (or its sender is dropped); await the handles to wait for them.
     pub fn spawn_background(
         &self,
         shutdown: tokio::sync::watch::Receiver<bool>,
@@ -282,6 +284,7 @@ impl<S: Store> AppState<S> {
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let mut handles = vec![
             tokio::spawn(refresher::run(self.clone(), shutdown.clone())),
+            tokio::spawn(checker::run(self.clone(), shutdown.clone())),
             tokio::spawn(purge::run(self.clone(), shutdown.clone())),
             tokio::spawn(sealing_key::run(self.clone(), shutdown.clone())),
         ];

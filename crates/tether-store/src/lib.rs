@@ -14,6 +14,7 @@ mod any;
 mod auth;
 mod changes;
 mod error;
+mod lifecycle;
 mod opaque;
 mod paging;
 // Each backend compiles the shared statements of `sql/` for its own pool, on purpose.
@@ -30,6 +31,10 @@ pub use any::{AnyStore, Backend};
 pub use auth::{AuthStore, ConsoleSessionRow, StoredApiKey};
 pub use changes::{Change, ChangeFeed};
 pub use error::{StoreError, StoreResult};
+pub use lifecycle::{
+    CheckDue, CheckRecord, CheckResult, ConnectionLifecycle, GrantRecord, LifecycleStore,
+    StoredAccount,
+};
 pub use opaque::{Sealed, TokenHash};
 pub use postgres::PgStore;
 pub use records::*;
@@ -54,7 +59,7 @@ pub struct StoreOptions {
 ///
 /// Methods return `impl Future + Send` so that the server can stay generic over the backend
 /// (`AppState<S: Store>`) without boxing every call.
-pub trait Store: AuthStore + Clone + Send + Sync + 'static {
+pub trait Store: AuthStore + LifecycleStore + Clone + Send + Sync + 'static {
     /// Answers when the database answers (`GET /health`).
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
 

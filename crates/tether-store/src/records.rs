@@ -233,8 +233,17 @@ pub mod history_kind {
     /// The provider's request budget for the connection was spent: the proxy holds calls
     /// back (or answers 429) until it resets.
     pub const RATE_LIMITED: &str = "rate_limited";
+    /// Back to `active` after `needs_reauth` (a reconnect with the same account).
+    pub const RECOVERED: &str = "recovered";
+    /// The grant's fixed end is near; the app was told.
+    pub const EXPIRING: &str = "expiring";
+    /// A check the provider answered with a refusal (one of the consecutive failures that
+    /// may mark the connection `needs_reauth`).
+    pub const CHECK_FAILED: &str = "check_failed";
+    /// What revoking at the provider on delete gave (`detail` says: revoked, failed, ...).
+    pub const REVOCATION: &str = "revocation";
     /// Every kind, for filters and charts.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 13] = [
         CREATED,
         RECONNECTED,
         REFRESHED,
@@ -244,6 +253,10 @@ pub mod history_kind {
         WEBHOOK_DELIVERED,
         WEBHOOK_FAILED,
         RATE_LIMITED,
+        RECOVERED,
+        EXPIRING,
+        CHECK_FAILED,
+        REVOCATION,
     ];
 }
 

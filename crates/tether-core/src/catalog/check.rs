@@ -149,6 +149,16 @@ impl ProviderDef {
         for (name, value) in &self.api.query {
             check_template(format!("api.query.{name}"), value, false)?;
         }
+        if let Some(check) = &self.check {
+            check
+                .validate(self)
+                .map_err(|(key, message)| (["check.", &key].concat(), message))?;
+        }
+        if let Some(lifetime) = &self.lifetime {
+            lifetime
+                .validate()
+                .map_err(|(key, message)| (["lifetime.", &key].concat(), message))?;
+        }
         for (label, request) in [("exchange", &self.exchange), ("probe", &self.probe)] {
             let Some(request) = request else { continue };
             for (name, value) in &request.headers {

@@ -8,9 +8,11 @@
 mod check;
 pub mod describe;
 pub mod documented;
+pub mod lifecycle;
 mod model;
 pub mod rate_limit;
 
+pub use lifecycle::{AccountPointers, CheckDef, LifetimeDef};
 pub use model::*;
 
 use std::collections::BTreeMap;

@@ -35,6 +35,12 @@ pub struct ProviderDef {
     /// `api_key` / `basic`: a cheap call that proves the credentials work before storing them.
     #[serde(default)]
     pub probe: Option<RequestDef>,
+    /// The call that proves a connection's credentials work and says whose they are.
+    #[serde(default)]
+    pub check: Option<super::lifecycle::CheckDef>,
+    /// What the provider does to grants over time.
+    #[serde(default)]
+    pub lifetime: Option<super::lifecycle::LifetimeDef>,
     /// The public documentation page the file's facts come from.
     #[serde(default)]
     pub docs_url: Option<String>,

@@ -20,7 +20,11 @@ use crate::http_util::authorization;
 
 /// Checks the Bearer token (RFC 6750 2.1), or the token where the profile puts it instead (a
 /// header without a scheme, a query parameter); `Err` carries the 401 to send.
-fn check_bearer(shared: &Shared, headers: &HeaderMap, query: Option<&str>) -> Result<(), Response> {
+pub(crate) fn check_bearer(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(), Response> {
     let state = lock(shared);
     let in_header = state
         .config

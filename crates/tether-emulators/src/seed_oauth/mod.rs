@@ -16,6 +16,7 @@
 //! is served both at the root and under `/x/{segment}/`. It must never redirect to a `redirect_uri` it has not
 //! validated, never echo a client secret, and never panic on request input.
 
+mod account;
 mod api;
 mod authorize;
 mod jwt;
@@ -34,6 +35,7 @@ use axum::routing::{any, get, post};
 
 use crate::server;
 use crate::server::Running;
+pub use account::{CheckFault, SeedAccount};
 use state::State;
 
 /// How the authorize endpoint gets the end user's consent.
@@ -131,6 +133,9 @@ pub struct SeedOAuthConfig {
     /// Extra fields in every token response (HighLevel's `locationId`, `companyId`,
     /// `userType`).
     pub extra_token_fields: Vec<(String, serde_json::Value)>,
+    /// A refresh token unused this long is refused (`invalid_grant`), as providers whose
+    /// refresh tokens expire when idle do. Default: never.
+    pub refresh_token_idle: Option<Duration>,
 }
 
 /// What the JWT bearer grant admits: the app's public key as uploaded to the provider, and
@@ -383,6 +388,7 @@ impl std::fmt::Debug for SeedOAuthConfig {
             .field("revoke_path", &self.revoke_path)
             .field("jwt_bearer", &self.jwt_bearer)
             .field("extra_token_fields", &self.extra_token_fields)
+            .field("refresh_token_idle", &self.refresh_token_idle)
             .finish_non_exhaustive()
     }
 }
@@ -423,6 +429,7 @@ impl Default for SeedOAuthConfig {
             revoke_path: "/oauth/revoke".to_owned(),
             jwt_bearer: None,
             extra_token_fields: Vec::new(),
+            refresh_token_idle: None,
         }
     }
 }
@@ -598,6 +605,45 @@ impl SeedOAuthControl {
         self.lock().last_token_request.clone()
     }
 
+    /// Authorizations from now on sign in as `account` (earlier grants keep theirs).
+    pub fn sign_in_as(&self, account: SeedAccount) {
+        self.lock().accounts.signing_in = account;
+    }
+
+    /// Makes `GET /v1/me` misbehave as `fault` (`None` clears it).
+    pub fn set_check_fault(&self, fault: Option<CheckFault>) {
+        self.lock().accounts.fault = fault;
+    }
+
+    /// Requests to `GET /v1/me`, whatever the outcome.
+    pub fn me_calls(&self) -> u64 {
+        self.lock().accounts.me_calls
+    }
+
+    /// The most `GET /v1/me` requests answered at once so far.
+    pub fn me_peak_in_flight(&self) -> u64 {
+        self.lock().accounts.me_peak
+    }
+
+    /// Mints an access token valid for `ttl` in a grant family of its own, signed in as the
+    /// current account, without a token call (for benchmarks of calls made with it).
+    pub fn issue_access_token(&self, scope: &str, ttl: Duration) -> String {
+        let mut state = self.lock();
+        let family = state.new_family();
+        let client_id = state.config.client_id.clone();
+        let saved = state.access_token_ttl;
+        state.access_token_ttl = ttl;
+        let issued = state.issue_tokens(family, &client_id, scope, false);
+        state.access_token_ttl = saved;
+        issued.access_token
+    }
+
+    /// Every refresh token looks unused for `by` longer than it was (idle expiry without
+    /// waiting).
+    pub fn age_refresh_tokens(&self, by: Duration) {
+        self.lock().accounts.age(by);
+    }
+
     /// Mints a refresh token for the registered client with `scope`, in a grant family of
     /// its own, as if a user had just authorized the client; no token endpoint call is
     /// counted. For benchmarks and tests that need many connections without running the
@@ -655,6 +701,7 @@ fn routes(config: &SeedOAuthConfig) -> Router<Shared> {
         .route("/oauth/elsewhere", any(token::elsewhere))
         .route("/v1/deals", get(api::list_deals).post(api::create_deal))
         .route("/v1/echo", any(api::echo))
+        .route("/v1/me", get(account::me))
 }
 
 fn router(state: Shared) -> Router {

@@ -104,6 +104,8 @@ pub(crate) struct State {
     pub held_responses: usize,
     /// The API's rate limit, queued faults and arrivals (see `rate_limit.rs`).
     pub(crate) api_limits: super::rate_limit::ApiLimits,
+    /// Whose each grant is, refresh tokens' idle clocks, the check endpoint's fault.
+    pub accounts: super::account::Accounts,
 }
 
 /// A random alphanumeric string of `len` characters from the thread RNG.
@@ -140,6 +142,7 @@ impl State {
             hold_responses: tokio::sync::watch::Sender::new(false),
             held_responses: 0,
             api_limits: Default::default(),
+            accounts: super::account::Accounts::default(),
         }
     }
 
@@ -177,6 +180,7 @@ impl State {
     pub(crate) fn new_family(&mut self) -> u64 {
         let family = self.next_family;
         self.next_family += 1;
+        self.accounts.assign(family);
         family
     }
 
@@ -200,6 +204,7 @@ impl State {
         let refresh_token = with_refresh.then(|| {
             let token = random_token(48);
             self.issued.push(token.clone());
+            self.accounts.touch(&token);
             self.refresh_tokens.insert(
                 token.clone(),
                 RefreshToken {
@@ -242,6 +247,13 @@ impl State {
         self.access_tokens.get(token).is_some_and(|t| {
             t.expires_at > Instant::now() && !self.revoked_families.contains(&t.family)
         })
+    }
+
+    /// The grant family of a live access token.
+    pub(crate) fn access_token_family(&self, token: &str) -> Option<u64> {
+        self.access_token_valid(token)
+            .then(|| self.access_tokens.get(token).map(|t| t.family))
+            .flatten()
     }
 
     /// Revokes one access token (RFC 7009 2.1: only that token).

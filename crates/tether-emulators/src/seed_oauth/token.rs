@@ -433,6 +433,14 @@ fn refresh(
             "Unknown or revoked refresh token",
         ));
     }
+    if state
+        .accounts
+        .idle_expired(&presented, state.config.refresh_token_idle)
+    {
+        return Err(OAuthError::invalid_grant(
+            "Refresh token expired: unused for too long",
+        ));
+    }
     if !entry.current {
         state.reuse_events += 1;
         state.revoke_family(family);
@@ -460,6 +468,7 @@ fn refresh(
         return Ok(state.issue_tokens(family, client_id, &scope, true));
     }
     let mut issued = state.issue_tokens(family, client_id, &scope, false);
+    state.accounts.touch(&presented);
     if state.config.issue_refresh_token_on_refresh {
         issued.refresh_token = Some(presented);
     }

@@ -27,6 +27,10 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/v1/connections", get(list::<S>))
         .route("/v1/connections/{id}", get(show::<S>).delete(delete::<S>))
         .route("/v1/connections/{id}/credentials", get(credentials::<S>))
+        .route(
+            "/v1/connections/{id}/verify",
+            axum::routing::post(super::verify::verify::<S>),
+        )
 }
 
 /// Parses a connection id from the path; a malformed one is simply not found.
@@ -66,10 +70,67 @@ pub struct ConnectionView {
     /// What the provider told about the account (ids, its API host, ...); never a secret.
     #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, Value>,
-    /// The last refresh failure's reason, if any.
+    /// The last refresh failure's reason, or why the connection needs reauthorization.
     pub last_error: Option<String>,
+    /// Whose credentials these are, as the provider said (its check call); absent until known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountView>,
+    /// When the last health check ran (RFC 3339), if one did.
+    pub last_checked_at: Option<String>,
+    /// What it found: `ok`, or `refused: ...` / `unavailable: ...` with the reason.
+    pub last_check: Option<String>,
+    /// When the grant ends whatever is done (a provider's fixed refresh-token lifetime), if
+    /// it does; `connection.expiring` is sent ahead of it.
+    pub grant_expires_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// The provider's account a connection's credentials belong to. Each part only when the
+/// provider names it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    /// The provider's id of the signed-in user.
+    pub user_id: Option<String>,
+    /// The provider's id of the organisation (company, portal, tenant).
+    pub organization_id: Option<String>,
+    /// Something a person recognises: an email, a company name.
+    pub label: Option<String>,
+}
+
+impl From<&tether_store::StoredAccount> for AccountView {
+    fn from(account: &tether_store::StoredAccount) -> Self {
+        AccountView {
+            user_id: account.user_id.clone(),
+            organization_id: account.organization_id.clone(),
+            label: account.label.clone(),
+        }
+    }
+}
+
+/// Views of `rows` with their lifecycle columns (account, checks, grant end), read in one
+/// query.
+pub(crate) async fn views<S: Store>(
+    state: &AppState<S>,
+    rows: &[ConnectionRow],
+) -> Result<Vec<ConnectionView>, ApiError> {
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let lifecycles = state.store.connection_lifecycles(&ids).await?;
+    let by_id: std::collections::HashMap<&str, &tether_store::ConnectionLifecycle> =
+        lifecycles.iter().map(|l| (l.id.as_str(), l)).collect();
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let mut view = view(row);
+            if let Some(lifecycle) = by_id.get(row.id.as_str()) {
+                view.account = lifecycle.account.as_ref().map(AccountView::from);
+                view.last_checked_at = lifecycle.last_checked_at.map(rfc3339);
+                view.last_check = lifecycle.last_check.clone();
+                view.grant_expires_at = lifecycle.grant_expires_at.map(rfc3339);
+            }
+            view
+        })
+        .collect())
 }
 
 /// The public view of a connection: no secrets.
@@ -90,6 +151,10 @@ pub fn view(row: &ConnectionRow) -> ConnectionView {
         expires_at: row.access_expires_at.map(rfc3339),
         metadata: provider_auth::metadata_of(row),
         last_error: row.last_error.clone(),
+        account: None,
+        last_checked_at: None,
+        last_check: None,
+        grant_expires_at: None,
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
     }
@@ -151,7 +216,7 @@ pub async fn list<S: Store>(
         })
         .await?;
     Ok(Json(ConnectionList {
-        connections: rows.iter().map(view).collect(),
+        connections: views(&state, &rows).await?,
     }))
 }
 
@@ -175,7 +240,8 @@ pub async fn show<S: Store>(
         .get_connection(id.as_str())
         .await?
         .ok_or_else(ApiError::connection_not_found)?;
-    Ok(Json(view(&row)))
+    let mut one = views(&state, std::slice::from_ref(&row)).await?;
+    Ok(Json(one.remove(0)))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -30,8 +30,10 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
 #[derive(Serialize, ToSchema)]
 pub struct ConnectionEventView {
     /// `created`, `reconnected`, `refreshed`, `refresh_failed` (transient; retried),
-    /// `needs_reauth`, `deleted`, `webhook_delivered`, `webhook_failed` or `rate_limited`
-    /// (the provider's request budget was spent; the proxy held calls back until it reset).
+    /// `needs_reauth`, `recovered`, `check_failed` (one refused check), `expiring`,
+    /// `revocation` (what revoking at the provider on delete gave), `deleted`,
+    /// `webhook_delivered`, `webhook_failed` or `rate_limited` (the provider's request budget
+    /// was spent; the proxy held calls back until it reset).
     #[serde(rename = "type")]
     pub kind: String,
     pub connection_id: String,

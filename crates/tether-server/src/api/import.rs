@@ -109,6 +109,7 @@ pub async fn import<S: Store>(
         &end_user,
         &credentials,
         &metadata,
+        None,
     )
     .await?;
     let row = state

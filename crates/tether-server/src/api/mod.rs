@@ -11,6 +11,7 @@ mod metadata_bounds;
 mod metrics;
 pub mod openapi;
 mod sessions;
+mod verify;
 mod webhooks;
 
 use axum::Router;

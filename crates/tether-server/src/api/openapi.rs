@@ -16,7 +16,9 @@ use tether_store::Store;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{catalog, connections, events, health, import, integrations, sessions, webhooks};
+use super::{
+    catalog, connections, events, health, import, integrations, sessions, verify, webhooks,
+};
 use crate::http::error::Problem;
 use crate::state::AppState;
 
@@ -133,6 +135,7 @@ impl Modify for ApiKeyScheme {
         connections::show,
         connections::credentials,
         connections::delete,
+        verify::verify,
         events::list,
         import::import,
         webhooks::list,

@@ -32,6 +32,11 @@ pub struct CreateSession {
     /// its origin must be in `[connect] allowed_return_origins`.
     #[serde(default)]
     return_url: Option<String>,
+    /// Repair this connection: finishing the session replaces its credentials (same id,
+    /// history kept, status back to `active`), and only if the same provider account signs
+    /// in. It must be this end user's connection; the session is limited to its integration.
+    #[serde(default)]
+    reconnect_connection_id: Option<String>,
 }
 
 /// A new connect session: send the end user's browser to `connect_url`.
@@ -51,7 +56,7 @@ pub struct SessionCreated {
     security(("api_key" = [])),
     responses(
         (status = 201, description = "Created", body = SessionCreated),
-        (status = 400, description = "`invalid_end_user`, `integration_not_found`, `invalid_return_url`, `return_url_not_allowed`, `no_integrations`, `invalid_body`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_end_user`, `integration_not_found`, `invalid_return_url`, `return_url_not_allowed`, `no_integrations`, `invalid_body`, `reconnect_connection_not_found`, `reconnect_mismatch`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create<S: Store>(
@@ -87,6 +92,53 @@ pub async fn create<S: Store>(
             "no integration is configured; add one to tether.toml",
         ));
     }
+    // A reconnect names one of this end user's connections, to one of the session's
+    // integrations; the session then offers that integration only.
+    let reconnect = match &body.reconnect_connection_id {
+        None => None,
+        Some(id) => {
+            let not_found = || {
+                ApiError::bad_request(
+                    "reconnect_connection_not_found",
+                    "reconnect_connection_id names no connection",
+                )
+            };
+            let id = crate::api::parse_connection_id(id).map_err(|_| not_found())?;
+            let row = state
+                .store
+                .get_connection(id.as_str())
+                .await?
+                .ok_or_else(not_found)?;
+            if row.end_user_id != end_user.id {
+                return Err(ApiError::bad_request(
+                    "reconnect_mismatch",
+                    "reconnect_connection_id names another end user's connection",
+                ));
+            }
+            if let Some(keys) = &body.integrations
+                && !keys.contains(&row.integration)
+            {
+                return Err(ApiError::bad_request(
+                    "reconnect_mismatch",
+                    "reconnect_connection_id names a connection to an integration the session \
+                     does not offer",
+                ));
+            }
+            if state.integration(&row.integration).is_none() {
+                return Err(ApiError::bad_request(
+                    "integration_not_found",
+                    "the connection's integration is no longer configured",
+                ));
+            }
+            Some(row)
+        }
+    };
+    let integrations = match &reconnect {
+        Some(row) => {
+            Some(serde_json::to_string(&[row.integration.as_str()]).expect("strings serialize"))
+        }
+        None => integrations,
+    };
     let return_url = match &body.return_url {
         None => None,
         Some(text) => {
@@ -107,10 +159,11 @@ pub async fn create<S: Store>(
     let now = state.clock.now();
     let expires_at =
         crate::connection_service::expiry::after(now, state.config.connect_session_ttl);
+    let token_hash = TokenHash::from_hex(random::sha256_hex(&token));
     state
         .store
         .insert_connect_session(&ConnectSessionRow {
-            token_hash: TokenHash::from_hex(random::sha256_hex(&token)),
+            token_hash: token_hash.clone(),
             end_user_id: end_user.id,
             end_user_email: end_user.email,
             end_user_display_name: end_user.display_name,
@@ -122,6 +175,12 @@ pub async fn create<S: Store>(
             completed_at: None,
         })
         .await?;
+    if let Some(row) = &reconnect {
+        state
+            .store
+            .set_session_reconnect(token_hash.as_str(), &row.id)
+            .await?;
+    }
     let mut connect_url = state.config.public_path(&["connect"]);
     connect_url.query_pairs_mut().append_pair("session", &token);
     Ok((

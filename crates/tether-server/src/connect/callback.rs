@@ -256,21 +256,27 @@ async fn finish<S: Store>(
         email: session.end_user_email.clone(),
         display_name: session.end_user_display_name.clone(),
     };
-    let saved = save_connection(
-        state,
-        &flow.integration,
-        &end_user,
-        &Credentials::Oauth2(tokens),
-        &metadata,
-    )
-    .await;
-    match saved {
-        Ok(id) => Ok(id),
-        Err(err) => {
-            session::reopen(state, &session.token_hash).await;
-            Err(internal("saving connection", &err))
-        }
+    let reconnect = super::reconnect::target(state, session.token_hash.as_str()).await;
+    let saved = match reconnect {
+        Ok(reconnect) => save_connection(
+            state,
+            &flow.integration,
+            &end_user,
+            &Credentials::Oauth2(tokens),
+            &metadata,
+            reconnect.as_deref(),
+        )
+        .await
+        .map_err(|err| {
+            super::reconnect::account_failure(&err)
+                .unwrap_or_else(|| internal("saving connection", &err))
+        }),
+        Err(failure) => Err(failure),
+    };
+    if saved.is_err() {
+        session::reopen(state, &session.token_hash).await;
     }
+    saved
 }
 
 /// A new connection's metadata: what the end user gave before the redirect, the granted

@@ -215,18 +215,29 @@ async fn submit_for<S: Store>(
     if let Err(failure) = session::complete(state, &session.row.token_hash).await {
         return failure.into_page(&state.config);
     }
+    let reconnect = match super::reconnect::target(state, session.row.token_hash.as_str()).await {
+        Ok(reconnect) => reconnect,
+        Err(failure) => {
+            session::reopen(state, &session.row.token_hash).await;
+            return failure.into_page(&state.config);
+        }
+    };
     let connection_id = match save_connection(
         state,
         integration.key.as_str(),
         &end_user,
         &connected.credentials,
         &connected.metadata,
+        reconnect.as_deref(),
     )
     .await
     {
         Ok(id) => id,
         Err(err) => {
             session::reopen(state, &session.row.token_hash).await;
+            if let Some(failure) = super::reconnect::account_failure(&err) {
+                return failure.into_page(&state.config);
+            }
             let reference = crate::http::reference::new();
             tracing::error!(reference = %reference, error = ?err, "saving connection");
             return draw_again(

@@ -5,6 +5,7 @@
 mod callback;
 mod form;
 pub(crate) mod pages;
+mod reconnect;
 mod session;
 mod start;
 

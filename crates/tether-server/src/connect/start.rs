@@ -224,19 +224,28 @@ pub async fn connect_direct<S: Store>(
         display_name: session.row.end_user_display_name.clone(),
     };
     session::complete(state, &session.row.token_hash).await?;
+    let reconnect = match super::reconnect::target(state, session.row.token_hash.as_str()).await {
+        Ok(reconnect) => reconnect,
+        Err(failure) => {
+            session::reopen(state, &session.row.token_hash).await;
+            return Err(failure);
+        }
+    };
     let connection_id = match save_connection(
         state,
         integration.key.as_str(),
         &end_user,
         &Credentials::Oauth2(tokens),
         &metadata,
+        reconnect.as_deref(),
     )
     .await
     {
         Ok(id) => id,
         Err(err) => {
             session::reopen(state, &session.row.token_hash).await;
-            return Err(Failure::internal("saving connection", &err, CONNECT_FAILED));
+            return Err(super::reconnect::account_failure(&err)
+                .unwrap_or_else(|| Failure::internal("saving connection", &err, CONNECT_FAILED)));
         }
     };
     Ok(pages::connected(

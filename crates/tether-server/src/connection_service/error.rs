@@ -26,6 +26,10 @@ pub enum ConnectionError {
     /// The refresh failed and the token has expired: the provider is down or rate limiting.
     #[error("the provider could not refresh the token ({reason}); try again later")]
     ProviderUnavailable { reason: String },
+    /// The connection's integration declares no check call (the generic `oauth2` provider
+    /// without an operator's `check`).
+    #[error("the integration {0:?} declares no check call; add a `check` table to it")]
+    NoCheck(String),
     /// Another instance held the refresh lease for longer than a refresh should take.
     #[error("another instance is refreshing this connection; try again")]
     LeaseBusy,
@@ -68,6 +72,10 @@ impl From<ConnectionError> for ApiError {
                 detail: err.to_string(),
             },
             ConnectionError::NeedsReauth => ApiError::NeedsReauth,
+            ConnectionError::NoCheck(_) => ApiError::Conflict {
+                code: "check_not_declared",
+                detail: err.to_string(),
+            },
             ConnectionError::Provider(_) => ApiError::Provider(err.to_string()),
             ConnectionError::ProviderUnavailable { .. } | ConnectionError::LeaseBusy => {
                 ApiError::ProviderUnavailable(err.to_string())

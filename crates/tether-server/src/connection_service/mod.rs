@@ -46,9 +46,12 @@
 
 mod backoff;
 pub(crate) mod cache;
+pub(crate) mod checker;
 pub(crate) mod clock;
 mod error;
 pub(crate) mod expiry;
+pub(crate) mod health;
+pub(crate) mod lifetime;
 mod live;
 pub(crate) mod locks;
 pub(crate) mod persist;

@@ -2,7 +2,8 @@
 //! [`refresh`](super::refresh) (which holds the connection's lock and lease around it).
 //!
 //! Every outcome is reported in the same transaction as the change: a new token set with
-//! `connection.refreshed`, a refused grant (`needs_reauth`) with `connection.refresh_failed`.
+//! `connection.refreshed`, a refused grant (`needs_reauth`) with `connection.refresh_failed`
+//! and `connection.needs_reauth`.
 //! A transient failure changes no status: the connection backs off (capped, exponential,
 //! jittered, see [`Backoff`]) and keeps serving its access token while that is still valid.
 
@@ -75,7 +76,12 @@ pub(super) async fn call_token_endpoint<S: Store>(
         "token refresh"
     );
     let metadata = serde_json::Value::Object(metadata).to_string();
-    result.map(|tokens| (Credentials::Oauth2(tokens), metadata))
+    let now = state.clock.now();
+    result.map(|mut tokens| {
+        // A response without `expires_in` takes the provider's declared lifetime.
+        super::lifetime::default_expiry(&integration.lifetime, now, &mut tokens);
+        (Credentials::Oauth2(tokens), metadata)
+    })
 }
 
 /// What to do when a refresh failed.
@@ -146,9 +152,32 @@ pub(super) async fn store_refreshed<S: Store>(
         };
     }
     webhooks::wake(&state.webhook_wake, event.as_ref());
+    keep_alive_after_refresh(state, current, &credentials, now).await;
     let fresh = load(state, &current.row.id).await.map_err(Fallback::Fail)?;
     state.cache.insert(fresh.clone());
     Ok(fresh)
+}
+
+/// Moves the keep-alive deadline after a refresh used the refresh token (the provider's idle
+/// clock restarts). Best effort: a failure only means an early keep-alive refresh.
+async fn keep_alive_after_refresh<S: Store>(
+    state: &AppState<S>,
+    current: &CachedConnection,
+    credentials: &Credentials,
+    now: i64,
+) {
+    let Some(integration) = state.integration(&current.row.integration) else {
+        return;
+    };
+    let at = super::lifetime::keepalive_at(&integration.lifetime, now, credentials);
+    let version = current.row.credentials_version + 1;
+    if let Err(err) = state
+        .store
+        .set_keepalive(&current.row.id, version, at)
+        .await
+    {
+        tracing::warn!(connection_id = %current.row.id, error = ?err, "could not move the keep-alive deadline");
+    }
 }
 
 pub(super) async fn handle_failure<S: Store>(
@@ -184,19 +213,34 @@ pub(super) async fn handle_failure<S: Store>(
         );
         extra.insert("reason".into(), Value::from(err.reason()));
         extra.insert("reference".into(), Value::from(reference));
-        let event = webhooks::event(
-            &state.config,
-            state.clock.now(),
-            EventType::RefreshFailed,
-            &current.row,
-            extra,
-        );
+        let mut reauth = Map::new();
+        reauth.insert("reason".into(), Value::from("refresh_refused"));
+        reauth.insert("detail".into(), Value::from(err.reason()));
+        let events: Vec<_> = [
+            webhooks::event(
+                &state.config,
+                state.clock.now(),
+                EventType::RefreshFailed,
+                &current.row,
+                extra,
+            ),
+            webhooks::event(
+                &state.config,
+                state.clock.now(),
+                EventType::NeedsReauth,
+                &current.row,
+                reauth,
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         match state
             .store
-            .set_connection_status_with_event(&change, event.as_ref())
+            .change_status_with_events(&change, &events)
             .await
         {
-            Ok(true) => webhooks::wake(&state.webhook_wake, event.as_ref()),
+            Ok(true) => webhooks::wake(&state.webhook_wake, events.first()),
             Ok(false) => {
                 // Already marked, or reconnected with new credentials: serve those if so.
                 return match load(state, id).await {

@@ -173,6 +173,10 @@ pub(super) fn kind_label(kind: &str) -> (&'static str, bool) {
         history_kind::REFRESH_FAILED => ("Refresh failed", true),
         history_kind::NEEDS_REAUTH => ("Needs reauthorization", true),
         history_kind::DELETED => ("Deleted", true),
+        history_kind::RECOVERED => ("Recovered", false),
+        history_kind::EXPIRING => ("Grant ends soon", true),
+        history_kind::CHECK_FAILED => ("Check refused", true),
+        history_kind::REVOCATION => ("Revocation at the provider", false),
         history_kind::WEBHOOK_DELIVERED => ("Webhook delivered", false),
         history_kind::WEBHOOK_FAILED => ("Webhook failed", true),
         history_kind::RATE_LIMITED => ("Held back by the provider's rate limit", true),
@@ -266,6 +270,12 @@ pub(super) struct ConnectionDetail {
     deliveries: Vec<DeliveryItem>,
     refresh_href: String,
     delete_href: String,
+    /// The provider account (label and ids), when known.
+    account: String,
+    /// What the last health check found, and when.
+    last_check: String,
+    /// Where to make a reconnect link, for a connection that needs its end user again.
+    reconnect_href: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -378,6 +388,42 @@ pub(super) async fn connection<S: Store>(
             }
         })
         .collect();
+    let lifecycle = match state
+        .store
+        .connection_lifecycles(&[id.as_str().to_owned()])
+        .await
+    {
+        Ok(found) => found.into_iter().next(),
+        Err(err) => return internal(&state, "lifecycle", &err),
+    };
+    let account = lifecycle
+        .as_ref()
+        .and_then(|l| l.account.as_ref())
+        .map(|a| {
+            let ids: Vec<&str> = [a.user_id.as_deref(), a.organization_id.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            match &a.label {
+                Some(label) => format!("{label} ({})", ids.join(", ")),
+                None => ids.join(", "),
+            }
+        })
+        .unwrap_or_default();
+    let last_check = lifecycle
+        .as_ref()
+        .and_then(|l| {
+            Some(format!(
+                "{} at {}",
+                l.last_check.as_ref()?,
+                rfc3339(l.last_checked_at?)
+            ))
+        })
+        .unwrap_or_default();
+    let reconnect_href = row
+        .as_ref()
+        .filter(|r| r.status == tether_store::ConnectionStatus::NeedsReauth)
+        .map(|_| dashboard_url(&state, &["connections", id.as_str(), "reconnect"], &[]));
     let frame =
         Frame::new(&state, Some(&operator), "connections").with_notice(query.notice.as_deref());
     let nonce = frame.nonce.clone();
@@ -395,6 +441,9 @@ pub(super) async fn connection<S: Store>(
         deliveries: deliveries.iter().map(|d| delivery(&state, d)).collect(),
         refresh_href: dashboard_url(&state, &["connections", id.as_str(), "refresh"], &[]),
         delete_href: dashboard_url(&state, &["connections", id.as_str(), "delete"], &[]),
+        account,
+        last_check,
+        reconnect_href,
     };
     page(StatusCode::OK, &nonce, body.render())
 }

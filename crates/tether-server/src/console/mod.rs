@@ -14,6 +14,7 @@
 mod charts;
 mod connections;
 mod overview;
+mod reconnect;
 mod session;
 mod webhooks;
 
@@ -58,6 +59,10 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route(
             "/dashboard/connections/{id}/refresh",
             post(refresh_now::<S>),
+        )
+        .route(
+            "/dashboard/connections/{id}/reconnect",
+            post(reconnect::reconnect_link::<S>),
         )
         .route(
             "/dashboard/connections/{id}/delete",

@@ -24,6 +24,12 @@ pub enum EventType {
     Refreshed,
     RefreshFailed,
     Deleted,
+    /// The connection became `needs_reauth` (with `reason`).
+    NeedsReauth,
+    /// Back to `active` after `needs_reauth`.
+    Recovered,
+    /// The grant's fixed lifetime ends soon (`grant_expires_at`).
+    Expiring,
 }
 
 impl EventType {
@@ -33,6 +39,9 @@ impl EventType {
             EventType::Refreshed => "connection.refreshed",
             EventType::RefreshFailed => "connection.refresh_failed",
             EventType::Deleted => "connection.deleted",
+            EventType::NeedsReauth => "connection.needs_reauth",
+            EventType::Recovered => "connection.recovered",
+            EventType::Expiring => "connection.expiring",
         }
     }
 }
@@ -60,6 +69,9 @@ pub(crate) fn event(
             EventType::Refreshed => history_kind::REFRESHED,
             EventType::RefreshFailed => history_kind::NEEDS_REAUTH,
             EventType::Deleted => history_kind::DELETED,
+            EventType::NeedsReauth => history_kind::NEEDS_REAUTH,
+            EventType::Recovered => history_kind::RECOVERED,
+            EventType::Expiring => history_kind::EXPIRING,
         }
         .to_owned(),
         integration: row.integration.clone(),

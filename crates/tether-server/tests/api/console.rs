@@ -534,3 +534,68 @@ async fn the_connection_page_shows_the_provider_budget() {
     .await;
     assert!(html.contains("0 of 2 calls left"), "{html}");
 }
+
+#[tokio::test]
+async fn a_connection_that_needs_reauth_offers_a_reconnect_link_that_keeps_its_id() {
+    let mut crm = serde_json::Map::new();
+    crm.insert(
+        "check".into(),
+        serde_json::json!({"path": "/v1/me", "account": {"user_id": "/id", "label": "/email"}}),
+    );
+    let app = spawn_app_with(AppOptions {
+        crm,
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect("reconnect-user").await;
+    let mut console = Console::new(&app);
+    console.sign_in(&app, &app.api_key).await;
+    let path = format!("dashboard/connections/{id}");
+    let (_, html) = console.page(&app, &path).await;
+    assert!(
+        html.contains("ada@example.com (1001)"),
+        "the account: {html}"
+    );
+    assert!(
+        !html.contains("id=\"reconnect\""),
+        "active: nothing to repair"
+    );
+
+    app.seed.control.revoke_all();
+    let forced = app
+        .api(
+            reqwest::Method::GET,
+            &format!("v1/connections/{id}/credentials?force_refresh=true"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forced.status(), 409);
+    let (_, html) = console.page(&app, &path).await;
+    assert!(html.contains("id=\"reconnect\""), "{html}");
+    let csrf = console.csrf(&app).await;
+    let response = console
+        .post(&app, &format!("{path}/reconnect"), &[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    let start = html.find("http://").expect("a link");
+    let link = &html[start..];
+    let link = &link[..link.find(|c: char| c == '<' || c.is_whitespace()).unwrap()];
+    let link = url::Url::parse(&link.replace("&amp;", "&")).unwrap();
+    let token = link
+        .query_pairs()
+        .find(|(k, _)| k == "session")
+        .unwrap()
+        .1
+        .into_owned();
+    let mut start = app.url("connect/crm");
+    start.query_pairs_mut().append_pair("session", &token);
+    let page = Browser::new().get(start).await;
+    assert_eq!(page.status(), 200, "the result page (no return URL)");
+    let connection = app.get_connection(&id).await;
+    assert_eq!(connection["status"], "active");
+    assert_eq!(app.connection_count().await, 1);
+}

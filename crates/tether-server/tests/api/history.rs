@@ -119,12 +119,13 @@ async fn every_change_is_in_the_history_without_webhooks() {
     assert_eq!(deleted.status(), 204);
     let (status, body, _) = events(&app, &id, "?limit=2").await;
     assert_eq!(status, 200);
-    assert_eq!(types(&body), ["deleted", "needs_reauth"]);
+    // The revocation at the provider is recorded just before the deletion.
+    assert_eq!(types(&body), ["deleted", "revocation"]);
     // The next page follows on from the cursor.
     let cursor = body["next_cursor"].as_str().unwrap().to_owned();
     let (_, next, _) = events(&app, &id, &format!("?limit=2&cursor={cursor}")).await;
-    assert_eq!(types(&next), ["refresh_failed", "reconnected"]);
-    let (_, last, _) = events(&app, &id, &format!("?limit=5&cursor={cursor}")).await;
+    assert_eq!(types(&next), ["needs_reauth", "refresh_failed"]);
+    let (_, last, _) = events(&app, &id, &format!("?limit=6&cursor={cursor}")).await;
     assert_eq!(last["next_cursor"], Value::Null);
 }
 

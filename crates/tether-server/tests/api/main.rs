@@ -13,6 +13,7 @@ mod history;
 mod import;
 mod integrations;
 mod issuer;
+mod lifecycle;
 mod new_providers;
 mod oauth_flow;
 mod observability;

@@ -41,6 +41,8 @@ mod flows;
 mod history;
 #[path = "../sql/leases.rs"]
 mod leases;
+#[path = "../sql/lifecycle.rs"]
+mod lifecycle;
 #[path = "../sql/sealing.rs"]
 mod sealing;
 #[path = "../sql/store.rs"]

@@ -34,6 +34,8 @@ mod flows;
 mod history;
 #[path = "../sql/leases.rs"]
 mod leases;
+#[path = "../sql/lifecycle.rs"]
+mod lifecycle;
 mod point_reads;
 #[path = "../sql/sealing.rs"]
 mod sealing;

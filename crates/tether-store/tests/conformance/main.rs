@@ -20,6 +20,7 @@ mod api_keys;
 mod connections;
 mod console;
 mod history;
+mod lifecycle;
 mod refresh;
 mod restart;
 mod sealing;

@@ -10,6 +10,7 @@
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use url::Url;
 use zeroize::Zeroizing;
 
 use crate::catalog::{CheckDef, Pointers};
@@ -140,10 +141,7 @@ async fn send(
     for segment in check.path.split('/').filter(|s| !s.is_empty()) {
         segments.push(render(segment)?);
     }
-    url.path_segments_mut()
-        .map_err(|()| CheckMisconfigured("the api base URL cannot have a path".into()))?
-        .pop_if_empty()
-        .extend(segments.iter().map(String::as_str));
+    append_path(&mut url, &segments, check.path.ends_with('/'))?;
     {
         let mut pairs = url.query_pairs_mut();
         for (name, template) in &integration.query {
@@ -197,6 +195,24 @@ async fn send(
             Err(unavailable(&format!("response larger than {limit} bytes")))
         }
     })
+}
+
+/// Appends the rendered segments to the base URL's path, keeping a trailing slash the check
+/// path ends with (Close answers `/me/` and redirects `/me`, and redirects are not followed).
+fn append_path(
+    url: &mut Url,
+    segments: &[String],
+    trailing_slash: bool,
+) -> Result<(), CheckMisconfigured> {
+    let mut path = url
+        .path_segments_mut()
+        .map_err(|()| CheckMisconfigured("the api base URL cannot have a path".into()))?;
+    path.pop_if_empty()
+        .extend(segments.iter().map(String::as_str));
+    if trailing_slash && !segments.is_empty() {
+        path.push("");
+    }
+    Ok(())
 }
 
 fn insert_header(
@@ -341,6 +357,17 @@ mod tests {
         assert!(!a(Some("1"), Some("o")).same_as(&a(Some("2"), Some("o"))));
         assert!(!a(None, None).same_as(&a(None, None)), "no ids: nobody");
         assert!(!a(Some("1"), None).same_as(&a(None, Some("o"))));
+    }
+
+    #[test]
+    fn the_check_path_keeps_its_trailing_slash() {
+        let segments = vec!["me".to_owned()];
+        let mut url = Url::parse("https://api.close.com/api/v1").unwrap();
+        append_path(&mut url, &segments, true).unwrap();
+        assert_eq!(url.as_str(), "https://api.close.com/api/v1/me/");
+        let mut url = Url::parse("https://api.close.com/api/v1/").unwrap();
+        append_path(&mut url, &segments, false).unwrap();
+        assert_eq!(url.as_str(), "https://api.close.com/api/v1/me");
     }
 
     #[test]

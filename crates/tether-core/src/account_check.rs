@@ -186,6 +186,11 @@ async fn send(
         let pairs: Vec<(&str, &str)> = form.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
         builder = builder.form(&pairs);
     }
+    if let Some(json) = &check.json {
+        builder = builder
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(json.clone());
+    }
     Ok(match http.send(builder).await {
         Ok(response) => Ok(response),
         Err(OutboundError::Refused(refused)) => return Err(bad("api base URL", &refused)),
@@ -209,7 +214,7 @@ fn append_path(
         .map_err(|()| CheckMisconfigured("the api base URL cannot have a path".into()))?;
     path.pop_if_empty()
         .extend(segments.iter().map(String::as_str));
-    if trailing_slash && !segments.is_empty() {
+    if trailing_slash {
         path.push("");
     }
     Ok(())

@@ -122,47 +122,98 @@ fn answer(
     uri: &axum::http::Uri,
     headers: &HeaderMap,
 ) -> Response {
+    match whose(shared, fault, uri, headers) {
+        Ok(account) => Json(json!({
+            "id": account.user_id,
+            "email": account.email,
+            "company": {"id": account.organization_id},
+        }))
+        .into_response(),
+        Err(response) => response,
+    }
+}
+
+/// `POST /v1/graphql` with `{"query": "... me ..."}` as JSON: the same account in the shape
+/// of a GraphQL API (`{"data": {"me": {"id", "email", "account": {"id"}}}}`), for checks that
+/// must send a JSON body; 400 for anything but a JSON object with a `query` naming `me`.
+pub(crate) async fn graphql_me(
+    State(shared): State<Shared>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let asks_for_me = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.get("query")
+                .and_then(|q| q.as_str())
+                .map(|q| q.contains("me"))
+        })
+        .unwrap_or(false);
+    if !is_json || !asks_for_me {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"errors": [{"message": "a JSON body with a query is required"}]})),
+        )
+            .into_response();
+    }
+    let fault = lock(&shared).accounts.fault;
+    match whose(&shared, fault, &uri, &headers) {
+        Ok(account) => Json(json!({"data": {"me": {
+            "id": account.user_id,
+            "email": account.email,
+            "account": {"id": account.organization_id},
+        }}}))
+        .into_response(),
+        Err(response) => response,
+    }
+}
+
+/// Whose the bearer token is, or the injected fault, or 401.
+fn whose(
+    shared: &Shared,
+    fault: Option<CheckFault>,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Result<SeedAccount, Response> {
     match fault {
         Some(CheckFault::ServiceUnavailable) => {
-            return (
+            return Err((
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({"error": "temporarily_unavailable"})),
             )
-                .into_response();
+                .into_response());
         }
         Some(CheckFault::HtmlPage) => {
-            return (
+            return Err((
                 StatusCode::BAD_GATEWAY,
                 [(header::CONTENT_TYPE, "text/html")],
                 "<html><body><h1>502 Bad Gateway</h1></body></html>",
             )
-                .into_response();
+                .into_response());
         }
         Some(CheckFault::Forbidden) => {
-            return (
+            return Err((
                 StatusCode::FORBIDDEN,
                 Json(json!({"error": "insufficient_scope", "error_description": "access removed"})),
             )
-                .into_response();
+                .into_response());
         }
         None => {}
     }
-    if let Err(response) = super::api::check_bearer(shared, headers, uri.query()) {
-        return response;
-    }
+    super::api::check_bearer(shared, headers, uri.query())?;
     let state = lock(shared);
-    let account = crate::http_util::authorization(headers, &state.config.token_scheme)
-        .and_then(|token| state.access_token_family(token))
-        .and_then(|family| state.accounts.of_family(family))
-        .cloned()
-        .unwrap_or_default();
-    drop(state);
-    Json(json!({
-        "id": account.user_id,
-        "email": account.email,
-        "company": {"id": account.organization_id},
-    }))
-    .into_response()
+    Ok(
+        crate::http_util::authorization(headers, &state.config.token_scheme)
+            .and_then(|token| state.access_token_family(token))
+            .and_then(|family| state.accounts.of_family(family))
+            .cloned()
+            .unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]

@@ -702,6 +702,7 @@ fn routes(config: &SeedOAuthConfig) -> Router<Shared> {
         .route("/v1/deals", get(api::list_deals).post(api::create_deal))
         .route("/v1/echo", any(api::echo))
         .route("/v1/me", get(account::me))
+        .route("/v1/graphql", post(account::graphql_me))
 }
 
 fn router(state: Shared) -> Router {

@@ -159,7 +159,7 @@ pub async fn create<S: Store>(
     let now = state.clock.now();
     let expires_at =
         crate::connection_service::expiry::after(now, state.config.connect_session_ttl);
-    let token_hash = TokenHash::from_hex(random::sha256_hex(&token));
+    let token_hash = TokenHash::of(&token);
     state
         .store
         .insert_connect_session(&ConnectSessionRow {

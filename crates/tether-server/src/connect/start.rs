@@ -278,7 +278,7 @@ pub async fn start_oauth<S: Store>(
         )
     })?;
     let state_value = random::token();
-    let state_hash = random::sha256_hex(&state_value);
+    let state_hash = TokenHash::of(&state_value);
     let verifier = client.pkce.then(pkce::new_verifier);
     let challenge = verifier.as_ref().map(pkce::s256_challenge);
     let redirect_uri = state.config.callback_url();
@@ -298,14 +298,16 @@ pub async fn start_oauth<S: Store>(
         connection: connection.clone(),
     };
     let mut plain = serde_json::to_vec(&sealed).expect("a flow always serializes");
-    let sealed_flow = state.vault.seal(&verifier_context(&state_hash), &plain);
+    let sealed_flow = state
+        .vault
+        .seal(&verifier_context(state_hash.as_str()), &plain);
     zeroize::Zeroize::zeroize(&mut plain);
     // Refused only when this instance lacks the sealing key the database announces.
     let sealed_flow =
         sealed_flow.map_err(|err| Failure::internal("sealing the flow", &err, CONNECT_FAILED))?;
     let flow = FlowStateRow {
-        state_hash: TokenHash::from_hex(state_hash.clone()),
-        browser_hash: TokenHash::from_hex(random::sha256_hex(&session.browser)),
+        state_hash: state_hash.clone(),
+        browser_hash: TokenHash::of(&session.browser),
         session_token_hash: session.row.token_hash.clone(),
         integration: integration_key.to_owned(),
         end_user_id: session.row.end_user_id.clone(),

@@ -41,7 +41,7 @@ pub(super) async fn reconnect_link<S: Store>(
         Err(err) => return internal(&state, "connection", &err),
     };
     let token = random::prefixed_token("cs_");
-    let token_hash = TokenHash::from_hex(random::sha256_hex(&token));
+    let token_hash = TokenHash::of(&token);
     let now = state.clock.now();
     let session = ConnectSessionRow {
         token_hash: token_hash.clone(),

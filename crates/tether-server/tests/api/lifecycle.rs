@@ -366,6 +366,64 @@ async fn verify_without_a_declared_check_is_a_clear_problem() {
     );
 }
 
+/// A check that must send a JSON body (a GraphQL `me` query, as monday.com's API takes it):
+/// the body goes out as `application/json` and the account is read from the nested answer.
+#[tokio::test]
+async fn a_check_with_a_json_body_reads_the_account() {
+    let mut crm = serde_json::Map::new();
+    crm.insert(
+        "check".into(),
+        json!({
+            "method": "POST",
+            "path": "/v1/graphql",
+            "json": r#"{"query": "query { me { id email account { id } } }"}"#,
+            "account": {
+                "user_id": "/data/me/id",
+                "organization_id": "/data/me/account/id",
+                "label": "/data/me/email",
+            },
+        }),
+    );
+    let app = spawn_app_with(AppOptions {
+        crm,
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.connect("u1").await;
+    assert_eq!(
+        app.get_connection(&id).await["account"],
+        json!({"user_id": "1001", "organization_id": "org-1", "label": "ada@example.com"})
+    );
+    let (status, body) = verify(&app, &id).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("ok")),
+        "{body}"
+    );
+
+    // A JSON body on a GET is refused when the integration is put.
+    let response = app
+        .api(reqwest::Method::PUT, "v1/integrations/crm-json")
+        .json(&json!({
+            "provider": "oauth2",
+            "client_id": "c",
+            "client_secret": "s",
+            "authorization_url": "https://auth.example.com/authorize",
+            "token_url": "https://auth.example.com/token",
+            "api_base_url": "https://api.example.com",
+            "check": {"path": "/v1/graphql", "json": "{}"},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let problem: Value = response.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("check.json"),
+        "{problem}"
+    );
+}
+
 #[tokio::test]
 async fn an_idle_refresh_token_is_used_before_it_would_expire() {
     let clock = Arc::new(MovedClock::default());

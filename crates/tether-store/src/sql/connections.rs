@@ -214,7 +214,20 @@ pub(super) async fn change_status(
     event: Option<&NewWebhookEvent>,
 ) -> StoreResult<bool> {
     let mut tx = pool.begin().await?;
-    // One conditional statement: of several writers making the same change, one matches.
+    let changed = update_status(&mut tx, change).await?;
+    if changed && let Some(event) = event {
+        insert_event(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    Ok(changed)
+}
+
+/// The status change itself, in the caller's transaction; whether this writer made it. One
+/// conditional statement: of several writers making the same change, one matches.
+pub(super) async fn update_status(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    change: &StatusChange,
+) -> StoreResult<bool> {
     let result = sqlx::query(
         "UPDATE connections SET status = $1, last_error = $2, updated_at = $3 \
          WHERE id = $4 AND status <> $5 \
@@ -226,14 +239,9 @@ pub(super) async fn change_status(
     .bind(&change.id)
     .bind(change.status.as_str())
     .bind(change.expected_version)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    let changed = result.rows_affected() == 1;
-    if changed && let Some(event) = event {
-        insert_event(&mut tx, event).await?;
-    }
-    tx.commit().await?;
-    Ok(changed)
+    Ok(result.rows_affected() == 1)
 }
 
 pub(super) async fn delete(

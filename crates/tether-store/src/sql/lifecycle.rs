@@ -1,7 +1,10 @@
 //! [`LifecycleStore`] on either backend (compiled once per backend, see `sqlite/mod.rs` and
 //! `postgres/mod.rs`): the account, check and grant-deadline columns of `connections`.
 
-use super::{ThisStore, webhooks::insert_event};
+use super::{
+    ThisStore,
+    webhooks::{insert_delivery, insert_event},
+};
 use crate::lifecycle::{
     CheckDue, CheckRecord, CheckResult, ConnectionLifecycle, GrantRecord, LifecycleStore,
     StoredAccount,
@@ -265,40 +268,13 @@ impl LifecycleStore for ThisStore {
         events: &[NewWebhookEvent],
     ) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        // The same conditional statement as `set_connection_status_with_event`.
-        let result = sqlx::query(
-            "UPDATE connections SET status = $1, last_error = $2, updated_at = $3 \
-             WHERE id = $4 AND status <> $5 \
-             AND (CAST($6 AS BIGINT) IS NULL OR credentials_version = $6)",
-        )
-        .bind(change.status.as_str())
-        .bind(&change.last_error)
-        .bind(change.now)
-        .bind(&change.id)
-        .bind(change.status.as_str())
-        .bind(change.expected_version)
-        .execute(&mut *tx)
-        .await?;
-        let changed = result.rows_affected() == 1;
+        let changed = super::connections::update_status(&mut tx, change).await?;
         if changed && let Some((first, rest)) = events.split_first() {
             // One change, one history entry (the first event's); the others are further
             // webhooks about the same change.
             insert_event(&mut tx, first).await?;
             for event in rest.iter().filter(|e| e.deliver) {
-                sqlx::query(
-                    "INSERT INTO webhook_events (id, event_type, connection_id, payload, status, \
-                     attempts, next_attempt_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7)",
-                )
-                .bind(&event.id)
-                .bind(&event.event_type)
-                .bind(&event.connection_id)
-                .bind(&event.payload)
-                .bind(event.created_at)
-                .bind(event.created_at)
-                .bind(event.created_at)
-                .execute(&mut *tx)
-                .await?;
+                insert_delivery(&mut tx, event).await?;
             }
         }
         tx.commit().await?;

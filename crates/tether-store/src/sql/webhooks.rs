@@ -26,6 +26,15 @@ pub(super) async fn insert_event(
     if !e.deliver {
         return Ok(());
     }
+    insert_delivery(tx, e).await
+}
+
+/// Queues the webhook of an event whose history entry is written elsewhere (or not at all:
+/// a further webhook about a change already in the history).
+pub(super) async fn insert_delivery(
+    tx: &mut Transaction<'_, Db>,
+    e: &NewWebhookEvent,
+) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO webhook_events (id, event_type, connection_id, payload, status, \
          attempts, next_attempt_at, created_at, updated_at) \

@@ -22,6 +22,7 @@
 //! runtime per core (`per_core.rs`) a thread's own pool keeps the whole call on that thread;
 //! on a multi-thread runtime it costs a few more idle connections and nothing else.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -36,7 +37,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tether_core::outbound::{AddressPolicy, ExtraRoots, Trust};
 use thread_local::ThreadLocal;
 use tokio::sync::OwnedSemaphorePermit;
-use tower_http::timeout::TimeoutBody;
+use tokio::time::{Instant, Sleep};
 
 use crate::proxy::host_limits::HostLimits;
 
@@ -48,13 +49,13 @@ pub type ProxyResponse = http::Response<UpstreamBody>;
 
 pin_project_lite::pin_project! {
     /// The provider's response body, holding its host's turn (see `host_limits`) until it
-    /// has been read or dropped, and failing once the total deadline has passed.
+    /// has been read or dropped, and failing when the provider sends nothing for the read
+    /// timeout or once the total deadline has passed.
     pub struct UpstreamBody {
         #[pin]
-        inner: TimeoutBody<hyper::body::Incoming>,
+        inner: hyper::body::Incoming,
         turn: Option<OwnedSemaphorePermit>,
-        #[pin]
-        deadline: tokio::time::Sleep,
+        deadline: Deadline,
     }
 }
 
@@ -62,6 +63,11 @@ pin_project_lite::pin_project! {
 #[derive(Debug, thiserror::Error)]
 #[error("the provider's response did not complete within the total deadline")]
 pub struct TotalDeadline;
+
+/// The provider sent no part of its response body within the read timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the provider sent nothing within the read timeout")]
+pub struct ReadTimeout;
 
 impl http_body::Body for UpstreamBody {
     type Data = Bytes;
@@ -72,16 +78,22 @@ impl http_body::Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        if this.deadline.poll(cx).is_ready() {
+        this.deadline.waiting();
+        if let Poll::Ready(expired) = this.deadline.poll_expired(cx) {
             // The connection goes with the body (hyper closes it when the body drops), and
             // the turn with it.
             this.turn.take();
-            return Poll::Ready(Some(Err(Box::new(TotalDeadline))));
+            return Poll::Ready(Some(Err(match expired {
+                Expired::Total => Box::new(TotalDeadline),
+                Expired::Read => Box::new(ReadTimeout),
+            })));
         }
         let polled = this.inner.poll_frame(cx).map_err(Into::into);
-        if matches!(polled, Poll::Ready(None)) {
+        match &polled {
             // The whole body is in: the connection is free for the next request.
-            this.turn.take();
+            Poll::Ready(None) => drop(this.turn.take()),
+            Poll::Ready(Some(_)) => this.deadline.progressed(),
+            Poll::Pending => {}
         }
         polled
     }
@@ -92,6 +104,79 @@ impl http_body::Body for UpstreamBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Which limit a call ran into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expired {
+    Total,
+    Read,
+}
+
+/// A call's read timeout and total deadline on one timer, from sending the request to the
+/// body's last byte. Before, each call armed four (the head's timeout, the total deadline and
+/// a fresh read timeout for every poll of the body, its end included), and each is a
+/// registration in and a removal from the runtime's timer wheel. Here the timer is armed for
+/// the earlier of the two limits; progress only moves a field, and when the timer fires
+/// early (because of progress since) it is re-armed for what is due then.
+struct Deadline {
+    sleep: Pin<Box<Sleep>>,
+    total: Instant,
+    read_timeout: Duration,
+    /// The read timeout runs from here: the call's start, then the first poll after each
+    /// part of the body (as `tower_http`'s `TimeoutBody` did: while the app is slow to take
+    /// the body, the provider is not waited for).
+    since: Instant,
+    /// Polled since the last part arrived; `since` is then already set.
+    polled: bool,
+}
+
+impl Deadline {
+    fn new(started: Instant, read_timeout: Duration, total_timeout: Duration) -> Self {
+        let total = started + total_timeout;
+        let due = total.min(started + read_timeout);
+        Deadline {
+            sleep: Box::pin(tokio::time::sleep_until(due)),
+            total,
+            read_timeout,
+            since: started,
+            polled: true,
+        }
+    }
+
+    /// When the call fails, and why, if nothing else happens.
+    fn due(&self) -> (Instant, Expired) {
+        let read = self.since + self.read_timeout;
+        if self.total <= read {
+            (self.total, Expired::Total)
+        } else {
+            (read, Expired::Read)
+        }
+    }
+
+    /// The body is being polled for its next part.
+    fn waiting(&mut self) {
+        if !self.polled {
+            self.polled = true;
+            self.since = Instant::now();
+        }
+    }
+
+    /// A part of the body arrived.
+    fn progressed(&mut self) {
+        self.polled = false;
+    }
+
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<Expired> {
+        loop {
+            std::task::ready!(self.sleep.as_mut().poll(cx));
+            let (due, why) = self.due();
+            if self.sleep.deadline() >= due {
+                return Poll::Ready(why);
+            }
+            self.sleep.as_mut().reset(due);
+        }
     }
 }
 
@@ -239,12 +324,13 @@ impl ProxyClient {
         request: http::Request<ProxyBody>,
         trust: Trust,
     ) -> Result<ProxyResponse, ProxyError> {
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         if trust == Trust::Guarded
             && let Some(refused) = self.refused_literal(request.uri())
         {
             return Err(ProxyError::Refused(refused));
         }
+        let mut deadline = Deadline::new(started, self.read_timeout, self.total_timeout);
         let sent = async {
             let turn = self.hosts.acquire(request.uri()).await;
             let response = match trust {
@@ -261,17 +347,19 @@ impl ProxyClient {
             };
             (turn, response)
         };
-        let total_first = self.total_timeout < self.read_timeout;
-        let head_timeout = self.read_timeout.min(self.total_timeout);
-        let (turn, response) = tokio::time::timeout(head_timeout, sent)
-            .await
-            .map_err(|_| {
-                if total_first {
-                    ProxyError::TotalDeadline
-                } else {
-                    ProxyError::Unavailable("no answer within the read timeout".into())
-                }
-            })?;
+        let mut sent = std::pin::pin!(sent);
+        // The call first, then its deadline, as `tokio::time::timeout` polls them.
+        let (turn, response) = std::future::poll_fn(|cx| {
+            if let Poll::Ready(sent) = sent.as_mut().poll(cx) {
+                return Poll::Ready(Ok(sent));
+            }
+            deadline.poll_expired(cx).map(Err)
+        })
+        .await
+        .map_err(|expired| match expired {
+            Expired::Total => ProxyError::TotalDeadline,
+            Expired::Read => ProxyError::Unavailable("no answer within the read timeout".into()),
+        })?;
         let response = response.map_err(|err| {
             // Only the error's kind and source chain: no URL (the app's query may hold
             // anything) is part of it.
@@ -285,10 +373,12 @@ impl ProxyClient {
                 ProxyError::Failed(message)
             }
         })?;
+        // The read timeout of the body runs from its first poll.
+        deadline.progressed();
         Ok(response.map(|body| UpstreamBody {
-            inner: TimeoutBody::new(self.read_timeout, body),
+            inner: body,
             turn,
-            deadline: tokio::time::sleep_until(started + self.total_timeout),
+            deadline,
         }))
     }
 

@@ -3,7 +3,8 @@
 //! this machine or the operator's network unless `[outbound] allowed_private_networks` says
 //! so; allowed hosts pin their port; a malformed instance URL in a token response stores
 //! nothing; imported metadata is bounded; a trickling provider is cut off at the total
-//! deadline. A local "admin service" on loopback stands for what an attacker would read.
+//! deadline, and one that stops sending its body at the read timeout. A local "admin
+//! service" on loopback stands for what an attacker would read.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -417,6 +418,63 @@ async fn a_trickling_provider_is_cut_off_at_the_total_deadline() {
     assert!(
         received < 600 * 1024,
         "{received} bytes: the whole body came"
+    );
+}
+
+/// A provider that sends its head and one kilobyte at once, then nothing more (the
+/// connection stays open).
+async fn stalling_provider() -> Loopback {
+    let stall = || async {
+        let first = futures_util::stream::once(async {
+            Ok::<_, std::io::Error>(bytes::Bytes::from_static(&[b'x'; 1024]))
+        });
+        axum::body::Body::from_stream(futures_util::StreamExt::chain(
+            first,
+            futures_util::stream::pending(),
+        ))
+    };
+    let router = axum::Router::new().route("/v1/export", axum::routing::get(stall));
+    Loopback::serve(router).await
+}
+
+#[tokio::test]
+async fn a_provider_that_stops_sending_its_body_is_cut_off_at_the_read_timeout() {
+    let provider = stalling_provider().await;
+    let base = provider.url("/").to_string();
+    let app = spawn_app_with(AppOptions {
+        integrations: vec![(
+            "stalls".into(),
+            json!({"provider": "oauth2", "client_id": "c", "client_secret": "s",
+                   "authorization_url": "https://stalls.example/authorize",
+                   "token_url": "https://stalls.example/token",
+                   "api_base_url": base}),
+        )],
+        configure: Some(Arc::new(|c| {
+            // The total deadline is far off: only the read timeout can end this body.
+            c.proxy_read_timeout = Duration::from_millis(300);
+            c.proxy_total_timeout = Duration::from_secs(60);
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let id = app.import_token("stalls", "t", None).await;
+    let mut response = app.proxy_get(&id, "v1/export").await;
+    assert_eq!(response.status(), 200, "the head came in time");
+    let mut received = 0;
+    let ended = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => received += chunk.len(),
+            Ok(None) => break Ok(()),
+            Err(err) => break Err(err),
+        }
+    };
+    assert!(
+        ended.is_err(),
+        "the body ends with an error, not as complete"
+    );
+    assert_eq!(
+        received, 1024,
+        "the part sent before the stall went through"
     );
 }
 

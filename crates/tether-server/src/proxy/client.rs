@@ -107,6 +107,13 @@ impl http_body::Body for UpstreamBody {
     }
 }
 
+/// `at + after`, or thirty years on when that does not fit (as `tokio::time::sleep` does
+/// for a duration too long): an embedder's `Duration::MAX` means no limit, not a panic.
+fn later(at: Instant, after: Duration) -> Instant {
+    at.checked_add(after)
+        .unwrap_or_else(|| at + Duration::from_secs(86400 * 365 * 30))
+}
+
 /// Which limit a call ran into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expired {
@@ -134,8 +141,8 @@ struct Deadline {
 
 impl Deadline {
     fn new(started: Instant, read_timeout: Duration, total_timeout: Duration) -> Self {
-        let total = started + total_timeout;
-        let due = total.min(started + read_timeout);
+        let total = later(started, total_timeout);
+        let due = total.min(later(started, read_timeout));
         Deadline {
             sleep: Box::pin(tokio::time::sleep_until(due)),
             total,
@@ -147,7 +154,7 @@ impl Deadline {
 
     /// When the call fails, and why, if nothing else happens.
     fn due(&self) -> (Instant, Expired) {
-        let read = self.since + self.read_timeout;
+        let read = later(self.since, self.read_timeout);
         if self.total <= read {
             (self.total, Expired::Total)
         } else {

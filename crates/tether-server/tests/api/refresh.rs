@@ -222,18 +222,23 @@ async fn the_background_refresher_refreshes_ahead_of_expiry() {
 
     let (stop, rx) = watch::channel(false);
     let handles = app.gateway.as_ref().unwrap().spawn_background(rx);
-    eventually(LIMIT, "a background refresh", || async {
-        app.seed.control.token_calls_by_grant("refresh_token") > 0
+    // The token call is counted before the new token set is written: wait for the write.
+    eventually(LIMIT, "a background refresh, stored", || async {
+        let Some(expires_at) = app.get_connection(&id).await["expires_at"]
+            .as_str()
+            .map(str::to_owned)
+        else {
+            return false;
+        };
+        let expires_at = time::OffsetDateTime::parse(
+            &expires_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        expires_at - time::OffsetDateTime::now_utc() > time::Duration::minutes(30)
     })
     .await;
-    let expires_at = app.get_connection(&id).await["expires_at"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let expires_at =
-        time::OffsetDateTime::parse(&expires_at, &time::format_description::well_known::Rfc3339)
-            .unwrap();
-    assert!(expires_at - time::OffsetDateTime::now_utc() > time::Duration::minutes(30));
+    assert!(app.seed.control.token_calls_by_grant("refresh_token") > 0);
 
     stop.send(true).unwrap();
     for handle in handles {

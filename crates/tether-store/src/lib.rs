@@ -15,6 +15,7 @@ mod auth;
 mod changes;
 mod error;
 mod lifecycle;
+mod mcp_oauth;
 mod opaque;
 mod paging;
 // Each backend compiles the shared statements of `sql/` for its own pool, on purpose.
@@ -34,6 +35,10 @@ pub use error::{StoreError, StoreResult};
 pub use lifecycle::{
     CheckDue, CheckRecord, CheckResult, ConnectionLifecycle, GrantRecord, LifecycleStore,
     StoredAccount,
+};
+pub use mcp_oauth::{
+    CodeRedemption, McpAccessToken, McpAuthRequestRow, McpClientRow, McpCodeRow, McpGrantRow,
+    McpOAuthStore, McpRefreshToken, RefreshRotation,
 };
 pub use opaque::{Sealed, TokenHash};
 pub use postgres::PgStore;
@@ -59,7 +64,9 @@ pub struct StoreOptions {
 ///
 /// Methods return `impl Future + Send` so that the server can stay generic over the backend
 /// (`AppState<S: Store>`) without boxing every call.
-pub trait Store: AuthStore + LifecycleStore + Clone + Send + Sync + 'static {
+pub trait Store:
+    AuthStore + LifecycleStore + McpOAuthStore + Clone + Send + Sync + 'static
+{
     /// Answers when the database answers (`GET /health`).
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
 

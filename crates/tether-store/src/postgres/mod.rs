@@ -43,6 +43,8 @@ mod history;
 mod leases;
 #[path = "../sql/lifecycle.rs"]
 mod lifecycle;
+#[path = "../sql/mcp_oauth.rs"]
+mod mcp_oauth;
 #[path = "../sql/sealing.rs"]
 mod sealing;
 #[path = "../sql/store.rs"]

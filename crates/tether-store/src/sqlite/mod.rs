@@ -36,6 +36,8 @@ mod history;
 mod leases;
 #[path = "../sql/lifecycle.rs"]
 mod lifecycle;
+#[path = "../sql/mcp_oauth.rs"]
+mod mcp_oauth;
 mod point_reads;
 #[path = "../sql/sealing.rs"]
 mod sealing;

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod agent_tokens;
 mod any;
 mod auth;
 mod changes;
@@ -28,6 +29,7 @@ mod sealing;
 #[allow(clippy::duplicate_mod)]
 pub mod sqlite;
 
+pub use agent_tokens::{AgentAccess, AgentTokenRow, AgentTokenStore};
 pub use any::{AnyStore, Backend};
 pub use auth::{AuthStore, ConsoleSessionRow, StoredApiKey};
 pub use changes::{Change, ChangeFeed};
@@ -65,7 +67,7 @@ pub struct StoreOptions {
 /// Methods return `impl Future + Send` so that the server can stay generic over the backend
 /// (`AppState<S: Store>`) without boxing every call.
 pub trait Store:
-    AuthStore + LifecycleStore + McpOAuthStore + Clone + Send + Sync + 'static
+    AgentTokenStore + AuthStore + LifecycleStore + McpOAuthStore + Clone + Send + Sync + 'static
 {
     /// Answers when the database answers (`GET /health`).
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;

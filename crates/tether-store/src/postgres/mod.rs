@@ -29,6 +29,8 @@ macro_rules! skip_locked {
     };
 }
 
+#[path = "../sql/agent_tokens.rs"]
+mod agent_tokens;
 #[path = "../sql/auth.rs"]
 mod auth;
 mod changes;

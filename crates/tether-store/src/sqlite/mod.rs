@@ -23,6 +23,8 @@ macro_rules! skip_locked {
     };
 }
 
+#[path = "../sql/agent_tokens.rs"]
+mod agent_tokens;
 #[path = "../sql/auth.rs"]
 mod auth;
 #[path = "../sql/connections.rs"]

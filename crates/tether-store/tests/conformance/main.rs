@@ -16,6 +16,7 @@
 //! fail, saying so; they never skip silently.
 
 // The suite's subjects, one module each.
+mod agent_tokens;
 mod api_keys;
 mod connections;
 mod console;
@@ -259,6 +260,14 @@ macro_rules! conformance_suite {
             },
             api_keys::{
                 api_key_hashes,
+            },
+            agent_tokens::{
+                agent_token_insert_find_get,
+                agent_token_expiry,
+                agent_token_revocation,
+                agent_token_grant_family,
+                agent_tokens_listed_per_end_user,
+                agent_tokens_purged,
             },
             webhooks::{
                 webhook_events_commit_with_their_change,

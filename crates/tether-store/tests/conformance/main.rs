@@ -22,6 +22,7 @@ mod connections;
 mod console;
 mod history;
 mod lifecycle;
+mod mcp_oauth;
 mod refresh;
 mod restart;
 mod sealing;
@@ -284,6 +285,15 @@ macro_rules! conformance_suite {
             },
             console::{
                 console_pages_counts_and_buckets,
+            },
+            mcp_oauth::{
+                mcp_clients_and_requests,
+                mcp_request_taken_once_under_race,
+                mcp_code_single_use_and_reuse_revokes,
+                mcp_refresh_rotation_and_reuse,
+                mcp_refresh_rotates_once_under_race,
+                mcp_revocation_per_client_and_listing,
+                mcp_purge_and_signing_key,
             },
         );
     };

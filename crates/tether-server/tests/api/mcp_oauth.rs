@@ -800,3 +800,67 @@ async fn a_request_and_a_code_expire() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"], "invalid_grant");
 }
+
+#[tokio::test]
+async fn the_console_lists_an_end_users_mcp_clients_and_revokes_one() {
+    let app = app().await;
+    let (_, tokens) = full_flow(&app, "console-user").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let (_, others) = full_flow(&app, "someone-else").await;
+
+    // Signed in as the console's own pages do (same origin), carrying the cookie by hand.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let origin = app.base.origin().ascii_serialization();
+    let signed_in = http
+        .post(app.url("dashboard/sign-in"))
+        .header("origin", &origin)
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("api_key", app.api_key.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = |path: String| {
+        let request = http.get(app.url(&path)).header("cookie", &cookie);
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let html = page("dashboard/mcp-clients?end_user_id=console-user".into()).await;
+    assert!(html.contains("Desk agent"), "{html}");
+    assert_eq!(
+        html.matches("data-grant=").count(),
+        1,
+        "only this end user's grant"
+    );
+    assert!(!html.contains(access), "never a token");
+    // The row's own form (the layout's sign-out form comes first on the page).
+    let row = html.find("data-grant=").unwrap();
+    let start = row + html[row..].find("action=\"").unwrap() + "action=\"".len();
+    let action = html[start..start + html[start..].find('"').unwrap()].replace("&amp;", "&");
+    let marker = "name=\"csrf\" value=\"";
+    let csrf_at = html.find(marker).unwrap() + marker.len();
+    let csrf = html[csrf_at..csrf_at + 64].to_owned();
+
+    let revoked = http
+        .post(Url::parse(&action).unwrap_or_else(|_| app.url(action.trim_start_matches('/'))))
+        .header("cookie", &cookie)
+        .header("origin", &origin)
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    assert!(!access_live(&app, access).await, "revoked at once");
+    assert!(access_live(&app, others["access_token"].as_str().unwrap()).await);
+    let html = page("dashboard/mcp-clients?end_user_id=console-user".into()).await;
+    assert_eq!(html.matches("data-grant=").count(), 0);
+}

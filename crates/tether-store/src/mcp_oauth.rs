@@ -93,8 +93,9 @@ pub struct McpRefreshToken {
 /// What presenting an authorization code found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CodeRedemption {
-    /// First use of a live code of a live grant: the code and its grant.
-    Redeemed(McpCodeRow, McpGrantRow),
+    /// First use of a live code of a live grant: the code and its grant (boxed: the other
+    /// outcomes are small).
+    Redeemed(McpCodeRow, Box<McpGrantRow>),
     /// The code was used before: its grant has just been revoked with every token of it.
     Reused { grant_id: String },
     /// No such code, or it expired, or its grant is revoked.

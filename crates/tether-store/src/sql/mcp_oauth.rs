@@ -291,7 +291,7 @@ impl McpOAuthStore for ThisStore {
                                 expires_at,
                                 created_at,
                             },
-                            grant,
+                            Box::new(grant),
                         )
                     }
                     // Expired: used up all the same, so it cannot be tried again.

@@ -141,7 +141,7 @@ pub(crate) async fn mcp_code_single_use_and_reuse_revokes<S: Store>(store: S) {
         panic!("a fresh code is redeemed");
     };
     assert_eq!(found, code("c1", "mcpg_1", NOW + 60));
-    assert_eq!(g, grant("mcpg_1", "user-1"));
+    assert_eq!(*g, grant("mcpg_1", "user-1"));
     assert!(
         store
             .issue_mcp_tokens("mcpg_1", &access("agt_a1"), &refresh("r1"), NOW)

@@ -22,6 +22,12 @@ echo "== TypeScript client (against tether demo)"
   npm test
 )
 
+echo "== mcp oauth: the official Python MCP SDK signs in through OAuth (tether demo)"
+# A venv of its own under target/, with the SDK pinned in e2e/mcp/requirements.txt.
+if [ ! -x target/e2e-mcp-venv/bin/python ]; then python3 -m venv target/e2e-mcp-venv; fi
+target/e2e-mcp-venv/bin/pip install --quiet --disable-pip-version-check -r e2e/mcp/requirements.txt
+TETHER_BIN=target/debug/tether target/e2e-mcp-venv/bin/python e2e/mcp/oauth_flow.py
+
 echo "== browser tests"
 if [ ! -d e2e/node_modules/playwright-core ]; then
   (cd e2e && npm ci --no-audit --no-fund)

@@ -3,6 +3,9 @@
 
 import { TetherError } from "./errors.js";
 import type {
+  AgentAuthorizationRedirect,
+  AgentAuthorizationRequest,
+  ApproveAgentAuthorization,
   Connection,
   ConnectionFilter,
   ConnectSession,
@@ -58,6 +61,17 @@ export class Tether {
     redeliver(id: string): Promise<void>;
   };
 
+  /**
+   * MCP clients asking to act for one of the app's users: the app's sign-in page receives
+   * `tether_request`, shows what `get` says, then approves or denies, and sends the browser
+   * to the `redirect_to` it gets back.
+   */
+  readonly agentAuthorizations: {
+    get(request: string): Promise<AgentAuthorizationRequest>;
+    approve(request: string, body: ApproveAgentAuthorization): Promise<AgentAuthorizationRedirect>;
+    deny(request: string): Promise<AgentAuthorizationRedirect>;
+  };
+
   private readonly base: URL;
   private readonly apiKey: string;
   private readonly fetcher: typeof fetch;
@@ -105,6 +119,11 @@ export class Tether {
       redeliver: async (did) => {
         await this.send("POST", `v1/webhooks/deliveries/${id(did)}/redeliver`);
       },
+    };
+    this.agentAuthorizations = {
+      get: (request) => this.json("GET", `v1/agent-authorizations/${id(request)}`),
+      approve: (request, body) => this.json("POST", `v1/agent-authorizations/${id(request)}/approve`, { body }),
+      deny: (request) => this.json("POST", `v1/agent-authorizations/${id(request)}/deny`),
     };
   }
 

@@ -237,3 +237,32 @@ export interface Problem {
   detail: string;
   code: string;
 }
+
+/** What an MCP client asks for (`GET /v1/agent-authorizations/{request}`). */
+export interface AgentAuthorizationRequest {
+  /** The client's own name for itself (its claim, not verified). */
+  client_name?: string | null;
+  /** A registered id, or the URL of the client's metadata document. */
+  client_id: string;
+  /** Where the browser returns after the decision: it says who gets the access. */
+  redirect_host: string;
+  /** Space-separated: `mcp:read`, `mcp:write`. */
+  scope: string;
+  /** The MCP server the access is for. */
+  resource: string;
+  expires_at: string;
+}
+
+/** The app's approval of an MCP client for one of its users. */
+export interface ApproveAgentAuthorization {
+  end_user_id: string;
+  /** `write` only when the client asked for `mcp:write`. */
+  access: "read" | "write";
+  /** Integration keys the client may reach; every integration when absent. */
+  integrations?: string[] | null;
+}
+
+/** Where to send the end user's browser after a decision. */
+export interface AgentAuthorizationRedirect {
+  redirect_to: string;
+}

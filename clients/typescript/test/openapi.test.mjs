@@ -33,6 +33,9 @@ const PAIRS = {
   ConnectionEvent: 'ConnectionEventView',
   ConnectionEventList: 'ConnectionEventList',
   Problem: 'Problem',
+  AgentAuthorizationRequest: 'AuthorizationRequestView',
+  ApproveAgentAuthorization: 'Approve',
+  AgentAuthorizationRedirect: 'RedirectTo',
 };
 
 /** Every interface of src/types.ts: its properties and which are optional. */

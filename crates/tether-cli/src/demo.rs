@@ -62,6 +62,10 @@ pub struct DemoArgs {
     /// the `TETHER_DEMO` line carries), such as a local receiver for the browser tests.
     #[arg(long, value_name = "URL")]
     pub webhook_url: Option<String>,
+    /// The app's sign-in page for MCP clients authorizing through OAuth (`[mcp] sign_in_url`),
+    /// such as a test app's page on loopback.
+    #[arg(long, value_name = "URL")]
+    pub mcp_sign_in_url: Option<String>,
 }
 
 /// Runs the demo until Ctrl-C.
@@ -288,6 +292,14 @@ fn configure(config: &mut GatewayConfig, args: &DemoArgs) -> anyhow::Result<()> 
         config
             .set_logo_url(logo)
             .map_err(|m| anyhow::anyhow!("--logo-url: {m}"))?;
+    }
+    if let Some(url) = &args.mcp_sign_in_url {
+        let url =
+            Url::parse(url).with_context(|| format!("--mcp-sign-in-url {url:?} is not a URL"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            anyhow::bail!("--mcp-sign-in-url must be http or https");
+        }
+        config.mcp_auth.sign_in_url = Some(url);
     }
     // 0 means the shortest; over the bound is refused (it would overflow the session's expiry).
     crate::settings::secs(

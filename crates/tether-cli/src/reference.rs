@@ -43,6 +43,11 @@ fn sections() -> Vec<(&'static str, &'static str, Vec<Row>)> {
         ),
         ("webhooks", "", webhook_rows()),
         ("console", "", ConsoleSection::rows()),
+        (
+            "mcp",
+            "MCP clients signing in through OAuth",
+            crate::mcp_auth_settings::McpAuthSection::rows(),
+        ),
     ]
 }
 

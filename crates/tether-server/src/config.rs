@@ -106,6 +106,8 @@ pub struct GatewayConfig {
     pub cache: CacheConfig,
     /// Health checks, keep-alive and the grant's end (`[checks]` in `tether.toml`).
     pub lifecycle: LifecycleConfig,
+    /// Tether as the OAuth authorization server of its MCP server (`[mcp] sign_in_url`...).
+    pub mcp_auth: crate::mcp_auth::McpAuthConfig,
 }
 
 /// Health checks, keep-alive refreshes and the grant's end: what keeps connections alive and
@@ -297,6 +299,7 @@ impl GatewayConfig {
             webhooks: None,
             refresher: RefresherConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            mcp_auth: crate::mcp_auth::McpAuthConfig::default(),
             outbound: OutboundLimits::default(),
             extra_root_certificates: ExtraRoots::default(),
             address_policy: AddressPolicy::default(),

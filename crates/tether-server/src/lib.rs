@@ -17,6 +17,7 @@ mod connection_service;
 mod console;
 mod http;
 mod jobs;
+mod mcp_auth;
 mod proxy;
 mod state;
 pub mod webhooks;
@@ -45,6 +46,7 @@ pub use http::error::ApiError;
 pub use http::per_core::{ServingThreads, bind_listeners, serve_per_core};
 pub use http::server::serve;
 pub use jobs::{rotation, sealing_key};
+pub use mcp_auth::McpAuthConfig;
 pub use state::api_keys::ApiKeys;
 
 /// The OpenAPI 3.1 description of the HTTP API, as pretty JSON (what `GET /openapi.json`
@@ -228,6 +230,7 @@ impl<S: Store> Gateway<S> {
             .merge(api::router())
             .merge(connect::router())
             .merge(console::router())
+            .merge(mcp_auth::router())
             .layer(axum::middleware::from_fn_with_state(
                 self.state.clone(),
                 body_limit::refuse_large_bodies::<S>,

@@ -75,7 +75,8 @@ impl AnyStore {
 }
 
 /// Writes each listed method (its signature, once) as a call of the same method on whichever
-/// backend this is: every async method of [`Store`] and [`crate::AuthStore`] that has no
+/// backend this is: every async method of [`Store`] and its companion traits
+/// ([`crate::AuthStore`], [`crate::LifecycleStore`], [`crate::AgentTokenStore`]) that has no
 /// default.
 macro_rules! forward_to_backend {
     ($(fn $method:ident(&self $(, $arg:ident: $type:ty)* $(,)?) -> $output:ty;)*) => {

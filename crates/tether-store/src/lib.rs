@@ -10,11 +10,13 @@
 
 #![forbid(unsafe_code)]
 
+mod agent_tokens;
 mod any;
 mod auth;
 mod changes;
 mod error;
 mod lifecycle;
+mod mcp_oauth;
 mod opaque;
 mod paging;
 // Each backend compiles the shared statements of `sql/` for its own pool, on purpose.
@@ -27,6 +29,7 @@ mod sealing;
 #[allow(clippy::duplicate_mod)]
 pub mod sqlite;
 
+pub use agent_tokens::{AgentAccess, AgentTokenRow, AgentTokenStore};
 pub use any::{AnyStore, Backend};
 pub use auth::{AuthStore, ConsoleSessionRow, StoredApiKey};
 pub use changes::{Change, ChangeFeed};
@@ -34,6 +37,10 @@ pub use error::{StoreError, StoreResult};
 pub use lifecycle::{
     CheckDue, CheckRecord, CheckResult, ConnectionLifecycle, GrantRecord, LifecycleStore,
     StoredAccount,
+};
+pub use mcp_oauth::{
+    CodeRedemption, McpAccessToken, McpAuthRequestRow, McpClientRow, McpCodeRow, McpGrantRow,
+    McpOAuthStore, McpRefreshToken, RefreshRotation,
 };
 pub use opaque::{Sealed, TokenHash};
 pub use postgres::PgStore;
@@ -59,7 +66,9 @@ pub struct StoreOptions {
 ///
 /// Methods return `impl Future + Send` so that the server can stay generic over the backend
 /// (`AppState<S: Store>`) without boxing every call.
-pub trait Store: AuthStore + LifecycleStore + Clone + Send + Sync + 'static {
+pub trait Store:
+    AgentTokenStore + AuthStore + LifecycleStore + McpOAuthStore + Clone + Send + Sync + 'static
+{
     /// Answers when the database answers (`GET /health`).
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
 

@@ -146,6 +146,9 @@ impl Modify for ApiKeyScheme {
         proxy_put,
         proxy_patch,
         proxy_delete,
+        crate::mcp_auth::approval::show,
+        crate::mcp_auth::approval::approve,
+        crate::mcp_auth::approval::deny,
     ),
     components(schemas(Problem)),
     modifiers(&ApiKeyScheme),
@@ -157,6 +160,7 @@ impl Modify for ApiKeyScheme {
         (name = "catalog", description = "The providers this build knows"),
         (name = "webhooks", description = "The webhook delivery log"),
         (name = "operations", description = "Liveness and readiness"),
+        (name = "agents", description = "AI agents acting for an end user: MCP client authorizations"),
     )
 )]
 pub struct ApiDoc;

@@ -270,6 +270,8 @@ pub(super) struct ConnectionDetail {
     deliveries: Vec<DeliveryItem>,
     refresh_href: String,
     delete_href: String,
+    /// The end user's MCP clients (OAuth grants), with their revoke buttons.
+    mcp_clients_href: String,
     /// The provider account (label and ids), when known.
     account: String,
     /// What the last health check found, and when.
@@ -441,6 +443,16 @@ pub(super) async fn connection<S: Store>(
         deliveries: deliveries.iter().map(|d| delivery(&state, d)).collect(),
         refresh_href: dashboard_url(&state, &["connections", id.as_str(), "refresh"], &[]),
         delete_href: dashboard_url(&state, &["connections", id.as_str(), "delete"], &[]),
+        mcp_clients_href: dashboard_url(
+            &state,
+            &["mcp-clients"],
+            &[(
+                "end_user_id",
+                row.as_ref()
+                    .map(|r| r.end_user_id.as_str())
+                    .unwrap_or_default(),
+            )],
+        ),
         account,
         last_check,
         reconnect_href,

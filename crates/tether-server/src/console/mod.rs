@@ -13,6 +13,7 @@
 
 mod charts;
 mod connections;
+mod mcp_clients;
 mod overview;
 mod reconnect;
 mod session;
@@ -36,6 +37,7 @@ use crate::connection_service::ConnectionError;
 use crate::connection_service::refresh::{self, Freshness};
 use crate::state::AppState;
 use connections::*;
+use mcp_clients::*;
 use overview::*;
 use session::Operator;
 use webhooks::*;
@@ -67,6 +69,11 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route(
             "/dashboard/connections/{id}/delete",
             get(confirm_delete::<S>).post(delete::<S>),
+        )
+        .route("/dashboard/mcp-clients", get(mcp_clients::<S>))
+        .route(
+            "/dashboard/mcp-clients/{id}/revoke",
+            post(revoke_grant::<S>),
         )
         .route("/dashboard/webhooks", get(webhooks::<S>))
         .route("/dashboard/webhooks/{id}/redeliver", post(redeliver::<S>))

@@ -59,4 +59,10 @@ async fn purge_auth<S: Store>(state: &AppState<S>) {
         Ok(purged) => tracing::debug!(purged, "purged expired console sessions"),
         Err(err) => tracing::warn!(error = %err, "purging console sessions failed"),
     }
+    // MCP authorization requests, codes and refresh tokens past their lifetime.
+    match state.store.purge_mcp_oauth(now).await {
+        Ok(0) => {}
+        Ok(purged) => tracing::debug!(purged, "purged expired MCP authorization rows"),
+        Err(err) => tracing::warn!(error = %err, "purging MCP authorization rows failed"),
+    }
 }

@@ -72,6 +72,8 @@ pub struct Inner<S: Store> {
     pub stored_keys: StoredKeyCheck,
     /// Which background workers are running (for `GET /ready`).
     pub workers: Workers,
+    /// The MCP authorization server's signing key and fetched client documents.
+    pub mcp_auth: crate::mcp_auth::McpAuthState,
 }
 
 /// Liveness of the background workers, set by the workers themselves.
@@ -158,6 +160,7 @@ impl<S: Store> AppState<S> {
                 forwarded_warnings: ForwardedWarnings::default(),
                 stored_keys: StoredKeyCheck::default(),
                 workers: Workers::default(),
+                mcp_auth: crate::mcp_auth::McpAuthState::default(),
             }),
         }
     }

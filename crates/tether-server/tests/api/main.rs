@@ -14,6 +14,7 @@ mod import;
 mod integrations;
 mod issuer;
 mod lifecycle;
+mod mcp_oauth;
 mod new_providers;
 mod oauth_flow;
 mod observability;

@@ -29,6 +29,8 @@ macro_rules! skip_locked {
     };
 }
 
+#[path = "../sql/agent_tokens.rs"]
+mod agent_tokens;
 #[path = "../sql/auth.rs"]
 mod auth;
 mod changes;
@@ -43,6 +45,8 @@ mod history;
 mod leases;
 #[path = "../sql/lifecycle.rs"]
 mod lifecycle;
+#[path = "../sql/mcp_oauth.rs"]
+mod mcp_oauth;
 #[path = "../sql/sealing.rs"]
 mod sealing;
 #[path = "../sql/store.rs"]

@@ -23,6 +23,8 @@ macro_rules! skip_locked {
     };
 }
 
+#[path = "../sql/agent_tokens.rs"]
+mod agent_tokens;
 #[path = "../sql/auth.rs"]
 mod auth;
 #[path = "../sql/connections.rs"]
@@ -36,6 +38,8 @@ mod history;
 mod leases;
 #[path = "../sql/lifecycle.rs"]
 mod lifecycle;
+#[path = "../sql/mcp_oauth.rs"]
+mod mcp_oauth;
 mod point_reads;
 #[path = "../sql/sealing.rs"]
 mod sealing;

@@ -16,11 +16,13 @@
 //! fail, saying so; they never skip silently.
 
 // The suite's subjects, one module each.
+mod agent_tokens;
 mod api_keys;
 mod connections;
 mod console;
 mod history;
 mod lifecycle;
+mod mcp_oauth;
 mod refresh;
 mod restart;
 mod sealing;
@@ -260,6 +262,14 @@ macro_rules! conformance_suite {
             api_keys::{
                 api_key_hashes,
             },
+            agent_tokens::{
+                agent_token_insert_find_get,
+                agent_token_expiry,
+                agent_token_revocation,
+                agent_token_grant_family,
+                agent_tokens_listed_per_end_user,
+                agent_tokens_purged,
+            },
             webhooks::{
                 webhook_events_commit_with_their_change,
                 webhook_claims_in_order_per_connection,
@@ -275,6 +285,15 @@ macro_rules! conformance_suite {
             },
             console::{
                 console_pages_counts_and_buckets,
+            },
+            mcp_oauth::{
+                mcp_clients_and_requests,
+                mcp_request_taken_once_under_race,
+                mcp_code_single_use_and_reuse_revokes,
+                mcp_refresh_rotation_and_reuse,
+                mcp_refresh_rotates_once_under_race,
+                mcp_revocation_per_client_and_listing,
+                mcp_purge_and_signing_key,
             },
         );
     };

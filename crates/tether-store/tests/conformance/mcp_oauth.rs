@@ -1,0 +1,407 @@
+//! The MCP authorization server's rows: registered clients, single-use requests and codes,
+//! refresh rotation with reuse detection that revokes the whole family (refresh tokens and the
+//! agent tokens issued with them), revocation per client, and the shared signing key.
+
+use tether_store::{
+    CodeRedemption, McpAccessToken, McpAuthRequestRow, McpClientRow, McpCodeRow, McpGrantRow,
+    McpRefreshToken, RefreshRotation,
+};
+
+use super::*;
+
+fn request(hash: &str, expires_at: i64) -> McpAuthRequestRow {
+    McpAuthRequestRow {
+        request_hash: th(hash),
+        client_id: "mcpc_one".to_owned(),
+        client_name: Some("Desk agent".to_owned()),
+        redirect_uri: "http://127.0.0.1:5000/callback".to_owned(),
+        state: Some("st".to_owned()),
+        code_challenge: "challenge".to_owned(),
+        scope: "mcp:read".to_owned(),
+        resource: "https://tether.example.com/mcp".to_owned(),
+        expires_at,
+        created_at: NOW,
+    }
+}
+
+fn grant(id: &str, end_user_id: &str) -> McpGrantRow {
+    McpGrantRow {
+        id: id.to_owned(),
+        client_id: "mcpc_one".to_owned(),
+        client_name: Some("Desk agent".to_owned()),
+        end_user_id: end_user_id.to_owned(),
+        access: "read".to_owned(),
+        integrations: Some(r#"["github"]"#.to_owned()),
+        scope: "mcp:read".to_owned(),
+        resource: "https://tether.example.com/mcp".to_owned(),
+        created_at: NOW,
+        revoked_at: None,
+    }
+}
+
+fn code(hash: &str, grant_id: &str, expires_at: i64) -> McpCodeRow {
+    McpCodeRow {
+        code_hash: th(hash),
+        grant_id: grant_id.to_owned(),
+        redirect_uri: "http://127.0.0.1:5000/callback".to_owned(),
+        code_challenge: "challenge".to_owned(),
+        expires_at,
+        created_at: NOW,
+    }
+}
+
+fn access(id: &str) -> McpAccessToken {
+    McpAccessToken {
+        id: id.to_owned(),
+        token_hash: th(&format!("hash-{id}")),
+        expires_at: NOW + 3600,
+    }
+}
+
+fn refresh(hash: &str) -> McpRefreshToken {
+    McpRefreshToken {
+        token_hash: th(hash),
+        expires_at: NOW + 86_400,
+    }
+}
+
+async fn live_token<S: Store>(store: &S, id: &str) -> bool {
+    store
+        .find_active_agent_token(&th(&format!("hash-{id}")), NOW + 1)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+pub(crate) async fn mcp_clients_and_requests<S: Store>(store: S) {
+    let client = McpClientRow {
+        client_id: "mcpc_one".to_owned(),
+        client_name: Some("Desk agent".to_owned()),
+        redirect_uris: vec!["http://127.0.0.1:5000/callback".to_owned()],
+        created_at: NOW,
+    };
+    store.insert_mcp_client(&client, NOW).await.unwrap();
+    assert_eq!(
+        store.get_mcp_client("mcpc_one").await.unwrap(),
+        Some(client)
+    );
+    assert_eq!(store.get_mcp_client("mcpc_two").await.unwrap(), None);
+
+    store
+        .insert_mcp_request(&request("rq", NOW + 600), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_mcp_request(&th("rq")).await.unwrap(),
+        Some(request("rq", NOW + 600))
+    );
+    // Read as often as the app likes; taken once.
+    assert!(store.get_mcp_request(&th("rq")).await.unwrap().is_some());
+    assert_eq!(
+        store.take_mcp_request(&th("rq")).await.unwrap(),
+        Some(request("rq", NOW + 600))
+    );
+    assert_eq!(store.take_mcp_request(&th("rq")).await.unwrap(), None);
+    assert_eq!(store.get_mcp_request(&th("rq")).await.unwrap(), None);
+}
+
+pub(crate) async fn mcp_request_taken_once_under_race<S: Store>(store: S) {
+    store
+        .insert_mcp_request(&request("race", NOW + 600), NOW)
+        .await
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let store = store.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store.take_mcp_request(&th("race")).await.unwrap().is_some()
+        }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+pub(crate) async fn mcp_code_single_use_and_reuse_revokes<S: Store>(store: S) {
+    store
+        .insert_mcp_grant(
+            &grant("mcpg_1", "user-1"),
+            &code("c1", "mcpg_1", NOW + 60),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let CodeRedemption::Redeemed(found, g) = store.redeem_mcp_code(&th("c1"), NOW).await.unwrap()
+    else {
+        panic!("a fresh code is redeemed");
+    };
+    assert_eq!(found, code("c1", "mcpg_1", NOW + 60));
+    assert_eq!(*g, grant("mcpg_1", "user-1"));
+    assert!(
+        store
+            .issue_mcp_tokens("mcpg_1", &access("agt_a1"), &refresh("r1"), NOW)
+            .await
+            .unwrap()
+    );
+    assert!(live_token(&store, "agt_a1").await);
+    let issued = store.get_agent_token("agt_a1").await.unwrap().unwrap();
+    assert_eq!(issued.end_user_id, "user-1");
+    assert_eq!(issued.mcp_client_id.as_deref(), Some("mcpc_one"));
+    assert_eq!(issued.grant_id.as_deref(), Some("mcpg_1"));
+    assert_eq!(issued.integrations, Some(vec!["github".to_owned()]));
+
+    // A second presentation of the code revokes everything the first one got.
+    assert_eq!(
+        store.redeem_mcp_code(&th("c1"), NOW + 1).await.unwrap(),
+        CodeRedemption::Reused {
+            grant_id: "mcpg_1".to_owned()
+        }
+    );
+    assert!(!live_token(&store, "agt_a1").await);
+    assert!(
+        store
+            .get_mcp_grant("mcpg_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert!(matches!(
+        store
+            .rotate_mcp_refresh_token(&th("r1"), NOW + 2)
+            .await
+            .unwrap(),
+        RefreshRotation::Reused { .. }
+    ));
+    // A revoked grant gets no new tokens.
+    assert!(
+        !store
+            .issue_mcp_tokens("mcpg_1", &access("agt_a2"), &refresh("r2"), NOW + 3)
+            .await
+            .unwrap()
+    );
+    assert!(store.get_agent_token("agt_a2").await.unwrap().is_none());
+
+    // Unknown and expired codes are invalid; an expired one is used up too.
+    assert_eq!(
+        store.redeem_mcp_code(&th("nope"), NOW).await.unwrap(),
+        CodeRedemption::Invalid
+    );
+    store
+        .insert_mcp_grant(
+            &grant("mcpg_2", "user-1"),
+            &code("c2", "mcpg_2", NOW - 1),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.redeem_mcp_code(&th("c2"), NOW).await.unwrap(),
+        CodeRedemption::Invalid
+    );
+}
+
+pub(crate) async fn mcp_refresh_rotation_and_reuse<S: Store>(store: S) {
+    store
+        .insert_mcp_grant(
+            &grant("mcpg_1", "user-1"),
+            &code("c1", "mcpg_1", NOW + 60),
+            NOW,
+        )
+        .await
+        .unwrap();
+    store
+        .issue_mcp_tokens("mcpg_1", &access("agt_1"), &refresh("r1"), NOW)
+        .await
+        .unwrap();
+    // Rotation: r1 is used, r2 and agt_2 come with it; every token so far stays live.
+    assert!(matches!(
+        store.rotate_mcp_refresh_token(&th("r1"), NOW + 10).await.unwrap(),
+        RefreshRotation::Rotated(g) if g.id == "mcpg_1"
+    ));
+    store
+        .issue_mcp_tokens("mcpg_1", &access("agt_2"), &refresh("r2"), NOW + 10)
+        .await
+        .unwrap();
+    assert!(live_token(&store, "agt_1").await && live_token(&store, "agt_2").await);
+
+    // r1 again: theft suspected, the whole family goes (r2 and both access tokens).
+    assert_eq!(
+        store
+            .rotate_mcp_refresh_token(&th("r1"), NOW + 20)
+            .await
+            .unwrap(),
+        RefreshRotation::Reused {
+            grant_id: "mcpg_1".to_owned()
+        }
+    );
+    assert!(!live_token(&store, "agt_1").await && !live_token(&store, "agt_2").await);
+    assert!(matches!(
+        store
+            .rotate_mcp_refresh_token(&th("r2"), NOW + 21)
+            .await
+            .unwrap(),
+        RefreshRotation::Reused { .. }
+    ));
+    assert_eq!(
+        store
+            .rotate_mcp_refresh_token(&th("unknown"), NOW)
+            .await
+            .unwrap(),
+        RefreshRotation::Invalid
+    );
+    assert!(
+        store
+            .list_mcp_grants("user-1", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub(crate) async fn mcp_refresh_rotates_once_under_race<S: Store>(store: S) {
+    store
+        .insert_mcp_grant(
+            &grant("mcpg_1", "user-1"),
+            &code("c1", "mcpg_1", NOW + 60),
+            NOW,
+        )
+        .await
+        .unwrap();
+    store
+        .issue_mcp_tokens("mcpg_1", &access("agt_1"), &refresh("r1"), NOW)
+        .await
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let store = store.clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store
+                .rotate_mcp_refresh_token(&th("r1"), NOW + 5)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut rotated = 0;
+    for task in tasks {
+        if let RefreshRotation::Rotated(_) = task.await.unwrap() {
+            rotated += 1;
+        }
+    }
+    assert_eq!(rotated, 1);
+}
+
+pub(crate) async fn mcp_revocation_per_client_and_listing<S: Store>(store: S) {
+    store
+        .insert_mcp_grant(
+            &grant("mcpg_1", "user-1"),
+            &code("c1", "mcpg_1", NOW + 60),
+            NOW,
+        )
+        .await
+        .unwrap();
+    let mut other = grant("mcpg_2", "user-2");
+    other.client_id = "mcpc_two".to_owned();
+    store
+        .insert_mcp_grant(&other, &code("c2", "mcpg_2", NOW + 60), NOW)
+        .await
+        .unwrap();
+    store
+        .issue_mcp_tokens("mcpg_1", &access("agt_1"), &refresh("r1"), NOW)
+        .await
+        .unwrap();
+    store
+        .issue_mcp_tokens("mcpg_2", &access("agt_2"), &refresh("r2"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids_of(&store.list_mcp_grants("user-1", 10).await.unwrap()),
+        ["mcpg_1"]
+    );
+
+    // Another client cannot revoke this client's tokens, nor learn their grant.
+    assert!(
+        !store
+            .revoke_mcp_access_token(&th("hash-agt_1"), "mcpc_two", NOW)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .mcp_grant_of_refresh_token(&th("r1"), "mcpc_two")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .revoke_mcp_access_token(&th("hash-agt_1"), "mcpc_one", NOW)
+            .await
+            .unwrap()
+    );
+    assert!(!live_token(&store, "agt_1").await);
+    assert_eq!(
+        store
+            .mcp_grant_of_refresh_token(&th("r1"), "mcpc_one")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("mcpg_1")
+    );
+    assert!(store.revoke_mcp_grant("mcpg_1", NOW).await.unwrap());
+    assert!(!store.revoke_mcp_grant("mcpg_1", NOW).await.unwrap());
+    assert!(
+        store
+            .list_mcp_grants("user-1", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The other user's grant is untouched.
+    assert!(live_token(&store, "agt_2").await);
+}
+
+pub(crate) async fn mcp_purge_and_signing_key<S: Store>(store: S) {
+    store
+        .insert_mcp_request(&request("old", NOW - 1), NOW)
+        .await
+        .unwrap();
+    store
+        .insert_mcp_request(&request("new", NOW + 600), NOW)
+        .await
+        .unwrap();
+    store
+        .insert_mcp_grant(
+            &grant("mcpg_1", "user-1"),
+            &code("c1", "mcpg_1", NOW - 1),
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.purge_mcp_oauth(NOW).await.unwrap(), 2);
+    assert!(store.get_mcp_request(&th("new")).await.unwrap().is_some());
+
+    let first = store
+        .mcp_signing_key(&sealed_bytes(b"one"), NOW)
+        .await
+        .unwrap();
+    let second = store
+        .mcp_signing_key(&sealed_bytes(b"two"), NOW)
+        .await
+        .unwrap();
+    assert_eq!(first, sealed_bytes(b"one"));
+    assert_eq!(second, sealed_bytes(b"one"));
+}
+
+fn ids_of(grants: &[McpGrantRow]) -> Vec<&str> {
+    grants.iter().map(|g| g.id.as_str()).collect()
+}

@@ -382,13 +382,14 @@ async fn rotate_keys(config_path: &Path) -> anyhow::Result<()> {
     .await?;
     bar.finish_and_clear();
     println!(
-        "{} connection(s), {} integration(s) and {} OAuth flow(s) re-encrypted under key {primary}; \
-         {} already were. No stored value is sealed under an older key any more: the older keys \
+        "{} connection(s), {} integration(s), {} OAuth flow(s) and {} MCP signing key(s) \
+         re-encrypted under key {primary}; {} already were. No stored value is sealed under an older key any more: the older keys \
          can be removed (tether keys status shows what each key seals).",
         done.connections.0,
         done.integrations.0,
         done.flows.0,
-        done.connections.1 + done.integrations.1 + done.flows.1,
+        done.mcp_signing_key.0,
+        done.connections.1 + done.integrations.1 + done.flows.1 + done.mcp_signing_key.1,
     );
     Ok(())
 }

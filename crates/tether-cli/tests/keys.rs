@@ -79,7 +79,7 @@ async fn rotation_reseals_every_connection_under_a_new_key() {
 
     let said = rotate(dir.path());
     assert!(
-        said.starts_with("3 connection(s), 0 integration(s) and 0 OAuth flow(s) re-encrypted"),
+        said.starts_with("3 connection(s), 0 integration(s), 0 OAuth flow(s) and 0 MCP signing key(s) re-encrypted"),
         "{said}"
     );
     let new = Vault::load_or_create_key_file(&dir.path().join("tether.keys")).unwrap();
@@ -104,7 +104,7 @@ async fn rotation_reseals_every_connection_under_a_new_key() {
 
     let said = rotate(dir.path());
     assert!(
-        said.starts_with("3 connection(s), 0 integration(s) and 0 OAuth flow(s) re-encrypted"),
+        said.starts_with("3 connection(s), 0 integration(s), 0 OAuth flow(s) and 0 MCP signing key(s) re-encrypted"),
         "a second rotation adds another key: {said}"
     );
 }

@@ -231,6 +231,17 @@ pub trait McpOAuthStore {
         candidate: &Sealed,
         now: i64,
     ) -> impl Future<Output = StoreResult<Sealed>> + Send;
+
+    /// The sealed request-signing key as stored, if any (for a key rotation).
+    fn stored_mcp_signing_key(&self) -> impl Future<Output = StoreResult<Option<Sealed>>> + Send;
+
+    /// Replaces the sealed signing key by `new` (the same key sealed under another vault key)
+    /// only while it is still `old`; answers whether it did.
+    fn reseal_mcp_signing_key(
+        &self,
+        old: &Sealed,
+        new: &Sealed,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 }
 
 impl McpOAuthStore for AnyStore {
@@ -263,5 +274,7 @@ impl McpOAuthStore for AnyStore {
         fn list_mcp_grants(&self, end_user_id: &str, limit: u32) -> StoreResult<Vec<McpGrantRow>>;
         fn purge_mcp_oauth(&self, now: i64) -> StoreResult<u64>;
         fn mcp_signing_key(&self, candidate: &Sealed, now: i64) -> StoreResult<Sealed>;
+        fn stored_mcp_signing_key(&self) -> StoreResult<Option<Sealed>>;
+        fn reseal_mcp_signing_key(&self, old: &Sealed, new: &Sealed) -> StoreResult<bool>;
     }
 }

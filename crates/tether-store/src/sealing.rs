@@ -9,21 +9,23 @@
 /// How many values of one column one key id seals.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SealedCount {
-    /// `connections` (credentials), `integrations` (API-managed configurations) or `flows`
-    /// (OAuth flows in progress).
+    /// `connections` (credentials), `integrations` (API-managed configurations), `flows`
+    /// (OAuth flows in progress) or `mcp signing key` (the key that signs MCP authorization
+    /// requests).
     pub what: String,
     /// The id of the vault key the values name.
     pub key_id: String,
     pub count: u64,
 }
 
-/// The three sealed columns, as `(what, table, column)`: every value Tether keeps sealed.
+/// The four sealed columns, as `(what, table, column)`: every value Tether keeps sealed.
 /// Flows without anything sealed hold an empty value, which is not counted; nor is anything
 /// that does not start with the vault's format byte (it is nobody's to open).
-pub(crate) const SEALED_COLUMNS: [(&str, &str, &str); 3] = [
+pub(crate) const SEALED_COLUMNS: [(&str, &str, &str); 4] = [
     ("connections", "connections", "credentials"),
     ("integrations", "integrations", "config"),
     ("flows", "flow_states", "pkce_verifier"),
+    ("mcp signing key", "mcp_oauth_signing_key", "sealed_key"),
 ];
 
 /// Rows of `(what, key id, count)` into [`SealedCount`]s, sorted.

@@ -7,9 +7,9 @@
 //! value anywhere is left under another key. [`check_keyring`] is the other half, at start-up:
 //! a key removed from the configuration while it still seals a value is refused, by name.
 //!
-//! Sealed values live in three places, each bound to its row by a vault context: connections'
-//! credentials, API-managed integrations' configurations, and the PKCE verifiers of OAuth flows
-//! in progress. Each is rewritten by compare-and-swap (a connection by its version, the others
+//! Sealed values live in four places, each bound to its row by a vault context: connections'
+//! credentials, API-managed integrations' configurations, the PKCE verifiers of OAuth flows
+//! in progress, and the key that signs MCP authorization requests. Each is rewritten by compare-and-swap (a connection by its version, the others
 //! by their old bytes), so a refresh, an integration PUT or a finished flow racing the
 //! rotation is never overwritten with a stale value; a lost race is retried on a fresh read.
 //! Values already under the primary key are left alone, so an interrupted rotation can simply
@@ -47,6 +47,7 @@ pub struct Rotated {
     pub connections: (u64, u64),
     pub integrations: (u64, u64),
     pub flows: (u64, u64),
+    pub mcp_signing_key: (u64, u64),
 }
 
 impl Rotated {
@@ -55,6 +56,7 @@ impl Rotated {
         self.connections.0 += later.connections.0;
         self.integrations.0 += later.integrations.0;
         self.flows.0 += later.flows.0;
+        self.mcp_signing_key.0 += later.mcp_signing_key.0;
     }
 }
 
@@ -189,6 +191,9 @@ pub async fn count<S: Store>(store: &S) -> anyhow::Result<u64> {
         cursor = Some(last.state_hash.clone());
         total += page.len() as u64;
     }
+    if store.stored_mcp_signing_key().await?.is_some() {
+        total += 1;
+    }
     Ok(total)
 }
 
@@ -232,6 +237,13 @@ pub async fn reseal_all<S: Store>(
             );
             progress();
         }
+    }
+    if let Some(sealed) = store.stored_mcp_signing_key().await? {
+        count_into(
+            &mut done.mcp_signing_key,
+            reseal_mcp_signing_key(store, vault, &sealed).await?,
+        );
+        progress();
     }
     Ok(done)
 }
@@ -341,4 +353,23 @@ async fn reseal_flow<S: Store>(
     Ok(store
         .reseal_flow_verifier(state_hash, sealed, &resealed)
         .await?)
+}
+
+async fn reseal_mcp_signing_key<S: Store>(
+    store: &S,
+    vault: &Vault,
+    sealed: &Sealed,
+) -> anyhow::Result<bool> {
+    let resealed = match vault.reseal(crate::mcp_auth::SIGNING_KEY_CONTEXT, sealed) {
+        Ok(Some(resealed)) => Sealed::from_bytes(resealed),
+        Ok(None) => return Ok(false),
+        Err(err) => {
+            return Err(err).context(
+                "opening the MCP request-signing key (is every old key still configured?)",
+            );
+        }
+    };
+    // The key itself never changes once written, so a lost race means another rotation
+    // re-sealed it meanwhile; the count after the pass tells.
+    Ok(store.reseal_mcp_signing_key(sealed, &resealed).await?)
 }

@@ -31,6 +31,7 @@ use crate::config::GatewayConfig;
 use crate::state::AppState;
 
 pub use settings::McpAuthConfig;
+pub(crate) use signing::SEALING_CONTEXT as SIGNING_KEY_CONTEXT;
 
 /// The scope that lets a client read through the MCP server.
 pub const SCOPE_READ: &str = "mcp:read";

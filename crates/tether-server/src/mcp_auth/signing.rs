@@ -15,7 +15,7 @@ use crate::state::AppState;
 
 /// The vault context of the sealed key (its associated data): a sealed value moved to
 /// another column fails to open.
-const SEALING_CONTEXT: &str = "mcp_oauth_signing_key";
+pub(crate) const SEALING_CONTEXT: &str = "mcp_oauth_signing_key";
 
 /// The key once read (per instance).
 pub type KeyCell = OnceCell<Zeroizing<Vec<u8>>>;

@@ -511,4 +511,26 @@ impl McpOAuthStore for ThisStore {
                 .await?;
         Ok(Sealed::from_bytes(stored))
     }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn stored_mcp_signing_key(&self) -> StoreResult<Option<Sealed>> {
+        let stored: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT sealed_key FROM mcp_oauth_signing_key WHERE singleton = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(stored.map(Sealed::from_bytes))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn reseal_mcp_signing_key(&self, old: &Sealed, new: &Sealed) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE mcp_oauth_signing_key SET sealed_key = $1 \
+             WHERE singleton = 1 AND sealed_key = $2",
+        )
+        .bind(new.as_bytes())
+        .bind(old.as_bytes())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
 }

@@ -294,6 +294,7 @@ macro_rules! conformance_suite {
                 mcp_refresh_rotates_once_under_race,
                 mcp_revocation_per_client_and_listing,
                 mcp_purge_and_signing_key,
+                mcp_signing_key_resealed_by_rotation,
             },
         );
     };

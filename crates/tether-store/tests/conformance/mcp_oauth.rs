@@ -7,6 +7,7 @@ use tether_store::{
     McpRefreshToken, RefreshRotation,
 };
 
+use super::sealing::sealed_under;
 use super::*;
 
 fn request(hash: &str, expires_at: i64) -> McpAuthRequestRow {
@@ -400,6 +401,45 @@ pub(crate) async fn mcp_purge_and_signing_key<S: Store>(store: S) {
         .unwrap();
     assert_eq!(first, sealed_bytes(b"one"));
     assert_eq!(second, sealed_bytes(b"one"));
+}
+
+/// A key rotation finds the signing key, counts it under the vault key that seals it, and
+/// re-seals it by compare-and-swap.
+pub(crate) async fn mcp_signing_key_resealed_by_rotation<S: Store>(store: S) {
+    assert_eq!(store.stored_mcp_signing_key().await.unwrap(), None);
+    let old = sealed_under("k-old");
+    store.mcp_signing_key(&old, NOW).await.unwrap();
+    assert_eq!(
+        store.stored_mcp_signing_key().await.unwrap(),
+        Some(old.clone())
+    );
+    let signing_key_count = |key_id: &str| SealedCount {
+        what: "mcp signing key".into(),
+        key_id: key_id.into(),
+        count: 1,
+    };
+    assert!(
+        store
+            .sealed_value_counts()
+            .await
+            .unwrap()
+            .contains(&signing_key_count("k-old"))
+    );
+
+    let new = sealed_under("k-new");
+    // Only while it is still what the rotation read.
+    assert!(
+        !store
+            .reseal_mcp_signing_key(&sealed_under("k-other"), &new)
+            .await
+            .unwrap()
+    );
+    assert!(store.reseal_mcp_signing_key(&old, &new).await.unwrap());
+    assert_eq!(store.stored_mcp_signing_key().await.unwrap(), Some(new));
+    assert_eq!(
+        store.sealed_value_counts().await.unwrap(),
+        [signing_key_count("k-new")]
+    );
 }
 
 fn ids_of(grants: &[McpGrantRow]) -> Vec<&str> {

@@ -144,7 +144,7 @@ pub(crate) async fn integration_reseal<S: Store>(store: S) {
 
 /// A value laid out as the vault seals it (`0x01 | len(key id) | key id | nonce | ciphertext
 /// and tag`), under `key_id`; the store reads only the header.
-fn sealed_under(key_id: &str) -> Sealed {
+pub(crate) fn sealed_under(key_id: &str) -> Sealed {
     let mut sealed = vec![1, key_id.len() as u8];
     sealed.extend_from_slice(key_id.as_bytes());
     sealed.extend_from_slice(&[7; 12 + 16 + 5]);

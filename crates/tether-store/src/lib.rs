@@ -12,6 +12,7 @@
 
 mod any;
 mod auth;
+mod budgets;
 mod changes;
 mod error;
 mod lifecycle;
@@ -29,6 +30,7 @@ pub mod sqlite;
 
 pub use any::{AnyStore, Backend};
 pub use auth::{AuthStore, ConsoleSessionRow, StoredApiKey};
+pub use budgets::{BudgetStore, BudgetTake, BudgetVerdict, GcraKey};
 pub use changes::{Change, ChangeFeed};
 pub use error::{StoreError, StoreResult};
 pub use lifecycle::{
@@ -59,7 +61,7 @@ pub struct StoreOptions {
 ///
 /// Methods return `impl Future + Send` so that the server can stay generic over the backend
 /// (`AppState<S: Store>`) without boxing every call.
-pub trait Store: AuthStore + LifecycleStore + Clone + Send + Sync + 'static {
+pub trait Store: AuthStore + BudgetStore + LifecycleStore + Clone + Send + Sync + 'static {
     /// Answers when the database answers (`GET /health`).
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
 

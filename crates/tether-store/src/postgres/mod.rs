@@ -31,6 +31,9 @@ macro_rules! skip_locked {
 
 #[path = "../sql/auth.rs"]
 mod auth;
+mod budget_take;
+#[path = "../sql/budgets.rs"]
+mod budgets;
 mod changes;
 #[path = "../sql/connections.rs"]
 mod connections;

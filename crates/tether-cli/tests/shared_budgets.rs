@@ -148,7 +148,6 @@ async fn two_instances_together_keep_one_budget() {
         ok, arrivals,
         "every call that reached the provider was answered 200"
     );
-    drop((first, second));
 }
 
 #[tokio::test]
@@ -176,7 +175,10 @@ async fn shared_budgets_are_refused_on_sqlite_in_one_line() {
         "tether serve must refuse to start"
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("tether:")).collect();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("tether:"))
+        .collect();
     assert_eq!(lines.len(), 1, "one line: {stderr}");
     assert!(
         lines[0].contains("shared_budgets") && lines[0].contains("PostgreSQL"),

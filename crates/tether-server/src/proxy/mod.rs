@@ -17,7 +17,8 @@
 //! for the reset or `Retry-After` (up to `proxy_max_wait`) or is answered 429 without calling
 //! the provider, and each answer's budget headers are read back into it. Calls safe to repeat
 //! are retried on 429, 502, 503, 504 and failed connections (`retry`), a kept body only; the
-//! operator's budgets (`budgets`) are checked once per call, before anything else is spent.
+//! operator's budgets (`budgets`) are checked once per call, before anything else is spent
+//! (`shared_budgets` instead with `[proxy] shared_budgets`: in PostgreSQL, for every instance).
 
 use axum::Router;
 use axum::body::{Body, Bytes};

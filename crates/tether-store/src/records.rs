@@ -482,6 +482,7 @@ mod tests {
             next_refresh_at: None,
             created_at: 1,
             updated_at: 2,
+            provider_account: None,
         };
         let shown = format!("{row:?}");
         assert_redacted(&shown);

@@ -374,7 +374,7 @@ pub(super) async fn connection<S: Store>(
         .unwrap_or_default();
     let mut facts: Vec<Fact> = facts;
     if let Some(row) = &row {
-        facts.extend(budget_fact(&state, &row));
+        facts.extend(budget_fact(&state, row));
     }
     let older_href = (events.len() == TIMELINE_SIZE as usize)
         .then(|| {

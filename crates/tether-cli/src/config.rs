@@ -372,6 +372,7 @@ impl FileConfig {
         self.refresh.apply(&mut config)?;
         self.outbound.apply(&mut config)?;
         self.proxy.apply(&mut config)?;
+        config.proxy_shared_budgets = self.proxy.shared_budgets.unwrap_or(false);
         self.cache.apply(&mut config)?;
         self.checks.apply(&mut config)?;
         self.checks.apply_custom(&mut config)?;

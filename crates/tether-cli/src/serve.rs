@@ -31,6 +31,12 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .local_addr()
         .context("reading the bound address")?;
     let mut gateway_config = file.gateway(bound)?;
+    if gateway_config.proxy_shared_budgets && store.backend() == tether_store::Backend::Sqlite {
+        anyhow::bail!(
+            "[proxy] shared_budgets = true needs PostgreSQL (budgets shared by instances live \
+             in their one database); on SQLite, with one instance, leave it out"
+        );
+    }
     // Held (locked) until serve returns; see instance_identity.
     let (instance_id, _instance_lock) = instance_identity();
     gateway_config.instance_id = Some(instance_id);

@@ -109,6 +109,11 @@ settings! {
         max_wait_secs: Option<u64> => secs(0, config.proxy_max_wait),
         /// the total time one call may spend on waits and retries
         retry_within_secs: Option<u64> => secs(1, config.proxy_retry_within),
+        /// keep the integrations' `budget`s and the providers' "spent until" holds in
+        /// PostgreSQL, so all instances together allow each budget's rate (one statement per
+        /// proxied call); false: each instance keeps its own in memory. PostgreSQL only:
+        /// refused at start on SQLite
+        shared_budgets: Option<bool> => custom("false"),
     }
 }
 

@@ -71,6 +71,7 @@ async fn rotation_reseals_every_connection_under_a_new_key() {
                     next_refresh_at: None,
                     created_at: 1,
                     updated_at: 1,
+                    provider_account: None,
                 })
                 .await
                 .unwrap();

@@ -151,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
                 next_refresh_at: None,
                 created_at: now,
                 updated_at: now,
+                provider_account: None,
             })
             .await?;
         ids.push(id);

@@ -162,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
                 next_refresh_at: None,
                 created_at: expired,
                 updated_at: expired,
+                provider_account: None,
             })
             .await?;
         ids.push(id);

@@ -52,6 +52,9 @@ pub struct GatewayConfig {
     pub proxy_max_wait: Duration,
     /// The total time a proxied call may spend on waits and retries.
     pub proxy_retry_within: Duration,
+    /// Keep the integrations' budgets and the providers' "spent until" holds in the
+    /// database (PostgreSQL), shared by every instance, instead of in this instance's memory.
+    pub proxy_shared_budgets: bool,
     /// The app's name, shown on the Connect page.
     pub app_name: String,
     /// The Connect page's accent colour (`#rgb` or `#rrggbb`); set with
@@ -293,6 +296,7 @@ impl GatewayConfig {
             proxy_retry_base_delay: Duration::from_millis(200),
             proxy_max_wait: Duration::from_secs(5),
             proxy_retry_within: Duration::from_secs(15),
+            proxy_shared_budgets: false,
             app_name: "Tether".into(),
             accent_color: DEFAULT_ACCENT.into(),
             logo_url: None,

@@ -13,6 +13,7 @@
 mod agent_tokens;
 mod any;
 mod auth;
+mod budgets;
 mod changes;
 mod error;
 mod lifecycle;
@@ -32,6 +33,7 @@ pub mod sqlite;
 pub use agent_tokens::{AgentAccess, AgentTokenRow, AgentTokenStore};
 pub use any::{AnyStore, Backend};
 pub use auth::{AuthStore, ConsoleSessionRow, StoredApiKey};
+pub use budgets::{BudgetStore, BudgetTake, BudgetVerdict, GcraKey};
 pub use changes::{Change, ChangeFeed};
 pub use error::{StoreError, StoreResult};
 pub use lifecycle::{
@@ -67,7 +69,15 @@ pub struct StoreOptions {
 /// Methods return `impl Future + Send` so that the server can stay generic over the backend
 /// (`AppState<S: Store>`) without boxing every call.
 pub trait Store:
-    AgentTokenStore + AuthStore + LifecycleStore + McpOAuthStore + Clone + Send + Sync + 'static
+    AgentTokenStore
+    + AuthStore
+    + BudgetStore
+    + LifecycleStore
+    + McpOAuthStore
+    + Clone
+    + Send
+    + Sync
+    + 'static
 {
     /// Answers when the database answers (`GET /health`).
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;

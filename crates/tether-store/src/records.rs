@@ -113,6 +113,35 @@ pub struct ConnectionRow {
     pub next_refresh_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The provider account the credentials belong to, as the lifecycle recorded it (see
+    /// [`crate::LifecycleStore`]); read with the row, never written by an insert or a
+    /// credentials update. `None` until the provider said.
+    pub provider_account: Option<ProviderAccount>,
+}
+
+/// Whose provider account a connection is, as one key: the organisation (HubSpot's portal,
+/// Salesforce's org, Pipedrive's company) when the provider names one, else the user. Two
+/// connections with the same key share what the provider limits per account.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ProviderAccount(String);
+
+impl ProviderAccount {
+    /// The key of an account with these ids (`o:` or `u:` first, so an organisation and a
+    /// user with the same id never share a key); `None` when neither is known.
+    pub fn of(organization_id: Option<String>, user_id: Option<String>) -> Option<Self> {
+        let nonempty = |id: &Option<String>| id.as_deref().is_some_and(|i| !i.is_empty());
+        if nonempty(&organization_id) {
+            organization_id.map(|id| ProviderAccount(["o:", &id].concat()))
+        } else if nonempty(&user_id) {
+            user_id.map(|id| ProviderAccount(["u:", &id].concat()))
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A compare-and-swap write of new credentials; see [`crate::Store::replace_credentials`].
@@ -453,6 +482,7 @@ mod tests {
             next_refresh_at: None,
             created_at: 1,
             updated_at: 2,
+            provider_account: None,
         };
         let shown = format!("{row:?}");
         assert_redacted(&shown);

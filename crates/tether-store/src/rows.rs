@@ -8,13 +8,26 @@ use crate::{
     StoreResult, TokenHash, WebhookEventRow, WebhookStatus,
 };
 
-/// The columns of [`ConnectionRecord`], in a macro so that `concat!` can build `&'static`
-/// SQL from it (a constant list of identifiers, never a value).
-macro_rules! connection_columns {
+/// The columns an insert writes, in a macro so that `concat!` can build `&'static` SQL from
+/// it (a constant list of identifiers, never a value).
+macro_rules! connection_insert_columns {
     () => {
         "id, integration, end_user_id, end_user_email, end_user_display_name, status, \
          credentials, credentials_version, access_expires_at, metadata, last_error, \
          refresh_failures, next_refresh_at, created_at, updated_at"
+    };
+}
+pub(crate) use connection_insert_columns;
+
+/// The columns of [`ConnectionRecord`]: what an insert writes, and the provider account's
+/// ids, which the lifecycle writes (read with the row so the proxy can key an account's
+/// limits without another read).
+macro_rules! connection_columns {
+    () => {
+        concat!(
+            crate::rows::connection_insert_columns!(),
+            ", account_organization_id, account_user_id"
+        )
     };
 }
 pub(crate) use connection_columns;
@@ -37,6 +50,8 @@ pub(crate) struct ConnectionRecord {
     next_refresh_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    account_organization_id: Option<String>,
+    account_user_id: Option<String>,
 }
 
 impl TryFrom<ConnectionRecord> for ConnectionRow {
@@ -65,6 +80,10 @@ impl TryFrom<ConnectionRecord> for ConnectionRow {
             next_refresh_at: r.next_refresh_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            provider_account: crate::ProviderAccount::of(
+                r.account_organization_id,
+                r.account_user_id,
+            ),
         })
     }
 }

@@ -1,5 +1,7 @@
 //! The seed provider's API rate limit, off until a test sets one: a fixed window per access
-//! token (the first call opens it for `window`, `limit` calls fit in it), reported on every
+//! token, or per organisation (as HubSpot limits a portal and Salesforce an org, whatever
+//! the user or token) when `per_organization` is set (the first call opens it for `window`,
+//! `limit` calls fit in it), reported on every
 //! API answer in the IETF draft's fields (`RateLimit-Limit`, `RateLimit-Remaining`,
 //! `RateLimit-Reset` in delta-seconds, rounded up), and a call over the limit answered 429
 //! with `Retry-After`, as real providers do, and counted as a violation: what a client that
@@ -19,11 +21,14 @@ use axum::response::{IntoResponse, Response};
 
 use super::{SeedOAuthControl, Shared, lock};
 
-/// `limit` calls per `window` for each access token.
+/// `limit` calls per `window` for each access token, or for each organisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ApiRateLimit {
     pub limit: u64,
     pub window: Duration,
+    /// Counted per organisation (of the account the token's grant signed in as) instead of
+    /// per token.
+    pub per_organization: bool,
 }
 
 /// An answer queued for one coming API call, instead of the real one.
@@ -56,7 +61,8 @@ pub struct Arrival {
 #[derive(Debug, Default)]
 pub(crate) struct ApiLimits {
     limit: Option<ApiRateLimit>,
-    /// Per `Authorization` value: when its window opened, and calls in it.
+    /// Per `Authorization` value (or per organisation): when its window opened, and calls
+    /// in it.
     windows: HashMap<String, (Instant, u64)>,
     violations: u64,
     faults: VecDeque<ApiFault>,
@@ -119,11 +125,22 @@ pub(crate) async fn enforce(
     let now = Instant::now();
     let decision = {
         let mut state = lock(&shared);
-        let limits = &mut state.api_limits;
-        if let Some(fault) = limits.faults.pop_front() {
+        if let Some(fault) = state.api_limits.faults.pop_front() {
             Decision::Fault(fault)
-        } else if let Some(limit) = limits.limit {
-            let (opened, count) = limits.windows.entry(token).or_insert((now, 0));
+        } else if let Some(limit) = state.api_limits.limit {
+            let counted = if limit.per_organization {
+                let organization =
+                    crate::http_util::authorization(request.headers(), &state.config.token_scheme)
+                        .and_then(|t| state.access_token_family(t))
+                        .and_then(|family| state.accounts.of_family(family))
+                        .map(|account| account.organization_id.clone())
+                        .unwrap_or_default();
+                ["org:", &organization].concat()
+            } else {
+                token
+            };
+            let limits = &mut state.api_limits;
+            let (opened, count) = limits.windows.entry(counted).or_insert((now, 0));
             if now.duration_since(*opened) >= limit.window {
                 *opened = now;
                 *count = 0;

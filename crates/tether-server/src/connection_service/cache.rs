@@ -186,6 +186,7 @@ mod tests {
                 next_refresh_at: None,
                 created_at: 0,
                 updated_at: 0,
+                provider_account: None,
             }),
             credentials: Arc::new(Credentials::Oauth2(OAuth2Tokens {
                 access_token: tether_core::AccessToken::new("a"),

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use tether_core::account_check::{self, Account, CheckOutcome};
 use tether_core::credentials::Credentials;
 use tether_store::{
-    CheckRecord, CheckResult, ConnectionStatus, StatusChange, Store, StoredAccount,
+    CheckRecord, CheckResult, ConnectionStatus, ProviderAccount, StatusChange, Store, StoredAccount,
 };
 
 use super::error::ConnectionError;
@@ -198,6 +198,10 @@ async fn record<S: Store>(
         organization_id: a.organization_id.clone(),
         label: a.label.clone(),
     });
+    // The check may be what first names the account (kept when one is stored already).
+    let learned = stored_account
+        .as_ref()
+        .and_then(|a| ProviderAccount::of(a.organization_id.clone(), a.user_id.clone()));
     let failures = state
         .store
         .record_check(&CheckRecord {
@@ -210,6 +214,9 @@ async fn record<S: Store>(
         })
         .await?
         .ok_or(ConnectionError::NotFound)?;
+    if learned.is_some() {
+        forget_without_account(state, id);
+    }
     tracing::info!(connection_id = %id, integration, outcome = name, failures, "connection checked");
     let mut status = ConnectionStatus::Active;
     if result == CheckResult::Refused {
@@ -335,4 +342,17 @@ fn jittered(interval: std::time::Duration, percent: usize) -> std::time::Duratio
     let offset = rand::random_range(0..=2 * spread);
     (interval + std::time::Duration::from_millis(offset))
         .saturating_sub(std::time::Duration::from_millis(spread))
+}
+
+/// Drops `id`'s cached row when it has no account yet, so the next read carries the one a
+/// check just stored (the proxy keys per-account provider limits by it). A row with an
+/// account keeps it: a check never replaces a stored account.
+fn forget_without_account<S: Store>(state: &AppState<S>, id: &str) {
+    if state
+        .cache
+        .get(id)
+        .is_some_and(|cached| cached.row.provider_account.is_none())
+    {
+        state.cache.invalidate(id);
+    }
 }

@@ -208,6 +208,7 @@ pub async fn save_connection<S: Store>(
             next_refresh_at: None,
             created_at: now,
             updated_at: now,
+            provider_account: None,
         };
         let event = webhooks::event(
             &state.config,
@@ -347,6 +348,9 @@ async fn record_grant<S: Store>(
     };
     match state.store.record_grant(&record).await {
         Ok(true) => {
+            // The row a reader cached meanwhile may lack the account, which the proxy keys
+            // per-account limits by (other instances hear it through the change feed).
+            state.cache.invalidate(id);
             // The first check goes at a point of the interval a hash of the id picks, so
             // connections made together are checked apart (kept when one is scheduled).
             if let Some(interval) = grant.check_interval {

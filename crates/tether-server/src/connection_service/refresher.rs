@@ -166,6 +166,7 @@ mod tests {
             next_refresh_at: None,
             created_at: T - 3_600,
             updated_at: T - 3_600,
+            provider_account: None,
         }
     }
 

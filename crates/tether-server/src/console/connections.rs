@@ -186,7 +186,8 @@ pub(super) fn kind_label(kind: &str) -> (&'static str, bool) {
 
 /// The connection's provider budget as this instance last heard it, when the provider has
 /// reported one: what is left, and until when a spent one holds calls back.
-fn budget_fact<S: Store>(state: &AppState<S>, integration: &str, connection: &str) -> Option<Fact> {
+fn budget_fact<S: Store>(state: &AppState<S>, row: &ConnectionRow) -> Option<Fact> {
+    let (integration, connection) = (row.integration.as_str(), row.id.as_str());
     let scope = state
         .integrations
         .get(integration)?
@@ -195,7 +196,8 @@ fn budget_fact<S: Store>(state: &AppState<S>, integration: &str, connection: &st
         .as_ref()
         .map(|r| r.scope)
         .unwrap_or_default();
-    let key = crate::proxy::provider_limits::budget_key(scope, integration, connection);
+    let account = row.provider_account.as_ref();
+    let key = crate::proxy::provider_limits::budget_key(scope, integration, connection, account);
     let snapshot = state
         .provider_limits
         .get(key)?
@@ -214,7 +216,19 @@ fn budget_fact<S: Store>(state: &AppState<S>, integration: &str, connection: &st
             blocked.as_secs().max(1)
         ));
     }
-    value.push_str(&format!(" ({} budget, this instance)", scope.as_str()));
+    let whose = match key {
+        crate::proxy::provider_limits::BudgetKey::Account(..) => {
+            "the account's budget, shared by its connections"
+        }
+        crate::proxy::provider_limits::BudgetKey::App(_) => "the integration's budget",
+        crate::proxy::provider_limits::BudgetKey::Connection(_)
+            if scope == tether_core::catalog::rate_limit::LimitScope::Account =>
+        {
+            "the connection's own budget until its account is known"
+        }
+        crate::proxy::provider_limits::BudgetKey::Connection(_) => "the connection's budget",
+    };
+    value.push_str(&format!(" ({whose}, as this instance heard it)"));
     Some(Fact {
         name: "provider budget".to_owned(),
         value,
@@ -362,7 +376,7 @@ pub(super) async fn connection<S: Store>(
         .unwrap_or_default();
     let mut facts: Vec<Fact> = facts;
     if let Some(row) = &row {
-        facts.extend(budget_fact(&state, &row.integration, id.as_str()));
+        facts.extend(budget_fact(&state, row));
     }
     let older_href = (events.len() == TIMELINE_SIZE as usize)
         .then(|| {

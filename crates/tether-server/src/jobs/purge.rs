@@ -1,6 +1,7 @@
 //! The purge: deletes expired connect sessions and OAuth flow states in the background, so
 //! abandoned links and flows do not pile up, connection history older than the configured
-//! retention, and API-key failure windows and console sessions that ended. Every instance may
+//! retention, API-key failure windows and console sessions that ended, and shared budget
+//! rows that say nothing any more (`[proxy] shared_budgets`). Every instance may
 //! run it; the deletes are idempotent, so instances running it at the same time only repeat
 //! each other's work.
 
@@ -34,10 +35,27 @@ pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Recei
             Ok(purged) => tracing::debug!(purged, "purged old connection history"),
             Err(err) => tracing::warn!(error = %err, "purging old connection history failed"),
         }
+        if state.config.proxy_shared_budgets {
+            purge_budgets(&state).await;
+        }
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => break,
         }
+    }
+}
+
+/// Shared budget rows whose time has passed: a budget that refilled, a hold that ended (a
+/// budget not in the table starts full, which is what such a row says).
+async fn purge_budgets<S: Store>(state: &AppState<S>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let before = i64::try_from(now.as_micros()).unwrap_or(i64::MAX);
+    match state.store.purge_budgets(before).await {
+        Ok(0) => {}
+        Ok(purged) => tracing::debug!(purged, "purged spent shared budget rows"),
+        Err(err) => tracing::warn!(error = %err, "purging shared budget rows failed"),
     }
 }
 

@@ -25,8 +25,14 @@ pub fn held_back<S: Store>(state: &AppState<S>, live: &Live, key: BudgetKey<'_>,
             until.as_secs().max(1)
         ));
     }
-    if let BudgetKey::App(_) = key {
-        detail.push_str(" (the budget is the integration's, shared by its connections)");
+    match key {
+        BudgetKey::App(_) => {
+            detail.push_str(" (the budget is the integration's, shared by its connections)")
+        }
+        BudgetKey::Account(..) => {
+            detail.push_str(" (the budget is the provider account's, shared by its connections)")
+        }
+        BudgetKey::Connection(_) => {}
     }
     let entry = HistoryEntry {
         kind: history_kind::RATE_LIMITED.to_owned(),

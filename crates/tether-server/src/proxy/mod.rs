@@ -17,7 +17,8 @@
 //! for the reset or `Retry-After` (up to `proxy_max_wait`) or is answered 429 without calling
 //! the provider, and each answer's budget headers are read back into it. Calls safe to repeat
 //! are retried on 429, 502, 503, 504 and failed connections (`retry`), a kept body only; the
-//! operator's budgets (`budgets`) are checked once per call, before anything else is spent.
+//! operator's budgets (`budgets`) are checked once per call, before anything else is spent
+//! (`shared_budgets` instead with `[proxy] shared_budgets`: in PostgreSQL, for every instance).
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -40,6 +41,7 @@ mod history;
 mod host_limits;
 pub(crate) mod provider_limits;
 mod retry;
+mod shared_budgets;
 
 use self::client::{ProxyBody, ProxyError, ProxyResponse};
 use self::provider_limits::{Admission, BudgetKey, MAX_WINDOWS, Ticket, budget_key};
@@ -131,32 +133,36 @@ async fn forward<S: Store>(
     let mut refreshed: Option<Live> = None;
     let integration = &live.integration;
     let integration_key = integration.key.as_str();
-    if let Some(budget) = &integration.budget {
-        let over =
-            state
-                .proxy_budgets
-                .take(budget, integration_key, id.as_str(), state.clock.instant());
-        if let Err(over) = over {
-            state
-                .metrics
-                .rate_limit_event(integration_key, "refused_budget");
-            return Err(throttled(
-                "budget_exceeded",
-                match over {
-                    budgets::Over::Connection(_) => {
-                        "this connection is over its share of the integration's request budget"
-                    }
-                    budgets::Over::Integration(_) => {
-                        "the integration is over the request budget its operator set"
-                    }
-                },
-                over.retry_after(),
-            ));
-        }
-    }
     let rate_limit = integration.provider.rate_limit.as_ref();
     let scope = rate_limit.map(|r| r.scope).unwrap_or_default();
-    let key = budget_key(scope, integration_key, id.as_str());
+    let account = live.row.provider_account.as_ref();
+    let key = budget_key(scope, integration_key, id.as_str(), account);
+    let over = if state.config.proxy_shared_budgets {
+        shared_budgets::take(state, integration, id.as_str(), key).await
+    } else if let Some(budget) = &integration.budget {
+        state
+            .proxy_budgets
+            .take(budget, integration_key, id.as_str(), state.clock.instant())
+    } else {
+        Ok(())
+    };
+    if let Err(over) = over {
+        state
+            .metrics
+            .rate_limit_event(integration_key, "refused_budget");
+        return Err(throttled(
+            "budget_exceeded",
+            match over {
+                budgets::Over::Connection(_) => {
+                    "this connection is over its share of the integration's request budget"
+                }
+                budgets::Over::Integration(_) => {
+                    "the integration is over the request budget its operator set"
+                }
+            },
+            over.retry_after(),
+        ));
+    }
     let deadline = state.clock.instant() + state.config.proxy_retry_within;
     loop {
         let current = refreshed.as_ref().unwrap_or(&live);
@@ -180,6 +186,9 @@ async fn forward<S: Store>(
         };
         if spent {
             history::held_back(state, current, key, now);
+            if state.config.proxy_shared_budgets {
+                shared_budgets::hold(state, key, now);
+            }
         }
         let status = result.as_ref().ok().map(|response| response.status());
         if status == Some(StatusCode::UNAUTHORIZED)

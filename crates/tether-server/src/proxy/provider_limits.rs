@@ -1,8 +1,10 @@
 //! What each provider budget has left, as the provider last reported it: so the proxy never
 //! sends a call that is known to fail (a spent window, a `Retry-After` not yet over).
 //!
-//! A budget is kept per connection, or per integration when the catalog's `[rate_limit]
-//! scope` is `app` (see [`budget_key`]). Each declared window keeps a local count of what is
+//! A budget is kept per connection; per provider account when the catalog's `[rate_limit]
+//! scope` is `account` and the connection's account is known (HubSpot's portal, Salesforce's
+//! org: two connections of one account share what the provider allows it); per integration
+//! when the scope is `app` (see [`budget_key`]). Each declared window keeps a local count of what is
 //! left, lowered on every call sent (before its answer) and by what the provider reports,
 //! minus the calls still in flight, which the provider may or may not have counted yet: the
 //! count can only err low, so a burst never goes over the provider's limit once a header has
@@ -21,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tether_core::catalog::rate_limit::{LimitScope, WindowReading};
+use tether_store::ProviderAccount;
 
 /// The most windows a provider file may declare (headers and usage together).
 pub use tether_core::catalog::rate_limit::MAX_WINDOWS;
@@ -33,24 +36,52 @@ const ENTRIES: usize = 65_536;
 /// this often.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Whose budget a call spends. `account` scope is kept per connection until connections
-/// carry their provider account's id (then this function keys it by integration and
-/// account); `app` scope is the integration's.
+/// Whose budget a call spends. `account` scope is the (integration, provider account)'s,
+/// read with the connection's row (no other read), and the connection's own while its
+/// account is not known yet; `app` scope is the integration's.
 pub fn budget_key<'a>(
     scope: LimitScope,
     integration: &'a str,
     connection: &'a str,
+    account: Option<&'a ProviderAccount>,
 ) -> BudgetKey<'a> {
-    match scope {
-        LimitScope::Connection | LimitScope::Account => BudgetKey::Connection(connection),
-        LimitScope::App => BudgetKey::App(integration),
+    match (scope, account) {
+        (LimitScope::Account, Some(account)) => BudgetKey::Account(integration, account.as_str()),
+        (LimitScope::Connection | LimitScope::Account, _) => BudgetKey::Connection(connection),
+        (LimitScope::App, _) => BudgetKey::App(integration),
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BudgetKey<'a> {
     Connection(&'a str),
+    /// An integration and one of its provider accounts.
+    Account(&'a str, &'a str),
     App(&'a str),
+}
+
+impl BudgetKey<'_> {
+    /// The key as one string (for the shared holds in the database, see `shared_budgets`).
+    pub fn text(self) -> String {
+        match self {
+            BudgetKey::Connection(id) => ["h:c:", id].concat(),
+            // An integration key has no newline, so the two parts cannot run into each other.
+            BudgetKey::Account(integration, account) => {
+                ["h:a:", integration, "\n", account].concat()
+            }
+            BudgetKey::App(integration) => ["h:p:", integration].concat(),
+        }
+    }
+}
+
+/// An (integration, account) key looked up without building the owned pair.
+#[derive(Hash)]
+struct AccountRef<'a>(&'a str, &'a str);
+
+impl quick_cache::Equivalent<(String, String)> for AccountRef<'_> {
+    fn equivalent(&self, key: &(String, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
 }
 
 /// Every budget of one instance.
@@ -58,6 +89,7 @@ pub struct ProviderLimits {
     /// Set once any budget is known: until then no call looks anything up.
     any: AtomicBool,
     connections: quick_cache::sync::Cache<String, Arc<Budget>>,
+    accounts: quick_cache::sync::Cache<(String, String), Arc<Budget>>,
     apps: quick_cache::sync::Cache<String, Arc<Budget>>,
 }
 
@@ -116,17 +148,8 @@ impl ProviderLimits {
         ProviderLimits {
             any: AtomicBool::new(false),
             connections: quick_cache::sync::Cache::new(ENTRIES),
+            accounts: quick_cache::sync::Cache::new(ENTRIES),
             apps: quick_cache::sync::Cache::new(ENTRIES),
-        }
-    }
-
-    fn cache<'k>(
-        &self,
-        key: BudgetKey<'k>,
-    ) -> (&quick_cache::sync::Cache<String, Arc<Budget>>, &'k str) {
-        match key {
-            BudgetKey::Connection(id) => (&self.connections, id),
-            BudgetKey::App(key) => (&self.apps, key),
         }
     }
 
@@ -136,8 +159,13 @@ impl ProviderLimits {
         if !self.any.load(Ordering::Relaxed) {
             return None;
         }
-        let (cache, name) = self.cache(key);
-        cache.get(name)
+        match key {
+            BudgetKey::Connection(id) => self.connections.get(id),
+            BudgetKey::Account(integration, account) => {
+                self.accounts.get(&AccountRef(integration, account))
+            }
+            BudgetKey::App(integration) => self.apps.get(integration),
+        }
     }
 
     /// The budget of `key`, made when unknown (only once a response reports something).
@@ -145,15 +173,27 @@ impl ProviderLimits {
         if !self.any.load(Ordering::Relaxed) {
             self.any.store(true, Ordering::Relaxed);
         }
-        let (cache, name) = self.cache(key);
-        if let Some(budget) = cache.get(name) {
+        if let Some(budget) = self.get(key) {
             return budget;
         }
-        cache
-            .get_or_insert_with(name, || {
-                Ok::<_, std::convert::Infallible>(Arc::new(Budget::default()))
-            })
-            .unwrap_or_else(|never| match never {})
+        let new = || Ok::<_, std::convert::Infallible>(Arc::new(Budget::default()));
+        match key {
+            BudgetKey::Connection(id) => self.connections.get_or_insert_with(id, new),
+            BudgetKey::Account(integration, account) => self
+                .accounts
+                .get_or_insert_with(&(integration.to_owned(), account.to_owned()), new),
+            BudgetKey::App(integration) => self.apps.get_or_insert_with(integration, new),
+        }
+        .unwrap_or_else(|never| match never {})
+    }
+
+    /// Holds `key`'s budget until `until` (what another instance heard from the provider,
+    /// through the shared budgets): its calls wait or are refused here, as after a
+    /// `Retry-After`.
+    pub fn hold(&self, key: BudgetKey<'_>, until: Instant) {
+        let budget = self.entry(key);
+        let mut state = budget.lock();
+        state.blocked_until = Some(state.blocked_until.map_or(until, |b| b.max(until)));
     }
 
     /// May a call spend `key`'s budget at `now`?
@@ -444,12 +484,37 @@ mod tests {
     #[test]
     fn app_scope_is_shared_by_the_integration() {
         assert_eq!(
-            budget_key(LimitScope::App, "crm", "conn_a"),
-            budget_key(LimitScope::App, "crm", "conn_b")
+            budget_key(LimitScope::App, "crm", "conn_a", None),
+            budget_key(LimitScope::App, "crm", "conn_b", None)
         );
+    }
+
+    #[test]
+    fn account_scope_is_shared_by_the_account_once_known() {
+        let org = ProviderAccount::of(Some("org-1".into()), Some("u1".into()));
+        let other = ProviderAccount::of(Some("org-2".into()), None);
         assert_eq!(
-            budget_key(LimitScope::Account, "crm", "conn_a"),
+            budget_key(LimitScope::Account, "crm", "conn_a", None),
+            BudgetKey::Connection("conn_a"),
+            "per connection while the account is not known"
+        );
+        let a = budget_key(LimitScope::Account, "crm", "conn_a", org.as_ref());
+        let b = budget_key(LimitScope::Account, "crm", "conn_b", org.as_ref());
+        let c = budget_key(LimitScope::Account, "crm", "conn_c", other.as_ref());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        // The connection scope ignores the account.
+        assert_eq!(
+            budget_key(LimitScope::Connection, "crm", "conn_a", org.as_ref()),
             BudgetKey::Connection("conn_a")
         );
+        // One budget for both connections of the account, none shared with the other.
+        let limits = ProviderLimits::new();
+        let now = Instant::now();
+        let ticket = go(limits.admit(a, now));
+        limits.observe(a, ticket, &[], Some(Duration::from_secs(5)), now);
+        assert!(matches!(limits.admit(b, now), Admission::Wait(_)));
+        go(limits.admit(c, now));
+        assert_ne!(a.text(), c.text());
     }
 }

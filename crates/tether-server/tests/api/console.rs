@@ -512,6 +512,7 @@ async fn the_connection_page_shows_the_provider_budget() {
         .set_api_rate_limit(Some(tether_emulators::seed_oauth::ApiRateLimit {
             limit: 2,
             window: std::time::Duration::from_secs(60),
+            per_organization: false,
         }));
     let mut console = Console::new(&app);
     console.sign_in(&app, &app.api_key).await;
@@ -524,6 +525,7 @@ async fn the_connection_page_shows_the_provider_budget() {
     assert_eq!(status, 200);
     assert!(html.contains("provider budget"), "{html}");
     assert!(html.contains("1 of 2 calls left"), "{html}");
+    assert!(html.contains("as this instance heard it"), "{html}");
 
     assert_eq!(app.proxy_get(&id, "v1/deals").await.status(), 200);
     assert_eq!(app.proxy_get(&id, "v1/deals").await.status(), 429);

@@ -50,6 +50,8 @@ pub struct AppOptions {
     pub limits: ServerLimits,
     /// The gateway's clock, when not the system's.
     pub clock: Option<Arc<dyn tether_server::Clock>>,
+    /// The provider catalog, when not the embedded one.
+    pub catalog: Option<Catalog>,
 }
 
 impl Default for AppOptions {
@@ -62,6 +64,7 @@ impl Default for AppOptions {
             emulator_integrations: None,
             limits: ServerLimits::default(),
             clock: None,
+            catalog: None,
         }
     }
 }
@@ -180,7 +183,10 @@ impl TestApp {
         if let Some(configure) = &self.options.configure {
             configure(&mut config);
         }
-        let catalog = Catalog::embedded().unwrap();
+        let catalog = match &self.options.catalog {
+            Some(catalog) => catalog.clone(),
+            None => Catalog::embedded().unwrap(),
+        };
         let integrations: Vec<Integration> = self
             .integration_tables()
             .iter()

@@ -1,15 +1,17 @@
 //! The proxy as a good API citizen, end to end against the seed emulator with a rate limit
 //! that counts violations: a burst never goes over the provider's reported budget, safe calls
 //! are retried on 503 (and unsafe ones are not), `Retry-After` in both forms is honoured and
-//! capped, one connection's spent budget does not hold back another, and the operator's
-//! budgets answer 429 with `Retry-After`.
+//! capped, one connection's spent budget does not hold back another (but does hold back
+//! another connection of the same provider account, where the provider limits per account),
+//! and the operator's budgets answer 429 with `Retry-After`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
-use tether_emulators::seed_oauth::{ApiFault, ApiRateLimit, RetryAfter};
+use tether_core::catalog::Catalog;
+use tether_emulators::seed_oauth::{ApiFault, ApiRateLimit, RetryAfter, SeedAccount};
 use tether_server::GatewayConfig;
 
 use crate::helpers::*;
@@ -70,6 +72,7 @@ async fn a_burst_never_goes_over_the_providers_reported_limit() {
     app.seed.control.set_api_rate_limit(Some(ApiRateLimit {
         limit: 25,
         window: Duration::from_secs(1),
+        per_organization: false,
     }));
     // The first answer reports the budget.
     let first = app.proxy_get(&id, "v1/deals").await;
@@ -259,6 +262,7 @@ async fn one_connection_spending_its_budget_does_not_hold_back_another() {
     app.seed.control.set_api_rate_limit(Some(ApiRateLimit {
         limit: 5,
         window: Duration::from_secs(60),
+        per_organization: false,
     }));
     for _ in 0..5 {
         assert_eq!(app.proxy_get(&spender, "v1/deals").await.status(), 200);
@@ -273,6 +277,91 @@ async fn one_connection_spending_its_budget_does_not_hold_back_another() {
     }
     assert_eq!(app.seed.control.rate_limit_violations(), 0);
     assert_eq!(events(&app, "wait"), 0, "nobody was held waiting");
+}
+
+/// The catalog's generic provider, and a copy of it whose limits are per provider account
+/// (as HubSpot limits a portal and Salesforce an org).
+fn per_account_catalog() -> Catalog {
+    let generic = include_str!("../../../../providers/oauth2.toml");
+    let per_account = generic
+        .replace("id = \"oauth2\"", "id = \"oauth2-per-account\"")
+        .replace("scope = \"connection\"", "scope = \"account\"");
+    assert_ne!(generic, per_account);
+    Catalog::from_files([
+        ("providers/oauth2.toml", generic),
+        ("providers/oauth2-per-account.toml", per_account.as_str()),
+    ])
+    .unwrap()
+}
+
+#[tokio::test]
+async fn connections_of_one_account_share_its_budget_and_another_account_does_not() {
+    let mut crm = serde_json::Map::new();
+    crm.insert("provider".into(), json!("oauth2-per-account"));
+    // The seed emulator's who-am-I call: how Tether learns each connection's account.
+    crm.insert(
+        "check".into(),
+        json!({"path": "/v1/me", "account": {"user_id": "/id", "organization_id": "/company/id"}}),
+    );
+    let app = spawn_app_with(AppOptions {
+        crm,
+        catalog: Some(per_account_catalog()),
+        configure: Some(Arc::new(|config: &mut GatewayConfig| {
+            config.proxy_max_wait = Duration::from_secs(2);
+        })),
+        ..AppOptions::default()
+    })
+    .await;
+    let user = |user_id, organization_id: &str, email: &str| SeedAccount {
+        user_id,
+        organization_id: organization_id.into(),
+        email: email.into(),
+    };
+    app.seed
+        .control
+        .sign_in_as(user(1001, "org-1", "ada@example.com"));
+    let ada = app.connect("ada").await;
+    app.seed
+        .control
+        .sign_in_as(user(2002, "org-1", "grace@example.com"));
+    let grace = app.connect("grace").await;
+    app.seed
+        .control
+        .sign_in_as(user(3003, "org-2", "alan@example.com"));
+    let alan = app.connect("alan").await;
+    // The provider counts per organisation, whoever calls.
+    app.seed.control.set_api_rate_limit(Some(ApiRateLimit {
+        limit: 5,
+        window: Duration::from_secs(60),
+        per_organization: true,
+    }));
+    for _ in 0..5 {
+        assert_eq!(app.proxy_get(&ada, "v1/deals").await.status(), 200);
+    }
+    // Ada spent org-1's budget: Grace's call is held back by Tether, the provider not called.
+    let before = app.seed.control.api_arrivals().len();
+    let held = app.proxy_get(&grace, "v1/deals").await;
+    assert_eq!(held.status(), 429);
+    assert!(
+        retry_after(&held).is_some_and(|s| s > 50),
+        "{:?}",
+        retry_after(&held)
+    );
+    let problem: Value = held.json().await.unwrap();
+    assert_eq!(problem["code"], "provider_rate_limited");
+    assert_eq!(
+        app.seed.control.api_arrivals().len(),
+        before,
+        "the provider was not called"
+    );
+    // Alan's organisation has a budget of its own.
+    for _ in 0..5 {
+        let response = app.proxy_get(&alan, "v1/deals").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(retries(&response), 0);
+    }
+    assert_eq!(app.seed.control.rate_limit_violations(), 0);
+    assert_eq!(events(&app, "refused_provider"), 1);
 }
 
 #[tokio::test]

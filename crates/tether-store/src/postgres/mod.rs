@@ -33,6 +33,9 @@ macro_rules! skip_locked {
 mod agent_tokens;
 #[path = "../sql/auth.rs"]
 mod auth;
+mod budget_take;
+#[path = "../sql/budgets.rs"]
+mod budgets;
 mod changes;
 #[path = "../sql/connections.rs"]
 mod connections;

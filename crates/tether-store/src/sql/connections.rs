@@ -10,7 +10,9 @@ use sqlx::QueryBuilder;
 use super::{Db, Pool};
 
 use super::webhooks::insert_event;
-use crate::rows::{ConnectionRecord, connection_columns, into_connection_rows};
+use crate::rows::{
+    ConnectionRecord, connection_columns, connection_insert_columns, into_connection_rows,
+};
 use crate::{
     ConnectionFilter, ConnectionRow, ConnectionStatus, CredentialsUpdate, NewWebhookEvent,
     StatusChange, StoreResult,
@@ -27,7 +29,7 @@ pub(super) async fn insert(
     // `From<sqlx::Error>` turns into `StoreError::Conflict`.
     sqlx::query(concat!(
         "INSERT INTO connections (",
-        connection_columns!(),
+        connection_insert_columns!(),
         ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
     .bind(&c.id)

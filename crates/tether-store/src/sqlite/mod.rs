@@ -27,6 +27,9 @@ macro_rules! skip_locked {
 mod agent_tokens;
 #[path = "../sql/auth.rs"]
 mod auth;
+mod budget_take;
+#[path = "../sql/budgets.rs"]
+mod budgets;
 #[path = "../sql/connections.rs"]
 mod connections;
 mod dialect;

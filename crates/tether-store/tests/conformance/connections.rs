@@ -200,6 +200,7 @@ pub(crate) async fn replace_credentials_cas<S: Store>(store: S) {
         refresh_failures: 0,
         next_refresh_at: None,
         updated_at: NOW + 100,
+        provider_account: None,
         ..original.clone()
     };
     assert_eq!(after, expected);

@@ -30,6 +30,7 @@ fn row(id: &str, end_user_id: &str) -> ConnectionRow {
         next_refresh_at: None,
         created_at: NOW,
         updated_at: NOW,
+        provider_account: None,
     }
 }
 
@@ -74,6 +75,30 @@ async fn grant_follows_the_credentials<S: Store>(store: S) {
     assert!(store.record_grant(&grant).await.unwrap());
     let written = lifecycle(&store, "c1").await;
     assert_eq!(written.account, Some(account("a1")));
+    // The row carries the account's key, read with it (the proxy keys per-account limits
+    // by it): the organisation when known, else the user.
+    let key =
+        |row: tether_store::ConnectionRow| row.provider_account.map(|a| a.as_str().to_owned());
+    let read = store.get_connection("c1").await.unwrap().unwrap();
+    assert_eq!(key(read), Some("o:org-1".to_owned()));
+    store.insert_connection(&row("c2", "u2")).await.unwrap();
+    let user_only = GrantRecord {
+        id: "c2".into(),
+        account: Some(StoredAccount {
+            organization_id: None,
+            ..account("a2")
+        }),
+        ..grant.clone()
+    };
+    assert!(store.record_grant(&user_only).await.unwrap());
+    let listed = store
+        .list_connections(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == "c2")
+        .unwrap();
+    assert_eq!(key(listed), Some("u:a2".to_owned()));
     assert_eq!(written.keepalive_at, grant.keepalive_at);
     assert_eq!(written.grant_expires_at, grant.grant_expires_at);
     // A stale grant (the credentials moved on) writes nothing.

@@ -18,6 +18,7 @@
 // The suite's subjects, one module each.
 mod agent_tokens;
 mod api_keys;
+mod budgets;
 mod connections;
 mod console;
 mod history;
@@ -111,6 +112,7 @@ fn connection(id: &str, integration: &str, end_user_id: &str) -> ConnectionRow {
         next_refresh_at: None,
         created_at: NOW,
         updated_at: NOW,
+        provider_account: None,
     }
 }
 

@@ -20,7 +20,6 @@
 //! endpoint saw (must equal N: no connection refreshed twice, none skipped), refreshes per
 //! second, and the peak resident memory of the whole process (gateway and emulator together).
 
-use std::collections::VecDeque;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -38,6 +37,12 @@ use tether_emulators::seed_oauth::{self, SeedOAuthConfig};
 use tether_server::{Gateway, GatewayConfig, RefresherConfig};
 use tether_store::{AnyStore, ConnectionRow, ConnectionStatus, PgStore, Store, StoreOptions};
 use url::Url;
+
+/// Connections written per transaction while setting up.
+const INSERT_BATCH: usize = 5_000;
+
+/// Connections read per query when checking that every one was refreshed.
+const VERIFY_PAGE: u32 = 1_000;
 
 struct Args {
     connections: usize,
@@ -100,6 +105,20 @@ fn peak_rss() -> Option<String> {
     Some(format!("{:.1} MiB", kib as f64 / 1024.0))
 }
 
+/// The machine's load averages over 1, 5 and 15 minutes, from `/proc/loadavg` (Linux): the
+/// benchmark shares its cores with whatever else runs.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = args()?;
@@ -127,10 +146,11 @@ async fn main() -> anyhow::Result<()> {
         "scopes": ["read", "write"],
     });
 
-    // Every connection expired a second ago.
+    // Every connection expired a second ago. Written in batches, each one transaction:
+    // bounded memory, and one commit per batch rather than per row.
     let expired = unix_time::now() - 1;
     let inserting = Instant::now();
-    let mut ids = Vec::with_capacity(args.connections);
+    let mut batch = Vec::with_capacity(INSERT_BATCH);
     for user in 0..args.connections {
         let id = ConnectionId::generate().as_str().to_owned();
         let credentials = Credentials::Oauth2(OAuth2Tokens {
@@ -143,29 +163,30 @@ async fn main() -> anyhow::Result<()> {
             expires_at: Some(expired),
             extra: Default::default(),
         });
-        store
-            .insert_connection(&ConnectionRow {
-                id: id.clone(),
-                integration: "crm".into(),
-                end_user_id: format!("storm-user-{user}"),
-                end_user_email: None,
-                end_user_display_name: None,
-                status: ConnectionStatus::Active,
-                credentials: tether_store::Sealed::from_bytes(
-                    credentials.seal(&vault, &id).expect("a fresh vault seals"),
-                ),
-                credentials_version: 1,
-                access_expires_at: Some(expired),
-                metadata: "{}".into(),
-                last_error: None,
-                refresh_failures: 0,
-                next_refresh_at: None,
-                created_at: expired,
-                updated_at: expired,
-                provider_account: None,
-            })
-            .await?;
-        ids.push(id);
+        batch.push(ConnectionRow {
+            credentials: tether_store::Sealed::from_bytes(
+                credentials.seal(&vault, &id).expect("a fresh vault seals"),
+            ),
+            id,
+            integration: "crm".into(),
+            end_user_id: format!("storm-user-{user}"),
+            end_user_email: None,
+            end_user_display_name: None,
+            status: ConnectionStatus::Active,
+            credentials_version: 1,
+            access_expires_at: Some(expired),
+            metadata: "{}".into(),
+            last_error: None,
+            refresh_failures: 0,
+            next_refresh_at: None,
+            created_at: expired,
+            updated_at: expired,
+            provider_account: None,
+        });
+        if batch.len() == INSERT_BATCH || user + 1 == args.connections {
+            store.insert_connections(&batch).await?;
+            batch.clear();
+        }
     }
     println!(
         "inserted {} expired connections in {:.2?}",
@@ -191,6 +212,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    let load_before = load_average();
     let started = Instant::now();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let background: Vec<_> = gateways
@@ -217,25 +239,31 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut pending: VecDeque<String> = ids.into();
-    while let Some(id) = pending.pop_front() {
-        let row = store
-            .get_connection(&id)
-            .await?
-            .context("a connection vanished")?;
-        if row.status != ConnectionStatus::Active {
-            bail!("{id} is {:?}: {:?}", row.status, row.last_error);
-        }
-        if row
-            .access_expires_at
-            .is_none_or(|at| at <= unix_time::now())
-        {
-            if Instant::now() > deadline {
-                bail!("{id} was never refreshed");
+    // Every row, a page at a time: active, its access token in the future again. A page
+    // with a row not yet written (its token call is counted before its write commits) is
+    // read again.
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .connections_after(after.as_deref(), VERIFY_PAGE)
+            .await?;
+        let Some(last) = page.last() else { break };
+        let now = unix_time::now();
+        let mut pending = false;
+        for row in &page {
+            if row.status != ConnectionStatus::Active {
+                bail!("{} is {:?}: {:?}", row.id, row.status, row.last_error);
             }
-            pending.push_front(id);
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            pending |= row.access_expires_at.is_none_or(|at| at <= now);
         }
+        if pending {
+            if Instant::now() > deadline {
+                bail!("a connection after {after:?} was never refreshed");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
+        after = Some(last.id.clone());
     }
     let elapsed = started.elapsed();
     let calls = emulator.control.token_calls_by_grant("refresh_token");
@@ -259,6 +287,10 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "refreshes per second: {:.0}",
         args.connections as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "load average:         {load_before} before, {} after",
+        load_average()
     );
     println!(
         "peak RSS:             {}",

@@ -6,9 +6,9 @@
 use crate::{
     AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionEventRow, ConnectionFilter,
     ConnectionPage, ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate,
-    EventBucket, FlowStateRow, HistoryEntry, NewWebhookEvent, PgStore, Sealed, SqliteStore,
-    StatusChange, StatusCount, Store, StoreError, StoreOptions, StoreResult, TokenHash,
-    WebhookAttempt, WebhookEventFilter, WebhookEventRow,
+    EventBucket, FlowStateRow, HistoryEntry, NewWebhookEvent, PgStore, RefreshClaim,
+    RefreshedCredentials, Sealed, SqliteStore, StatusChange, StatusCount, Store, StoreError,
+    StoreOptions, StoreResult, TokenHash, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
 };
 
 /// The backend a database URL names.
@@ -132,6 +132,7 @@ impl Store for AnyStore {
         fn consume_flow_state(&self, state_hash: &TokenHash, browser_hash: &TokenHash)
             -> StoreResult<ConsumeOutcome>;
         fn purge_expired(&self, now: i64) -> StoreResult<u64>;
+        fn insert_connections(&self, connections: &[ConnectionRow]) -> StoreResult<()>;
         fn find_connection(&self, integration: &str, end_user_id: &str)
             -> StoreResult<Option<ConnectionRow>>;
         fn get_connection(&self, id: &str) -> StoreResult<Option<ConnectionRow>>;
@@ -169,6 +170,12 @@ impl Store for AnyStore {
         fn release_refresh_lease(&self, id: &str, owner: &str) -> StoreResult<()>;
         fn connections_due_for_refresh(&self, before: i64, now: i64, limit: u32)
             -> StoreResult<Vec<ConnectionRow>>;
+        fn claim_due_refreshes(&self, claim: &RefreshClaim) -> StoreResult<Vec<ConnectionRow>>;
+        fn finish_refresh(
+            &self,
+            refreshed: &RefreshedCredentials,
+            event: Option<&NewWebhookEvent>
+        ) -> StoreResult<Option<ConnectionRow>>;
         fn record_refresh_failure_with_event(
             &self,
             id: &str,

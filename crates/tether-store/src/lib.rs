@@ -261,6 +261,13 @@ pub trait Store:
         self.insert_connection_with_event(connection, None)
     }
 
+    /// Inserts many new connections in one transaction (an import, a benchmark's setup): all
+    /// of them, or, when one breaks a unique constraint ([`StoreError::Conflict`]), none.
+    fn insert_connections(
+        &self,
+        connections: &[ConnectionRow],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
     /// The connection of this end user for this integration, if any (reconnect keeps its id).
     fn find_connection(
         &self,
@@ -387,6 +394,30 @@ pub trait Store:
         now: i64,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<ConnectionRow>>> + Send;
+
+    /// Takes the refresh leases of up to `claim.limit` connections due for refresh, in one
+    /// statement, and returns those connections, soonest expiry first: active, expiring
+    /// before `claim.before`, not in back-off, with no live lease (not even one of
+    /// `claim.owner`'s: that owner is refreshing the connection right now), and no refresh
+    /// attempt started at or after `claim.attempted_before`. Each lease is `claim.owner`'s
+    /// until `claim.lease_until`, and `claim.now` is recorded as the start of a refresh
+    /// attempt. Rows another instance is claiming at the same moment are skipped rather than
+    /// waited for (PostgreSQL), so instances claiming together get different connections.
+    fn claim_due_refreshes(
+        &self,
+        claim: &RefreshClaim,
+    ) -> impl Future<Output = StoreResult<Vec<ConnectionRow>>> + Send;
+
+    /// Makes a refreshed token set durable: the compare-and-swap of
+    /// [`Store::replace_credentials_with_event`] (and `event`, only when it wins), the new
+    /// keep-alive deadline, and the release of `refreshed.lease_owner`'s lease, in one
+    /// transaction. Returns the connection as written; `None`, changing nothing but the lease,
+    /// when another writer got there first or the connection is gone.
+    fn finish_refresh(
+        &self,
+        refreshed: &RefreshedCredentials,
+        event: Option<&NewWebhookEvent>,
+    ) -> impl Future<Output = StoreResult<Option<ConnectionRow>>> + Send;
 
     /// Records a transient refresh failure: increments `refresh_failures`, sets
     /// `next_refresh_at` and `last_error`. Status is left as it is.

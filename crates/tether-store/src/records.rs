@@ -160,6 +160,37 @@ pub struct CredentialsUpdate {
     pub now: i64,
 }
 
+/// A batch of refresh leases to take at once; see [`crate::Store::claim_due_refreshes`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshClaim {
+    /// The instance taking the leases.
+    pub owner: String,
+    /// Claims connections whose access token expires before this (the refresher's horizon).
+    pub before: i64,
+    /// Now: leases and back-off that ended at or before it no longer hold a connection back.
+    pub now: i64,
+    /// When the leases taken end.
+    pub lease_until: i64,
+    /// Leaves out connections whose last refresh attempt started at or after this (the
+    /// start of the refresher's round), so that a token living shorter than the window is not
+    /// refreshed again and again within one round.
+    pub attempted_before: i64,
+    /// At most this many connections.
+    pub limit: u32,
+}
+
+/// A refreshed token set, written by [`crate::Store::finish_refresh`] in one transaction with
+/// the keep-alive deadline it moves and the release of the refresh lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshedCredentials {
+    /// The compare-and-swap of the credentials, as [`crate::Store::replace_credentials`].
+    pub update: CredentialsUpdate,
+    /// When the refresher must next use the refresh token to keep it alive (`None`: never).
+    pub keepalive_at: Option<i64>,
+    /// The lease holder, whose lease is given back whether or not the swap wins.
+    pub lease_owner: String,
+}
+
 /// Filters for listing connections; `None` means any.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConnectionFilter {

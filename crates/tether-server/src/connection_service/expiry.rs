@@ -60,6 +60,15 @@ pub fn lease_until(now: i64, lease: Duration) -> i64 {
     now.saturating_add(secs(lease).max(1))
 }
 
+/// Whether a lease ending at `lease_until` has less than half of a whole `lease` left at
+/// `now`: a claimed connection whose turn came that late takes its lease again before the
+/// token call, so that the lease cannot lapse (and another instance refresh too) during it.
+pub fn lease_runs_short(lease_until: i64, now: i64, lease: Duration) -> bool {
+    let whole = self::lease_until(now, lease).saturating_sub(now);
+    // Half, rounded up: a one-second lease is short as soon as its second has begun.
+    lease_until.saturating_sub(now) < whole / 2 + whole % 2
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +185,19 @@ mod tests {
         let window = Duration::from_secs(600);
         assert!(expires_within(Some(horizon(NOW, window)), NOW, window));
         assert!(!expires_within(Some(horizon(NOW, window) + 1), NOW, window));
+    }
+
+    #[test]
+    fn a_lease_runs_short_with_less_than_half_of_it_left() {
+        let lease = Duration::from_secs(30);
+        assert!(!lease_runs_short(NOW + 30, NOW, lease), "just taken");
+        assert!(!lease_runs_short(NOW + 15, NOW, lease), "half left");
+        assert!(lease_runs_short(NOW + 14, NOW, lease));
+        assert!(lease_runs_short(NOW - 1, NOW, lease), "lapsed");
+        // A one-second lease is short as soon as its second has begun to pass.
+        assert!(!lease_runs_short(NOW + 1, NOW, Duration::ZERO));
+        assert!(lease_runs_short(NOW, NOW, Duration::ZERO));
+        assert!(!lease_runs_short(i64::MAX, NOW, Duration::MAX));
     }
 
     #[test]

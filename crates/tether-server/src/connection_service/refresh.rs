@@ -71,7 +71,7 @@ pub async fn live<S: Store>(
         return Ok(Live::of(current, integration));
     }
     let respect_backoff = freshness == Freshness::Normal;
-    let refreshed = refresh(state, &integration, current, respect_backoff, true).await?;
+    let refreshed = refresh(state, &integration, current, respect_backoff).await?;
     Ok(Live::of(refreshed, integration))
 }
 
@@ -144,48 +144,87 @@ fn in_backoff<S: Store>(state: &AppState<S>, current: &CachedConnection) -> bool
     )
 }
 
-/// Refreshes a connection ahead of expiry, for the background refresher: only when it is
-/// still active, refreshable, expiring within `window`, and not in back-off. Failures are
-/// handled (and recorded) as on read; the error is returned for the caller's log.
-pub(crate) async fn refresh_ahead<S: Store>(
+/// Refreshes a connection the background refresher claimed (its lease taken, until
+/// `lease_until`, together with a batch of others; see
+/// [`Store::claim_due_refreshes`](tether_store::Store::claim_due_refreshes)): only when it is
+/// still active, refreshable, due within `window`, and nobody in this process refreshed it
+/// since the claim. Failures are handled (and recorded) as on read; the error is returned for
+/// the caller's log.
+pub(crate) async fn refresh_claimed<S: Store>(
     state: &AppState<S>,
-    id: &str,
+    claimed: &ConnectionRow,
+    lease_until: i64,
     window: Duration,
 ) -> Result<(), ConnectionError> {
+    let id = claimed.id.as_str();
+    // Behind any read of this process refreshing it right now (a read takes the lease even
+    // when this instance holds it already).
+    let lock = state.refresh_locks.lock_for(id);
+    let _guard = lock.lock().await;
+    // Read again under the lock: a read in this process may have refreshed it (or put it in
+    // back-off) between the claim and now, and presenting a spent refresh token again would
+    // revoke a rotating grant. The claim itself read the row as it leased it, so no other
+    // instance can have refreshed it since.
     let current = match load(state, id).await {
         Ok(current) => current,
-        // Deleted or no longer active since it was listed: nothing to do.
-        Err(ConnectionError::NeedsReauth | ConnectionError::NotFound) => return Ok(()),
-        Err(err) => return Err(err),
+        // Deleted or no longer active since it was claimed: nothing to do.
+        Err(ConnectionError::NeedsReauth | ConnectionError::NotFound) => {
+            release_lease(state, id).await;
+            return Ok(());
+        }
+        Err(err) => {
+            release_lease(state, id).await;
+            return Err(err);
+        }
     };
+    let now = state.clock.now();
     let due = expiry::due_for_refresh(
         current.credentials.expires_at(),
         current.row.next_refresh_at,
-        state.clock.now(),
+        now,
         window,
     );
-    if !is_refreshable(&current.credentials) || !due {
+    if current.row.credentials_version != claimed.credentials_version
+        || !is_refreshable(&current.credentials)
+        || !due
+    {
+        release_lease(state, id).await;
         return Ok(());
     }
-    let integration = integration_of(state, &current.row)?;
-    // Not waiting for another holder of the lease: it is refreshing this connection already,
-    // and this worker's time is better spent on the next one (with several instances, their
-    // refreshers list the same due connections).
-    refresh(state, &integration, current, true, false)
+    let integration = match integration_of(state, &current.row) {
+        Ok(integration) => integration,
+        Err(err) => {
+            release_lease(state, id).await;
+            return Err(err);
+        }
+    };
+    // A claim waits its turn behind the refresher's concurrency: when a good part of its
+    // lease went by meanwhile (a slow provider), take it again, for a whole lease, before
+    // calling; when another instance took it over after it lapsed, leave it to that one.
+    if expiry::lease_runs_short(lease_until, now, state.config.refresh_lease) {
+        let until = expiry::lease_until(now, state.config.refresh_lease);
+        if !state
+            .store
+            .try_acquire_refresh_lease(id, &state.instance_id, until, now)
+            .await?
+        {
+            return Ok(());
+        }
+    }
+    refresh_under_lease(state, &integration, current, false)
         .await
         .map(|_| ())
 }
 
 /// Refreshes `seen` unless someone else did meanwhile. With `respect_backoff`, a connection
 /// that went into back-off while we waited for the lock, or whose lease another holder has
-/// while its token is still valid, is served as it is. Without `wait_for_holder` (the
-/// background refresher), a lease held by another is left to it and `seen` returned as is.
+/// while its token is still valid, is served as it is; otherwise a lease held by another is
+/// waited for, and its result served.
 async fn refresh<S: Store>(
     state: &AppState<S>,
     integration: &Arc<Integration>,
     seen: CachedConnection,
     respect_backoff: bool,
-    wait_for_holder: bool,
 ) -> Result<CachedConnection, ConnectionError> {
     let id = seen.row.id.clone();
     let lock = state.refresh_locks.lock_for(&id);
@@ -212,8 +251,8 @@ async fn refresh<S: Store>(
         }
         // Another instance (or a crashed one, until its lease expires) is refreshing. A read
         // that only refreshes ahead of expiry keeps the still valid token rather than wait up
-        // to a whole lease for it; the background refresher moves on.
-        if !wait_for_holder || (respect_backoff && still_valid(state, &current.credentials)) {
+        // to a whole lease for it.
+        if respect_backoff && still_valid(state, &current.credentials) {
             return Ok(current);
         }
         // Otherwise wait for its result rather than racing it.
@@ -242,6 +281,20 @@ async fn refresh<S: Store>(
             return Ok(latest);
         }
     };
+    refresh_under_lease(state, integration, current, true).await
+}
+
+/// The token call for `current`, whose lease this instance holds (and whose lock this task
+/// holds), and what its outcome writes; the lease is given back in every case (with the new
+/// tokens, in the same transaction). With `cache`, the new credentials are read back and
+/// cached for the reader that asked for them.
+async fn refresh_under_lease<S: Store>(
+    state: &AppState<S>,
+    integration: &Arc<Integration>,
+    current: CachedConnection,
+    cache: bool,
+) -> Result<CachedConnection, ConnectionError> {
+    let id = current.row.id.clone();
     // A provider that rotates refresh tokens spends the old one at this call: refuse before
     // it when the new tokens could not be sealed (the announced key is not held here).
     if let Err(err) = state.vault.sealing_key_id() {
@@ -251,11 +304,20 @@ async fn refresh<S: Store>(
     let result = call_token_endpoint(state, integration, &current).await;
     let outcome = match result {
         Ok((credentials, metadata)) => {
-            store_refreshed(state, &current, credentials, metadata).await
+            let stored = store_refreshed(state, &current, credentials, metadata, cache).await;
+            // The write gives the lease back in its transaction; if it failed, or lost the
+            // compare-and-swap, once more to be sure.
+            if stored.is_err() {
+                release_lease(state, &id).await;
+            }
+            stored
         }
-        Err(err) => Err(handle_failure(state, integration, &current, err).await),
+        Err(err) => {
+            let fallback = handle_failure(state, integration, &current, err).await;
+            release_lease(state, &id).await;
+            Err(fallback)
+        }
     };
-    release_lease(state, &id).await;
     match outcome {
         Ok(refreshed) | Err(Fallback::Use(refreshed)) => Ok(refreshed),
         Err(Fallback::Serve) => Ok(current),

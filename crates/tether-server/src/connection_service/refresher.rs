@@ -1,32 +1,31 @@
 //! The background refresher: refreshes OAuth tokens that expire within a window, before any
 //! read has to wait for it.
 //!
-//! Each round asks the store for active connections expiring within `window` and not in
-//! back-off, and refreshes them through the same single-flight path as reads (per-connection
-//! lock, database lease, compare-and-swap), at most `concurrency` at once, each after a small
-//! random delay so that many instances (or many connections created together) spread out.
-//! Between rounds it sleeps `interval` (jittered), or only a short floor after a full round
-//! (a backlog, such as many tokens expiring together): it never busy-loops, even when a
-//! provider's tokens live shorter than the window. It stops when shutdown is signalled.
+//! Each round claims the due connections a batch at a time (active, expiring within `window`,
+//! not in back-off, not leased: one statement takes their refresh leases and returns them, see
+//! [`Store::claim_due_refreshes`]), so that instances sharing a database never list the same
+//! connections, and refreshes them through the same single-flight path as reads
+//! (per-connection lock, compare-and-swap, the lease given back with the new tokens), at most
+//! `concurrency` at once. It claims again as soon as half the claimed batch is done, so the
+//! token calls never wait for a claim, and a claimed connection waits for at most about two
+//! token calls before its own. A round ends when nothing more is due; a connection is claimed
+//! once per round, so a token that lives shorter than the window waits for the next one.
+//! Between rounds it sleeps `interval` (jittered). It stops when shutdown is signalled.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_store::{ConnectionRow, Store, StoreError};
+use tether_store::{ConnectionRow, RefreshClaim, Store, StoreError};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::{expiry, refresh};
 use crate::state::AppState;
 
-/// Connections looked at per round, at most.
-const ROUND_LIMIT: u32 = 500;
-
 /// Runs until `shutdown` turns true (or its sender is dropped).
 pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Receiver<bool>) {
     let _running = crate::state::Running::mark(&state.workers.refresher);
     let config = state.config.refresher.clone();
-    let semaphore = Arc::new(Semaphore::new(config.concurrency.max(1)));
     tracing::info!(
         window_secs = config.window.as_secs(),
         concurrency = config.concurrency,
@@ -36,24 +35,14 @@ pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Recei
         if *shutdown.borrow() {
             break;
         }
-        let round_started = state.clock.now();
-        let round = round(&state, &semaphore, config.window);
-        let backlog = tokio::select! {
-            latest = round => is_backlog(latest, round_started, config.interval),
+        tokio::select! {
+            () = round(&state, config.concurrency.max(1), config.window) => {}
             // Dropping the round drops its JoinSet, which aborts refreshes in flight; their
             // leases expire and the compare-and-swap keeps the stored tokens consistent.
             _ = shutdown.changed() => break,
         };
-        // A backlog (many tokens expiring together) goes on after the floor rather than a
-        // whole interval, or it would drain at ROUND_LIMIT per interval while its tokens
-        // expire. Tokens that merely live shorter than the window wait for the interval. The
-        // floor keeps a zero interval in configuration from making this spin.
-        let floor = Duration::from_millis(100);
-        let pause = if backlog {
-            floor
-        } else {
-            jittered(config.interval.max(floor))
-        };
+        // The floor keeps a zero interval in configuration from making this spin.
+        let pause = jittered(config.interval.max(Duration::from_millis(100)));
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             changed = shutdown.changed() => {
@@ -66,73 +55,76 @@ pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Recei
     tracing::info!("background refresher stopped");
 }
 
-/// One round: every due connection, refreshed with bounded concurrency. When the round was
-/// full (`ROUND_LIMIT` listed, so more may be due), returns the latest expiry it listed.
-async fn round<S: Store>(
-    state: &AppState<S>,
-    semaphore: &Arc<Semaphore>,
-    window: Duration,
-) -> Option<i64> {
-    let due = match list_due(state, window).await {
-        Ok(due) => due,
-        Err(err) => {
-            tracing::warn!(error = ?err, "could not list connections due for refresh");
-            return None;
-        }
-    };
-    if due.is_empty() {
-        return None;
-    }
-    let latest = latest_of_full_round(&due, ROUND_LIMIT);
-    tracing::debug!(count = due.len(), "refreshing ahead of expiry");
+/// One round: claims and refreshes, `concurrency` at a time, until nothing more is due.
+async fn round<S: Store>(state: &AppState<S>, concurrency: usize, window: Duration) {
+    let started = state.clock.now();
+    let calls = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
-    for row in due {
-        let semaphore = semaphore.clone();
-        let state = state.clone();
-        tasks.spawn(async move {
-            // Up to 250 ms: enough to spread instances apart, small next to any window. Taken
-            // before the permit, so that the delay does not cap throughput at `concurrency`
-            // refreshes per 125 ms.
-            let jitter = Duration::from_millis(rand::random_range(0..250));
-            tokio::time::sleep(jitter).await;
-            let Ok(_permit) = semaphore.acquire_owned().await else {
-                return;
-            };
-            if let Err(err) = refresh::refresh_ahead(&state, &row.id, window).await {
-                tracing::debug!(connection_id = %row.id, error = %err, "ahead-of-expiry refresh failed");
+    let mut drained = false;
+    let mut refreshed = 0_usize;
+    loop {
+        // Top up once half of what was claimed is done: the other half keeps the token calls
+        // busy meanwhile, and no claimed connection waits long for its turn (its lease runs).
+        if !drained && tasks.len() <= concurrency {
+            let wanted = 2 * concurrency - tasks.len();
+            match claim(state, window, started, wanted).await {
+                Ok(claimed) => {
+                    drained = claimed.len() < wanted;
+                    for (row, lease_until) in claimed {
+                        refreshed += 1;
+                        let calls = calls.clone();
+                        let state = state.clone();
+                        tasks.spawn(async move {
+                            let Ok(_permit) = calls.acquire_owned().await else {
+                                return;
+                            };
+                            if let Err(err) =
+                                refresh::refresh_claimed(&state, &row, lease_until, window).await
+                            {
+                                tracing::debug!(connection_id = %row.id, error = %err,
+                                    "ahead-of-expiry refresh failed");
+                            }
+                        });
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = ?err, "could not claim connections due for refresh");
+                    drained = true;
+                }
             }
-        });
+        }
+        if tasks.join_next().await.is_none() {
+            break;
+        }
     }
-    while tasks.join_next().await.is_some() {}
-    latest
+    if refreshed > 0 {
+        tracing::debug!(count = refreshed, "refreshed ahead of expiry");
+    }
 }
 
-/// The connections due now (by the state's clock), soonest first: active, expiring before
-/// the end of `window`, not in back-off; at most `ROUND_LIMIT`.
-async fn list_due<S: Store>(
+/// Claims up to `limit` connections due now (by the state's clock): active, expiring before
+/// the end of `window`, not in back-off, not leased, not attempted since `round_started`; each
+/// with the end of the lease taken on it.
+async fn claim<S: Store>(
     state: &AppState<S>,
     window: Duration,
-) -> Result<Vec<ConnectionRow>, StoreError> {
+    round_started: i64,
+    limit: usize,
+) -> Result<Vec<(ConnectionRow, i64)>, StoreError> {
     let now = state.clock.now();
-    state
+    let lease_until = expiry::lease_until(now, state.config.refresh_lease);
+    let rows = state
         .store
-        .connections_due_for_refresh(expiry::horizon(now, window), now, ROUND_LIMIT)
-        .await
-}
-
-/// When the round was full (`limit` listed, so more may be due), the latest expiry it listed:
-/// rows come soonest first, so the last one's.
-fn latest_of_full_round(due: &[ConnectionRow], limit: u32) -> Option<i64> {
-    if due.len() < limit as usize {
-        return None;
-    }
-    due.last().and_then(|row| row.access_expires_at)
-}
-
-/// Whether the round left a backlog: it was full, and even the last listed token expires
-/// before the next round would come, `interval` after this one started.
-fn is_backlog(latest_listed: Option<i64>, round_started: i64, interval: Duration) -> bool {
-    latest_listed.is_some_and(|at| at < expiry::horizon(round_started, interval))
+        .claim_due_refreshes(&RefreshClaim {
+            owner: state.instance_id.clone(),
+            before: expiry::horizon(now, window),
+            now,
+            lease_until,
+            attempted_before: round_started,
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+        })
+        .await?;
+    Ok(rows.into_iter().map(|row| (row, lease_until)).collect())
 }
 
 /// `interval` plus up to 10%.
@@ -144,7 +136,7 @@ fn jittered(interval: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection_service::clock::FakeClock;
+    use crate::connection_service::clock::{Clock, FakeClock};
     use tether_store::{ConnectionStatus, SqliteStore};
 
     const T: i64 = 1_700_000_000;
@@ -170,33 +162,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn only_a_full_round_reports_its_latest_expiry() {
-        let rows = [row("a", Some(T + 10)), row("b", Some(T + 20))];
-        assert_eq!(latest_of_full_round(&rows, 3), None, "not full");
-        assert_eq!(latest_of_full_round(&rows, 2), Some(T + 20));
-        assert_eq!(latest_of_full_round(&[], 0), None, "nothing listed");
-        let unknown = [row("a", Some(T + 10)), row("b", None)];
-        assert_eq!(latest_of_full_round(&unknown, 2), None);
-    }
-
-    #[test]
-    fn a_backlog_is_a_full_round_expiring_before_the_next() {
-        let interval = Duration::from_secs(60);
-        assert!(is_backlog(Some(T + 59), T, interval));
-        assert!(
-            !is_backlog(Some(T + 60), T, interval),
-            "the next round is in time"
-        );
-        assert!(!is_backlog(None, T, interval), "not full");
-        // A zero interval never makes a backlog of tokens that have not yet expired.
-        assert!(!is_backlog(Some(T), T, Duration::ZERO));
-        assert!(is_backlog(Some(T - 1), T, Duration::ZERO));
-    }
-
-    /// The due listing as the clock moves, against a real (in-memory) store.
+    /// The claims as the clock moves, against a real (in-memory) store.
     #[tokio::test]
-    async fn lists_what_is_due_by_the_clock() {
+    async fn claims_what_is_due_by_the_clock_once_per_round() {
         let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
         let mut backing_off = row("backing_off", Some(T + 300));
         backing_off.next_refresh_at = Some(T + 50);
@@ -225,25 +193,35 @@ mod tests {
             clock.clone(),
         );
         let window = Duration::from_secs(600);
-        let due = async || -> Vec<String> {
-            let rows = list_due(&state, window).await.unwrap();
-            rows.into_iter().map(|row| row.id).collect()
+        let claimed = async |round_started: i64| -> Vec<String> {
+            let now = clock.now();
+            let rows = claim(&state, window, round_started, 10).await.unwrap();
+            // Each with the end of its lease: the configured 30 s from now.
+            assert!(rows.iter().all(|(_, until)| *until == now + 30));
+            rows.into_iter().map(|(row, _)| row.id).collect()
         };
 
-        assert_eq!(due().await, ["soon"], "the one in back-off waits");
+        assert_eq!(claimed(T).await, ["soon"], "the one in back-off waits");
         clock.advance(Duration::from_secs(50));
-        assert_eq!(due().await, ["soon", "backing_off"], "back-off over");
+        assert_eq!(
+            claimed(T).await,
+            ["backing_off"],
+            "back-off over; the one claimed already is not claimed again in this round"
+        );
         clock.advance(Duration::from_secs(50));
         // Expiring exactly at the end of the window: the store lists only what expires
         // before it, so this one waits a second.
-        assert_eq!(due().await, ["soon", "backing_off"]);
+        assert!(claimed(T).await.is_empty());
         clock.advance(Duration::from_secs(1));
-        assert_eq!(due().await, ["soon", "backing_off", "later"]);
+        assert_eq!(claimed(T).await, ["later"]);
         clock.advance(Duration::from_secs(100_000));
+        assert!(claimed(T).await.is_empty(), "each once per round");
+        let next_round = T + 100_101;
         assert_eq!(
-            due().await,
+            claimed(next_round).await,
             ["soon", "backing_off", "later"],
-            "an unknown expiry or an inactive connection is never due"
+            "a new round, the leases lapsed; an unknown expiry or an inactive connection is \
+             never due"
         );
     }
 }

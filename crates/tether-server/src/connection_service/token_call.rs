@@ -7,12 +7,16 @@
 //! A transient failure changes no status: the connection backs off (capped, exponential,
 //! jittered, see [`Backoff`]) and keeps serving its access token while that is still valid.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 use tether_core::credentials::Credentials;
 use tether_core::integration::Integration;
 use tether_core::oauth2::{self, TokenError};
 use tether_core::unix_time;
-use tether_store::{ConnectionStatus, CredentialsUpdate, Sealed, StatusChange, Store};
+use tether_store::{
+    ConnectionStatus, CredentialsUpdate, RefreshedCredentials, Sealed, StatusChange, Store,
+};
 
 use super::backoff::Backoff;
 use super::cache::CachedConnection;
@@ -93,26 +97,41 @@ pub(super) enum Fallback {
     Fail(ConnectionError),
 }
 
+/// Writes a refreshed token set, with its history entry (and webhook), the keep-alive
+/// deadline the refresh moved (the provider's idle clock restarts when the refresh token is
+/// used) and the release of this instance's lease, in one transaction. With `cache`, the
+/// new credentials are read back and cached for the reader that asked for them; the
+/// background refresher only drops the old ones.
 pub(super) async fn store_refreshed<S: Store>(
     state: &AppState<S>,
     current: &CachedConnection,
     credentials: Credentials,
     metadata: String,
+    cache: bool,
 ) -> Result<CachedConnection, Fallback> {
     let now = state.clock.now();
     let sealed = credentials
         .seal(&state.vault, &current.row.id)
         .map_err(|e| Fallback::Fail(ConnectionError::CannotSeal(e)))?;
-    let update = CredentialsUpdate {
-        id: current.row.id.clone(),
-        expected_version: current.row.credentials_version,
-        credentials: Sealed::from_bytes(sealed),
-        access_expires_at: credentials.expires_at(),
-        metadata,
-        status: ConnectionStatus::Active,
-        end_user_email: None,
-        end_user_display_name: None,
-        now,
+    let keepalive_at = state
+        .integration(&current.row.integration)
+        .and_then(|integration| {
+            super::lifetime::keepalive_at(&integration.lifetime, now, &credentials)
+        });
+    let refreshed = RefreshedCredentials {
+        update: CredentialsUpdate {
+            id: current.row.id.clone(),
+            expected_version: current.row.credentials_version,
+            credentials: Sealed::from_bytes(sealed),
+            access_expires_at: credentials.expires_at(),
+            metadata,
+            status: ConnectionStatus::Active,
+            end_user_email: None,
+            end_user_display_name: None,
+            now,
+        },
+        keepalive_at,
+        lease_owner: state.instance_id.clone(),
     };
     let mut extra = Map::new();
     extra.insert(
@@ -128,11 +147,11 @@ pub(super) async fn store_refreshed<S: Store>(
     );
     let written = state
         .store
-        .replace_credentials_with_event(&update, event.as_ref())
+        .finish_refresh(&refreshed, event.as_ref())
         .await
         .map_err(|e| Fallback::Fail(e.into()))?;
     state.cache.invalidate(&current.row.id);
-    if !written {
+    let Some(written) = written else {
         // We held the lease, so this means the connection was deleted or replaced by a
         // reconnect meanwhile; its new credentials win.
         return match load(state, &current.row.id).await {
@@ -150,34 +169,23 @@ pub(super) async fn store_refreshed<S: Store>(
             }
             other => other.map_err(Fallback::Fail),
         };
-    }
+    };
     webhooks::wake(&state.webhook_wake, event.as_ref());
-    keep_alive_after_refresh(state, current, &credentials, now).await;
+    if !cache {
+        // Not cached, so no generation to guard: this value goes back to a caller that drops it.
+        return Ok(CachedConnection {
+            row: Arc::new(written),
+            credentials: Arc::new(credentials),
+            prepared: Arc::default(),
+            generation: 0,
+        });
+    }
+    // Read back rather than cache `written`: a delete committed since the write must not have
+    // its connection put back in the cache, and only a read that follows the generation
+    // (taken in `load`) can tell.
     let fresh = load(state, &current.row.id).await.map_err(Fallback::Fail)?;
     state.cache.insert(fresh.clone());
     Ok(fresh)
-}
-
-/// Moves the keep-alive deadline after a refresh used the refresh token (the provider's idle
-/// clock restarts). Best effort: a failure only means an early keep-alive refresh.
-async fn keep_alive_after_refresh<S: Store>(
-    state: &AppState<S>,
-    current: &CachedConnection,
-    credentials: &Credentials,
-    now: i64,
-) {
-    let Some(integration) = state.integration(&current.row.integration) else {
-        return;
-    };
-    let at = super::lifetime::keepalive_at(&integration.lifetime, now, credentials);
-    let version = current.row.credentials_version + 1;
-    if let Err(err) = state
-        .store
-        .set_keepalive(&current.row.id, version, at)
-        .await
-    {
-        tracing::warn!(connection_id = %current.row.id, error = ?err, "could not move the keep-alive deadline");
-    }
 }
 
 pub(super) async fn handle_failure<S: Store>(

@@ -56,6 +56,44 @@ pub(super) async fn insert(
     Ok(())
 }
 
+/// Rows per INSERT statement in `insert_many`: 15 parameters each stays far below both
+/// backends' limit on bound parameters (SQLite 32,766; PostgreSQL 65,535).
+const INSERT_CHUNK: usize = 500;
+
+/// Inserts many new connections in one transaction, a few hundred per statement.
+pub(super) async fn insert_many(pool: &Pool, rows: &[ConnectionRow]) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let mut query: QueryBuilder<'_, Db> = QueryBuilder::new(concat!(
+            "INSERT INTO connections (",
+            connection_columns!(),
+            ") "
+        ));
+        query.push_values(chunk, |mut values, c| {
+            values
+                .push_bind(&c.id)
+                .push_bind(&c.integration)
+                .push_bind(&c.end_user_id)
+                .push_bind(&c.end_user_email)
+                .push_bind(&c.end_user_display_name)
+                .push_bind(c.status.as_str())
+                .push_bind(c.credentials.as_bytes())
+                .push_bind(c.credentials_version)
+                .push_bind(c.access_expires_at)
+                .push_bind(&c.metadata)
+                .push_bind(&c.last_error)
+                .push_bind(c.refresh_failures)
+                .push_bind(c.next_refresh_at)
+                .push_bind(c.created_at)
+                .push_bind(c.updated_at);
+        });
+        // A conflict (`StoreError::Conflict`) returns before the commit: nothing is kept.
+        query.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 pub(super) async fn find(
     pool: &Pool,
     integration: &str,

@@ -7,8 +7,9 @@ use super::{ThisStore, connections, dialect, flows, history, leases, sealing, we
 use crate::{
     AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionEventRow, ConnectionFilter,
     ConnectionPage, ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate,
-    EventBucket, FlowStateRow, HistoryEntry, NewWebhookEvent, Sealed, StatusChange, StatusCount,
-    Store, StoreResult, TokenHash, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
+    EventBucket, FlowStateRow, HistoryEntry, NewWebhookEvent, RefreshClaim, RefreshedCredentials,
+    Sealed, StatusChange, StatusCount, Store, StoreResult, TokenHash, WebhookAttempt,
+    WebhookEventFilter, WebhookEventRow,
 };
 
 impl Store for ThisStore {
@@ -211,6 +212,11 @@ impl Store for ThisStore {
         flows::purge_expired(&self.pool, now).await
     }
 
+    #[tracing::instrument(skip_all, fields(count = connections.len()), err)]
+    async fn insert_connections(&self, connections: &[ConnectionRow]) -> StoreResult<()> {
+        connections::insert_many(&self.pool, connections).await
+    }
+
     #[tracing::instrument(skip_all, fields(integration = %integration), err)]
     async fn find_connection(
         &self,
@@ -329,6 +335,20 @@ impl Store for ThisStore {
         limit: u32,
     ) -> StoreResult<Vec<ConnectionRow>> {
         leases::due_for_refresh(&self.pool, before, now, limit).await
+    }
+
+    #[tracing::instrument(skip_all, fields(owner = %claim.owner, limit = claim.limit), err)]
+    async fn claim_due_refreshes(&self, claim: &RefreshClaim) -> StoreResult<Vec<ConnectionRow>> {
+        leases::claim_due(&self.pool, claim).await
+    }
+
+    #[tracing::instrument(skip_all, fields(id = %refreshed.update.id), err)]
+    async fn finish_refresh(
+        &self,
+        refreshed: &RefreshedCredentials,
+        event: Option<&NewWebhookEvent>,
+    ) -> StoreResult<Option<ConnectionRow>> {
+        leases::finish(&self.pool, refreshed, event).await
     }
 
     #[tracing::instrument(skip_all, fields(id = %id), err)]

@@ -366,3 +366,34 @@ pub(crate) async fn api_managed_integrations<S: Store>(store: S) {
     assert!(!store.delete_integration("crm").await.unwrap());
     assert_eq!(store.list_integrations().await.unwrap().len(), 1);
 }
+
+pub(crate) async fn insert_connections_all_or_none<S: Store>(store: S) {
+    // More rows than one statement holds, so that the batch spans several.
+    let rows: Vec<_> = (0..1_234)
+        .map(|n| connection(&format!("conn-{n:04}"), "github", &format!("user-{n}")))
+        .collect();
+    store.insert_connections(&rows).await.unwrap();
+    for row in [&rows[0], &rows[499], &rows[500], &rows[1_233]] {
+        assert_eq!(&get(&store, &row.id).await, row);
+    }
+    let page = store.connections_after(None, 1_000).await.unwrap();
+    assert_eq!(page.len(), 1_000);
+    let rest = store
+        .connections_after(Some(&page[999].id), 1_000)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 234);
+
+    // One conflict, in the last statement of the batch: nothing of the batch is kept.
+    let mut batch: Vec<_> = (0..700)
+        .map(|n| connection(&format!("new-{n:04}"), "slack", &format!("user-{n}")))
+        .collect();
+    batch.push(connection("late", "github", "user-7"));
+    let err = store.insert_connections(&batch).await;
+    assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+    assert_eq!(store.get_connection("new-0000").await.unwrap(), None);
+    assert_eq!(store.get_connection("late").await.unwrap(), None);
+    assert_eq!(get(&store, "conn-0007").await, rows[7]);
+
+    store.insert_connections(&[]).await.unwrap();
+}

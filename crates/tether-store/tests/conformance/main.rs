@@ -47,9 +47,9 @@ use tempfile::TempDir;
 use tether_store::{
     AttemptOutcome, AttemptWindow, ConnectSessionRow, ConnectionEventRow, ConnectionFilter,
     ConnectionPage, ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate,
-    FlowStateRow, HistoryEntry, NewWebhookEvent, PgStore, Sealed, SealedCount, SqliteStore,
-    StatusChange, Store, StoreError, TokenHash, WebhookAttempt, WebhookEventFilter,
-    WebhookEventRow, WebhookStatus, history_kind,
+    FlowStateRow, HistoryEntry, NewWebhookEvent, PgStore, RefreshClaim, RefreshedCredentials,
+    Sealed, SealedCount, SqliteStore, StatusChange, Store, StoreError, TokenHash, WebhookAttempt,
+    WebhookEventFilter, WebhookEventRow, WebhookStatus, history_kind,
 };
 use tokio::sync::Barrier;
 
@@ -227,6 +227,7 @@ macro_rules! conformance_suite {
                 ping,
                 connection_insert_get_find,
                 connection_duplicate_conflicts,
+                insert_connections_all_or_none,
                 list_connections_filters,
                 list_connections_limits,
                 replace_credentials_cas,
@@ -253,6 +254,9 @@ macro_rules! conformance_suite {
                 refresh_lease_concurrent,
                 connections_due_for_refresh,
                 record_refresh_failure,
+                refresh_claims,
+                refresh_claims_concurrent,
+                finish_refresh,
             },
             sealing::{
                 flow_cursor_and_reseal,

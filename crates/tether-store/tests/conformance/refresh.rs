@@ -229,3 +229,242 @@ pub(crate) async fn record_refresh_failure<S: Store>(store: S) {
         .await
         .unwrap();
 }
+
+/// A claim for `owner` at `now`, of connections expiring within 50 s of it, in a round that
+/// started at `NOW`.
+fn claim(owner: &str, now: i64, limit: u32) -> RefreshClaim {
+    RefreshClaim {
+        owner: owner.to_owned(),
+        before: now + 50,
+        now,
+        lease_until: now + 30,
+        attempted_before: NOW,
+        limit,
+    }
+}
+
+pub(crate) async fn refresh_claims<S: Store>(store: S) {
+    let mut rows = Vec::new();
+    let mut add = |id: &str, expires: Option<i64>, status, next_refresh_at| {
+        let mut row = connection(id, "github", id);
+        row.access_expires_at = expires;
+        row.status = status;
+        row.next_refresh_at = next_refresh_at;
+        rows.push(row);
+    };
+    use ConnectionStatus::*;
+    add("soon", Some(NOW + 10), Active, None);
+    add("sooner", Some(NOW + 5), Active, None);
+    add("later", Some(NOW + 100), Active, None);
+    add("never", None, Active, None);
+    add("reauth", Some(NOW + 1), NeedsReauth, None);
+    add("backing-off", Some(NOW + 2), Active, Some(NOW + 60));
+    add("tie-b", Some(NOW - 100), Active, None);
+    add("tie-a", Some(NOW - 100), Active, None);
+    add("leased", Some(NOW + 3), Active, None);
+    store.insert_connections(&rows).await.unwrap();
+    assert!(
+        store
+            .try_acquire_refresh_lease("leased", "b", NOW + 30, NOW)
+            .await
+            .unwrap()
+    );
+
+    // Soonest first, ties by id; what is leased, in back-off or not active waits.
+    let first = store
+        .claim_due_refreshes(&claim("a", NOW, 3))
+        .await
+        .unwrap();
+    assert_eq!(ids(&first), ["tie-a", "tie-b", "sooner"]);
+    assert_eq!(
+        first[2].credentials, rows[1].credentials,
+        "the rows as stored"
+    );
+    let rest = store
+        .claim_due_refreshes(&claim("a", NOW, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&rest),
+        ["soon"],
+        "claimed ones are leased, even to their owner"
+    );
+    assert!(
+        store
+            .claim_due_refreshes(&claim("b", NOW, 10))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The leases are real: nobody else takes them until they expire.
+    assert!(
+        !store
+            .try_acquire_refresh_lease("soon", "b", NOW + 30, NOW + 1)
+            .await
+            .unwrap()
+    );
+
+    // Within one round a connection is claimed once, even after its lease ended (a token
+    // living shorter than the window waits for the next round)...
+    let same_round = store
+        .claim_due_refreshes(&claim("c", NOW + 31, 10))
+        .await
+        .unwrap();
+    assert!(same_round.is_empty(), "{:?}", ids(&same_round));
+    // ...and a later round takes everything due whose lease has ended: the first claims and
+    // b's lease lapsed at NOW + 30, the back-off at NOW + 60.
+    let mut next_round = claim("c", NOW + 62, 10);
+    next_round.attempted_before = NOW + 62;
+    let again = store.claim_due_refreshes(&next_round).await.unwrap();
+    assert_eq!(
+        ids(&again),
+        [
+            "tie-a",
+            "tie-b",
+            "backing-off",
+            "leased",
+            "sooner",
+            "soon",
+            "later"
+        ]
+    );
+    assert_eq!(get(&store, "soon").await.credentials_version, 1);
+}
+
+pub(crate) async fn refresh_claims_concurrent<S: Store>(store: S) {
+    let rows: Vec<_> = (0..200)
+        .map(|n| {
+            let mut row = connection(&format!("conn-{n:03}"), "github", &format!("user-{n}"));
+            row.access_expires_at = Some(NOW - 1);
+            row
+        })
+        .collect();
+    store.insert_connections(&rows).await.unwrap();
+
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|n| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store
+                        .claim_due_refreshes(&claim(&format!("instance-{n}"), NOW, 7))
+                        .await
+                        .unwrap();
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch.into_iter().map(|row| row.id));
+                }
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.extend(task.await.unwrap());
+    }
+    claimed.sort();
+    let all: Vec<_> = rows.iter().map(|row| row.id.clone()).collect();
+    assert_eq!(claimed, all, "every due connection claimed exactly once");
+}
+
+pub(crate) async fn finish_refresh<S: Store>(store: S) {
+    let mut row = connection("conn-1", "github", "user-1");
+    row.access_expires_at = Some(NOW - 1);
+    store.insert_connection(&row).await.unwrap();
+    store
+        .record_refresh_failure("conn-1", NOW - 1, "provider 503", NOW - 10)
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_due_refreshes(&claim("a", NOW, 10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), ["conn-1"]);
+
+    let refreshed = RefreshedCredentials {
+        update: update("conn-1", 1),
+        keepalive_at: Some(NOW + 86_400),
+        lease_owner: "a".to_owned(),
+    };
+    let written = store
+        .finish_refresh(
+            &refreshed,
+            Some(&history_only("evt-1", "conn-1", "refreshed", NOW + 100)),
+        )
+        .await
+        .unwrap()
+        .expect("the swap wins");
+    assert_eq!(written, get(&store, "conn-1").await, "the row as written");
+    assert_eq!(written.credentials_version, 2);
+    assert_eq!(written.credentials, refreshed.update.credentials);
+    assert_eq!(written.access_expires_at, Some(NOW + 7200));
+    assert_eq!(written.refresh_failures, 0, "back-off cleared");
+    assert_eq!(written.last_error, None);
+    assert_eq!(written.end_user_email.as_deref(), Some("new@example.com"));
+    let lifecycle = store
+        .connection_lifecycles(&["conn-1".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(lifecycle[0].keepalive_at, Some(NOW + 86_400));
+    assert_eq!(kinds(&history(&store, "conn-1").await), ["refreshed"]);
+    // The lease is given back with the write.
+    assert!(
+        store
+            .try_acquire_refresh_lease("conn-1", "b", NOW + 130, NOW + 100)
+            .await
+            .unwrap()
+    );
+
+    // A stale writer changes nothing, writes no event, and gives back only its own lease.
+    let stale = RefreshedCredentials {
+        update: update("conn-1", 1),
+        keepalive_at: None,
+        lease_owner: "a".to_owned(),
+    };
+    let event = history_only("evt-2", "conn-1", "refreshed", NOW + 101);
+    assert_eq!(
+        store.finish_refresh(&stale, Some(&event)).await.unwrap(),
+        None
+    );
+    assert_eq!(get(&store, "conn-1").await, written);
+    assert_eq!(kinds(&history(&store, "conn-1").await), ["refreshed"]);
+    assert!(
+        !store
+            .try_acquire_refresh_lease("conn-1", "c", NOW + 130, NOW + 101)
+            .await
+            .unwrap(),
+        "b's lease survives a's late finish"
+    );
+    // The holder's own stale finish frees its lease.
+    let stale_b = RefreshedCredentials {
+        lease_owner: "b".to_owned(),
+        ..stale
+    };
+    assert_eq!(store.finish_refresh(&stale_b, None).await.unwrap(), None);
+    assert!(
+        store
+            .try_acquire_refresh_lease("conn-1", "c", NOW + 130, NOW + 102)
+            .await
+            .unwrap()
+    );
+    let lifecycle = store
+        .connection_lifecycles(&["conn-1".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(
+        lifecycle[0].keepalive_at,
+        Some(NOW + 86_400),
+        "left as it was"
+    );
+
+    let gone = RefreshedCredentials {
+        update: update("missing", 1),
+        keepalive_at: None,
+        lease_owner: "a".to_owned(),
+    };
+    assert_eq!(store.finish_refresh(&gone, None).await.unwrap(), None);
+}

@@ -33,6 +33,9 @@ const PAIRS = {
   ConnectionEvent: 'ConnectionEventView',
   ConnectionEventList: 'ConnectionEventList',
   Problem: 'Problem',
+  CreateAgentToken: 'CreateAgentToken',
+  AgentTokenCreated: 'AgentTokenCreated',
+  AgentToken: 'AgentTokenView',
 };
 
 /** Every interface of src/types.ts: its properties and which are optional. */

@@ -51,6 +51,8 @@ pub struct FileConfig {
     pub cache: tuning::CacheSection,
     #[serde(default)]
     pub checks: tuning::ChecksSection,
+    #[serde(default)]
+    pub mcp: crate::mcp_settings::McpSettings,
 }
 
 settings! {
@@ -373,6 +375,7 @@ impl FileConfig {
         self.cache.apply(&mut config)?;
         self.checks.apply(&mut config)?;
         self.checks.apply_custom(&mut config)?;
+        self.mcp.apply(&mut config)?;
         if let Some(webhooks) = &self.webhooks {
             let url = tether_core::integration::parse_endpoint(&webhooks.url)
                 .map_err(|m| anyhow::anyhow!("webhooks.url: {m}"))?;

@@ -43,6 +43,11 @@ fn sections() -> Vec<(&'static str, &'static str, Vec<Row>)> {
         ),
         ("webhooks", "", webhook_rows()),
         ("console", "", ConsoleSection::rows()),
+        (
+            "mcp",
+            "the MCP server at `/mcp` and its agent tokens",
+            crate::mcp_settings::McpSettings::rows(),
+        ),
     ]
 }
 

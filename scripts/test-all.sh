@@ -15,6 +15,14 @@ cargo build --locked -p tether-cli
 echo "== schemathesis: the API against its own OpenAPI document (tether demo)"
 bash scripts/schemathesis.sh
 
+echo "== mcp: the official MCP Python SDK against tether demo (e2e/mcp)"
+mcp_venv=${CARGO_TARGET_DIR:-target}/mcp-venv
+if ! "$mcp_venv/bin/python" -c 'import mcp' 2>/dev/null; then
+  python3 -m venv "$mcp_venv"
+  "$mcp_venv/bin/pip" install --quiet --disable-pip-version-check -r e2e/mcp/requirements.txt
+fi
+TETHER_BIN=${CARGO_TARGET_DIR:-target}/debug/tether "$mcp_venv/bin/python" e2e/mcp/agents.py
+
 echo "== TypeScript client (against tether demo)"
 (
   cd clients/typescript

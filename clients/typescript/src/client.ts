@@ -6,6 +6,9 @@ import type {
   AgentAuthorizationRedirect,
   AgentAuthorizationRequest,
   ApproveAgentAuthorization,
+  AgentToken,
+  AgentTokenCreated,
+  CreateAgentToken,
   Connection,
   ConnectionFilter,
   ConnectSession,
@@ -54,6 +57,14 @@ export class Tether {
   };
   readonly providers: {
     list(): Promise<Provider[]>;
+  };
+  readonly agentTokens: {
+    /** Mints a token for an agent acting for one end user (shown once). */
+    create(body: CreateAgentToken): Promise<AgentTokenCreated>;
+    /** The end user's tokens, newest first (never the tokens themselves). */
+    list(endUserId: string): Promise<AgentToken[]>;
+    /** Revokes a token at once, on every instance. */
+    revoke(id: string): Promise<void>;
   };
   readonly webhookDeliveries: {
     list(filter?: WebhookDeliveryFilter): Promise<WebhookDelivery[]>;
@@ -110,6 +121,15 @@ export class Tether {
     };
     this.providers = {
       list: async () => (await this.json<{ providers: Provider[] }>("GET", "v1/providers")).providers,
+    };
+    this.agentTokens = {
+      create: (body) => this.json("POST", "v1/agent-tokens", { body }),
+      list: async (endUserId) =>
+        (await this.json<{ agent_tokens: AgentToken[] }>("GET", "v1/agent-tokens", { query: { end_user_id: endUserId } }))
+          .agent_tokens,
+      revoke: async (tid) => {
+        await this.send("DELETE", `v1/agent-tokens/${id(tid)}`);
+      },
     };
     this.webhookDeliveries = {
       list: async (filter) =>

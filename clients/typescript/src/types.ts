@@ -266,3 +266,35 @@ export interface ApproveAgentAuthorization {
 export interface AgentAuthorizationRedirect {
   redirect_to: string;
 }
+
+/** A token for an AI agent acting for one end user on the MCP server at `/mcp`. */
+export interface CreateAgentToken {
+  end_user_id: string;
+  /** `read`: GET and HEAD only; `write`: any method. */
+  access: "read" | "write";
+  /** Integration keys the agent may use; all when absent. */
+  integrations?: string[] | null;
+  /** Lifetime in seconds (60 to the server's maximum); one hour when absent. */
+  expires_in?: number | null;
+}
+
+export interface AgentTokenCreated {
+  id: string;
+  /** Shown once: hand it to the agent as `Authorization: Bearer ...` on `/mcp`. */
+  token: string;
+  expires_at: string;
+}
+
+/** An agent token as listed (never the token itself). */
+export interface AgentToken {
+  id: string;
+  end_user_id: string;
+  access: string;
+  integrations?: string[] | null;
+  created_at: string;
+  expires_at: string;
+  revoked_at?: string | null;
+  /** `active`, `expired` or `revoked`. */
+  status: string;
+  mcp_client_id?: string | null;
+}

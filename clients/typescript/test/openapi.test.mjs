@@ -36,6 +36,9 @@ const PAIRS = {
   AgentAuthorizationRequest: 'AuthorizationRequestView',
   ApproveAgentAuthorization: 'Approve',
   AgentAuthorizationRedirect: 'RedirectTo',
+  CreateAgentToken: 'CreateAgentToken',
+  AgentTokenCreated: 'AgentTokenCreated',
+  AgentToken: 'AgentTokenView',
 };
 
 /** Every interface of src/types.ts: its properties and which are optional. */

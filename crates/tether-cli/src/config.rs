@@ -52,7 +52,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub checks: tuning::ChecksSection,
     #[serde(default)]
-    pub mcp: crate::mcp_auth_settings::McpAuthSection,
+    pub mcp: crate::mcp_settings::McpSettings,
 }
 
 settings! {

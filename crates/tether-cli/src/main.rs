@@ -8,7 +8,7 @@ mod commands;
 mod config;
 mod demo;
 mod log_escape;
-mod mcp_auth_settings;
+mod mcp_settings;
 mod reference;
 mod serve;
 mod settings;

@@ -45,8 +45,8 @@ fn sections() -> Vec<(&'static str, &'static str, Vec<Row>)> {
         ("console", "", ConsoleSection::rows()),
         (
             "mcp",
-            "MCP clients signing in through OAuth",
-            crate::mcp_auth_settings::McpAuthSection::rows(),
+            "the MCP server at `/mcp`, its agent tokens, and MCP clients signing in through OAuth",
+            crate::mcp_settings::McpSettings::rows(),
         ),
     ]
 }

@@ -14,6 +14,7 @@
 //! - One instance SIGKILLed in the middle of a refresh storm loses nothing: every connection
 //!   ends `active` (and works) or `needs_reauth` with the app told by webhook, every event is
 //!   delivered, and no event is delivered by two instances at once.
+//! - An agent token revoked through one instance is refused by another within a second.
 //! - Every maintenance command (`migrate`, `connections ...`, `keys rotate`) works on the
 //!   database the instances serve, and what it changes reaches the running instance.
 //! - A key rotation while three instances serve and write (connects, imports, refreshes)
@@ -848,6 +849,61 @@ async fn the_console_and_history_work_across_instances() {
         .unwrap();
     assert!(detail.contains("Refreshed") && detail.contains("Connected"));
     assert!(!detail.contains(API_KEY) && !detail.contains("seed-secret"));
+}
+
+/// An agent token revoked through one instance is refused by another within a second: every
+/// `/mcp` request looks the token's hash up in the shared database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_token_revoked_on_one_instance_is_refused_on_another() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emulator = seed_oauth::spawn(SeedOAuthConfig::default()).await.unwrap();
+    let deployment = Deployment::new(emulator.base_url(), None).await;
+    let instances = deployment.start(2).await;
+    let [a, b] = &instances[..] else {
+        unreachable!()
+    };
+    let created: Value = a
+        .request(reqwest::Method::POST, "v1/agent-tokens")
+        .json(&json!({"end_user_id": "agent-pg", "access": "read"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    let list_tools = || {
+        let token = token.clone();
+        let url = b.base.join("mcp").unwrap();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .header("accept", "application/json, text/event-stream")
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(list_tools().await, 200);
+    let revoked = a
+        .request(
+            reqwest::Method::DELETE,
+            &format!("v1/agent-tokens/{}", created["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    within(
+        Duration::from_secs(1),
+        "instance B refuses the revoked token",
+        async || list_tools().await == 401,
+    )
+    .await;
 }
 
 /// Key rotation on PostgreSQL while three instances serve and write. The instances are

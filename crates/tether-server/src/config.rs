@@ -67,6 +67,8 @@ pub struct GatewayConfig {
     pub webhooks: Option<WebhookConfig>,
     /// The background refresher's schedule.
     pub refresher: RefresherConfig,
+    /// The MCP server at `/mcp` and its agent tokens.
+    pub mcp: crate::agents::McpConfig,
     /// Timeouts and response cap of Tether's own calls to providers (token endpoints,
     /// exchanges, probes, revocation); the proxy uses its connect timeout.
     pub outbound: OutboundLimits,
@@ -302,6 +304,7 @@ impl GatewayConfig {
             logo_url: None,
             webhooks: None,
             refresher: RefresherConfig::default(),
+            mcp: crate::agents::McpConfig::default(),
             lifecycle: LifecycleConfig::default(),
             mcp_auth: crate::mcp_auth::McpAuthConfig::default(),
             outbound: OutboundLimits::default(),

@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+mod agents;
 mod api;
 mod config;
 mod connect;
@@ -36,6 +37,7 @@ use crate::jobs::{coherence, purge};
 use crate::state::AppState;
 use crate::state::integrations::Integrations;
 
+pub use agents::McpConfig;
 pub use api::{ConnectionView, CredentialsView, EndUserView, IntegrationView, ProviderView};
 pub use config::{
     CacheConfig, GatewayConfig, LifecycleConfig, RateLimit, RefresherConfig, ServerLimits,
@@ -228,6 +230,7 @@ impl<S: Store> Gateway<S> {
         let max_body = self.state.config.max_body_bytes;
         let limited = Router::new()
             .merge(api::router())
+            .merge(agents::api_router())
             .merge(connect::router())
             .merge(console::router())
             .merge(mcp_auth::router())
@@ -239,6 +242,7 @@ impl<S: Store> Gateway<S> {
         Router::new()
             .merge(limited)
             .merge(proxy::router())
+            .merge(agents::mcp_router(&self.state))
             .fallback(api::not_found)
             .layer(axum::middleware::from_fn_with_state(
                 self.state.clone(),

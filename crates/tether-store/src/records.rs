@@ -302,8 +302,11 @@ pub mod history_kind {
     pub const CHECK_FAILED: &str = "check_failed";
     /// What revoking at the provider on delete gave (`detail` says: revoked, failed, ...).
     pub const REVOCATION: &str = "revocation";
+    /// A call an AI agent made through the MCP server (`detail`: who, tool, method, path,
+    /// status, duration; `reference`: the agent token's or MCP client's id).
+    pub const AGENT_CALL: &str = "agent_call";
     /// Every kind, for filters and charts.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         CREATED,
         RECONNECTED,
         REFRESHED,
@@ -317,6 +320,7 @@ pub mod history_kind {
         EXPIRING,
         CHECK_FAILED,
         REVOCATION,
+        AGENT_CALL,
     ];
 }
 

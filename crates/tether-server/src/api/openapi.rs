@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
 use super::{
     catalog, connections, events, health, import, integrations, sessions, verify, webhooks,
 };
+use crate::agents::tokens as agent_tokens;
 use crate::http::error::Problem;
 use crate::state::AppState;
 
@@ -141,6 +142,9 @@ impl Modify for ApiKeyScheme {
         webhooks::list,
         webhooks::show,
         webhooks::redeliver,
+        agent_tokens::create,
+        agent_tokens::list,
+        agent_tokens::revoke,
         proxy_get,
         proxy_post,
         proxy_put,
@@ -159,6 +163,7 @@ impl Modify for ApiKeyScheme {
         (name = "integrations", description = "The app's integrations"),
         (name = "catalog", description = "The providers this build knows"),
         (name = "webhooks", description = "The webhook delivery log"),
+        (name = "agents", description = "Tokens for AI agents using the MCP server at /mcp"),
         (name = "operations", description = "Liveness and readiness"),
         (name = "agents", description = "AI agents acting for an end user: MCP client authorizations"),
     )

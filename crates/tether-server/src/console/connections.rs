@@ -180,6 +180,7 @@ pub(super) fn kind_label(kind: &str) -> (&'static str, bool) {
         history_kind::WEBHOOK_DELIVERED => ("Webhook delivered", false),
         history_kind::WEBHOOK_FAILED => ("Webhook failed", true),
         history_kind::RATE_LIMITED => ("Held back by the provider's rate limit", true),
+        history_kind::AGENT_CALL => ("Agent call (MCP)", false),
         _ => ("Event", false),
     }
 }
@@ -292,6 +293,8 @@ pub(super) struct ConnectionDetail {
     last_check: String,
     /// Where to make a reconnect link, for a connection that needs its end user again.
     reconnect_href: Option<String>,
+    /// The end user's agent tokens (MCP), with their revoke buttons.
+    agent_tokens: Vec<super::agent_tokens::AgentTokenItem>,
 }
 
 #[derive(Deserialize, Default)]
@@ -440,10 +443,20 @@ pub(super) async fn connection<S: Store>(
         .as_ref()
         .filter(|r| r.status == tether_store::ConnectionStatus::NeedsReauth)
         .map(|_| dashboard_url(&state, &["connections", id.as_str(), "reconnect"], &[]));
+    let agent_tokens = match &row {
+        Some(row) => {
+            match super::agent_tokens::of_end_user(&state, &row.end_user_id, id.as_str()).await {
+                Ok(tokens) => tokens,
+                Err(err) => return internal(&state, "agent tokens", &err),
+            }
+        }
+        None => Vec::new(),
+    };
     let frame =
         Frame::new(&state, Some(&operator), "connections").with_notice(query.notice.as_deref());
     let nonce = frame.nonce.clone();
     let body = ConnectionDetail {
+        agent_tokens,
         frame,
         id: id.as_str().to_owned(),
         last_error: row

@@ -11,6 +11,7 @@
 // A refusal is a whole page, returned once per request: boxing it would buy nothing.
 #![allow(clippy::result_large_err)]
 
+mod agent_tokens;
 mod charts;
 mod connections;
 mod mcp_clients;
@@ -75,6 +76,10 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
             "/dashboard/mcp-clients/{id}/revoke",
             post(revoke_grant::<S>),
         )
+        .route(
+            "/dashboard/connections/{id}/agent-tokens/{token}/revoke",
+            post(agent_tokens::revoke::<S>),
+        )
         .route("/dashboard/webhooks", get(webhooks::<S>))
         .route("/dashboard/webhooks/{id}/redeliver", post(redeliver::<S>))
 }
@@ -130,6 +135,7 @@ impl Frame {
                 true,
             ),
             Some("deleted") => ("The connection was deleted.", false),
+            Some("agent_token_revoked") => ("The agent token was revoked.", false),
             Some("redelivered") => ("The webhook was queued for delivery again.", false),
             Some("webhooks_off") => ("No webhook URL is configured: nothing to deliver.", true),
             _ => return self,

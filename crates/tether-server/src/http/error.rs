@@ -12,6 +12,9 @@ pub enum ApiError {
     /// 401: no or wrong API key.
     #[error("a valid API key is required")]
     Unauthorized,
+    /// `/mcp` without a valid agent token (its challenge is added by the MCP edge).
+    #[error("{0}")]
+    AgentUnauthorized(&'static str),
     /// 400: the request is malformed; `code` says how, `detail` says what to change.
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String },
@@ -124,6 +127,9 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::AgentUnauthorized(_) => {
+                (StatusCode::UNAUTHORIZED, "invalid_token", "Unauthorized")
+            }
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, "Bad request"),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code, "Not found"),
             ApiError::Unprocessable { code, .. } => (

@@ -31,6 +31,7 @@ use percent_encoding::percent_decode_str;
 use std::time::{Duration, Instant};
 use tether_core::catalog::rate_limit::{self, RateLimitDef, WindowReading};
 use tether_core::credentials::Credentials;
+use tether_core::ids::ConnectionId;
 use tether_store::Store;
 use tracing::Instrument;
 use url::Url;
@@ -121,13 +122,67 @@ async fn forward<S: Store>(
     let raw_query = parts.uri.query().map(str::to_owned);
     let policy = retry::Policy::read(&mut parts.headers, &parts.method, &state.config)?;
     let body = outgoing_body(state, &parts.headers, body).await?;
-    let mut outgoing = Outgoing {
+    let outgoing = Outgoing {
         method: parts.method,
         raw_path,
         raw_query,
         headers: forwarded_headers(parts.headers),
         body,
     };
+    forward_outgoing(state, &id, outgoing, policy, retries).await
+}
+
+/// A call made in-process rather than through the route (the MCP server's `crm_request`):
+/// it takes the same way as the app's (refresh, path confinement, budgets, retries).
+pub(crate) struct InProcessCall {
+    pub method: axum::http::Method,
+    /// The provider path under its base URL, percent-encoded, with or without a leading `/`.
+    pub path: String,
+    /// The query string, already encoded.
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Sends `call` on connection `id` as the proxy route would; the caller has already decided
+/// the connection is one it may use. Answers the provider's response and the retries made.
+pub(crate) async fn forward_in_process<S: Store>(
+    state: &AppState<S>,
+    id: &ConnectionId,
+    call: InProcessCall,
+) -> Result<(Response<Body>, u32), ApiError> {
+    let InProcessCall {
+        method,
+        path,
+        query,
+        mut headers,
+        body,
+    } = call;
+    let raw_path = checked_provider_path(path.strip_prefix('/').unwrap_or(&path))?;
+    let policy = retry::Policy::read(&mut headers, &method, &state.config)?;
+    if body.len() > state.config.proxy_max_body_bytes {
+        return Err(ApiError::PayloadTooLarge(state.config.proxy_max_body_bytes));
+    }
+    let outgoing = Outgoing {
+        method,
+        raw_path,
+        raw_query: query,
+        headers: forwarded_headers(headers),
+        body: OutgoingBody::Kept(body),
+    };
+    let mut retries = 0;
+    let response = forward_outgoing(state, id, outgoing, policy, &mut retries).await?;
+    Ok((response, retries))
+}
+
+/// [`forward`] once the request is read: the budgets, the sends, the refresh after a 401.
+async fn forward_outgoing<S: Store>(
+    state: &AppState<S>,
+    id: &ConnectionId,
+    mut outgoing: Outgoing,
+    policy: retry::Policy,
+    retries: &mut u32,
+) -> Result<Response<Body>, ApiError> {
     let live = refresh::live(state, id.as_str(), Freshness::Normal).await?;
     // After a 401, the refreshed connection (of the same integration).
     let mut refreshed: Option<Live> = None;
@@ -344,6 +399,11 @@ fn raw_provider_path(path: &str, id: &str) -> Result<String, ApiError> {
         .map(|at| at + id.len())
         .ok_or_else(|| ApiError::bad_request("invalid_proxy_path", "malformed proxy path"))?;
     let rest = path[marker_end..].strip_prefix('/').unwrap_or("");
+    checked_provider_path(rest)
+}
+
+/// `rest` (a raw path, without its leading `/`) when it stays under the provider's base.
+fn checked_provider_path(rest: &str) -> Result<String, ApiError> {
     if rest.is_empty() {
         return Ok(String::new());
     }

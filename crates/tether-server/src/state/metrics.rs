@@ -57,6 +57,15 @@ pub struct RateLimitLabels {
     pub event: &'static str,
 }
 
+/// Labels of an MCP tool call: the tool (`list_connections`, `crm_request`, or `unknown`)
+/// and how it ended (`ok`, `provider_error`: the provider answered 4xx/5xx, `refused`:
+/// out of scope or not allowed by the token, `failed`, `timeout`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ToolLabels {
+    pub tool: &'static str,
+    pub outcome: &'static str,
+}
+
 /// `outcome` label of a webhook delivery attempt.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -89,6 +98,8 @@ pub struct Metrics {
     pub proxy_duration: Family<IntegrationLabel, Histogram, fn() -> Histogram>,
     /// The proxy's rate-limit events by integration: provider 429s, retries, waits, refusals.
     pub proxy_rate_limit: Family<RateLimitLabels, Counter>,
+    /// MCP tool calls by tool and outcome.
+    pub mcp_tool_calls: Family<ToolLabels, Counter>,
 }
 
 impl Metrics {
@@ -158,8 +169,15 @@ impl Metrics {
             "Provider 429s, retries, waits and refusals of proxied calls, by integration",
             proxy_rate_limit.clone(),
         );
+        let mcp_tool_calls = Family::<ToolLabels, Counter>::default();
+        registry.register(
+            "mcp_tool_calls",
+            "MCP tool calls, by tool and outcome",
+            mcp_tool_calls.clone(),
+        );
         Metrics {
             registry,
+            mcp_tool_calls,
             proxy_rate_limit,
             proxy_requests,
             proxy_duration,
@@ -180,6 +198,13 @@ impl Metrics {
                 integration: integration.to_owned(),
                 event,
             })
+            .inc();
+    }
+
+    /// Counts one MCP tool call (see [`ToolLabels`]).
+    pub fn mcp_tool_call(&self, tool: &'static str, outcome: &'static str) {
+        self.mcp_tool_calls
+            .get_or_create(&ToolLabels { tool, outcome })
             .inc();
     }
 

@@ -66,6 +66,8 @@ pub struct Inner<S: Store> {
     pub webhook_wake: tokio::sync::Notify,
     /// Failed API-key attempts per client address and key prefix (counted in the store).
     pub api_key_limiter: FailureLimiter,
+    /// Per-agent-token request rate and concurrency on `/mcp` (this instance's share).
+    pub agent_limits: crate::agents::limits::AgentLimits,
     /// Forwarded headers from peers not trusted to send them (logged once per peer).
     pub forwarded_warnings: ForwardedWarnings,
     /// Whether the first-run key was revoked since this server started.
@@ -157,6 +159,7 @@ impl<S: Store> AppState<S> {
                 metrics: Metrics::new(),
                 webhook_wake: tokio::sync::Notify::new(),
                 api_key_limiter: FailureLimiter::new(config_limit),
+                agent_limits: Default::default(),
                 forwarded_warnings: ForwardedWarnings::default(),
                 stored_keys: StoredKeyCheck::default(),
                 workers: Workers::default(),

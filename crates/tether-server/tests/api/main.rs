@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod agents;
 mod catalog;
 mod clock;
 mod console;

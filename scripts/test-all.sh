@@ -15,13 +15,14 @@ cargo build --locked -p tether-cli
 echo "== schemathesis: the API against its own OpenAPI document (tether demo)"
 bash scripts/schemathesis.sh
 
-echo "== mcp: the official MCP Python SDK against tether demo (e2e/mcp)"
+echo "== mcp: the official MCP Python SDK against tether demo (e2e/mcp: agent tokens, then OAuth)"
 mcp_venv=${CARGO_TARGET_DIR:-target}/mcp-venv
 if ! "$mcp_venv/bin/python" -c 'import mcp' 2>/dev/null; then
   python3 -m venv "$mcp_venv"
   "$mcp_venv/bin/pip" install --quiet --disable-pip-version-check -r e2e/mcp/requirements.txt
 fi
 TETHER_BIN=${CARGO_TARGET_DIR:-target}/debug/tether "$mcp_venv/bin/python" e2e/mcp/agents.py
+TETHER_BIN=${CARGO_TARGET_DIR:-target}/debug/tether "$mcp_venv/bin/python" e2e/mcp/oauth_flow.py
 
 echo "== TypeScript client (against tether demo)"
 (
@@ -29,12 +30,6 @@ echo "== TypeScript client (against tether demo)"
   if [ ! -d node_modules/typescript ]; then npm ci --no-audit --no-fund; fi
   npm test
 )
-
-echo "== mcp oauth: the official Python MCP SDK signs in through OAuth (tether demo)"
-# A venv of its own under target/, with the SDK pinned in e2e/mcp/requirements.txt.
-if [ ! -x target/e2e-mcp-venv/bin/python ]; then python3 -m venv target/e2e-mcp-venv; fi
-target/e2e-mcp-venv/bin/pip install --quiet --disable-pip-version-check -r e2e/mcp/requirements.txt
-TETHER_BIN=target/debug/tether target/e2e-mcp-venv/bin/python e2e/mcp/oauth_flow.py
 
 echo "== browser tests"
 if [ ! -d e2e/node_modules/playwright-core ]; then

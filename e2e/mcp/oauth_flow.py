@@ -175,8 +175,8 @@ async def flow() -> None:
                 tools = {tool.name for tool in (await session.list_tools()).tools}
                 assert {"list_connections", "crm_request"} <= tools, tools
                 result = await session.call_tool("list_connections", {})
-                assert not result.isError, result
-                text = json.dumps(result.structuredContent) + "".join(
+                assert not result.is_error, result
+                text = json.dumps(result.structured_content) + "".join(
                     getattr(c, "text", "") for c in result.content
                 )
                 assert imported["id"] in text, text

@@ -240,15 +240,15 @@ mod tests {
         let verifier = "dBjftJeZ4CVP-mJ92K9yOGr4qbE7QxhMcsSCSTv4qWk";
         assert!(verifier_matches(
             verifier,
-            "E9Melhoa2OwvFWRSLXjHDTX2pcDPMMjnn3Ll3bUe4Mg"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         ));
         assert!(!verifier_matches(
             verifier,
-            "E9Melhoa2OwvFWRSLXjHDTX2pcDPMMjnn3Ll3bUe4Mh"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN"
         ));
         assert!(!verifier_matches(
             "short",
-            "E9Melhoa2OwvFWRSLXjHDTX2pcDPMMjnn3Ll3bUe4Mg"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         ));
     }
 }

@@ -237,7 +237,7 @@ mod tests {
     #[test]
     fn s256_of_the_rfc_7636_example() {
         // RFC 7636 appendix B.
-        let verifier = "dBjftJeZ4CVP-mJ92K9yOGr4qbE7QxhMcsSCSTv4qWk";
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         assert!(verifier_matches(
             verifier,
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"

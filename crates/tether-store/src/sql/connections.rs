@@ -66,7 +66,7 @@ pub(super) async fn insert_many(pool: &Pool, rows: &[ConnectionRow]) -> StoreRes
     for chunk in rows.chunks(INSERT_CHUNK) {
         let mut query: QueryBuilder<'_, Db> = QueryBuilder::new(concat!(
             "INSERT INTO connections (",
-            connection_columns!(),
+            connection_insert_columns!(),
             ") "
         ));
         query.push_values(chunk, |mut values, c| {

@@ -4,7 +4,7 @@
 
 use sqlx::Transaction;
 
-use super::{Db, ThisStore};
+use super::{Db, Pool, ThisStore};
 use crate::mcp_oauth::{
     CodeRedemption, McpAccessToken, McpAuthRequestRow, McpClientRow, McpCodeRow, McpGrantRow,
     McpOAuthStore, McpRefreshToken, RefreshRotation,
@@ -83,6 +83,55 @@ impl From<GrantRecord> for McpGrantRow {
 
 /// Revokes a grant and every token of it, inside the caller's transaction; true when the
 /// grant was live.
+/// Attempts before a rotation that keeps losing to deadlocks gives up.
+const DEADLOCK_RETRIES: usize = 3;
+
+fn is_deadlock(err: &StoreError) -> bool {
+    matches!(err, StoreError::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("40P01"))
+}
+
+async fn rotate_refresh_token_once(
+    pool: &Pool,
+    token_hash: &TokenHash,
+    now: i64,
+) -> StoreResult<RefreshRotation> {
+    let mut tx = pool.begin().await?;
+    let taken: Option<String> = sqlx::query_scalar(
+        "UPDATE mcp_oauth_refresh_tokens SET used_at = $1, updated_at = $1 \
+         WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3 \
+         RETURNING grant_id",
+    )
+    .bind(now)
+    .bind(token_hash.as_str())
+    .bind(now)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let outcome = match taken {
+        Some(grant_id) => match grant_in(&mut tx, &grant_id).await? {
+            Some(grant) if grant.revoked_at.is_none() => RefreshRotation::Rotated(grant),
+            _ => RefreshRotation::Invalid,
+        },
+        None => {
+            let spent: Option<String> = sqlx::query_scalar(
+                "SELECT grant_id FROM mcp_oauth_refresh_tokens WHERE token_hash = $1 \
+                 AND (used_at IS NOT NULL OR revoked_at IS NOT NULL)",
+            )
+            .bind(token_hash.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            match spent {
+                Some(grant_id) => {
+                    revoke_family(&mut tx, &grant_id, now).await?;
+                    RefreshRotation::Reused { grant_id }
+                }
+                None => RefreshRotation::Invalid,
+            }
+        }
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
 async fn revoke_family(
     tx: &mut Transaction<'_, Db>,
     grant_id: &str,
@@ -325,41 +374,16 @@ impl McpOAuthStore for ThisStore {
         token_hash: &TokenHash,
         now: i64,
     ) -> StoreResult<RefreshRotation> {
-        let mut tx = self.pool.begin().await?;
-        let taken: Option<String> = sqlx::query_scalar(
-            "UPDATE mcp_oauth_refresh_tokens SET used_at = $1, updated_at = $1 \
-             WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3 \
-             RETURNING grant_id",
-        )
-        .bind(now)
-        .bind(token_hash.as_str())
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let outcome = match taken {
-            Some(grant_id) => match grant_in(&mut tx, &grant_id).await? {
-                Some(grant) if grant.revoked_at.is_none() => RefreshRotation::Rotated(grant),
-                _ => RefreshRotation::Invalid,
-            },
-            None => {
-                let spent: Option<String> = sqlx::query_scalar(
-                    "SELECT grant_id FROM mcp_oauth_refresh_tokens WHERE token_hash = $1 \
-                     AND (used_at IS NOT NULL OR revoked_at IS NOT NULL)",
-                )
-                .bind(token_hash.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-                match spent {
-                    Some(grant_id) => {
-                        revoke_family(&mut tx, &grant_id, now).await?;
-                        RefreshRotation::Reused { grant_id }
-                    }
-                    None => RefreshRotation::Invalid,
-                }
+        // Racing presentations of one family's tokens lock its rows in different orders (the
+        // token taken, then the whole family revoked); PostgreSQL then aborts one of them as a
+        // deadlock. The aborted one changed nothing, and its retry sees the winner's commit.
+        let mut attempts = 0;
+        loop {
+            match rotate_refresh_token_once(&self.pool, token_hash, now).await {
+                Err(err) if attempts < DEADLOCK_RETRIES && is_deadlock(&err) => attempts += 1,
+                outcome => return outcome,
             }
-        };
-        tx.commit().await?;
-        Ok(outcome)
+        }
     }
 
     #[tracing::instrument(skip_all, err)]

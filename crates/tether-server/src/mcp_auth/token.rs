@@ -18,11 +18,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use tether_core::random;
+use tether_core::{PkceVerifier, pkce, random};
 use tether_store::{
     CodeRedemption, McpAccessToken, McpGrantRow, McpRefreshToken, RefreshRotation, Store, TokenHash,
 };
@@ -87,7 +84,7 @@ fn verifier_matches(verifier: &str, challenge: &str) -> bool {
         && verifier
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
-    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let computed = pkce::s256_challenge(&PkceVerifier::new(verifier));
     shaped && random::constant_time_eq(computed.as_bytes(), challenge.as_bytes())
 }
 

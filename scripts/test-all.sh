@@ -23,6 +23,11 @@ if ! "$mcp_venv/bin/python" -c 'import mcp' 2>/dev/null; then
 fi
 TETHER_BIN=${CARGO_TARGET_DIR:-target}/debug/tether "$mcp_venv/bin/python" e2e/mcp/agents.py
 TETHER_BIN=${CARGO_TARGET_DIR:-target}/debug/tether "$mcp_venv/bin/python" e2e/mcp/oauth_flow.py
+echo "== mcp: the official conformance suite (e2e/mcp/conformance.py; pinned in e2e/mcp/package.json)"
+if [ ! -d e2e/mcp/node_modules/@modelcontextprotocol/conformance ]; then
+  (cd e2e/mcp && npm ci --no-audit --no-fund)
+fi
+TETHER_BIN=${CARGO_TARGET_DIR:-target}/debug/tether "$mcp_venv/bin/python" e2e/mcp/conformance.py
 
 echo "== TypeScript client (against tether demo)"
 (

@@ -25,11 +25,13 @@ from mcp.client.streamable_http import streamable_http_client
 MISSING = "conn_0123456789abcdef0123456789abcdef"
 
 
-def start_demo(binary: str, work: str) -> tuple[subprocess.Popen, dict]:
+def start_demo(binary: str, work: str, *extra: str) -> tuple[subprocess.Popen, dict]:
+    """Starts `tether demo` on a free loopback port (with `extra` options); returns it and
+    its `TETHER_DEMO` line."""
     out = open(os.path.join(work, "demo.out"), "w+")
     err = open(os.path.join(work, "demo.err"), "w+")
     demo = subprocess.Popen(
-        [binary, "demo", "--listen", "127.0.0.1:0"],
+        [binary, "demo", "--listen", "127.0.0.1:0", *extra],
         stdout=out,
         stderr=err,
         env={**os.environ, "RUST_LOG": "warn"},

@@ -66,6 +66,10 @@ pub struct DemoArgs {
     /// such as a test app's page on loopback.
     #[arg(long, value_name = "URL")]
     pub mcp_sign_in_url: Option<String>,
+    /// A browser origin besides the demo's own that may call `/mcp` (`[mcp] allowed_origins`;
+    /// repeatable), such as the origin of a proxy in front of the demo.
+    #[arg(long = "mcp-allowed-origin", value_name = "URL")]
+    pub mcp_allowed_origins: Vec<String>,
 }
 
 /// Runs the demo until Ctrl-C.
@@ -300,6 +304,11 @@ fn configure(config: &mut GatewayConfig, args: &DemoArgs) -> anyhow::Result<()> 
             anyhow::bail!("--mcp-sign-in-url must be http or https");
         }
         config.mcp_auth.sign_in_url = Some(url);
+    }
+    for text in &args.mcp_allowed_origins {
+        let origin = crate::mcp_settings::browser_origin(text)
+            .map_err(|message| anyhow::anyhow!("--mcp-allowed-origin: {message}"))?;
+        config.mcp.allowed_origins.push(origin);
     }
     // 0 means the shortest; over the bound is refused (it would overflow the session's expiry).
     crate::settings::secs(

@@ -32,6 +32,10 @@ settings! {
         /// browser there with `?tether_request=...` (http or https URL); without it, MCP
         /// clients cannot sign in through OAuth (agent tokens still work)
         sign_in_url: Option<String> => custom("none"),
+        /// browser origins besides Tether's own that may call `/mcp` (a web app whose page is
+        /// the MCP client), such as https://app.example.com; a request with any other `Origin`
+        /// header gets 403 (DNS rebinding protection, as the MCP transport asks)
+        allowed_origins: Vec<String> => custom("none"),
         /// how long an authorization request waits for the app's approval
         request_ttl_secs: Option<u64> => secs(60, config.mcp_auth.request_ttl),
         /// how long an access token issued to an MCP client lives
@@ -42,8 +46,13 @@ settings! {
 }
 
 impl McpSettings {
-    /// `sign_in_url`, which the `settings!` rules do not cover.
+    /// `sign_in_url` and `allowed_origins`, which the `settings!` rules do not cover.
     pub fn apply_custom(&self, config: &mut GatewayConfig) -> anyhow::Result<()> {
+        for text in &self.allowed_origins {
+            let origin = browser_origin(text)
+                .map_err(|message| anyhow::anyhow!("mcp.allowed_origins: {message}"))?;
+            config.mcp.allowed_origins.push(origin);
+        }
         if let Some(text) = &self.sign_in_url {
             let url = url::Url::parse(text)
                 .map_err(|_| anyhow::anyhow!("mcp.sign_in_url: not an absolute URL"))?;
@@ -53,5 +62,48 @@ impl McpSettings {
             config.mcp_auth.sign_in_url = Some(url);
         }
         Ok(())
+    }
+}
+
+/// An origin a browser sends (`https://app.example.com`, a port when not the default): an
+/// http or https URL without path, query or fragment. The error names what is wrong.
+pub fn browser_origin(text: &str) -> Result<url::Origin, String> {
+    let url = url::Url::parse(text)
+        .map_err(|_| format!("{text:?} is not an origin such as https://app.example.com"))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(format!(
+            "{text:?} must be an http or https origin, without a path"
+        ));
+    }
+    Ok(url.origin())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::browser_origin;
+
+    #[test]
+    fn an_allowed_origin_is_an_http_origin_without_a_path() {
+        let origin = browser_origin("https://app.example.com").unwrap();
+        assert_eq!(origin.ascii_serialization(), "https://app.example.com");
+        assert_eq!(
+            browser_origin("http://127.0.0.1:3000/")
+                .unwrap()
+                .ascii_serialization(),
+            "http://127.0.0.1:3000"
+        );
+        for bad in [
+            "app.example.com",
+            "ftp://app.example.com",
+            "https://app.example.com/app",
+            "https://a.example?x=1",
+            "",
+        ] {
+            assert!(browser_origin(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,11 +1,17 @@
 //! The MCP server's limits (`[mcp]` in `tether.toml`): how long an agent token may live,
-//! how much one token may do, and how much of a provider's answer goes back to the model.
+//! how much one token may do, how much of a provider's answer goes back to the model, and
+//! which browser origins may call it.
 
 use std::time::Duration;
+
+use url::Origin;
 
 /// Limits of the MCP server at `/mcp` and of the agent tokens it accepts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct McpConfig {
+    /// Browser origins besides Tether's own that may call `/mcp` (a web app whose page is
+    /// the MCP client); a request with any other `Origin` header gets 403.
+    pub allowed_origins: Vec<Origin>,
     /// An agent token's lifetime when the app asks for none.
     pub default_token_ttl: Duration,
     /// The longest lifetime an app may ask for.
@@ -26,6 +32,7 @@ pub struct McpConfig {
 impl Default for McpConfig {
     fn default() -> Self {
         McpConfig {
+            allowed_origins: Vec::new(),
             default_token_ttl: Duration::from_secs(60 * 60),
             max_token_ttl: Duration::from_secs(30 * 24 * 60 * 60),
             requests_per_minute: 120,

@@ -37,9 +37,9 @@ pub fn router<S: Store>(state: &AppState<S>) -> Router<AppState<S>> {
         .with_json_response(true)
         .with_sse_keep_alive(None)
         .with_max_request_body_bytes(state.config.mcp.max_request_bytes)
-        // The Host and Origin checks guard a server on a developer's machine against DNS
-        // rebinding; Tether is reached under its public URL (any host an operator's balancer
-        // uses) and every request needs a bearer token no browser adds by itself.
+        // `Host` is whatever an operator's balancer sends, so it is not checked; `Origin`,
+        // which browsers set and DNS rebinding cannot forge, is checked by `super::origin`
+        // ahead of the token, to answer problem+json like every other refusal.
         .disable_allowed_hosts()
         .disable_allowed_origins();
     let service = StreamableHttpService::new(
@@ -56,6 +56,10 @@ pub fn router<S: Store>(state: &AppState<S>) -> Router<AppState<S>> {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::principal::require_agent::<S>,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::origin::require_allowed_origin::<S>,
         ))
 }
 

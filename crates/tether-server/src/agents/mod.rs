@@ -6,6 +6,7 @@
 //! - `tokens`: the app's API to mint, list and revoke tokens;
 //! - `principal`: the bearer token on `/mcp` resolved to a [`principal::Principal`] (or 401);
 //! - `limits`: per-token rate and concurrency on this instance;
+//! - `origin`: the transport's `Origin` check (403 for browser pages not allowed);
 //! - `mcp`: the MCP server (`rmcp`, Streamable HTTP, stateless);
 //! - `tools`: `list_connections` and `crm_request`;
 //! - `config`: `[mcp]` limits.
@@ -13,6 +14,7 @@
 mod config;
 pub(crate) mod limits;
 mod mcp;
+mod origin;
 pub(crate) mod principal;
 pub(crate) mod tokens;
 mod tools;

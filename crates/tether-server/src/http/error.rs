@@ -22,6 +22,10 @@ pub enum ApiError {
     /// outbound policy refuses, imported metadata over its bounds); `detail` names the field.
     #[error("{detail}")]
     Unprocessable { code: &'static str, detail: String },
+    /// 403: the request comes from somewhere it may not (a browser page of an origin
+    /// `/mcp` does not accept).
+    #[error("{detail}")]
+    Forbidden { code: &'static str, detail: String },
     /// 404: the thing does not exist (or is not the caller's to see).
     #[error("{detail}")]
     NotFound { code: &'static str, detail: String },
@@ -131,6 +135,7 @@ impl ApiError {
                 (StatusCode::UNAUTHORIZED, "invalid_token", "Unauthorized")
             }
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, "Bad request"),
+            ApiError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code, "Forbidden"),
             ApiError::NotFound { code, .. } => (StatusCode::NOT_FOUND, code, "Not found"),
             ApiError::Unprocessable { code, .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,

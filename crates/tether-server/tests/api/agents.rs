@@ -404,3 +404,45 @@ async fn a_token_reaches_only_its_users_connections_and_access() {
     .await;
     assert_eq!(scoped_call, missing);
 }
+
+/// The transport's DNS-rebinding defence: a browser page of another origin is refused with
+/// 403 before its token is even looked up; Tether's own origin and requests without `Origin`
+/// (MCP clients that are not browsers) pass.
+#[tokio::test]
+async fn mcp_refuses_a_browser_origin_it_does_not_know() {
+    let app = spawn_app().await;
+    let (_, token) = mint(&app, json!({"end_user_id": "alice", "access": "read"})).await;
+    let with_origin = |origin: &str| {
+        app.http
+            .post(app.url("mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-11-25")
+            .header("origin", origin)
+            .bearer_auth(&token)
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}))
+    };
+
+    let refused = with_origin("http://evil.example.com").send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "origin_not_allowed");
+    assert_eq!(
+        with_origin("null").send().await.unwrap().status(),
+        403,
+        "an opaque origin (a sandboxed page) is no origin Tether knows"
+    );
+
+    let own = app.url("").origin().ascii_serialization();
+    let accepted = with_origin(&own).send().await.unwrap();
+    assert_eq!(accepted.status(), 200, "Tether's own origin {own}");
+    assert_eq!(
+        mcp(&app, Some(&token), "tools/list", json!({}))
+            .await
+            .status(),
+        200
+    );
+}

@@ -96,7 +96,7 @@ mod tests {
         assert!(origin_allowed(
             b"https://app.example.com",
             &public(),
-            &[listed.clone()]
+            std::slice::from_ref(&listed)
         ));
         assert!(!origin_allowed(
             b"https://app.example.com.evil.net",

@@ -316,6 +316,63 @@ async fn registration_refuses_unsafe_or_unsupported_metadata() {
     assert_eq!(response.status(), StatusCode::CREATED);
 }
 
+/// Registration is open to anyone, so each client address may register only so many clients
+/// an hour (`[mcp] registrations_per_hour`, per instance); requests refused for their
+/// metadata do not count. The addresses come from a trusted proxy's `X-Forwarded-For`.
+#[tokio::test]
+async fn registration_is_rate_limited_per_client_address() {
+    let clock = Arc::new(MovedClock::default());
+    let app = spawn_app_with(AppOptions {
+        configure: Some(Arc::new(|config: &mut GatewayConfig| {
+            config.mcp_auth.registrations_per_hour = 2;
+            config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        })),
+        clock: Some(clock.clone() as Arc<dyn Clock>),
+        ..AppOptions::default()
+    })
+    .await;
+    let post = async |from: &str, body: Value| {
+        app.http
+            .post(app.url("mcp/oauth/register"))
+            .header("x-forwarded-for", from)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    };
+    let valid = json!({"redirect_uris": [REDIRECT]});
+    let bad = post("198.51.100.7", json!({"redirect_uris": []})).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    for _ in 0..2 {
+        let response = post("198.51.100.7", valid.clone()).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let refused = post("198.51.100.7", valid.clone()).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    assert_eq!(refused.headers()["cache-control"], "no-store");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("try again later")
+    );
+
+    // Another address has its own count; an hour later the first may register again.
+    let other = post("203.0.113.9", valid.clone()).await;
+    assert_eq!(other.status(), StatusCode::CREATED);
+    clock.0.fetch_add(3600, Ordering::SeqCst);
+    let again = post("198.51.100.7", valid).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+}
+
 #[tokio::test]
 async fn authorize_errors_before_the_redirect_uri_is_trusted_are_pages() {
     let app = app().await;

@@ -771,9 +771,13 @@ async fn the_app_can_deny_and_cannot_forge_or_overreach() {
         json!({"end_user_id": "u", "access": "read", "integrations": ["nope"]}),
     )
     .await;
+    // The same answer as minting an agent token with that key (one check, agents/tokens.rs).
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem = response.json::<Value>().await.unwrap();
+    assert_eq!(problem["code"], "integration_not_found");
     assert_eq!(
-        response.json::<Value>().await.unwrap()["code"],
-        "integration_not_found"
+        problem["detail"],
+        "no integration is configured with key \"nope\""
     );
     let response = approve(&app, &request, json!({"end_user_id": "", "access": "read"})).await;
     assert_eq!(

@@ -133,7 +133,8 @@ async fn handle<S: Store>(
         state.config.mcp_auth.registrations_per_hour,
         state.clock.instant(),
     ) {
-        tracing::info!(retry_after, "mcp client registration refused: rate limited");
+        // At debug: a flood of refusals must not become a flood of log lines.
+        tracing::debug!(retry_after, "mcp client registration refused: rate limited");
         return Ok(rate_limited(retry_after));
     }
     let now = state.clock.now();

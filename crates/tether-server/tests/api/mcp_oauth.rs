@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tether_server::{Clock, GatewayConfig, SystemClock};
-use tether_store::{AgentTokenStore, TokenHash};
+use tether_store::{AgentTokenStore, McpOAuthStore, TokenHash};
 use url::Url;
 
 use crate::helpers::{AppOptions, TestApp, spawn_app_with};
@@ -371,6 +371,46 @@ async fn registration_is_rate_limited_per_client_address() {
     clock.0.fetch_add(3600, Ordering::SeqCst);
     let again = post("198.51.100.7", valid).await;
     assert_eq!(again.status(), StatusCode::CREATED);
+}
+
+/// The background purge, end to end: a client that got no grant a day after registering, and
+/// an agent token that expired longer than the history retention ago, are deleted; a client
+/// registered since stays.
+#[tokio::test]
+async fn the_purge_deletes_unused_clients_and_ended_agent_tokens() {
+    let clock = Arc::new(MovedClock::default());
+    let app = spawn_app_with(AppOptions {
+        configure: Some(Arc::new(|config: &mut GatewayConfig| {
+            config.purge_interval = Duration::from_millis(100);
+            config.history_retention = Duration::from_secs(86_400);
+        })),
+        clock: Some(clock.clone() as Arc<dyn Clock>),
+        ..AppOptions::default()
+    })
+    .await;
+    let unused = register(&app).await;
+    let minted: Value = app
+        .api(reqwest::Method::POST, "v1/agent-tokens")
+        .json(&json!({"end_user_id": "u1", "access": "read", "expires_in": 60}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token_id = minted["id"].as_str().unwrap().to_owned();
+    // Two days on: the client waited more than a day, the token ended more than a day ago.
+    clock.0.fetch_add(2 * 86_400, Ordering::SeqCst);
+    let fresh = register(&app).await;
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    app.gateway.as_ref().unwrap().spawn_background(stopped);
+    let store = app.gateway.as_ref().unwrap().store();
+    tether_test_support::eventually(crate::helpers::LIMIT, "the purge ran", || async {
+        store.get_mcp_client(&unused).await.unwrap().is_none()
+            && store.get_agent_token(&token_id).await.unwrap().is_none()
+    })
+    .await;
+    assert!(store.get_mcp_client(&fresh).await.unwrap().is_some());
 }
 
 #[tokio::test]

@@ -42,6 +42,9 @@ settings! {
         access_token_ttl_secs: Option<u64> => secs(60, config.mcp_auth.access_ttl),
         /// how long a refresh token issued to an MCP client lives unused (each use rotates it)
         refresh_token_ttl_days: Option<u32> => days(1, config.mcp_auth.refresh_ttl),
+        /// clients one address (an IPv6 address by its /64) may register per hour through
+        /// `POST /mcp/oauth/register`, per instance; more get 429 with `Retry-After`
+        registrations_per_hour: Option<u32> => count(1, config.mcp_auth.registrations_per_hour),
     }
 }
 

@@ -224,6 +224,20 @@ pub trait McpOAuthStore {
     /// `now`; returns how many rows.
     fn purge_mcp_oauth(&self, now: i64) -> impl Future<Output = StoreResult<u64>> + Send;
 
+    /// Deletes the registered clients created before `unused_before` that nothing keeps:
+    /// no authorization request waiting, no agent token still live at `ended_before`
+    /// (neither expired nor revoked before it), and no grant that is live or ended at or after
+    /// `ended_before`. A grant ends when it is revoked; one never revoked has ended once none
+    /// of its codes and refresh tokens expires at or after `ended_before` (an expired one may
+    /// be gone already: the end is what the stored rows still say). A client that never got
+    /// a grant is deleted once it is older than `unused_before`. The grants of a deleted
+    /// client go with it (their codes and refresh tokens too). Returns how many clients.
+    fn purge_mcp_clients(
+        &self,
+        unused_before: i64,
+        ended_before: i64,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+
     /// The sealed request-signing key: `candidate` when none is stored yet (a first start),
     /// otherwise the one already there, so every instance ends up with the same key.
     fn mcp_signing_key(
@@ -273,6 +287,7 @@ impl McpOAuthStore for AnyStore {
         fn get_mcp_grant(&self, grant_id: &str) -> StoreResult<Option<McpGrantRow>>;
         fn list_mcp_grants(&self, end_user_id: &str, limit: u32) -> StoreResult<Vec<McpGrantRow>>;
         fn purge_mcp_oauth(&self, now: i64) -> StoreResult<u64>;
+        fn purge_mcp_clients(&self, unused_before: i64, ended_before: i64) -> StoreResult<u64>;
         fn mcp_signing_key(&self, candidate: &Sealed, now: i64) -> StoreResult<Sealed>;
         fn stored_mcp_signing_key(&self) -> StoreResult<Option<Sealed>>;
         fn reseal_mcp_signing_key(&self, old: &Sealed, new: &Sealed) -> StoreResult<bool>;

@@ -108,6 +108,22 @@ pub(crate) fn view(row: &AgentTokenRow, now: i64) -> AgentTokenView {
     }
 }
 
+/// Refuses integration keys that name no integration: 422 `integration_not_found`, naming
+/// the first unknown key. What an agent may reach is checked the same way wherever it is
+/// decided: a token the app mints here, and a grant the app approves for an MCP client.
+pub(crate) fn require_known_integrations<S: Store>(
+    state: &AppState<S>,
+    keys: &[String],
+) -> Result<(), ApiError> {
+    match keys.iter().find(|key| state.integration(key).is_none()) {
+        Some(key) => Err(ApiError::Unprocessable {
+            code: "integration_not_found",
+            detail: format!("no integration is configured with key {key:?}"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A fresh id: `agt_` and 128 random bits in hex (an id is not a secret, only unique).
 pub(crate) fn new_id() -> String {
     let mut id = String::from("agt_");
@@ -136,14 +152,7 @@ pub async fn create<S: Store>(
         ApiError::bad_request("invalid_access", "access must be \"read\" or \"write\"")
     })?;
     if let Some(keys) = &body.integrations {
-        for key in keys {
-            if state.integration(key).is_none() {
-                return Err(ApiError::Unprocessable {
-                    code: "integration_not_found",
-                    detail: format!("no integration is configured with key {key:?}"),
-                });
-            }
-        }
+        require_known_integrations(&state, keys)?;
     }
     let limits = &state.config.mcp;
     let ttl = match body.expires_in {

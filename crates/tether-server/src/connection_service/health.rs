@@ -12,7 +12,12 @@
 //!
 //! One check per connection at a time, across instances: the check holds the connection's
 //! refresh lease while it calls the provider (the refresh it may need takes the same lease
-//! first, and gives it back before the check takes it).
+//! first, and gives it back before the check takes it). The check takes the lease under an
+//! owner token of its own, not the instance's id that the refresher and reads use: a lease
+//! is "already ours" to whoever holds its owner, so with the instance's id the check would
+//! take over, and then release, a lease this instance's refresher had claimed in the middle
+//! of its token call (and the refresher would release the check's). A check releases only
+//! the lease it took.
 
 use serde_json::{Map, Value};
 use tether_core::account_check::{self, Account, CheckOutcome};
@@ -81,46 +86,71 @@ pub async fn check<S: Store>(
         }
         Err(err) => return Err(err),
     };
-    let now = state.clock.now();
-    let until = expiry::lease_until(now, state.config.refresh_lease);
-    if !state
-        .store
-        .try_acquire_refresh_lease(id, &state.instance_id, until, now)
-        .await?
-    {
-        return match caller {
-            Caller::Background => Ok(None),
-            Caller::Verify => Err(ConnectionError::LeaseBusy),
-        };
+    let owner = lease_owner(&state.instance_id);
+    if !acquire(state, id, &owner).await? {
+        return busy(caller);
     }
     let result = async {
         let mut outcome = call(state, &live, &check_def).await?;
         // A revoked access token is not yet a revoked grant: refresh and ask once more.
         let refreshable = matches!(live.credentials.as_ref(), Credentials::Oauth2(t) if t.refresh_token.is_some());
         if matches!(outcome, CheckOutcome::Refused { status: 401, .. }) && refreshable {
-            release(state, id).await;
+            release(state, id, &owner).await;
             let version = live.row.credentials_version;
             live = refresh::live(state, id, Freshness::Rejected { version }).await?;
-            let now = state.clock.now();
-            let until = expiry::lease_until(now, state.config.refresh_lease);
-            state
-                .store
-                .try_acquire_refresh_lease(id, &state.instance_id, until, now)
-                .await?;
+            // Someone else took the lease between the refresh and now: theirs to finish.
+            if !acquire(state, id, &owner).await? {
+                return Ok(None);
+            }
             outcome = call(state, &live, &check_def).await?;
         }
-        Ok::<_, ConnectionError>(outcome)
+        Ok::<_, ConnectionError>(Some(outcome))
     }
     .await;
-    release(state, id).await;
+    release(state, id, &owner).await;
     let outcome = match result {
-        Ok(outcome) => outcome,
+        Ok(Some(outcome)) => outcome,
+        Ok(None) => return busy(caller),
         Err(ConnectionError::ProviderUnavailable { reason }) => unavailable(reason),
         Err(err) => return Err(err),
     };
     let version = live.row.credentials_version;
     let report = record(state, id, &row.integration, outcome, Some(version)).await?;
     Ok(Some(report))
+}
+
+/// What a check that finds the lease held answers: the background checker moves on, the
+/// API says the connection is busy.
+fn busy(caller: Caller) -> Result<Option<CheckReport>, ConnectionError> {
+    match caller {
+        Caller::Background => Ok(None),
+        Caller::Verify => Err(ConnectionError::LeaseBusy),
+    }
+}
+
+/// A lease owner for one check: the instance's id (so an operator reading the row sees who
+/// holds it) and a random part of its own.
+fn lease_owner(instance_id: &str) -> String {
+    [
+        instance_id,
+        "/check/",
+        &hex::encode(rand::random::<[u8; 8]>()),
+    ]
+    .concat()
+}
+
+/// Takes the connection's lease for `owner`: free, expired, or `owner`'s own already.
+async fn acquire<S: Store>(
+    state: &AppState<S>,
+    id: &str,
+    owner: &str,
+) -> Result<bool, ConnectionError> {
+    let now = state.clock.now();
+    let until = expiry::lease_until(now, state.config.refresh_lease);
+    Ok(state
+        .store
+        .try_acquire_refresh_lease(id, owner, until, now)
+        .await?)
 }
 
 fn unavailable(reason: String) -> CheckOutcome {
@@ -144,12 +174,9 @@ async fn call<S: Store>(
     .map_err(|err| ConnectionError::Internal(anyhow::anyhow!("check call: {err}")))
 }
 
-async fn release<S: Store>(state: &AppState<S>, id: &str) {
-    if let Err(err) = state
-        .store
-        .release_refresh_lease(id, &state.instance_id)
-        .await
-    {
+/// Gives back the lease `owner` took; a lease someone else holds by now is left alone.
+async fn release<S: Store>(state: &AppState<S>, id: &str, owner: &str) {
+    if let Err(err) = state.store.release_refresh_lease(id, owner).await {
         tracing::warn!(connection_id = %id, error = ?err, "could not release the lease after a check");
     }
 }

@@ -141,7 +141,7 @@ fn buckets(client: Option<IpAddr>, presented: &str) -> Vec<String> {
 
 /// An IPv4 address as it is; an IPv6 address by its /64 (one client commonly has a whole /64,
 /// so counting single addresses would give it 2^64 buckets).
-fn address_bucket(client: IpAddr) -> IpAddr {
+pub(crate) fn address_bucket(client: IpAddr) -> IpAddr {
     match client {
         IpAddr::V4(_) => client,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

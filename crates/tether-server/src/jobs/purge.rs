@@ -1,7 +1,10 @@
 //! The purge: deletes expired connect sessions and OAuth flow states in the background, so
 //! abandoned links and flows do not pile up, connection history older than the configured
 //! retention, API-key failure windows and console sessions that ended, and shared budget
-//! rows that say nothing any more (`[proxy] shared_budgets`). Every instance may
+//! rows that say nothing any more (`[proxy] shared_budgets`). Agent tokens and MCP clients
+//! go with the history: a token that expired or was revoked is kept as long as history that
+//! may name it, and a registered MCP client as long as any grant of it ended within the
+//! retention (one that never got a grant, a day after it registered). Every instance may
 //! run it; the deletes are idempotent, so instances running it at the same time only repeat
 //! each other's work.
 
@@ -35,6 +38,7 @@ pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Recei
             Ok(purged) => tracing::debug!(purged, "purged old connection history"),
             Err(err) => tracing::warn!(error = %err, "purging old connection history failed"),
         }
+        purge_agents(&state, history_before).await;
         if state.config.proxy_shared_budgets {
             purge_budgets(&state).await;
         }
@@ -42,6 +46,30 @@ pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Recei
             () = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => break,
         }
+    }
+}
+
+/// How long a registered MCP client may wait for its first grant before it is purged: anyone
+/// may register one (RFC 7591), so those never used must not pile up.
+const UNUSED_MCP_CLIENT_SECS: i64 = 24 * 60 * 60;
+
+/// Agent tokens and registered MCP clients whose time ended before `history_before` (the
+/// history that names a token is kept that long, so the token is too).
+async fn purge_agents<S: Store>(state: &AppState<S>, history_before: i64) {
+    match state.store.purge_agent_tokens(history_before).await {
+        Ok(0) => {}
+        Ok(purged) => tracing::debug!(purged, "purged ended agent tokens"),
+        Err(err) => tracing::warn!(error = %err, "purging agent tokens failed"),
+    }
+    let unused_before = state.clock.now().saturating_sub(UNUSED_MCP_CLIENT_SECS);
+    match state
+        .store
+        .purge_mcp_clients(unused_before, history_before)
+        .await
+    {
+        Ok(0) => {}
+        Ok(purged) => tracing::debug!(purged, "purged unused MCP clients"),
+        Err(err) => tracing::warn!(error = %err, "purging MCP clients failed"),
     }
 }
 

@@ -137,9 +137,10 @@ pub async fn show<S: Store>(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Approved: send the browser to `redirect_to`", body = RedirectTo),
-        (status = 400, description = "`invalid_end_user`, `invalid_access`, `scope_not_requested`, `invalid_integrations`, `integration_not_found`, `invalid_body`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_end_user`, `invalid_access`, `scope_not_requested`, `invalid_integrations`, `invalid_body`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`authorization_request_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`integration_not_found`: an integration key no integration has", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn approve<S: Store>(
     _app: App,
@@ -173,12 +174,7 @@ pub async fn approve<S: Store>(
             ));
         }
         Some(keys) => {
-            if let Some(key) = keys.iter().find(|k| state.integration(k).is_none()) {
-                return Err(ApiError::bad_request(
-                    "integration_not_found",
-                    format!("no integration is configured with key {key:?}"),
-                ));
-            }
+            crate::agents::tokens::require_known_integrations(&state, keys)?;
             Some(serde_json::to_string(keys).expect("strings serialize"))
         }
     };

@@ -10,7 +10,8 @@
 //! access, which integrations), and Tether finishes the flow. The access tokens are agent
 //! tokens (rows of `agent_tokens` with the grant and the client), so the MCP server accepts
 //! them without knowing any of this. One module per endpoint; nothing here is kept in one
-//! instance's memory but a short cache of fetched client metadata documents.
+//! instance's memory but a short cache of fetched client metadata documents and the count of
+//! registrations per client address (`registrations`).
 
 pub(crate) mod approval;
 mod authorize;
@@ -18,6 +19,7 @@ mod client;
 mod errors;
 mod metadata;
 mod register;
+mod registrations;
 mod revoke;
 pub mod settings;
 mod signing;
@@ -38,12 +40,13 @@ pub const SCOPE_READ: &str = "mcp:read";
 /// The scope that lets a client write through the MCP server.
 pub const SCOPE_WRITE: &str = "mcp:write";
 
-/// The authorization server's per-instance state: the signing key once read, and fetched
-/// client metadata documents.
+/// The authorization server's per-instance state: the signing key once read, fetched client
+/// metadata documents, and registrations per client address.
 #[derive(Default)]
 pub struct McpAuthState {
     signing_key: signing::KeyCell,
     clients: client::MetadataCache,
+    registrations: registrations::RegistrationLimiter,
 }
 
 /// Every route of the authorization server (the app's approval API included).

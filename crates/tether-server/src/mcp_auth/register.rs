@@ -1,10 +1,13 @@
 //! `POST /mcp/oauth/register`: dynamic client registration (RFC 7591) for public clients only
 //! (no secret is issued; the client proves itself with PKCE). Every value is bounded, every
-//! redirect URI must be https or http on loopback, and errors are RFC 7591 JSON errors.
+//! redirect URI must be https or http on loopback, and errors are RFC 7591 JSON errors. Each
+//! client address may register `[mcp] registrations_per_hour` clients (see `registrations`);
+//! past that, 429 with `Retry-After` and the same JSON error shape (`rate_limited`).
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -42,14 +45,36 @@ fn invalid_metadata(description: &str) -> OAuthError {
     OAuthError::new("invalid_client_metadata", description)
 }
 
-async fn register<S: Store>(State(state): State<AppState<S>>, body: Bytes) -> Response {
-    match handle(&state, &body).await {
+async fn register<S: Store>(
+    State(state): State<AppState<S>>,
+    parts: Parts,
+    body: Bytes,
+) -> Response {
+    match handle(&state, &parts, &body).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
 }
 
-async fn handle<S: Store>(state: &AppState<S>, body: &[u8]) -> Result<Response, OAuthError> {
+/// Too many registrations from one address: 429, `Retry-After`, an RFC 7591-shaped body.
+fn rate_limited(retry_after: u64) -> Response {
+    let mut response = OAuthError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        error: "rate_limited",
+        description: "too many clients registered from this address; try again later".into(),
+    }
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}
+
+async fn handle<S: Store>(
+    state: &AppState<S>,
+    parts: &Parts,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
     let metadata: Metadata = serde_json::from_slice(body)
         .map_err(|_| invalid_metadata("the body must be a JSON object of client metadata"))?;
     if metadata.redirect_uris.is_empty() || metadata.redirect_uris.len() > MAX_REDIRECT_URIS {
@@ -102,6 +127,16 @@ async fn handle<S: Store>(state: &AppState<S>, body: &[u8]) -> Result<Response, 
         }
         other => other,
     };
+    // Counted only once the metadata is valid: a refused request writes nothing.
+    if let Err(retry_after) = state.mcp_auth.registrations.admit(
+        state.client_of(parts),
+        state.config.mcp_auth.registrations_per_hour,
+        state.clock.instant(),
+    ) {
+        // At debug: a flood of refusals must not become a flood of log lines.
+        tracing::debug!(retry_after, "mcp client registration refused: rate limited");
+        return Ok(rate_limited(retry_after));
+    }
     let now = state.clock.now();
     let row = McpClientRow {
         client_id: random::prefixed_token("mcpc_"),

@@ -1,5 +1,6 @@
-//! Settings of the MCP authorization server (`[mcp]` keys `sign_in_url` and the lifetimes of
-//! what it issues). Kept apart from the MCP server's own settings, which live beside it.
+//! Settings of the MCP authorization server (`[mcp]` keys `sign_in_url`, the lifetimes of
+//! what it issues, and how many clients one address may register). Kept apart from the MCP
+//! server's own settings, which live beside it.
 
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ pub struct McpAuthConfig {
     pub refresh_ttl: Duration,
     /// How long a fetched client ID metadata document is reused before it is fetched again.
     pub client_metadata_ttl: Duration,
+    /// Clients one client address may register per hour, on this instance (`[mcp]
+    /// registrations_per_hour`); more get 429 with `Retry-After`.
+    pub registrations_per_hour: u32,
 }
 
 impl Default for McpAuthConfig {
@@ -33,6 +37,7 @@ impl Default for McpAuthConfig {
             access_ttl: Duration::from_secs(60 * 60),
             refresh_ttl: Duration::from_secs(30 * 24 * 60 * 60),
             client_metadata_ttl: Duration::from_secs(5 * 60),
+            registrations_per_hour: 20,
         }
     }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tether_emulators::seed_oauth::{CheckFault, SeedAccount, SeedOAuthConfig};
 use tether_server::{Clock, GatewayConfig, SystemClock};
+use tether_store::Store as _;
 use tether_test_support::{Received, Receiver, eventually};
 use tokio::sync::watch;
 
@@ -203,6 +204,55 @@ async fn concurrent_connects_of_one_account_make_one_connection() {
     let (a, b) = tokio::join!(app.connect("u1"), app.connect("u1"));
     assert_eq!(a, b);
     assert_eq!(app.connection_count().await, 1);
+}
+
+/// The check takes the refresh lease under an owner of its own: a lease this instance's
+/// refresher holds (claimed under the instance's id, in the middle of its token call) is not
+/// the check's to take over, nor to release.
+#[tokio::test]
+async fn a_check_leaves_the_refreshers_lease_alone() {
+    let mut opts = options(SeedOAuthConfig::default(), None);
+    opts.configure = Some(Arc::new(|config: &mut GatewayConfig| {
+        config.instance_id = Some("inst_check_test".to_owned());
+    }));
+    let app = spawn_app_with(opts).await;
+    let id = app.connect("u1").await;
+    let store = app.gateway.as_ref().unwrap().store();
+    let now = SystemClock.now();
+    // The refresher of this instance claims the connection (what `claim_due_refreshes` writes:
+    // the instance's id as the owner).
+    assert!(
+        store
+            .try_acquire_refresh_lease(&id, "inst_check_test", now + 30, now)
+            .await
+            .unwrap()
+    );
+    let (status, body) = verify(&app, &id).await;
+    assert_eq!(status, 503, "{body}");
+    // Still the refresher's: another contender cannot take it.
+    assert!(
+        !store
+            .try_acquire_refresh_lease(&id, "inst_other", now + 30, now)
+            .await
+            .unwrap(),
+        "the check released the refresher's lease"
+    );
+
+    // Once the refresher gives it back, the check takes it, and gives back only its own.
+    store
+        .release_refresh_lease(&id, "inst_check_test")
+        .await
+        .unwrap();
+    let (status, body) = verify(&app, &id).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "ok");
+    assert!(
+        store
+            .try_acquire_refresh_lease(&id, "inst_other", now + 30, now)
+            .await
+            .unwrap(),
+        "the check gave its lease back"
+    );
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tether_server::{Clock, GatewayConfig, SystemClock};
-use tether_store::{AgentTokenStore, TokenHash};
+use tether_store::{AgentTokenStore, McpOAuthStore, TokenHash};
 use url::Url;
 
 use crate::helpers::{AppOptions, TestApp, spawn_app_with};
@@ -314,6 +314,103 @@ async fn registration_refuses_unsafe_or_unsupported_metadata() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+/// Registration is open to anyone, so each client address may register only so many clients
+/// an hour (`[mcp] registrations_per_hour`, per instance); requests refused for their
+/// metadata do not count. The addresses come from a trusted proxy's `X-Forwarded-For`.
+#[tokio::test]
+async fn registration_is_rate_limited_per_client_address() {
+    let clock = Arc::new(MovedClock::default());
+    let app = spawn_app_with(AppOptions {
+        configure: Some(Arc::new(|config: &mut GatewayConfig| {
+            config.mcp_auth.registrations_per_hour = 2;
+            config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        })),
+        clock: Some(clock.clone() as Arc<dyn Clock>),
+        ..AppOptions::default()
+    })
+    .await;
+    let post = async |from: &str, body: Value| {
+        app.http
+            .post(app.url("mcp/oauth/register"))
+            .header("x-forwarded-for", from)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    };
+    let valid = json!({"redirect_uris": [REDIRECT]});
+    let bad = post("198.51.100.7", json!({"redirect_uris": []})).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    for _ in 0..2 {
+        let response = post("198.51.100.7", valid.clone()).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let refused = post("198.51.100.7", valid.clone()).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    assert_eq!(refused.headers()["cache-control"], "no-store");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "rate_limited");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("try again later")
+    );
+
+    // Another address has its own count; an hour later the first may register again.
+    let other = post("203.0.113.9", valid.clone()).await;
+    assert_eq!(other.status(), StatusCode::CREATED);
+    clock.0.fetch_add(3600, Ordering::SeqCst);
+    let again = post("198.51.100.7", valid).await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+}
+
+/// The background purge, end to end: a client that got no grant a day after registering, and
+/// an agent token that expired longer than the history retention ago, are deleted; a client
+/// registered since stays.
+#[tokio::test]
+async fn the_purge_deletes_unused_clients_and_ended_agent_tokens() {
+    let clock = Arc::new(MovedClock::default());
+    let app = spawn_app_with(AppOptions {
+        configure: Some(Arc::new(|config: &mut GatewayConfig| {
+            config.purge_interval = Duration::from_millis(100);
+            config.history_retention = Duration::from_secs(86_400);
+        })),
+        clock: Some(clock.clone() as Arc<dyn Clock>),
+        ..AppOptions::default()
+    })
+    .await;
+    let unused = register(&app).await;
+    let minted: Value = app
+        .api(reqwest::Method::POST, "v1/agent-tokens")
+        .json(&json!({"end_user_id": "u1", "access": "read", "expires_in": 60}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token_id = minted["id"].as_str().unwrap().to_owned();
+    // Two days on: the client waited more than a day, the token ended more than a day ago.
+    clock.0.fetch_add(2 * 86_400, Ordering::SeqCst);
+    let fresh = register(&app).await;
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    app.gateway.as_ref().unwrap().spawn_background(stopped);
+    let store = app.gateway.as_ref().unwrap().store();
+    tether_test_support::eventually(crate::helpers::LIMIT, "the purge ran", || async {
+        store.get_mcp_client(&unused).await.unwrap().is_none()
+            && store.get_agent_token(&token_id).await.unwrap().is_none()
+    })
+    .await;
+    assert!(store.get_mcp_client(&fresh).await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -714,9 +811,13 @@ async fn the_app_can_deny_and_cannot_forge_or_overreach() {
         json!({"end_user_id": "u", "access": "read", "integrations": ["nope"]}),
     )
     .await;
+    // The same answer as minting an agent token with that key (one check, agents/tokens.rs).
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem = response.json::<Value>().await.unwrap();
+    assert_eq!(problem["code"], "integration_not_found");
     assert_eq!(
-        response.json::<Value>().await.unwrap()["code"],
-        "integration_not_found"
+        problem["detail"],
+        "no integration is configured with key \"nope\""
     );
     let response = approve(&app, &request, json!({"end_user_id": "", "access": "read"})).await;
     assert_eq!(

@@ -15,6 +15,23 @@ use crate::{Sealed, StoreError, StoreResult, TokenHash};
 const REQUEST_COLUMNS: &str = "request_hash, client_id, client_name, redirect_uri, state, \
      code_challenge, scope, resource, expires_at, created_at";
 
+/// Which rows of `mcp_oauth_clients` [`McpOAuthStore::purge_mcp_clients`] deletes (`$1`: the
+/// registration cut, `$2`: the end cut). Indexed by `20261207000009_mcp_client_purge.sql`.
+const PURGEABLE_CLIENTS: &str = "mcp_oauth_clients.created_at < $1 \
+     AND NOT EXISTS (SELECT 1 FROM mcp_oauth_requests r \
+       WHERE r.client_id = mcp_oauth_clients.client_id) \
+     AND NOT EXISTS (SELECT 1 FROM agent_tokens t \
+       WHERE t.mcp_client_id = mcp_oauth_clients.client_id \
+         AND t.expires_at >= $2 AND (t.revoked_at IS NULL OR t.revoked_at >= $2)) \
+     AND NOT EXISTS (SELECT 1 FROM mcp_oauth_grants g \
+       WHERE g.client_id = mcp_oauth_clients.client_id \
+         AND (g.revoked_at >= $2 \
+           OR (g.revoked_at IS NULL AND (g.created_at >= $2 \
+             OR EXISTS (SELECT 1 FROM mcp_oauth_codes k \
+               WHERE k.grant_id = g.id AND k.expires_at >= $2) \
+             OR EXISTS (SELECT 1 FROM mcp_oauth_refresh_tokens f \
+               WHERE f.grant_id = g.id AND f.expires_at >= $2)))))";
+
 /// The columns of a grant, in [`GrantRecord`]'s order.
 const GRANT_COLUMNS: &str = "id, client_id, client_name, end_user_id, access, integrations, \
      scope, resource, created_at, revoked_at";
@@ -81,8 +98,6 @@ impl From<GrantRecord> for McpGrantRow {
     }
 }
 
-/// Revokes a grant and every token of it, inside the caller's transaction; true when the
-/// grant was live.
 /// Attempts before a rotation that keeps losing to deadlocks gives up.
 const DEADLOCK_RETRIES: usize = 3;
 
@@ -132,6 +147,8 @@ async fn rotate_refresh_token_once(
     Ok(outcome)
 }
 
+/// Revokes a grant and every token of it, inside the caller's transaction; true when the
+/// grant was live.
 async fn revoke_family(
     tx: &mut Transaction<'_, Db>,
     grant_id: &str,
@@ -516,6 +533,32 @@ impl McpOAuthStore for ThisStore {
                 .await?
                 .rows_affected();
         }
+        Ok(purged)
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn purge_mcp_clients(&self, unused_before: i64, ended_before: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        // Their grants first (every one ended, or the client would be kept); their codes and
+        // refresh tokens go with them (ON DELETE CASCADE). Grants of clients named by a
+        // metadata document URL have no client row, so they are never matched here.
+        sqlx::query(&format!(
+            "DELETE FROM mcp_oauth_grants WHERE client_id IN (SELECT client_id \
+             FROM mcp_oauth_clients WHERE {PURGEABLE_CLIENTS})"
+        ))
+        .bind(unused_before)
+        .bind(ended_before)
+        .execute(&mut *tx)
+        .await?;
+        let purged = sqlx::query(&format!(
+            "DELETE FROM mcp_oauth_clients WHERE {PURGEABLE_CLIENTS}"
+        ))
+        .bind(unused_before)
+        .bind(ended_before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
         Ok(purged)
     }
 

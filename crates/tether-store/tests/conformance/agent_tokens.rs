@@ -237,3 +237,56 @@ pub(crate) async fn agent_tokens_purged<S: Store>(store: S) {
     assert!(store.get_agent_token("agt_3").await.unwrap().is_some());
     assert_eq!(store.purge_agent_tokens(NOW).await.unwrap(), 0);
 }
+
+/// The purge job passes `now - history_retention`: a token goes once it expired or was
+/// revoked strictly before that cut, whichever came first, minted or issued to an MCP client
+/// alike; one that ended at the cut or after it stays (history may still name it).
+pub(crate) async fn agent_tokens_purged_at_the_retention_cut<S: Store>(store: S) {
+    const CUT: i64 = NOW - 30 * 86_400;
+    let mut rows = Vec::new();
+    for (id, expires_at, revoked_at) in [
+        ("agt_expired_before", CUT - 1, None),
+        ("agt_expired_at", CUT, None),
+        ("agt_expired_after", CUT + 1, None),
+        ("agt_revoked_before", NOW + 3600, Some(CUT - 1)),
+        ("agt_revoked_at", NOW + 3600, Some(CUT)),
+        ("agt_revoked_after", NOW + 3600, Some(CUT + 1)),
+        // Expired long ago, revoked (idempotently) since: its end is the expiry.
+        ("agt_expired_then_revoked", CUT - 10, Some(NOW)),
+        ("agt_live", NOW + 3600, None),
+    ] {
+        let mut row = token(id, &format!("hash-{id}"), "user-1");
+        row.created_at = CUT - 100;
+        row.expires_at = expires_at;
+        row.revoked_at = revoked_at;
+        rows.push(row);
+    }
+    let mut issued = token("agt_issued_before", "hash-issued", "user-2");
+    issued.created_at = CUT - 100;
+    issued.expires_at = CUT - 5;
+    issued.mcp_client_id = Some("mcpc_one".to_owned());
+    issued.grant_id = Some("mcpg_1".to_owned());
+    rows.push(issued);
+    for row in &rows {
+        store.insert_agent_token(row).await.unwrap();
+    }
+
+    assert_eq!(store.purge_agent_tokens(CUT).await.unwrap(), 4);
+    let mut kept = Vec::new();
+    for row in &rows {
+        if store.get_agent_token(&row.id).await.unwrap().is_some() {
+            kept.push(row.id.as_str());
+        }
+    }
+    assert_eq!(
+        kept,
+        [
+            "agt_expired_at",
+            "agt_expired_after",
+            "agt_revoked_at",
+            "agt_revoked_after",
+            "agt_live"
+        ]
+    );
+    assert_eq!(store.purge_agent_tokens(CUT).await.unwrap(), 0);
+}

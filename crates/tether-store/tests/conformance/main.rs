@@ -275,6 +275,7 @@ macro_rules! conformance_suite {
                 agent_token_grant_family,
                 agent_tokens_listed_per_end_user,
                 agent_tokens_purged,
+                agent_tokens_purged_at_the_retention_cut,
             },
             webhooks::{
                 webhook_events_commit_with_their_change,
@@ -300,6 +301,8 @@ macro_rules! conformance_suite {
                 mcp_refresh_rotates_once_under_race,
                 mcp_revocation_per_client_and_listing,
                 mcp_purge_and_signing_key,
+                mcp_unused_clients_purged,
+                mcp_clients_kept_while_a_grant_lives,
                 mcp_signing_key_resealed_by_rotation,
             },
         );

@@ -445,3 +445,189 @@ pub(crate) async fn mcp_signing_key_resealed_by_rotation<S: Store>(store: S) {
 fn ids_of(grants: &[McpGrantRow]) -> Vec<&str> {
     grants.iter().map(|g| g.id.as_str()).collect()
 }
+
+/// The purge job's cuts: a day for a client that never got a grant, the history retention
+/// for the end of its grants.
+const UNUSED_CUT: i64 = NOW - 86_400;
+const ENDED_CUT: i64 = NOW - 30 * 86_400;
+
+async fn register<S: Store>(store: &S, client_id: &str, created_at: i64) {
+    let client = McpClientRow {
+        client_id: client_id.to_owned(),
+        client_name: None,
+        redirect_uris: vec!["http://127.0.0.1:5000/callback".to_owned()],
+        created_at,
+    };
+    store.insert_mcp_client(&client, created_at).await.unwrap();
+}
+
+/// A grant of `client_id` made at `created_at`, with its code (expired a minute later).
+async fn grant_of<S: Store>(store: &S, id: &str, client_id: &str, created_at: i64) {
+    let mut g = grant(id, "user-1");
+    g.client_id = client_id.to_owned();
+    g.created_at = created_at;
+    let code = code(&format!("code-{id}"), id, created_at + 60);
+    store.insert_mcp_grant(&g, &code, created_at).await.unwrap();
+}
+
+async fn client_kept<S: Store>(store: &S, client_id: &str) -> bool {
+    store.get_mcp_client(client_id).await.unwrap().is_some()
+}
+
+/// Anyone may register a client: one that got no grant within a day is deleted, unless an
+/// authorization request of it is still waiting.
+pub(crate) async fn mcp_unused_clients_purged<S: Store>(store: S) {
+    register(&store, "mcpc_unused", UNUSED_CUT - 1).await;
+    register(&store, "mcpc_young", UNUSED_CUT).await;
+    register(&store, "mcpc_waiting", UNUSED_CUT - 1).await;
+    let mut waiting = request("rq", NOW + 600);
+    waiting.client_id = "mcpc_waiting".to_owned();
+    store.insert_mcp_request(&waiting, NOW).await.unwrap();
+
+    assert_eq!(
+        store
+            .purge_mcp_clients(UNUSED_CUT, ENDED_CUT)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!client_kept(&store, "mcpc_unused").await);
+    assert!(client_kept(&store, "mcpc_young").await);
+    assert!(client_kept(&store, "mcpc_waiting").await);
+    assert_eq!(
+        store
+            .purge_mcp_clients(UNUSED_CUT, ENDED_CUT)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+/// A client that got grants is kept while one of them lives or ended at the retention cut
+/// or after it; when every one ended before it, the client goes, with its grants (and their
+/// refresh tokens). Grants of clients known by a metadata document URL are not touched.
+pub(crate) async fn mcp_clients_kept_while_a_grant_lives<S: Store>(store: S) {
+    let long_ago = ENDED_CUT - 1000;
+    for client in [
+        "mcpc_live",
+        "mcpc_revoked_at_cut",
+        "mcpc_revoked_before",
+        "mcpc_lapsed",
+        "mcpc_token_live",
+        "mcpc_one_of_two_live",
+    ] {
+        register(&store, client, long_ago).await;
+    }
+    // Live: its refresh token has a month to go.
+    grant_of(&store, "mcpg_live", "mcpc_live", long_ago).await;
+    assert!(
+        store
+            .issue_mcp_tokens("mcpg_live", &access("agt_live"), &refresh("r-live"), NOW)
+            .await
+            .unwrap()
+    );
+    // Revoked exactly at the cut: kept; a moment before: gone, though its refresh token
+    // would only expire later.
+    grant_of(&store, "mcpg_at_cut", "mcpc_revoked_at_cut", long_ago).await;
+    store
+        .revoke_mcp_grant("mcpg_at_cut", ENDED_CUT)
+        .await
+        .unwrap();
+    grant_of(&store, "mcpg_before", "mcpc_revoked_before", long_ago).await;
+    assert!(
+        store
+            .issue_mcp_tokens(
+                "mcpg_before",
+                &access("agt_before"),
+                &refresh("r-before"),
+                long_ago
+            )
+            .await
+            .unwrap()
+    );
+    store
+        .revoke_mcp_grant("mcpg_before", ENDED_CUT - 1)
+        .await
+        .unwrap();
+    // Never revoked, but its code expired unused long ago: it ended then.
+    grant_of(&store, "mcpg_lapsed", "mcpc_lapsed", long_ago).await;
+    // Its grant ended long ago, but an access token issued to it lives past the cut.
+    grant_of(&store, "mcpg_token", "mcpc_token_live", long_ago).await;
+    store
+        .revoke_mcp_grant("mcpg_token", ENDED_CUT - 1)
+        .await
+        .unwrap();
+    store
+        .insert_agent_token(&tether_store::AgentTokenRow {
+            id: "agt_token".to_owned(),
+            token_hash: th("hash-agt_token"),
+            end_user_id: "user-1".to_owned(),
+            access: tether_store::AgentAccess::Read,
+            integrations: None,
+            created_at: long_ago,
+            expires_at: ENDED_CUT + 10,
+            revoked_at: None,
+            mcp_client_id: Some("mcpc_token_live".to_owned()),
+            grant_id: None,
+        })
+        .await
+        .unwrap();
+    // One grant ended long ago, another is new: the client and both grants stay.
+    grant_of(&store, "mcpg_old", "mcpc_one_of_two_live", long_ago).await;
+    store.revoke_mcp_grant("mcpg_old", long_ago).await.unwrap();
+    grant_of(&store, "mcpg_new", "mcpc_one_of_two_live", NOW).await;
+    // A client known by its metadata document URL: no client row, its grant stays.
+    let url_client = "https://agent.example.com/client.json";
+    grant_of(&store, "mcpg_url", url_client, long_ago).await;
+    store.revoke_mcp_grant("mcpg_url", long_ago).await.unwrap();
+
+    assert_eq!(
+        store
+            .purge_mcp_clients(UNUSED_CUT, ENDED_CUT)
+            .await
+            .unwrap(),
+        2
+    );
+    for kept in [
+        "mcpc_live",
+        "mcpc_revoked_at_cut",
+        "mcpc_token_live",
+        "mcpc_one_of_two_live",
+    ] {
+        assert!(client_kept(&store, kept).await, "{kept} is kept");
+    }
+    for gone in ["mcpc_revoked_before", "mcpc_lapsed"] {
+        assert!(!client_kept(&store, gone).await, "{gone} is purged");
+    }
+    for (grant_id, kept) in [
+        ("mcpg_live", true),
+        ("mcpg_at_cut", true),
+        ("mcpg_before", false),
+        ("mcpg_lapsed", false),
+        ("mcpg_token", true),
+        ("mcpg_old", true),
+        ("mcpg_new", true),
+        ("mcpg_url", true),
+    ] {
+        assert_eq!(
+            store.get_mcp_grant(grant_id).await.unwrap().is_some(),
+            kept,
+            "{grant_id}"
+        );
+    }
+    // The purged grant's refresh token went with it; the live one is still usable.
+    assert_eq!(
+        store
+            .mcp_grant_of_refresh_token(&th("r-before"), "mcpc_revoked_before")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(matches!(
+        store
+            .rotate_mcp_refresh_token(&th("r-live"), NOW + 1)
+            .await
+            .unwrap(),
+        RefreshRotation::Rotated(_)
+    ));
+}

@@ -117,16 +117,28 @@ async fn forward<S: Store>(
     retries: &mut u32,
 ) -> Result<Response<Body>, ApiError> {
     let id = parse_id(id)?;
-    let (mut parts, body) = request.into_parts();
-    let raw_path = raw_provider_path(parts.uri.path(), id.as_str())?;
-    let raw_query = parts.uri.query().map(str::to_owned);
-    let policy = retry::Policy::read(&mut parts.headers, &parts.method, &state.config)?;
-    let body = outgoing_body(state, &parts.headers, body).await?;
+    // Only owned copies of the request's head outlive this: its URI and header values are
+    // slices of hyper's read buffer (see `detached`), and so is the URI axum keeps in the
+    // extensions.
+    let (
+        http::request::Parts {
+            method,
+            uri,
+            mut headers,
+            ..
+        },
+        body,
+    ) = request.into_parts();
+    let raw_path = raw_provider_path(uri.path(), id.as_str())?;
+    let raw_query = uri.query().map(str::to_owned);
+    drop(uri);
+    let policy = retry::Policy::read(&mut headers, &method, &state.config)?;
+    let body = outgoing_body(state, &headers, body).await?;
     let outgoing = Outgoing {
-        method: parts.method,
+        method,
         raw_path,
         raw_query,
-        headers: forwarded_headers(parts.headers),
+        headers: detached(forwarded_headers(headers)),
         body,
     };
     forward_outgoing(state, &id, outgoing, policy, retries).await
@@ -193,7 +205,9 @@ async fn forward_outgoing<S: Store>(
     let account = live.row.provider_account.as_ref();
     let key = budget_key(scope, integration_key, id.as_str(), account);
     let over = if state.config.proxy_shared_budgets {
-        shared_budgets::take(state, integration, id.as_str(), key).await
+        // Boxed: a database call's future, inline, would make every proxied call's future
+        // (held for the whole call) larger, shared budgets or not.
+        Box::pin(shared_budgets::take(state, integration, id.as_str(), key)).await
     } else if let Some(budget) = &integration.budget {
         state
             .proxy_budgets
@@ -500,6 +514,40 @@ fn forwarded_headers(mut incoming: HeaderMap) -> HeaderMap {
     incoming
 }
 
+/// `headers` with their values copied, all into one new buffer, out of the buffer hyper read
+/// the request into. hyper hands out header values as slices of its read buffer, so a value
+/// kept for the whole call (the proxy keeps the app's headers for a resend) keeps that 8 KiB
+/// buffer alive, and hyper, which reads on while a request is in flight to notice a client
+/// that hangs up, then allocates a second one: 16 KiB per waiting connection instead of 8.
+/// One copy of a few hundred bytes instead.
+fn detached(headers: HeaderMap) -> HeaderMap {
+    let total = headers.values().map(HeaderValue::len).sum();
+    let mut buffer = bytes::BytesMut::with_capacity(total);
+    for value in headers.values() {
+        buffer.extend_from_slice(value.as_bytes());
+    }
+    let buffer = buffer.freeze();
+    let mut owned = HeaderMap::with_capacity(headers.len());
+    let mut at = 0;
+    let mut last: Option<HeaderName> = None;
+    for (name, value) in headers {
+        let end = at + value.len();
+        // The same bytes, so always valid; the original value if not.
+        let mut copy =
+            HeaderValue::from_maybe_shared(buffer.slice(at..end)).unwrap_or(value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        at = end;
+        // `None`: another value of the header named last.
+        if let Some(name) = name {
+            last = Some(name);
+        }
+        if let Some(name) = &last {
+            owned.append(name.clone(), copy);
+        }
+    }
+    owned
+}
+
 async fn send<S: Store>(
     state: &AppState<S>,
     live: &Live,
@@ -611,6 +659,66 @@ fn stream_back<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every proxied request in flight holds its handler's future (boxed by axum) for the
+    /// whole call; a large inline state (a refresh, a database call) used to make it several
+    /// KiB per request. The bound is for the unoptimised test build, where futures are larger
+    /// than in release.
+    #[tokio::test]
+    async fn proxied_call_future_stays_small() {
+        let store = tether_store::SqliteStore::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let vault =
+            tether_core::vault::Vault::from_spec(&tether_core::vault::Vault::generate_key_entry())
+                .unwrap();
+        let state = AppState::new(
+            store,
+            vault,
+            crate::GatewayConfig::new("https://tether.example.com".parse().unwrap()),
+            tether_core::catalog::Catalog::embedded().unwrap(),
+            crate::state::integrations::Integrations::from_config(Vec::new()),
+            crate::ApiKeys::default(),
+            std::sync::Arc::new(crate::connection_service::clock::SystemClock),
+        );
+        let mut retries = 0;
+        let call = forward(&state, ID, Request::new(Body::empty()), &mut retries);
+        let size = std::mem::size_of_val(&call);
+        // 5,464 bytes before the refresh and the shared budget were boxed, 3,104 after.
+        const FUTURE_BOUND: usize = 3_584;
+        assert!(
+            size <= FUTURE_BOUND,
+            "the proxied call's future is {size} bytes"
+        );
+    }
+
+    #[test]
+    fn detached_headers_own_their_bytes() {
+        // As hyper parses them: every value a slice of the connection's read buffer.
+        let read = Bytes::from_static(b"application/json text/plain a-b secret");
+        let slice =
+            |from: usize, to: usize| HeaderValue::from_maybe_shared(read.slice(from..to)).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.append(header::ACCEPT, slice(0, 16));
+        headers.append(header::ACCEPT, slice(17, 27));
+        headers.insert(HeaderName::from_static("x-trace"), slice(28, 31));
+        let mut secret = slice(32, 38);
+        secret.set_sensitive(true);
+        headers.insert(HeaderName::from_static("x-api-key"), secret);
+
+        let owned = detached(headers.clone());
+        assert_eq!(owned, headers);
+        let accept: Vec<_> = owned.get_all(header::ACCEPT).iter().collect();
+        assert_eq!(accept, ["application/json", "text/plain"]);
+        assert!(owned["x-api-key"].is_sensitive());
+        let range = read.as_ptr_range();
+        for value in owned.values() {
+            assert!(
+                !range.contains(&value.as_bytes().as_ptr()),
+                "{value:?} still in the read buffer"
+            );
+        }
+    }
 
     const ID: &str = "conn_0123456789abcdef0123456789abcdef";
 

@@ -146,13 +146,6 @@ async fn serve_connection(
     limits: Arc<ServerLimits>,
     mut stop: watch::Receiver<bool>,
 ) {
-    // The client's first bytes, before anything is read: nothing said within the idle
-    // timeout, or the server stopping, ends the connection (as the idle watchdog below would).
-    let version = tokio::select! {
-        version = peek_version(&stream) => version,
-        () = tokio::time::sleep(limits.idle_timeout) => return,
-        _ = stop.changed() => return,
-    };
     let activity = Activity::new();
     let io = TokioIo::new(Tracked {
         inner: stream,
@@ -172,11 +165,6 @@ async fn serve_connection(
     });
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder = match version {
-        Some(Version::Http1) => builder.http1_only(),
-        Some(Version::Http2) => builder.http2_only(),
-        None => builder,
-    };
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -212,41 +200,6 @@ async fn serve_connection(
                 }
             }
         }
-    }
-}
-
-/// HTTP/2's connection preface (RFC 9113 3.4): a client that starts with it speaks HTTP/2
-/// with prior knowledge; any other start is HTTP/1.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Version {
-    Http1,
-    Http2,
-}
-
-/// The protocol the client speaks, told from its first bytes without taking them from the
-/// socket (`peek`); `None` while they are still a part of the HTTP/2 preface (hyper-util's
-/// sniffing then decides, as it did for every connection before).
-///
-/// Why not leave it to hyper-util: its sniffing reads those bytes and hands them back to
-/// hyper first, alone, so hyper parses a partial head and grows its read buffer from 8 to
-/// 16 KiB on every HTTP/1 connection (valgrind massif with 1,000 proxied connections: 16 MB
-/// of read buffers for 1,000 connections). Told by a peek, the bytes are read by hyper itself
-/// into its 8 KiB buffer with the rest of the request.
-async fn peek_version(stream: &TcpStream) -> Option<Version> {
-    let mut first = [0_u8; H2_PREFACE.len()];
-    let read = stream.peek(&mut first).await.ok()?;
-    if read == 0 {
-        // Closed before a byte: hyper finds that out itself.
-        return Some(Version::Http1);
-    }
-    if first[..read] != H2_PREFACE[..read] {
-        Some(Version::Http1)
-    } else if read == H2_PREFACE.len() {
-        Some(Version::Http2)
-    } else {
-        None
     }
 }
 
@@ -383,47 +336,5 @@ impl AsyncWrite for Tracked {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::AsyncWriteExt;
-
-    /// The version a client's first bytes tell, and that the peek left them in the socket.
-    async fn told(first: &[u8]) -> Option<Version> {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
-        client.write_all(first).await.unwrap();
-        client.flush().await.unwrap();
-        // The whole write has arrived before the peek (loopback; the test waits for it).
-        let mut seen = vec![0; first.len()];
-        while server.peek(&mut seen).await.unwrap() < first.len() {
-            tokio::task::yield_now().await;
-        }
-        let version = peek_version(&server).await;
-        let mut read = vec![0; first.len()];
-        tokio::io::AsyncReadExt::read_exact(&mut server, &mut read)
-            .await
-            .unwrap();
-        assert_eq!(read, first, "the peek takes nothing from the socket");
-        version
-    }
-
-    #[tokio::test]
-    async fn the_first_bytes_tell_the_version_without_being_read() {
-        assert_eq!(
-            told(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await,
-            Some(Version::Http1)
-        );
-        assert_eq!(told(H2_PREFACE).await, Some(Version::Http2));
-        // Not the preface after all, from its fourth byte.
-        assert_eq!(told(b"PRIX").await, Some(Version::Http1));
-        // A part of the preface: hyper-util's sniffing decides once the rest comes.
-        assert_eq!(told(b"PRI * HTTP/2").await, None);
     }
 }

@@ -117,28 +117,16 @@ async fn forward<S: Store>(
     retries: &mut u32,
 ) -> Result<Response<Body>, ApiError> {
     let id = parse_id(id)?;
-    // Only owned copies of the request's head outlive this: its URI and header values are
-    // slices of hyper's read buffer (see `detached`), and so is the URI axum keeps in the
-    // extensions.
-    let (
-        http::request::Parts {
-            method,
-            uri,
-            mut headers,
-            ..
-        },
-        body,
-    ) = request.into_parts();
-    let raw_path = raw_provider_path(uri.path(), id.as_str())?;
-    let raw_query = uri.query().map(str::to_owned);
-    drop(uri);
-    let policy = retry::Policy::read(&mut headers, &method, &state.config)?;
-    let body = outgoing_body(state, &headers, body).await?;
+    let (mut parts, body) = request.into_parts();
+    let raw_path = raw_provider_path(parts.uri.path(), id.as_str())?;
+    let raw_query = parts.uri.query().map(str::to_owned);
+    let policy = retry::Policy::read(&mut parts.headers, &parts.method, &state.config)?;
+    let body = outgoing_body(state, &parts.headers, body).await?;
     let outgoing = Outgoing {
-        method,
+        method: parts.method,
         raw_path,
         raw_query,
-        headers: detached(forwarded_headers(headers)),
+        headers: forwarded_headers(parts.headers),
         body,
     };
     forward_outgoing(state, &id, outgoing, policy, retries).await
@@ -514,40 +502,6 @@ fn forwarded_headers(mut incoming: HeaderMap) -> HeaderMap {
     incoming
 }
 
-/// `headers` with their values copied, all into one new buffer, out of the buffer hyper read
-/// the request into. hyper hands out header values as slices of its read buffer, so a value
-/// kept for the whole call (the proxy keeps the app's headers for a resend) keeps that 8 KiB
-/// buffer alive, and hyper, which reads on while a request is in flight to notice a client
-/// that hangs up, then allocates a second one: 16 KiB per waiting connection instead of 8.
-/// One copy of a few hundred bytes instead.
-fn detached(headers: HeaderMap) -> HeaderMap {
-    let total = headers.values().map(HeaderValue::len).sum();
-    let mut buffer = bytes::BytesMut::with_capacity(total);
-    for value in headers.values() {
-        buffer.extend_from_slice(value.as_bytes());
-    }
-    let buffer = buffer.freeze();
-    let mut owned = HeaderMap::with_capacity(headers.len());
-    let mut at = 0;
-    let mut last: Option<HeaderName> = None;
-    for (name, value) in headers {
-        let end = at + value.len();
-        // The same bytes, so always valid; the original value if not.
-        let mut copy =
-            HeaderValue::from_maybe_shared(buffer.slice(at..end)).unwrap_or(value.clone());
-        copy.set_sensitive(value.is_sensitive());
-        at = end;
-        // `None`: another value of the header named last.
-        if let Some(name) = name {
-            last = Some(name);
-        }
-        if let Some(name) = &last {
-            owned.append(name.clone(), copy);
-        }
-    }
-    owned
-}
-
 async fn send<S: Store>(
     state: &AppState<S>,
     live: &Live,
@@ -690,34 +644,6 @@ mod tests {
             size <= FUTURE_BOUND,
             "the proxied call's future is {size} bytes"
         );
-    }
-
-    #[test]
-    fn detached_headers_own_their_bytes() {
-        // As hyper parses them: every value a slice of the connection's read buffer.
-        let read = Bytes::from_static(b"application/json text/plain a-b secret");
-        let slice =
-            |from: usize, to: usize| HeaderValue::from_maybe_shared(read.slice(from..to)).unwrap();
-        let mut headers = HeaderMap::new();
-        headers.append(header::ACCEPT, slice(0, 16));
-        headers.append(header::ACCEPT, slice(17, 27));
-        headers.insert(HeaderName::from_static("x-trace"), slice(28, 31));
-        let mut secret = slice(32, 38);
-        secret.set_sensitive(true);
-        headers.insert(HeaderName::from_static("x-api-key"), secret);
-
-        let owned = detached(headers.clone());
-        assert_eq!(owned, headers);
-        let accept: Vec<_> = owned.get_all(header::ACCEPT).iter().collect();
-        assert_eq!(accept, ["application/json", "text/plain"]);
-        assert!(owned["x-api-key"].is_sensitive());
-        let range = read.as_ptr_range();
-        for value in owned.values() {
-            assert!(
-                !range.contains(&value.as_bytes().as_ptr()),
-                "{value:?} still in the read buffer"
-            );
-        }
     }
 
     const ID: &str = "conn_0123456789abcdef0123456789abcdef";

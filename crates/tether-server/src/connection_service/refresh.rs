@@ -71,7 +71,11 @@ pub async fn live<S: Store>(
         return Ok(Live::of(current, integration));
     }
     let respect_backoff = freshness == Freshness::Normal;
-    let refreshed = refresh(state, &integration, current, respect_backoff).await?;
+    // Boxed: the refresh (token call, sealing, the write) is the largest state of this
+    // future, and inline it would be part of every proxied call's future for the whole call
+    // (several KiB for each request in flight); only the rare call that refreshes pays the
+    // allocation.
+    let refreshed = Box::pin(refresh(state, &integration, current, respect_backoff)).await?;
     Ok(Live::of(refreshed, integration))
 }
 

@@ -18,6 +18,8 @@
 #   PROFILE=1 scripts/bench-proxy.sh              # also `perf record` Tether's proxy run
 #   PROFILE=misses scripts/bench-proxy.sh         # ... or its credentials read through all rows
 #   PROFILE=1 KEEP_PERF=perf.data scripts/bench-proxy.sh   # keep the recording for perf report
+#   SYSCALLS=1 scripts/bench-proxy.sh             # also system calls per request: Tether's proxy
+#                                                  # and the nginx hop's workers, under strace -c
 #   TETHER_BIN=/path/to/other/tether scripts/bench-proxy.sh   # measure another build
 #   BASELINE_BIN=/path/to/older/tether scripts/bench-proxy.sh # ... and an older one beside it,
 #                                                  # in the same rounds, on the same rows
@@ -41,6 +43,9 @@ BASELINE_STORED=${BASELINE_STORED:-1000}
 for tool in nginx wrk curl sqlite3 python3; do
   command -v "$tool" >/dev/null || { echo "bench-proxy: $tool is missing (apt-get install nginx wrk curl sqlite3 python3)" >&2; exit 1; }
 done
+if [ -n "${SYSCALLS:-}" ]; then
+  command -v strace >/dev/null || { echo "bench-proxy: SYSCALLS needs strace (apt-get install strace)" >&2; exit 1; }
+fi
 if [ -n "${PROFILE:-}" ]; then
   command -v perf >/dev/null || { echo "bench-proxy: PROFILE needs perf (apt-get install linux-perf)" >&2; exit 1; }
 fi
@@ -331,4 +336,35 @@ if [ -n "${PROFILE:-}" ]; then
   perf report -i "$work/perf.data" --no-children --sort symbol -g none --stdio 2>/dev/null \
     | awk '/%/ && /prometheus_client|tracing_core|tracing::|tracing_subscriber/ {sub("%", "", $1); sum += $1}
            END {printf "\nmetrics and tracing (prometheus_client, tracing*): %.2f%% of the samples\n", sum}' || true
+fi
+
+# System calls per request (SYSCALLS=1): the hop's processes under `strace -c` during one wrk
+# run, the count divided by the requests wrk made. strace slows what it traces, so the req/s of
+# these runs mean nothing; the counts per request are what the hop does for each request.
+syscalls_per_request() { # label, pids (space-separated), then wrk's arguments
+  local label=$1 pids=$2; shift 2
+  local attach=() pid
+  for pid in $pids; do attach+=(-p "$pid"); done
+  strace -f -c -o "$work/strace.txt" "${attach[@]}" 2>/dev/null & local strace_pid=$!
+  sleep 0.5
+  local requests
+  requests=$(wrk -t1 -c"$CONNECTIONS" -d3s "$@" | awk '/requests in/ {print $1}')
+  kill -INT "$strace_pid"; wait "$strace_pid" 2>/dev/null || true
+  awk -v label="$label" -v n="$requests" '
+    $NF == "total" {total = $4}
+    $1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {calls[$NF] = $4}
+    END {
+      line = sprintf("| %s | %s | %.2f |", label, n, total / n)
+      for (name in calls) if (calls[name] / n >= 0.05) line = line sprintf(" %s %.2f", name, calls[name] / n)
+      print line " |"
+    }' "$work/strace.txt"
+}
+if [ -n "${SYSCALLS:-}" ]; then
+  echo
+  echo "System calls per request (strace -c over one 3 s wrk run, -c$CONNECTIONS):"
+  echo
+  echo "| hop | requests | system calls per request | by call (>= 0.05 per request) |"
+  echo "|---|---|---|---|"
+  syscalls_per_request "nginx, $HOP_WORKERS workers" "$(pgrep -P "$(cat "$work/hop.pid")" | tr '\n' ' ')" "$nginx_url"
+  syscalls_per_request "Tether proxy" "$tether_pid" -H "Authorization: Bearer $KEY" "$tether_url"
 fi

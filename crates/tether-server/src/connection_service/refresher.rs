@@ -180,18 +180,7 @@ mod tests {
             store.insert_connection(&row).await.unwrap();
         }
         let clock = Arc::new(FakeClock::at(T));
-        let vault =
-            tether_core::vault::Vault::from_spec(&tether_core::vault::Vault::generate_key_entry())
-                .unwrap();
-        let state = AppState::new(
-            store,
-            vault,
-            crate::GatewayConfig::new("https://tether.example.com".parse().unwrap()),
-            tether_core::catalog::Catalog::embedded().unwrap(),
-            crate::state::integrations::Integrations::from_config(Vec::new()),
-            crate::ApiKeys::default(),
-            clock.clone(),
-        );
+        let state = AppState::for_tests(store, clock.clone());
         let window = Duration::from_secs(600);
         let claimed = async |round_started: i64| -> Vec<String> {
             let now = clock.now();

@@ -623,16 +623,8 @@ mod tests {
         let store = tether_store::SqliteStore::connect("sqlite::memory:")
             .await
             .unwrap();
-        let vault =
-            tether_core::vault::Vault::from_spec(&tether_core::vault::Vault::generate_key_entry())
-                .unwrap();
-        let state = AppState::new(
+        let state = AppState::for_tests(
             store,
-            vault,
-            crate::GatewayConfig::new("https://tether.example.com".parse().unwrap()),
-            tether_core::catalog::Catalog::embedded().unwrap(),
-            crate::state::integrations::Integrations::from_config(Vec::new()),
-            crate::ApiKeys::default(),
             std::sync::Arc::new(crate::connection_service::clock::SystemClock),
         );
         let mut retries = 0;

@@ -112,6 +112,22 @@ impl<S: Store> std::ops::Deref for AppState<S> {
 }
 
 impl<S: Store> AppState<S> {
+    /// A state for unit tests: `store`, a fresh key, defaults for a gateway at
+    /// `https://tether.example.com`, the embedded catalog, no integrations, no API keys.
+    #[cfg(test)]
+    pub(crate) fn for_tests(store: S, clock: Arc<dyn Clock>) -> Self {
+        let vault = Vault::from_spec(&Vault::generate_key_entry()).expect("a generated key");
+        AppState::new(
+            store,
+            vault,
+            GatewayConfig::new("https://tether.example.com".parse().expect("a URL")),
+            Catalog::embedded().expect("the embedded catalog"),
+            Integrations::from_config(Vec::new()),
+            ApiKeys::default(),
+            clock,
+        )
+    }
+
     pub(crate) fn new(
         store: S,
         vault: Vault,

@@ -67,7 +67,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$root/scripts/bench-lib.sh"
 UPSTREAM=$(free_port); NGINX_PROXY=$(free_port); NGINX_AUTO=$(free_port); TETHER=$(free_port); BASELINE=$(free_port)
 KEY=bench-key-0123456789abcdef0123456789
 
@@ -114,26 +114,7 @@ nginx_conf hop "$HOP_WORKERS" "$(hop_server "$NGINX_PROXY")"
 nginx_conf hop-auto auto "$(hop_server "$NGINX_AUTO")"
 
 tether_toml() { # name, port
-  cat > "$work/$1.toml" <<CONF
-[server]
-listen = "127.0.0.1:$2"
-max_connections = $((LOAD_CONNECTIONS + 64))
-${SERVE_THREADS:+threads = $SERVE_THREADS}
-
-[proxy]
-${MAX_IN_FLIGHT:+max_in_flight_per_host = $MAX_IN_FLIGHT}
-
-[database]
-url = "sqlite://$work/$1.db"
-
-[integrations.crm]
-provider = "oauth2"
-client_id = "bench"
-client_secret = "bench-secret"
-authorization_url = "http://127.0.0.1:$UPSTREAM/oauth/authorize"
-token_url = "http://127.0.0.1:$UPSTREAM/oauth/token"
-api_base_url = "http://127.0.0.1:$UPSTREAM"
-CONF
+  write_tether_toml "$work/$1.toml" "$2" "$UPSTREAM" "$work/$1.db" $((LOAD_CONNECTIONS + 64))
 }
 TETHER_ENCRYPTION_KEYS=$("$root/target/release/tether" keys generate)
 export TETHER_ENCRYPTION_KEYS
@@ -185,23 +166,8 @@ curl -sf "$nginx_url" | grep -q 'Benchmark deal'
 curl -sf "$nginx_auto_url" | grep -q 'Benchmark deal'
 [ -z "$baseline_pid" ] || curl -sf "$baseline_url" -H "Authorization: Bearer $KEY" | grep -q 'Benchmark deal'
 
-# wrk cycling through the first N connection ids (`conn_` + N as 32 hex digits), each wrk
-# thread from its own offset.
-cat > "$work/cycle.lua" <<'LUA'
-local n, kind, key = 1, "credentials", ""
-local i = 0
-function init(args)
-  n = tonumber(args[1]); kind = args[2]; key = args[3]
-  i = math.random(0, n - 1)
-end
-function request()
-  i = (i + 1) % n
-  local id = string.format("conn_%032x", i + 1)
-  local path
-  if kind == "proxy" then path = "/v1/proxy/" .. id .. "/v1/deals" else path = "/v1/connections/" .. id .. "/credentials" end
-  return wrk.format("GET", path, { ["Authorization"] = "Bearer " .. key })
-end
-LUA
+# wrk cycling through the first N connection ids (bench-lib.sh).
+write_cycle_lua "$work/cycle.lua"
 
 # One wrk run: prints "req/s p50 p99 errors".
 run() {

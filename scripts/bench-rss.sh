@@ -13,8 +13,8 @@ ulimit -n 8192
 work=$(mktemp -d); tpid=""
 cleanup() { [ -n "$tpid" ] && kill "$tpid" 2>/dev/null; [ -f $work/up.pid ] && kill "$(cat $work/up.pid)" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
-fp() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP=$(fp); T=$(fp); KEY=bench-key-0123456789abcdef0123456789
+. "$root/scripts/bench-lib.sh"
+UP=$(free_port); T=$(free_port); KEY=bench-key-0123456789abcdef0123456789
 cat > $work/up.conf <<CONF
 worker_processes 1; pid $work/up.pid; error_log $work/up.err warn;
 events { worker_connections 8192; }
@@ -22,41 +22,14 @@ http { access_log off; server { listen 127.0.0.1:$UP; keepalive_requests 1000000
  location / { default_type application/json; return 200 '{"deals":[{"id":1,"title":"Benchmark deal","value":1000}]}'; } } }
 CONF
 nginx -c $work/up.conf -p $work
-cat > $work/t.toml <<CONF
-[server]
-listen = "127.0.0.1:$T"
-max_connections = $((LOAD + 64))
-${THREADS:+threads = $THREADS}
-[proxy]
-${MAX_IN_FLIGHT:+max_in_flight_per_host = $MAX_IN_FLIGHT}
-[database]
-url = "sqlite://$work/t.db"
-[integrations.crm]
-provider = "oauth2"
-client_id = "bench"
-client_secret = "bench-secret"
-authorization_url = "http://127.0.0.1:$UP/oauth/authorize"
-token_url = "http://127.0.0.1:$UP/oauth/token"
-api_base_url = "http://127.0.0.1:$UP"
-CONF
+SERVE_THREADS=${THREADS:-} write_tether_toml "$work/t.toml" "$T" "$UP" "$work/t.db" $((LOAD + 64))
 export TETHER_ENCRYPTION_KEYS=$("$BIN" keys generate)
 "${GEN:-$root/target/release/examples/bench_connections}" "sqlite://$work/t.db" crm "$STORED" | sqlite3 "$work/t.db" >/dev/null
 (cd $work && exec env TETHER_API_KEY=$KEY RUST_LOG=warn ${ENVX:-} "$BIN" --config t.toml serve >$work/t.out 2>&1) & tpid=$!
 until curl -sf "http://127.0.0.1:$T/ready" >/dev/null; do kill -0 $tpid || { cat $work/t.out; exit 1; }; sleep 0.01; done
 rss() { awk '$1=="VmRSS:"{printf "%.1f", $2/1024}' /proc/$tpid/status; }
 echo "idle: $(rss) MiB"
-cat > $work/cycle.lua <<'LUA'
-local n, kind, key = 1, "proxy", ""
-local i = 0
-function init(args) n = tonumber(args[1]); kind = args[2]; key = args[3]; i = math.random(0, n - 1) end
-function request()
-  i = (i + 1) % n
-  local id = string.format("conn_%032x", i + 1)
-  local path
-  if kind == "proxy" then path = "/v1/proxy/" .. id .. "/v1/deals" else path = "/v1/connections/" .. id .. "/credentials" end
-  return wrk.format("GET", path, { ["Authorization"] = "Bearer " .. key })
-end
-LUA
+write_cycle_lua "$work/cycle.lua"
 conn=$(printf 'conn_%032x' 1)
 url="http://127.0.0.1:$T/v1/proxy/$conn/v1/deals"
 wrk -t1 -c16 -d2s -H "Authorization: Bearer $KEY" "$url" >/dev/null

@@ -9,7 +9,7 @@ use axum::response::Response;
 use tether_core::unix_time::rfc3339;
 use tether_store::{Store, StoreResult};
 
-use super::{ActionForm, authorize_action, dashboard_url, message, see_other};
+use super::{ActionForm, authorize_action, dashboard_url, message, no_such_connection, see_other};
 use crate::state::AppState;
 
 /// Tokens listed on a connection's page.
@@ -83,13 +83,7 @@ pub(super) async fn revoke<S: Store>(
         Err(response) => return response,
     };
     let Ok(connection_id) = crate::api::parse_connection_id(&connection_id) else {
-        return message(
-            &state,
-            Some(&operator),
-            StatusCode::NOT_FOUND,
-            "No such connection",
-            "No connection has this id.",
-        );
+        return no_such_connection(&state, &operator, "No connection has this id.");
     };
     match state
         .store

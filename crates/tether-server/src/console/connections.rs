@@ -315,11 +315,9 @@ pub(super) async fn connection<S: Store>(
         Err(response) => return response,
     };
     let not_found = || {
-        message(
+        no_such_connection(
             &state,
-            Some(&operator),
-            StatusCode::NOT_FOUND,
-            "No such connection",
+            &operator,
             "No connection has this id, and no history is kept for one.",
         )
     };
@@ -498,24 +496,12 @@ pub(super) async fn refresh_now<S: Store>(
         Err(response) => return response,
     };
     let Ok(id) = crate::api::parse_connection_id(&id) else {
-        return message(
-            &state,
-            Some(&operator),
-            StatusCode::NOT_FOUND,
-            "No such connection",
-            "No connection has this id.",
-        );
+        return no_such_connection(&state, &operator, "No connection has this id.");
     };
     let notice = match refresh::live(&state, id.as_str(), Freshness::Force).await {
         Ok(_) => "refreshed",
         Err(ConnectionError::NotFound) => {
-            return message(
-                &state,
-                Some(&operator),
-                StatusCode::NOT_FOUND,
-                "No such connection",
-                "No connection has this id.",
-            );
+            return no_such_connection(&state, &operator, "No connection has this id.");
         }
         Err(ConnectionError::NeedsReauth) => "needs_reauth",
         Err(_) => "refresh_failed",
@@ -553,11 +539,9 @@ pub(super) async fn confirm_delete<S: Store>(
         Err(_) => None,
     };
     let Some(row) = row else {
-        return message(
+        return no_such_connection(
             &state,
-            Some(&operator),
-            StatusCode::NOT_FOUND,
-            "No such connection",
+            &operator,
             "No connection has this id; it may be deleted already.",
         );
     };
@@ -582,11 +566,9 @@ pub(super) async fn delete<S: Store>(
         Err(response) => return response,
     };
     let gone = || {
-        message(
+        no_such_connection(
             &state,
-            Some(&operator),
-            StatusCode::NOT_FOUND,
-            "No such connection",
+            &operator,
             "No connection has this id; it may be deleted already.",
         )
     };

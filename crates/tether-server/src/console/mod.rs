@@ -174,6 +174,18 @@ struct MessagePage {
 }
 
 /// A readable page for a refusal or a failure.
+/// The page for a connection id that names no connection (malformed, unknown, or deleted
+/// already); `text` says which, as the action knows it.
+fn no_such_connection<S: Store>(state: &AppState<S>, operator: &Operator, text: &str) -> Response {
+    message(
+        state,
+        Some(operator),
+        StatusCode::NOT_FOUND,
+        "No such connection",
+        text,
+    )
+}
+
 fn message<S: Store>(
     state: &AppState<S>,
     operator: Option<&Operator>,

@@ -10,7 +10,7 @@ use axum::response::Response;
 use tether_core::random;
 use tether_store::{ConnectSessionRow, Store, TokenHash};
 
-use super::{ActionForm, authorize_action, internal, message};
+use super::{ActionForm, authorize_action, internal, message, no_such_connection};
 use crate::state::AppState;
 
 pub(super) async fn reconnect_link<S: Store>(
@@ -23,15 +23,7 @@ pub(super) async fn reconnect_link<S: Store>(
         Ok(operator) => operator,
         Err(response) => return response,
     };
-    let gone = || {
-        message(
-            &state,
-            Some(&operator),
-            StatusCode::NOT_FOUND,
-            "No such connection",
-            "No connection has this id.",
-        )
-    };
+    let gone = || no_such_connection(&state, &operator, "No connection has this id.");
     let Ok(id) = crate::api::parse_connection_id(&id) else {
         return gone();
     };

@@ -23,6 +23,18 @@ async fn mint(app: &TestApp, body: Value) -> (String, String) {
     )
 }
 
+/// `GET /v1/agent-tokens` of `end_user`.
+async fn list_tokens(app: &TestApp, end_user: &str) -> Value {
+    app.api(reqwest::Method::GET, "v1/agent-tokens")
+        .query(&[("end_user_id", end_user)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// One JSON-RPC request to `/mcp` with `token` (if any).
 async fn mcp(app: &TestApp, token: Option<&str>, method: &str, params: Value) -> reqwest::Response {
     let mut request = app
@@ -77,14 +89,7 @@ async fn agent_tokens_are_minted_listed_and_revoked() {
     assert!(id.starts_with("agt_"), "{id}");
     assert!(token.starts_with("tat_"), "{token}");
 
-    let listed: Value = app
-        .api(reqwest::Method::GET, "v1/agent-tokens?end_user_id=ada")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = list_tokens(&app, "ada").await;
     let tokens = listed["agent_tokens"].as_array().unwrap();
     assert_eq!(tokens.len(), 1);
     assert_eq!(tokens[0]["id"], id.as_str());
@@ -110,14 +115,7 @@ async fn agent_tokens_are_minted_listed_and_revoked() {
     // Revoking again is no error; an unknown id is.
     assert_eq!(revoke(id.clone()).await, 204);
     assert_eq!(revoke("agt_unknown".into()).await, 404);
-    let listed: Value = app
-        .api(reqwest::Method::GET, "v1/agent-tokens?end_user_id=ada")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = list_tokens(&app, "ada").await;
     assert_eq!(listed["agent_tokens"][0]["status"], "revoked");
     // The revoked token is refused at once.
     assert_eq!(

@@ -6,9 +6,9 @@
 use crate::{
     AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionEventRow, ConnectionFilter,
     ConnectionPage, ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate,
-    EventBucket, FlowStateRow, HistoryEntry, NewWebhookEvent, PgStore, RefreshClaim,
-    RefreshedCredentials, Sealed, SqliteStore, StatusChange, StatusCount, Store, StoreError,
-    StoreOptions, StoreResult, TokenHash, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
+    EventBucket, FlowStateRow, HistoryEntry, NewWebhookEvent, PgStore, RefreshClaim, RefreshFinish,
+    Sealed, SqliteStore, StatusChange, StatusCount, Store, StoreError, StoreOptions, StoreResult,
+    TokenHash, WebhookAttempt, WebhookEventFilter, WebhookEventRow,
 };
 
 /// The backend a database URL names.
@@ -171,11 +171,8 @@ impl Store for AnyStore {
         fn connections_due_for_refresh(&self, before: i64, now: i64, limit: u32)
             -> StoreResult<Vec<ConnectionRow>>;
         fn claim_due_refreshes(&self, claim: &RefreshClaim) -> StoreResult<Vec<ConnectionRow>>;
-        fn finish_refresh(
-            &self,
-            refreshed: &RefreshedCredentials,
-            event: Option<&NewWebhookEvent>
-        ) -> StoreResult<Option<ConnectionRow>>;
+        fn finish_refreshes(&self, batch: &[RefreshFinish<'_>])
+            -> StoreResult<Vec<Option<ConnectionRow>>>;
         fn record_refresh_failure_with_event(
             &self,
             id: &str,

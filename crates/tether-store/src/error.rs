@@ -37,6 +37,14 @@ pub enum StoreError {
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// The database is closed to this caller: what a write gets when the task that would have
+    /// run it stopped with its runtime.
+    pub fn closed() -> Self {
+        StoreError::Unavailable(sqlx::Error::PoolClosed)
+    }
+}
+
 impl std::fmt::Debug for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

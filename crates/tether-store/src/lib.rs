@@ -408,16 +408,32 @@ pub trait Store:
         claim: &RefreshClaim,
     ) -> impl Future<Output = StoreResult<Vec<ConnectionRow>>> + Send;
 
-    /// Makes a refreshed token set durable: the compare-and-swap of
-    /// [`Store::replace_credentials_with_event`] (and `event`, only when it wins), the new
-    /// keep-alive deadline, and the release of `refreshed.lease_owner`'s lease, in one
-    /// transaction. Returns the connection as written; `None`, changing nothing but the lease,
-    /// when another writer got there first or the connection is gone.
+    /// Makes refreshed token sets durable, in one transaction (one commit for the batch, not
+    /// one per refresh): for each, the compare-and-swap of
+    /// [`Store::replace_credentials_with_event`] (and its `event`, only when it wins), the new
+    /// keep-alive deadline, and the release of `refreshed.lease_owner`'s lease. Returns, in
+    /// the batch's order, each connection as written; `None`, changing nothing but the lease,
+    /// when another writer got there first or the connection is gone. Two entries for one
+    /// connection are written in the batch's order, as two calls would. A failure writes
+    /// nothing of the batch.
+    fn finish_refreshes(
+        &self,
+        batch: &[RefreshFinish<'_>],
+    ) -> impl Future<Output = StoreResult<Vec<Option<ConnectionRow>>>> + Send;
+
+    /// [`Store::finish_refreshes`] for one refreshed token set.
     fn finish_refresh(
         &self,
         refreshed: &RefreshedCredentials,
         event: Option<&NewWebhookEvent>,
-    ) -> impl Future<Output = StoreResult<Option<ConnectionRow>>> + Send;
+    ) -> impl Future<Output = StoreResult<Option<ConnectionRow>>> + Send {
+        async move {
+            let written = self
+                .finish_refreshes(&[RefreshFinish { refreshed, event }])
+                .await?;
+            Ok(written.into_iter().next().flatten())
+        }
+    }
 
     /// Records a transient refresh failure: increments `refresh_failures`, sets
     /// `next_refresh_at` and `last_error`. Status is left as it is.

@@ -179,7 +179,7 @@ pub struct RefreshClaim {
     pub limit: u32,
 }
 
-/// A refreshed token set, written by [`crate::Store::finish_refresh`] in one transaction with
+/// A refreshed token set, written by [`crate::Store::finish_refreshes`] in one transaction with
 /// the keep-alive deadline it moves and the release of the refresh lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefreshedCredentials {
@@ -189,6 +189,14 @@ pub struct RefreshedCredentials {
     pub keepalive_at: Option<i64>,
     /// The lease holder, whose lease is given back whether or not the swap wins.
     pub lease_owner: String,
+}
+
+/// One refresh to finish in [`crate::Store::finish_refreshes`]: its token set and, when the
+/// swap wins, its history entry (and webhook).
+#[derive(Clone, Copy, Debug)]
+pub struct RefreshFinish<'a> {
+    pub refreshed: &'a RefreshedCredentials,
+    pub event: Option<&'a NewWebhookEvent>,
 }
 
 /// Filters for listing connections; `None` means any.

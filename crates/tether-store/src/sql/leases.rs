@@ -5,14 +5,17 @@
 //!
 //! The background refresher takes its leases a batch at a time (`claim_due`: one statement
 //! picks the due connections and leases them, skipping on PostgreSQL the rows another instance
-//! is claiming at that moment) and ends each refresh with one transaction (`finish`: the
-//! credentials' compare-and-swap, their history entry, the keep-alive deadline and the release
-//! of the lease), so that a refresh costs the database two round trips, not eight.
+//! is claiming at that moment) and ends refreshes a batch at a time (`finish_many`: one
+//! transaction with the credentials' compare-and-swap, the keep-alive deadline and the release
+//! of the lease of every connection in one statement, and their history entries in another),
+//! so that a storm of refreshes costs the database one commit per batch, not one per refresh.
 
-use super::Pool;
+use sqlx::QueryBuilder;
+
+use super::{Db, Pool};
 
 use crate::rows::{ConnectionRecord, connection_columns, into_connection_rows};
-use crate::{ConnectionRow, NewWebhookEvent, RefreshClaim, RefreshedCredentials, StoreResult};
+use crate::{ConnectionRow, NewWebhookEvent, RefreshClaim, RefreshFinish, StoreResult};
 
 pub(super) async fn try_acquire(
     pool: &Pool,
@@ -112,59 +115,121 @@ pub(super) async fn claim_due(
     Ok(rows)
 }
 
-pub(super) async fn finish(
+/// The most rows one statement of [`finish_many`] writes (13 parameters each: far below
+/// either backend's limit on parameters).
+const FINISH_CHUNK: usize = 128;
+
+pub(super) async fn finish_many(
     pool: &Pool,
-    refreshed: &RefreshedCredentials,
-    event: Option<&NewWebhookEvent>,
-) -> StoreResult<Option<ConnectionRow>> {
-    let u = &refreshed.update;
+    batch: &[RefreshFinish<'_>],
+) -> StoreResult<Vec<Option<ConnectionRow>>> {
+    let mut written: Vec<Option<ConnectionRow>> = vec![None; batch.len()];
+    if batch.is_empty() {
+        return Ok(written);
+    }
     let mut tx = pool.begin().await?;
-    // The compare-and-swap of `connections::replace_credentials`, plus the keep-alive deadline
-    // and the lease (given back only by its holder: the right-hand sides see the row as it
-    // was, so both CASEs test the old owner).
-    let record: Option<ConnectionRecord> = sqlx::query_as(concat!(
-        "UPDATE connections SET credentials = $1, \
-         credentials_version = credentials_version + 1, access_expires_at = $2, metadata = $3, \
-         status = $4, end_user_email = COALESCE($5, end_user_email), \
-         end_user_display_name = COALESCE($6, end_user_display_name), last_error = NULL, \
-         refresh_failures = 0, next_refresh_at = NULL, updated_at = $7, keepalive_at = $8, \
-         lease_until = CASE WHEN lease_owner = $9 THEN NULL ELSE lease_until END, \
-         lease_owner = CASE WHEN lease_owner = $9 THEN NULL ELSE lease_owner END \
-         WHERE id = $10 AND credentials_version = $11 RETURNING ",
-        connection_columns!()
-    ))
-    .bind(u.credentials.as_bytes())
-    .bind(u.access_expires_at)
-    .bind(&u.metadata)
-    .bind(u.status.as_str())
-    .bind(&u.end_user_email)
-    .bind(&u.end_user_display_name)
-    .bind(u.now)
-    .bind(refreshed.keepalive_at)
-    .bind(&refreshed.lease_owner)
-    .bind(&u.id)
-    .bind(u.expected_version)
-    .fetch_optional(&mut *tx)
-    .await?;
-    match &record {
-        Some(_) => {
-            if let Some(event) = event {
-                super::webhooks::insert_event(&mut tx, event).await?;
-            }
-        }
-        None => {
-            sqlx::query(
-                "UPDATE connections SET lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $1 AND lease_owner = $2",
-            )
-            .bind(&u.id)
-            .bind(&refreshed.lease_owner)
-            .execute(&mut *tx)
-            .await?;
+    // Rows of the same connection are written one after the other, in the batch's order (a
+    // second one sees the first one's version, as two calls would); distinct connections
+    // share one statement each for the swap, the history and the webhooks.
+    let mut pending: Vec<usize> = (0..batch.len()).collect();
+    while !pending.is_empty() {
+        let (round, later) = distinct_ids(batch, pending);
+        pending = later;
+        for chunk in round.chunks(FINISH_CHUNK) {
+            swap_credentials(&mut tx, batch, chunk, &mut written).await?;
         }
     }
+    let winners: Vec<&NewWebhookEvent> = batch
+        .iter()
+        .zip(&written)
+        .filter(|(_, row)| row.is_some())
+        .filter_map(|(finish, _)| finish.event)
+        .collect();
+    for chunk in winners.chunks(FINISH_CHUNK) {
+        super::webhooks::insert_events(&mut tx, chunk).await?;
+    }
+    // A swap that lost (another writer got there first, or the connection is gone) still
+    // gives the lease back; the winners gave theirs back in the swap. Rare: one at a time.
+    for (finish, _) in batch.iter().zip(&written).filter(|(_, row)| row.is_none()) {
+        sqlx::query(
+            "UPDATE connections SET lease_owner = NULL, lease_until = NULL \
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(&finish.refreshed.update.id)
+        .bind(&finish.refreshed.lease_owner)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
-    record.map(ConnectionRow::try_from).transpose()
+    Ok(written)
+}
+
+/// Splits `pending` (indexes into `batch`) into the first of each connection id, in order,
+/// and the rest.
+fn distinct_ids(batch: &[RefreshFinish<'_>], pending: Vec<usize>) -> (Vec<usize>, Vec<usize>) {
+    let mut seen = std::collections::HashSet::new();
+    pending
+        .into_iter()
+        .partition(|&i| seen.insert(batch[i].refreshed.update.id.as_str()))
+}
+
+/// The compare-and-swap of `connections::replace_credentials` for the rows `chunk` (indexes
+/// into `batch`, distinct connections), plus each one's keep-alive deadline and the release of
+/// its lease (only by its holder: the right-hand sides see the row as it was, so both CASEs
+/// test the old owner), in one statement; records each row written at its index.
+async fn swap_credentials(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    batch: &[RefreshFinish<'_>],
+    chunk: &[usize],
+    written: &mut [Option<ConnectionRow>],
+) -> StoreResult<()> {
+    // The new values travel as a table (`WITH v(...) AS (VALUES ...)`, which both backends
+    // read), its columns named apart from the connection's so that nothing is ambiguous.
+    let mut query: QueryBuilder<'_, Db> = QueryBuilder::new(
+        "WITH v (v_id, v_version, v_credentials, v_expires_at, v_metadata, v_status, v_email, \
+         v_display_name, v_now, v_keepalive_at, v_owner) AS (",
+    );
+    query.push_values(chunk, |mut values, &i| {
+        let refreshed = batch[i].refreshed;
+        let u = &refreshed.update;
+        values
+            .push_bind(&u.id)
+            .push_bind(u.expected_version)
+            .push_bind(u.credentials.as_bytes())
+            .push_bind(u.access_expires_at)
+            .push_bind(&u.metadata)
+            .push_bind(u.status.as_str())
+            .push_bind(&u.end_user_email)
+            .push_bind(&u.end_user_display_name)
+            .push_bind(u.now)
+            .push_bind(refreshed.keepalive_at)
+            .push_bind(&refreshed.lease_owner);
+    });
+    query.push(concat!(
+        ") UPDATE connections SET credentials = v.v_credentials, \
+         credentials_version = credentials_version + 1, access_expires_at = v.v_expires_at, \
+         metadata = v.v_metadata, status = v.v_status, \
+         end_user_email = COALESCE(v.v_email, end_user_email), \
+         end_user_display_name = COALESCE(v.v_display_name, end_user_display_name), \
+         last_error = NULL, refresh_failures = 0, next_refresh_at = NULL, updated_at = v.v_now, \
+         keepalive_at = v.v_keepalive_at, \
+         lease_until = CASE WHEN lease_owner = v.v_owner THEN NULL ELSE lease_until END, \
+         lease_owner = CASE WHEN lease_owner = v.v_owner THEN NULL ELSE lease_owner END \
+         FROM v WHERE connections.id = v.v_id AND connections.credentials_version = v.v_version \
+         RETURNING ",
+        connection_columns!()
+    ));
+    let records: Vec<ConnectionRecord> = query.build_query_as().fetch_all(&mut **tx).await?;
+    for row in into_connection_rows(records)? {
+        // Each id once in `chunk`, so each returned row has exactly one place.
+        if let Some(&i) = chunk
+            .iter()
+            .find(|&&i| batch[i].refreshed.update.id == row.id)
+        {
+            written[i] = Some(row);
+        }
+    }
+    Ok(())
 }
 
 pub(super) async fn record_refresh_failure(

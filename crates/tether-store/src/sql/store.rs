@@ -7,9 +7,9 @@ use super::{ThisStore, connections, dialect, flows, history, leases, sealing, we
 use crate::{
     AttemptWindow, ChangeFeed, ConnectSessionRow, ConnectionEventRow, ConnectionFilter,
     ConnectionPage, ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate,
-    EventBucket, FlowStateRow, HistoryEntry, NewWebhookEvent, RefreshClaim, RefreshedCredentials,
-    Sealed, StatusChange, StatusCount, Store, StoreResult, TokenHash, WebhookAttempt,
-    WebhookEventFilter, WebhookEventRow,
+    EventBucket, FlowStateRow, HistoryEntry, NewWebhookEvent, RefreshClaim, RefreshFinish, Sealed,
+    StatusChange, StatusCount, Store, StoreResult, TokenHash, WebhookAttempt, WebhookEventFilter,
+    WebhookEventRow,
 };
 
 impl Store for ThisStore {
@@ -342,13 +342,12 @@ impl Store for ThisStore {
         leases::claim_due(&self.pool, claim).await
     }
 
-    #[tracing::instrument(skip_all, fields(id = %refreshed.update.id), err)]
-    async fn finish_refresh(
+    #[tracing::instrument(skip_all, fields(count = batch.len()), err)]
+    async fn finish_refreshes(
         &self,
-        refreshed: &RefreshedCredentials,
-        event: Option<&NewWebhookEvent>,
-    ) -> StoreResult<Option<ConnectionRow>> {
-        leases::finish(&self.pool, refreshed, event).await
+        batch: &[RefreshFinish<'_>],
+    ) -> StoreResult<Vec<Option<ConnectionRow>>> {
+        leases::finish_many(&self.pool, batch).await
     }
 
     #[tracing::instrument(skip_all, fields(id = %id), err)]

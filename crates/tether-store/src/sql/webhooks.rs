@@ -29,6 +29,53 @@ pub(super) async fn insert_event(
     insert_delivery(tx, e).await
 }
 
+/// [`insert_event`] for several events, one statement for their history entries and one for
+/// those to deliver.
+pub(super) async fn insert_events(
+    tx: &mut Transaction<'_, Db>,
+    events: &[&NewWebhookEvent],
+) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut history: QueryBuilder<'_, Db> = QueryBuilder::new(
+        "INSERT INTO connection_events (connection_id, integration, kind, detail, reference, \
+         webhook_event_id, created_at) ",
+    );
+    history.push_values(events, |mut values, e| {
+        values
+            .push_bind(&e.connection_id)
+            .push_bind(&e.history.integration)
+            .push_bind(&e.history.kind)
+            .push_bind(&e.history.detail)
+            .push_bind(&e.history.reference)
+            .push_bind(e.deliver.then_some(e.id.as_str()))
+            .push_bind(e.created_at);
+    });
+    history.build().execute(&mut **tx).await?;
+    let deliveries: Vec<&&NewWebhookEvent> = events.iter().filter(|e| e.deliver).collect();
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let mut outbox: QueryBuilder<'_, Db> = QueryBuilder::new(
+        "INSERT INTO webhook_events (id, event_type, connection_id, payload, status, \
+         attempts, next_attempt_at, created_at, updated_at) ",
+    );
+    outbox.push_values(deliveries, |mut values, e| {
+        values
+            .push_bind(&e.id)
+            .push_bind(&e.event_type)
+            .push_bind(&e.connection_id)
+            .push_bind(&e.payload)
+            .push("'pending', 0")
+            .push_bind(e.created_at)
+            .push_bind(e.created_at)
+            .push_bind(e.created_at);
+    });
+    outbox.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// Queues the webhook of an event whose history entry is written elsewhere (or not at all:
 /// a further webhook about a change already in the history).
 pub(super) async fn insert_delivery(

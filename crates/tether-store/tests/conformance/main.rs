@@ -47,9 +47,9 @@ use tempfile::TempDir;
 use tether_store::{
     AttemptOutcome, AttemptWindow, ConnectSessionRow, ConnectionEventRow, ConnectionFilter,
     ConnectionPage, ConnectionRow, ConnectionStatus, ConsumeOutcome, CredentialsUpdate,
-    FlowStateRow, HistoryEntry, NewWebhookEvent, PgStore, RefreshClaim, RefreshedCredentials,
-    Sealed, SealedCount, SqliteStore, StatusChange, Store, StoreError, TokenHash, WebhookAttempt,
-    WebhookEventFilter, WebhookEventRow, WebhookStatus, history_kind,
+    FlowStateRow, HistoryEntry, NewWebhookEvent, PgStore, RefreshClaim, RefreshFinish,
+    RefreshedCredentials, Sealed, SealedCount, SqliteStore, StatusChange, Store, StoreError,
+    TokenHash, WebhookAttempt, WebhookEventFilter, WebhookEventRow, WebhookStatus, history_kind,
 };
 use tokio::sync::Barrier;
 
@@ -257,6 +257,7 @@ macro_rules! conformance_suite {
                 refresh_claims,
                 refresh_claims_concurrent,
                 finish_refresh,
+                finish_refreshes_batch,
             },
             sealing::{
                 flow_cursor_and_reseal,

@@ -468,3 +468,121 @@ pub(crate) async fn finish_refresh<S: Store>(store: S) {
     };
     assert_eq!(store.finish_refresh(&gone, None).await.unwrap(), None);
 }
+
+/// A batch: each entry keeps its own compare-and-swap, the winners' events are written (and
+/// only theirs), every lease is given back, and two entries for one connection are written in
+/// order, as two calls would.
+pub(crate) async fn finish_refreshes_batch<S: Store>(store: S) {
+    let rows: Vec<_> = (1..=4)
+        .map(|n| {
+            let mut row = connection(&format!("conn-{n}"), "github", &format!("user-{n}"));
+            row.access_expires_at = Some(NOW - 1);
+            row
+        })
+        .collect();
+    store.insert_connections(&rows).await.unwrap();
+    let claimed = store
+        .claim_due_refreshes(&claim("a", NOW, 10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&claimed), ["conn-1", "conn-2", "conn-3", "conn-4"]);
+    let refreshed = |id: &str, version: i64, keepalive_at: Option<i64>| RefreshedCredentials {
+        update: update(id, version),
+        keepalive_at,
+        lease_owner: "a".to_owned(),
+    };
+    let first = refreshed("conn-1", 1, Some(NOW + 86_400));
+    let second = refreshed("conn-2", 1, None);
+    let stale = refreshed("conn-3", 7, None);
+    let gone = refreshed("missing", 1, None);
+    let again = refreshed("conn-1", 2, None);
+    let replayed = refreshed("conn-2", 1, None);
+    let delivered = event("evt-1", "conn-1", NOW + 100);
+    let recorded = history_only("evt-2", "conn-2", "refreshed", NOW + 100);
+    let lost = event("evt-3", "conn-3", NOW + 100);
+    let batch = [
+        RefreshFinish {
+            refreshed: &first,
+            event: Some(&delivered),
+        },
+        RefreshFinish {
+            refreshed: &second,
+            event: Some(&recorded),
+        },
+        RefreshFinish {
+            refreshed: &stale,
+            event: Some(&lost),
+        },
+        RefreshFinish {
+            refreshed: &gone,
+            event: None,
+        },
+        // After `first` in the batch: sees its version 2, so it wins too.
+        RefreshFinish {
+            refreshed: &again,
+            event: None,
+        },
+        // After `second`: its version 1 is spent, so it loses.
+        RefreshFinish {
+            refreshed: &replayed,
+            event: None,
+        },
+    ];
+    let written = store.finish_refreshes(&batch).await.unwrap();
+    let versions: Vec<Option<i64>> = written
+        .iter()
+        .map(|row| row.as_ref().map(|row| row.credentials_version))
+        .collect();
+    assert_eq!(
+        versions,
+        [Some(2), Some(2), None, None, Some(3), None],
+        "each entry in the batch's order"
+    );
+    assert_eq!(
+        written[4].as_ref(),
+        Some(&get(&store, "conn-1").await),
+        "the row as written"
+    );
+    assert_eq!(written[1].as_ref(), Some(&get(&store, "conn-2").await));
+    assert_eq!(get(&store, "conn-3").await.credentials_version, 1);
+    assert_eq!(kinds(&history(&store, "conn-1").await), ["refreshed"]);
+    assert_eq!(kinds(&history(&store, "conn-2").await), ["refreshed"]);
+    assert!(
+        history(&store, "conn-3").await.is_empty(),
+        "a lost swap writes no event"
+    );
+    assert_eq!(
+        event_ids(&all_events(&store).await),
+        ["evt-1"],
+        "only the delivered winner is in the outbox"
+    );
+    let lifecycle = store
+        .connection_lifecycles(&["conn-1".to_owned(), "conn-2".to_owned()])
+        .await
+        .unwrap();
+    let keepalive = |id: &str| {
+        lifecycle
+            .iter()
+            .find(|l| l.id == id)
+            .map(|l| l.keepalive_at)
+    };
+    assert_eq!(
+        keepalive("conn-1"),
+        Some(None),
+        "the later entry's deadline"
+    );
+    assert_eq!(keepalive("conn-2"), Some(None));
+    for id in ["conn-1", "conn-2", "conn-3", "conn-4"] {
+        let free = id != "conn-4";
+        assert_eq!(
+            store
+                // Within a's lease (until NOW + 30).
+                .try_acquire_refresh_lease(id, "b", NOW + 130, NOW + 10)
+                .await
+                .unwrap(),
+            free,
+            "{id}: every lease in the batch is given back, and only those"
+        );
+    }
+    assert!(store.finish_refreshes(&[]).await.unwrap().is_empty());
+}

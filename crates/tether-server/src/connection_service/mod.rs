@@ -8,6 +8,8 @@
 //!   compare-and-swap before anyone is handed the new tokens.
 //! - `token_call`: one call to the token endpoint, and what its outcome writes: the new
 //!   tokens, `needs_reauth`, or a back-off deadline.
+//! - [`refresh_writes`]: group commit of the new tokens, one transaction for the refreshes
+//!   that finish together.
 //! - [`refresher`]: the background task that refreshes tokens expiring within a window,
 //!   through the same path, before a read has to wait for it.
 //! - [`cache`]: the hot path's credential cache, so that a read with a fresh token touches no
@@ -57,6 +59,7 @@ pub(crate) mod locks;
 pub(crate) mod persist;
 pub(crate) mod provider_auth;
 pub(crate) mod refresh;
+pub(crate) mod refresh_writes;
 pub(crate) mod refresher;
 pub(crate) mod removal;
 mod token_call;

@@ -18,6 +18,7 @@ use crate::config::GatewayConfig;
 use crate::connection_service::cache::CredentialCache;
 use crate::connection_service::clock::Clock;
 use crate::connection_service::locks::RefreshLocks;
+use crate::connection_service::refresh_writes::RefreshWrites;
 use crate::http::rate_limit::{FailureLimiter, ForwardedWarnings, client_address};
 use crate::proxy::client::{ProxyClient, ProxyClientConfig};
 use crate::state::api_keys::ApiKeys;
@@ -58,6 +59,8 @@ pub struct Inner<S: Store> {
     /// system clock, but for tests).
     pub clock: Arc<dyn Clock>,
     pub refresh_locks: RefreshLocks,
+    /// Writes refreshed tokens, one transaction for those that finish together.
+    pub refresh_writes: RefreshWrites<S>,
     /// Identifies this instance as a refresh-lease and webhook-claim owner.
     pub instance_id: String,
     /// The one metrics registry of this gateway (`GET /metrics`).
@@ -158,6 +161,7 @@ impl<S: Store> AppState<S> {
             .unwrap_or_else(|| tether_core::random::prefixed_token("inst_"));
         AppState {
             inner: Arc::new(Inner {
+                refresh_writes: RefreshWrites::new(store.clone()),
                 store,
                 vault,
                 config,

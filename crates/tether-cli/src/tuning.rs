@@ -36,7 +36,7 @@ settings! {
         ahead_secs: Option<u64> => secs(0, config.refresher.window),
         /// how often the background refresher looks (jittered)
         interval_secs: Option<u64> => secs(1, config.refresher.interval),
-        /// background refreshes at once
+        /// token calls of background refreshes at once, per instance
         concurrency: Option<usize> => count(1, config.refresher.concurrency),
         /// back-off after a transient failure, doubled per failure ...
         backoff_base_secs: Option<u64> => secs(1, config.refresher.backoff_base),

@@ -257,7 +257,8 @@ impl Default for ServerLimits {
 pub struct RefresherConfig {
     /// Refresh connections whose access token expires within this window.
     pub window: Duration,
-    /// At most this many refreshes at once.
+    /// At most this many token calls of background refreshes at once (per instance); the
+    /// refreshes past their call only wait for their write, shared with the others.
     pub concurrency: usize,
     /// How often to look for due connections.
     pub interval: Duration,

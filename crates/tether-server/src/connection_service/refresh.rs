@@ -19,6 +19,7 @@ use tether_store::{ConnectionRow, ConnectionStatus, Store};
 use super::cache::CachedConnection;
 use super::error::ConnectionError;
 use super::expiry;
+use super::refresher::CallSlot;
 use super::token_call::{Fallback, call_token_endpoint, handle_failure, store_refreshed};
 use crate::state::AppState;
 
@@ -153,12 +154,15 @@ fn in_backoff<S: Store>(state: &AppState<S>, current: &CachedConnection) -> bool
 /// [`Store::claim_due_refreshes`](tether_store::Store::claim_due_refreshes)): only when it is
 /// still active, refreshable, due within `window`, and nobody in this process refreshed it
 /// since the claim. Failures are handled (and recorded) as on read; the error is returned for
-/// the caller's log.
+/// the caller's log. `call_slot`, one of the refresher's slots for token calls, is given back
+/// as soon as the token endpoint answered, so that the next call need not wait for this
+/// one's write (which shares its commit with the others finishing then).
 pub(crate) async fn refresh_claimed<S: Store>(
     state: &AppState<S>,
     claimed: &ConnectionRow,
     lease_until: i64,
     window: Duration,
+    call_slot: CallSlot,
 ) -> Result<(), ConnectionError> {
     let id = claimed.id.as_str();
     // Behind any read of this process refreshing it right now (a read takes the lease even
@@ -215,7 +219,7 @@ pub(crate) async fn refresh_claimed<S: Store>(
             return Ok(());
         }
     }
-    refresh_under_lease(state, &integration, current, false)
+    refresh_under_lease(state, &integration, current, Some(call_slot), false)
         .await
         .map(|_| ())
 }
@@ -285,17 +289,19 @@ async fn refresh<S: Store>(
             return Ok(latest);
         }
     };
-    refresh_under_lease(state, integration, current, true).await
+    refresh_under_lease(state, integration, current, None, true).await
 }
 
 /// The token call for `current`, whose lease this instance holds (and whose lock this task
 /// holds), and what its outcome writes; the lease is given back in every case (with the new
 /// tokens, in the same transaction). With `cache`, the new credentials are read back and
-/// cached for the reader that asked for them.
+/// cached for the reader that asked for them. `call_slot` is dropped once the token endpoint
+/// answered.
 async fn refresh_under_lease<S: Store>(
     state: &AppState<S>,
     integration: &Arc<Integration>,
     current: CachedConnection,
+    call_slot: Option<CallSlot>,
     cache: bool,
 ) -> Result<CachedConnection, ConnectionError> {
     let id = current.row.id.clone();
@@ -306,6 +312,7 @@ async fn refresh_under_lease<S: Store>(
         return Err(ConnectionError::CannotSeal(err));
     }
     let result = call_token_endpoint(state, integration, &current).await;
+    drop(call_slot);
     let outcome = match result {
         Ok((credentials, metadata)) => {
             let stored = store_refreshed(state, &current, credentials, metadata, cache).await;

@@ -6,17 +6,19 @@
 //! [`Store::claim_due_refreshes`]), so that instances sharing a database never list the same
 //! connections, and refreshes them through the same single-flight path as reads
 //! (per-connection lock, compare-and-swap, the lease given back with the new tokens), at most
-//! `concurrency` at once. It claims again as soon as half the claimed batch is done, so the
-//! token calls never wait for a claim, and a claimed connection waits for at most about two
-//! token calls before its own. A round ends when nothing more is due; a connection is claimed
+//! `concurrency` token calls at once: a refresh gives its slot back when the provider answered,
+//! and its write joins those of the others finishing then (`refresh_writes`). It claims again
+//! as soon as half the claimed batch is done, so the token calls never wait for a claim, and a
+//! claimed connection waits for at most about two token calls before its own. A round ends when nothing more is due; a connection is claimed
 //! once per round, so a token that lives shorter than the window waits for the next one.
 //! Between rounds it sleeps `interval` (jittered). It stops when shutdown is signalled.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tether_store::{ConnectionRow, RefreshClaim, Store, StoreError};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::{expiry, refresh};
@@ -55,31 +57,54 @@ pub(crate) async fn run<S: Store>(state: AppState<S>, mut shutdown: watch::Recei
     tracing::info!("background refresher stopped");
 }
 
-/// One round: claims and refreshes, `concurrency` at a time, until nothing more is due.
+/// The most refreshes a round keeps in flight, whatever their stage: bounds its memory when
+/// the writes fall behind the token calls (a slow database).
+const MAX_IN_FLIGHT_PER_SLOT: usize = 8;
+
+/// One round: claims and refreshes, `concurrency` token calls at a time, until nothing more
+/// is due.
 async fn round<S: Store>(state: &AppState<S>, concurrency: usize, window: Duration) {
     let started = state.clock.now();
     let calls = Arc::new(Semaphore::new(concurrency));
+    // Claimed connections whose token call has not answered yet; those past it only wait for
+    // their write, which they share with the others finishing then.
+    let before_call = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
     let mut drained = false;
     let mut refreshed = 0_usize;
     loop {
-        // Top up once half of what was claimed is done: the other half keeps the token calls
-        // busy meanwhile, and no claimed connection waits long for its turn (its lease runs).
-        if !drained && tasks.len() <= concurrency {
-            let wanted = 2 * concurrency - tasks.len();
+        // Top up once half of what waits for a token call is done: the other half keeps the
+        // calls busy meanwhile, and no claimed connection waits long for its turn (its lease
+        // runs). What waits for its write does not hold the next claim back, so that more
+        // writes share a commit.
+        let waiting = before_call.load(Ordering::Acquire);
+        if !drained && waiting <= concurrency && tasks.len() < MAX_IN_FLIGHT_PER_SLOT * concurrency
+        {
+            let wanted = 2 * concurrency - waiting;
             match claim(state, window, started, wanted).await {
                 Ok(claimed) => {
                     drained = claimed.len() < wanted;
                     for (row, lease_until) in claimed {
                         refreshed += 1;
+                        let turn = Turn::take(&before_call);
                         let calls = calls.clone();
                         let state = state.clone();
                         tasks.spawn(async move {
-                            let Ok(_permit) = calls.acquire_owned().await else {
+                            let Ok(permit) = calls.acquire_owned().await else {
                                 return;
                             };
-                            if let Err(err) =
-                                refresh::refresh_claimed(&state, &row, lease_until, window).await
+                            let call_slot = CallSlot {
+                                _permit: permit,
+                                _turn: turn,
+                            };
+                            if let Err(err) = refresh::refresh_claimed(
+                                &state,
+                                &row,
+                                lease_until,
+                                window,
+                                call_slot,
+                            )
+                            .await
                             {
                                 tracing::debug!(connection_id = %row.id, error = %err,
                                     "ahead-of-expiry refresh failed");
@@ -100,6 +125,30 @@ async fn round<S: Store>(state: &AppState<S>, concurrency: usize, window: Durati
     if refreshed > 0 {
         tracing::debug!(count = refreshed, "refreshed ahead of expiry");
     }
+}
+
+/// A claimed connection's place among those waiting for their token call: counted from its
+/// claim until it is dropped.
+struct Turn(Arc<AtomicUsize>);
+
+impl Turn {
+    fn take(count: &Arc<AtomicUsize>) -> Turn {
+        count.fetch_add(1, Ordering::AcqRel);
+        Turn(count.clone())
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One of the round's `concurrency` token-call slots, with the connection's turn: both given
+/// back when the provider answered (see [`refresh::refresh_claimed`]).
+pub(crate) struct CallSlot {
+    _permit: OwnedSemaphorePermit,
+    _turn: Turn,
 }
 
 /// Claims up to `limit` connections due now (by the state's clock): active, expiring before

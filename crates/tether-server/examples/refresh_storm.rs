@@ -1,6 +1,6 @@
 //! The refresh storm: N OAuth connections whose access tokens all expired at the same moment,
-//! refreshed by the background refresher against the seed OAuth emulator (in this process, on
-//! loopback), on a SQLite database in a temporary directory, or on PostgreSQL with
+//! refreshed by the background refresher against the seed OAuth emulator (in a process of its
+//! own, this example run again with `--serve-emulator`, on loopback), on a SQLite database in a temporary directory, or on PostgreSQL with
 //! `--database postgres://...` (in a fresh schema of that database, dropped at the end), by
 //! one gateway or, with `--instances N`, by N gateways in this process, each with its own pool
 //! and instance id, sharing the database as separate processes would.
@@ -18,9 +18,18 @@
 //! with its default settings except where a flag says otherwise. Printed: N, the time until
 //! every stored access token is in the future again, the refresh-grant calls the token
 //! endpoint saw (must equal N: no connection refreshed twice, none skipped), refreshes per
-//! second, and the peak resident memory of the whole process (gateway and emulator together).
+//! second, and the peak resident memory of the gateways' process and, apart, of the emulator's
+//! (which keeps every token it issued, so its memory grows with N and is not the gateway's).
+//!
+//! The emulator process is driven over its standard input and output, a line per request:
+//! `issue N` answers N new refresh tokens, a line each; `calls` the count of refresh-grant
+//! calls its token endpoint answered; `rss` its peak resident memory. It prints its base URL
+//! first, and exits when its input closes.
 
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -97,7 +106,7 @@ fn args() -> anyhow::Result<Args> {
     Ok(parsed)
 }
 
-/// The process's peak resident set size, from `/proc/self/status` (Linux).
+/// This process's peak resident set size, from `/proc/self/status` (Linux).
 fn peak_rss() -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -121,12 +130,13 @@ fn load_average() -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("--serve-emulator") {
+        return serve_emulator().await;
+    }
     let args = args()?;
     tether_core::outbound::install_crypto_provider();
 
-    let emulator = seed_oauth::spawn(SeedOAuthConfig::default())
-        .await
-        .context("starting the seed OAuth emulator")?;
+    let emulator = EmulatorProcess::start()?;
     let dir = tempfile::tempdir().context("making a temporary directory")?;
     let database = Database::open(args.database.as_deref(), &dir).await?;
     let store = database.store().await?;
@@ -135,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
     let vault = Vault::from_spec(&keys)?;
 
     let catalog = Catalog::embedded()?;
-    let base = emulator.base_url();
+    let base = emulator.base_url.clone();
     let table = json!({
         "provider": "oauth2",
         "client_id": "seed-client",
@@ -151,12 +161,19 @@ async fn main() -> anyhow::Result<()> {
     let expired = unix_time::now() - 1;
     let inserting = Instant::now();
     let mut batch = Vec::with_capacity(INSERT_BATCH);
+    let mut refresh_tokens = Vec::new().into_iter();
     for user in 0..args.connections {
+        if refresh_tokens.as_slice().is_empty() {
+            let wanted = INSERT_BATCH.min(args.connections - user);
+            refresh_tokens = emulator.issue_refresh_tokens(wanted).await?.into_iter();
+        }
         let id = ConnectionId::generate().as_str().to_owned();
         let credentials = Credentials::Oauth2(OAuth2Tokens {
             access_token: AccessToken::new(format!("expired-{user}")),
             refresh_token: Some(RefreshToken::new(
-                emulator.control.issue_refresh_token("read write"),
+                refresh_tokens
+                    .next()
+                    .context("the emulator issued too few tokens")?,
             )),
             token_type: "Bearer".into(),
             scope: Some("read write".into()),
@@ -225,16 +242,16 @@ async fn main() -> anyhow::Result<()> {
     let target = args.connections as u64;
     let deadline = Instant::now() + Duration::from_secs(30 * 60);
     let mut last_report = Instant::now();
-    while emulator.control.token_calls_by_grant("refresh_token") < target {
+    loop {
+        let calls = emulator.refresh_calls().await?;
+        if calls >= target {
+            break;
+        }
         if Instant::now() > deadline {
             bail!("gave up after 30 minutes");
         }
         if last_report.elapsed() > Duration::from_secs(10) {
-            println!(
-                "  {:>6.1?}: {} refreshed",
-                started.elapsed(),
-                emulator.control.token_calls_by_grant("refresh_token")
-            );
+            println!("  {:>6.1?}: {calls} refreshed", started.elapsed());
             last_report = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -266,7 +283,7 @@ async fn main() -> anyhow::Result<()> {
         after = Some(last.id.clone());
     }
     let elapsed = started.elapsed();
-    let calls = emulator.control.token_calls_by_grant("refresh_token");
+    let calls = emulator.refresh_calls().await?;
 
     let _ = stop.send(true);
     for task in background {
@@ -293,8 +310,9 @@ async fn main() -> anyhow::Result<()> {
         load_average()
     );
     println!(
-        "peak RSS:             {}",
-        peak_rss().unwrap_or_else(|| "unknown (no /proc/self/status)".into())
+        "peak RSS:             {} (gateways), {} (emulator, its own process)",
+        peak_rss().unwrap_or_else(|| "unknown (no /proc/self/status)".into()),
+        emulator.peak_rss().await?
     );
     drop(gateways);
     database.close(store).await;
@@ -302,6 +320,110 @@ async fn main() -> anyhow::Result<()> {
         bail!("expected exactly {target} refresh calls, the token endpoint saw {calls}");
     }
     Ok(())
+}
+
+/// The emulator's side: serves the seed OAuth emulator and answers the parent's requests on
+/// standard input, until it closes.
+async fn serve_emulator() -> anyhow::Result<()> {
+    let emulator = seed_oauth::spawn(SeedOAuthConfig::default())
+        .await
+        .context("starting the seed OAuth emulator")?;
+    println!("{}", emulator.base_url());
+    let control = emulator.control.clone();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let stdout = std::io::stdout();
+        for line in std::io::stdin().lock().lines() {
+            let line = line?;
+            let mut out = stdout.lock();
+            match line.split_once(' ') {
+                Some(("issue", count)) => {
+                    for _ in 0..count.parse::<usize>()? {
+                        writeln!(out, "{}", control.issue_refresh_token("read write"))?;
+                    }
+                }
+                _ if line == "calls" => {
+                    writeln!(out, "{}", control.token_calls_by_grant("refresh_token"))?
+                }
+                _ if line == "rss" => {
+                    writeln!(out, "{}", peak_rss().unwrap_or_else(|| "unknown".into()))?
+                }
+                _ => bail!("unknown request {line:?}"),
+            }
+            out.flush()?;
+        }
+        Ok(())
+    })
+    .await?
+}
+
+/// The emulator in its own process (this example run with `--serve-emulator`), killed when
+/// dropped.
+struct EmulatorProcess {
+    child: Child,
+    pipes: Arc<Mutex<(ChildStdin, BufReader<ChildStdout>)>>,
+    base_url: Url,
+}
+
+impl EmulatorProcess {
+    fn start() -> anyhow::Result<EmulatorProcess> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("--serve-emulator")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the emulator process")?;
+        let stdin = child.stdin.take().context("the emulator's input")?;
+        let mut stdout = BufReader::new(child.stdout.take().context("the emulator's output")?);
+        let mut first = String::new();
+        stdout.read_line(&mut first)?;
+        let base_url = Url::parse(first.trim()).context("the emulator's base URL")?;
+        Ok(EmulatorProcess {
+            child,
+            pipes: Arc::new(Mutex::new((stdin, stdout))),
+            base_url,
+        })
+    }
+
+    /// Sends `request` and reads `lines` lines of answer, off the async threads.
+    async fn ask(&self, request: String, lines: usize) -> anyhow::Result<Vec<String>> {
+        let pipes = self.pipes.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut pipes = pipes.lock().expect("emulator pipes");
+            let (stdin, stdout) = &mut *pipes;
+            writeln!(stdin, "{request}")?;
+            stdin.flush()?;
+            let mut answer = Vec::with_capacity(lines);
+            for _ in 0..lines {
+                let mut line = String::new();
+                if stdout.read_line(&mut line)? == 0 {
+                    bail!("the emulator process ended");
+                }
+                answer.push(line.trim_end().to_owned());
+            }
+            Ok(answer)
+        })
+        .await?
+    }
+
+    async fn issue_refresh_tokens(&self, count: usize) -> anyhow::Result<Vec<String>> {
+        self.ask(format!("issue {count}"), count).await
+    }
+
+    async fn refresh_calls(&self) -> anyhow::Result<u64> {
+        let answer = self.ask("calls".into(), 1).await?;
+        Ok(answer[0].parse()?)
+    }
+
+    async fn peak_rss(&self) -> anyhow::Result<String> {
+        Ok(self.ask("rss".into(), 1).await?.remove(0))
+    }
+}
+
+impl Drop for EmulatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Where the benchmark's data lives: a SQLite file, or a fresh schema on PostgreSQL.

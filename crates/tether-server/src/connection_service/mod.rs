@@ -62,6 +62,8 @@ pub(crate) mod refresh;
 pub(crate) mod refresh_writes;
 pub(crate) mod refresher;
 pub(crate) mod removal;
+#[cfg(test)]
+pub(crate) mod test_rows;
 mod token_call;
 
 pub(crate) use error::ConnectionError;

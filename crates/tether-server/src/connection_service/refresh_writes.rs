@@ -128,33 +128,12 @@ async fn write<S: Store>(store: &S, jobs: Vec<Job>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection_service::test_rows::{T, active_row};
     use tether_store::{ConnectionStatus, CredentialsUpdate, Sealed, SqliteStore};
-
-    const T: i64 = 1_700_000_000;
 
     async fn store_with(ids: &[String]) -> SqliteStore {
         let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
-        let rows: Vec<ConnectionRow> = ids
-            .iter()
-            .map(|id| ConnectionRow {
-                id: id.clone(),
-                integration: "crm".into(),
-                end_user_id: format!("user_{id}"),
-                end_user_email: None,
-                end_user_display_name: None,
-                status: ConnectionStatus::Active,
-                credentials: Sealed::from_bytes(b"old".to_vec()),
-                credentials_version: 1,
-                access_expires_at: Some(T - 1),
-                metadata: "{}".into(),
-                last_error: None,
-                refresh_failures: 0,
-                next_refresh_at: None,
-                created_at: T - 3_600,
-                updated_at: T - 3_600,
-                provider_account: None,
-            })
-            .collect();
+        let rows: Vec<ConnectionRow> = ids.iter().map(|id| active_row(id, Some(T - 1))).collect();
         store.insert_connections(&rows).await.unwrap();
         store
     }

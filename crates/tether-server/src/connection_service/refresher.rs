@@ -186,30 +186,8 @@ fn jittered(interval: Duration) -> Duration {
 mod tests {
     use super::*;
     use crate::connection_service::clock::{Clock, FakeClock};
+    use crate::connection_service::test_rows::{T, active_row as row};
     use tether_store::{ConnectionStatus, SqliteStore};
-
-    const T: i64 = 1_700_000_000;
-
-    fn row(id: &str, expires_at: Option<i64>) -> ConnectionRow {
-        ConnectionRow {
-            id: id.to_owned(),
-            integration: "crm".into(),
-            end_user_id: format!("user_{id}"),
-            end_user_email: None,
-            end_user_display_name: None,
-            status: ConnectionStatus::Active,
-            credentials: tether_store::Sealed::default(),
-            credentials_version: 1,
-            access_expires_at: expires_at,
-            metadata: "{}".into(),
-            last_error: None,
-            refresh_failures: 0,
-            next_refresh_at: None,
-            created_at: T - 3_600,
-            updated_at: T - 3_600,
-            provider_account: None,
-        }
-    }
 
     /// The claims as the clock moves, against a real (in-memory) store.
     #[tokio::test]

@@ -97,8 +97,19 @@ async fn proxy<S: Store>(
     Path(params): Path<ProxyParams>,
     request: Request,
 ) -> Response<Body> {
+    answer(&state, &params.id, request).await
+}
+
+/// The proxied call's answer on connection `id` (as the route gives it, not yet checked), with
+/// the number of calls sent again; the app's key has been checked. For the route above and for
+/// the same route served ahead of the router (`http::fast_path`).
+pub(crate) async fn answer<S: Store>(
+    state: &AppState<S>,
+    id: &str,
+    request: Request,
+) -> Response<Body> {
     let mut retries = 0u32;
-    let mut response = match forward(&state, &params.id, request, &mut retries).await {
+    let mut response = match forward(state, id, request, &mut retries).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     };

@@ -5,6 +5,8 @@
 //! Label values are always from a small fixed set: never a connection id, an end user or a
 //! provider's free-text error, which would make the series count grow without bound.
 
+use std::borrow::Cow;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,14 +24,14 @@ pub struct ReasonLabel {
 /// status code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub route: String,
+    pub route: Cow<'static, str>,
     pub status: u16,
 }
 
 /// `route` label of an HTTP request's duration.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
-    pub route: String,
+    pub route: Cow<'static, str>,
 }
 
 /// Labels of a proxied call to a provider: the integration key (configured, so a small set)
@@ -240,10 +242,11 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one answered request; `route` is the matched pattern, `None` for no route.
-    pub fn http_request(&self, route: Option<String>, status: u16, seconds: f64) {
+    /// Counts one answered request; `route` is the matched pattern (borrowed when it is a
+    /// constant, as the proxy's are), `None` for no route.
+    pub fn http_request(&self, route: Option<Cow<'static, str>>, status: u16, seconds: f64) {
         let label = RouteLabel {
-            route: route.unwrap_or_else(|| "unmatched".to_owned()),
+            route: route.unwrap_or(Cow::Borrowed("unmatched")),
         };
         self.http_duration.get_or_create(&label).observe(seconds);
         self.http_requests

@@ -18,6 +18,7 @@
 #   PROFILE=1 scripts/bench-proxy.sh              # also `perf record` Tether's proxy run
 #   PROFILE=misses scripts/bench-proxy.sh         # ... or its credentials read through all rows
 #   PROFILE=1 KEEP_PERF=perf.data scripts/bench-proxy.sh   # keep the recording for perf report
+#   PROFILE=1 PERF_CALLGRAPH="--call-graph dwarf" ...       # callers without frame pointers
 #   NO_BUILD=1 scripts/bench-proxy.sh             # measure target/release as it is, without building
 #   SYSCALLS=1 scripts/bench-proxy.sh             # also system calls per request: Tether's proxy
 #                                                  # and the nginx hop's workers, under strace -c
@@ -207,7 +208,7 @@ for round in $(seq 1 "$ROUNDS"); do
   nginx+=("$(run "$nginx_url")")
   nginx_auto+=("$(run "$nginx_auto_url")")
   if [ "${PROFILE:-}" = 1 ] && [ "$round" = 1 ]; then
-    perf record -F 999 -g -p "$tether_pid" -o "$work/perf.data" >/dev/null 2>&1 & perf_pid=$!
+    perf record -F 999 ${PERF_CALLGRAPH:--g} -p "$tether_pid" -o "$work/perf.data" >/dev/null 2>&1 & perf_pid=$!
   fi
   tether+=("$(tether_proxy)")
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=""; fi
@@ -233,7 +234,7 @@ mapfile -t sizes < <(printf '%s\n' 1 1000 100000 "$CONNECTIONS_STORED" | awk -v 
 for n in "${sizes[@]}"; do
   echo "credentials read cycling through $n..." >&2
   if [ "${PROFILE:-}" = misses ] && [ "$n" = "$CONNECTIONS_STORED" ]; then
-    perf record -F 999 -g -p "$tether_pid" -o "$work/perf.data" >/dev/null 2>&1 & perf_pid=$!
+    perf record -F 999 ${PERF_CALLGRAPH:--g} -p "$tether_pid" -o "$work/perf.data" >/dev/null 2>&1 & perf_pid=$!
   fi
   cycled[creds_$n]=$(cycle "$n" credentials)
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=""; fi

@@ -236,7 +236,11 @@ async fn serve_connection<T: Served>(
 
 /// Runs the router under the request deadline: a handler (or a client sending its body) that
 /// takes longer gets a 408 problem and the work is dropped.
-async fn respond<T: Served>(router: T, request: Request<Body>, timeout: Duration) -> Response<Body> {
+async fn respond<T: Served>(
+    router: T,
+    request: Request<Body>,
+    timeout: Duration,
+) -> Response<Body> {
     match tokio::time::timeout(timeout, router.oneshot(request)).await {
         Ok(Ok(response)) => response,
         Ok(Err(never)) => match never {},

@@ -488,9 +488,8 @@ fn provider_uri(
         let origin = &base[..url::Position::BeforePath];
         let base_path = base.path().trim_end_matches('/');
         let query_len = raw_query.map_or(0, |query| query.len() + 1);
-        let mut text = String::with_capacity(
-            origin.len() + base_path.len() + raw_path.len() + query_len + 1,
-        );
+        let mut text =
+            String::with_capacity(origin.len() + base_path.len() + raw_path.len() + query_len + 1);
         text.push_str(origin);
         text.push_str(base_path);
         // `url` gives an empty path of an http(s) URL as `/`.

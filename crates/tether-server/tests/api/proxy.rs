@@ -505,7 +505,11 @@ async fn the_proxy_route_ahead_of_the_router_answers_as_the_router_did() {
     // An id with a percent-escape is read by the router's `Path` (decoded), as before: it
     // does not name the path it came in, so the path is refused.
     let escaped = format!("v1/proxy/{}/v1/deals", id.replacen('_', "%5F", 1));
-    let response = app.api(reqwest::Method::GET, &escaped).send().await.unwrap();
+    let response = app
+        .api(reqwest::Method::GET, &escaped)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
     request_id(&response);
     let problem: Value = response.json().await.unwrap();

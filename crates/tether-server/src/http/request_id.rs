@@ -80,10 +80,16 @@ pub(crate) fn finish<S: Store>(
     }
 }
 
-/// A new id: `req_` and 22 random base64url characters (plenty to tell requests apart).
+/// A new id: `req_` and 22 base64url characters, 128 random bits (plenty to tell requests
+/// apart). Written straight into the one string: an id is made for every request.
 pub fn generate() -> String {
-    let mut id = String::from("req_");
-    id.push_str(&tether_core::random::token()[..22]);
+    use base64::Engine as _;
+    use rand::Rng as _;
+    let mut bytes = [0u8; 16];
+    rand::rng().fill(&mut bytes[..]);
+    let mut id = String::with_capacity(26);
+    id.push_str("req_");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, &mut id);
     id
 }
 

@@ -18,11 +18,15 @@
 #   PROFILE=1 scripts/bench-proxy.sh              # also `perf record` Tether's proxy run
 #   PROFILE=misses scripts/bench-proxy.sh         # ... or its credentials read through all rows
 #   PROFILE=1 KEEP_PERF=perf.data scripts/bench-proxy.sh   # keep the recording for perf report
+#   PROFILE=1 PERF_CALLGRAPH="--call-graph dwarf" ...       # callers without frame pointers
+#   NO_BUILD=1 scripts/bench-proxy.sh             # measure target/release as it is, without building
 #   SYSCALLS=1 scripts/bench-proxy.sh             # also system calls per request: Tether's proxy
 #                                                  # and the nginx hop's workers, under strace -c
 #   TETHER_BIN=/path/to/other/tether scripts/bench-proxy.sh   # measure another build
 #   BASELINE_BIN=/path/to/older/tether scripts/bench-proxy.sh # ... and an older one beside it,
-#                                                  # in the same rounds, on the same rows
+#                                                  # in the same rounds (same schema: seeded by
+#                                                  # this build's generator)
+#   BASELINE_DIR=/path/to/older/checkout scripts/bench-proxy.sh # ... or one built from a checkout
 #
 # Needs (Debian): apt-get install nginx wrk curl sqlite3 python3 (and linux-perf for PROFILE).
 # Builds Tether and the row generator in release mode. Everything listens on 127.0.0.1 only,
@@ -51,7 +55,8 @@ if [ -n "${PROFILE:-}" ]; then
 fi
 [ "$(ulimit -n)" -gt $((LOAD_CONNECTIONS * 3)) ] || ulimit -n $((LOAD_CONNECTIONS * 3 + 1024))
 
-cargo build --release --quiet -p tether-cli -p tether-server --bins --example bench_connections
+# NO_BUILD=1: use the release build as it is (say, while the tree is being changed and rebuilt).
+[ -n "${NO_BUILD:-}" ] || cargo build --release --quiet -p tether-cli -p tether-server --bins --example bench_connections
 TETHER_BIN=${TETHER_BIN:-$root/target/release/tether}   # another build to compare, e.g. without mimalloc
 work=$(mktemp -d)
 tether_pid=""
@@ -144,13 +149,19 @@ ready_ms=$(python3 -c "print(f'{($(date +%s.%N)-$started_at)*1000:.0f}')")
 rss() { awk -v f="$1" '$1 == f":" {printf "%.1f MiB", $2/1024}' "/proc/$tether_pid/status"; }
 rss_idle=$(rss VmRSS)
 
-# An older build beside this one (BASELINE_DIR: another checkout), on its own database seeded
-# by its own generator (its schema may differ), measured in the same rounds.
-if [ -n "${BASELINE_DIR:-}" ]; then
-  (cd "$BASELINE_DIR" && cargo build --release --quiet -p tether-cli -p tether-server --bins --example bench_connections)
+# An older build beside this one, measured in the same rounds, on its own database: with
+# BASELINE_DIR (another checkout) built there and seeded by its own generator (its schema may
+# differ); with BASELINE_BIN (an older binary of the same schema) seeded by this build's.
+if [ -n "${BASELINE_DIR:-}" ] || [ -n "${BASELINE_BIN:-}" ]; then
+  generator=$root/target/release/examples/bench_connections
+  if [ -n "${BASELINE_DIR:-}" ]; then
+    (cd "$BASELINE_DIR" && cargo build --release --quiet -p tether-cli -p tether-server --bins --example bench_connections)
+    generator=$BASELINE_DIR/target/release/examples/bench_connections
+    BASELINE_BIN=$BASELINE_DIR/target/release/tether
+  fi
   tether_toml baseline "$BASELINE"
-  seed baseline "$BASELINE_DIR/target/release/examples/bench_connections" "$BASELINE_STORED"
-  start baseline "$BASELINE_DIR/target/release/tether" "$BASELINE"
+  seed baseline "$generator" "$BASELINE_STORED"
+  start baseline "$BASELINE_BIN" "$BASELINE"
   baseline_pid=$started_pid
 fi
 
@@ -197,7 +208,7 @@ for round in $(seq 1 "$ROUNDS"); do
   nginx+=("$(run "$nginx_url")")
   nginx_auto+=("$(run "$nginx_auto_url")")
   if [ "${PROFILE:-}" = 1 ] && [ "$round" = 1 ]; then
-    perf record -F 999 -g -p "$tether_pid" -o "$work/perf.data" >/dev/null 2>&1 & perf_pid=$!
+    perf record -F 999 ${PERF_CALLGRAPH:--g} -p "$tether_pid" -o "$work/perf.data" >/dev/null 2>&1 & perf_pid=$!
   fi
   tether+=("$(tether_proxy)")
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=""; fi
@@ -223,7 +234,7 @@ mapfile -t sizes < <(printf '%s\n' 1 1000 100000 "$CONNECTIONS_STORED" | awk -v 
 for n in "${sizes[@]}"; do
   echo "credentials read cycling through $n..." >&2
   if [ "${PROFILE:-}" = misses ] && [ "$n" = "$CONNECTIONS_STORED" ]; then
-    perf record -F 999 -g -p "$tether_pid" -o "$work/perf.data" >/dev/null 2>&1 & perf_pid=$!
+    perf record -F 999 ${PERF_CALLGRAPH:--g} -p "$tether_pid" -o "$work/perf.data" >/dev/null 2>&1 & perf_pid=$!
   fi
   cycled[creds_$n]=$(cycle "$n" credentials)
   if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; perf_pid=""; fi

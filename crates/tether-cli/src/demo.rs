@@ -256,7 +256,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let background = gateway.spawn_background(background_stopped);
     let served = tether_server::serve(
         listener,
-        gateway.router(),
+        gateway.service(),
         tether_server::ServerLimits::default(),
         async {
             let _ = tokio::signal::ctrl_c().await;

@@ -83,7 +83,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         background_stopped_for_keys,
     )?);
     let served =
-        tether_server::serve_per_core(listeners, gateway.router(), limits, shutdown_signal())
+        tether_server::serve_per_core(listeners, gateway.service(), limits, shutdown_signal())
             .await
             .context("serving");
     let _ = stop_background.send(true);

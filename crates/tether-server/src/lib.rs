@@ -45,8 +45,9 @@ pub use config::{
 };
 pub use connection_service::clock::{Clock, SystemClock};
 pub use http::error::ApiError;
+pub use http::fast_path::GatewayService;
 pub use http::per_core::{ServingThreads, bind_listeners, serve_per_core};
-pub use http::server::serve;
+pub use http::server::{Served, serve};
 pub use jobs::{rotation, sealing_key};
 pub use mcp_auth::McpAuthConfig;
 pub use state::api_keys::ApiKeys;
@@ -249,6 +250,15 @@ impl<S: Store> Gateway<S> {
                 request_id::track::<S>,
             ))
             .with_state(self.state.clone())
+    }
+
+    /// The complete router with the proxy route (`/v1/proxy/{id}/...`) answered ahead of it,
+    /// without axum's routing and middleware on that path, and the same answers: what
+    /// [`serve`] and [`serve_per_core`] should be given to serve the gateway alone (as
+    /// `tether serve` does). To mount the gateway into another axum app, use
+    /// [`Gateway::router`].
+    pub fn service(&self) -> GatewayService<S> {
+        GatewayService::new(self.state.clone(), self.router())
     }
 
     /// `GET /metrics` with no token, to serve on an address only the operator reaches

@@ -19,12 +19,11 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
-use axum::Router;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
 use crate::config::ServerLimits;
-use crate::http::server::{Shared, accept_loop};
+use crate::http::server::{Served, Shared, accept_loop};
 
 /// Pending connections each listening socket holds before the kernel refuses more.
 const BACKLOG: i32 = 1024;
@@ -81,13 +80,14 @@ impl ServingThreads {
     }
 }
 
-/// Serves `router` on `listeners` until `shutdown` resolves: the first listener on the
-/// current runtime, every other one on a thread of its own with a current-thread runtime.
+/// Serves `router` (axum's `Router`, or [`crate::Gateway::service`]) on `listeners` until
+/// `shutdown` resolves: the first listener on the current runtime, every other one on a
+/// thread of its own with a current-thread runtime.
 /// Returns once no listener accepts any more and open connections have finished (ten seconds
 /// at most); the other threads then wait for [`ServingThreads::finish`].
 pub async fn serve_per_core(
     listeners: Vec<std::net::TcpListener>,
-    router: Router,
+    router: impl Served,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<ServingThreads> {
@@ -126,10 +126,10 @@ pub async fn serve_per_core(
 
 /// One serving thread: `listener` on a current-thread runtime of its own, until the server
 /// stops; then the runtime lives on until `released` turns true.
-fn spawn_serving_thread(
+fn spawn_serving_thread<T: Served>(
     number: usize,
     listener: std::net::TcpListener,
-    router: &Router,
+    router: &T,
     shared: &Shared,
     released: &watch::Receiver<bool>,
 ) -> io::Result<std::thread::JoinHandle<()>> {

@@ -7,6 +7,7 @@
 //! A client's own `X-Request-Id` is not trusted from untrusted peers: it would let anyone
 //! write arbitrary text into the operator's logs, or make their requests look like another's.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -27,34 +28,68 @@ pub async fn track<S: Store>(
     request: Request,
     next: Next,
 ) -> Response {
-    let id = accepted_id(&state, &request).unwrap_or_else(generate);
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_owned());
+    let (tracked, span) = begin(&state, &request, route.as_deref().unwrap_or("unmatched"));
+    let mut response = next.run(request).instrument(span).await;
+    finish(&state, tracked, route.map(Cow::Owned), &mut response);
+    response
+}
+
+/// A request being answered: its id and when it started.
+pub(crate) struct Tracked {
+    id: String,
+    started: Instant,
+}
+
+/// The request's id and its span (`route`: the matched pattern, or `unmatched`), for
+/// [`track`] and for the proxy route served ahead of the router (`fast_path`).
+pub(crate) fn begin<S: Store>(
+    state: &AppState<S>,
+    request: &Request,
+    route: &str,
+) -> (Tracked, tracing::Span) {
+    let id = accepted_id(state, request).unwrap_or_else(generate);
     let span = tracing::info_span!(
         "request",
         request_id = %id,
         method = %request.method(),
-        route = route.as_deref().unwrap_or("unmatched"),
+        route,
     );
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span).await;
+    (Tracked { id, started }, span)
+}
+
+/// Counts the answered request by route (`None`: no route matched) and status, and gives
+/// the response its id.
+pub(crate) fn finish<S: Store>(
+    state: &AppState<S>,
+    tracked: Tracked,
+    route: Option<Cow<'static, str>>,
+    response: &mut Response,
+) {
     state.metrics.http_request(
         route,
         response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
+        tracked.started.elapsed().as_secs_f64(),
     );
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if let Ok(value) = HeaderValue::try_from(tracked.id) {
         response.headers_mut().insert(HEADER, value);
     }
-    response
 }
 
-/// A new id: `req_` and 22 random base64url characters (plenty to tell requests apart).
+/// A new id: `req_` and 22 base64url characters, 128 random bits (plenty to tell requests
+/// apart). Written straight into the one string: an id is made for every request.
 pub fn generate() -> String {
-    let mut id = String::from("req_");
-    id.push_str(&tether_core::random::token()[..22]);
+    use base64::Engine as _;
+    use rand::Rng as _;
+    let mut bytes = [0u8; 16];
+    rand::rng().fill(&mut bytes[..]);
+    let mut id = String::with_capacity(26);
+    id.push_str("req_");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, &mut id);
     id
 }
 

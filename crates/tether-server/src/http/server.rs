@@ -8,6 +8,9 @@
 //! connection cap (a semaphore, so a full server stops accepting instead of failing sockets
 //! it cannot serve), the idle watchdog, the per-request deadline, and graceful shutdown.
 //! The peer address reaches handlers as axum's `ConnectInfo<SocketAddr>`.
+//!
+//! What it serves is any [`Served`] service: axum's `Router`, or the gateway's router with the
+//! proxy route answered ahead of it (`fast_path`), which is what `tether serve` runs.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,7 +22,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, Response};
@@ -38,11 +40,40 @@ use crate::http::error::ApiError;
 /// How long open connections may take to finish after shutdown was asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets open
-/// connections finish (for at most ten seconds).
+/// What the server can serve: a cloneable service from request to response that never fails,
+/// such as axum's `Router` or [`crate::GatewayService`] (from [`crate::Gateway::service`]).
+pub trait Served:
+    tower::Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Served for T where
+    T: tower::Service<
+            Request<Body>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Serves `router` (axum's `Router`, or [`crate::Gateway::service`]) on `listener` until
+/// `shutdown` resolves, then stops accepting and lets open connections finish (for at most
+/// ten seconds).
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: impl Served,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
@@ -97,9 +128,9 @@ impl Shared {
 
 /// Accepts connections on `listener` until `shutdown` resolves, serving each in a task of the
 /// current runtime (so, on a current-thread runtime, on this thread).
-pub(crate) async fn accept_loop(
+pub(crate) async fn accept_loop<T: Served>(
     listener: &TcpListener,
-    router: &Router,
+    router: &T,
     shared: &Shared,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -139,10 +170,10 @@ pub(crate) async fn accept_loop(
 }
 
 /// One connection: HTTP/1.1 or HTTP/2 as the client speaks, watched for idleness.
-async fn serve_connection(
+async fn serve_connection<T: Served>(
     stream: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    router: T,
     limits: Arc<ServerLimits>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -205,7 +236,11 @@ async fn serve_connection(
 
 /// Runs the router under the request deadline: a handler (or a client sending its body) that
 /// takes longer gets a 408 problem and the work is dropped.
-async fn respond(router: Router, request: Request<Body>, timeout: Duration) -> Response<Body> {
+async fn respond<T: Served>(
+    router: T,
+    request: Request<Body>,
+    timeout: Duration,
+) -> Response<Body> {
     match tokio::time::timeout(timeout, router.oneshot(request)).await {
         Ok(Ok(response)) => response,
         Ok(Err(never)) => match never {},

@@ -390,8 +390,9 @@ impl ProxyClient {
     }
 
     /// The policy's refusal of a URI whose host is an IP literal; names are checked by the
-    /// guarded pool's resolver. The URI comes from a `url::Url`, so any IPv4 spelling
-    /// (`2130706433`, `0x7f.1`) is already in dotted form here.
+    /// guarded pool's resolver. The URI's scheme and host come from a `url::Url` (the
+    /// provider's base URL), so any IPv4 spelling (`2130706433`, `0x7f.1`) is already in
+    /// dotted form here.
     fn refused_literal(&self, uri: &http::Uri) -> Option<String> {
         let host = uri.host()?;
         let ip: std::net::IpAddr = host

@@ -5,6 +5,10 @@
 //! Label values are always from a small fixed set: never a connection id, an end user or a
 //! provider's free-text error, which would make the series count grow without bound.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::RwLock;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,14 +26,14 @@ pub struct ReasonLabel {
 /// status code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub route: String,
+    pub route: Cow<'static, str>,
     pub status: u16,
 }
 
 /// `route` label of an HTTP request's duration.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
-    pub route: String,
+    pub route: Cow<'static, str>,
 }
 
 /// Labels of a proxied call to a provider: the integration key (configured, so a small set)
@@ -100,6 +104,33 @@ pub struct Metrics {
     pub proxy_rate_limit: Family<RateLimitLabels, Counter>,
     /// MCP tool calls by tool and outcome.
     pub mcp_tool_calls: Family<ToolLabels, Counter>,
+    /// The two proxy families' series of each integration, found by its key (see
+    /// [`ProxySeries`]).
+    proxy_series: RwLock<HashMap<Box<str>, ProxySeries>>,
+}
+
+/// The status classes of [`ProxyLabels`], in the order of [`ProxySeries::requests`].
+const PROXY_CLASSES: [&str; 9] = [
+    "1xx",
+    "2xx",
+    "3xx",
+    "4xx",
+    "5xx",
+    "unreachable",
+    "failed",
+    "refused",
+    "timeout",
+];
+
+/// One integration's series in `proxy_upstream_duration_seconds` and `proxy_requests`
+/// (handles on the families' own, which share their counts), found by the integration's key
+/// as a `&str`: [`Metrics::proxied`] is called for every proxied call, and building its two
+/// label sets cost a `String` and a lookup in each family every time.
+struct ProxySeries {
+    duration: Histogram,
+    /// By status class, each made on its first call (a class never seen stays out of
+    /// `/metrics`, as before).
+    requests: [Option<Counter>; PROXY_CLASSES.len()],
 }
 
 impl Metrics {
@@ -177,6 +208,7 @@ impl Metrics {
         );
         Metrics {
             registry,
+            proxy_series: RwLock::default(),
             mcp_tool_calls,
             proxy_rate_limit,
             proxy_requests,
@@ -227,23 +259,48 @@ impl Metrics {
 
     /// Counts one proxied call to a provider of `integration`.
     pub fn proxied(&self, integration: &str, class: &'static str, seconds: f64) {
-        // One label string per call, moved from one family's key to the other's.
+        let index = PROXY_CLASSES.iter().position(|known| *known == class);
+        if let Some(index) = index
+            && let Ok(series) = self.proxy_series.read()
+            && let Some(series) = series.get(integration)
+            && let Some(requests) = &series.requests[index]
+        {
+            series.duration.observe(seconds);
+            requests.inc();
+            return;
+        }
+        // The first call of this integration and class: through the families, then kept.
         let label = IntegrationLabel {
             integration: integration.to_owned(),
         };
-        self.proxy_duration.get_or_create(&label).observe(seconds);
-        self.proxy_requests
+        let duration = self.proxy_duration.get_or_create(&label).clone();
+        let requests = self
+            .proxy_requests
             .get_or_create(&ProxyLabels {
                 integration: label.integration,
                 class,
             })
-            .inc();
+            .clone();
+        duration.observe(seconds);
+        requests.inc();
+        if let Some(index) = index
+            && let Ok(mut all) = self.proxy_series.write()
+        {
+            let series = all
+                .entry(integration.into())
+                .or_insert_with(|| ProxySeries {
+                    duration,
+                    requests: Default::default(),
+                });
+            series.requests[index] = Some(requests);
+        }
     }
 
-    /// Counts one answered request; `route` is the matched pattern, `None` for no route.
-    pub fn http_request(&self, route: Option<String>, status: u16, seconds: f64) {
+    /// Counts one answered request; `route` is the matched pattern (borrowed when it is a
+    /// constant, as the proxy's are), `None` for no route.
+    pub fn http_request(&self, route: Option<Cow<'static, str>>, status: u16, seconds: f64) {
         let label = RouteLabel {
-            route: route.unwrap_or_else(|| "unmatched".to_owned()),
+            route: route.unwrap_or(Cow::Borrowed("unmatched")),
         };
         self.http_duration.get_or_create(&label).observe(seconds);
         self.http_requests
@@ -305,6 +362,27 @@ fn failure_reason(err: &TokenError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxied_calls_count_through_the_kept_series_as_through_the_families() {
+        let metrics = Metrics::new();
+        for _ in 0..3 {
+            metrics.proxied("crm", "2xx", 0.001);
+        }
+        metrics.proxied("crm", "5xx", 0.001);
+        metrics.proxied("other", "2xx", 0.001);
+        let text = metrics.render();
+        for line in [
+            r#"tether_proxy_requests_total{integration="crm",class="2xx"} 3"#,
+            r#"tether_proxy_requests_total{integration="crm",class="5xx"} 1"#,
+            r#"tether_proxy_requests_total{integration="other",class="2xx"} 1"#,
+            r#"tether_proxy_upstream_duration_seconds_count{integration="crm"} 4"#,
+            r#"tether_proxy_upstream_duration_seconds_count{integration="other"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(!text.contains(r#"class="4xx""#), "{text}");
+    }
 
     #[test]
     fn reasons_are_bounded() {

@@ -204,7 +204,8 @@ impl TestApp {
         }
         let gateway = builder.build().unwrap();
         gateway.load_stored_integrations().await.unwrap();
-        let router = gateway.router();
+        // What `tether serve` serves: the router with the proxy route ahead of it.
+        let router = gateway.service();
         self.gateway = Some(Arc::new(gateway));
         let (tx, rx) = oneshot::channel();
         let limits = self.options.limits.clone();

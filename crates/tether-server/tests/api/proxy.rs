@@ -439,3 +439,86 @@ async fn a_provider_401_is_retried_even_with_one_request_in_flight_per_host() {
     );
     assert_eq!(app.seed.control.token_calls_by_grant("refresh_token"), 1);
 }
+
+/// The proxy route is answered ahead of the router (`http::fast_path`): what does not have
+/// its shape stays the router's, and its own answers carry what the router gave them.
+#[tokio::test]
+async fn the_proxy_route_ahead_of_the_router_answers_as_the_router_did() {
+    let app = spawn_app().await;
+    let id = app.connect("fast").await;
+    let request_id = |response: &reqwest::Response| {
+        let value = response.headers()["x-request-id"].to_str().unwrap();
+        assert!(value.starts_with("req_"), "{value}");
+    };
+
+    // Not the proxy's shape: the router's 404 problem.
+    let not_proxy = format!("v1/proxyx/{id}/v1/deals");
+    for path in ["v1/proxy", "v1/proxy/", "v1/proxyx", not_proxy.as_str()] {
+        let response = app.api(reqwest::Method::GET, path).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        request_id(&response);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], "not_found", "{path}");
+    }
+    assert_eq!(raw_status(&app, "/v1/proxy//v1/deals").await, 404);
+
+    // A proxied answer: its request id, the retries made, its length.
+    let response = app.proxy_get(&id, "v1/deals").await;
+    assert_eq!(response.status(), 200);
+    request_id(&response);
+    assert_eq!(response.headers()["tether-retries"], "0");
+    let length: usize = response.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(response.bytes().await.unwrap().len(), length);
+
+    // HEAD: the head alone.
+    let response = app
+        .api(reqwest::Method::HEAD, &format!("v1/proxy/{id}/v1/deals"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    request_id(&response);
+    assert!(response.bytes().await.unwrap().is_empty());
+
+    // No key, or a wrong one: the API's 401 problem, before anything else.
+    let response = app
+        .http
+        .get(app.url(&format!("v1/proxy/{id}/v1/deals")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    request_id(&response);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    // An id with a percent-escape is read by the router's `Path` (decoded), as before: it
+    // does not name the path it came in, so the path is refused.
+    let escaped = format!("v1/proxy/{}/v1/deals", id.replacen('_', "%5F", 1));
+    let response = app
+        .api(reqwest::Method::GET, &escaped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    request_id(&response);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_proxy_path");
+
+    // The route's two shorter shapes are the proxy's too (the provider's base URL).
+    for path in [format!("v1/proxy/{id}"), format!("v1/proxy/{id}/")] {
+        let response = app.api(reqwest::Method::GET, &path).send().await.unwrap();
+        request_id(&response);
+        assert_eq!(response.headers()["tether-retries"], "0", "{path}");
+    }
+}

@@ -12,16 +12,23 @@ use subtle::ConstantTimeEq;
 
 /// A fresh 256-bit random token, base64url (43 characters).
 pub fn token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
+    prefixed_token("")
 }
 
 /// A fresh random token with a readable prefix, e.g. `tether_sk_...`.
 pub fn prefixed_token(prefix: &str) -> String {
-    let mut out = String::with_capacity(prefix.len() + 43);
+    prefixed_random::<32>(prefix)
+}
+
+/// `prefix` and `N` fresh random bytes in base64url, in one string. For values that only
+/// tell things apart (request ids: 16 bytes) rather than guard anything, which take
+/// [`token`]'s 32.
+pub fn prefixed_random<const N: usize>(prefix: &str) -> String {
+    let mut bytes = [0u8; N];
+    rand::rng().fill_bytes(&mut bytes);
+    let mut out = String::with_capacity(prefix.len() + N.div_ceil(3) * 4);
     out.push_str(prefix);
-    out.push_str(&token());
+    URL_SAFE_NO_PAD.encode_string(bytes, &mut out);
     out
 }
 
@@ -44,5 +51,8 @@ mod tests {
         assert_eq!(a.len(), 43);
         assert_ne!(a, b);
         assert!(super::prefixed_token("tether_sk_").starts_with("tether_sk_"));
+        let id = super::prefixed_random::<16>("req_");
+        assert_eq!(id.len(), 4 + 22);
+        assert!(id.starts_with("req_"));
     }
 }

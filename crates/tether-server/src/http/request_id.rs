@@ -83,14 +83,7 @@ pub(crate) fn finish<S: Store>(
 /// A new id: `req_` and 22 base64url characters, 128 random bits (plenty to tell requests
 /// apart). Written straight into the one string: an id is made for every request.
 pub fn generate() -> String {
-    use base64::Engine as _;
-    use rand::Rng as _;
-    let mut bytes = [0u8; 16];
-    rand::rng().fill(&mut bytes[..]);
-    let mut id = String::with_capacity(26);
-    id.push_str("req_");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, &mut id);
-    id
+    tether_core::random::prefixed_random::<16>("req_")
 }
 
 /// The proxy's id, when the peer is trusted and the id is short and plain.

@@ -11,30 +11,33 @@ use super::{Db, Pool};
 use crate::rows::{ConnectionRecord, connection_columns, into_connection_rows};
 use crate::{
     ConnectionEventRow, ConnectionPage, ConnectionRow, ConnectionStatus, EventBucket, HistoryEntry,
-    StatusCount, StoreError, StoreResult,
+    NewWebhookEvent, StatusCount, StoreError, StoreResult,
 };
 
-/// Writes one history entry inside the caller's transaction.
-pub(super) async fn insert(
+/// Writes the history entries of `events` inside the caller's transaction, in one statement;
+/// an entry names its event when the event is to be delivered.
+pub(super) async fn insert_for_events(
     tx: &mut Transaction<'_, Db>,
-    connection_id: &str,
-    entry: &HistoryEntry,
-    webhook_event_id: Option<&str>,
-    at: i64,
+    events: &[&NewWebhookEvent],
 ) -> StoreResult<()> {
-    sqlx::query(
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut query: QueryBuilder<'_, Db> = QueryBuilder::new(
         "INSERT INTO connection_events (connection_id, integration, kind, detail, reference, \
-         webhook_event_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(connection_id)
-    .bind(&entry.integration)
-    .bind(&entry.kind)
-    .bind(&entry.detail)
-    .bind(&entry.reference)
-    .bind(webhook_event_id)
-    .bind(at)
-    .execute(&mut **tx)
-    .await?;
+         webhook_event_id, created_at) ",
+    );
+    query.push_values(events, |mut values, e| {
+        values
+            .push_bind(&e.connection_id)
+            .push_bind(&e.history.integration)
+            .push_bind(&e.history.kind)
+            .push_bind(&e.history.detail)
+            .push_bind(&e.history.reference)
+            .push_bind(e.deliver.then_some(e.id.as_str()))
+            .push_bind(e.created_at);
+    });
+    query.build().execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -10,6 +10,8 @@
 //! of the lease of every connection in one statement, and their history entries in another),
 //! so that a storm of refreshes costs the database one commit per batch, not one per refresh.
 
+use std::collections::{HashMap, HashSet};
+
 use sqlx::QueryBuilder;
 
 use super::{Db, Pool};
@@ -42,7 +44,11 @@ pub(super) async fn try_acquire(
     Ok(result.rows_affected() == 1)
 }
 
-pub(super) async fn release(pool: &Pool, id: &str, owner: &str) -> StoreResult<()> {
+pub(super) async fn release<'c>(
+    db: impl sqlx::Executor<'c, Database = Db>,
+    id: &str,
+    owner: &str,
+) -> StoreResult<()> {
     // Only the holder may release: a slow former holder whose lease expired and was taken
     // over must not free the new holder's lease.
     sqlx::query(
@@ -51,7 +57,7 @@ pub(super) async fn release(pool: &Pool, id: &str, owner: &str) -> StoreResult<(
     )
     .bind(id)
     .bind(owner)
-    .execute(pool)
+    .execute(db)
     .await?;
     Ok(())
 }
@@ -151,14 +157,8 @@ pub(super) async fn finish_many(
     // A swap that lost (another writer got there first, or the connection is gone) still
     // gives the lease back; the winners gave theirs back in the swap. Rare: one at a time.
     for (finish, _) in batch.iter().zip(&written).filter(|(_, row)| row.is_none()) {
-        sqlx::query(
-            "UPDATE connections SET lease_owner = NULL, lease_until = NULL \
-             WHERE id = $1 AND lease_owner = $2",
-        )
-        .bind(&finish.refreshed.update.id)
-        .bind(&finish.refreshed.lease_owner)
-        .execute(&mut *tx)
-        .await?;
+        let refreshed = finish.refreshed;
+        release(&mut *tx, &refreshed.update.id, &refreshed.lease_owner).await?;
     }
     tx.commit().await?;
     Ok(written)
@@ -167,7 +167,7 @@ pub(super) async fn finish_many(
 /// Splits `pending` (indexes into `batch`) into the first of each connection id, in order,
 /// and the rest.
 fn distinct_ids(batch: &[RefreshFinish<'_>], pending: Vec<usize>) -> (Vec<usize>, Vec<usize>) {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     pending
         .into_iter()
         .partition(|&i| seen.insert(batch[i].refreshed.update.id.as_str()))
@@ -220,12 +220,13 @@ async fn swap_credentials(
         connection_columns!()
     ));
     let records: Vec<ConnectionRecord> = query.build_query_as().fetch_all(&mut **tx).await?;
+    // Each id once in `chunk`, so each returned row has exactly one place.
+    let places: HashMap<&str, usize> = chunk
+        .iter()
+        .map(|&i| (batch[i].refreshed.update.id.as_str(), i))
+        .collect();
     for row in into_connection_rows(records)? {
-        // Each id once in `chunk`, so each returned row has exactly one place.
-        if let Some(&i) = chunk
-            .iter()
-            .find(|&&i| batch[i].refreshed.update.id == row.id)
-        {
+        if let Some(&i) = places.get(row.id.as_str()) {
             written[i] = Some(row);
         }
     }

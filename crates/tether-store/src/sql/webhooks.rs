@@ -21,47 +21,42 @@ pub(super) async fn insert_event(
     tx: &mut Transaction<'_, Db>,
     e: &NewWebhookEvent,
 ) -> StoreResult<()> {
-    let webhook_id = e.deliver.then_some(e.id.as_str());
-    super::history::insert(tx, &e.connection_id, &e.history, webhook_id, e.created_at).await?;
-    if !e.deliver {
-        return Ok(());
-    }
-    insert_delivery(tx, e).await
+    insert_events(tx, &[e]).await
 }
 
-/// [`insert_event`] for several events, one statement for their history entries and one for
+/// [`insert_event`] for several events: one statement for their history entries and one for
 /// those to deliver.
 pub(super) async fn insert_events(
+    tx: &mut Transaction<'_, Db>,
+    events: &[&NewWebhookEvent],
+) -> StoreResult<()> {
+    super::history::insert_for_events(tx, events).await?;
+    let deliveries: Vec<&NewWebhookEvent> = events.iter().copied().filter(|e| e.deliver).collect();
+    insert_deliveries(tx, &deliveries).await
+}
+
+/// Queues the webhook of an event whose history entry is written elsewhere (or not at all:
+/// a further webhook about a change already in the history).
+pub(super) async fn insert_delivery(
+    tx: &mut Transaction<'_, Db>,
+    e: &NewWebhookEvent,
+) -> StoreResult<()> {
+    insert_deliveries(tx, &[e]).await
+}
+
+/// Puts `events` in the outbox, due at once, in one statement.
+async fn insert_deliveries(
     tx: &mut Transaction<'_, Db>,
     events: &[&NewWebhookEvent],
 ) -> StoreResult<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let mut history: QueryBuilder<'_, Db> = QueryBuilder::new(
-        "INSERT INTO connection_events (connection_id, integration, kind, detail, reference, \
-         webhook_event_id, created_at) ",
-    );
-    history.push_values(events, |mut values, e| {
-        values
-            .push_bind(&e.connection_id)
-            .push_bind(&e.history.integration)
-            .push_bind(&e.history.kind)
-            .push_bind(&e.history.detail)
-            .push_bind(&e.history.reference)
-            .push_bind(e.deliver.then_some(e.id.as_str()))
-            .push_bind(e.created_at);
-    });
-    history.build().execute(&mut **tx).await?;
-    let deliveries: Vec<&&NewWebhookEvent> = events.iter().filter(|e| e.deliver).collect();
-    if deliveries.is_empty() {
-        return Ok(());
-    }
     let mut outbox: QueryBuilder<'_, Db> = QueryBuilder::new(
         "INSERT INTO webhook_events (id, event_type, connection_id, payload, status, \
          attempts, next_attempt_at, created_at, updated_at) ",
     );
-    outbox.push_values(deliveries, |mut values, e| {
+    outbox.push_values(events, |mut values, e| {
         values
             .push_bind(&e.id)
             .push_bind(&e.event_type)
@@ -73,29 +68,6 @@ pub(super) async fn insert_events(
             .push_bind(e.created_at);
     });
     outbox.build().execute(&mut **tx).await?;
-    Ok(())
-}
-
-/// Queues the webhook of an event whose history entry is written elsewhere (or not at all:
-/// a further webhook about a change already in the history).
-pub(super) async fn insert_delivery(
-    tx: &mut Transaction<'_, Db>,
-    e: &NewWebhookEvent,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO webhook_events (id, event_type, connection_id, payload, status, \
-         attempts, next_attempt_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7)",
-    )
-    .bind(&e.id)
-    .bind(&e.event_type)
-    .bind(&e.connection_id)
-    .bind(&e.payload)
-    .bind(e.created_at)
-    .bind(e.created_at)
-    .bind(e.created_at)
-    .execute(&mut **tx)
-    .await?;
     Ok(())
 }
 

@@ -97,9 +97,10 @@ async fn write<S: Store>(store: &S, jobs: Vec<Job>) {
             event: job.event.as_ref(),
         })
         .collect();
-    match store.finish_refreshes(&finishes).await {
+    let outcome = store.finish_refreshes(&finishes).await;
+    drop(finishes);
+    match outcome {
         Ok(written) => {
-            drop(finishes);
             for (job, row) in jobs.into_iter().zip(written) {
                 // A caller that went away no longer needs its answer; its write stands.
                 let _ = job.reply.send(Ok(row));
@@ -108,7 +109,6 @@ async fn write<S: Store>(store: &S, jobs: Vec<Job>) {
         Err(err) if jobs.len() > 1 => {
             tracing::warn!(error = ?err, count = jobs.len(),
                 "a batch of refreshed tokens could not be written; writing them one by one");
-            drop(finishes);
             for job in jobs {
                 let written = store
                     .finish_refresh(&job.refreshed, job.event.as_ref())
@@ -116,8 +116,8 @@ async fn write<S: Store>(store: &S, jobs: Vec<Job>) {
                 let _ = job.reply.send(written);
             }
         }
+        // The one refresh of the batch: its own error.
         Err(err) => {
-            drop(finishes);
             if let Some(job) = jobs.into_iter().next() {
                 let _ = job.reply.send(Err(err));
             }

@@ -145,10 +145,9 @@ pub(super) async fn store_refreshed<S: Store>(
         &current.row,
         extra,
     );
-    let deliver = event.as_ref().is_some_and(|e| e.deliver);
     let written = state
         .refresh_writes
-        .finish(refreshed, event)
+        .finish(refreshed, event.clone())
         .await
         .map_err(|e| Fallback::Fail(e.into()))?;
     state.cache.invalidate(&current.row.id);
@@ -171,9 +170,7 @@ pub(super) async fn store_refreshed<S: Store>(
             other => other.map_err(Fallback::Fail),
         };
     };
-    if deliver {
-        state.webhook_wake.notify_one();
-    }
+    webhooks::wake(&state.webhook_wake, event.as_ref());
     if !cache {
         // Not cached, so no generation to guard: this value goes back to a caller that drops it.
         return Ok(CachedConnection {

@@ -482,6 +482,7 @@ fn provider_uri(
 ) -> Result<Uri, ApiError> {
     let direct = added.is_empty()
         && matches!(base.scheme(), "http" | "https")
+        && base.fragment().is_none()
         && kept_as_is(raw_path, false)
         && raw_query.is_none_or(|query| kept_as_is(query, true));
     let text = if direct {
@@ -948,7 +949,12 @@ mod tests {
                 let Ok(raw) = check(&path) else {
                     return Ok(());
                 };
-                for base in ["http://127.0.0.1:9/api/v1", "http://127.0.0.1:9/", "https://127.0.0.1/a/"] {
+                for base in [
+                    "http://127.0.0.1:9/api/v1",
+                    "http://127.0.0.1:9/",
+                    "https://127.0.0.1/a/",
+                    "http://127.0.0.1:9/a#part",
+                ] {
                     let base = Url::parse(base).unwrap();
                     let by_url = Uri::try_from(
                         provider_url(&base, &raw, query.as_deref(), &[]).as_str(),
